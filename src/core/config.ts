@@ -1,0 +1,68 @@
+import { availableParallelism } from "node:os";
+import { z } from "zod";
+import { ConfigError } from "../errors/omni-error.js";
+import type { DiffusionExecutorClass } from "../executors/base.js";
+import { DEFAULT_MODEL_DIR } from "./paths.js";
+
+/** Resource limits every request is checked against before it is queued. */
+export const limitsSchema = z
+  .object({
+    maxBatchSize: z.number().int().min(1).max(256).default(8),
+    maxQueue: z.number().int().min(1).default(1024),
+    maxWidth: z.number().int().min(8).default(1024),
+    maxHeight: z.number().int().min(8).default(1024),
+    maxSteps: z.number().int().min(1).default(150),
+    maxOutputsPerPrompt: z.number().int().min(1).default(10),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** Folder in the diffusers ONNX layout. Defaults to the shipped tiny-shapes model. */
+    model: z.string().min(1).default(DEFAULT_MODEL_DIR),
+    /** Pipeline class; read from model_index.json's `_class_name` when absent. */
+    modelClassName: z.string().min(1).optional(),
+    /** Number of worker ranks (on CPU: worker processes). */
+    numGpus: z.number().int().min(1).max(64).default(1),
+    /** Built-in name, "module#Export" path, or a DiffusionExecutor subclass. Absent → multi-process. */
+    executorClass: z.union([z.string().min(1), z.custom<DiffusionExecutorClass>((v) => typeof v === "function", "a class")]).optional(),
+    /** Options passed to the executor (remote endpoints, timeouts, ...). */
+    executorOptions: z.record(z.string(), z.unknown()).default({}),
+    /** onnxruntime execution provider. */
+    executionProvider: z.enum(["cpu", "cuda"]).default("cpu"),
+    /** onnxruntime intra-op threads per worker; default splits the cores among workers. */
+    intraOpNumThreads: z.number().int().min(1).max(256).optional(),
+    /** Max time for one RPC / batch, ms. */
+    rpcTimeoutMs: z.number().int().min(1).default(300_000),
+    /** Worker start-up deadline (model load), ms. */
+    workerStartTimeoutMs: z.number().int().min(1).default(60_000),
+    /** How many times a request is retried on a restarted worker after its worker died. */
+    maxWorkerRetries: z.number().int().min(0).max(10).default(1),
+    /** Run one tiny generation at start-up so the first user request is not slowed by lazy init. */
+    warmup: z.boolean().default(false),
+    /** How long the batcher waits for more compatible requests before dispatching, ms. */
+    batchWindowMs: z.number().min(0).max(10_000).default(2),
+    /** Python-style worker extension: "module#Export" of a class whose methods become RPC methods. */
+    workerExtension: z.string().min(1).optional(),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+  })
+  .strict();
+
+export type OmniDiffusionConfigInput = z.input<typeof configSchema>;
+export type OmniDiffusionConfig = z.output<typeof configSchema> & { intraOpNumThreads: number };
+
+/** Validates a config object; throws one ConfigError naming each bad field. */
+export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusionConfig {
+  const r = configSchema.safeParse(input ?? {});
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new ConfigError(`invalid OmniDiffusionConfig: ${issues.join("; ")}`, {
+      field: r.error.issues[0]?.path.join("."),
+      data: { issues },
+    });
+  }
+  const cfg = r.data;
+  // workers × threads ≤ cores: onnxruntime's default of one thread per core per session oversubscribes.
+  const threads = cfg.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / cfg.numGpus));
+  return { ...cfg, intraOpNumThreads: threads };
+}

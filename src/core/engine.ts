@@ -1,0 +1,257 @@
+import { AbortedError, ClosedError, OmniError, QueueFullError, ValidationError, toOmniError } from "../errors/omni-error.js";
+import type { CollectiveRpcOptions, DiffusionExecutor } from "../executors/base.js";
+import { resolveExecutor } from "../executors/resolve-executor.js";
+import type { StepProgress } from "../pipelines/types.js";
+import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
+import { parseConfig, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
+import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "./request.js";
+import { OmniRequestOutput } from "./request-output.js";
+
+/** Per-call options of {@link DiffusionEngine.generate}. */
+export interface EngineGenerateOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: StepProgress) => void;
+}
+
+/** Live counters, for health pages and metrics. */
+export interface EngineStats {
+  queued: number;
+  inFlight: number;
+  batchesRun: number;
+  requestsDone: number;
+  requestsFailed: number;
+}
+
+/**
+ * The engine (vLLM-Omni's `DiffusionEngine`): validates requests against the configured limits, queues
+ * them, batches compatible ones, hands batches to the executor and gives every request back exactly one
+ * {@link OmniRequestOutput}: its images, or its error.
+ *
+ * @example
+ * const engine = await DiffusionEngine.create({ numGpus: 1 });
+ * const [out] = await engine.step([new OmniDiffusionRequest({ prompt: "a red circle on a blue background", seed: 42 })]);
+ * await engine.close();
+ */
+export class DiffusionEngine {
+  readonly config: OmniDiffusionConfig;
+  readonly executor: DiffusionExecutor;
+  #queue = new BatchQueue();
+  #inFlight = new Map<string, QueuedRequest>();
+  #aborted = new Set<string>();
+  #runningBatches = new Set<Promise<void>>();
+  #dispatchTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
+  #closing: Promise<void> | null = null;
+  #stats = { batchesRun: 0, requestsDone: 0, requestsFailed: 0 };
+
+  private constructor(config: OmniDiffusionConfig, executor: DiffusionExecutor) {
+    this.config = config;
+    this.executor = executor;
+  }
+
+  /** Validates the config, resolves and starts the executor, optionally warms it up. */
+  static async create(input: OmniDiffusionConfigInput = {}): Promise<DiffusionEngine> {
+    const config = parseConfig(input);
+    const Executor = await resolveExecutor(config.executorClass);
+    const executor = new (Executor as unknown as new (c: OmniDiffusionConfig) => DiffusionExecutor)(config);
+    try {
+      await executor.init();
+    } catch (err) {
+      await executor.close().catch(() => undefined);
+      throw err;
+    }
+    const engine = new DiffusionEngine(config, executor);
+    if (config.warmup) {
+      const [out] = await engine.step([new OmniDiffusionRequest({ prompt: "warm-up", numInferenceSteps: 1, seed: 0 })]);
+      if (out?.error) {
+        await engine.close();
+        throw out.error;
+      }
+    }
+    return engine;
+  }
+
+  get stats(): EngineStats {
+    return { queued: this.#queue.size, inFlight: this.#inFlight.size, ...this.#stats };
+  }
+
+  get isClosed(): boolean {
+    return this.#closing !== null;
+  }
+
+  /**
+   * Runs a list of requests and returns one output per request, in request order. A failed request
+   * yields an output whose `error` is set (this never throws for a request's own failure).
+   */
+  async step(requests: (OmniDiffusionRequest | OmniDiffusionRequestInit)[]): Promise<OmniRequestOutput[]> {
+    const reqs = requests.map((r) => (r instanceof OmniDiffusionRequest ? r : new OmniDiffusionRequest(r)));
+    const ids = new Set<string>();
+    for (const r of reqs) {
+      if (ids.has(r.requestId)) throw new ValidationError(`duplicate request id ${r.requestId} in one step`, { field: "requestId" });
+      ids.add(r.requestId);
+    }
+    return Promise.all(reqs.map((r) => this.#submit(r, {})));
+  }
+
+  /**
+   * Runs one request alongside other concurrent callers (the queue batches compatible requests).
+   * Resolves with the output, or rejects with the request's OmniError (validation, abort, worker failure).
+   */
+  async generate(request: OmniDiffusionRequest | OmniDiffusionRequestInit, opts: EngineGenerateOptions = {}): Promise<OmniRequestOutput> {
+    const r = request instanceof OmniDiffusionRequest ? request : new OmniDiffusionRequest(request);
+    const out = await this.#submit(r, opts);
+    if (out.error) throw out.error;
+    return out;
+  }
+
+  /** Stops a request: dropped from the queue, or stopped between denoising steps. Its caller gets an AbortedError. */
+  async abort(requestId: string): Promise<boolean> {
+    const queued = this.#queue.remove(requestId);
+    if (queued) {
+      this.#finish(queued, this.#errorOutput(queued, new AbortedError(`request ${requestId} was aborted while queued`, { data: { requestId } })));
+      return true;
+    }
+    if (!this.#inFlight.has(requestId)) return false;
+    this.#aborted.add(requestId);
+    await this.executor.abortRequest(requestId);
+    return true;
+  }
+
+  /** Throws when the executor cannot serve (dead workers, unreachable endpoint). */
+  async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#closing) throw new ClosedError("engine is closed");
+    await this.executor.checkHealth(opts);
+  }
+
+  /** Passes an RPC through to the executor's ranks. */
+  collectiveRpc(method: string, opts?: CollectiveRpcOptions): Promise<unknown> {
+    if (this.#closing) return Promise.reject(new ClosedError("engine is closed"));
+    return this.executor.collectiveRpc(method, opts);
+  }
+
+  /**
+   * Stops accepting requests, fails queued ones with a ClosedError, lets running batches finish
+   * (they end by their own deadline at worst), then shuts the executor down. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#dispatchTimer) clearTimeout(this.#dispatchTimer as NodeJS.Timeout);
+      for (const q of this.#queue.drain()) {
+        this.#finish(q, this.#errorOutput(q, new ClosedError(`engine closed before request ${q.request.requestId} ran`)));
+      }
+      await Promise.allSettled([...this.#runningBatches]);
+      await this.executor.close();
+    })();
+    return this.#closing;
+  }
+
+  #checkLimits(r: OmniDiffusionRequest): void {
+    const l = this.config.limits;
+    const over = (field: string, v: number | null, max: number) => {
+      if (v !== null && v > max) throw new ValidationError(`${field} ${v} exceeds the limit of ${max}`, { field });
+    };
+    over("width", r.width, l.maxWidth);
+    over("height", r.height, l.maxHeight);
+    over("numInferenceSteps", r.numInferenceSteps, l.maxSteps);
+    over("numOutputsPerPrompt", r.numOutputsPerPrompt, l.maxOutputsPerPrompt);
+  }
+
+  #submit(request: OmniDiffusionRequest, opts: EngineGenerateOptions): Promise<OmniRequestOutput> {
+    return new Promise<OmniRequestOutput>((resolve) => {
+      const q: QueuedRequest = { request, enqueuedAt: performance.now(), resolve, onProgress: opts.onProgress, signal: opts.signal };
+      const fail = (err: OmniError) => resolve(this.#errorOutput(q, err));
+      if (this.#closing) return fail(new ClosedError("engine is closed"));
+      try {
+        this.#checkLimits(request);
+      } catch (err) {
+        return fail(toOmniError(err));
+      }
+      if (this.#inFlight.has(request.requestId) || this.#queue.remove(request.requestId)) {
+        return fail(new ValidationError(`request id ${request.requestId} is already in use`, { field: "requestId" }));
+      }
+      if (this.#queue.size >= this.config.limits.maxQueue) {
+        return fail(new QueueFullError(`queue is full (${this.config.limits.maxQueue} requests waiting)`));
+      }
+      if (opts.signal?.aborted) return fail(new AbortedError(`request ${request.requestId} was aborted before it was queued`));
+      if (opts.signal) {
+        q.onAbortSignal = () => void this.abort(request.requestId);
+        opts.signal.addEventListener("abort", q.onAbortSignal, { once: true });
+      }
+      this.#queue.push(q);
+      this.#scheduleDispatch();
+    });
+  }
+
+  #scheduleDispatch(): void {
+    if (this.#dispatchTimer || this.#closing) return;
+    const fire = () => {
+      this.#dispatchTimer = null;
+      this.#dispatch();
+    };
+    this.#dispatchTimer = this.config.batchWindowMs > 0 ? setTimeout(fire, this.config.batchWindowMs) : setImmediate(fire);
+  }
+
+  /** Starts batches while the executor has free ranks; more wait in the queue. */
+  #dispatch(): void {
+    const maxConcurrent = Math.max(1, this.config.numGpus);
+    while (this.#queue.size > 0 && this.#runningBatches.size < maxConcurrent && !this.#closing) {
+      const batch = this.#queue.takeBatch(this.config.limits.maxBatchSize);
+      if (!batch.length) break;
+      const p = this.#runBatch(batch).finally(() => {
+        this.#runningBatches.delete(p);
+        if (this.#queue.size) this.#scheduleDispatch();
+      });
+      this.#runningBatches.add(p);
+    }
+  }
+
+  async #runBatch(batch: QueuedRequest[]): Promise<void> {
+    const started = performance.now();
+    for (const q of batch) this.#inFlight.set(q.request.requestId, q);
+    this.#stats.batchesRun++;
+    const byId = new Map(batch.map((q) => [q.request.requestId, q]));
+    try {
+      const out = await this.executor.executeModel(
+        batch.map((q) => q.request),
+        { timeout: this.config.rpcTimeoutMs, onProgress: (p) => byId.get(p.requestId)?.onProgress?.(p) },
+      );
+      for (const q of batch) {
+        if (!out) {
+          this.#finish(q, this.#errorOutput(q, new OmniError(`executor ${this.executor.constructor.name} returned no output`, "OMNI_ERR_INTERNAL")));
+          continue;
+        }
+        const res = OmniRequestOutput.fromDiffusionOutput(q.request, out, () =>
+          out.error
+            ? new OmniError(out.error, "OMNI_ERR_WORKER")
+            : new OmniError(`executor returned no image for request ${q.request.requestId}`, "OMNI_ERR_INTERNAL"),
+        );
+        this.#finish(q, withQueueTime(res, started - q.enqueuedAt));
+      }
+    } catch (err) {
+      const e = toOmniError(err);
+      for (const q of batch) this.#finish(q, this.#errorOutput(q, e));
+    }
+  }
+
+  #errorOutput(q: QueuedRequest, error: OmniError): OmniRequestOutput {
+    const aborted = this.#aborted.has(q.request.requestId) && !(error instanceof AbortedError);
+    return new OmniRequestOutput({
+      requestId: q.request.requestId,
+      prompt: q.request.prompt,
+      seed: q.request.seed,
+      error: aborted ? new AbortedError(`request ${q.request.requestId} was aborted`, { cause: error }) : error,
+    });
+  }
+
+  #finish(q: QueuedRequest, out: OmniRequestOutput): void {
+    this.#inFlight.delete(q.request.requestId);
+    this.#aborted.delete(q.request.requestId);
+    if (q.signal && q.onAbortSignal) q.signal.removeEventListener("abort", q.onAbortSignal);
+    if (out.error) this.#stats.requestsFailed++;
+    else this.#stats.requestsDone++;
+    q.resolve(out);
+  }
+}
+
+function withQueueTime(out: OmniRequestOutput, queueMs: number): OmniRequestOutput {
+  return new OmniRequestOutput({ ...out, images: out.images, error: out.error, metrics: { ...out.metrics, queueMs } });
+}

@@ -1,0 +1,58 @@
+import type { OmniDiffusionRequest } from "../core/request.js";
+import type { OmniError } from "../errors/omni-error.js";
+import type { Scheduler } from "../schedulers/types.js";
+import type { SeededNormal } from "./random.js";
+
+/** Request parameters after the model's defaults were applied. */
+export interface ResolvedParams {
+  width: number;
+  height: number;
+  numInferenceSteps: number;
+  guidanceScale: number;
+  guidanceRescale: number;
+  scheduler: string | null;
+  seed: number;
+  numOutputs: number;
+  negativePrompt: string;
+}
+
+/** One image being denoised: its own latents, scheduler instance and noise stream. */
+export interface SampleState {
+  seed: number;
+  latents: Float32Array;
+  scheduler: Scheduler;
+  rng: SeededNormal;
+  /** Last predicted clean sample (for previews). */
+  predX0: Float32Array | null;
+}
+
+/**
+ * A request in flight inside a pipeline: everything needed to advance it one step at a time, so that
+ * requests at different steps (and with different schedulers or guidance) can share one UNet call.
+ */
+export interface DenoiseState {
+  readonly request: OmniDiffusionRequest;
+  readonly params: ResolvedParams;
+  readonly samples: SampleState[];
+  /** Text embedding [tokens, dim] of the prompt. */
+  readonly cond: Float32Array;
+  /** Text embedding of the negative / empty prompt; null when guidance is off. */
+  readonly uncond: Float32Array | null;
+  readonly latentShape: [channels: number, height: number, width: number];
+  readonly timesteps: number[];
+  stepIndex: number;
+  /** Latents of every step (only when asked for); the first entry is the initial noise. */
+  trajectory: Float32Array[] | null;
+  error: OmniError | null;
+  readonly startedAt: number;
+  denoiseMs: number;
+}
+
+export function isFinished(s: DenoiseState): boolean {
+  return s.error !== null || s.stepIndex >= s.timesteps.length;
+}
+
+/** States with equal keys can share a UNet call (same latent shape). */
+export function shapeKey(s: DenoiseState): string {
+  return s.latentShape.join("x");
+}

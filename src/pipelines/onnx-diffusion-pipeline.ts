@@ -1,0 +1,352 @@
+import { DiffusionOutput, type GeneratedImage, type TrajectoryLatents } from "../core/output.js";
+import type { OmniDiffusionRequest } from "../core/request.js";
+import { AbortedError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
+import { createScheduler } from "../schedulers/index.js";
+import type { SchedulerConfig } from "../schedulers/types.js";
+import { isFinished, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
+import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
+import { OnnxModel, floatData, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
+import { PromptEncoder } from "./prompt-encoder.js";
+import { SeededNormal, randomSeed } from "./random.js";
+import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
+import type { DiffusionPipeline, GenerateOptions, PipelineInfo } from "./types.js";
+
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/**
+ * Text-to-image on ONNX components in the diffusers ONNX layout (text_encoder → unet → vae_decoder),
+ * the shape of Stable Diffusion 1.x/2.x, SD-Turbo, LCM exports and the shipped tiny-shapes model.
+ *
+ * The step-level interface (`prepare`, `step`, `decode`) is what the engines drive; `generate` chains them.
+ * One `step` call advances every given state by one denoising step, in one UNet call per latent shape,
+ * each row with its own timestep, so requests at different steps share a call.
+ */
+export class OnnxDiffusionPipeline implements DiffusionPipeline {
+  readonly modelDir: string;
+  readonly className: string;
+  readonly #textEncoder: OnnxModel;
+  readonly #unet: OnnxModel;
+  readonly #vae: OnnxModel;
+  readonly #prompts: PromptEncoder;
+  readonly #schedulerConfig: SchedulerConfig;
+  readonly #latentChannels: number;
+  readonly #vaeScale: number;
+  readonly #scalingFactor: number;
+  readonly #info: Omit<PipelineInfo, "components" | "asleep">;
+  /** Rows per UNet call; bigger batches are split. */
+  maxBatchRows = 64;
+
+  private constructor(modelDir: string, index: ModelIndex, opts: SessionOptions) {
+    this.modelDir = modelDir;
+    this.className = index._class_name;
+    this.#textEncoder = new OnnxModel("text_encoder", componentPath(modelDir, "text_encoder"), opts);
+    this.#unet = new OnnxModel("unet", componentPath(modelDir, "unet"), opts);
+    this.#vae = new OnnxModel("vae_decoder", componentPath(modelDir, "vae_decoder"), opts);
+    this.#prompts = new PromptEncoder(modelDir, this.#textEncoder);
+    this.#schedulerConfig = readModelJson<SchedulerConfig>(modelDir, "scheduler/scheduler_config.json")!;
+    const unetCfg = readModelJson<Record<string, any>>(modelDir, "unet/config.json", false) ?? {};
+    const vaeCfg = readModelJson<Record<string, any>>(modelDir, "vae_decoder/config.json", false) ?? {};
+    this.#latentChannels = unetCfg.in_channels ?? vaeCfg.latent_channels ?? 4;
+    this.#vaeScale = 2 ** (((vaeCfg.block_out_channels as unknown[] | undefined)?.length ?? 4) - 1);
+    this.#scalingFactor = vaeCfg.scaling_factor ?? 0.18215;
+    const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
+    const d = (index._omni_defaults ?? {}) as Record<string, any>;
+    this.#info = {
+      modelDir,
+      className: this.className,
+      width: sample,
+      height: sample,
+      sizeMultiple: unetCfg.size_multiple ?? this.#vaeScale * 8,
+      defaults: {
+        numInferenceSteps: d.num_inference_steps ?? 20,
+        guidanceScale: d.guidance_scale ?? 7.5,
+        scheduler: d.scheduler ?? createScheduler(null, this.#schedulerConfig).name,
+      },
+    };
+  }
+
+  /** Loads the three sessions and checks the UNet's inputs. */
+  static async load(modelDir: string, index: ModelIndex, opts: SessionOptions): Promise<OnnxDiffusionPipeline> {
+    const p = new OnnxDiffusionPipeline(modelDir, index, opts);
+    await p.reload();
+    return p;
+  }
+
+  get info(): PipelineInfo {
+    const models = [this.#textEncoder, this.#unet, this.#vae];
+    return {
+      ...this.#info,
+      components: [...models.filter((m) => m.loaded).map((m) => m.component), "tokenizer", "scheduler"],
+      asleep: !models.some((m) => m.loaded),
+    };
+  }
+
+  async reload(): Promise<void> {
+    await Promise.all([this.#textEncoder.load(), this.#unet.load(), this.#vae.load()]);
+    this.#unet.requireInputs(["sample", "timestep", "encoder_hidden_states"]);
+    this.#vae.requireInputs(["latent_sample"]);
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.#textEncoder.release(), this.#unet.release(), this.#vae.release()]);
+  }
+
+  /** Applies the model's defaults and checks the request fits the model. */
+  resolve(r: OmniDiffusionRequest): ResolvedParams {
+    const { defaults, sizeMultiple } = this.#info;
+    const width = r.width ?? this.#info.width;
+    const height = r.height ?? this.#info.height;
+    for (const [field, v] of [["width", width], ["height", height]] as const) {
+      if (v % sizeMultiple !== 0) {
+        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field });
+      }
+    }
+    const scheduler = r.scheduler ?? defaults.scheduler;
+    const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
+    createScheduler(scheduler, this.#schedulerConfig).setTimesteps(steps); // throws ValidationError on a bad name or count
+    return {
+      width,
+      height,
+      numInferenceSteps: steps,
+      guidanceScale: r.guidanceScale ?? defaults.guidanceScale,
+      guidanceRescale: r.guidanceRescale ?? 0,
+      scheduler,
+      seed: r.seed ?? randomSeed(),
+      numOutputs: r.numOutputsPerPrompt,
+      negativePrompt: r.negativePrompt ?? "",
+    };
+  }
+
+  validate(r: OmniDiffusionRequest): void {
+    this.resolve(r);
+  }
+
+  get #guidanceDistilled(): boolean {
+    return this.#unet.input("timestep_cond") !== undefined;
+  }
+
+  /** Encodes prompts (one text-encoder call for the whole set) and draws each image's initial noise. */
+  async prepare(requests: OmniDiffusionRequest[], resolved?: ResolvedParams[]): Promise<DenoiseState[]> {
+    const params = resolved ?? requests.map((r) => this.resolve(r));
+    const useCfg = params.map((p) => p.guidanceScale > 1 && !this.#guidanceDistilled);
+    const texts = [...new Set(requests.flatMap((r, i) => (useCfg[i] ? [r.prompt, params[i]!.negativePrompt] : [r.prompt])))];
+    const emb = await this.#prompts.encode(texts);
+    const per = emb.tokens * emb.dim;
+    const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
+    return requests.map((request, i) => {
+      const p = params[i]!;
+      const shape: [number, number, number] = [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale];
+      const size = shape[0] * shape[1] * shape[2];
+      const samples = Array.from({ length: p.numOutputs }, (_, k) => {
+        const scheduler = createScheduler(p.scheduler, this.#schedulerConfig);
+        scheduler.setTimesteps(p.numInferenceSteps);
+        const rng = new SeededNormal(p.seed + k);
+        const latents = rng.randn(new Float32Array(size));
+        for (let j = 0; j < size; j++) latents[j]! *= scheduler.initNoiseSigma;
+        return { seed: p.seed + k, latents, scheduler, rng, predX0: null };
+      });
+      return {
+        request,
+        params: p,
+        samples,
+        cond: embOf(request.prompt),
+        uncond: useCfg[i] ? embOf(p.negativePrompt) : null,
+        latentShape: shape,
+        timesteps: samples[0]!.scheduler.timesteps,
+        stepIndex: 0,
+        trajectory: request.returnTrajectoryLatents ? [concat(samples.map((s) => s.latents))] : null,
+        error: null,
+        startedAt: performance.now(),
+        denoiseMs: 0,
+      } satisfies DenoiseState;
+    });
+  }
+
+  /** Advances every unfinished state by one step; states with the same latent shape share UNet calls. */
+  async step(states: DenoiseState[]): Promise<void> {
+    const groups = new Map<string, DenoiseState[]>();
+    for (const s of states) if (!isFinished(s)) groups.set(shapeKey(s), [...(groups.get(shapeKey(s)) ?? []), s]);
+    for (const group of groups.values()) {
+      let chunk: DenoiseState[] = [];
+      let rows = 0;
+      for (const s of group) {
+        const r = s.samples.length * (s.uncond ? 2 : 1);
+        if (chunk.length && rows + r > this.maxBatchRows) {
+          await this.#stepGroup(chunk);
+          chunk = [];
+          rows = 0;
+        }
+        chunk.push(s);
+        rows += r;
+      }
+      if (chunk.length) await this.#stepGroup(chunk);
+    }
+  }
+
+  async #stepGroup(states: DenoiseState[]): Promise<void> {
+    const t0 = performance.now();
+    const unet = this.#unet;
+    const tsInput = unet.input("timestep")!;
+    // Exports with a scalar timestep cannot mix steps in one call: split by timestep then.
+    const perRowTimestep = tsInput.shape.length === 1 && tsInput.shape[0] !== 1;
+    if (!perRowTimestep) {
+      const byT = new Map<number, DenoiseState[]>();
+      for (const s of states) {
+        const t = s.timesteps[s.stepIndex]!;
+        byT.set(t, [...(byT.get(t) ?? []), s]);
+      }
+      if (byT.size > 1) {
+        for (const g of byT.values()) await this.#stepGroup(g);
+        return;
+      }
+    }
+    const [c, h, w] = states[0]!.latentShape;
+    const size = c * h * w;
+    const rows: { input: Float32Array; t: number; ctx: Float32Array; w: number }[] = [];
+    for (const s of states) {
+      const t = s.timesteps[s.stepIndex]!;
+      for (const smp of s.samples) {
+        const input = smp.scheduler.scaleModelInput(smp.latents, t);
+        if (s.uncond) rows.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale });
+        rows.push({ input, t, ctx: s.cond, w: s.params.guidanceScale });
+      }
+    }
+    const ctxLen = rows[0]!.ctx.length;
+    const sample = new Float32Array(rows.length * size);
+    const ctx = new Float32Array(rows.length * ctxLen);
+    rows.forEach((r, i) => {
+      sample.set(r.input, i * size);
+      ctx.set(r.ctx, i * ctxLen);
+    });
+    const n = rows.length;
+    const feeds: Record<string, ort.Tensor> = {
+      sample: new ort.Tensor("float32", sample, [n, c, h, w]),
+      timestep: numericTensor(tsInput.type, perRowTimestep ? rows.map((r) => r.t) : [rows[0]!.t], perRowTimestep ? [n] : tsInput.shape.length ? [1] : []),
+      encoder_hidden_states: new ort.Tensor("float32", ctx, [n, this.#prompts.maxLength, ctxLen / this.#prompts.maxLength]),
+    };
+    const tc = unet.input("timestep_cond");
+    if (tc) {
+      const dim = Number(tc.shape[1]) || 256;
+      const emb = new Float32Array(n * dim);
+      rows.forEach((r, i) => emb.set(guidanceScaleEmbedding(r.w - 1, dim), i * dim));
+      feeds.timestep_cond = new ort.Tensor("float32", emb, [n, dim]);
+    }
+    const out = await unet.run(feeds);
+    const pred = floatData(out[unet.outputs[0]!.name] ?? Object.values(out)[0]!);
+    let row = 0;
+    for (const s of states) {
+      const t = s.timesteps[s.stepIndex]!;
+      for (const smp of s.samples) {
+        let eps: Float32Array;
+        if (s.uncond) {
+          eps = applyGuidance(pred.subarray(row * size, (row + 1) * size), pred.subarray((row + 1) * size, (row + 2) * size), s.params.guidanceScale, s.params.guidanceRescale);
+          row += 2;
+        } else {
+          eps = pred.slice(row * size, (row + 1) * size);
+          row += 1;
+        }
+        const r = smp.scheduler.step(eps, t, smp.latents, smp.rng);
+        smp.latents = r.prevSample;
+        smp.predX0 = r.predOriginalSample ?? null;
+      }
+      s.stepIndex++;
+      s.trajectory?.push(concat(s.samples.map((x) => x.latents)));
+    }
+    const dt = performance.now() - t0;
+    for (const s of states) s.denoiseMs += dt;
+  }
+
+  /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images. */
+  async decode(states: DenoiseState[], preview = false): Promise<GeneratedImage[][]> {
+    if (states.length === 0) return [];
+    const result: GeneratedImage[][] = states.map(() => []);
+    const groups = new Map<string, number[]>();
+    states.forEach((s, i) => groups.set(shapeKey(s), [...(groups.get(shapeKey(s)) ?? []), i]));
+    for (const idx of groups.values()) {
+      const [c, h, w] = states[idx[0]!]!.latentShape;
+      const size = c * h * w;
+      const items = idx.flatMap((i) => states[i]!.samples.map((smp, k) => ({ i, k, smp })));
+      const lat = new Float32Array(items.length * size);
+      items.forEach(({ smp }, j) => {
+        const src = preview && smp.predX0 ? smp.predX0 : smp.latents;
+        for (let q = 0; q < size; q++) lat[j * size + q] = src[q]! / this.#scalingFactor;
+      });
+      const out = await this.#vae.run({ latent_sample: new ort.Tensor("float32", lat, [items.length, c, h, w]) });
+      const img = out[this.#vae.outputs[0]!.name] ?? Object.values(out)[0]!;
+      const [, , H, W] = img.dims as number[];
+      const data = floatData(img);
+      items.forEach(({ i, k, smp }, j) => {
+        const rgb = chwToRgb(data, j * 3 * H! * W!, W!, H!);
+        result[i]!.push({ ...rgb, requestId: states[i]!.request.requestId, index: k, seed: smp.seed });
+      });
+    }
+    return result;
+  }
+
+  /** One-shot generation built on prepare/step/decode. Requests that fail validation or are aborted get an error; the rest still run. */
+  async generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
+    const t0 = performance.now();
+    const errors: Record<string, OmniError> = {};
+    const valid: OmniDiffusionRequest[] = [];
+    const params: ResolvedParams[] = [];
+    for (const r of requests) {
+      try {
+        params.push(this.resolve(r));
+        valid.push(r);
+      } catch (err) {
+        errors[r.requestId] = toOmniError(err);
+      }
+    }
+    const tText = performance.now();
+    const states = valid.length ? await this.prepare(valid, params) : [];
+    const encodeTextMs = performance.now() - tText;
+    const tDenoise = performance.now();
+    while (states.some((s) => !isFinished(s))) {
+      for (const s of states) {
+        if (!isFinished(s) && (opts.signal?.aborted || opts.isAborted?.(s.request.requestId))) {
+          s.error = new AbortedError(`request ${s.request.requestId} was aborted at step ${s.stepIndex} of ${s.timesteps.length}`, {
+            data: { requestId: s.request.requestId, step: s.stepIndex },
+          });
+        }
+      }
+      const active = states.filter((s) => !isFinished(s));
+      if (!active.length) break;
+      await this.step(active);
+      for (const s of active) {
+        opts.onProgress?.({
+          requestId: s.request.requestId,
+          step: s.stepIndex,
+          totalSteps: s.timesteps.length,
+          preview: opts.previewEvery && s.stepIndex % opts.previewEvery === 0 && s.stepIndex < s.timesteps.length ? (await this.decode([s], true))[0] : undefined,
+        });
+      }
+      await yieldToEventLoop(); // lets abort messages in between steps
+    }
+    const denoiseMs = performance.now() - tDenoise;
+    const tDecode = performance.now();
+    const done = states.filter((s) => !s.error);
+    const images = (await this.decode(done)).flat();
+    for (const s of states) if (s.error) errors[s.request.requestId] = s.error;
+    const trajectoryLatents: TrajectoryLatents[] = done
+      .filter((s) => s.trajectory)
+      .map((s) => ({ requestId: s.request.requestId, shape: [s.trajectory!.length, s.samples.length, ...s.latentShape], data: concat(s.trajectory!) }));
+    const timesteps = done.filter((s) => s.request.returnTrajectoryTimesteps).map((s) => ({ requestId: s.request.requestId, timesteps: [...s.timesteps] }));
+    return new DiffusionOutput({
+      output: images,
+      errors,
+      trajectoryLatents: trajectoryLatents.length ? trajectoryLatents : null,
+      trajectoryTimesteps: timesteps.length ? timesteps : null,
+      metrics: { encodeTextMs, denoiseMs, decodeMs: performance.now() - tDecode, totalMs: performance.now() - t0 },
+    });
+  }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,120 @@
+import * as ort from "onnxruntime-node";
+import { ModelLoadError } from "../errors/omni-error.js";
+
+export type OnnxDType = "float32" | "float16" | "int64" | "int32" | "string" | "other";
+
+/** Input/output description read from the session, not assumed (timestep is int64 in some exports). */
+export interface OnnxIO {
+  name: string;
+  type: OnnxDType;
+  shape: (number | string)[];
+}
+
+export interface SessionOptions {
+  executionProvider?: "cpu" | "cuda";
+  intraOpNumThreads?: number;
+}
+
+/**
+ * One ONNX component (text encoder, UNet, VAE decoder) on one onnxruntime session, with its input and
+ * output names and dtypes read from the session. The session is created lazily and can be released (sleep).
+ */
+export class OnnxModel {
+  readonly component: string;
+  readonly path: string;
+  readonly #opts: SessionOptions;
+  #session: ort.InferenceSession | null = null;
+  inputs: OnnxIO[] = [];
+  outputs: OnnxIO[] = [];
+
+  constructor(component: string, path: string, opts: SessionOptions) {
+    this.component = component;
+    this.path = path;
+    this.#opts = opts;
+  }
+
+  get loaded(): boolean {
+    return this.#session !== null;
+  }
+
+  async load(): Promise<void> {
+    if (this.#session) return;
+    const providers = this.#opts.executionProvider === "cuda" ? ["cuda", "cpu"] : ["cpu"];
+    try {
+      this.#session = await ort.InferenceSession.create(this.path, {
+        executionProviders: providers,
+        intraOpNumThreads: this.#opts.intraOpNumThreads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: "all",
+      });
+    } catch (err) {
+      throw new ModelLoadError(`cannot load ${this.component} from ${this.path}: ${(err as Error).message}`, {
+        cause: err,
+        data: { component: this.component, path: this.path },
+      });
+    }
+    const describe = (m: ort.InferenceSession.ValueMetadata): OnnxIO =>
+      m.isTensor ? { name: m.name, type: normalizeType(String(m.type)), shape: [...m.shape] } : { name: m.name, type: "other", shape: [] };
+    this.inputs = this.#session.inputMetadata.map(describe);
+    this.outputs = this.#session.outputMetadata.map(describe);
+  }
+
+  async release(): Promise<void> {
+    const s = this.#session;
+    this.#session = null;
+    await s?.release();
+  }
+
+  input(name: string): OnnxIO | undefined {
+    return this.inputs.find((i) => i.name === name);
+  }
+
+  /** Throws a ModelLoadError when one of `names` is not an input of this model. */
+  requireInputs(names: string[]): void {
+    const missing = names.filter((n) => !this.input(n));
+    if (missing.length) {
+      throw new ModelLoadError(
+        `${this.component} (${this.path}) lacks input(s) ${missing.join(", ")}; it has ${this.inputs.map((i) => i.name).join(", ") || "none"}`,
+        { data: { component: this.component, missing, found: this.inputs.map((i) => i.name) } },
+      );
+    }
+  }
+
+  async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    if (!this.#session) await this.load();
+    return (await this.#session!.run(feeds)) as Record<string, ort.Tensor>;
+  }
+}
+
+function normalizeType(t: string): OnnxDType {
+  switch (t) {
+    case "float32":
+    case "float16":
+    case "int64":
+    case "int32":
+    case "string":
+      return t;
+    default:
+      return "other";
+  }
+}
+
+/** Builds an integer tensor in the dtype the model declares (int64 or int32). */
+export function intTensor(type: OnnxDType, values: ArrayLike<number>, dims: number[]): ort.Tensor {
+  if (type === "int32") return new ort.Tensor("int32", Int32Array.from(values), dims);
+  return new ort.Tensor("int64", BigInt64Array.from(Array.from(values, (v) => BigInt(Math.round(v)))), dims);
+}
+
+/** Builds a numeric tensor of the declared dtype from float values (timesteps may be float or int). */
+export function numericTensor(type: OnnxDType, values: ArrayLike<number>, dims: number[]): ort.Tensor {
+  if (type === "int64" || type === "int32") return intTensor(type, values, dims);
+  return new ort.Tensor("float32", Float32Array.from(values), dims);
+}
+
+/** Float32 data of an output tensor. */
+export function floatData(t: ort.Tensor): Float32Array {
+  if (t.data instanceof Float32Array) return t.data;
+  throw new ModelLoadError(`expected a float32 output, got ${t.type}; float16 models need a float32 export`);
+}
+
+export { ort };

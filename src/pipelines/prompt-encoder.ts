@@ -1,0 +1,65 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { ModelLoadError } from "../errors/omni-error.js";
+import { readModelJson } from "./model-files.js";
+import { floatData, intTensor, type OnnxModel } from "./onnx-model.js";
+
+/** Text embeddings for a batch of prompts: [batch, tokens, dim] flattened. */
+export interface PromptEmbeddings {
+  data: Float32Array;
+  tokens: number;
+  dim: number;
+}
+
+/**
+ * Prompt → token ids (the model's own tokenizer.json through @huggingface/tokenizers, padded/truncated to
+ * the model's length) → text-encoder hidden states.
+ */
+export class PromptEncoder {
+  readonly maxLength: number;
+  readonly #tokenizer: Tokenizer;
+  readonly #padId: number;
+  readonly #encoder: OnnxModel;
+
+  constructor(modelDir: string, encoder: OnnxModel) {
+    const file = join(modelDir, "tokenizer", "tokenizer.json");
+    if (!existsSync(file)) {
+      throw new ModelLoadError(`model folder ${modelDir} has no tokenizer/tokenizer.json (Hugging Face tokenizers format)`, {
+        data: { modelDir, component: "tokenizer" },
+      });
+    }
+    const json = readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer.json")!;
+    const config = readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer_config.json", false) ?? {};
+    try {
+      this.#tokenizer = new Tokenizer(json, config);
+    } catch (err) {
+      throw new ModelLoadError(`cannot build the tokenizer from ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    const declared = json.padding?.strategy?.Fixed ?? json.truncation?.max_length ?? config.model_max_length;
+    this.maxLength = typeof declared === "number" && declared > 0 && declared < 1_000_000 ? declared : 77;
+    // CLIP exports pad with their end token; ours names [PAD]; fall back to the end-of-text token, then 0.
+    const padToken: string | undefined = json.padding?.pad_token ?? config.pad_token?.content ?? config.pad_token ?? config.eos_token?.content ?? config.eos_token;
+    this.#padId = json.padding?.pad_id ?? (padToken !== undefined ? this.#tokenizer.token_to_id(padToken) : undefined) ?? 0;
+    this.#encoder = encoder;
+  }
+
+  /** Token ids of one prompt, exactly `maxLength` long. */
+  tokenize(text: string): number[] {
+    const ids = this.#tokenizer.encode(text).ids.slice(0, this.maxLength);
+    while (ids.length < this.maxLength) ids.push(this.#padId);
+    return ids;
+  }
+
+  /** Encodes several prompts in one text-encoder call. */
+  async encode(prompts: string[]): Promise<PromptEmbeddings> {
+    const input = this.#encoder.inputs[0];
+    if (!input) throw new ModelLoadError("text_encoder has no inputs");
+    const ids = prompts.flatMap((p) => this.tokenize(p));
+    const out = await this.#encoder.run({ [input.name]: intTensor(input.type, ids, [prompts.length, this.maxLength]) });
+    const first = this.#encoder.outputs[0]?.name ?? Object.keys(out)[0]!;
+    const hidden = out["last_hidden_state"] ?? out[first]!;
+    const [, tokens, dim] = hidden.dims as number[];
+    return { data: floatData(hidden), tokens: tokens!, dim: dim! };
+  }
+}

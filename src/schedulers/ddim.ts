@@ -1,0 +1,123 @@
+/**
+ * DDIM (Song et al. 2020) with diffusers' `DDIMScheduler` semantics. Deterministic at the default eta = 0.
+ */
+import { ValidationError } from "../errors/omni-error.js";
+import {
+  BASE_DEFAULTS,
+  alphasCumprod,
+  assertSameLength,
+  clipInPlace,
+  makeBetas,
+  notReady,
+  resolveConfig,
+  spacedTimesteps,
+  validateNumSteps,
+  vpToX0Eps,
+  type ResolvedSchedulerConfig,
+} from "./math.js";
+import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
+
+/** DDIM config: the shared keys plus `set_alpha_to_one`, `clip_sample(_range)` and our `eta` extension. */
+export type DdimConfig = ResolvedSchedulerConfig &
+  Required<Pick<SchedulerConfig, "set_alpha_to_one" | "clip_sample" | "clip_sample_range">> & {
+    /** Noise weight (diffusers passes it to `step`; 0 = deterministic DDIM, 1 = DDPM-like). */
+    eta: number;
+  };
+
+/** diffusers' `DDIMScheduler` class defaults. */
+export const DDIM_DEFAULTS: DdimConfig = {
+  ...BASE_DEFAULTS,
+  timestep_spacing: "leading",
+  set_alpha_to_one: true,
+  clip_sample: true,
+  clip_sample_range: 1.0,
+  eta: 0,
+};
+
+/** DDIM sampler. Timesteps are integers; the model input is not scaled. */
+export class DdimScheduler implements Scheduler {
+  readonly name: string;
+  readonly config: DdimConfig;
+  readonly initNoiseSigma = 1;
+  readonly sigmas: number[] = [];
+  /** alpha_bar per training timestep. */
+  readonly alphasCumprod: Float64Array;
+  /** alpha_bar "before" timestep 0: 1 (a clean image) or alpha_bar[0], per `set_alpha_to_one`. */
+  readonly finalAlphaCumprod: number;
+  private _timesteps: number[] = [];
+  private numInferenceSteps = 0;
+
+  constructor(config: SchedulerConfig = {}, name = "ddim") {
+    this.name = name;
+    this.config = resolveConfig(DDIM_DEFAULTS, config, ["epsilon", "v_prediction", "sample"]);
+    if (typeof this.config.eta !== "number" || !(this.config.eta >= 0)) {
+      throw new ValidationError(`scheduler config eta must be a number >= 0`, { field: "scheduler", data: { key: "eta" } });
+    }
+    this.alphasCumprod = alphasCumprod(makeBetas(this.config));
+    this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
+  }
+
+  get timesteps(): number[] {
+    return this._timesteps;
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const c = this.config;
+    validateNumSteps(numInferenceSteps, c.num_train_timesteps);
+    this.numInferenceSteps = numInferenceSteps;
+    this._timesteps = spacedTimesteps(c.timestep_spacing, c.num_train_timesteps, numInferenceSteps, c.steps_offset, true);
+  }
+
+  /** Identity: DDIM feeds the model the sample as is (returns the same array). */
+  scaleModelInput(sample: Float32Array, _t: number): Float32Array {
+    return sample;
+  }
+
+  private alphaAt(t: number): number {
+    if (!Number.isInteger(t) || t >= this.config.num_train_timesteps) {
+      throw new ValidationError(`scheduler "${this.name}": timestep ${t} is not an integer training timestep`, { field: "timestep" });
+    }
+    return t >= 0 ? this.alphasCumprod[t]! : this.finalAlphaCumprod;
+  }
+
+  step(modelOutput: Float32Array, t: number, sample: Float32Array, rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array } {
+    if (this.numInferenceSteps === 0) throw notReady(this.name);
+    assertSameLength(modelOutput, sample);
+    const c = this.config;
+    // diffusers steps back by the fixed ratio T // n whatever the spacing; for "trailing" that lands on -1 at the end.
+    const prevT = t - Math.floor(c.num_train_timesteps / this.numInferenceSteps);
+    const alphaT = this.alphaAt(t);
+    const alphaPrev = prevT >= 0 ? this.alphaAt(prevT) : this.finalAlphaCumprod;
+    const betaT = 1 - alphaT;
+
+    const { x0, eps } = vpToX0Eps(c.prediction_type, modelOutput, sample, Math.sqrt(alphaT), Math.sqrt(betaT));
+    if (c.clip_sample) clipInPlace(x0, c.clip_sample_range);
+
+    // Formula (16) of the DDIM paper: sigma_t = eta * sqrt((1-a_prev)/(1-a_t)) * sqrt(1 - a_t/a_prev).
+    const variance = ((1 - alphaPrev) / betaT) * (1 - alphaT / alphaPrev);
+    const std = c.eta * Math.sqrt(Math.max(variance, 0));
+    const dirCoef = Math.sqrt(Math.max(1 - alphaPrev - std * std, 0));
+    const sqrtPrev = Math.sqrt(alphaPrev);
+
+    const n = sample.length;
+    const prev = new Float32Array(n);
+    for (let i = 0; i < n; i++) prev[i] = sqrtPrev * x0[i]! + dirCoef * eps[i]!;
+    if (std > 0) {
+      if (!rng) throw new ValidationError(`scheduler "${this.name}" with eta > 0 needs a noise source`, { field: "rng" });
+      const noise = rng.randn(new Float32Array(n));
+      for (let i = 0; i < n; i++) prev[i] = prev[i]! + std * noise[i]!;
+    }
+    return { prevSample: prev, predOriginalSample: x0 };
+  }
+
+  /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise. */
+  addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
+    assertSameLength(noise, original);
+    const a = this.alphaAt(t);
+    const sa = Math.sqrt(a);
+    const sb = Math.sqrt(1 - a);
+    const out = new Float32Array(original.length);
+    for (let i = 0; i < out.length; i++) out[i] = sa * original[i]! + sb * noise[i]!;
+    return out;
+  }
+}

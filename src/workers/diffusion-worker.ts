@@ -1,0 +1,301 @@
+import { DiffusionOutput } from "../core/output.js";
+import { OmniDiffusionRequest } from "../core/request.js";
+import {
+  AbortedError,
+  ClosedError,
+  ConfigError,
+  TimeoutError,
+  UnknownMethodError,
+  ValidationError,
+  toOmniError,
+  type OmniError,
+} from "../errors/omni-error.js";
+import { loadPipeline } from "../pipelines/load.js";
+import type { DiffusionPipeline, PipelineInfo, PipelineLoadOptions, StepProgress } from "../pipelines/types.js";
+import { importSpec } from "../utils/import-spec.js";
+
+/** How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}. */
+export interface DiffusionWorkerInit {
+  rank: number;
+  modelDir: string;
+  load: PipelineLoadOptions;
+  /** `"module#Export"` of a class instantiated with the worker; its methods become RPC methods. */
+  workerExtension?: string;
+}
+
+/** Per-call context the transport supplies with an RPC. */
+export interface WorkerCallContext {
+  /** Absolute `Date.now()` time after which the call is abandoned (a generate stops between steps). */
+  deadline?: number;
+  /** Step progress of each request of a `generate` call. */
+  onProgress?: (p: StepProgress) => void;
+  /** Aborts a `generate` call between steps. */
+  signal?: AbortSignal;
+}
+
+/** Reply of the `ping` RPC. */
+export interface PingReply {
+  rank: number;
+  pid: number;
+  time: number;
+}
+
+/** Reply of the `getStats` RPC. */
+export interface WorkerStats {
+  rank: number;
+  pid: number;
+  model: Omit<PipelineInfo, "components" | "asleep">;
+  components: string[];
+  requestsDone: number;
+  inFlight: number;
+  asleep: boolean;
+}
+
+/** A worker extension class (vLLM's `worker_extension_cls`): constructed with the worker it extends. */
+export type WorkerExtensionClass = new (worker: DiffusionWorker) => object;
+
+type Builtin = (args: unknown[], kwargs: Record<string, unknown>, ctx: WorkerCallContext) => Promise<unknown>;
+
+/** RPC methods every worker answers; extension methods may not reuse these names. */
+export const BUILTIN_WORKER_METHODS = ["generate", "ping", "getStats", "sleep", "wakeUp", "abort"] as const;
+
+/**
+ * One rank: holds a loaded {@link DiffusionPipeline} and answers RPC calls by name (`generate`, `ping`,
+ * `getStats`, `sleep`, `wakeUp`, `abort`, plus the methods of an optional worker extension).
+ *
+ * Transport-agnostic: the multi-process executor drives it from a child process over IPC, the uniproc
+ * executor in-process. `generate`, `sleep` and `wakeUp` run one at a time (the ONNX sessions are not shared
+ * between concurrent runs); `ping`, `getStats` and `abort` are answered between denoising steps.
+ *
+ * @example
+ * ```ts
+ * const worker = await DiffusionWorker.create({ rank: 0, modelDir: "models/tiny-shapes", load: { intraOpNumThreads: 1 } });
+ * const reply = await worker.call("ping", [], {});
+ * await worker.close();
+ * ```
+ */
+export class DiffusionWorker {
+  readonly rank: number;
+  readonly pipeline: DiffusionPipeline;
+  #builtins: Map<string, Builtin>;
+  #extension: object | null = null;
+  #extensionMethods = new Map<string, (...a: unknown[]) => unknown>();
+  #inFlight = new Set<string>();
+  #aborted = new Set<string>();
+  #exclusiveTail: Promise<unknown> = Promise.resolve();
+  #requestsDone = 0;
+  #closed = false;
+
+  constructor(pipeline: DiffusionPipeline, opts: { rank: number }) {
+    this.pipeline = pipeline;
+    this.rank = opts.rank;
+    this.#builtins = new Map<string, Builtin>([
+      ["generate", async (args, _kw, ctx) => (await this.generateOutput(args[0], ctx)).toDict()],
+      ["ping", async () => this.ping()],
+      ["getStats", async () => this.getStats()],
+      ["sleep", async (args, kw) => this.sleep(args[0] ?? kw.level)],
+      ["wakeUp", async (args, kw) => this.wakeUp(args[0] ?? kw.tags)],
+      ["abort", async (args, kw) => this.abort(args[0] ?? kw.requestId)],
+    ]);
+  }
+
+  /** Loads the pipeline, then the extension; a failing extension releases the loaded pipeline. */
+  static async create(init: DiffusionWorkerInit): Promise<DiffusionWorker> {
+    const pipeline = await loadPipeline(init.modelDir, init.load);
+    const worker = new DiffusionWorker(pipeline, { rank: init.rank });
+    if (init.workerExtension) {
+      try {
+        await worker.loadExtension(init.workerExtension);
+      } catch (err) {
+        await pipeline.release().catch((relErr: unknown) => process.emitWarning(`release after a failed extension load: ${String(relErr)}`));
+        throw err;
+      }
+    }
+    return worker;
+  }
+
+  /** The extension instance, when one was loaded. */
+  get extension(): object | null {
+    return this.#extension;
+  }
+
+  /** Every RPC method name this worker answers. */
+  get methods(): string[] {
+    return [...this.#builtins.keys(), ...this.#extensionMethods.keys()];
+  }
+
+  /** Imports `"module#Export"`, instantiates it with this worker and exposes its public methods as RPC methods. */
+  async loadExtension(spec: string): Promise<void> {
+    const found = await importSpec(spec);
+    if (!found.ok) throw new ConfigError(`workerExtension "${spec}": ${found.reason}`, { field: "workerExtension" });
+    if (typeof found.value !== "function" || !found.value.prototype) {
+      throw new ConfigError(`workerExtension "${spec}" must export a class, got ${typeof found.value}`, { field: "workerExtension" });
+    }
+    const ext = new (found.value as WorkerExtensionClass)(this);
+    const methods = new Map<string, (...a: unknown[]) => unknown>();
+    for (let proto = Object.getPrototypeOf(ext); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+      for (const name of Object.getOwnPropertyNames(proto)) {
+        const fn = Object.getOwnPropertyDescriptor(proto, name)?.value;
+        if (name === "constructor" || name.startsWith("_") || typeof fn !== "function" || methods.has(name)) continue;
+        methods.set(name, fn as (...a: unknown[]) => unknown);
+      }
+    }
+    const clash = [...methods.keys()].filter((m) => this.#builtins.has(m));
+    if (clash.length) {
+      throw new ConfigError(`workerExtension "${spec}" redefines built-in worker method(s) ${clash.join(", ")}`, {
+        field: "workerExtension",
+        data: { methods: clash },
+      });
+    }
+    this.#extension = ext;
+    this.#extensionMethods = methods;
+  }
+
+  /**
+   * Dispatches one RPC. Extension methods get `(...args)`, plus `kwargs` as a last argument when it is
+   * not empty. Unknown names throw UnknownMethodError; a call whose deadline already passed throws TimeoutError.
+   */
+  async call(method: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}, ctx: WorkerCallContext = {}): Promise<unknown> {
+    if (this.#closed) throw new ClosedError(`worker rank ${this.rank} is closed`, { data: { rank: this.rank, method } });
+    if (ctx.deadline !== undefined && Date.now() >= ctx.deadline) {
+      throw new TimeoutError(`${method} reached worker rank ${this.rank} after its deadline`, { data: { rank: this.rank, method } });
+    }
+    const builtin = this.#builtins.get(method);
+    if (builtin) return builtin(args, kwargs, ctx);
+    const ext = this.#extensionMethods.get(method);
+    if (ext) return ext.apply(this.#extension, Object.keys(kwargs).length ? [...args, kwargs] : args);
+    throw new UnknownMethodError(`worker rank ${this.rank} has no method "${method}" (it has: ${this.methods.join(", ")})`, {
+      data: { rank: this.rank, method },
+    });
+  }
+
+  /**
+   * Validates each request dict and runs the valid ones as one pipeline batch. A dict that fails
+   * validation gets a ValidationError in `errors` (keyed by its `request_id`, or `#<index>` without one);
+   * the others still run. A pipeline failure lands in `errors` of every request of the batch.
+   */
+  async generateOutput(requestDicts: unknown, ctx: WorkerCallContext = {}): Promise<DiffusionOutput> {
+    if (!Array.isArray(requestDicts)) {
+      throw new ValidationError(`generate expects an array of request dicts, got ${typeof requestDicts}`, { field: "requests" });
+    }
+    const errors: Record<string, OmniError> = {};
+    const valid = new Map<string, OmniDiffusionRequest>();
+    requestDicts.forEach((dict, i) => {
+      const rawId = (dict as { request_id?: unknown } | null)?.request_id;
+      const key = typeof rawId === "string" && rawId ? rawId : `#${i}`;
+      try {
+        const req = OmniDiffusionRequest.fromDict(dict);
+        if (valid.has(req.requestId) || errors[req.requestId]) {
+          valid.delete(req.requestId);
+          throw new ValidationError(`request_id "${req.requestId}" appears more than once in one batch`, { field: "request_id" });
+        }
+        this.pipeline.validate(req);
+        valid.set(req.requestId, req);
+      } catch (err) {
+        errors[key] = toOmniError(err);
+      }
+    });
+    const requests = [...valid.values()];
+    if (!requests.length) return new DiffusionOutput({ errors });
+    // Registered before queueing, so an abort that arrives while the batch waits its turn is honoured.
+    for (const r of requests) this.#inFlight.add(r.requestId);
+    try {
+      const out = await this.#exclusive(() => this.#runBatch(requests, ctx));
+      return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
+    } finally {
+      for (const r of requests) {
+        this.#inFlight.delete(r.requestId);
+        this.#aborted.delete(r.requestId);
+      }
+      this.#requestsDone += requests.length;
+    }
+  }
+
+  async #runBatch(requests: OmniDiffusionRequest[], ctx: WorkerCallContext): Promise<DiffusionOutput> {
+    const errors: Record<string, OmniError> = {};
+    const toRun = requests.filter((r) => {
+      if (!this.#aborted.has(r.requestId)) return true;
+      errors[r.requestId] = new AbortedError(`request ${r.requestId} was aborted before it started`, { data: { requestId: r.requestId, step: 0 } });
+      return false;
+    });
+    if (!toRun.length) return new DiffusionOutput({ errors });
+    const deadlineCtl = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    if (ctx.deadline !== undefined) {
+      const ms = ctx.deadline - Date.now();
+      const expire = () => deadlineCtl.abort(new TimeoutError(`generate on worker rank ${this.rank} passed its deadline`, { data: { rank: this.rank, method: "generate" } }));
+      if (ms <= 0) expire();
+      else timer = setTimeout(expire, ms);
+    }
+    const signal = ctx.signal ? AbortSignal.any([ctx.signal, deadlineCtl.signal]) : deadlineCtl.signal;
+    try {
+      const out = await this.pipeline.generate(toRun, {
+        isAborted: (id) => this.#aborted.has(id),
+        signal,
+        onProgress: ctx.onProgress ? ({ requestId, step, totalSteps }) => ctx.onProgress!({ requestId, step, totalSteps }) : undefined,
+      });
+      if (deadlineCtl.signal.aborted) {
+        // The pipeline reports a deadline stop as an abort; callers need to know it was a timeout.
+        for (const [id, e] of Object.entries(out.errors)) if (e instanceof AbortedError && !this.#aborted.has(id)) out.errors[id] = deadlineCtl.signal.reason as OmniError;
+      }
+      return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
+    } catch (err) {
+      const e = deadlineCtl.signal.aborted ? (deadlineCtl.signal.reason as OmniError) : toOmniError(err);
+      for (const r of toRun) errors[r.requestId] = e;
+      return new DiffusionOutput({ error: e.message, errors });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Liveness round trip. */
+  ping(): PingReply {
+    return { rank: this.rank, pid: process.pid, time: Date.now() };
+  }
+
+  /** Model, loaded components and counters of this rank. */
+  getStats(): WorkerStats {
+    const { components, asleep, ...model } = this.pipeline.info;
+    return { rank: this.rank, pid: process.pid, model, components, requestsDone: this.#requestsDone, inFlight: this.#inFlight.size, asleep };
+  }
+
+  /** Drops the ONNX sessions (vLLM's sleep). Every level releases all sessions; a later generate reloads lazily. */
+  async sleep(level: unknown = 1): Promise<{ rank: number; asleep: boolean; level: number }> {
+    const lvl = level ?? 1;
+    if (typeof lvl !== "number" || !Number.isInteger(lvl) || lvl < 1) {
+      throw new ValidationError(`sleep level must be an integer >= 1, got ${String(level)}`, { field: "level" });
+    }
+    await this.#exclusive(() => this.pipeline.release());
+    return { rank: this.rank, asleep: this.pipeline.info.asleep, level: lvl };
+  }
+
+  /** Reloads what `sleep` dropped. `tags` (vLLM's "weights", ...) are accepted; every session is reloaded. */
+  async wakeUp(tags?: unknown): Promise<{ rank: number; asleep: boolean }> {
+    if (tags !== undefined && (!Array.isArray(tags) || !tags.every((t) => typeof t === "string"))) {
+      throw new ValidationError("wakeUp tags must be an array of strings", { field: "tags" });
+    }
+    await this.#exclusive(() => this.pipeline.reload());
+    return { rank: this.rank, asleep: this.pipeline.info.asleep };
+  }
+
+  /** Marks an in-flight request aborted; it stops at its next step. Returns false when it is not running here. */
+  abort(requestId: unknown): boolean {
+    if (typeof requestId !== "string") throw new ValidationError("abort expects a request id string", { field: "requestId" });
+    if (!this.#inFlight.has(requestId)) return false;
+    this.#aborted.add(requestId);
+    return true;
+  }
+
+  /** Releases the pipeline once; later calls throw ClosedError. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#exclusive(() => this.pipeline.release());
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#exclusiveTail.then(fn, fn);
+    this.#exclusiveTail = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * The typed IPC protocol between the multi-process executor (parent) and a worker process (child).
+ *
+ * This is the only module the two sides share: the worker entry imports it and the worker, never the
+ * executor. Messages travel over Node's `child_process` IPC channel (`process.send` / `"message"`), JSON
+ * serialised, so every field is plain data and errors travel as {@link SerializedError}.
+ */
+import type { SerializedError } from "../errors/omni-error.js";
+import type { PipelineInfo, PipelineLoadOptions } from "../pipelines/types.js";
+
+/** Environment variable through which the parent hands a worker its {@link WorkerInit} (JSON). */
+export const WORKER_INIT_ENV = "OMNI_DIFFUSION_WORKER_INIT";
+
+/** Exit code of a worker whose pipeline failed to load (after it sent a `load-error`). */
+export const EXIT_LOAD_FAILED = 3;
+
+/** Exit code of a worker whose start-up parameters were unusable. */
+export const EXIT_BAD_INIT = 4;
+
+/** What a worker process needs to start: its rank, the model and how to load it. */
+export interface WorkerInit {
+  rank: number;
+  modelDir: string;
+  load: PipelineLoadOptions;
+  /** `"module#Export"` of a class whose methods become RPC methods (vLLM's `worker_extension_cls`). */
+  workerExtension?: string;
+}
+
+// ---- parent → worker ----
+
+/** Calls `method` on the worker. `deadline` is an absolute `Date.now()` time after which the call is pointless. */
+export interface RpcCallMessage {
+  type: "call";
+  id: number;
+  method: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  deadline: number;
+}
+
+/** Stops one request between denoising steps; it finishes with an AbortedError in `errors`. */
+export interface AbortMessage {
+  type: "abort";
+  requestId: string;
+}
+
+/** Asks the worker to release its pipeline and exit 0. */
+export interface ShutdownMessage {
+  type: "shutdown";
+}
+
+/** Every message a parent sends to a worker. */
+export type ParentMessage = RpcCallMessage | AbortMessage | ShutdownMessage;
+
+// ---- worker → parent ----
+
+/** Sent once, after the pipeline loaded: the worker now answers calls. */
+export interface ReadyMessage {
+  type: "ready";
+  rank: number;
+  pid: number;
+  info: PipelineInfo;
+}
+
+/** Sent instead of `ready` when the pipeline could not load; the worker then exits with {@link EXIT_LOAD_FAILED}. */
+export interface LoadErrorMessage {
+  type: "load-error";
+  rank: number;
+  pid: number;
+  error: SerializedError;
+}
+
+/** The answer to one {@link RpcCallMessage}, matched by `id`. */
+export type RpcReplyMessage =
+  | { type: "reply"; id: number; ok: true; result: unknown }
+  | { type: "reply"; id: number; ok: false; error: SerializedError };
+
+/** Step `step` of `totalSteps` of `requestId` finished, inside call `id`. */
+export interface ProgressMessage {
+  type: "progress";
+  id: number;
+  requestId: string;
+  step: number;
+  totalSteps: number;
+}
+
+/** Every message a worker sends to its parent. */
+export type WorkerMessage = ReadyMessage | LoadErrorMessage | RpcReplyMessage | ProgressMessage;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+
+const isSerializedError = (v: unknown): v is SerializedError =>
+  isObject(v) && typeof v.name === "string" && typeof v.code === "string" && typeof v.message === "string";
+
+/** Narrows an IPC payload received by the parent; anything else is a protocol violation. */
+export function isWorkerMessage(msg: unknown): msg is WorkerMessage {
+  if (!isObject(msg)) return false;
+  switch (msg.type) {
+    case "ready":
+      return typeof msg.rank === "number" && typeof msg.pid === "number" && isObject(msg.info);
+    case "load-error":
+      return typeof msg.rank === "number" && isSerializedError(msg.error);
+    case "reply":
+      return typeof msg.id === "number" && (msg.ok === true || (msg.ok === false && isSerializedError(msg.error)));
+    case "progress":
+      return typeof msg.id === "number" && typeof msg.requestId === "string" && typeof msg.step === "number" && typeof msg.totalSteps === "number";
+    default:
+      return false;
+  }
+}
+
+/** Narrows an IPC payload received by a worker. */
+export function isParentMessage(msg: unknown): msg is ParentMessage {
+  if (!isObject(msg)) return false;
+  switch (msg.type) {
+    case "call":
+      return (
+        typeof msg.id === "number" &&
+        typeof msg.method === "string" &&
+        Array.isArray(msg.args) &&
+        isObject(msg.kwargs) &&
+        typeof msg.deadline === "number"
+      );
+    case "abort":
+      return typeof msg.requestId === "string";
+    case "shutdown":
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Parses and checks the {@link WorkerInit} JSON the parent put in {@link WORKER_INIT_ENV}. Returns a reason string when unusable. */
+export function parseWorkerInit(raw: string | undefined): WorkerInit | string {
+  if (!raw) return `${WORKER_INIT_ENV} is not set: this module is started by the multi-process executor`;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (err) {
+    return `${WORKER_INIT_ENV} is not JSON: ${(err as Error).message}`;
+  }
+  if (!isObject(v)) return `${WORKER_INIT_ENV} must be an object`;
+  if (typeof v.rank !== "number" || !Number.isInteger(v.rank) || v.rank < 0) return `${WORKER_INIT_ENV}.rank must be an integer >= 0`;
+  if (typeof v.modelDir !== "string" || !v.modelDir) return `${WORKER_INIT_ENV}.modelDir must be a non-empty string`;
+  if (!isObject(v.load)) return `${WORKER_INIT_ENV}.load must be an object`;
+  if (v.workerExtension !== undefined && typeof v.workerExtension !== "string") return `${WORKER_INIT_ENV}.workerExtension must be a string`;
+  return v as unknown as WorkerInit;
+}

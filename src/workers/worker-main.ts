@@ -1,0 +1,110 @@
+/**
+ * Entry point of a worker process, started by the multi-process executor with `child_process.fork`.
+ *
+ * Reads its {@link WorkerInit} from the environment, loads the pipeline, then sends `ready` (or a
+ * `load-error` and exits non-zero). Afterwards it answers `call` messages, honours `abort` between
+ * denoising steps, and exits on `shutdown` or as soon as the parent disconnects (a parent killed with
+ * SIGKILL leaves no orphan). Imports only the protocol module and the worker, never the executor.
+ */
+import { serializeError, toOmniError } from "../errors/omni-error.js";
+import { DiffusionWorker } from "./diffusion-worker.js";
+import {
+  EXIT_BAD_INIT,
+  EXIT_LOAD_FAILED,
+  WORKER_INIT_ENV,
+  isParentMessage,
+  parseWorkerInit,
+  type RpcCallMessage,
+  type WorkerMessage,
+} from "./protocol.js";
+
+/** Sends a message; a closed channel means the parent is gone, so the worker exits. */
+function send(msg: WorkerMessage, then?: () => void): void {
+  if (!process.connected || !process.send) {
+    process.exit(0);
+  }
+  try {
+    process.send(msg, undefined, {}, (err) => {
+      if (err && !process.connected) process.exit(0);
+      then?.();
+    });
+  } catch (err) {
+    // A reply that cannot be serialised (a BigInt, a cycle) must still answer the caller.
+    if (msg.type === "reply" && msg.ok) {
+      send({ type: "reply", id: msg.id, ok: false, error: serializeError(toOmniError(err)) }, then);
+    } else {
+      process.stderr.write(`omni-diffusion worker: cannot send ${msg.type}: ${(err as Error).message}\n`);
+      then?.();
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  if (!process.send) {
+    process.stderr.write("omni-diffusion worker: no IPC channel; start this file with child_process.fork\n");
+    process.exit(EXIT_BAD_INIT);
+  }
+  // The parent owns our lifetime: when it dies or closes the channel, stop at once.
+  process.on("disconnect", () => process.exit(0));
+
+  const init = parseWorkerInit(process.env[WORKER_INIT_ENV]);
+  if (typeof init === "string") {
+    process.stderr.write(`omni-diffusion worker: ${init}\n`);
+    process.exit(EXIT_BAD_INIT);
+  }
+
+  let worker: DiffusionWorker;
+  try {
+    worker = await DiffusionWorker.create(init);
+  } catch (err) {
+    const error = serializeError(err);
+    send({ type: "load-error", rank: init.rank, pid: process.pid, error }, () => process.exit(EXIT_LOAD_FAILED));
+    return;
+  }
+
+  let shuttingDown = false;
+  const onCall = async (msg: RpcCallMessage) => {
+    try {
+      const result = await worker.call(msg.method, msg.args, msg.kwargs, {
+        deadline: msg.deadline,
+        onProgress: (p) => send({ type: "progress", id: msg.id, requestId: p.requestId, step: p.step, totalSteps: p.totalSteps }),
+      });
+      send({ type: "reply", id: msg.id, ok: true, result: result === undefined ? null : result });
+    } catch (err) {
+      send({ type: "reply", id: msg.id, ok: false, error: serializeError(err) });
+    }
+  };
+
+  process.on("message", (msg: unknown) => {
+    if (!isParentMessage(msg)) {
+      process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${JSON.stringify(msg)?.slice(0, 200)}\n`);
+      return;
+    }
+    switch (msg.type) {
+      case "call":
+        void onCall(msg);
+        break;
+      case "abort":
+        worker.abort(msg.requestId);
+        break;
+      case "shutdown":
+        if (shuttingDown) return;
+        shuttingDown = true;
+        worker.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            process.stderr.write(`omni-diffusion worker rank ${init.rank}: close failed: ${toOmniError(err).message}\n`);
+            process.exit(1);
+          },
+        );
+        break;
+    }
+  });
+
+  send({ type: "ready", rank: init.rank, pid: process.pid, info: worker.pipeline.info });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`omni-diffusion worker: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,107 @@
+"""Train tiny-shapes (v-prediction, cosine DDPM schedule, 10% empty-prompt dropout, EMA weights).
+
+Resumable: a checkpoint is written every --ckpt-every steps and picked up on restart.
+Run with Debian's system Python: /usr/bin/python3 train.py --steps 6000
+"""
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+from model import MAX_TOKENS, TextEncoder, UNet
+from schedule import NUM_TRAIN_TIMESTEPS, alphas_cumprod
+from vocab import PAD_ID, VOCAB, encode
+
+
+class Models(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.text = TextEncoder(len(VOCAB))
+        self.unet = UNet()
+
+
+def lr_at(step, total, peak, warmup=300, floor=0.1):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ckpt", default="ckpt.pt")
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)  # Debian's torch uses one core unless told
+    torch.manual_seed(args.seed)
+    net = Models()
+    ema = Models()
+    ema.load_state_dict(net.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+    step = 0
+    if os.path.exists(args.ckpt):
+        ck = torch.load(args.ckpt)
+        net.load_state_dict(ck["net"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        print(f"resumed at step {step}", flush=True)
+    print(f"params: unet {sum(p.numel() for p in net.unet.parameters())}, text {sum(p.numel() for p in net.text.parameters())}", flush=True)
+
+    ab = alphas_cumprod()
+    t0 = time.time()
+    run_loss = None
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, step])  # per-step stream: resuming replays the same data
+        imgs, caps = data.batch(rng, args.batch)
+        drop = rng.random(args.batch) < 0.1
+        ids = torch.tensor([encode("" if d else c, MAX_TOKENS) for c, d in zip(caps, drop)])
+        x0 = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        t = torch.from_numpy(rng.integers(0, NUM_TRAIN_TIMESTEPS, args.batch))
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        eps = torch.randn(x0.shape, generator=gen)
+        a = ab[t].sqrt()[:, None, None, None]
+        s = (1 - ab[t]).sqrt()[:, None, None, None]
+        xt = a * x0 + s * eps
+        v = a * eps - s * x0
+
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr)
+        ctx = net.text(ids)
+        pred = net.unet(xt, t.float(), ctx)
+        loss = F.mse_loss(pred, v)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        d = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pn in zip(ema.parameters(), net.parameters()):
+                pe.mul_(d).add_(pn, alpha=1 - d)
+        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
+        if step % 25 == 0:
+            el = time.time() - t0
+            print(f"step {step} loss {run_loss:.4f} lr {lr_at(step, args.steps, args.lr):.2e} elapsed {el:.0f}s", flush=True)
+        if step % args.ckpt_every == 0 or step == args.steps:
+            tmp = args.ckpt + ".tmp"
+            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "loss": run_loss}, tmp)
+            os.replace(tmp, args.ckpt)
+    print(f"done: step {step} loss {run_loss:.4f} in {time.time() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
