@@ -56,9 +56,6 @@ export type WorkerExtensionClass = new (worker: DiffusionWorker) => object;
 
 type Builtin = (args: unknown[], kwargs: Record<string, unknown>, ctx: WorkerCallContext) => Promise<unknown>;
 
-/** RPC methods every worker answers; extension methods may not reuse these names. */
-export const BUILTIN_WORKER_METHODS = ["generate", "ping", "getStats", "sleep", "wakeUp", "abort"] as const;
-
 /**
  * One rank: holds a loaded {@link DiffusionPipeline} and answers RPC calls by name (`generate`, `ping`,
  * `getStats`, `sleep`, `wakeUp`, `abort`, plus the methods of an optional worker extension).

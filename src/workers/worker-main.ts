@@ -18,17 +18,24 @@ import {
   type WorkerMessage,
 } from "./protocol.js";
 
+let unsent = 0;
+let onAllSent: (() => void) | null = null;
+
 /** Sends a message; a closed channel means the parent is gone, so the worker exits. */
 function send(msg: WorkerMessage, then?: () => void): void {
   if (!process.connected || !process.send) {
     process.exit(0);
   }
   try {
+    unsent++;
     process.send(msg, undefined, {}, (err) => {
+      unsent--;
       if (err && !process.connected) process.exit(0);
       then?.();
+      if (unsent === 0) onAllSent?.();
     });
   } catch (err) {
+    unsent--;
     // A reply that cannot be serialised (a BigInt, a cycle) must still answer the caller.
     if (msg.type === "reply" && msg.ok) {
       send({ type: "reply", id: msg.id, ok: false, error: serializeError(toOmniError(err)) }, then);
@@ -90,13 +97,17 @@ async function main(): Promise<void> {
       case "shutdown":
         if (shuttingDown) return;
         shuttingDown = true;
-        worker.close().then(
-          () => process.exit(0),
-          (err: unknown) => {
-            process.stderr.write(`omni-diffusion worker rank ${init.rank}: close failed: ${toOmniError(err).message}\n`);
-            process.exit(1);
-          },
-        );
+        worker
+          .close()
+          // close() waited for the running generate; its reply is queued and must reach the parent first.
+          .then(() => (unsent === 0 ? undefined : new Promise<void>((r) => (onAllSent = r))))
+          .then(
+            () => process.exit(0),
+            (err: unknown) => {
+              process.stderr.write(`omni-diffusion worker rank ${init.rank}: close failed: ${toOmniError(err).message}\n`);
+              process.exit(1);
+            },
+          );
         break;
     }
   });

@@ -51,7 +51,7 @@ def shape_mask(shape, cx, cy, r, size=SIZE, ss=SUPERSAMPLE):
         ax, ay = R, 0.0
         bx, by = rin * np.cos(sector / 2), rin * np.sin(sector / 2)
         cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-        inside = cross <= 0
+        inside = cross >= 0  # the origin side of the edge from outer to inner vertex
     elif shape == "cross":
         w = r * 0.36
         inside = ((np.abs(x) <= w) & (np.abs(y) <= r)) | ((np.abs(y) <= w) & (np.abs(x) <= r))

@@ -1,0 +1,81 @@
+import { writeFile } from "node:fs/promises";
+import { extname } from "node:path";
+import { SingleBar } from "cli-progress";
+import type { Command } from "commander";
+import { DiffusionEngine } from "../core/engine.js";
+import { OmniDiffusionRequest } from "../core/request.js";
+import { encodePng } from "../utils/png.js";
+import { engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
+
+interface GenerateFlags extends EngineFlags {
+  out: string;
+  n: number;
+  size?: { width: number; height: number };
+  steps?: number;
+  guidance?: number;
+  seed?: number;
+  scheduler?: string;
+  negative?: string;
+}
+
+/** Output file for image i of n: "out.png" for one image, "out-1.png", "out-2.png", ... for several. */
+function outPath(base: string, i: number, n: number): string {
+  if (n === 1) return base;
+  const ext = extname(base) || ".png";
+  return `${base.slice(0, base.length - extname(base).length)}-${i + 1}${ext}`;
+}
+
+export function addGenerateCommand(program: Command): void {
+  program
+    .command("generate")
+    .description("generate image(s) from a prompt")
+    .argument("<prompt>", "text prompt")
+    .option("-o, --out <file>", "output PNG path", "out.png")
+    .option("-n, --n <count>", "number of images", intArg(1, 10), 1)
+    .option("--size <WxH>", "image size (default: the model's native size)", sizeArg)
+    .option("--steps <n>", "denoising steps", intArg(1, 1000))
+    .option("--guidance <g>", "classifier-free guidance scale", floatArg(0, 100))
+    .option("--seed <s>", "random seed", intArg(0, 0xffffffff))
+    .option("--scheduler <name>", "sampler: euler, euler_karras, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, lcm, flow_euler")
+    .option("--negative <text>", "negative prompt")
+    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--workers <n>", "worker processes", intArg(1, 64))
+    .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .option("--executor <name>", "executor: a built-in name or module#Export")
+    .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
+    .action(async (prompt: string, flags: GenerateFlags) => {
+      const request = new OmniDiffusionRequest({
+        prompt,
+        numOutputsPerPrompt: flags.n,
+        width: flags.size?.width,
+        height: flags.size?.height,
+        numInferenceSteps: flags.steps,
+        guidanceScale: flags.guidance,
+        seed: flags.seed,
+        scheduler: flags.scheduler,
+        negativePrompt: flags.negative,
+      });
+      const engine = await DiffusionEngine.create(engineConfigFromFlags(flags));
+      const bar = process.stderr.isTTY ? new SingleBar({ format: "denoising [{bar}] {value}/{total} steps", hideCursor: true }, undefined) : null;
+      try {
+        let started = false;
+        const out = await engine.generate(request, {
+          onProgress: (p) => {
+            if (!bar) return;
+            if (!started) bar.start(p.totalSteps, 0);
+            started = true;
+            bar.update(p.step);
+          },
+        });
+        bar?.stop();
+        for (const [i, img] of out.images.entries()) {
+          const file = outPath(flags.out, i, out.images.length);
+          await writeFile(file, encodePng(img));
+          console.log(`wrote ${file} (${img.width}x${img.height}, seed ${img.seed})`);
+        }
+      } finally {
+        bar?.stop();
+        await engine.close();
+      }
+    });
+}

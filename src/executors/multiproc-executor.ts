@@ -1,0 +1,379 @@
+import { resolve as resolvePath } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import type { OmniDiffusionConfig } from "../core/config.js";
+import { DiffusionOutput } from "../core/output.js";
+import type { OmniDiffusionRequest } from "../core/request.js";
+import {
+  ClosedError,
+  ConfigError,
+  OmniError,
+  TimeoutError,
+  UnhealthyError,
+  ValidationError,
+  WorkerDiedError,
+  WorkerError,
+  toOmniError,
+} from "../errors/omni-error.js";
+import type { StepProgress } from "../pipelines/types.js";
+import type { WorkerInit } from "../workers/protocol.js";
+import { DiffusionExecutor, type CollectiveRpcOptions, type ExecuteOptions } from "./base.js";
+import { Deadline } from "./shared/deadline.js";
+import { RankSlot } from "./shared/rank-slot.js";
+import { WorkerProcess, waitFor, type WorkerExit } from "./shared/worker-process.js";
+
+const DEFAULTS = { healthTimeoutMs: 10_000, shutdownGraceMs: 5_000, maxRestartAttempts: 3, restartBackoffMs: 250 };
+
+/**
+ * The default executor: `numGpus` worker processes (`child_process.fork`), each loading the pipeline with
+ * `intraOpNumThreads` onnxruntime threads, so inference never blocks the caller's event loop.
+ *
+ * - Start-up: every rank must send READY within `workerStartTimeoutMs`; a load failure rejects `init` with
+ *   that worker's error (`data.rank`) after killing the other workers.
+ * - `executeModel` spreads a batch over the ranks (data parallel, least outstanding work first; all images of
+ *   one request stay on one rank) and merges the outputs.
+ * - A worker that dies is noticed at once (its `exit` event): it is restarted, and the requests it was running
+ *   are retried (up to `maxWorkerRetries`) or finish with a WorkerDiedError in `errors` — never lost.
+ * - `shutdown` sends `shutdown`, waits `executorOptions.shutdownGraceMs`, then SIGKILLs; children are also
+ *   SIGKILLed when the parent exits, and exit by themselves when the parent disappears.
+ *
+ * `executorOptions`: `healthTimeoutMs` (10 000), `shutdownGraceMs` (5 000), `maxRestartAttempts` (3, per death),
+ * `restartBackoffMs` (250, doubled per failed attempt).
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../core/config.js";
+ * import { OmniDiffusionRequest } from "../core/request.js";
+ * const executor = new MultiprocExecutor(parseConfig({ numGpus: 2 }));
+ * await executor.init();
+ * const out = await executor.executeModel([new OmniDiffusionRequest({ prompt: "a red circle", numInferenceSteps: 4 })]);
+ * await executor.close();
+ * ```
+ */
+export class MultiprocExecutor extends DiffusionExecutor {
+  static override readonly supportsAbortMidStep: boolean = true;
+  /** A worker that dies is restarted; the conformance suite SIGKILLs one to check the recovery. */
+  static readonly restartsDeadWorkers: boolean = true;
+
+  #slots: RankSlot[] = [];
+  /** Every worker process not yet exited, including ones still starting (shutdown stops them all). */
+  #procs = new Set<WorkerProcess>();
+  /** Rank each in-flight request was dispatched to, for `abortRequest`. */
+  #requestRank = new Map<string, RankSlot>();
+  /** Aborts that arrived while their request waited for a (re)starting rank. */
+  #pendingAborts = new Set<string>();
+  #closing = false;
+  #failureNotified = false;
+  #defaultSteps = 20;
+  readonly #opts: typeof DEFAULTS;
+
+  /** Throws ConfigError for a bad `executorOptions` value before any process starts. */
+  constructor(config: OmniDiffusionConfig) {
+    super(config);
+    this.#opts = readOptions(config.executorOptions);
+  }
+
+  /** assertOpen, plus: init() has run (before it there are no ranks to talk to). */
+  #assertStarted(): void {
+    this.assertOpen();
+    if (!this.#slots.length) throw new WorkerError("MultiprocExecutor is not initialised; await init() first");
+  }
+
+  /** Status of each rank, in rank order. */
+  get rankStatus(): { rank: number; status: string; pid: number | undefined; load: number }[] {
+    return this.#slots.map((s) => ({ rank: s.rank, status: s.status, pid: s.proc?.pid, load: s.load }));
+  }
+
+  protected async initExecutor(): Promise<void> {
+    const ms = this.config.workerStartTimeoutMs;
+    this.#slots = Array.from({ length: this.config.numGpus }, (_, rank) => new RankSlot(rank));
+    const notReady = () => this.#slots.filter((s) => s.status !== "ready").map((s) => s.rank);
+    const dl = new Deadline(ms, undefined, () => {
+      const ranks = notReady();
+      return new TimeoutError(`worker rank(s) ${ranks.join(", ")} did not become ready within ${ms}ms (workerStartTimeoutMs)`, {
+        data: { ranks, timeoutMs: ms, method: "init" },
+      });
+    });
+    const procs = this.#slots.map((slot) => this.#spawn(slot, false));
+    try {
+      await Promise.all(
+        procs.map(async (proc, i) => {
+          const ready = await dl.race(proc.ready);
+          this.#defaultSteps = ready.info.defaults?.numInferenceSteps ?? this.#defaultSteps;
+          this.#slots[i]!.markReady(proc);
+        }),
+      );
+    } catch (err) {
+      // One rank failed: the others are useless and must not outlive the failed init.
+      for (const p of procs) p.kill();
+      const stuck = (await Promise.all(procs.map((p) => waitFor(p.exited, 5_000)))).some((e) => e === null);
+      if (stuck) process.emitWarning(`MultiprocExecutor: a worker did not exit after SIGKILL during a failed init`);
+      for (const s of this.#slots) s.markFailed(new ClosedError("MultiprocExecutor failed to start", { cause: err }), "closed");
+      throw err;
+    } finally {
+      dl.dispose();
+    }
+  }
+
+  override async collectiveRpc(method: string, opts: CollectiveRpcOptions = {}): Promise<unknown> {
+    this.#assertStarted();
+    if (typeof method !== "string" || !method) throw new ValidationError("collectiveRpc needs a method name", { field: "method" });
+    const unique = opts.uniqueReplyRank;
+    if (unique !== undefined && (!Number.isInteger(unique) || unique < 0 || unique >= this.#slots.length)) {
+      throw new ValidationError(`uniqueReplyRank must be an integer in [0, ${this.#slots.length}), got ${unique}`, { field: "uniqueReplyRank" });
+    }
+    const ms = opts.timeout ?? this.config.rpcTimeoutMs;
+    const waiting = new Set(this.#slots.map((s) => s.rank));
+    const dl = new Deadline(ms, opts.signal, () => {
+      const ranks = [...waiting].sort((a, b) => a - b);
+      return new TimeoutError(`collectiveRpc("${method}") timed out after ${ms}ms; no reply from rank(s) ${ranks.join(", ")}`, {
+        data: { method, ranks, timeoutMs: ms },
+      });
+    });
+    try {
+      // Every rank gets the call and every reply is awaited, so an error on any rank surfaces.
+      const replies = await Promise.all(
+        this.#slots.map(async (slot) => {
+          const proc = await slot.whenReady(dl.signal);
+          const reply = await proc.call(method, opts.args ?? [], opts.kwargs ?? {}, { deadline: dl.at, signal: dl.signal });
+          waiting.delete(slot.rank);
+          return reply;
+        }),
+      );
+      return unique === undefined ? replies : replies[unique];
+    } catch (err) {
+      if (this.#closing && err instanceof WorkerDiedError) {
+        throw new ClosedError(`MultiprocExecutor was shut down while "${method}" was pending`, { cause: err, data: { ...err.data, method } });
+      }
+      throw err;
+    } finally {
+      dl.dispose();
+    }
+  }
+
+  /** Data-parallel batch: requests go to the least-loaded ranks, outputs are merged. Per-request failures land in `errors`. */
+  override async executeModel(requests: OmniDiffusionRequest[], opts: ExecuteOptions = {}): Promise<DiffusionOutput> {
+    this.#assertStarted();
+    if (!requests.length) return new DiffusionOutput();
+    const ms = opts.timeout ?? this.config.rpcTimeoutMs;
+    const dl = new Deadline(ms, opts.signal, () => new TimeoutError(`executeModel timed out after ${ms}ms`, { data: { method: "generate", timeoutMs: ms } }));
+    const planned = new Map<RankSlot, OmniDiffusionRequest[]>();
+    const unplaced: OmniDiffusionRequest[] = [];
+    for (const r of requests) {
+      const slot = this.#pick(planned);
+      if (slot) planned.set(slot, [...(planned.get(slot) ?? []), r]);
+      else unplaced.push(r);
+    }
+    try {
+      const parts = await Promise.all([...planned].map(([slot, batch]) => this.#runBatch(slot, batch, dl, opts.onProgress)));
+      if (unplaced.length) parts.push(this.#failedBatch(unplaced, this.#noRankError(), 0));
+      return DiffusionOutput.merge(parts);
+    } finally {
+      dl.dispose();
+    }
+  }
+
+  override async abortRequest(requestId: string): Promise<void> {
+    this.#assertStarted();
+    const slot = this.#requestRank.get(requestId);
+    if (!slot) return;
+    this.#pendingAborts.add(requestId);
+    if (slot.status === "ready") slot.proc?.abort(requestId);
+  }
+
+  /** Pings every rank within the deadline; throws UnhealthyError naming each dead or unresponsive rank. */
+  override async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
+    this.#assertStarted();
+    const ms = opts.timeout ?? Math.min(this.config.rpcTimeoutMs, this.#opts.healthTimeoutMs);
+    const dl = new Deadline(ms, opts.signal, () => new TimeoutError(`no ping reply within ${ms}ms`, { data: { method: "ping", timeoutMs: ms } }));
+    const problems: { rank: number; reason: string }[] = [];
+    try {
+      await Promise.all(
+        this.#slots.map(async (slot) => {
+          if (slot.status !== "ready" || !slot.proc) {
+            problems.push({ rank: slot.rank, reason: this.#describeDown(slot) });
+            return;
+          }
+          try {
+            await slot.proc.call("ping", [], {}, { deadline: dl.at, signal: dl.signal });
+          } catch (err) {
+            problems.push({ rank: slot.rank, reason: toOmniError(err).message });
+          }
+        }),
+      );
+      if (dl.callerAborted) throw dl.signal.reason;
+    } finally {
+      dl.dispose();
+    }
+    if (problems.length) {
+      problems.sort((a, b) => a.rank - b.rank);
+      throw new UnhealthyError(`MultiprocExecutor is unhealthy: ${problems.map((p) => `rank ${p.rank}: ${p.reason}`).join("; ")}`, {
+        data: { ranks: problems.map((p) => p.rank), problems },
+      });
+    }
+  }
+
+  protected async shutdown(): Promise<void> {
+    this.#closing = true;
+    const closed = new ClosedError("MultiprocExecutor is shut down");
+    for (const s of this.#slots) s.markFailed(closed, "closed");
+    const grace = this.#opts.shutdownGraceMs;
+    const procs = [...this.#procs];
+    const exits = await Promise.all(procs.map((p) => p.stop(grace)));
+    const stuck = procs.filter((_, i) => exits[i] === null).map((p) => p.pid);
+    if (stuck.length) throw new WorkerError(`worker process(es) ${stuck.join(", ")} did not exit after SIGKILL`, { data: { pids: stuck } });
+  }
+
+  #spawn(slot: RankSlot, restart: boolean): WorkerProcess {
+    const proc: WorkerProcess = new WorkerProcess(slot.rank, this.#workerInit(slot.rank), (exit) => this.#onExit(slot, proc, exit));
+    this.#procs.add(proc);
+    void proc.exited.then(() => this.#procs.delete(proc));
+    slot.starting(proc, restart);
+    return proc;
+  }
+
+  #workerInit(rank: number): WorkerInit {
+    const c = this.config;
+    return {
+      rank,
+      modelDir: resolvePath(c.model),
+      load: { modelClassName: c.modelClassName, executionProvider: c.executionProvider, intraOpNumThreads: c.intraOpNumThreads },
+      workerExtension: c.workerExtension,
+    };
+  }
+
+  /** The exit monitor: a serving worker died. Pending calls already failed (WorkerProcess); restart it. */
+  #onExit(slot: RankSlot, proc: WorkerProcess, exit: WorkerExit): void {
+    // A process that dies while starting is handled by whoever awaits its `ready`.
+    if (this.#closing || slot.proc !== proc || slot.status !== "ready") return;
+    slot.died(exit);
+    this.#restart(slot).catch((err: unknown) => {
+      slot.markFailed(new WorkerDiedError(`restarting worker rank ${slot.rank} failed: ${toOmniError(err).message}`, { cause: err, data: { rank: slot.rank } }));
+    });
+  }
+
+  async #restart(slot: RankSlot): Promise<void> {
+    const attempts = this.#opts.maxRestartAttempts;
+    const ms = this.config.workerStartTimeoutMs;
+    let lastErr: OmniError | null = null;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (this.#closing) return;
+      const proc = this.#spawn(slot, true);
+      const dl = new Deadline(ms, undefined, () => new TimeoutError(`restarted worker rank ${slot.rank} was not ready within ${ms}ms`, { data: { rank: slot.rank, timeoutMs: ms } }));
+      try {
+        await dl.race(proc.ready);
+        if (this.#closing) return; // shutdown stops this process with the others
+        slot.markReady(proc);
+        return;
+      } catch (err) {
+        lastErr = toOmniError(err);
+        proc.kill();
+        await waitFor(proc.exited, 5_000);
+      } finally {
+        dl.dispose();
+      }
+      if (attempt < attempts) await delay(this.#opts.restartBackoffMs * 2 ** (attempt - 1));
+    }
+    if (this.#closing) return;
+    slot.markFailed(
+      new WorkerDiedError(`worker rank ${slot.rank} died (${describeExit(slot.lastExit)}) and ${attempts} restart(s) failed${lastErr ? `: ${lastErr.message}` : ""}`, {
+        cause: lastErr,
+        data: { rank: slot.rank, attempts },
+      }),
+    );
+    if (!this.#failureNotified && this.#slots.every((s) => s.status === "failed")) {
+      this.#failureNotified = true;
+      this.notifyFailure(slot.failure);
+    }
+  }
+
+  /** Least outstanding work first (ties: lowest rank); ready ranks before (re)starting ones; null when every rank failed. */
+  #pick(planned: Map<RankSlot, OmniDiffusionRequest[]> = new Map()): RankSlot | null {
+    const ready = this.#slots.filter((s) => s.status === "ready");
+    const pool = ready.length ? ready : this.#slots.filter((s) => s.status === "starting" || s.status === "restarting");
+    const load = (s: RankSlot) => s.load + (planned.get(s) ?? []).reduce((a, r) => a + this.#cost(r), 0);
+    return pool.reduce<RankSlot | null>((best, s) => (best === null || load(s) < load(best) ? s : best), null);
+  }
+
+  #cost(r: OmniDiffusionRequest): number {
+    return r.numOutputsPerPrompt * (r.numInferenceSteps ?? this.#defaultSteps);
+  }
+
+  /** Runs one rank's share; a WorkerDiedError is retried on the least-loaded live rank, anything else becomes per-request errors. */
+  async #runBatch(first: RankSlot, batch: OmniDiffusionRequest[], dl: Deadline, onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
+    const cost = batch.reduce((a, r) => a + this.#cost(r), 0);
+    const dicts = batch.map((r) => r.toDict());
+    let slot: RankSlot | null = first;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (!slot) return this.#failedBatch(batch, this.#noRankError(), attempt);
+        slot.load += cost;
+        for (const r of batch) this.#requestRank.set(r.requestId, slot);
+        try {
+          const proc = await slot.whenReady(dl.signal);
+          const reply = proc.call("generate", [dicts], {}, { deadline: dl.at, onProgress, signal: dl.signal });
+          // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
+          for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
+          return DiffusionOutput.fromDict(await reply);
+        } catch (err) {
+          if (dl.callerAborted) {
+            for (const r of batch) slot.proc?.abort(r.requestId);
+            throw err;
+          }
+          const e = this.#closing
+            ? new ClosedError("MultiprocExecutor was shut down while the request was running", { cause: err, data: { rank: slot.rank } })
+            : toOmniError(err);
+          const retry = e instanceof WorkerDiedError && attempt < this.config.maxWorkerRetries && !dl.signal.aborted && !this.#closing;
+          if (!retry) return this.#failedBatch(batch, e, attempt + 1);
+        } finally {
+          slot.load -= cost;
+          for (const r of batch) if (this.#requestRank.get(r.requestId) === slot) this.#requestRank.delete(r.requestId);
+        }
+        slot = this.#pick();
+      }
+    } finally {
+      for (const r of batch) this.#pendingAborts.delete(r.requestId);
+    }
+  }
+
+  #failedBatch(batch: OmniDiffusionRequest[], e: OmniError, attempts: number): DiffusionOutput {
+    const err =
+      e instanceof WorkerDiedError && attempts > 0
+        ? new WorkerDiedError(`${e.message} (gave up after ${attempts} attempt(s); maxWorkerRetries=${this.config.maxWorkerRetries})`, {
+            cause: e,
+            data: { ...e.data, attempts },
+          })
+        : e;
+    return new DiffusionOutput({ errors: Object.fromEntries(batch.map((r) => [r.requestId, err])) });
+  }
+
+  #noRankError(): OmniError {
+    if (this.#closing) return new ClosedError("MultiprocExecutor is shut down");
+    const reasons = this.#slots.map((s) => `rank ${s.rank}: ${s.failure?.message ?? s.status}`).join("; ");
+    return new WorkerDiedError(`no worker rank can run requests (${reasons})`, { data: { ranks: this.#slots.map((s) => s.rank) } });
+  }
+
+  #describeDown(slot: RankSlot): string {
+    if (slot.status === "restarting") return `dead (${describeExit(slot.lastExit)}), restarting`;
+    if (slot.status === "failed" || slot.status === "closed") return slot.failure?.message ?? slot.status;
+    return `not ready (${slot.status})`;
+  }
+
+}
+
+function readOptions(options: Record<string, unknown>): typeof DEFAULTS {
+  const out = { ...DEFAULTS };
+  for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
+    const v = options[name];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+      throw new ConfigError(`executorOptions.${name} must be a number >= 0, got ${JSON.stringify(v)}`, { field: `executorOptions.${name}` });
+    }
+    out[name] = v;
+  }
+  return out;
+}
+
+function describeExit(exit: WorkerExit | null): string {
+  if (!exit) return "unknown exit";
+  return exit.signal ? `pid ${exit.pid} killed by ${exit.signal}` : `pid ${exit.pid} exited with code ${exit.exitCode}`;
+}

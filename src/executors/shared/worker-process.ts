@@ -1,0 +1,299 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
+import { extname } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { WorkerDiedError, WorkerError, deserializeError, type OmniError } from "../../errors/omni-error.js";
+import type { StepProgress } from "../../pipelines/types.js";
+import { WORKER_INIT_ENV, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../workers/protocol.js";
+
+/** How a worker process ended. */
+export interface WorkerExit {
+  rank: number;
+  pid: number | undefined;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** Last lines the worker wrote to stderr (for errors about a worker that died). */
+  stderrTail: string;
+}
+
+/** Options of one {@link WorkerProcess.call}. */
+export interface WorkerCallOptions {
+  /** Absolute `Date.now()` deadline, passed to the worker so it stops work nobody waits for. */
+  deadline: number;
+  onProgress?: (p: StepProgress) => void;
+  /** Cancels the wait (the pending entry is dropped; a late reply is ignored). */
+  signal?: AbortSignal;
+}
+
+interface PendingCall {
+  method: string;
+  resolve: (v: unknown) => void;
+  reject: (e: OmniError) => void;
+  onProgress?: (p: StepProgress) => void;
+  cleanup: () => void;
+}
+
+const STDERR_TAIL_BYTES = 4096;
+
+/** Every live worker child of this process, killed synchronously when the parent exits. */
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // 'exit' handlers must be synchronous: a SIGKILL is the one thing that surely finishes in time.
+  process.on("exit", () => {
+    for (const child of liveChildren) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone: nothing left to clean up.
+      }
+    }
+  });
+}
+
+/** The worker entry next to this build: `.ts` under tsx, `.js` from dist/. */
+function workerEntry(): { path: string; execArgv: string[] } {
+  const ext = extname(fileURLToPath(import.meta.url));
+  const fromJs = ext === ".js" || ext === ".mjs" || ext === ".cjs";
+  const path = fileURLToPath(new URL(`../../workers/worker-main${fromJs ? ext : ".ts"}`, import.meta.url));
+  if (fromJs) return { path, execArgv: [] };
+  let tsx: string;
+  try {
+    // An absolute URL, so the child finds tsx whatever its working directory.
+    tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+  } catch (err) {
+    throw new WorkerError(`running from TypeScript source needs the "tsx" package to start workers: ${(err as Error).message}`, { cause: err });
+  }
+  return { path, execArgv: ["--import", tsx] };
+}
+
+/**
+ * The parent's handle on one worker child process: spawns it with `fork`, tracks its READY handshake,
+ * matches replies to calls, and rejects every pending call with a WorkerDiedError the moment the process
+ * exits. Owns no timers: deadlines belong to the caller, which cancels waits through `signal`.
+ */
+export class WorkerProcess {
+  readonly rank: number;
+  readonly child: ChildProcess;
+  /** Resolves with the worker's `ready` message; rejects with its load error or a WorkerDiedError. */
+  readonly ready: Promise<ReadyMessage>;
+  /** Resolves once the process has exited (never rejects). */
+  readonly exited: Promise<WorkerExit>;
+  #pending = new Map<number, PendingCall>();
+  #nextId = 1;
+  #state: "starting" | "ready" | "exited" = "starting";
+  #exit: WorkerExit | null = null;
+  #stderrTail = "";
+  #readyInfo: ReadyMessage | null = null;
+  #settleReady!: { resolve: (m: ReadyMessage) => void; reject: (e: OmniError) => void };
+  #onExit: (exit: WorkerExit) => void;
+
+  constructor(rank: number, init: WorkerInit, onExit: (exit: WorkerExit) => void = () => undefined) {
+    this.rank = rank;
+    this.#onExit = onExit;
+    this.ready = new Promise<ReadyMessage>((resolve, reject) => (this.#settleReady = { resolve, reject }));
+    // Callers may never await `ready` (a restart that is abandoned); the rejection is reported elsewhere.
+    this.ready.catch(() => undefined);
+    let resolveExited!: (e: WorkerExit) => void;
+    this.exited = new Promise<WorkerExit>((r) => (resolveExited = r));
+
+    const { path, execArgv } = workerEntry();
+    installExitHook();
+    this.child = fork(path, [], {
+      execArgv,
+      env: { ...process.env, [WORKER_INIT_ENV]: JSON.stringify(init) },
+      stdio: ["ignore", "inherit", "pipe", "ipc"],
+      serialization: "json",
+    });
+    liveChildren.add(this.child);
+
+    this.child.stderr?.on("data", (chunk: Buffer) => {
+      process.stderr.write(chunk);
+      this.#stderrTail = (this.#stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
+    });
+    this.child.on("message", (msg: unknown) => this.#onMessage(msg));
+    const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
+      if (this.#exit) return;
+      liveChildren.delete(this.child);
+      this.#exit = { rank, pid: this.child.pid, exitCode, signal, stderrTail: this.#stderrTail.trim() };
+      this.#failAll(this.#exit);
+      resolveExited(this.#exit);
+      this.#onExit(this.#exit);
+    };
+    // 'close' follows 'exit' once the IPC channel and stderr are drained, so a `load-error` or a reply the
+    // worker sent just before dying is delivered first. The timer covers a pipe some other process holds open.
+    this.child.on("exit", (code, signal) => {
+      setTimeout(() => finish(code, signal), 1_000).unref();
+    });
+    this.child.on("close", (code: number | null, signal: NodeJS.Signals | null) => finish(code, signal));
+    this.child.on("error", (err) => {
+      // A failed spawn emits 'error' and no 'exit'; later errors (a send on a closed channel) are followed by 'exit'.
+      if (this.child.pid === undefined) {
+        this.#stderrTail += `\nspawn failed: ${err.message}`;
+        finish(null, null);
+      }
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get state(): "starting" | "ready" | "exited" {
+    return this.#state;
+  }
+
+  /** How the process ended, once it has. */
+  get exitInfo(): WorkerExit | null {
+    return this.#exit;
+  }
+
+  /** The `ready` message, once received. */
+  get info(): ReadyMessage | null {
+    return this.#readyInfo;
+  }
+
+  /** Number of calls sent and not yet answered. */
+  get pendingCalls(): number {
+    return this.#pending.size;
+  }
+
+  /** Sends one RPC; resolves with its result, rejects with the rebuilt worker error (rank in `data`). */
+  call(method: string, args: unknown[], kwargs: Record<string, unknown>, opts: WorkerCallOptions): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      if (this.#exit) return reject(this.#diedError(this.#exit, method));
+      if (opts.signal?.aborted) return reject(opts.signal.reason as OmniError);
+      const id = this.#nextId++;
+      const onAbort = () => {
+        this.#pending.get(id)?.cleanup();
+        this.#pending.delete(id);
+        reject(opts.signal!.reason as OmniError);
+      };
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      this.#pending.set(id, {
+        method,
+        resolve,
+        reject,
+        onProgress: opts.onProgress,
+        cleanup: () => opts.signal?.removeEventListener("abort", onAbort),
+      });
+      this.#send({ type: "call", id, method, args, kwargs, deadline: opts.deadline });
+    });
+  }
+
+  /** Asks the worker to stop `requestId` between steps. */
+  abort(requestId: string): void {
+    this.#send({ type: "abort", requestId });
+  }
+
+  /** Sends `shutdown`, waits up to `graceMs` for the exit, then SIGKILLs and waits (bounded) for the exit. */
+  async stop(graceMs: number): Promise<WorkerExit | null> {
+    if (this.#exit) return this.#exit;
+    this.#send({ type: "shutdown" });
+    const exited = await waitFor(this.exited, graceMs);
+    if (exited) return exited;
+    this.kill();
+    return waitFor(this.exited, 5_000);
+  }
+
+  /** SIGKILL now. The exit handler still runs when the process is reaped. */
+  kill(): void {
+    if (this.#exit) return;
+    try {
+      this.child.kill("SIGKILL");
+    } catch (err) {
+      process.emitWarning(`cannot kill worker rank ${this.rank} (pid ${this.child.pid}): ${(err as Error).message}`);
+    }
+  }
+
+  #send(msg: ParentMessage): void {
+    if (this.#exit || !this.child.connected) return; // the exit handler fails pending calls
+    this.child.send(msg, (err) => {
+      // The channel closed under us: the process is exiting, and its exit fails the pending calls.
+      if (err && this.child.connected) process.emitWarning(`worker rank ${this.rank}: send ${msg.type} failed: ${err.message}`);
+    });
+  }
+
+  #onMessage(raw: unknown): void {
+    if (!isWorkerMessage(raw)) {
+      process.emitWarning(`worker rank ${this.rank} sent a malformed message: ${JSON.stringify(raw)?.slice(0, 200)}`);
+      return;
+    }
+    const msg: WorkerMessage = raw;
+    switch (msg.type) {
+      case "ready":
+        if (this.#state !== "starting") return;
+        this.#state = "ready";
+        this.#readyInfo = msg;
+        this.#settleReady.resolve(msg);
+        return;
+      case "load-error":
+        this.#settleReady.reject(deserializeError(msg.error, { rank: this.rank, pid: msg.pid }));
+        return;
+      case "progress":
+        try {
+          this.#pending.get(msg.id)?.onProgress?.({ requestId: msg.requestId, step: msg.step, totalSteps: msg.totalSteps });
+        } catch (err) {
+          // A throwing progress callback must not crash the IPC listener (and with it the parent).
+          process.emitWarning(`onProgress callback threw: ${(err as Error)?.message ?? String(err)}`);
+        }
+        return;
+      case "reply": {
+        const p = this.#pending.get(msg.id);
+        if (!p) return; // the caller stopped waiting (deadline, abort)
+        this.#pending.delete(msg.id);
+        p.cleanup();
+        if (msg.ok) p.resolve(msg.result);
+        else p.reject(deserializeError(msg.error, { rank: this.rank, method: p.method }));
+        return;
+      }
+    }
+  }
+
+  #failAll(exit: WorkerExit): void {
+    if (this.#state === "starting") {
+      const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+      const tail = exit.stderrTail ? `: ${exit.stderrTail.split("\n").slice(-5).join(" | ")}` : "";
+      this.#settleReady.reject(
+        new WorkerDiedError(`worker rank ${this.rank} (pid ${exit.pid}) ${how} before it was ready${tail}`, {
+          data: { rank: this.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal },
+        }),
+      );
+    }
+    this.#state = "exited";
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) {
+      p.cleanup();
+      p.reject(this.#diedError(exit, p.method));
+    }
+  }
+
+  #diedError(exit: WorkerExit, method: string): WorkerDiedError {
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+    return new WorkerDiedError(`worker rank ${this.rank} (pid ${exit.pid}) ${how} while "${method}" was pending`, {
+      data: { rank: this.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, method },
+    });
+  }
+}
+
+/** Resolves with the value, or null after `ms` (the timer never keeps the process alive). */
+export function waitFor<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  return new Promise<T | null>((resolve) => {
+    const t = setTimeout(() => resolve(null), Math.max(0, ms));
+    t.unref();
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(null);
+      },
+    );
+  });
+}

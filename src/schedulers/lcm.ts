@@ -1,0 +1,168 @@
+/**
+ * Latent Consistency Model sampling (Luo et al. 2023) with diffusers' `LCMScheduler` semantics: each step
+ * predicts the clean sample through the consistency-model boundary condition, then re-noises it to the
+ * next timestep with fresh noise (except after the last step).
+ */
+import { ValidationError } from "../errors/omni-error.js";
+import {
+  BASE_DEFAULTS,
+  alphasCumprod,
+  assertSameLength,
+  clipInPlace,
+  makeBetas,
+  resolveConfig,
+  resolveStepIndex,
+  validateNumSteps,
+  vpToX0Eps,
+  type ResolvedSchedulerConfig,
+} from "./math.js";
+import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
+
+/** LCM config: the shared keys plus the distillation schedule and boundary-condition scaling. */
+export type LcmConfig = ResolvedSchedulerConfig &
+  Required<
+    Pick<SchedulerConfig, "set_alpha_to_one" | "clip_sample" | "clip_sample_range" | "original_inference_steps" | "timestep_scaling">
+  >;
+
+/** diffusers' `LCMScheduler` class defaults (it ships with the SD latent schedule, not DDPM's linear one). */
+export const LCM_DEFAULTS: LcmConfig = {
+  ...BASE_DEFAULTS,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: "scaled_linear",
+  timestep_spacing: "leading",
+  set_alpha_to_one: true,
+  clip_sample: false,
+  clip_sample_range: 1.0,
+  original_inference_steps: 50,
+  timestep_scaling: 10.0,
+};
+
+/**
+ * Consistency-model boundary condition (diffusers `get_scalings_for_boundary_condition_discrete`):
+ * c_skip → 1, c_out → 0 as t → 0, so the model is the identity on clean data. sigma_data = 0.5.
+ */
+export function lcmBoundaryScalings(t: number, timestepScaling: number): { cSkip: number; cOut: number } {
+  const sigmaData = 0.5;
+  const st = t * timestepScaling;
+  return {
+    cSkip: (sigmaData * sigmaData) / (st * st + sigmaData * sigmaData),
+    cOut: st / Math.sqrt(st * st + sigmaData * sigmaData),
+  };
+}
+
+/** LCM sampler (`lcm`). Needs a noise source for every step but the last. */
+export class LcmScheduler implements Scheduler {
+  readonly name: string;
+  readonly config: LcmConfig;
+  readonly initNoiseSigma = 1;
+  readonly sigmas: number[] = [];
+  readonly alphasCumprod: Float64Array;
+  readonly finalAlphaCumprod: number;
+  private _timesteps: number[] = [];
+  private stepIndex: number | null = null;
+
+  constructor(config: SchedulerConfig = {}, name = "lcm") {
+    this.name = name;
+    const c = resolveConfig(LCM_DEFAULTS, config, ["epsilon", "v_prediction", "sample"]);
+    const orig = c.original_inference_steps;
+    if (typeof orig !== "number" || !Number.isInteger(orig) || orig < 1 || orig > c.num_train_timesteps) {
+      throw new ValidationError(`scheduler config original_inference_steps must be an integer in [1, ${c.num_train_timesteps}]`, {
+        field: "scheduler",
+        data: { key: "original_inference_steps" },
+      });
+    }
+    if (typeof c.timestep_scaling !== "number" || !Number.isFinite(c.timestep_scaling)) {
+      throw new ValidationError(`scheduler config timestep_scaling must be a finite number`, { field: "scheduler", data: { key: "timestep_scaling" } });
+    }
+    this.config = c;
+    this.alphasCumprod = alphasCumprod(makeBetas(c));
+    this.finalAlphaCumprod = c.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
+  }
+
+  get timesteps(): number[] {
+    return this._timesteps;
+  }
+
+  /**
+   * Picks `n` evenly spaced timesteps out of the distillation schedule (every T/original_steps-th step,
+   * ending at T-1). `timestep_spacing` and `steps_offset` are ignored, as in diffusers.
+   */
+  setTimesteps(numInferenceSteps: number): void {
+    const c = this.config;
+    validateNumSteps(numInferenceSteps, c.num_train_timesteps);
+    const orig = c.original_inference_steps;
+    if (numInferenceSteps > orig) {
+      throw new ValidationError(
+        `num_inference_steps (${numInferenceSteps}) cannot exceed LCM's original_inference_steps (${orig}): the schedule is a subset of that one`,
+        { field: "num_inference_steps" },
+      );
+    }
+    const k = Math.floor(c.num_train_timesteps / orig);
+    // Distillation schedule, descending: orig*k-1, ..., 2k-1, k-1.
+    const origin: number[] = [];
+    for (let i = orig; i >= 1; i--) origin.push(i * k - 1);
+    // np.floor(np.linspace(0, len, n, endpoint=False)) picks the indices.
+    const step = origin.length / numInferenceSteps;
+    this._timesteps = Array.from({ length: numInferenceSteps }, (_, i) => origin[Math.floor(i * step)]!);
+    this.stepIndex = null;
+  }
+
+  /** Identity: LCM feeds the model the sample as is (returns the same array). */
+  scaleModelInput(sample: Float32Array, _t: number): Float32Array {
+    return sample;
+  }
+
+  private alphaAt(t: number): number {
+    if (!Number.isInteger(t) || t >= this.config.num_train_timesteps) {
+      throw new ValidationError(`scheduler "${this.name}": timestep ${t} is not an integer training timestep`, { field: "timestep" });
+    }
+    return t >= 0 ? this.alphasCumprod[t]! : this.finalAlphaCumprod;
+  }
+
+  step(modelOutput: Float32Array, t: number, sample: Float32Array, rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array } {
+    assertSameLength(modelOutput, sample);
+    const c = this.config;
+    const i = resolveStepIndex(this.stepIndex, this._timesteps, t, this.name);
+    const isLast = i === this._timesteps.length - 1;
+    // Like diffusers, alpha_t and the boundary scalings use the timestep passed in; the target is the next
+    // scheduled timestep (the last step targets itself, but skips the re-noising anyway).
+    const timestep = t;
+    const prevT = isLast ? timestep : this._timesteps[i + 1]!;
+    const alphaT = this.alphaAt(timestep);
+    const alphaPrev = this.alphaAt(prevT);
+
+    const { cSkip, cOut } = lcmBoundaryScalings(timestep, c.timestep_scaling);
+    const { x0 } = vpToX0Eps(c.prediction_type, modelOutput, sample, Math.sqrt(alphaT), Math.sqrt(1 - alphaT));
+    if (c.clip_sample) clipInPlace(x0, c.clip_sample_range);
+
+    const n = sample.length;
+    const denoised = new Float32Array(n);
+    for (let k = 0; k < n; k++) denoised[k] = cOut * x0[k]! + cSkip * sample[k]!;
+
+    let prev: Float32Array;
+    if (isLast) {
+      prev = new Float32Array(denoised);
+    } else {
+      if (!rng) throw new ValidationError(`scheduler "${this.name}" needs a noise source (rng) between steps`, { field: "rng" });
+      const noise = rng.randn(new Float32Array(n));
+      const sa = Math.sqrt(alphaPrev);
+      const sb = Math.sqrt(1 - alphaPrev);
+      prev = new Float32Array(n);
+      for (let k = 0; k < n; k++) prev[k] = sa * denoised[k]! + sb * noise[k]!;
+    }
+    this.stepIndex = i + 1;
+    return { prevSample: prev, predOriginalSample: denoised };
+  }
+
+  /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise. */
+  addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
+    assertSameLength(noise, original);
+    const a = this.alphaAt(t);
+    const sa = Math.sqrt(a);
+    const sb = Math.sqrt(1 - a);
+    const out = new Float32Array(original.length);
+    for (let k = 0; k < out.length; k++) out[k] = sa * original[k]! + sb * noise[k]!;
+    return out;
+  }
+}

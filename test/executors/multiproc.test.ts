@@ -1,0 +1,346 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { parseConfig, type OmniDiffusionConfigInput } from "../../src/core/config.js";
+import { OmniDiffusionRequest } from "../../src/core/request.js";
+import {
+  AbortedError,
+  ClosedError,
+  ConfigError,
+  ModelLoadError,
+  TimeoutError,
+  UnhealthyError,
+  UnknownMethodError,
+  ValidationError,
+  WorkerDiedError,
+} from "../../src/errors/omni-error.js";
+import { MultiprocExecutor } from "../../src/executors/multiproc-executor.js";
+import type { StepProgress } from "../../src/pipelines/types.js";
+import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { isAlive, waitGone } from "../helpers/processes.js";
+
+const EXTENSION = `${fileURLToPath(new URL("../fixtures/workers/test-extension.ts", import.meta.url))}#TestWorkerExtension`;
+const ORPHAN_PARENT = fileURLToPath(new URL("../fixtures/executors/orphan-parent.ts", import.meta.url));
+const TEST_TIMEOUT = 120_000;
+
+runExecutorConformance("multiproc (2 workers)", () => ({ numGpus: 2, intraOpNumThreads: 1 }), { expectedRanks: 2 });
+
+type Ping = { rank: number; pid: number };
+
+const req = (i: number, steps = 2, extra: Partial<ConstructorParameters<typeof OmniDiffusionRequest>[0]> = {}) =>
+  new OmniDiffusionRequest({ prompt: `a blue square ${i}`, width: 32, height: 32, numInferenceSteps: steps, seed: i, ...extra });
+
+async function started(input: OmniDiffusionConfigInput): Promise<MultiprocExecutor> {
+  const ex = new MultiprocExecutor(parseConfig({ numGpus: 2, intraOpNumThreads: 1, ...input }));
+  await ex.init();
+  return ex;
+}
+
+/** Polls checkHealth until it passes (the restarted worker is ready) within `ms`. */
+async function waitHealthy(ex: MultiprocExecutor, ms = 60_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      return await ex.checkHealth({ timeout: 5_000 });
+    } catch (err) {
+      if (Date.now() > until) throw err;
+    }
+    await delay(100);
+  }
+}
+
+/** Resolves with the first progress event (a latch), rejecting if none arrives within `ms`. */
+function firstProgress(ms = 30_000): { onProgress: (p: StepProgress) => void; first: Promise<StepProgress> } {
+  let resolve!: (p: StepProgress) => void;
+  let reject!: (e: Error) => void;
+  const first = new Promise<StepProgress>((res, rej) => ((resolve = res), (reject = rej)));
+  const t = setTimeout(() => reject(new Error(`no progress within ${ms}ms`)), ms);
+  return {
+    first,
+    onProgress: (p) => {
+      clearTimeout(t);
+      resolve(p);
+    },
+  };
+}
+
+describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEOUT }, () => {
+  let ex: MultiprocExecutor;
+  before(async () => {
+    ex = await started({ workerExtension: EXTENSION, maxWorkerRetries: 1, executorOptions: { shutdownGraceMs: 500 } });
+  });
+  after(async () => {
+    await ex?.close();
+  });
+
+  it("exposes the extension's public methods as RPC methods, args and kwargs included", { timeout: TEST_TIMEOUT }, async () => {
+    const who = (await ex.collectiveRpc("whoami")) as Ping[];
+    assert.deepEqual(who.map((w) => w.rank), [0, 1]);
+    const echo = await ex.collectiveRpc("echo", { args: [1, "a"], kwargs: { k: true }, uniqueReplyRank: 1 });
+    assert.deepEqual(echo, [1, "a", { k: true }]);
+    await assert.rejects(ex.collectiveRpc("_notExposed"), UnknownMethodError);
+  });
+
+  it("an unknown method fails with UnknownMethodError naming the method and the rank", { timeout: TEST_TIMEOUT }, async () => {
+    await assert.rejects(ex.collectiveRpc("noSuchMethod"), (err: unknown) => {
+      assert.ok(err instanceof UnknownMethodError);
+      assert.equal(err.code, "OMNI_ERR_UNKNOWN_METHOD");
+      assert.match(err.message, /noSuchMethod/);
+      assert.ok(err.data.rank === 0 || err.data.rank === 1);
+      return true;
+    });
+  });
+
+  it("a worker's error comes back as the same class, with its rank", { timeout: TEST_TIMEOUT }, async () => {
+    await assert.rejects(ex.collectiveRpc("fail", { args: ["boom"] }), (err: unknown) => {
+      assert.ok(err instanceof ValidationError);
+      assert.equal(err.message, "boom");
+      assert.equal(err.field, "fixtureField");
+      assert.equal(typeof err.data.rank, "number");
+      return true;
+    });
+  });
+
+  it("collectiveRpc past its deadline throws one TimeoutError naming the method and the silent ranks", { timeout: TEST_TIMEOUT }, async () => {
+    await assert.rejects(ex.collectiveRpc("slowOnRanks", { args: [[1], 60_000], timeout: 500 }), (err: unknown) => {
+      assert.ok(err instanceof TimeoutError, `TimeoutError, got ${(err as Error).name}`);
+      assert.match(err.message, /"slowOnRanks"/);
+      assert.match(err.message, /rank\(s\) 1$/);
+      assert.equal(err.data.method, "slowOnRanks");
+      assert.deepEqual(err.data.ranks, [1]);
+      return true;
+    });
+    // The slow call keeps running on rank 1, but the rank still answers.
+    assert.equal(((await ex.collectiveRpc("ping", { uniqueReplyRank: 1 })) as Ping).rank, 1);
+  });
+
+  it("checkHealth names a rank that is alive but does not answer within the deadline", { timeout: TEST_TIMEOUT }, async () => {
+    const blocked = ex.collectiveRpc("blockOnRanks", { args: [[0], 2_000] });
+    await new Promise(setImmediate); // the block call is on the wire before the pings (IPC keeps order)
+    await assert.rejects(ex.checkHealth({ timeout: 300 }), (err: unknown) => {
+      assert.ok(err instanceof UnhealthyError, `UnhealthyError, got ${(err as Error).name}`);
+      assert.deepEqual(err.data.ranks, [0]);
+      assert.match(err.message, /rank 0: no ping reply within 300ms/);
+      return true;
+    });
+    assert.deepEqual(((await blocked) as Ping[]).map((r) => r.rank), [0, 1]);
+    await ex.checkHealth();
+  });
+
+  it("spreads a batch over both ranks and merges the outputs", { timeout: TEST_TIMEOUT }, async () => {
+    const stats = async () => ((await ex.collectiveRpc("getStats")) as { requestsDone: number }[]).map((s) => s.requestsDone);
+    const before = await stats();
+    const requests = [0, 1, 2, 3].map((i) => req(i));
+    const out = await ex.executeModel(requests);
+    assert.deepEqual(out.errors, {});
+    for (const r of requests) assert.equal(out.imagesFor(r.requestId).length, 1);
+    const afterStats = await stats();
+    assert.deepEqual(afterStats.map((n, i) => n - before[i]!), [2, 2]);
+  });
+
+  it("sleep drops the sessions and wakeUp brings them back", { timeout: TEST_TIMEOUT }, async () => {
+    const slept = (await ex.sleep()) as { rank: number; asleep: boolean; level: number }[];
+    assert.deepEqual(slept.map((s) => [s.rank, s.asleep, s.level]), [[0, true, 1], [1, true, 1]]);
+    const asleep = (await ex.collectiveRpc("getStats")) as { asleep: boolean; components: string[] }[];
+    for (const s of asleep) {
+      assert.equal(s.asleep, true);
+      assert.ok(!s.components.includes("unet"));
+    }
+    const woke = (await ex.wakeUp(["weights"])) as { asleep: boolean }[];
+    assert.deepEqual(woke.map((w) => w.asleep), [false, false]);
+    const awake = (await ex.collectiveRpc("getStats")) as { components: string[] }[];
+    for (const s of awake) assert.ok(s.components.includes("unet"));
+    const out = await ex.executeModel([req(10)]);
+    assert.equal(out.output.length, 1);
+    await assert.rejects(ex.sleep(0), ValidationError);
+  });
+
+  it("abortRequest stops a running request between steps", { timeout: TEST_TIMEOUT }, async () => {
+    const r = req(20, 500);
+    const { onProgress, first } = firstProgress();
+    const run = ex.executeModel([r], { onProgress });
+    await first;
+    await ex.abortRequest(r.requestId);
+    const out = await run;
+    const err = out.errors[r.requestId];
+    assert.ok(err instanceof AbortedError, `AbortedError, got ${err?.name}: ${err?.message}`);
+    assert.ok((err.data.step as number) < 500);
+    assert.equal(out.imagesFor(r.requestId).length, 0);
+  });
+
+  it("an aborted signal rejects executeModel and stops the work on the worker", { timeout: TEST_TIMEOUT }, async () => {
+    const ac = new AbortController();
+    const { onProgress, first } = firstProgress();
+    const run = ex.executeModel([req(21, 500)], { onProgress, signal: ac.signal });
+    await first;
+    ac.abort();
+    await assert.rejects(run, AbortedError);
+    // The worker stopped the request (it is no longer in flight) and keeps serving.
+    const out = await ex.executeModel([req(22)]);
+    assert.equal(out.output.length, 1);
+    const stats = (await ex.collectiveRpc("getStats")) as { inFlight: number }[];
+    assert.deepEqual(stats.map((s) => s.inFlight), [0, 0]);
+  });
+
+  it("a batch past its deadline reports TimeoutError for the unfinished requests", { timeout: TEST_TIMEOUT }, async () => {
+    const r = req(23, 900);
+    const out = await ex.executeModel([r], { timeout: 300 });
+    assert.ok(out.errors[r.requestId] instanceof TimeoutError, `got ${out.errors[r.requestId]?.name}`);
+    assert.equal(((await ex.collectiveRpc("ping", { uniqueReplyRank: 0 })) as Ping).rank, 0);
+  });
+
+  it("SIGKILL of a worker during a batch: its requests are retried, every request gets an image, the worker comes back", { timeout: TEST_TIMEOUT }, async () => {
+    const pids = (await ex.collectiveRpc("ping")) as Ping[];
+    const requests = [0, 1, 2, 3].map((i) => req(30 + i, 40));
+    const { onProgress, first } = firstProgress();
+    const run = ex.executeModel(requests, { onProgress });
+    await first;
+    process.kill(pids[1]!.pid, "SIGKILL");
+    const out = await run;
+    for (const r of requests) {
+      assert.equal(out.errors[r.requestId], undefined, `request ${r.requestId}: ${out.errors[r.requestId]?.message}`);
+      assert.equal(out.imagesFor(r.requestId).length, 1);
+    }
+    await waitHealthy(ex);
+    const now = (await ex.collectiveRpc("ping")) as Ping[];
+    assert.notEqual(now[1]!.pid, pids[1]!.pid);
+    assert.equal(now[0]!.pid, pids[0]!.pid);
+    assert.equal(isAlive(pids[1]!.pid), false);
+  });
+});
+
+describe("MultiprocExecutor shutdown", { timeout: 3 * TEST_TIMEOUT }, () => {
+  it("SIGKILLs a worker that does not exit within the grace period; pending calls fail with ClosedError", { timeout: TEST_TIMEOUT }, async () => {
+    const ex = await started({ workerExtension: EXTENSION, executorOptions: { shutdownGraceMs: 200 } });
+    const pids = ((await ex.collectiveRpc("ping")) as Ping[]).map((p) => p.pid);
+    const stuck = ex.collectiveRpc("blockOnRanks", { args: [[1], 60_000] });
+    const stuckResult = stuck.then(
+      () => null,
+      (err: unknown) => err,
+    );
+    // One event-loop turn flushes the microtasks that send the call; IPC order puts it before "shutdown".
+    await new Promise(setImmediate);
+    await ex.close();
+    assert.deepEqual(pids.filter(isAlive), []);
+    const err = await stuckResult;
+    assert.ok(err instanceof ClosedError, `ClosedError, got ${(err as Error)?.name}: ${(err as Error)?.message}`);
+  });
+});
+
+describe("MultiprocExecutor without retries", { timeout: 5 * TEST_TIMEOUT }, () => {
+  let ex: MultiprocExecutor;
+  before(async () => {
+    ex = await started({ maxWorkerRetries: 0 });
+  });
+  after(async () => {
+    await ex?.close();
+  });
+
+  it("SIGKILL during a batch: the dead rank's requests fail with WorkerDiedError, the others succeed, health recovers", { timeout: TEST_TIMEOUT }, async () => {
+    const pids = (await ex.collectiveRpc("ping")) as Ping[];
+    const requests = [0, 1, 2, 3].map((i) => req(40 + i, 40));
+    const { onProgress, first } = firstProgress();
+    const run = ex.executeModel(requests, { onProgress });
+    await first;
+    process.kill(pids[1]!.pid, "SIGKILL");
+    const out = await run;
+    let died = 0;
+    for (const r of requests) {
+      const err = out.errors[r.requestId];
+      const images = out.imagesFor(r.requestId);
+      assert.ok((images.length === 1) !== (err !== undefined), `request ${r.requestId} has an image or an error, not both or neither`);
+      if (err) {
+        assert.ok(err instanceof WorkerDiedError, `WorkerDiedError, got ${err.name}: ${err.message}`);
+        assert.equal(err.code, "OMNI_ERR_WORKER_DIED");
+        assert.equal(err.data.rank, 1);
+        assert.equal(err.data.signal, "SIGKILL");
+        assert.equal(err.retryable, true);
+        died++;
+      }
+    }
+    assert.equal(died, 2, "the two requests of rank 1");
+    await waitHealthy(ex);
+    const out2 = await ex.executeModel([req(50), req(51)]);
+    assert.equal(out2.output.length, 2);
+  });
+});
+
+describe("MultiprocExecutor start-up failures", { timeout: 5 * TEST_TIMEOUT }, () => {
+  it("a bad model folder rejects init with the worker's ModelLoadError and leaves no process", { timeout: TEST_TIMEOUT }, async () => {
+    const ex = new MultiprocExecutor(parseConfig({ numGpus: 2, intraOpNumThreads: 1, model: "/nonexistent/omni-model" }));
+    await assert.rejects(ex.init(), (err: unknown) => {
+      assert.ok(err instanceof ModelLoadError, `ModelLoadError, got ${(err as Error).name}: ${(err as Error).message}`);
+      assert.match(err.message, /\/nonexistent\/omni-model/);
+      assert.ok(err.data.rank === 0 || err.data.rank === 1);
+      return true;
+    });
+    const pids = ex.rankStatus.map((s) => s.pid).filter((p): p is number => p !== undefined);
+    assert.equal(pids.length, 2);
+    assert.deepEqual(pids.filter(isAlive), []);
+    await ex.close();
+    await ex.close();
+  });
+
+  it("a worker extension that redefines a built-in method rejects init with a ConfigError", { timeout: TEST_TIMEOUT }, async () => {
+    const spec = `${fileURLToPath(new URL("../fixtures/workers/test-extension.ts", import.meta.url))}#ClashingExtension`;
+    const ex = new MultiprocExecutor(parseConfig({ numGpus: 1, intraOpNumThreads: 1, workerExtension: spec }));
+    await assert.rejects(ex.init(), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, `ConfigError, got ${(err as Error).name}: ${(err as Error).message}`);
+      assert.match(err.message, /ping/);
+      assert.equal(err.data.rank, 0);
+      return true;
+    });
+    await ex.close();
+  });
+
+  it("a start-up deadline that passes rejects init with a TimeoutError naming the ranks", { timeout: TEST_TIMEOUT }, async () => {
+    const ex = new MultiprocExecutor(parseConfig({ numGpus: 2, intraOpNumThreads: 1, workerStartTimeoutMs: 1 }));
+    await assert.rejects(ex.init(), (err: unknown) => {
+      assert.ok(err instanceof TimeoutError, `TimeoutError, got ${(err as Error).name}`);
+      assert.deepEqual(err.data.ranks, [0, 1]);
+      return true;
+    });
+    const pids = ex.rankStatus.map((s) => s.pid).filter((p): p is number => p !== undefined);
+    assert.deepEqual(pids.filter(isAlive), []);
+    await ex.close();
+  });
+});
+
+describe("MultiprocExecutor leaves no orphan processes", { timeout: 5 * TEST_TIMEOUT }, () => {
+  const runParent = async (mode: "exit" | "wait") => {
+    const child = spawn(process.execPath, ["--import", "tsx", ORPHAN_PARENT, mode], { stdio: ["ignore", "pipe", "inherit"] });
+    let buf = "";
+    child.stdout.setEncoding("utf8");
+    const line = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("the fixture parent printed no pids within 60s")), 60_000);
+      child.stdout.on("data", (d: string) => {
+        buf += d;
+        const nl = buf.indexOf("\n");
+        if (nl >= 0) {
+          clearTimeout(t);
+          resolve(buf.slice(0, nl));
+        }
+      });
+      child.once("exit", (code) => reject(new Error(`the fixture parent exited (${code}) before printing pids`)));
+    });
+    return { child, pids: (JSON.parse(line) as { pids: number[] }).pids };
+  };
+
+  it("workers are killed when the parent exits without close()", { timeout: TEST_TIMEOUT }, async () => {
+    const { child, pids } = await runParent("exit");
+    assert.equal(pids.length, 2);
+    if (child.exitCode === null) await once(child, "exit");
+    assert.deepEqual(await waitGone(pids, 10_000), []);
+  });
+
+  it("workers exit by themselves when the parent is SIGKILLed", { timeout: TEST_TIMEOUT }, async () => {
+    const { child, pids } = await runParent("wait");
+    assert.deepEqual(pids.filter(isAlive), pids);
+    child.kill("SIGKILL");
+    await once(child, "exit");
+    assert.deepEqual(await waitGone(pids, 10_000), []);
+  });
+});
