@@ -101,6 +101,13 @@ export class OnnxDiffusionPipeline implements DiffusionPipeline {
         throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field });
       }
     }
+    // Exports with a fixed spatial size accept only that size.
+    const [, , fixedH, fixedW] = this.#unet.input("sample")?.shape ?? [];
+    for (const [field, v, fixed] of [["height", height, fixedH], ["width", width, fixedW]] as const) {
+      if (typeof fixed === "number" && fixed > 0 && v !== fixed * this.#vaeScale) {
+        throw new ValidationError(`${field} must be ${fixed * this.#vaeScale}: this UNet export has a fixed size`, { field });
+      }
+    }
     const scheduler = r.scheduler ?? defaults.scheduler;
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
     createScheduler(scheduler, this.#schedulerConfig).setTimesteps(steps); // throws ValidationError on a bad name or count

@@ -78,10 +78,11 @@ def main():
     ctx = torch.randn(2, MAX_TOKENS, TEXT_DIM)
     torch.onnx.export(m.unet, (x, t, ctx), os.path.join(out, "unet/model.onnx"),
                       input_names=["sample", "timestep", "encoder_hidden_states"], output_names=["out_sample"],
-                      dynamic_axes={"sample": {0: "batch"}, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch"}, "out_sample": {0: "batch"}},
+                      dynamic_axes={"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch"},
+                                    "out_sample": {0: "batch", 2: "height", 3: "width"}},
                       opset_version=17)
     torch.onnx.export(VaeDecoder(), (x,), os.path.join(out, "vae_decoder/model.onnx"), input_names=["latent_sample"],
-                      output_names=["sample"], dynamic_axes={"latent_sample": {0: "batch"}, "sample": {0: "batch"}}, opset_version=17)
+                      output_names=["sample"], dynamic_axes={"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}}, opset_version=17)
 
     write_json(os.path.join(out, "model_index.json"), {
         "_class_name": "OmniTinyShapesPipeline",

@@ -1,0 +1,36 @@
+// Public API of omni-diffusion. Only re-exports live here.
+export { DiffusionEngine, type EngineGenerateOptions, type EngineStats } from "./core/engine.js";
+export { parseConfig, configSchema, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./core/config.js";
+export { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit, type OmniDiffusionRequestDict } from "./core/request.js";
+export {
+  DiffusionOutput,
+  type DiffusionOutputDict,
+  type DiffusionOutputInit,
+  type GeneratedImage,
+  type StageMetrics,
+  type TrajectoryLatents,
+  type TrajectoryTimesteps,
+} from "./core/output.js";
+export { OmniRequestOutput } from "./core/request-output.js";
+export { DEFAULT_MODEL_DIR } from "./core/paths.js";
+export {
+  DiffusionExecutor,
+  type CollectiveRpcOptions,
+  type DiffusionExecutorClass,
+  type ExecuteOptions,
+  type FailureCallback,
+} from "./executors/base.js";
+export { UniprocExecutor } from "./executors/uniproc-executor.js";
+export { MultiprocExecutor } from "./executors/multiproc-executor.js";
+export { resolveExecutor, builtinExecutorNames, type ExecutorSpec } from "./executors/resolve-executor.js";
+export { registerExecutor, registeredExecutors, type ExecutorLoader } from "./executors/executor-registry.js";
+export { ExecutorTypeError } from "./executors/executor-type-error.js";
+export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./workers/diffusion-worker.js";
+export { loadPipeline } from "./pipelines/load.js";
+export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";
+export { OnnxDiffusionPipeline } from "./pipelines/onnx-diffusion-pipeline.js";
+export type { DiffusionPipeline, GenerateOptions, PipelineInfo, PipelineLoadOptions, StepProgress } from "./pipelines/types.js";
+export { createScheduler, SCHEDULER_NAMES } from "./schedulers/index.js";
+export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";
+export { encodePng, decodePng, type RgbImage } from "./utils/png.js";
+export * from "./errors/omni-error.js";
