@@ -1,5 +1,5 @@
 // Public API of omni-diffusion. Only re-exports live here.
-export { DiffusionEngine, type EngineGenerateOptions, type EngineStats } from "./core/engine.js";
+export { DiffusionEngine, type BatchEvent, type EngineGenerateOptions, type EngineStats } from "./core/engine.js";
 export { parseConfig, configSchema, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./core/config.js";
 export { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit, type OmniDiffusionRequestDict } from "./core/request.js";
 export {
@@ -17,6 +17,7 @@ export {
   DiffusionExecutor,
   type CollectiveRpcOptions,
   type DiffusionExecutorClass,
+  type EndpointState,
   type ExecuteOptions,
   type FailureCallback,
 } from "./executors/base.js";
@@ -25,6 +26,25 @@ export { MultiprocExecutor } from "./executors/multiproc-executor.js";
 export { resolveExecutor, builtinExecutorNames, type ExecutorSpec } from "./executors/resolve-executor.js";
 export { registerExecutor, registeredExecutors, type ExecutorLoader } from "./executors/executor-registry.js";
 export { ExecutorTypeError } from "./executors/executor-type-error.js";
+export { HttpDiffusionExecutor } from "./executors/http-executor.js";
+export { GrpcDiffusionExecutor } from "./executors/grpc-executor.js";
+export { SageMakerDiffusionExecutor, SAGEMAKER_INVOCATION_LIMIT_MS, SAGEMAKER_PAYLOAD_LIMIT_BYTES } from "./executors/sagemaker-executor.js";
+export { OpenAIImagesExecutor } from "./executors/openai-executor.js";
+export { RemoteExecutor, type BatchPlan } from "./executors/shared/remote-executor.js";
+export type { CircuitStateName, EndpointMetrics } from "./executors/shared/endpoint-pool.js";
+export type { RetryEvent } from "./executors/shared/remote-policy.js";
+export { PATHS as WIRE_PATHS, TIMEOUT_HEADER } from "./executors/shared/wire.js";
+export {
+  PROTO_PATH,
+  outputFromProto,
+  outputToProto,
+  requestFromProto,
+  requestToProto,
+  type ProtoGenerateReply,
+  type ProtoOutput,
+  type ProtoRequest,
+} from "./executors/shared/proto-codec.js";
+export { startWorkerServer, type WorkerServer, type WorkerServerOptions } from "./server/worker/worker-server.js";
 export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./workers/diffusion-worker.js";
 export { loadPipeline } from "./pipelines/load.js";
 export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";
@@ -34,3 +54,7 @@ export { createScheduler, SCHEDULER_NAMES } from "./schedulers/index.js";
 export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";
 export { encodePng, decodePng, type RgbImage } from "./utils/png.js";
 export * from "./errors/omni-error.js";
+export { OmniServer, startServer } from "./server/openai/openai-server.js";
+export { serverConfigSchema, serverLimitsSchema, type ServerConfig, type ServerLimits, type ServerOptions } from "./server/openai/server-options.js";
+export type { OpenAIErrorBody } from "./server/openai/openai-errors.js";
+export { ServerMetrics, type GenerationOutcome } from "./metrics/server-metrics.js";

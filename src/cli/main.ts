@@ -2,6 +2,8 @@ import { Command, CommanderError } from "commander";
 import { OmniError } from "../errors/omni-error.js";
 import { addGenerateCommand } from "./generate-command.js";
 import { addInfoCommand } from "./info-command.js";
+import { addServeCommand } from "./serve-command.js";
+import { addWorkerCommand } from "./worker-command.js";
 
 const program = new Command("omni-diffusion")
   .description("diffusion inference engine for Node.js with pluggable executors")
@@ -9,6 +11,8 @@ const program = new Command("omni-diffusion")
   .showHelpAfterError();
 addGenerateCommand(program);
 addInfoCommand(program);
+addServeCommand(program);
+addWorkerCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -8,6 +8,8 @@ export interface QueuedRequest {
   enqueuedAt: number;
   resolve: (out: OmniRequestOutput) => void;
   onProgress?: (p: StepProgress) => void;
+  /** Decode a preview every N steps into `onProgress`'s `preview` (0 or absent: none). */
+  previewEvery?: number;
   signal?: AbortSignal;
   onAbortSignal?: () => void;
 }
@@ -31,6 +33,10 @@ export class BatchQueue {
 
   push(q: QueuedRequest): void {
     this.#items.push(q);
+  }
+
+  has(requestId: string): boolean {
+    return this.#items.some((q) => q.request.requestId === requestId);
   }
 
   /** Removes and returns one request by id (for abort), or undefined. */

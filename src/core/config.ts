@@ -25,7 +25,11 @@ export const configSchema = z
     /** Number of worker ranks (on CPU: worker processes). */
     numGpus: z.number().int().min(1).max(64).default(1),
     /** Built-in name, "module#Export" path, or a DiffusionExecutor subclass. Absent → multi-process. */
-    executorClass: z.union([z.string().min(1), z.custom<DiffusionExecutorClass>((v) => typeof v === "function", "a class")]).optional(),
+    executorClass: z
+      .union([z.string().min(1), z.custom<DiffusionExecutorClass>((v) => typeof v === "function")], {
+        error: 'must be a built-in executor name, a "module#Export" string, or a DiffusionExecutor subclass',
+      })
+      .optional(),
     /** Options passed to the executor (remote endpoints, timeouts, ...). */
     executorOptions: z.record(z.string(), z.unknown()).default({}),
     /** onnxruntime execution provider. */

@@ -11,6 +11,20 @@ import { OmniRequestOutput } from "./request-output.js";
 export interface EngineGenerateOptions {
   signal?: AbortSignal;
   onProgress?: (p: StepProgress) => void;
+  /** Decode a preview of the predicted image every N steps into `onProgress`'s `preview`, where the executor can. */
+  previewEvery?: number;
+}
+
+/** What the engine reports after each batch it ran (for metrics). */
+export interface BatchEvent {
+  /** Requests in the batch. */
+  requests: number;
+  /** Images the batch asked for (sum of `numOutputsPerPrompt`). */
+  images: number;
+  /** Requests of the batch that ended with an error. */
+  failed: number;
+  /** Wall-clock time of the executor call, ms. */
+  durationMs: number;
 }
 
 /** Live counters, for health pages and metrics. */
@@ -42,6 +56,7 @@ export class DiffusionEngine {
   #dispatchTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
   #stats = { batchesRun: 0, requestsDone: 0, requestsFailed: 0 };
+  #batchListeners = new Set<(e: BatchEvent) => void>();
 
   private constructor(config: OmniDiffusionConfig, executor: DiffusionExecutor) {
     this.config = config;
@@ -76,6 +91,12 @@ export class DiffusionEngine {
 
   get isClosed(): boolean {
     return this.#closing !== null;
+  }
+
+  /** Calls `listener` after every batch; `dispose()` unsubscribes. A throwing listener is reported, not rethrown. */
+  onBatch(listener: (e: BatchEvent) => void): { dispose(): void } {
+    this.#batchListeners.add(listener);
+    return { dispose: () => void this.#batchListeners.delete(listener) };
   }
 
   /**
@@ -157,7 +178,14 @@ export class DiffusionEngine {
 
   #submit(request: OmniDiffusionRequest, opts: EngineGenerateOptions): Promise<OmniRequestOutput> {
     return new Promise<OmniRequestOutput>((resolve) => {
-      const q: QueuedRequest = { request, enqueuedAt: performance.now(), resolve, onProgress: opts.onProgress, signal: opts.signal };
+      const q: QueuedRequest = {
+        request,
+        enqueuedAt: performance.now(),
+        resolve,
+        onProgress: opts.onProgress,
+        previewEvery: opts.previewEvery,
+        signal: opts.signal,
+      };
       const fail = (err: OmniError) => resolve(this.#errorOutput(q, err));
       if (this.#closing) return fail(new ClosedError("engine is closed"));
       try {
@@ -165,7 +193,7 @@ export class DiffusionEngine {
       } catch (err) {
         return fail(toOmniError(err));
       }
-      if (this.#inFlight.has(request.requestId) || this.#queue.remove(request.requestId)) {
+      if (this.#inFlight.has(request.requestId) || this.#queue.has(request.requestId)) {
         return fail(new ValidationError(`request id ${request.requestId} is already in use`, { field: "requestId" }));
       }
       if (this.#queue.size >= this.config.limits.maxQueue) {
@@ -209,14 +237,24 @@ export class DiffusionEngine {
     for (const q of batch) this.#inFlight.set(q.request.requestId, q);
     this.#stats.batchesRun++;
     const byId = new Map(batch.map((q) => [q.request.requestId, q]));
+    const previews = batch.filter((q) => q.onProgress && q.previewEvery && q.previewEvery > 0);
+    let failed = 0;
+    const finish = (q: QueuedRequest, out: OmniRequestOutput) => {
+      if (out.error) failed++;
+      this.#finish(q, out);
+    };
     try {
       const out = await this.executor.executeModel(
         batch.map((q) => q.request),
-        { timeout: this.config.rpcTimeoutMs, onProgress: (p) => byId.get(p.requestId)?.onProgress?.(p) },
+        {
+          timeout: this.config.rpcTimeoutMs,
+          onProgress: (p) => byId.get(p.requestId)?.onProgress?.(p),
+          ...(previews.length ? { previewEvery: Object.fromEntries(previews.map((q) => [q.request.requestId, q.previewEvery!])) } : {}),
+        },
       );
       for (const q of batch) {
         if (!out) {
-          this.#finish(q, this.#errorOutput(q, new OmniError(`executor ${this.executor.constructor.name} returned no output`, "OMNI_ERR_INTERNAL")));
+          finish(q, this.#errorOutput(q, new OmniError(`executor ${this.executor.constructor.name} returned no output`, "OMNI_ERR_INTERNAL")));
           continue;
         }
         const res = OmniRequestOutput.fromDiffusionOutput(q.request, out, () =>
@@ -224,11 +262,27 @@ export class DiffusionEngine {
             ? new OmniError(out.error, "OMNI_ERR_WORKER")
             : new OmniError(`executor returned no image for request ${q.request.requestId}`, "OMNI_ERR_INTERNAL"),
         );
-        this.#finish(q, withQueueTime(res, started - q.enqueuedAt));
+        finish(q, withQueueTime(res, started - q.enqueuedAt));
       }
     } catch (err) {
       const e = toOmniError(err);
-      for (const q of batch) this.#finish(q, this.#errorOutput(q, e));
+      for (const q of batch) finish(q, this.#errorOutput(q, e));
+    }
+    this.#emitBatch({
+      requests: batch.length,
+      images: batch.reduce((a, q) => a + q.request.numOutputsPerPrompt, 0),
+      failed,
+      durationMs: performance.now() - started,
+    });
+  }
+
+  #emitBatch(e: BatchEvent): void {
+    for (const listener of this.#batchListeners) {
+      try {
+        listener(e);
+      } catch (err) {
+        process.emitWarning(`omni-diffusion onBatch listener threw: ${toOmniError(err).message}`);
+      }
     }
   }
 

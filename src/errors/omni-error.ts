@@ -134,6 +134,13 @@ export class TransportError extends OmniError {
   }
 }
 
+/** A request to a server lacked the API key it requires, or carried a wrong one. */
+export class UnauthorizedError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_UNAUTHORIZED", { statusCode: 401, ...opts });
+  }
+}
+
 const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => OmniError> = {
   ValidationError,
   ConfigError,
@@ -148,6 +155,7 @@ const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => 
   QueueFullError,
   UnknownMethodError,
   TransportError,
+  UnauthorizedError,
 };
 
 /** Every code omni-diffusion can raise; `docs/errors.md` lists the same set (a test keeps them in step). */
@@ -166,6 +174,7 @@ export const ERROR_CODES = [
   "OMNI_ERR_QUEUE_FULL",
   "OMNI_ERR_UNKNOWN_METHOD",
   "OMNI_ERR_TRANSPORT",
+  "OMNI_ERR_UNAUTHORIZED",
 ] as const;
 
 /** Turns any thrown value into the wire shape `{name, code, message, data}`. */

@@ -22,6 +22,21 @@ export interface ExecuteOptions {
   onProgress?: (p: StepProgress) => void;
   /** Deadline for the batch, ms. */
   timeout?: number;
+  /**
+   * Request id → decode a preview every N steps, delivered in `onProgress`'s `preview`. Executors that
+   * cannot produce previews ignore it (progress then comes without `preview`).
+   */
+  previewEvery?: Readonly<Record<string, number>>;
+}
+
+/** State of one endpoint of an executor (a worker rank, a remote URL), for health pages and metrics. */
+export interface EndpointState {
+  /** Stable name, e.g. `rank-0` or a URL. */
+  endpoint: string;
+  /** Free-form state such as `ready`, `restarting`, `failed`, `open`, `half-open`. */
+  state: string;
+  /** How often the endpoint was restarted or reconnected. */
+  restarts: number;
 }
 
 /** Called once when the executor notices a failure it cannot recover from (all workers gone, endpoint lost). */
@@ -84,6 +99,11 @@ export abstract class DiffusionExecutor {
     });
     if (reply == null) return null;
     return reply instanceof DiffusionOutput ? reply : DiffusionOutput.fromDict(reply);
+  }
+
+  /** Each endpoint's state, for health pages and metrics. Executors without separate endpoints return []. */
+  endpointStates(): EndpointState[] {
+    return [];
   }
 
   /** Asks the workers to stop a request between steps. Executors that cannot, ignore it. */

@@ -6,12 +6,15 @@ export type ExecutorLoader = () => Promise<DiffusionExecutorClass>;
 const multiproc: ExecutorLoader = async () => (await import("./multiproc-executor.js")).MultiprocExecutor;
 const uniproc: ExecutorLoader = async () => (await import("./uniproc-executor.js")).UniprocExecutor;
 
-// Remote backends register here beside the others, each as a lazy import of its own file, e.g.
-// ["http", async () => (await import("./http-executor.js")).HttpExecutor].
+// Remote backends: each a lazy import of its own file, so grpc-js and the AWS SDK load only when used.
 const registry = new Map<string, ExecutorLoader>([
   ["mp", multiproc],
   ["multiproc", multiproc],
   ["uniproc", uniproc],
+  ["http", async () => (await import("./http-executor.js")).HttpDiffusionExecutor],
+  ["grpc", async () => (await import("./grpc-executor.js")).GrpcDiffusionExecutor],
+  ["sagemaker", async () => (await import("./sagemaker-executor.js")).SageMakerDiffusionExecutor],
+  ["openai", async () => (await import("./openai-executor.js")).OpenAIImagesExecutor],
 ]);
 
 /**

@@ -16,7 +16,7 @@ import {
 } from "../errors/omni-error.js";
 import type { StepProgress } from "../pipelines/types.js";
 import type { WorkerInit } from "../workers/protocol.js";
-import { DiffusionExecutor, type CollectiveRpcOptions, type ExecuteOptions } from "./base.js";
+import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { Deadline } from "./shared/deadline.js";
 import { RankSlot } from "./shared/rank-slot.js";
 import { WorkerProcess, waitFor, type WorkerExit } from "./shared/worker-process.js";
@@ -62,6 +62,8 @@ export class MultiprocExecutor extends DiffusionExecutor {
   /** Aborts that arrived while their request waited for a (re)starting rank. */
   #pendingAborts = new Set<string>();
   #closing = false;
+  /** Restarts per rank (every process spawned after the first), for metrics. */
+  #restarts = new Map<number, number>();
   #failureNotified = false;
   #defaultSteps = 20;
   readonly #opts: typeof DEFAULTS;
@@ -81,6 +83,11 @@ export class MultiprocExecutor extends DiffusionExecutor {
   /** Status of each rank, in rank order. */
   get rankStatus(): { rank: number; status: string; pid: number | undefined; load: number }[] {
     return this.#slots.map((s) => ({ rank: s.rank, status: s.status, pid: s.proc?.pid, load: s.load }));
+  }
+
+  /** One entry per rank: `rank-N`, its status, and how often it was restarted. */
+  override endpointStates(): EndpointState[] {
+    return this.#slots.map((s) => ({ endpoint: `rank-${s.rank}`, state: s.status, restarts: this.#restarts.get(s.rank) ?? 0 }));
   }
 
   protected async initExecutor(): Promise<void> {
@@ -164,7 +171,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
       else unplaced.push(r);
     }
     try {
-      const parts = await Promise.all([...planned].map(([slot, batch]) => this.#runBatch(slot, batch, dl, opts.onProgress)));
+      const parts = await Promise.all([...planned].map(([slot, batch]) => this.#runBatch(slot, batch, dl, opts.onProgress, opts.previewEvery)));
       if (unplaced.length) parts.push(this.#failedBatch(unplaced, this.#noRankError(), 0));
       return DiffusionOutput.merge(parts);
     } finally {
@@ -228,6 +235,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
     this.#procs.add(proc);
     void proc.exited.then(() => this.#procs.delete(proc));
     slot.starting(proc, restart);
+    if (restart) this.#restarts.set(slot.rank, (this.#restarts.get(slot.rank) ?? 0) + 1);
     return proc;
   }
 
@@ -299,9 +307,18 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   /** Runs one rank's share; a WorkerDiedError is retried on the least-loaded live rank, anything else becomes per-request errors. */
-  async #runBatch(first: RankSlot, batch: OmniDiffusionRequest[], dl: Deadline, onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
+  async #runBatch(
+    first: RankSlot,
+    batch: OmniDiffusionRequest[],
+    dl: Deadline,
+    onProgress?: (p: StepProgress) => void,
+    previewEvery?: Readonly<Record<string, number>>,
+  ): Promise<DiffusionOutput> {
     const cost = batch.reduce((a, r) => a + this.#cost(r), 0);
     const dicts = batch.map((r) => r.toDict());
+    // Only this rank's share of the preview map travels with the call.
+    const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery?.[r.requestId] ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
+    const kwargs = Object.keys(previews).length ? { previewEvery: previews } : {};
     let slot: RankSlot | null = first;
     try {
       for (let attempt = 0; ; attempt++) {
@@ -310,7 +327,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
         for (const r of batch) this.#requestRank.set(r.requestId, slot);
         try {
           const proc = await slot.whenReady(dl.signal);
-          const reply = proc.call("generate", [dicts], {}, { deadline: dl.at, onProgress, signal: dl.signal });
+          const reply = proc.call("generate", [dicts], kwargs, { deadline: dl.at, onProgress, signal: dl.signal });
           // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
           for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
           return DiffusionOutput.fromDict(await reply);

@@ -71,7 +71,7 @@ export class UniprocExecutor extends DiffusionExecutor {
     const ms = opts.timeout ?? this.config.rpcTimeoutMs;
     const dl = new Deadline(ms, opts.signal, () => new TimeoutError(`executeModel timed out after ${ms}ms`, { data: { method: "generate", timeoutMs: ms } }));
     try {
-      return await dl.race(worker.generateOutput(requests.map((r) => r.toDict()), { deadline: dl.at, signal: dl.signal, onProgress: opts.onProgress }));
+      return await dl.race(worker.generateOutput(requests.map((r) => r.toDict()), { deadline: dl.at, signal: dl.signal, onProgress: opts.onProgress, previewEvery: opts.previewEvery }));
     } finally {
       dl.dispose();
     }

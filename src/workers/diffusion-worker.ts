@@ -31,6 +31,11 @@ export interface WorkerCallContext {
   onProgress?: (p: StepProgress) => void;
   /** Aborts a `generate` call between steps. */
   signal?: AbortSignal;
+  /**
+   * Request id → decode a preview every N steps for that request, delivered in `onProgress`'s `preview`
+   * (the `previewEvery` kwarg of a `generate` RPC). Requests not listed get no previews.
+   */
+  previewEvery?: Readonly<Record<string, number>>;
 }
 
 /** Reply of the `ping` RPC. */
@@ -87,7 +92,7 @@ export class DiffusionWorker {
     this.pipeline = pipeline;
     this.rank = opts.rank;
     this.#builtins = new Map<string, Builtin>([
-      ["generate", async (args, _kw, ctx) => (await this.generateOutput(args[0], ctx)).toDict()],
+      ["generate", async (args, kw, ctx) => (await this.generateOutput(args[0], { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) })).toDict()],
       ["ping", async () => this.ping()],
       ["getStats", async () => this.getStats()],
       ["sleep", async (args, kw) => this.sleep(args[0] ?? kw.level)],
@@ -225,11 +230,23 @@ export class DiffusionWorker {
       else timer = setTimeout(expire, ms);
     }
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, deadlineCtl.signal]) : deadlineCtl.signal;
+    // The pipeline decodes previews of every request on one cadence: the gcd of the wanted intervals hits
+    // each request's own steps; previews nobody asked for at that step are dropped here.
+    const every = ctx.previewEvery ?? {};
+    const wanted = toRun.map((r) => every[r.requestId] ?? 0).filter((n) => n > 0);
+    const previewEvery = wanted.reduce(gcd, 0);
+    const onProgress = ctx.onProgress;
     try {
       const out = await this.pipeline.generate(toRun, {
         isAborted: (id) => this.#aborted.has(id),
         signal,
-        onProgress: ctx.onProgress ? ({ requestId, step, totalSteps }) => ctx.onProgress!({ requestId, step, totalSteps }) : undefined,
+        previewEvery,
+        onProgress: onProgress
+          ? ({ requestId, step, totalSteps, preview }) => {
+              const n = every[requestId] ?? 0;
+              onProgress(preview && n > 0 && step % n === 0 ? { requestId, step, totalSteps, preview } : { requestId, step, totalSteps });
+            }
+          : undefined,
       });
       if (deadlineCtl.signal.aborted) {
         // The pipeline reports a deadline stop as an abort; callers need to know it was a timeout.
@@ -295,4 +312,19 @@ export class DiffusionWorker {
     this.#exclusiveTail = run.catch(() => undefined);
     return run;
   }
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** Checks the `previewEvery` kwarg of a `generate` RPC: request id → positive integer step interval. */
+function parsePreviewEvery(v: unknown): Record<string, number> | undefined {
+  if (v === undefined || v === null) return undefined;
+  const ok =
+    typeof v === "object" &&
+    !Array.isArray(v) &&
+    Object.values(v as Record<string, unknown>).every((n) => typeof n === "number" && Number.isInteger(n) && n >= 0);
+  if (!ok) throw new ValidationError("previewEvery must map request ids to integer step intervals >= 0", { field: "previewEvery" });
+  return v as Record<string, number>;
 }

@@ -6,7 +6,8 @@
  * serialised, so every field is plain data and errors travel as {@link SerializedError}.
  */
 import type { SerializedError } from "../errors/omni-error.js";
-import type { PipelineInfo, PipelineLoadOptions } from "../pipelines/types.js";
+import type { PipelineInfo, PipelineLoadOptions, StepProgress } from "../pipelines/types.js";
+import { decodePng, encodePng } from "../utils/png.js";
 
 /** Environment variable through which the parent hands a worker its {@link WorkerInit} (JSON). */
 export const WORKER_INIT_ENV = "OMNI_DIFFUSION_WORKER_INIT";
@@ -75,19 +76,59 @@ export type RpcReplyMessage =
   | { type: "reply"; id: number; ok: true; result: unknown }
   | { type: "reply"; id: number; ok: false; error: SerializedError };
 
-/** Step `step` of `totalSteps` of `requestId` finished, inside call `id`. */
+/** One decoded preview image of a progress message (PNG, so it crosses the JSON channel compactly). */
+export interface PreviewImageDict {
+  index: number;
+  seed: number;
+  width: number;
+  height: number;
+  png_base64: string;
+}
+
+/**
+ * Step `step` of `totalSteps` of `requestId` finished, inside call `id`. `preview` carries the decoded
+ * predicted images when the call asked for previews of this request at this step (`previewEvery`).
+ */
 export interface ProgressMessage {
   type: "progress";
   id: number;
   requestId: string;
   step: number;
   totalSteps: number;
+  preview?: PreviewImageDict[];
+}
+
+/** Worker side: the wire form of one progress event of call `id` (previews encoded as PNG). */
+export function toProgressMessage(id: number, p: StepProgress): ProgressMessage {
+  const msg: ProgressMessage = { type: "progress", id, requestId: p.requestId, step: p.step, totalSteps: p.totalSteps };
+  if (p.preview?.length) {
+    msg.preview = p.preview.map((img) => ({
+      index: img.index,
+      seed: img.seed,
+      width: img.width,
+      height: img.height,
+      png_base64: encodePng(img).toString("base64"),
+    }));
+  }
+  return msg;
+}
+
+/** Parent side: the {@link StepProgress} a progress message stands for (previews decoded to RGB). */
+export function fromProgressMessage(msg: ProgressMessage): StepProgress {
+  const p: StepProgress = { requestId: msg.requestId, step: msg.step, totalSteps: msg.totalSteps };
+  if (msg.preview?.length) {
+    p.preview = msg.preview.map((d) => ({ ...decodePng(Buffer.from(d.png_base64, "base64")), requestId: msg.requestId, index: d.index, seed: d.seed }));
+  }
+  return p;
 }
 
 /** Every message a worker sends to its parent. */
 export type WorkerMessage = ReadyMessage | LoadErrorMessage | RpcReplyMessage | ProgressMessage;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+
+const isPreviewImageDict = (v: unknown): v is PreviewImageDict =>
+  isObject(v) && typeof v.index === "number" && typeof v.seed === "number" && typeof v.png_base64 === "string";
 
 const isSerializedError = (v: unknown): v is SerializedError =>
   isObject(v) && typeof v.name === "string" && typeof v.code === "string" && typeof v.message === "string";
@@ -103,7 +144,13 @@ export function isWorkerMessage(msg: unknown): msg is WorkerMessage {
     case "reply":
       return typeof msg.id === "number" && (msg.ok === true || (msg.ok === false && isSerializedError(msg.error)));
     case "progress":
-      return typeof msg.id === "number" && typeof msg.requestId === "string" && typeof msg.step === "number" && typeof msg.totalSteps === "number";
+      return (
+        typeof msg.id === "number" &&
+        typeof msg.requestId === "string" &&
+        typeof msg.step === "number" &&
+        typeof msg.totalSteps === "number" &&
+        (msg.preview === undefined || (Array.isArray(msg.preview) && msg.preview.every(isPreviewImageDict)))
+      );
     default:
       return false;
   }

@@ -14,6 +14,7 @@ import {
   WORKER_INIT_ENV,
   isParentMessage,
   parseWorkerInit,
+  toProgressMessage,
   type RpcCallMessage,
   type WorkerMessage,
 } from "./protocol.js";
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
     try {
       const result = await worker.call(msg.method, msg.args, msg.kwargs, {
         deadline: msg.deadline,
-        onProgress: (p) => send({ type: "progress", id: msg.id, requestId: p.requestId, step: p.step, totalSteps: p.totalSteps }),
+        onProgress: (p) => send(toProgressMessage(msg.id, p)),
       });
       send({ type: "reply", id: msg.id, ok: true, result: result === undefined ? null : result });
     } catch (err) {

@@ -4,7 +4,7 @@ import { extname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { WorkerDiedError, WorkerError, deserializeError, type OmniError } from "../../errors/omni-error.js";
 import type { StepProgress } from "../../pipelines/types.js";
-import { WORKER_INIT_ENV, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../workers/protocol.js";
+import { WORKER_INIT_ENV, fromProgressMessage, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../workers/protocol.js";
 
 /** How a worker process ended. */
 export interface WorkerExit {
@@ -235,7 +235,7 @@ export class WorkerProcess {
         return;
       case "progress":
         try {
-          this.#pending.get(msg.id)?.onProgress?.({ requestId: msg.requestId, step: msg.step, totalSteps: msg.totalSteps });
+          this.#pending.get(msg.id)?.onProgress?.(fromProgressMessage(msg));
         } catch (err) {
           // A throwing progress callback must not crash the IPC listener (and with it the parent).
           process.emitWarning(`onProgress callback threw: ${(err as Error)?.message ?? String(err)}`);

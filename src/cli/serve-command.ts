@@ -1,0 +1,107 @@
+import { InvalidArgumentError, type Command } from "commander";
+import { toOmniError } from "../errors/omni-error.js";
+import { startServer } from "../server/openai/openai-server.js";
+import { engineConfigFromFlags, intArg, jsonObjectArg, type EngineFlags } from "./options.js";
+
+interface ServeFlags extends EngineFlags {
+  host: string;
+  port: number;
+  apiKey?: string;
+  servedModelName?: string;
+  maxBatch?: number;
+  maxQueue?: number;
+  batchWindowMs?: number;
+  maxN?: number;
+  maxSize?: { width: number; height: number };
+  maxSteps?: number;
+  maxBodyBytes?: number;
+  shutdownTimeout: number;
+  imageTtl?: number;
+  publicUrl?: string;
+  warmup?: boolean;
+  logLevel: string;
+}
+
+function maxSizeArg(v: string): { width: number; height: number } {
+  const n = Number(v);
+  if (Number.isInteger(n) && n >= 8) return { width: n, height: n };
+  const m = /^(\d+)x(\d+)$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError(`expected N or WIDTHxHEIGHT, got "${v}"`);
+  return { width: Number(m[1]), height: Number(m[2]) };
+}
+
+/**
+ * `omni-diffusion serve`: the OpenAI-compatible image server. Logs are pino JSON lines on stdout.
+ * SIGTERM/SIGINT shut down gracefully (in-flight requests finish up to `--shutdown-timeout`); a second
+ * signal exits at once, and the worker processes go with the process either way.
+ */
+export function addServeCommand(program: Command): void {
+  program
+    .command("serve")
+    .description("serve the OpenAI images API (POST /v1/images/generations, /v1/models, /health, /metrics)")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--port <port>", "port (0: any free port)", intArg(0, 65_535), 8000)
+    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--served-model-name <id>", "model id clients use (default: the model folder's name)")
+    .option("--executor <name>", "executor: a built-in name or module#Export")
+    .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
+    .option("--workers <n>", "worker processes", intArg(1, 64))
+    .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .option("--api-key <key>", "require 'Authorization: Bearer <key>' (default: env OMNI_DIFFUSION_API_KEY)")
+    .option("--max-batch <n>", "most images per batch (1 disables batching)", intArg(1, 256))
+    .option("--max-queue <n>", "most requests waiting; more get 429", intArg(1))
+    .option("--batch-window-ms <ms>", "how long the batcher waits for compatible requests", intArg(0, 10_000))
+    .option("--max-n <n>", "most images per request", intArg(1, 10))
+    .option("--max-size <WxH>", "largest image size (N or WIDTHxHEIGHT)", maxSizeArg)
+    .option("--max-steps <n>", "most denoising steps per request", intArg(1, 10_000))
+    .option("--max-body-bytes <n>", "largest request body; larger get 413", intArg(1_024))
+    .option("--shutdown-timeout <ms>", "how long SIGTERM lets in-flight requests finish", intArg(0), 30_000)
+    .option("--image-ttl <ms>", "how long response_format=url images stay downloadable", intArg(1_000))
+    .option("--public-url <url>", "base of image URLs (default: from the Host header)")
+    .option("--warmup", "run one tiny generation before accepting requests")
+    .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info")
+    .action(async (flags: ServeFlags) => {
+      const server = await startServer({
+        host: flags.host,
+        port: flags.port,
+        apiKey: flags.apiKey ?? process.env.OMNI_DIFFUSION_API_KEY ?? null,
+        servedModelName: flags.servedModelName,
+        shutdownTimeoutMs: flags.shutdownTimeout,
+        ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
+        ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
+        limits: {
+          ...(flags.maxN ? { maxN: flags.maxN } : {}),
+          ...(flags.maxSize ? { maxWidth: flags.maxSize.width, maxHeight: flags.maxSize.height } : {}),
+          ...(flags.maxSteps ? { maxSteps: flags.maxSteps } : {}),
+          ...(flags.maxBodyBytes ? { maxBodyBytes: flags.maxBodyBytes } : {}),
+        },
+        engineConfig: {
+          ...engineConfigFromFlags(flags),
+          ...(flags.warmup ? { warmup: true } : {}),
+          ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
+          limits: {
+            ...(flags.maxBatch ? { maxBatchSize: flags.maxBatch } : {}),
+            ...(flags.maxQueue ? { maxQueue: flags.maxQueue } : {}),
+          },
+        },
+        logger: { level: flags.logLevel },
+      });
+      await new Promise<void>((resolve) => {
+        let signals = 0;
+        const onSignal = (signal: NodeJS.Signals) => {
+          if (++signals > 1) {
+            server.app.log.warn({ signal }, "second signal: exiting now");
+            process.exit(130);
+          }
+          server.app.log.info({ signal }, "signal received");
+          server.close().then(resolve, (err: unknown) => {
+            server.app.log.error({ err: toOmniError(err) }, "shutdown failed");
+            process.exitCode = 1;
+            resolve();
+          });
+        };
+        process.on("SIGTERM", onSignal);
+        process.on("SIGINT", onSignal);
+      });
+    });
+}

@@ -1,0 +1,76 @@
+import type { Command } from "commander";
+import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
+import { intArg } from "./options.js";
+
+interface WorkerFlags {
+  model?: string;
+  workers?: number;
+  threads?: number;
+  executor?: string;
+  host: string;
+  httpPort?: number;
+  grpcPort?: number;
+  sagemakerPort?: number;
+  apiKey?: string;
+  bodyLimit?: number;
+  log: boolean;
+}
+
+const DEFAULT_HTTP_PORT = 8000;
+
+/**
+ * `omni-diffusion worker`: serves a local executor to remote engines over HTTP/JSON, gRPC and the
+ * SageMaker container contract. Prints one `listening` line, then one `ready` line once the model is
+ * loaded (scripts and tests wait for it); exits 1 when the model cannot load. SIGTERM/SIGINT close it.
+ */
+export function addWorkerCommand(program: Command): void {
+  program
+    .command("worker")
+    .description("serve a local executor to remote engines (HTTP/JSON, gRPC, SageMaker /ping + /invocations)")
+    .argument("[mode]", 'ignored; lets SageMaker start the image with "serve"')
+    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--workers <n>", "worker processes", intArg(1, 64))
+    .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .option("--executor <name>", "local executor: multiproc (default) or uniproc")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--http-port <port>", `HTTP/JSON API port (default ${DEFAULT_HTTP_PORT} when no port is given; 0 = any free port)`, intArg(0, 65_535))
+    .option("--grpc-port <port>", "gRPC port", intArg(0, 65_535))
+    .option("--sagemaker-port <port>", "SageMaker container port (SageMaker uses 8080)", intArg(0, 65_535))
+    .option("--api-key <key>", "require Authorization: Bearer <key> (default: $OMNI_DIFFUSION_API_KEY)")
+    .option("--body-limit <bytes>", "largest HTTP request body", intArg(1_024, 1024 * 1024 * 1024))
+    .option("--no-log", "do not log requests")
+    .action(async (_mode: string | undefined, flags: WorkerFlags) => {
+      const none = flags.httpPort === undefined && flags.grpcPort === undefined && flags.sagemakerPort === undefined;
+      const server = await startWorkerServer({
+        engine: {
+          ...(flags.model ? { model: flags.model } : {}),
+          ...(flags.workers ? { numGpus: flags.workers } : {}),
+          ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
+          ...(flags.executor ? { executorClass: flags.executor } : {}),
+        },
+        host: flags.host,
+        httpPort: none ? DEFAULT_HTTP_PORT : flags.httpPort,
+        grpcPort: flags.grpcPort,
+        sagemakerPort: flags.sagemakerPort,
+        apiKey: flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined),
+        bodyLimitBytes: flags.bodyLimit,
+        logger: flags.log ? { level: "info" } : false,
+      });
+      const where = endpoints(server);
+      console.log(`omni-diffusion worker listening: ${where}`);
+      const stop = () => void server.close().finally(() => process.exit(0));
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+      try {
+        await server.ready;
+      } catch (err) {
+        await server.close();
+        throw err;
+      }
+      console.log(`omni-diffusion worker ready: ${where}`);
+    });
+}
+
+function endpoints(s: WorkerServer): string {
+  return [s.httpUrl && `http=${s.httpUrl}`, s.grpcAddress && `grpc=${s.grpcAddress}`, s.sagemakerUrl && `sagemaker=${s.sagemakerUrl}`].filter(Boolean).join(" ");
+}

@@ -1,0 +1,136 @@
+import type * as grpc from "@grpc/grpc-js";
+import type { OmniDiffusionConfig } from "../core/config.js";
+import { DiffusionOutput } from "../core/output.js";
+import type { OmniDiffusionRequest } from "../core/request.js";
+import { ClosedError, TransportError, UnhealthyError } from "../errors/omni-error.js";
+import type { StepProgress } from "../pipelines/types.js";
+import type { CollectiveRpcOptions } from "./base.js";
+import type { Deadline } from "./shared/deadline.js";
+import type { Endpoint } from "./shared/endpoint-pool.js";
+import { outputFromProto, requestToProto, type ProtoGenerateEvent, type ProtoGenerateReply, type ProtoHealthReply } from "./shared/proto-codec.js";
+import { RemoteExecutor } from "./shared/remote-executor.js";
+import { hostPort, remoteOptionsSchema, requireEndpoints, type RemoteOptions } from "./shared/remote-options.js";
+import type { AttemptContext } from "./shared/remote-policy.js";
+
+type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => grpc.ClientUnaryCall;
+type ServerStream = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
+
+/**
+ * Sends work to `omni-diffusion worker` servers over gRPC (`proto/omni_diffusion.proto`, `@grpc/grpc-js`).
+ * With a progress listener (the engine always has one) a batch runs as `GenerateStream`, so step
+ * progress reaches the engine as the server makes it; otherwise as the unary `Generate`.
+ *
+ * The deadline is the gRPC call deadline (the server stops work past it); UNAVAILABLE and
+ * RESOURCE_EXHAUSTED are retried with backoff on another endpoint; the rest of the resilience layer
+ * (balancing, breakers, metrics) is shared with the other remote executors. Channels reconnect quickly
+ * after a server restart. `collectiveRpc` goes to one endpoint and returns that server's ranks' replies.
+ *
+ * `executorOptions`: `endpoints` (`host:port`, required), `apiKey` (sent as `authorization: Bearer`),
+ * `timeoutMs`, `retries`, and the shared resilience knobs.
+ *
+ * @example
+ * ```ts
+ * import { DiffusionEngine } from "../core/engine.js";
+ * const engine = await DiffusionEngine.create({ executorClass: "grpc", executorOptions: { endpoints: ["gpu-1:50051"] } });
+ * ```
+ */
+export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOptions> {
+  static override readonly supportsAbortMidStep: boolean = true;
+
+  /** The codec (and with it grpc-js), imported when the executor starts: importing the package does not load gRPC. */
+  #codec: typeof import("./shared/grpc-codec.js") | null = null;
+
+  constructor(config: OmniDiffusionConfig) {
+    super(config, remoteOptionsSchema);
+  }
+
+  get #c(): typeof import("./shared/grpc-codec.js") {
+    if (!this.#codec) throw new ClosedError("GrpcDiffusionExecutor is not initialised; await init() first");
+    return this.#codec;
+  }
+
+  protected override async initExecutor(): Promise<void> {
+    this.#codec = await import("./shared/grpc-codec.js");
+    await super.initExecutor();
+  }
+
+  protected endpointNames(): string[] {
+    return requireEndpoints(this.options.endpoints, "GrpcDiffusionExecutor").map(hostPort);
+  }
+
+  protected connect(endpoint: string): grpc.Client {
+    return this.#c.createClient(endpoint);
+  }
+
+  protected async disconnect(client: grpc.Client): Promise<void> {
+    client.close();
+  }
+
+  #metadata(): grpc.Metadata {
+    return this.#c.callMetadata(this.options.apiKey);
+  }
+
+  /** One unary call, cancelled when the deadline's signal aborts. */
+  #unary<T>(endpoint: Endpoint<grpc.Client>, method: string, req: unknown, deadline: Deadline): Promise<T> {
+    const fn = (endpoint.client as unknown as Record<string, Unary>)[method]!.bind(endpoint.client);
+    return new Promise<T>((resolve, reject) => {
+      const call = fn(req, this.#metadata(), { deadline: deadline.at }, (err, res) => {
+        deadline.signal.removeEventListener("abort", cancel);
+        if (err) reject(this.#c.errorFromGrpc(err, endpoint.url));
+        else resolve(res as T);
+      });
+      const cancel = () => call.cancel();
+      deadline.signal.addEventListener("abort", cancel, { once: true });
+    });
+  }
+
+  protected async generateOn(ctx: AttemptContext<grpc.Client>, batch: OmniDiffusionRequest[], onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
+    const req = { requests: batch.map((r) => requestToProto(r.toDict())) };
+    const reply = onProgress ? await this.#stream(ctx, req, onProgress) : await this.#unary<ProtoGenerateReply>(ctx.endpoint, "Generate", req, ctx.deadline);
+    return DiffusionOutput.merge((reply.outputs ?? []).map(outputFromProto));
+  }
+
+  /** GenerateStream: progress events, then one result event. */
+  #stream(ctx: AttemptContext<grpc.Client>, req: unknown, onProgress: (p: StepProgress) => void): Promise<ProtoGenerateReply> {
+    const { endpoint, deadline } = ctx;
+    const fn = (endpoint.client as unknown as Record<string, ServerStream>).GenerateStream!.bind(endpoint.client);
+    return new Promise<ProtoGenerateReply>((resolve, reject) => {
+      const call = fn(req, this.#metadata(), { deadline: deadline.at });
+      let result: ProtoGenerateReply | null = null;
+      const cancel = () => call.cancel();
+      deadline.signal.addEventListener("abort", cancel, { once: true });
+      call.on("data", (ev: ProtoGenerateEvent) => {
+        if (ev.progress) onProgress({ requestId: ev.progress.request_id, step: ev.progress.step, totalSteps: ev.progress.total_steps });
+        else if (ev.result) result = ev.result;
+      });
+      call.on("error", (err: grpc.ServiceError) => {
+        deadline.signal.removeEventListener("abort", cancel);
+        reject(this.#c.errorFromGrpc(err, endpoint.url));
+      });
+      call.on("end", () => {
+        deadline.signal.removeEventListener("abort", cancel);
+        if (result) resolve(result);
+        else reject(new TransportError(`${endpoint.url}: GenerateStream ended without a result`, { data: { endpoint: endpoint.url } }));
+      });
+    });
+  }
+
+  protected async rpcOn(ctx: AttemptContext<grpc.Client>, method: string, opts: CollectiveRpcOptions): Promise<unknown> {
+    const reply = await this.#unary<{ result_json: string }>(
+      ctx.endpoint,
+      "CollectiveRpc",
+      { method, args_json: JSON.stringify(opts.args ?? []), kwargs_json: JSON.stringify(opts.kwargs ?? {}), unique_reply_rank: opts.uniqueReplyRank },
+      ctx.deadline,
+    );
+    return reply.result_json ? JSON.parse(reply.result_json) : null;
+  }
+
+  protected async healthOn(endpoint: Endpoint<grpc.Client>, deadline: Deadline): Promise<void> {
+    const reply = await this.#unary<ProtoHealthReply>(endpoint, "Health", {}, deadline);
+    if (!reply.ready) throw new UnhealthyError(`${endpoint.url}: ${reply.reason || "not ready"}`, { data: { endpoint: endpoint.url } });
+  }
+
+  protected override async abortOn(endpoint: Endpoint<grpc.Client>, requestIds: string[], deadline: Deadline): Promise<void> {
+    await this.#unary(endpoint, "Abort", { request_ids: requestIds }, deadline);
+  }
+}

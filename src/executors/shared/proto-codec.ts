@@ -1,0 +1,143 @@
+/**
+ * The messages of `proto/omni_diffusion.proto` as plain objects (what `@grpc/proto-loader` hands over with
+ * `keepCase`, numbers for 64-bit fields and Buffers for bytes), and their conversion to and from requests
+ * and DiffusionOutputs. Pure data: no gRPC runtime is loaded, so custom gRPC executors can use it with any
+ * client.
+ */
+import { fileURLToPath } from "node:url";
+import { DiffusionOutput } from "../../core/output.js";
+import type { OmniDiffusionRequestDict } from "../../core/request.js";
+import { deserializeError, serializeError, type OmniError } from "../../errors/omni-error.js";
+import { decodePng, encodePng } from "../../utils/png.js";
+
+/** Path of the service definition (in the package root, next to `src/` and `dist/`). */
+export const PROTO_PATH = fileURLToPath(new URL("../../../proto/omni_diffusion.proto", import.meta.url));
+
+/** Message shapes as proto-loader hands them over (keepCase, longs as numbers, bytes as Buffers). */
+export interface ProtoRequest {
+  request_id: string;
+  prompt: string;
+  negative_prompt?: string;
+  height?: number;
+  width?: number;
+  num_inference_steps?: number;
+  guidance_scale?: number;
+  guidance_rescale?: number;
+  seed?: number;
+  num_outputs_per_prompt?: number;
+  scheduler?: string;
+  return_trajectory_latents?: boolean;
+  return_trajectory_timesteps?: boolean;
+}
+
+export interface ProtoError {
+  name: string;
+  code: string;
+  message: string;
+  data_json?: string;
+}
+
+export interface ProtoOutput {
+  output?: { request_id: string; index: number; seed: number; width: number; height: number; png: Buffer }[];
+  error?: string;
+  errors?: Record<string, ProtoError>;
+  trajectory_latents?: { request_id: string; shape: number[]; data: Buffer }[];
+  trajectory_timesteps?: { request_id: string; timesteps: number[] }[];
+  metrics?: Record<string, number>;
+}
+
+export interface ProtoGenerateReply {
+  outputs: ProtoOutput[];
+}
+
+export type ProtoGenerateEvent =
+  | { event?: "progress"; progress: { request_id: string; step: number; total_steps: number }; result?: undefined }
+  | { event?: "result"; result: ProtoGenerateReply; progress?: undefined };
+
+export interface ProtoRpcRequest {
+  method: string;
+  args_json?: string;
+  kwargs_json?: string;
+  unique_reply_rank?: number;
+}
+
+export interface ProtoHealthReply {
+  ready: boolean;
+  reason: string;
+  ranks: number;
+  in_flight: number;
+  queued: number;
+}
+
+const unset = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
+
+/** A request dict (`toDict()`) as a proto message; null fields are left unset. */
+export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequest {
+  return {
+    request_id: d.request_id ?? "",
+    prompt: d.prompt,
+    negative_prompt: unset(d.negative_prompt),
+    height: unset(d.height),
+    width: unset(d.width),
+    num_inference_steps: unset(d.num_inference_steps),
+    guidance_scale: unset(d.guidance_scale),
+    guidance_rescale: unset(d.guidance_rescale),
+    seed: unset(d.seed),
+    num_outputs_per_prompt: unset(d.num_outputs_per_prompt),
+    scheduler: unset(d.scheduler),
+    return_trajectory_latents: d.return_trajectory_latents ?? false,
+    return_trajectory_timesteps: d.return_trajectory_timesteps ?? false,
+  };
+}
+
+/** A proto request back to the wire dict `OmniDiffusionRequest.fromDict` validates. */
+export function requestFromProto(m: ProtoRequest): Record<string, unknown> {
+  const d: Record<string, unknown> = { prompt: m.prompt };
+  if (m.request_id) d.request_id = m.request_id;
+  for (const k of ["negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "guidance_rescale", "seed", "num_outputs_per_prompt", "scheduler"] as const) {
+    if (m[k] !== undefined && m[k] !== null) d[k] = m[k];
+  }
+  if (m.return_trajectory_latents) d.return_trajectory_latents = true;
+  if (m.return_trajectory_timesteps) d.return_trajectory_timesteps = true;
+  return d;
+}
+
+function errorToProto(err: OmniError): ProtoError {
+  const s = serializeError(err);
+  return { name: s.name, code: s.code, message: s.message, data_json: JSON.stringify(s.data ?? {}) };
+}
+
+function errorFromProto(e: ProtoError): OmniError {
+  return deserializeError({ name: e.name, code: e.code, message: e.message, data: e.data_json ? (JSON.parse(e.data_json) as Record<string, unknown>) : {} });
+}
+
+/** A DiffusionOutput as a proto message (PNG bytes, raw float32 latents). */
+export function outputToProto(out: DiffusionOutput): ProtoOutput {
+  return {
+    output: out.output.map((img) => ({ request_id: img.requestId, index: img.index, seed: img.seed, width: img.width, height: img.height, png: encodePng(img) })),
+    error: out.error ?? undefined,
+    errors: Object.fromEntries(Object.entries(out.errors).map(([id, e]) => [id, errorToProto(e)])),
+    trajectory_latents: out.trajectoryLatents?.map((t) => ({ request_id: t.requestId, shape: t.shape, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) })) ?? [],
+    trajectory_timesteps: out.trajectoryTimesteps?.map((t) => ({ request_id: t.requestId, timesteps: t.timesteps })) ?? [],
+    metrics: Object.fromEntries(Object.entries(out.metrics).filter((e): e is [string, number] => e[1] !== undefined)),
+  };
+}
+
+/** A proto output back to a DiffusionOutput (PNG decoded, errors rebuilt into their classes). */
+export function outputFromProto(m: ProtoOutput): DiffusionOutput {
+  const lat = (m.trajectory_latents ?? []).map((t) => {
+    const data = new Float32Array(t.data.byteLength / 4);
+    new Uint8Array(data.buffer).set(t.data);
+    return { requestId: t.request_id, shape: t.shape, data };
+  });
+  const ts = (m.trajectory_timesteps ?? []).map((t) => ({ requestId: t.request_id, timesteps: t.timesteps }));
+  return new DiffusionOutput({
+    output: (m.output ?? []).map((o) => ({ ...decodePng(o.png), requestId: o.request_id, index: o.index, seed: o.seed })),
+    error: m.error || null,
+    errors: Object.fromEntries(Object.entries(m.errors ?? {}).map(([id, e]) => [id, errorFromProto(e)])),
+    trajectoryLatents: lat.length ? lat : null,
+    trajectoryTimesteps: ts.length ? ts : null,
+    metrics: m.metrics ?? {},
+  });
+}
+

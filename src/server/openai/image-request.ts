@@ -1,0 +1,154 @@
+import { z, type ZodError } from "zod";
+import type { OmniDiffusionRequestInit } from "../../core/request.js";
+import type { ValidationError } from "../../errors/omni-error.js";
+import { SCHEDULER_NAMES } from "../../schedulers/index.js";
+import type { ModelCard } from "./model-card.js";
+import { requestError } from "./openai-errors.js";
+import type { ServerLimits } from "./server-options.js";
+
+/**
+ * Body of `POST /v1/images/generations`: the OpenAI fields, vLLM-Omni's extensions (`negative_prompt`,
+ * `num_inference_steps`, `guidance_scale`, `seed`) and `scheduler`. Unknown fields are rejected, as the
+ * OpenAI API does. OpenAI fields that do not apply to a diffusion model (`quality`, `style`, `moderation`,
+ * `output_compression`) are accepted and ignored.
+ */
+export const imageGenerationBodySchema = z
+  .object({
+    prompt: z.string().min(1),
+    model: z.string().nullish(),
+    n: z.number().int().min(1).max(10).nullish(),
+    size: z.string().nullish(),
+    response_format: z.enum(["b64_json", "url"]).nullish(),
+    user: z.string().max(256).nullish(),
+    stream: z.boolean().nullish(),
+    partial_images: z.number().int().min(0).max(3).nullish(),
+    quality: z.enum(["standard", "hd", "low", "medium", "high", "auto"]).nullish(),
+    style: z.enum(["vivid", "natural"]).nullish(),
+    background: z.enum(["transparent", "opaque", "auto"]).nullish(),
+    output_format: z.enum(["png", "jpeg", "webp"]).nullish(),
+    output_compression: z.number().int().min(0).max(100).nullish(),
+    moderation: z.enum(["low", "auto"]).nullish(),
+    negative_prompt: z.string().nullish(),
+    num_inference_steps: z.number().int().min(1).nullish(),
+    guidance_scale: z.number().min(0).max(100).nullish(),
+    guidance_rescale: z.number().min(0).max(1).nullish(),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER - 16).nullish(),
+    scheduler: z.string().min(1).nullish(),
+  })
+  .strict();
+
+export type ImageGenerationBody = z.output<typeof imageGenerationBodySchema>;
+
+/** A validated image request: what goes to the engine, and how to answer. */
+export interface ParsedImageRequest {
+  init: OmniDiffusionRequestInit;
+  n: number;
+  stream: boolean;
+  partialImages: number;
+  responseFormat: "b64_json" | "url";
+  /** Echoed in stream events (`quality` of the OpenAI API). */
+  quality: "low" | "medium" | "high" | "auto";
+  /** Steps the request will run (its own, or the model's default when known). */
+  steps: number | null;
+  user: string | null;
+}
+
+/** A 422 for a body that does not match {@link imageGenerationBodySchema}, naming the first bad field. */
+export function schemaError(err: ZodError): ValidationError {
+  const describe = (i: ZodError["issues"][number]) => {
+    const path = i.path.map(String).join(".");
+    if (i.code === "unrecognized_keys") return { param: i.keys[0] ?? null, code: "unknown_parameter", text: `Unknown parameter: '${i.keys.join("', '")}'.` };
+    if (i.code === "invalid_type" && /received undefined$/.test(i.message)) {
+      return { param: path, code: "missing_required_parameter", text: `Missing required parameter: '${path}'.` };
+    }
+    if (!path) return { param: null, code: "invalid_type", text: `The request body must be a JSON object (${i.message}).` };
+    return { param: path, code: i.code === "invalid_type" ? "invalid_type" : "invalid_value", text: `Invalid value for '${path}': ${i.message}.` };
+  };
+  const all = err.issues.map(describe);
+  const first = all[0] ?? { param: null, code: "invalid_value", text: "Invalid request body." };
+  return requestError(422, all.map((d) => d.text).join(" "), first.param, first.code);
+}
+
+/**
+ * Checks a schema-valid body against the deployment's limits and the loaded model, and builds the engine
+ * request. Throws a 400 ValidationError naming the parameter (`code` `model_not_found`, `invalid_size`,
+ * `limit_exceeded`, `unsupported_value`, ...).
+ */
+export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, model: ModelCard): ParsedImageRequest {
+  const bad = (param: string, code: string, message: string) => requestError(400, message, param, code);
+  if (body.model != null && body.model !== model.id) {
+    throw bad("model", "model_not_found", `The model '${body.model}' does not exist; this server serves '${model.id}'.`);
+  }
+  for (const param of ["prompt", "negative_prompt"] as const) {
+    const len = body[param]?.length ?? 0;
+    if (len > limits.maxPromptChars) throw bad(param, "limit_exceeded", `'${param}' has ${len} characters; the limit is ${limits.maxPromptChars}.`);
+  }
+  const n = body.n ?? 1;
+  if (n > limits.maxN) throw bad("n", "limit_exceeded", `'n' is ${n}; this server allows at most ${limits.maxN} images per request.`);
+
+  let width: number | null = null;
+  let height: number | null = null;
+  if (body.size != null && body.size !== "auto") {
+    const m = /^(\d{1,5})x(\d{1,5})$/.exec(body.size);
+    if (!m) throw bad("size", "invalid_size", `Invalid size '${body.size}': expected 'WIDTHxHEIGHT' such as '32x32', or 'auto'.`);
+    width = Number(m[1]);
+    height = Number(m[2]);
+    if (width < 8 || height < 8) throw bad("size", "invalid_size", `Invalid size '${body.size}': width and height must be at least 8.`);
+    if (width > limits.maxWidth || height > limits.maxHeight) {
+      throw bad("size", "limit_exceeded", `Size '${body.size}' is larger than this server's limit of ${limits.maxWidth}x${limits.maxHeight}.`);
+    }
+    const mult = model.info?.sizeMultiple;
+    if (mult && (width % mult !== 0 || height % mult !== 0)) {
+      throw bad("size", "invalid_size", `Invalid size '${body.size}': width and height must be multiples of ${mult} for ${model.id}.`);
+    }
+  }
+  const steps = body.num_inference_steps ?? null;
+  if (steps !== null && steps > limits.maxSteps) {
+    throw bad("num_inference_steps", "limit_exceeded", `'num_inference_steps' is ${steps}; this server allows at most ${limits.maxSteps}.`);
+  }
+  if (body.scheduler != null && !(SCHEDULER_NAMES as readonly string[]).includes(body.scheduler)) {
+    throw bad("scheduler", "unsupported_value", `Unknown scheduler '${body.scheduler}'; use one of: ${SCHEDULER_NAMES.join(", ")}.`);
+  }
+  if (body.output_format != null && body.output_format !== "png") {
+    throw bad("output_format", "unsupported_value", `output_format '${body.output_format}' is not supported; this server returns PNG images.`);
+  }
+  if (body.background === "transparent") {
+    throw bad("background", "unsupported_value", "background 'transparent' is not supported; diffusion outputs are opaque RGB.");
+  }
+  const stream = body.stream ?? false;
+  const responseFormat = body.response_format ?? "b64_json";
+  if (stream && responseFormat === "url") {
+    throw bad("response_format", "unsupported_value", "response_format 'url' cannot be streamed; streamed images are always b64_json.");
+  }
+  const q = body.quality;
+  return {
+    init: {
+      prompt: body.prompt,
+      negativePrompt: body.negative_prompt ?? null,
+      width,
+      height,
+      numInferenceSteps: steps,
+      guidanceScale: body.guidance_scale ?? null,
+      guidanceRescale: body.guidance_rescale ?? null,
+      seed: body.seed ?? null,
+      numOutputsPerPrompt: n,
+      scheduler: body.scheduler ?? null,
+    },
+    n,
+    stream,
+    partialImages: stream ? (body.partial_images ?? 0) : 0,
+    responseFormat,
+    quality: q === "low" || q === "medium" || q === "high" ? q : "auto",
+    steps: steps ?? model.info?.defaults.numInferenceSteps ?? null,
+    user: body.user ?? null,
+  };
+}
+
+/**
+ * The preview interval that gives `partial` evenly spaced partial images before the final one of a
+ * `steps`-step run (e.g. 20 steps, 3 partials: steps 5, 10, 15). 0 when none are wanted.
+ */
+export function previewInterval(steps: number | null, partial: number): number {
+  if (partial <= 0) return 0;
+  return Math.max(1, Math.ceil((steps ?? 20) / (partial + 1)));
+}

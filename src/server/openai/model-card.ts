@@ -1,0 +1,37 @@
+import { basename, resolve } from "node:path";
+import type { DiffusionEngine } from "../../core/engine.js";
+import { toOmniError } from "../../errors/omni-error.js";
+import type { PipelineInfo } from "../../pipelines/types.js";
+import type { WorkerStats } from "../../workers/diffusion-worker.js";
+
+/** What the server knows about the model it serves (`GET /v1/models`, request checks, defaults). */
+export interface ModelCard {
+  /** The id clients pass as `model`. */
+  id: string;
+  /** Unix seconds the server started serving it. */
+  created: number;
+  /**
+   * Size, size multiple and defaults, read from rank 0 through the `getStats` RPC. Null when the executor
+   * does not answer it (some remote executors): requests are then checked by the workers alone.
+   */
+  info: Omit<PipelineInfo, "components" | "asleep"> | null;
+}
+
+/**
+ * Builds the card: `getStats` on rank 0 within `timeoutMs`. A failure is not fatal (the card has no `info`);
+ * `warn` receives the reason.
+ */
+export async function loadModelCard(engine: DiffusionEngine, servedName: string | undefined, timeoutMs: number, warn: (msg: string) => void): Promise<ModelCard> {
+  let info: ModelCard["info"] = null;
+  try {
+    const stats = (await engine.collectiveRpc("getStats", { uniqueReplyRank: 0, timeout: timeoutMs })) as WorkerStats | null;
+    if (stats?.model && typeof stats.model.width === "number") info = stats.model;
+  } catch (err) {
+    warn(`the executor did not report the model (getStats: ${toOmniError(err).message}); requests are checked by the workers only`);
+  }
+  return {
+    id: servedName ?? basename(resolve(engine.config.model)),
+    created: Math.floor(Date.now() / 1000),
+    info,
+  };
+}

@@ -1,0 +1,73 @@
+import { OmniError, ValidationError } from "../../errors/omni-error.js";
+
+/** The error body every OpenAI API answers with. */
+export interface OpenAIErrorBody {
+  error: {
+    message: string;
+    type: string;
+    param: string | null;
+    code: string | null;
+  };
+}
+
+/** An error ready to send: status, OpenAI-shaped body, extra headers. */
+export interface HttpErrorResponse {
+  statusCode: number;
+  body: OpenAIErrorBody;
+}
+
+/** Engine field names (camelCase) → the request parameter a client sent. */
+const PARAM_OF_FIELD: Record<string, string> = {
+  numInferenceSteps: "num_inference_steps",
+  numOutputsPerPrompt: "n",
+  guidanceScale: "guidance_scale",
+  guidanceRescale: "guidance_rescale",
+  negativePrompt: "negative_prompt",
+  width: "size",
+  height: "size",
+};
+
+function typeFor(status: number): string {
+  if (status === 429) return "rate_limit_error";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}
+
+/**
+ * A 4xx ValidationError with an OpenAI `param` and `code`. `status` 422 marks a body that does not match
+ * the API schema; 400 a well-formed value the server cannot serve; 404/413/415 what they say.
+ */
+export function requestError(status: number, message: string, param: string | null, code: string): ValidationError {
+  return new ValidationError(message, { statusCode: status, field: param ?? undefined, data: { openaiCode: code } });
+}
+
+/**
+ * Maps anything thrown while serving a request to a status and an OpenAI error body. OmniErrors keep their
+ * `statusCode`; `code` is the request-level code when one was set, else the OmniError code without its
+ * `OMNI_ERR_` prefix, lower-cased (`OMNI_ERR_QUEUE_FULL` → `queue_full`). fastify's own 4xx errors (bad JSON,
+ * body too large, wrong content type) keep their status. Anything else is a 500 whose details stay in the log.
+ */
+export function toHttpError(err: unknown, limits: { maxBodyBytes: number }): HttpErrorResponse {
+  if (err instanceof OmniError) {
+    const status = err.statusCode >= 400 && err.statusCode <= 599 ? err.statusCode : 500;
+    const field = typeof err.data.field === "string" ? err.data.field : null;
+    const param = field ? (PARAM_OF_FIELD[field] ?? field) : null;
+    const code = typeof err.data.openaiCode === "string" ? err.data.openaiCode : err.code.replace(/^OMNI_ERR_/, "").toLowerCase();
+    return { statusCode: status, body: { error: { message: err.message, type: typeFor(status), param, code } } };
+  }
+  const fe = err as { statusCode?: unknown; code?: unknown; message?: unknown };
+  if (typeof fe?.statusCode === "number" && fe.statusCode >= 400 && fe.statusCode < 500) {
+    const fastifyCode = typeof fe.code === "string" ? fe.code : "";
+    const known: Record<string, [string, string]> = {
+      FST_ERR_CTP_BODY_TOO_LARGE: ["request_too_large", `Request body is larger than the limit of ${limits.maxBodyBytes} bytes.`],
+      FST_ERR_CTP_INVALID_MEDIA_TYPE: ["unsupported_media_type", "Unsupported Content-Type: send the request body as application/json."],
+      FST_ERR_CTP_EMPTY_JSON_BODY: ["invalid_json", "The request body is empty; send a JSON object."],
+    };
+    const [code, message] = known[fastifyCode] ?? [
+      fe.statusCode === 400 ? "invalid_json" : "invalid_request",
+      fe.statusCode === 400 ? `The request body is not valid JSON: ${String(fe.message)}` : String(fe.message),
+    ];
+    return { statusCode: fe.statusCode, body: { error: { message, type: typeFor(fe.statusCode), param: null, code } } };
+  }
+  return { statusCode: 500, body: { error: { message: "Internal server error; see the server log.", type: "server_error", param: null, code: "internal" } } };
+}

@@ -1,0 +1,258 @@
+import Fastify, { type FastifyInstance } from "fastify";
+import type { ZodType } from "zod";
+import { DiffusionEngine } from "../../core/engine.js";
+import type { OmniDiffusionConfigInput } from "../../core/config.js";
+import { newRequestId } from "../../core/request.js";
+import { ClosedError, UnhealthyError, type OmniError } from "../../errors/omni-error.js";
+import { ServerMetrics } from "../../metrics/server-metrics.js";
+import { checkApiKey } from "./api-key.js";
+import { schemaError } from "./image-request.js";
+import { ImageStore } from "./image-store.js";
+import { registerImageRoutes } from "./images-route.js";
+import { loadModelCard, type ModelCard } from "./model-card.js";
+import { requestError, toHttpError } from "./openai-errors.js";
+import type { ServerContext } from "./server-context.js";
+import { parseServerConfig, type ServerConfig, type ServerLimits, type ServerOptions } from "./server-options.js";
+import { registerSystemRoutes } from "./system-routes.js";
+
+/**
+ * Resolves true when `p` settles within `ms`, false otherwise. The timer is not unref'd: a caller awaiting
+ * close() must get its answer even when nothing else keeps the event loop alive.
+ */
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), Math.max(0, ms));
+    const done = () => {
+      clearTimeout(t);
+      resolve(true);
+    };
+    p.then(done, done);
+  });
+}
+
+/** The engine config a server-owned engine gets: the server's request limits also bound the engine. */
+function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLimits): OmniDiffusionConfigInput {
+  return {
+    ...input,
+    limits: {
+      maxWidth: limits.maxWidth,
+      maxHeight: limits.maxHeight,
+      maxSteps: limits.maxSteps,
+      maxOutputsPerPrompt: limits.maxN,
+      ...input.limits,
+    },
+  };
+}
+
+/**
+ * The OpenAI-compatible image server (`omni-diffusion serve`): fastify with pino logs in front of a
+ * {@link DiffusionEngine} and whatever executor the operator configured.
+ *
+ * Routes: `POST /v1/images/generations` (JSON or SSE), `GET /v1/images/files/:id`, `GET /v1/models`,
+ * `GET /health`, `GET /metrics`. Every route but `/health` needs the API key when one is set.
+ * `close()` is graceful: no new requests, in-flight ones finish until `shutdownTimeoutMs` (then they are
+ * aborted with a 503), and a server-owned engine is closed last, taking its worker processes with it.
+ *
+ * @example
+ * ```ts
+ * const server = await startServer({ port: 0, engineConfig: { numGpus: 1 }, logger: false });
+ * const res = await fetch(`${server.url}/v1/images/generations`, {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({ prompt: "a red circle on a blue background", size: "32x32", num_inference_steps: 4 }),
+ * });
+ * await server.close();
+ * ```
+ */
+export class OmniServer {
+  readonly app: FastifyInstance;
+  readonly engine: DiffusionEngine;
+  readonly config: ServerConfig;
+  readonly metrics: ServerMetrics;
+  readonly model: ModelCard;
+  readonly #ownsEngine: boolean;
+  readonly #store: ImageStore;
+  #draining: ClosedError | null = null;
+  #failure: OmniError | null = null;
+  #inflight = new Set<(reason: OmniError) => void>();
+  #idleWaiters: (() => void)[] = [];
+  #batchMs = 0;
+  #url: string | null = null;
+  #closing: Promise<void> | null = null;
+
+  private constructor(app: FastifyInstance, engine: DiffusionEngine, ownsEngine: boolean, config: ServerConfig, model: ModelCard) {
+    this.app = app;
+    this.engine = engine;
+    this.#ownsEngine = ownsEngine;
+    this.config = config;
+    this.model = model;
+    this.metrics = new ServerMetrics(engine, { defaultMetrics: config.defaultMetrics });
+    this.#store = new ImageStore({ ttlMs: config.imageTtlMs, maxBytes: config.imageStoreMaxBytes });
+    engine.onBatch((e) => {
+      // Moving average of batch time, for Retry-After estimates.
+      this.#batchMs = this.#batchMs === 0 ? e.durationMs : 0.8 * this.#batchMs + 0.2 * e.durationMs;
+    });
+    engine.executor.registerFailureCallback((err) => {
+      this.#failure = new UnhealthyError(`the executor failed and cannot serve: ${err.message}`, { cause: err });
+      this.metrics.setHealthy(false);
+      app.log.error({ err }, "executor failed; generation requests now get 503");
+    });
+    this.#install();
+  }
+
+  /** Builds the server (and its engine, unless `opts.engine` is given) without listening. */
+  static async create(opts: ServerOptions = {}): Promise<OmniServer> {
+    const config = parseServerConfig(opts);
+    const engine = opts.engine ?? (await DiffusionEngine.create(engineConfigFor(opts.engineConfig, config.limits)));
+    try {
+      const app = Fastify({
+        logger: opts.logger ?? true,
+        bodyLimit: config.limits.maxBodyBytes,
+        genReqId: () => newRequestId(),
+        // Our own draining answers in the OpenAI error shape.
+        return503OnClosing: false,
+      });
+      const model = await loadModelCard(engine, config.servedModelName, config.healthTimeoutMs, (m) => app.log.warn(m));
+      return new OmniServer(app, engine, !opts.engine, config, model);
+    } catch (err) {
+      if (!opts.engine) await engine.close();
+      throw err;
+    }
+  }
+
+  /** The listening address (`http://host:port`), once `listen` resolved. */
+  get url(): string | null {
+    return this.#url;
+  }
+
+  /** True from the first `close()` on. */
+  get draining(): boolean {
+    return this.#draining !== null;
+  }
+
+  /** Generation requests in flight (queued or running). */
+  get inFlight(): number {
+    return this.#inflight.size;
+  }
+
+  /** Starts listening on the configured host and port; resolves with the URL. */
+  async listen(): Promise<string> {
+    const url = await this.app.listen({ host: this.config.host, port: this.config.port });
+    this.#url = url;
+    this.app.log.info({ url, model: this.model.id, executor: this.engine.executor.constructor.name }, "omni-diffusion serving");
+    return url;
+  }
+
+  /**
+   * Graceful shutdown, idempotent: refuses new generation requests (503), stops listening, waits for the
+   * in-flight ones up to `timeoutMs` (default `shutdownTimeoutMs`), aborts any still running, closes the
+   * remaining connections and then the engine when the server created it.
+   */
+  close(opts: { timeoutMs?: number } = {}): Promise<void> {
+    this.#closing ??= (async () => {
+      const timeoutMs = opts.timeoutMs ?? this.config.shutdownTimeoutMs;
+      const log = this.app.log;
+      this.#draining = new ClosedError("the server is shutting down and accepts no new requests", { data: { openaiCode: "shutting_down" } });
+      log.info({ inFlight: this.#inflight.size, timeoutMs }, "shutting down: refusing new requests, finishing the ones in flight");
+      const appClosed = this.app.close();
+      if (!(await settlesWithin(this.#whenIdle(), timeoutMs))) {
+        log.warn({ requests: this.#inflight.size }, "shutdown deadline passed; aborting the requests still in flight");
+        const reason = new ClosedError("the server shut down before the request finished", { data: { openaiCode: "shutting_down" } });
+        for (const abort of this.#inflight) abort(reason);
+        if (!(await settlesWithin(this.#whenIdle(), 10_000))) log.error({ requests: this.#inflight.size }, "requests still in flight after abort");
+      }
+      // Keep-alive connections would hold server.close() open; every response is complete by now.
+      this.app.server.closeAllConnections();
+      if (!(await settlesWithin(appClosed, 10_000))) log.error("fastify did not close within 10 s");
+      this.#store.clear();
+      this.metrics.dispose();
+      if (this.#ownsEngine) await this.engine.close();
+      log.info("shut down");
+    })();
+    return this.#closing;
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#inflight.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Seconds a client refused with 429 should wait: the batches ahead of it times the recent batch time. */
+  #retryAfterSeconds(): number {
+    const { numGpus, limits } = this.engine.config;
+    const batchesAhead = Math.ceil((this.engine.stats.queued + 1) / limits.maxBatchSize);
+    const seconds = (batchesAhead * (this.#batchMs || 1_000)) / Math.max(1, numGpus) / 1_000;
+    return Math.min(60, Math.max(1, Math.ceil(seconds)));
+  }
+
+  #context(): ServerContext {
+    return {
+      engine: this.engine,
+      config: this.config,
+      model: this.model,
+      metrics: this.metrics,
+      store: this.#store,
+      refusal: () => this.#draining ?? this.#failure,
+      track: (abort) => {
+        this.#inflight.add(abort);
+        return () => {
+          this.#inflight.delete(abort);
+          if (this.#inflight.size > 0) return;
+          const waiters = this.#idleWaiters;
+          this.#idleWaiters = [];
+          for (const w of waiters) w();
+        };
+      },
+    };
+  }
+
+  #install(): void {
+    const { app, config } = this;
+    // Route schemas are zod schemas, compiled once at module load; a mismatch is a 422 naming the field.
+    app.setValidatorCompiler(({ schema }) => (data: unknown) => {
+      const r = (schema as ZodType).safeParse(data);
+      return r.success ? { value: r.data } : { error: schemaError(r.error) };
+    });
+    // fastify also parses text/plain by default; this API takes JSON only (anything else is a 415).
+    app.removeContentTypeParser("text/plain");
+    app.addHook("onRequest", async (req, reply) => {
+      const t0 = performance.now();
+      reply.raw.once("close", () => {
+        const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
+        this.metrics.httpRequest(req.method, req.routeOptions.url ?? "unmatched", status, (performance.now() - t0) / 1000);
+      });
+      if (this.#draining) reply.header("connection", "close");
+      if (config.apiKey && req.routeOptions.url !== "/health") {
+        const denied = checkApiKey(req.headers.authorization, config.apiKey);
+        if (denied) throw denied;
+      }
+    });
+    app.setErrorHandler((err, req, reply) => {
+      const { statusCode, body } = toHttpError(err, config.limits);
+      if (statusCode >= 500) req.log.error({ err }, "request failed");
+      else req.log.info({ status: statusCode, code: body.error.code, param: body.error.param }, body.error.message);
+      if (statusCode === 429) reply.header("retry-after", String(this.#retryAfterSeconds()));
+      if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="omni-diffusion"');
+      return reply.code(statusCode).send(body);
+    });
+    app.setNotFoundHandler((req, reply) => {
+      const { statusCode, body } = toHttpError(requestError(404, `Unknown request URL: ${req.method} ${req.url.split("?")[0]}.`, null, "unknown_url"), config.limits);
+      return reply.code(statusCode).send(body);
+    });
+    const ctx = this.#context();
+    registerImageRoutes(app, ctx);
+    registerSystemRoutes(app, ctx);
+  }
+}
+
+/** Creates an {@link OmniServer} and starts listening. */
+export async function startServer(opts: ServerOptions = {}): Promise<OmniServer> {
+  const server = await OmniServer.create(opts);
+  try {
+    await server.listen();
+  } catch (err) {
+    await server.close({ timeoutMs: 0 });
+    throw err;
+  }
+  return server;
+}

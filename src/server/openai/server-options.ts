@@ -1,0 +1,75 @@
+import type { FastifyServerOptions } from "fastify";
+import { z } from "zod";
+import type { DiffusionEngine } from "../../core/engine.js";
+import type { OmniDiffusionConfigInput } from "../../core/config.js";
+import { ConfigError } from "../../errors/omni-error.js";
+
+/** What one request may ask for. Requests beyond a limit get a 400 naming the field and the limit. */
+export const serverLimitsSchema = z
+  .object({
+    /** Images per request (`n`); the OpenAI API allows at most 10. */
+    maxN: z.number().int().min(1).max(10).default(10),
+    maxWidth: z.number().int().min(8).default(1024),
+    maxHeight: z.number().int().min(8).default(1024),
+    /** `num_inference_steps`. */
+    maxSteps: z.number().int().min(1).default(150),
+    /** Characters of `prompt` and of `negative_prompt`. */
+    maxPromptChars: z.number().int().min(1).max(10_000).default(10_000),
+    /** Request body size; larger bodies get a 413. */
+    maxBodyBytes: z.number().int().min(1_024).default(1_048_576),
+  })
+  .strict();
+
+export type ServerLimits = z.output<typeof serverLimitsSchema>;
+
+/** The data part of {@link ServerOptions}: validated with zod, so a bad value fails with a ConfigError naming it. */
+export const serverConfigSchema = z
+  .object({
+    host: z.string().min(1).default("127.0.0.1"),
+    /** 0 picks a free port. */
+    port: z.number().int().min(0).max(65_535).default(8000),
+    /** Required as `Authorization: Bearer <key>` on every route but `/health`; null or absent: no auth. */
+    apiKey: z.string().min(1).nullish(),
+    /** The id `/v1/models` lists and requests' `model` must match; defaults to the model folder's name. */
+    servedModelName: z.string().min(1).optional(),
+    limits: serverLimitsSchema.default(serverLimitsSchema.parse({})),
+    /** How long a graceful close lets in-flight requests finish before aborting them, ms. */
+    shutdownTimeoutMs: z.number().int().min(0).default(30_000),
+    /** Deadline of the executor round trip behind `GET /health`, ms. */
+    healthTimeoutMs: z.number().int().min(1).default(5_000),
+    /** How long an image fetched through `response_format: "url"` stays downloadable, ms (OpenAI: 60 min). */
+    imageTtlMs: z.number().int().min(1_000).default(3_600_000),
+    /** Memory budget of the stored `url` images; the oldest are dropped first when it is exceeded. */
+    imageStoreMaxBytes: z.number().int().min(1_024).default(256 * 1024 * 1024),
+    /** Base of the image URLs handed out (e.g. behind a proxy); default: from the request's Host header. */
+    publicBaseUrl: z.url().optional(),
+    /** Register prom-client's default process metrics (CPU, memory, event loop) too. */
+    defaultMetrics: z.boolean().default(true),
+  })
+  .strict();
+
+export type ServerConfig = z.output<typeof serverConfigSchema>;
+
+/**
+ * Options of {@link startServer}. The executor is the operator's choice only: it comes from
+ * `engineConfig` (or a ready `engine`), never from a request.
+ */
+export interface ServerOptions extends z.input<typeof serverConfigSchema> {
+  /** An engine the caller owns: the server uses it and leaves it open on close. */
+  engine?: DiffusionEngine;
+  /** Config of the engine the server creates and owns (closed on close). Ignored when `engine` is given. */
+  engineConfig?: OmniDiffusionConfigInput;
+  /** fastify's pino logger options (`true`: info to stdout; `false`: silent). Default: info to stdout. */
+  logger?: FastifyServerOptions["logger"];
+}
+
+/** Validates the data options; throws one ConfigError listing each bad field. */
+export function parseServerConfig(opts: ServerOptions): ServerConfig {
+  const { engine: _engine, engineConfig: _engineConfig, logger: _logger, ...data } = opts;
+  const r = serverConfigSchema.safeParse(data);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new ConfigError(`invalid server options: ${issues.join("; ")}`, { field: r.error.issues[0]?.path.join("."), data: { issues } });
+  }
+  return r.data;
+}

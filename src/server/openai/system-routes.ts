@@ -1,0 +1,57 @@
+import type { FastifyInstance } from "fastify";
+import { ClosedError, UnhealthyError, toOmniError } from "../../errors/omni-error.js";
+import { requestError, toHttpError } from "./openai-errors.js";
+import type { ServerContext } from "./server-context.js";
+
+/**
+ * `GET /health` (200, or 503 with the reason), `GET /v1/models[/:model]`, `GET /metrics` (Prometheus text)
+ * and `GET /v1/images/files/:id` (the images of `response_format: "url"`, until they expire).
+ */
+export function registerSystemRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.get("/health", async (_req, reply) => {
+    const refusal = ctx.refusal();
+    try {
+      if (refusal) throw refusal;
+      await ctx.engine.checkHealth({ timeout: ctx.config.healthTimeoutMs });
+      ctx.metrics.setHealthy(true);
+      return { status: "ok", model: ctx.model.id };
+    } catch (err) {
+      const e = toOmniError(err);
+      const unhealthy = e instanceof UnhealthyError || e instanceof ClosedError ? e : new UnhealthyError(`health check failed: ${e.message}`, { cause: e });
+      if (!(refusal instanceof ClosedError)) ctx.metrics.setHealthy(false);
+      const { body } = toHttpError(unhealthy, ctx.config.limits);
+      return reply.code(503).send(body);
+    }
+  });
+
+  const card = () => ({
+    id: ctx.model.id,
+    object: "model",
+    created: ctx.model.created,
+    owned_by: "omni-diffusion",
+    ...(ctx.model.info ? { root: ctx.model.info.modelDir } : {}),
+  });
+  app.get("/v1/models", async () => ({ object: "list", data: [card()] }));
+  app.get<{ Params: { model: string } }>("/v1/models/:model", async (req) => {
+    const { model } = req.params;
+    if (model !== ctx.model.id) throw requestError(404, `The model '${model}' does not exist; this server serves '${ctx.model.id}'.`, "model", "model_not_found");
+    return card();
+  });
+
+  app.get("/metrics", async (_req, reply) => {
+    const text = await ctx.metrics.registry.metrics();
+    return reply.type(ctx.metrics.registry.contentType).send(text);
+  });
+
+  app.get<{ Params: { id: string } }>("/v1/images/files/:id", async (req, reply) => {
+    const { id } = req.params;
+    const img = ctx.store.get(id);
+    if (!img) throw requestError(404, `No image '${id}': it expired (images are kept ${Math.round(ctx.config.imageTtlMs / 1000)} s) or never existed.`, "id", "file_not_found");
+    const maxAge = Math.max(0, Math.floor((img.expiresAt - Date.now()) / 1000));
+    return reply
+      .type("image/png")
+      .header("cache-control", `private, max-age=${maxAge}`)
+      .header("expires", new Date(img.expiresAt).toUTCString())
+      .send(img.png);
+  });
+}

@@ -1,0 +1,82 @@
+import type { FastifyInstance } from "fastify";
+import type { z } from "zod";
+import { UnhealthyError, toOmniError } from "../../errors/omni-error.js";
+import { PATHS, TIMEOUT_HEADER, abortBodySchema, errorBody, generateBodySchema, rpcBodySchema, sseFrame } from "../../executors/shared/wire.js";
+import { checkApiKey } from "../openai/api-key.js";
+import { parseTimeoutMs, sendError } from "./fastify-app.js";
+import type { WorkerService } from "./worker-service.js";
+
+/** Options of {@link registerHttpApi}. */
+export interface HttpApiOptions {
+  /** Required as `Authorization: Bearer <key>` on every route but `/health`. */
+  apiKey?: string;
+  /** Deadline of the rank pings behind `/health`, ms. */
+  healthTimeoutMs: number;
+}
+
+/**
+ * The worker's HTTP/JSON API (`docs/wire-protocol.md`):
+ * `POST /v1/diffusion/generate` (JSON, or server-sent events with `Accept: text/event-stream`),
+ * `POST /v1/diffusion/rpc`, `POST /v1/diffusion/abort`, and `GET /health` (200 ready, 503 with the reason).
+ * The client's remaining deadline arrives in `x-omni-timeout-ms`.
+ */
+export function registerHttpApi(app: FastifyInstance, service: WorkerService, opts: HttpApiOptions): void {
+  app.get(PATHS.health, async (_req, reply) => {
+    const h = await service.health(opts.healthTimeoutMs);
+    const body = { status: h.ready ? "ok" : "unavailable", reason: h.reason, ranks: h.ranks, in_flight: h.inFlight, queued: h.queued };
+    if (h.ready) return body;
+    reply.header("retry-after", "1");
+    return reply.code(503).send({ ...body, ...errorBody(new UnhealthyError(h.reason)) });
+  });
+
+  app.register(async (api) => {
+    if (opts.apiKey) {
+      const key = opts.apiKey;
+      api.addHook("onRequest", async (req, reply) => {
+        const refusal = checkApiKey(req.headers.authorization, key);
+        if (refusal) return sendError(reply, refusal);
+      });
+    }
+
+    api.post(PATHS.generate, { schema: { body: generateBodySchema } }, async (req, reply) => {
+      const { requests } = req.body as z.output<typeof generateBodySchema>;
+      const timeoutMs = parseTimeoutMs(req.headers[TIMEOUT_HEADER], TIMEOUT_HEADER);
+      const valid = service.validate(requests);
+      if (!String(req.headers.accept ?? "").includes("text/event-stream")) {
+        const outputs = await service.run(valid, { timeoutMs });
+        return { outputs: outputs.map((o) => o.toDict()) };
+      }
+      // Streaming: progress frames while denoising, then one `result` (or `error`) frame.
+      const res = reply.hijack().raw;
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+      const write = (event: string, data: unknown) => {
+        if (!res.destroyed && !res.writableEnded) res.write(sseFrame(event, data));
+      };
+      try {
+        const outputs = await service.run(valid, {
+          timeoutMs,
+          onProgress: (p) => write("progress", { request_id: p.requestId, step: p.step, total_steps: p.totalSteps }),
+        });
+        write("result", { outputs: outputs.map((o) => o.toDict()) });
+      } catch (err) {
+        const e = toOmniError(err);
+        write("error", { status: e.statusCode, ...errorBody(e) });
+      } finally {
+        res.end();
+      }
+    });
+
+    api.post(PATHS.rpc, { schema: { body: rpcBodySchema } }, async (req) => {
+      const b = req.body as z.output<typeof rpcBodySchema>;
+      const headerMs = parseTimeoutMs(req.headers[TIMEOUT_HEADER], TIMEOUT_HEADER);
+      const timeoutMs = Math.min(b.timeout ?? Number.POSITIVE_INFINITY, headerMs ?? Number.POSITIVE_INFINITY);
+      const result = await service.rpc({ method: b.method, args: b.args, kwargs: b.kwargs, uniqueReplyRank: b.unique_reply_rank, timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : null });
+      return { result: result ?? null };
+    });
+
+    api.post(PATHS.abort, { schema: { body: abortBodySchema } }, async (req) => {
+      const { request_ids } = req.body as z.output<typeof abortBodySchema>;
+      return { aborted: await service.abort(request_ids) };
+    });
+  });
+}

@@ -1,0 +1,252 @@
+import { DiffusionEngine } from "../../core/engine.js";
+import type { OmniDiffusionConfigInput } from "../../core/config.js";
+import { DiffusionOutput } from "../../core/output.js";
+import { OmniDiffusionRequest } from "../../core/request.js";
+import type { OmniRequestOutput } from "../../core/request-output.js";
+import { AbortedError, ClosedError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
+import { Deadline } from "../../executors/shared/deadline.js";
+import type { StepProgress } from "../../pipelines/types.js";
+
+/** How long a finished result stays available to a retry of the same request id, ms. */
+const RESULT_TTL_MS = 30_000;
+/** Most finished results kept for retries. */
+const RESULT_CACHE_SIZE = 64;
+/** Retry-After sent while the model loads or the queue is full, ms. */
+const RETRY_AFTER_MS = 1_000;
+
+/** Per-call context a transport hands to {@link WorkerService.generate}. */
+export interface GenerateContext {
+  /** Remaining time of the client's deadline, ms (capped by the engine's `rpcTimeoutMs`). */
+  timeoutMs?: number;
+  onProgress?: (p: StepProgress) => void;
+}
+
+/** Readiness, as `/health`, `/ping` and the gRPC `Health` report it. */
+export interface HealthReport {
+  ready: boolean;
+  reason: string;
+  ranks: number;
+  inFlight: number;
+  queued: number;
+}
+
+/** Arguments of {@link WorkerService.rpc}, as the wire carries them. */
+export interface RpcCall {
+  method: string;
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  uniqueReplyRank?: number | null;
+  timeoutMs?: number | null;
+}
+
+interface Running {
+  fingerprint: string;
+  listeners: Set<(p: StepProgress) => void>;
+  result: Promise<DiffusionOutput>;
+}
+
+/**
+ * The transport-independent core of `omni-diffusion worker`: owns the engine (and so the local executor),
+ * validates request dicts, and makes request ids idempotent — a request whose id is already running
+ * attaches to that work (and its progress) instead of generating twice, and a finished result is kept
+ * for {@link RESULT_TTL_MS} so a retry after a lost response does not regenerate either. The HTTP,
+ * gRPC and SageMaker front ends only translate to and from it.
+ */
+export class WorkerService {
+  #engine: DiffusionEngine | null = null;
+  #startError: OmniError | null = null;
+  #closed = false;
+  #running = new Map<string, Running>();
+  #recent = new Map<string, { fingerprint: string; out: DiffusionOutput; at: number }>();
+  /** Resolves once the engine is up; rejects with its start-up error. */
+  readonly ready: Promise<void>;
+
+  constructor(engineConfig: OmniDiffusionConfigInput) {
+    this.ready = DiffusionEngine.create(engineConfig).then(
+      async (engine) => {
+        if (this.#closed) {
+          await engine.close();
+          throw new ClosedError("worker service closed while starting");
+        }
+        this.#engine = engine;
+      },
+      (err: unknown) => {
+        this.#startError = toOmniError(err);
+        throw this.#startError;
+      },
+    );
+    this.ready.catch(() => undefined);
+  }
+
+  /** The engine, or the 503 that says why there is none yet. */
+  get engine(): DiffusionEngine {
+    if (this.#closed) throw new ClosedError("the worker is shutting down", { data: { retryAfterMs: RETRY_AFTER_MS } });
+    if (this.#engine) return this.#engine;
+    if (this.#startError) throw new UnhealthyError(`the worker failed to start: ${this.#startError.message}`, { cause: this.#startError });
+    throw new UnhealthyError("the worker is loading its model", { data: { retryAfterMs: RETRY_AFTER_MS } });
+  }
+
+  /** {@link validate}, then {@link run}. */
+  async generate(dicts: unknown[], ctx: GenerateContext = {}): Promise<DiffusionOutput[]> {
+    return this.run(this.validate(dicts), ctx);
+  }
+
+  /**
+   * Checks a call before anything runs, so a transport can still answer with a status: every dict must be a
+   * valid request within this worker's limits (else a 400 naming `requests.<i>.<field>`), ids must be unique
+   * in the call, the worker must be ready (503) and its queue must have room (429).
+   */
+  validate(dicts: unknown[]): OmniDiffusionRequest[] {
+    const engine = this.engine;
+    const requests = dicts.map((d, i) => this.#parse(d, i, engine));
+    const ids = new Set<string>();
+    for (const [i, r] of requests.entries()) {
+      if (ids.has(r.requestId)) throw new ValidationError(`request_id "${r.requestId}" appears twice in one call`, { field: `requests.${i}.request_id` });
+      ids.add(r.requestId);
+    }
+    const fresh = requests.filter((r) => !this.#running.has(r.requestId) && !this.#recent.has(r.requestId)).length;
+    const { queued } = engine.stats;
+    if (fresh && queued + fresh > engine.config.limits.maxQueue) {
+      throw new QueueFullError(`the worker's queue is full (${queued} waiting, limit ${engine.config.limits.maxQueue})`, { data: { retryAfterMs: RETRY_AFTER_MS } });
+    }
+    return requests;
+  }
+
+  /** Runs validated requests; one DiffusionOutput per request, in order, each with its images or its error. */
+  async run(requests: OmniDiffusionRequest[], ctx: GenerateContext = {}): Promise<DiffusionOutput[]> {
+    const engine = this.engine;
+    const timeoutMs = Math.min(ctx.timeoutMs ?? Number.POSITIVE_INFINITY, engine.config.rpcTimeoutMs);
+    return Promise.all(requests.map((r) => this.#one(engine, r, timeoutMs, ctx.onProgress)));
+  }
+
+  #parse(dict: unknown, i: number, engine: DiffusionEngine): OmniDiffusionRequest {
+    let r: OmniDiffusionRequest;
+    try {
+      r = OmniDiffusionRequest.fromDict(dict);
+    } catch (err) {
+      const e = toOmniError(err);
+      const field = typeof e.data.field === "string" && e.data.field ? `requests.${i}.${e.data.field}` : `requests.${i}`;
+      throw new ValidationError(`requests.${i}: ${e.message}`, { field, cause: e });
+    }
+    const l = engine.config.limits;
+    const over = (field: string, v: number | null, max: number) => {
+      if (v !== null && v > max) throw new ValidationError(`requests.${i}.${field} is ${v}; this worker allows at most ${max}`, { field: `requests.${i}.${field}` });
+    };
+    over("width", r.width, l.maxWidth);
+    over("height", r.height, l.maxHeight);
+    over("num_inference_steps", r.numInferenceSteps, l.maxSteps);
+    over("num_outputs_per_prompt", r.numOutputsPerPrompt, l.maxOutputsPerPrompt);
+    return r;
+  }
+
+  /** One request: a cached result, the running work of the same id, or a new run. Never throws. */
+  async #one(engine: DiffusionEngine, r: OmniDiffusionRequest, timeoutMs: number, onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
+    const id = r.requestId;
+    const fingerprint = JSON.stringify(r.toDict());
+    const conflict = () =>
+      failed(id, new ValidationError(`request_id "${id}" is already in use with different parameters`, { field: "request_id", statusCode: 409 }));
+    this.#expire();
+    const done = this.#recent.get(id);
+    if (done) return done.fingerprint === fingerprint ? done.out : conflict();
+    let run = this.#running.get(id);
+    if (run && run.fingerprint !== fingerprint) return conflict();
+    if (!run) run = this.#start(engine, r, fingerprint, timeoutMs);
+    if (onProgress) run.listeners.add(onProgress);
+    // An attached caller waits for the shared work only as long as its own deadline allows.
+    const wait = new Deadline(timeoutMs, undefined, () => new TimeoutError(`request ${id} did not finish within ${timeoutMs}ms`, { data: { requestId: id, timeoutMs } }));
+    try {
+      return await wait.race(run.result);
+    } catch (err) {
+      return failed(id, toOmniError(err));
+    } finally {
+      wait.dispose();
+      if (onProgress) run.listeners.delete(onProgress);
+    }
+  }
+
+  #start(engine: DiffusionEngine, r: OmniDiffusionRequest, fingerprint: string, timeoutMs: number): Running {
+    const id = r.requestId;
+    const listeners = new Set<(p: StepProgress) => void>();
+    const deadline = new Deadline(timeoutMs, undefined, () => new TimeoutError(`request ${id} passed its deadline of ${timeoutMs}ms on the worker`, { data: { requestId: id, timeoutMs } }));
+    const result = engine
+      .generate(r, { signal: deadline.signal, onProgress: (p) => listeners.forEach((l) => l(p)) })
+      .then(
+        (out) => {
+          const d = toDiffusionOutput(out);
+          this.#recent.set(id, { fingerprint, out: d, at: Date.now() });
+          return d;
+        },
+        (err: unknown) => {
+          const e = toOmniError(err);
+          // The engine reports a signal abort as an abort; a passed deadline is a timeout.
+          return failed(id, e instanceof AbortedError && deadline.signal.aborted && deadline.signal.reason instanceof TimeoutError ? deadline.signal.reason : e);
+        },
+      )
+      .finally(() => {
+        deadline.dispose();
+        this.#running.delete(id);
+      });
+    const run = { fingerprint, listeners, result };
+    this.#running.set(id, run);
+    return run;
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    for (const [id, e] of this.#recent) if (now - e.at > RESULT_TTL_MS || this.#recent.size > RESULT_CACHE_SIZE) this.#recent.delete(id);
+  }
+
+  /** `collectiveRpc` on the engine's ranks. */
+  async rpc(call: RpcCall): Promise<unknown> {
+    const engine = this.engine;
+    const timeout = Math.min(call.timeoutMs ?? Number.POSITIVE_INFINITY, engine.config.rpcTimeoutMs);
+    return engine.collectiveRpc(call.method, { args: call.args ?? [], kwargs: call.kwargs ?? {}, uniqueReplyRank: call.uniqueReplyRank ?? undefined, timeout });
+  }
+
+  /** Stops running requests between steps; returns the ids that were running. */
+  async abort(ids: string[]): Promise<string[]> {
+    const engine = this.engine;
+    const hits = await Promise.all(ids.map(async (id) => ((await engine.abort(id)) ? id : null)));
+    return hits.filter((id): id is string => id !== null);
+  }
+
+  /** Ready when the engine is up and every rank answers a ping within `timeoutMs`. */
+  async health(timeoutMs: number): Promise<HealthReport> {
+    const base = { ranks: 0, inFlight: 0, queued: 0 };
+    let engine: DiffusionEngine;
+    try {
+      engine = this.engine;
+    } catch (err) {
+      return { ready: false, reason: toOmniError(err).message, ...base };
+    }
+    const stats = { ranks: engine.config.numGpus, inFlight: engine.stats.inFlight, queued: engine.stats.queued };
+    try {
+      await engine.checkHealth({ timeout: timeoutMs });
+      return { ready: true, reason: "ok", ...stats };
+    } catch (err) {
+      return { ready: false, reason: toOmniError(err).message, ...stats };
+    }
+  }
+
+  /** Stops taking work, then closes the engine (running batches finish first, by their deadline at worst). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.ready.catch(() => undefined);
+    await this.#engine?.close();
+  }
+}
+
+function failed(requestId: string, err: OmniError): DiffusionOutput {
+  return new DiffusionOutput({ errors: { [requestId]: err } });
+}
+
+/** One request's OmniRequestOutput as the DiffusionOutput the wire carries. */
+export function toDiffusionOutput(out: OmniRequestOutput): DiffusionOutput {
+  if (out.error) return failed(out.requestId, out.error);
+  return new DiffusionOutput({
+    output: out.images,
+    trajectoryLatents: out.latents ? [out.latents] : null,
+    trajectoryTimesteps: out.timesteps ? [{ requestId: out.requestId, timesteps: out.timesteps }] : null,
+    metrics: out.metrics,
+  });
+}

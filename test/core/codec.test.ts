@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DiffusionOutput, OmniDiffusionRequest, TimeoutError, ValidationError, parseConfig, ConfigError, newRequestId } from "../../src/index.js";
+
+test("OmniDiffusionRequest round-trips through snake_case JSON", () => {
+  const r = new OmniDiffusionRequest({ prompt: "a red circle", negativePrompt: "blue", width: 64, height: 32, numInferenceSteps: 7, guidanceScale: 3.5, seed: 11, numOutputsPerPrompt: 2, scheduler: "euler", returnTrajectoryLatents: true });
+  const d = JSON.parse(JSON.stringify(r.toDict()));
+  assert.equal(d.request_id, r.requestId);
+  assert.equal(d.negative_prompt, "blue");
+  assert.equal(d.num_inference_steps, 7);
+  assert.equal(d.return_trajectory_latents, true);
+  const back = OmniDiffusionRequest.fromDict(d);
+  assert.deepEqual(back.toDict(), r.toDict());
+});
+
+test("fromDict rejects bad input with a field-level message", () => {
+  const cases: [unknown, RegExp, string][] = [
+    [{}, /prompt/, "prompt"],
+    [{ prompt: 5 }, /prompt: .*string/, "prompt"],
+    [{ prompt: "x", num_inference_steps: 0 }, /num_inference_steps/, "num_inference_steps"],
+    [{ prompt: "x", width: -32 }, /width/, "width"],
+    [{ prompt: "x", seed: 1.5 }, /seed/, "seed"],
+    [{ prompt: "x", guidance_scale: "high" }, /guidance_scale/, "guidance_scale"],
+    [{ prompt: "x", colour: "red" }, /colour/, ""],
+  ];
+  for (const [input, re, field] of cases) {
+    assert.throws(() => OmniDiffusionRequest.fromDict(input), (err: unknown) => {
+      assert.ok(err instanceof ValidationError, String(err));
+      assert.match(err.message, re);
+      if (field) assert.equal(err.field, field);
+      return true;
+    });
+  }
+  assert.throws(() => new OmniDiffusionRequest({ prompt: "x", numInferenceSteps: -1 }), /numInferenceSteps/);
+});
+
+test("request ids are generated unique", () => {
+  const ids = new Set(Array.from({ length: 10_000 }, () => newRequestId()));
+  assert.equal(ids.size, 10_000);
+  assert.notEqual(new OmniDiffusionRequest({ prompt: "a" }).requestId, new OmniDiffusionRequest({ prompt: "a" }).requestId);
+});
+
+test("DiffusionOutput round-trips images (PNG), per-request errors, latents and metrics", () => {
+  const data = new Uint8Array(4 * 2 * 3).map((_, i) => (i * 37) % 256);
+  const out = new DiffusionOutput({
+    output: [{ requestId: "r1", index: 0, seed: 5, width: 4, height: 2, data }],
+    errors: { r2: new TimeoutError("took too long", { data: { method: "generate" } }) },
+    trajectoryLatents: [{ requestId: "r1", shape: [2, 1, 1, 1, 2], data: Float32Array.from([0.5, -1, 2, 3.25]) }],
+    trajectoryTimesteps: [{ requestId: "r1", timesteps: [999, 499] }],
+    metrics: { totalMs: 12.5 },
+  });
+  const back = DiffusionOutput.fromDict(JSON.parse(JSON.stringify(out.toDict())));
+  assert.deepEqual(back.output[0]!.data, data);
+  assert.equal(back.output[0]!.seed, 5);
+  assert.ok(back.errors.r2 instanceof TimeoutError);
+  assert.equal(back.errors.r2!.data.method, "generate");
+  assert.deepEqual(Array.from(back.trajectoryLatents![0]!.data), [0.5, -1, 2, 3.25]);
+  assert.deepEqual(back.trajectoryTimesteps![0]!.timesteps, [999, 499]);
+  assert.equal(back.metrics.totalMs, 12.5);
+});
+
+test("DiffusionOutput.fromDict rejects malformed input", () => {
+  assert.throws(() => DiffusionOutput.fromDict({ output: [{ request_id: "r", index: 0 }] }), ValidationError);
+  assert.throws(() => DiffusionOutput.fromDict({ output: [{ request_id: "r", index: 0, seed: 1, width: 1, height: 1, png_base64: "bm90IGEgcG5n" }] }), /not a valid PNG/);
+  assert.throws(() => DiffusionOutput.fromDict({ trajectory_latents: [{ request_id: "r", shape: [3], data_base64: "AAAA" }] }), /trajectory_latents\.0/);
+});
+
+test("config validation names each bad field", () => {
+  assert.throws(() => parseConfig({ numGpus: 0 }), (e: unknown) => e instanceof ConfigError && /numGpus/.test(e.message));
+  assert.throws(() => parseConfig({ executionProvider: "tpu" as never }), /executionProvider/);
+  assert.throws(() => parseConfig({ limits: { maxSteps: 0 } }), /limits\.maxSteps/);
+  assert.throws(() => parseConfig({ modelDirectory: "x" } as never), /modelDirectory/);
+  const c = parseConfig({ numGpus: 2 });
+  assert.equal(c.intraOpNumThreads >= 1, true);
+  assert.match(c.model, /models\/tiny-shapes$/);
+});

@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, test } from "node:test";
+import OpenAI from "openai";
+import { startServer, type OmniServer } from "../../src/index.js";
+import { decodeB64Png, maxPixelDiff, parseMetrics } from "../helpers/server.js";
+
+const PROMPTS = ["a red circle on a blue background", "a yellow star on a black background", "a white cross on a green background", "a blue square on a white background"];
+const N = 50;
+
+let server: OmniServer;
+let client: OpenAI;
+before(async () => {
+  server = await startServer({ port: 0, engineConfig: { numGpus: 1, intraOpNumThreads: 1, limits: { maxBatchSize: 8 } }, logger: false });
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 120_000 });
+});
+after(() => server.close());
+
+const params = (i: number) =>
+  ({ prompt: PROMPTS[i % PROMPTS.length]!, size: "32x32", num_inference_steps: 2, seed: 1_000 + i }) as OpenAI.ImageGenerateParamsNonStreaming;
+
+test(`${N} concurrent requests each get their own image, matching a single run of their own seed`, { timeout: 120_000 }, async () => {
+  const results = await Promise.all(Array.from({ length: N }, (_, i) => client.images.generate(params(i)).withResponse()));
+  const ids = results.map((r) => r.response.headers.get("x-request-id"));
+  assert.equal(new Set(ids).size, N, "request ids are unique");
+  const images = results.map((r) => {
+    assert.equal(r.data.data?.length, 1);
+    const png = decodeB64Png(r.data.data![0]!.b64_json!);
+    assert.deepEqual([png.width, png.height], [32, 32]);
+    return png;
+  });
+  const digests = images.map((p) => createHash("sha256").update(p.data).digest("hex"));
+  assert.equal(new Set(digests).size, N, "every request got a different image");
+
+  // Ran again one at a time (so never batched), a request's image is the one it got under load, and not its neighbour's.
+  for (const i of [0, 17, 33, 49]) {
+    const alone = decodeB64Png((await client.images.generate(params(i))).data![0]!.b64_json!);
+    assert.ok(maxPixelDiff(alone, images[i]!) <= 2, `request ${i}: max pixel difference ${maxPixelDiff(alone, images[i]!)} to its single run`);
+    const neighbour = (i + 1) % N;
+    assert.ok(maxPixelDiff(alone, images[neighbour]!) > 2, `request ${i}'s single run also matches request ${neighbour}`);
+  }
+
+  const m = parseMetrics(await (await fetch(`${server.url}/metrics`)).text());
+  const batches = m.get("omni_batch_size_count")!;
+  const batched = m.get("omni_batch_size_sum")!;
+  assert.equal(batched, N + 4, "every request ran in exactly one batch");
+  assert.ok(batches < N, `the ${N} concurrent requests shared batches (${batches} batches)`);
+  assert.equal(m.get('omni_generation_requests_total{outcome="ok"}'), N + 4);
+});
