@@ -60,7 +60,10 @@ export class Deadline {
   /** Rejects with the signal's reason as soon as it aborts, otherwise settles like `p`. */
   race<T>(p: Promise<T>): Promise<T> {
     const signal = this.signal;
-    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    if (signal.aborted) {
+      p.catch(() => undefined); // nobody else will handle p's rejection now
+      return Promise.reject(signal.reason as Error);
+    }
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => reject(signal.reason as Error);
       signal.addEventListener("abort", onAbort, { once: true });

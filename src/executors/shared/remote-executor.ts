@@ -38,13 +38,20 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   #running = new Map<string, { endpoint: Endpoint<C> | null; cancel: AbortController; batchSize: number }>();
   #retryListeners: ((e: RetryEvent) => void)[] = [];
 
-  /** Throws ConfigError for bad `executorOptions` before anything connects. */
+  /** Endpoint names, checked at construction. */
+  readonly #names: string[];
+
+  /** Throws ConfigError for bad `executorOptions` (endpoints included) before anything connects. */
   constructor(config: OmniDiffusionConfig, schema: typeof remoteOptionsSchema | z.ZodObject) {
     super(config);
     this.options = parseRemoteOptions(schema as typeof remoteOptionsSchema, config.executorOptions, new.target.name) as O;
+    this.#names = this.endpointNames();
   }
 
-  /** Endpoint names (URLs, host:port, endpoint names) this executor balances over. */
+  /**
+   * Endpoint names (URLs, host:port, endpoint names) this executor balances over, from `this.options` only:
+   * it is called by the constructor, before subclass fields exist. Throws ConfigError for a bad one.
+   */
   protected abstract endpointNames(): string[];
   /** Opens a client for one endpoint (lazily connecting is fine). */
   protected abstract connect(endpoint: string): C;
@@ -103,7 +110,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   protected async initExecutor(): Promise<void> {
     const o = this.options;
     const breaker = { threshold: o.breakerThreshold, halfOpenAfterMs: o.halfOpenAfterMs };
-    const endpoints = this.endpointNames().map((name) => new Endpoint(name, this.connect(name), breaker));
+    const endpoints = this.#names.map((name) => new Endpoint(name, this.connect(name), breaker));
     this.#policy = new RemotePolicy(new EndpointPool(endpoints), { retries: o.retries, backoffInitialMs: o.backoffInitialMs, backoffMaxMs: o.backoffMaxMs });
     for (const l of this.#retryListeners) this.#policy.onRetry(l);
     const ms = this.config.workerStartTimeoutMs;

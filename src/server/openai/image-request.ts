@@ -37,6 +37,7 @@ export const imageGenerationBodySchema = z
   })
   .strict();
 
+/** A body that passed {@link imageGenerationBodySchema}. */
 export type ImageGenerationBody = z.output<typeof imageGenerationBodySchema>;
 
 /** A validated image request: what goes to the engine, and how to answer. */

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { GeneratedImage, StageMetrics } from "../../core/output.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
@@ -95,7 +95,7 @@ function logAbort(req: FastifyRequest, g: Generation, err: unknown): void {
  * (`image_generation.partial_image`, `image_generation.completed`, `error`) when `stream` is true.
  * A client that disconnects aborts its request, which the engine stops between denoising steps.
  */
-export function registerImageRoutes(app: FastifyInstance, ctx: ServerContext): void {
+export const imageRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.post("/v1/images/generations", { schema: { body: imageGenerationBodySchema } }, async (req, reply) => {
     const parsed = toImageRequest(req.body as ImageGenerationBody, ctx.config.limits, ctx.model);
     const refusal = ctx.refusal();
@@ -104,7 +104,10 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ServerContext): v
     const { width, height, numInferenceSteps, seed } = request;
     req.log.info({ requestId: req.id, n: parsed.n, width, height, steps: numInferenceSteps, seed, stream: parsed.stream, user: parsed.user }, "generation accepted");
     const g = new Generation(reply);
+    // In flight until the response is out (not when the handler returns: fastify writes it after that), so a
+    // shutdown never closes a connection whose answer is still being written.
     const untrack = ctx.track((reason) => g.controller.abort(reason));
+    reply.raw.once("finish", untrack).once("close", untrack);
     const unwatch = g.watch();
     try {
       if (parsed.stream) return await stream(req, ctx, request, parsed, g);
@@ -125,15 +128,14 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ServerContext): v
       });
       const encodeMs = performance.now() - t0;
       ctx.metrics.generation("ok", g.seconds, out.metrics, out.images.length);
-      reply.header("x-request-id", request.requestId).header("server-timing", serverTiming(out.metrics, encodeMs));
+      reply.header("server-timing", serverTiming(out.metrics, encodeMs));
       const first = out.images[0];
       return { created: Math.floor(Date.now() / 1000), data, ...(first ? { size: `${first.width}x${first.height}` } : {}), output_format: "png" };
     } finally {
       unwatch();
-      untrack();
     }
   });
-}
+};
 
 function imageUrl(req: FastifyRequest, ctx: ServerContext, id: string): string {
   const base = (ctx.config.publicBaseUrl ?? `${req.protocol}://${req.host}`).replace(/\/+$/, "");

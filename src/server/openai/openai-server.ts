@@ -8,12 +8,12 @@ import { ServerMetrics } from "../../metrics/server-metrics.js";
 import { checkApiKey } from "./api-key.js";
 import { schemaError } from "./image-request.js";
 import { ImageStore } from "./image-store.js";
-import { registerImageRoutes } from "./images-route.js";
+import { imageRoutes } from "./images-route.js";
 import { loadModelCard, type ModelCard } from "./model-card.js";
 import { requestError, toHttpError } from "./openai-errors.js";
 import type { ServerContext } from "./server-context.js";
 import { parseServerConfig, type ServerConfig, type ServerLimits, type ServerOptions } from "./server-options.js";
-import { registerSystemRoutes } from "./system-routes.js";
+import { systemRoutes } from "./system-routes.js";
 
 /**
  * Resolves true when `p` settles within `ms`, false otherwise. The timer is not unref'd: a caller awaiting
@@ -77,6 +77,7 @@ export class OmniServer {
   #inflight = new Set<(reason: OmniError) => void>();
   #idleWaiters: (() => void)[] = [];
   #batchMs = 0;
+  readonly #batchSub: { dispose(): void };
   #url: string | null = null;
   #closing: Promise<void> | null = null;
 
@@ -88,7 +89,7 @@ export class OmniServer {
     this.model = model;
     this.metrics = new ServerMetrics(engine, { defaultMetrics: config.defaultMetrics });
     this.#store = new ImageStore({ ttlMs: config.imageTtlMs, maxBytes: config.imageStoreMaxBytes });
-    engine.onBatch((e) => {
+    this.#batchSub = engine.onBatch((e) => {
       // Moving average of batch time, for Retry-After estimates.
       this.#batchMs = this.#batchMs === 0 ? e.durationMs : 0.8 * this.#batchMs + 0.2 * e.durationMs;
     });
@@ -113,7 +114,9 @@ export class OmniServer {
         return503OnClosing: false,
       });
       const model = await loadModelCard(engine, config.servedModelName, config.healthTimeoutMs, (m) => app.log.warn(m));
-      return new OmniServer(app, engine, !opts.engine, config, model);
+      const server = new OmniServer(app, engine, !opts.engine, config, model);
+      await app.ready();
+      return server;
     } catch (err) {
       if (!opts.engine) await engine.close();
       throw err;
@@ -165,6 +168,7 @@ export class OmniServer {
       this.app.server.closeAllConnections();
       if (!(await settlesWithin(appClosed, 10_000))) log.error("fastify did not close within 10 s");
       this.#store.clear();
+      this.#batchSub.dispose();
       this.metrics.dispose();
       if (this.#ownsEngine) await this.engine.close();
       log.info("shut down");
@@ -196,7 +200,7 @@ export class OmniServer {
       track: (abort) => {
         this.#inflight.add(abort);
         return () => {
-          this.#inflight.delete(abort);
+          if (!this.#inflight.delete(abort)) return;
           if (this.#inflight.size > 0) return;
           const waiters = this.#idleWaiters;
           this.#idleWaiters = [];
@@ -221,11 +225,16 @@ export class OmniServer {
         const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
         this.metrics.httpRequest(req.method, req.routeOptions.url ?? "unmatched", status, (performance.now() - t0) / 1000);
       });
-      if (this.#draining) reply.header("connection", "close");
+      reply.header("x-request-id", req.id);
       if (config.apiKey && req.routeOptions.url !== "/health") {
         const denied = checkApiKey(req.headers.authorization, config.apiKey);
         if (denied) throw denied;
       }
+    });
+    // Responses finished while draining close their connection, so no keep-alive socket outlives the drain.
+    app.addHook("onSend", async (_req, reply, payload) => {
+      if (this.#draining) reply.header("connection", "close");
+      return payload;
     });
     app.setErrorHandler((err, req, reply) => {
       const { statusCode, body } = toHttpError(err, config.limits);
@@ -239,9 +248,10 @@ export class OmniServer {
       const { statusCode, body } = toHttpError(requestError(404, `Unknown request URL: ${req.method} ${req.url.split("?")[0]}.`, null, "unknown_url"), config.limits);
       return reply.code(statusCode).send(body);
     });
+    // Each feature is its own encapsulated plugin; the hooks, validator and error handler above are inherited.
     const ctx = this.#context();
-    registerImageRoutes(app, ctx);
-    registerSystemRoutes(app, ctx);
+    void app.register(imageRoutes, { ctx });
+    void app.register(systemRoutes, { ctx });
   }
 }
 

@@ -16,7 +16,7 @@ export interface ServerContext {
   refusal(): OmniError | null;
   /**
    * Registers one in-flight generation so a shutdown can wait for it, or abort it (with `reason`) once
-   * its deadline passed. Returns the unregister function.
+   * its deadline passed. Returns the unregister function (idempotent).
    */
   track(abort: (reason: OmniError) => void): () => void;
 }

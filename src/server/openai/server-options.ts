@@ -20,6 +20,7 @@ export const serverLimitsSchema = z
   })
   .strict();
 
+/** Per-request limits, every field filled in. */
 export type ServerLimits = z.output<typeof serverLimitsSchema>;
 
 /** The data part of {@link ServerOptions}: validated with zod, so a bad value fails with a ConfigError naming it. */
@@ -48,6 +49,7 @@ export const serverConfigSchema = z
   })
   .strict();
 
+/** The validated data options of a server, defaults applied. */
 export type ServerConfig = z.output<typeof serverConfigSchema>;
 
 /**

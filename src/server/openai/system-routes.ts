@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyPluginAsync } from "fastify";
 import { ClosedError, UnhealthyError, toOmniError } from "../../errors/omni-error.js";
 import { requestError, toHttpError } from "./openai-errors.js";
 import type { ServerContext } from "./server-context.js";
@@ -7,7 +7,7 @@ import type { ServerContext } from "./server-context.js";
  * `GET /health` (200, or 503 with the reason), `GET /v1/models[/:model]`, `GET /metrics` (Prometheus text)
  * and `GET /v1/images/files/:id` (the images of `response_format: "url"`, until they expire).
  */
-export function registerSystemRoutes(app: FastifyInstance, ctx: ServerContext): void {
+export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.get("/health", async (_req, reply) => {
     const refusal = ctx.refusal();
     try {
@@ -54,4 +54,4 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ServerContext): 
       .header("expires", new Date(img.expiresAt).toUTCString())
       .send(img.png);
   });
-}
+};

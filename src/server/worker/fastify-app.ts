@@ -20,6 +20,8 @@ export interface WorkerAppOptions {
  */
 export function createWorkerApp(opts: WorkerAppOptions): FastifyInstance {
   const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimit, onProtoPoisoning: "error", onConstructorPoisoning: "error" });
+  // JSON only: a text body must be a 415, not a string that fails the schema.
+  app.removeContentTypeParser("text/plain");
   app.setValidatorCompiler(({ schema }) => {
     const zod = schema as unknown as ZodType;
     return (data: unknown) => {

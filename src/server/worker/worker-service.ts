@@ -5,6 +5,7 @@ import { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "../../executors/shared/deadline.js";
+import { MAX_REQUESTS_PER_CALL } from "../../executors/shared/wire.js";
 import type { StepProgress } from "../../pipelines/types.js";
 
 /** How long a finished result stays available to a retry of the same request id, ms. */
@@ -98,6 +99,9 @@ export class WorkerService {
    */
   validate(dicts: unknown[]): OmniDiffusionRequest[] {
     const engine = this.engine;
+    if (dicts.length < 1 || dicts.length > MAX_REQUESTS_PER_CALL) {
+      throw new ValidationError(`a call carries 1 to ${MAX_REQUESTS_PER_CALL} requests, got ${dicts.length}`, { field: "requests" });
+    }
     const requests = dicts.map((d, i) => this.#parse(d, i, engine));
     const ids = new Set<string>();
     for (const [i, r] of requests.entries()) {
@@ -125,8 +129,9 @@ export class WorkerService {
       r = OmniDiffusionRequest.fromDict(dict);
     } catch (err) {
       const e = toOmniError(err);
-      const field = typeof e.data.field === "string" && e.data.field ? `requests.${i}.${e.data.field}` : `requests.${i}`;
-      throw new ValidationError(`requests.${i}: ${e.message}`, { field, cause: e });
+      const at = (path: unknown) => (typeof path === "string" && path ? `requests.${i}.${path}` : `requests.${i}`);
+      const issues = Array.isArray(e.data.issues) ? (e.data.issues as string[]).map((x) => `${at("")}.${x}`.replace(/\.\(root\)/, "")) : [`${at("")}: ${e.message}`];
+      throw new ValidationError(`invalid request: ${issues.join("; ")}`, { field: at(e.data.field), cause: e, data: { issues } });
     }
     const l = engine.config.limits;
     const over = (field: string, v: number | null, max: number) => {
@@ -153,7 +158,7 @@ export class WorkerService {
     if (!run) run = this.#start(engine, r, fingerprint, timeoutMs);
     if (onProgress) run.listeners.add(onProgress);
     // An attached caller waits for the shared work only as long as its own deadline allows.
-    const wait = new Deadline(timeoutMs, undefined, () => new TimeoutError(`request ${id} did not finish within ${timeoutMs}ms`, { data: { requestId: id, timeoutMs } }));
+    const wait = new Deadline(timeoutMs, undefined, () => deadlinePassed(id, timeoutMs));
     try {
       return await wait.race(run.result);
     } catch (err) {
@@ -167,7 +172,7 @@ export class WorkerService {
   #start(engine: DiffusionEngine, r: OmniDiffusionRequest, fingerprint: string, timeoutMs: number): Running {
     const id = r.requestId;
     const listeners = new Set<(p: StepProgress) => void>();
-    const deadline = new Deadline(timeoutMs, undefined, () => new TimeoutError(`request ${id} passed its deadline of ${timeoutMs}ms on the worker`, { data: { requestId: id, timeoutMs } }));
+    const deadline = new Deadline(timeoutMs, undefined, () => deadlinePassed(id, timeoutMs));
     const result = engine
       .generate(r, { signal: deadline.signal, onProgress: (p) => listeners.forEach((l) => l(p)) })
       .then(
@@ -234,6 +239,10 @@ export class WorkerService {
     await this.ready.catch(() => undefined);
     await this.#engine?.close();
   }
+}
+
+function deadlinePassed(requestId: string, timeoutMs: number): TimeoutError {
+  return new TimeoutError(`request ${requestId} passed its deadline of ${timeoutMs}ms on the worker`, { data: { requestId, timeoutMs } });
 }
 
 function failed(requestId: string, err: OmniError): DiffusionOutput {

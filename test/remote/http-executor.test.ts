@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { DiffusionEngine } from "../../src/core/engine.js";
+import { parseConfig } from "../../src/core/config.js";
+import { DiffusionOutput } from "../../src/core/output.js";
+import { OmniDiffusionRequest } from "../../src/core/request.js";
+import { AbortedError, ConfigError, TimeoutError } from "../../src/errors/omni-error.js";
+import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
+import type { StepProgress } from "../../src/pipelines/types.js";
+import type { WorkerServer } from "../../src/server/worker/worker-server.js";
+import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { startTestWorker } from "../helpers/worker-servers.js";
+
+const T = 60_000;
+const req = (i: number, extra: Partial<ConstructorParameters<typeof OmniDiffusionRequest>[0]> = {}) =>
+  new OmniDiffusionRequest({ prompt: `a green square ${i}`, width: 32, height: 32, numInferenceSteps: 2, seed: i, ...extra });
+
+/** POSTs JSON to the worker and returns status and parsed body. */
+async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+
+describe("HttpDiffusionExecutor against a real worker server", { timeout: 10 * T }, () => {
+  let server: WorkerServer;
+  before(async () => {
+    server = await startTestWorker({ httpPort: 0 });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  runExecutorConformance("http", () => ({ executorClass: "http", executorOptions: { endpoints: [server.httpUrl!] } }), { expectedRanks: 1 });
+
+  it("rejects bad executorOptions before connecting", () => {
+    assert.throws(() => new HttpDiffusionExecutor(parseConfig({ executorOptions: { endpoints: ["http://x:1"], retires: 2 } })), ConfigError);
+    assert.throws(() => new HttpDiffusionExecutor(parseConfig({ executorOptions: { endpoints: ["ftp://x:1"] } })), ConfigError);
+    assert.throws(() => new HttpDiffusionExecutor(parseConfig({})), /needs executorOptions.endpoints/);
+  });
+
+  it("a repeated request id attaches to the running work: one generation, two identical answers", { timeout: T }, async () => {
+    const stats = async () => ((await post(`${server.httpUrl}/v1/diffusion/rpc`, { method: "getStats", unique_reply_rank: 0 })).body.result as { requestsDone: number }).requestsDone;
+    const before = await stats();
+    const dict = req(1, { requestId: "same-id-1", numInferenceSteps: 4 }).toDict();
+    const [a, b] = await Promise.all([post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] }), post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] })]);
+    assert.equal(a.status, 200);
+    assert.equal(b.status, 200);
+    const ia = DiffusionOutput.fromDict(a.body.outputs[0]).imagesFor("same-id-1");
+    const ib = DiffusionOutput.fromDict(b.body.outputs[0]).imagesFor("same-id-1");
+    assert.equal(ia.length, 1);
+    assert.deepEqual(ib[0]!.data, ia[0]!.data);
+    assert.equal((await stats()) - before, 1, "the worker generated the request once");
+    // A retry after the answer (a lost response) is served from the recent results, still without a second run.
+    const again = await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] });
+    assert.equal(DiffusionOutput.fromDict(again.body.outputs[0]).imagesFor("same-id-1").length, 1);
+    assert.equal((await stats()) - before, 1);
+    // The same id with other parameters is a conflict, not a silent reuse.
+    const other = await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [{ ...dict, prompt: "something else" }] });
+    assert.equal(other.body.outputs[0].errors["same-id-1"].code, "OMNI_ERR_VALIDATION");
+  });
+
+  it("the worker honours the deadline sent in x-omni-timeout-ms", { timeout: T }, async () => {
+    const dict = req(2, { numInferenceSteps: 150, width: 64, height: 64 }).toDict();
+    const r = await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] }, { "x-omni-timeout-ms": "150" });
+    assert.equal(r.status, 200);
+    const err = r.body.outputs[0].errors[dict.request_id];
+    assert.equal(err.code, "OMNI_ERR_TIMEOUT", JSON.stringify(err));
+    assert.match(err.message, /deadline/);
+  });
+
+  it("the executor's own budget ends a call with a TimeoutError", { timeout: T }, async () => {
+    const ex = new HttpDiffusionExecutor(parseConfig({ executorOptions: { endpoints: [server.httpUrl!], timeoutMs: 200 } }));
+    await ex.init();
+    try {
+      const r = req(3, { numInferenceSteps: 150, width: 64, height: 64 });
+      const out = await ex.executeModel([r]);
+      assert.ok(out.errors[r.requestId] instanceof TimeoutError, `TimeoutError, got ${out.errors[r.requestId]?.name}`);
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it("streams step progress over server-sent events and aborts on the server between steps", { timeout: T }, async () => {
+    const engine = await DiffusionEngine.create({ executorClass: "http", numGpus: 2, executorOptions: { endpoints: [server.httpUrl!], stream: true } });
+    try {
+      const steps: StepProgress[] = [];
+      const done = await engine.generate(req(4, { numInferenceSteps: 3 }), { onProgress: (p) => steps.push(p) });
+      assert.equal(done.images.length, 1);
+      assert.deepEqual(steps.map((p) => p.step), [1, 2, 3]);
+
+      const long = req(5, { numInferenceSteps: 150 });
+      let firstStep!: () => void;
+      const started = new Promise<void>((resolve) => (firstStep = resolve));
+      const pending = engine.generate(long, { onProgress: () => firstStep() });
+      await started;
+      assert.equal(await engine.abort(long.requestId), true);
+      await assert.rejects(pending, AbortedError);
+    } finally {
+      await engine.close();
+    }
+  });
+});
