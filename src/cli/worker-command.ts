@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { ConfigError } from "../errors/omni-error.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
 import { intArg } from "./options.js";
 
@@ -7,7 +8,7 @@ interface WorkerFlags {
   workers?: number;
   threads?: number;
   executor?: string;
-  host: string;
+  host?: string;
   httpPort?: number;
   grpcPort?: number;
   sagemakerPort?: number;
@@ -17,6 +18,8 @@ interface WorkerFlags {
 }
 
 const DEFAULT_HTTP_PORT = 8000;
+/** The port SageMaker sends `/ping` and `/invocations` to. */
+const SAGEMAKER_PORT = 8080;
 
 /**
  * `omni-diffusion worker`: serves a local executor to remote engines over HTTP/JSON, gRPC and the
@@ -27,19 +30,21 @@ export function addWorkerCommand(program: Command): void {
   program
     .command("worker")
     .description("serve a local executor to remote engines (HTTP/JSON, gRPC, SageMaker /ping + /invocations)")
-    .argument("[mode]", 'ignored; lets SageMaker start the image with "serve"')
+    .argument("[mode]", '"serve": SageMaker starts the image so; then the defaults are --sagemaker-port 8080 --host 0.0.0.0')
     .option("--model <dir>", "model folder (diffusers ONNX layout)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .option("--executor <name>", "local executor: multiproc (default) or uniproc")
-    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--host <host>", "interface to listen on (default 127.0.0.1)")
     .option("--http-port <port>", `HTTP/JSON API port (default ${DEFAULT_HTTP_PORT} when no port is given; 0 = any free port)`, intArg(0, 65_535))
     .option("--grpc-port <port>", "gRPC port", intArg(0, 65_535))
     .option("--sagemaker-port <port>", "SageMaker container port (SageMaker uses 8080)", intArg(0, 65_535))
     .option("--api-key <key>", "require Authorization: Bearer <key> (default: $OMNI_DIFFUSION_API_KEY)")
     .option("--body-limit <bytes>", "largest HTTP request body", intArg(1_024, 1024 * 1024 * 1024))
     .option("--no-log", "do not log requests")
-    .action(async (_mode: string | undefined, flags: WorkerFlags) => {
+    .action(async (mode: string | undefined, flags: WorkerFlags) => {
+      if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
+      const sagemaker = mode === "serve";
       const none = flags.httpPort === undefined && flags.grpcPort === undefined && flags.sagemakerPort === undefined;
       const server = await startWorkerServer({
         engine: {
@@ -48,10 +53,10 @@ export function addWorkerCommand(program: Command): void {
           ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
           ...(flags.executor ? { executorClass: flags.executor } : {}),
         },
-        host: flags.host,
-        httpPort: none ? DEFAULT_HTTP_PORT : flags.httpPort,
+        host: flags.host ?? (sagemaker ? "0.0.0.0" : "127.0.0.1"),
+        httpPort: none && !sagemaker ? DEFAULT_HTTP_PORT : flags.httpPort,
         grpcPort: flags.grpcPort,
-        sagemakerPort: flags.sagemakerPort,
+        sagemakerPort: none && sagemaker ? SAGEMAKER_PORT : flags.sagemakerPort,
         apiKey: flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined),
         bodyLimitBytes: flags.bodyLimit,
         logger: flags.log ? { level: "info" } : false,
