@@ -65,7 +65,8 @@ export class MyExecutor extends DiffusionExecutor {
 
   /** Throw when your system is down. */
   async checkHealth(): Promise<void> {
-    if (this.isClosed || !this.#pipeline || this.#pipeline.info.asleep) throw new UnhealthyError("MyExecutor: pipeline not loaded");
+    this.assertOpen(); // after close(): ClosedError, like every other call
+    if (!this.#pipeline || this.#pipeline.info.asleep) throw new UnhealthyError("MyExecutor: pipeline not loaded");
   }
 
   /** Clean up. The base class calls this once, from close(). */

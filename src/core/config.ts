@@ -16,6 +16,17 @@ export const limitsSchema = z
   })
   .strict();
 
+/**
+ * How requests share denoising work:
+ * - `continuous`: each worker keeps an active set of requests and runs one UNet call per step over all of
+ *   them; requests join and leave between steps, so a short request never waits for a long one.
+ * - `request`: the engine batches compatible requests (same size, steps, sampler, guidance on/off) and a
+ *   worker runs each batch to completion.
+ * - `none`: one request at a time per worker.
+ */
+export const BATCHING_POLICIES = ["continuous", "request", "none"] as const;
+export type BatchingPolicy = (typeof BATCHING_POLICIES)[number];
+
 export const configSchema = z
   .object({
     /** Folder in the diffusers ONNX layout. Defaults to the shipped tiny-shapes model. */
@@ -44,6 +55,13 @@ export const configSchema = z
     maxWorkerRetries: z.number().int().min(0).max(10).default(1),
     /** Run one tiny generation at start-up so the first user request is not slowed by lazy init. */
     warmup: z.boolean().default(false),
+    /** See {@link BATCHING_POLICIES}. Executors without step-level batching run `continuous` as `request`. */
+    batching: z.enum(BATCHING_POLICIES).default("continuous"),
+    /**
+     * Most UNet rows (images, doubled under classifier-free guidance) per UNet call. Under `continuous` it
+     * also caps a worker's active set: requests beyond it wait to join.
+     */
+    maxBatchRows: z.number().int().min(1).max(1024).default(32),
     /** How long the batcher waits for more compatible requests before dispatching, ms. */
     batchWindowMs: z.number().min(0).max(10_000).default(2),
     /** Python-style worker extension: "module#Export" of a class whose methods become RPC methods. */

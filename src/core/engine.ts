@@ -220,7 +220,7 @@ export class DiffusionEngine {
 
   /** Starts batches while the executor has free ranks; more wait in the queue. */
   #dispatch(): void {
-    const maxConcurrent = Math.max(1, this.config.numGpus);
+    const maxConcurrent = this.executor.maxConcurrentBatches;
     while (this.#queue.size > 0 && this.#runningBatches.size < maxConcurrent && !this.#closing) {
       const batch = this.#queue.takeBatch(this.config.limits.maxBatchSize);
       if (!batch.length) break;

@@ -101,6 +101,11 @@ export abstract class DiffusionExecutor {
     return reply instanceof DiffusionOutput ? reply : DiffusionOutput.fromDict(reply);
   }
 
+  /** How many batches the engine may have in flight on this executor at once. Default: `numGpus` (one per rank). */
+  get maxConcurrentBatches(): number {
+    return Math.max(1, this.config.numGpus);
+  }
+
   /** Each endpoint's state, for health pages and metrics. Executors without separate endpoints return []. */
   endpointStates(): EndpointState[] {
     return [];

@@ -218,9 +218,9 @@ function sdkError(err: unknown, endpoint: string): OmniError {
     } catch {
       // Not JSON: the container's text is the message.
     }
+    // The container's own answer decides: its error class, and retryable for 408/429/5xx.
     const remote = errorFromResponse(original, body, endpoint);
     (remote.data as Record<string, unknown>).awsError = "ModelError";
-    if (isRetryableStatus(original) && !remote.retryable) return new TransportError(`${endpoint}: ModelError: ${remote.message}`, { cause: remote, data: { ...data, originalStatus: original } });
     return remote;
   }
   if (THROTTLING.has(e.name ?? "")) return new QueueFullError(`${endpoint}: throttled by SageMaker (${e.name}): ${e.message}`, { cause: err, data });

@@ -1,5 +1,6 @@
+import type { TrajectoryLatents, TrajectoryTimesteps } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import type { OmniError } from "../errors/omni-error.js";
+import { AbortedError, type OmniError } from "../errors/omni-error.js";
 import type { Scheduler } from "../schedulers/types.js";
 import type { SeededNormal } from "./random.js";
 
@@ -55,4 +56,34 @@ export function isFinished(s: DenoiseState): boolean {
 /** States with equal keys can share a UNet call (same latent shape). */
 export function shapeKey(s: DenoiseState): string {
   return s.latentShape.join("x");
+}
+
+/** UNet rows a state takes in one call: one per image, two with classifier-free guidance. */
+export function rowsOf(s: DenoiseState): number {
+  return s.samples.length * (s.uncond ? 2 : 1);
+}
+
+/** The error of a request stopped between steps (it names the step, for logs and clients). */
+export function abortedAt(s: DenoiseState): AbortedError {
+  const id = s.request.requestId;
+  return new AbortedError(`request ${id} was aborted at step ${s.stepIndex} of ${s.timesteps.length}`, { data: { requestId: id, step: s.stepIndex } });
+}
+
+/** The trajectory latents and timesteps the finished states asked for, in the output's form (null when none did). */
+export function trajectoriesOf(done: DenoiseState[]): { trajectoryLatents: TrajectoryLatents[] | null; trajectoryTimesteps: TrajectoryTimesteps[] | null } {
+  const lat = done
+    .filter((s) => s.trajectory)
+    .map((s) => ({ requestId: s.request.requestId, shape: [s.trajectory!.length, s.samples.length, ...s.latentShape], data: concatFloat32(s.trajectory!) }));
+  const ts = done.filter((s) => s.request.returnTrajectoryTimesteps).map((s) => ({ requestId: s.request.requestId, timesteps: [...s.timesteps] }));
+  return { trajectoryLatents: lat.length ? lat : null, trajectoryTimesteps: ts.length ? ts : null };
+}
+
+export function concatFloat32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }

@@ -1,17 +1,16 @@
-import { DiffusionOutput, type GeneratedImage, type TrajectoryLatents } from "../core/output.js";
+import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { AbortedError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
+import { ValidationError } from "../errors/omni-error.js";
 import { createScheduler } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
-import { isFinished, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
+import { concatFloat32, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
 import { OnnxModel, floatData, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
 import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
-import type { DiffusionPipeline, GenerateOptions, PipelineInfo } from "./types.js";
-
-const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
+import { runToCompletion } from "./run-to-completion.js";
+import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
 
 /**
  * Text-to-image on ONNX components in the diffusers ONNX layout (text_encoder → unet → vae_decoder),
@@ -21,7 +20,7 @@ const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
  * One `step` call advances every given state by one denoising step, in one UNet call per latent shape,
  * each row with its own timestep, so requests at different steps share a call.
  */
-export class OnnxDiffusionPipeline implements DiffusionPipeline {
+export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly modelDir: string;
   readonly className: string;
   readonly #textEncoder: OnnxModel;
@@ -161,7 +160,7 @@ export class OnnxDiffusionPipeline implements DiffusionPipeline {
         latentShape: shape,
         timesteps: samples[0]!.scheduler.timesteps,
         stepIndex: 0,
-        trajectory: request.returnTrajectoryLatents ? [concat(samples.map((s) => s.latents))] : null,
+        trajectory: request.returnTrajectoryLatents ? [concatFloat32(samples.map((s) => s.latents))] : null,
         error: null,
         startedAt: performance.now(),
         denoiseMs: 0,
@@ -170,27 +169,29 @@ export class OnnxDiffusionPipeline implements DiffusionPipeline {
   }
 
   /** Advances every unfinished state by one step; states with the same latent shape share UNet calls. */
-  async step(states: DenoiseState[]): Promise<void> {
+  async step(states: DenoiseState[]): Promise<UnetCall[]> {
     const groups = new Map<string, DenoiseState[]>();
     for (const s of states) if (!isFinished(s)) groups.set(shapeKey(s), [...(groups.get(shapeKey(s)) ?? []), s]);
+    const calls: UnetCall[] = [];
     for (const group of groups.values()) {
       let chunk: DenoiseState[] = [];
       let rows = 0;
       for (const s of group) {
-        const r = s.samples.length * (s.uncond ? 2 : 1);
+        const r = rowsOf(s);
         if (chunk.length && rows + r > this.maxBatchRows) {
-          await this.#stepGroup(chunk);
+          calls.push(...(await this.#stepGroup(chunk)));
           chunk = [];
           rows = 0;
         }
         chunk.push(s);
         rows += r;
       }
-      if (chunk.length) await this.#stepGroup(chunk);
+      if (chunk.length) calls.push(...(await this.#stepGroup(chunk)));
     }
+    return calls;
   }
 
-  async #stepGroup(states: DenoiseState[]): Promise<void> {
+  async #stepGroup(states: DenoiseState[]): Promise<UnetCall[]> {
     const t0 = performance.now();
     const unet = this.#unet;
     const tsInput = unet.input("timestep")!;
@@ -203,8 +204,9 @@ export class OnnxDiffusionPipeline implements DiffusionPipeline {
         byT.set(t, [...(byT.get(t) ?? []), s]);
       }
       if (byT.size > 1) {
-        for (const g of byT.values()) await this.#stepGroup(g);
-        return;
+        const calls: UnetCall[] = [];
+        for (const g of byT.values()) calls.push(...(await this.#stepGroup(g)));
+        return calls;
       }
     }
     const [c, h, w] = states[0]!.latentShape;
@@ -257,10 +259,11 @@ export class OnnxDiffusionPipeline implements DiffusionPipeline {
         smp.predX0 = r.predOriginalSample ?? null;
       }
       s.stepIndex++;
-      s.trajectory?.push(concat(s.samples.map((x) => x.latents)));
+      s.trajectory?.push(concatFloat32(s.samples.map((x) => x.latents)));
     }
     const dt = performance.now() - t0;
     for (const s of states) s.denoiseMs += dt;
+    return [{ states, rows: n, ms: dt }];
   }
 
   /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images. */
@@ -291,69 +294,7 @@ export class OnnxDiffusionPipeline implements DiffusionPipeline {
   }
 
   /** One-shot generation built on prepare/step/decode. Requests that fail validation or are aborted get an error; the rest still run. */
-  async generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
-    const t0 = performance.now();
-    const errors: Record<string, OmniError> = {};
-    const valid: OmniDiffusionRequest[] = [];
-    const params: ResolvedParams[] = [];
-    for (const r of requests) {
-      try {
-        params.push(this.resolve(r));
-        valid.push(r);
-      } catch (err) {
-        errors[r.requestId] = toOmniError(err);
-      }
-    }
-    const tText = performance.now();
-    const states = valid.length ? await this.prepare(valid, params) : [];
-    const encodeTextMs = performance.now() - tText;
-    const tDenoise = performance.now();
-    while (states.some((s) => !isFinished(s))) {
-      for (const s of states) {
-        if (!isFinished(s) && (opts.signal?.aborted || opts.isAborted?.(s.request.requestId))) {
-          s.error = new AbortedError(`request ${s.request.requestId} was aborted at step ${s.stepIndex} of ${s.timesteps.length}`, {
-            data: { requestId: s.request.requestId, step: s.stepIndex },
-          });
-        }
-      }
-      const active = states.filter((s) => !isFinished(s));
-      if (!active.length) break;
-      await this.step(active);
-      for (const s of active) {
-        opts.onProgress?.({
-          requestId: s.request.requestId,
-          step: s.stepIndex,
-          totalSteps: s.timesteps.length,
-          preview: opts.previewEvery && s.stepIndex % opts.previewEvery === 0 && s.stepIndex < s.timesteps.length ? (await this.decode([s], true))[0] : undefined,
-        });
-      }
-      await yieldToEventLoop(); // lets abort messages in between steps
-    }
-    const denoiseMs = performance.now() - tDenoise;
-    const tDecode = performance.now();
-    const done = states.filter((s) => !s.error);
-    const images = (await this.decode(done)).flat();
-    for (const s of states) if (s.error) errors[s.request.requestId] = s.error;
-    const trajectoryLatents: TrajectoryLatents[] = done
-      .filter((s) => s.trajectory)
-      .map((s) => ({ requestId: s.request.requestId, shape: [s.trajectory!.length, s.samples.length, ...s.latentShape], data: concat(s.trajectory!) }));
-    const timesteps = done.filter((s) => s.request.returnTrajectoryTimesteps).map((s) => ({ requestId: s.request.requestId, timesteps: [...s.timesteps] }));
-    return new DiffusionOutput({
-      output: images,
-      errors,
-      trajectoryLatents: trajectoryLatents.length ? trajectoryLatents : null,
-      trajectoryTimesteps: timesteps.length ? timesteps : null,
-      metrics: { encodeTextMs, denoiseMs, decodeMs: performance.now() - tDecode, totalMs: performance.now() - t0 },
-    });
+  generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
+    return runToCompletion(this, requests, opts);
   }
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }

@@ -1,5 +1,6 @@
 import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
+import type { DenoiseState, ResolvedParams } from "./denoise-state.js";
 
 /** How to create onnxruntime sessions. */
 export interface PipelineLoadOptions {
@@ -10,6 +11,20 @@ export interface PipelineLoadOptions {
   intraOpNumThreads?: number;
 }
 
+/**
+ * The UNet call that advanced a request one step. Every request in the call reports the same call, so
+ * exactly one of them carries `primary: true`: metrics count calls from those events only.
+ */
+export interface StepBatchInfo {
+  /** UNet rows of the call (images, doubled for classifier-free guidance). */
+  rows: number;
+  /** Requests that shared the call. */
+  requests: number;
+  /** Wall-clock time of the call (tensor packing, UNet, scheduler steps), ms. */
+  ms: number;
+  primary: boolean;
+}
+
 /** Progress of one request: step `step` of `totalSteps` just finished. */
 export interface StepProgress {
   requestId: string;
@@ -17,6 +32,8 @@ export interface StepProgress {
   totalSteps: number;
   /** Decoded preview of the current predicted image, when asked for. */
   preview?: GeneratedImage[];
+  /** The UNet call this step ran in, where the worker reports it. */
+  batch?: StepBatchInfo;
 }
 
 export interface GenerateOptions {
@@ -45,6 +62,13 @@ export interface PipelineInfo {
   asleep: boolean;
 }
 
+/** One UNet call made by {@link SteppablePipeline.step}: which states it advanced, its rows and duration. */
+export interface UnetCall {
+  states: DenoiseState[];
+  rows: number;
+  ms: number;
+}
+
 /**
  * A loaded text-to-image pipeline. Workers hold one each; `generate` is built on the step-level
  * interface (prepare → step… → decode) that the batching engine can drive directly.
@@ -58,4 +82,28 @@ export interface DiffusionPipeline {
   /** Drops the ONNX sessions (frees memory); `reload` brings them back. */
   release(): Promise<void>;
   reload(): Promise<void>;
+}
+
+/**
+ * A pipeline with the step-level interface the continuous batcher drives: requests are prepared (prompts
+ * encoded, noise drawn) once, advanced one step at a time in shared UNet calls, and decoded as they finish.
+ * Pipelines without it still serve every batching policy, one `generate` call at a time.
+ */
+export interface SteppablePipeline extends DiffusionPipeline {
+  /** Most UNet rows per call; `step` splits bigger groups. */
+  maxBatchRows: number;
+  /** Applies the model's defaults and checks the request; throws ValidationError. */
+  resolve(request: OmniDiffusionRequest): ResolvedParams;
+  /** Encodes the prompts of all `requests` in one text-encoder call and draws each image's initial noise. */
+  prepare(requests: OmniDiffusionRequest[], resolved?: ResolvedParams[]): Promise<DenoiseState[]>;
+  /** Advances every unfinished state one step; one UNet call per latent shape (split at `maxBatchRows`). */
+  step(states: DenoiseState[]): Promise<UnetCall[]>;
+  /** Decodes the latents (or, for previews, the predicted clean sample) of each state. */
+  decode(states: DenoiseState[], preview?: boolean): Promise<GeneratedImage[][]>;
+}
+
+/** True when `p` has the step-level interface (checked by shape, so registered third-party pipelines qualify). */
+export function isSteppable(p: DiffusionPipeline): p is SteppablePipeline {
+  const s = p as Partial<SteppablePipeline>;
+  return typeof s.prepare === "function" && typeof s.step === "function" && typeof s.decode === "function" && typeof s.resolve === "function";
 }

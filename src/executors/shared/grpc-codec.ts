@@ -9,12 +9,12 @@ import {
   OmniError,
   TimeoutError,
   TransportError,
-  deserializeError,
   serializeError,
   toOmniError,
   type SerializedError,
 } from "../../errors/omni-error.js";
 import { PROTO_PATH } from "./proto-codec.js";
+import { rebuildRemoteError } from "./wire.js";
 
 /** Fully qualified service name. */
 export const SERVICE_NAME = "omni_diffusion.v1.OmniDiffusion";
@@ -110,11 +110,7 @@ export function errorFromGrpc(err: grpc.ServiceError, endpoint: string): OmniErr
     } catch {
       // A proxy mangled it: fall through to the status.
     }
-    if (parsed) {
-      const remote = deserializeError(parsed, data);
-      if (retryable && !remote.retryable) return new TransportError(`${endpoint}: ${remote.message}`, { cause: remote, data: { ...data, remote: parsed } });
-      return remote;
-    }
+    if (parsed) return rebuildRemoteError(parsed, retryable, endpoint, data);
   }
   if (err.code === grpc.status.DEADLINE_EXCEEDED) return new TimeoutError(`${endpoint}: deadline exceeded`, { cause: err, data });
   return new TransportError(`${endpoint}: gRPC ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`, { cause: err, data, retryable });

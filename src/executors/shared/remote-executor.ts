@@ -95,6 +95,11 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
     return this.#policy?.pool.metrics() ?? [];
   }
 
+  /** `numGpus` batches in flight per endpoint (set `numGpus` to a worker's rank count), so the engine keeps every endpoint busy. */
+  override get maxConcurrentBatches(): number {
+    return this.#names.length * Math.max(1, this.config.numGpus);
+  }
+
   /** Each endpoint's circuit state; `restarts` counts how often its circuit opened. */
   override endpointStates(): EndpointState[] {
     return this.endpointMetrics().map((m) => ({ endpoint: m.endpoint, state: m.state, restarts: m.breakerOpens }));

@@ -76,6 +76,16 @@ const isSerialized = (v: unknown): v is SerializedError =>
   typeof v === "object" && v !== null && typeof (v as SerializedError).name === "string" && typeof (v as SerializedError).code === "string" && typeof (v as SerializedError).message === "string";
 
 /**
+ * A server's own error, rebuilt; when the transport status says a retry may help but the error's class
+ * does not, it is wrapped in a retryable TransportError (the remote error stays its `cause`).
+ */
+export function rebuildRemoteError(serialized: SerializedError, retryable: boolean, endpoint: string, data: Record<string, unknown>): OmniError {
+  const remote = deserializeError(serialized, data);
+  if (retryable && !remote.retryable) return new TransportError(`${endpoint}: ${remote.message}`, { cause: remote, data: { ...data, remote: serialized } });
+  return remote;
+}
+
+/**
  * A non-2xx HTTP answer as an OmniError. Our own servers send `{"error": SerializedError}` (rebuilt into
  * its class); other servers (an OpenAI-compatible one, a proxy) are mapped by status, reading an OpenAI
  * style `{"error": {message, param}}` when there is one. A retryable status always yields a retryable
@@ -87,11 +97,7 @@ export function errorFromResponse(status: number, body: unknown, endpoint: strin
   if (retryAfterMs !== undefined) data.retryAfterMs = retryAfterMs;
   const retryable = isRetryableStatus(status);
   const inner = (body as { error?: unknown } | null)?.error;
-  if (isSerialized(inner)) {
-    const remote = deserializeError(inner, data);
-    if (retryable && !remote.retryable) return new TransportError(`${endpoint} answered ${status}: ${remote.message}`, { cause: remote, data: { ...data, remote: inner } });
-    return remote;
-  }
+  if (isSerialized(inner)) return rebuildRemoteError(inner, retryable, endpoint, data);
   const foreign = inner as { message?: unknown; param?: unknown } | string | undefined;
   const detail = typeof foreign === "string" ? foreign : typeof foreign?.message === "string" ? foreign.message : snippet(body);
   const message = `${endpoint} answered ${status}: ${detail}`;

@@ -5,7 +5,7 @@ import { outputToProto, requestFromProto, type ProtoRequest, type ProtoRpcReques
 import { abortBodySchema, rpcBodySchema } from "../../executors/shared/wire.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
 import { checkApiKey } from "../openai/api-key.js";
-import type { WorkerService } from "./worker-service.js";
+import { rpcCallFromWire, type WorkerService } from "./worker-service.js";
 
 /** Options of {@link startGrpcApi}. */
 export interface GrpcApiOptions {
@@ -83,8 +83,7 @@ export async function startGrpcApi(service: WorkerService, opts: GrpcApiOptions)
       const m = call.request;
       const parsed = rpcBodySchema.safeParse({ method: m.method, args: json(m.args_json, [], "args_json"), kwargs: json(m.kwargs_json, {}, "kwargs_json"), unique_reply_rank: m.unique_reply_rank });
       if (!parsed.success) throw zodToValidationError(parsed.error, "CollectiveRpc request");
-      const b = parsed.data;
-      const result = await service.rpc({ method: b.method, args: b.args, kwargs: b.kwargs, uniqueReplyRank: b.unique_reply_rank, timeoutMs: remainingMs(call) });
+      const result = await service.rpc(rpcCallFromWire(parsed.data, remainingMs(call)));
       return { result_json: JSON.stringify(result ?? null) };
     }),
     Health: guard<unknown, unknown>(async () => {

@@ -4,7 +4,7 @@ import { UnhealthyError, toOmniError } from "../../errors/omni-error.js";
 import { PATHS, TIMEOUT_HEADER, abortBodySchema, errorBody, generateBodySchema, rpcBodySchema, sseFrame } from "../../executors/shared/wire.js";
 import { checkApiKey } from "../openai/api-key.js";
 import { parseTimeoutMs, sendError } from "./fastify-app.js";
-import type { WorkerService } from "./worker-service.js";
+import { healthBody, rpcCallFromWire, type WorkerService } from "./worker-service.js";
 
 /** Options of {@link registerHttpApi}. */
 export interface HttpApiOptions {
@@ -23,7 +23,7 @@ export interface HttpApiOptions {
 export function registerHttpApi(app: FastifyInstance, service: WorkerService, opts: HttpApiOptions): void {
   app.get(PATHS.health, async (_req, reply) => {
     const h = await service.health(opts.healthTimeoutMs);
-    const body = { status: h.ready ? "ok" : "unavailable", reason: h.reason, ranks: h.ranks, in_flight: h.inFlight, queued: h.queued };
+    const body = healthBody(h);
     if (h.ready) return body;
     reply.header("retry-after", "1");
     return reply.code(503).send({ ...body, ...errorBody(new UnhealthyError(h.reason)) });
@@ -67,11 +67,8 @@ export function registerHttpApi(app: FastifyInstance, service: WorkerService, op
     });
 
     api.post(PATHS.rpc, { schema: { body: rpcBodySchema } }, async (req) => {
-      const b = req.body as z.output<typeof rpcBodySchema>;
-      const headerMs = parseTimeoutMs(req.headers[TIMEOUT_HEADER], TIMEOUT_HEADER);
-      const timeoutMs = Math.min(b.timeout ?? Number.POSITIVE_INFINITY, headerMs ?? Number.POSITIVE_INFINITY);
-      const result = await service.rpc({ method: b.method, args: b.args, kwargs: b.kwargs, uniqueReplyRank: b.unique_reply_rank, timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : null });
-      return { result: result ?? null };
+      const call = rpcCallFromWire(req.body as z.output<typeof rpcBodySchema>, parseTimeoutMs(req.headers[TIMEOUT_HEADER], TIMEOUT_HEADER));
+      return { result: (await service.rpc(call)) ?? null };
     });
 
     api.post(PATHS.abort, { schema: { body: abortBodySchema } }, async (req) => {

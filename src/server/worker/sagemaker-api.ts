@@ -5,7 +5,7 @@ import { UnhealthyError, ValidationError } from "../../errors/omni-error.js";
 import { MAX_REQUESTS_PER_CALL, PATHS, SAGEMAKER_ATTRIBUTES_HEADER, errorBody, generateBodySchema, rpcBodySchema } from "../../executors/shared/wire.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
 import { parseTimeoutMs } from "./fastify-app.js";
-import type { WorkerService } from "./worker-service.js";
+import { healthBody, rpcCallFromWire, type WorkerService } from "./worker-service.js";
 
 /** SageMaker's payload limit for real-time endpoints, bytes. */
 export const SAGEMAKER_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024;
@@ -49,15 +49,13 @@ export function registerSageMakerApi(app: FastifyInstance, service: WorkerServic
       }
       case "rpc": {
         const { rpc } = parse(rpcInvocationSchema, body);
-        const ms = Math.min(rpc.timeout ?? Number.POSITIVE_INFINITY, timeoutMs ?? Number.POSITIVE_INFINITY);
-        const result = await service.rpc({ method: rpc.method, args: rpc.args, kwargs: rpc.kwargs, uniqueReplyRank: rpc.unique_reply_rank, timeoutMs: Number.isFinite(ms) ? ms : null });
-        return { result: result ?? null };
+        return { result: (await service.rpc(rpcCallFromWire(rpc, timeoutMs))) ?? null };
       }
       case "health": {
         parse(healthInvocationSchema, body);
         const h = await service.health(opts.healthTimeoutMs);
         if (!h.ready) throw new UnhealthyError(h.reason);
-        return { status: "ok", reason: h.reason, ranks: h.ranks, in_flight: h.inFlight, queued: h.queued };
+        return healthBody(h);
       }
       default:
         return reply.code(400).send(errorBody(new ValidationError('an invocation is {"requests": [...]}, {"rpc": {...}}, {"health": {}} or an array of request dicts', { field: "body" })));

@@ -5,7 +5,8 @@ import { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "../../executors/shared/deadline.js";
-import { MAX_REQUESTS_PER_CALL } from "../../executors/shared/wire.js";
+import type { z } from "zod";
+import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../executors/shared/wire.js";
 import type { StepProgress } from "../../pipelines/types.js";
 
 /** How long a finished result stays available to a retry of the same request id, ms. */
@@ -38,6 +39,17 @@ export interface RpcCall {
   kwargs?: Record<string, unknown>;
   uniqueReplyRank?: number | null;
   timeoutMs?: number | null;
+}
+
+/** An RPC as the HTTP, SageMaker and gRPC front ends receive it (`rpcBodySchema`), with the transport's own deadline, ms. */
+export function rpcCallFromWire(b: z.output<typeof rpcBodySchema>, transportTimeoutMs?: number): RpcCall {
+  const ms = Math.min(b.timeout ?? Number.POSITIVE_INFINITY, transportTimeoutMs ?? Number.POSITIVE_INFINITY);
+  return { method: b.method, args: b.args, kwargs: b.kwargs, uniqueReplyRank: b.unique_reply_rank, timeoutMs: Number.isFinite(ms) ? ms : null };
+}
+
+/** A {@link HealthReport} as the wire carries it (`/health`, the SageMaker health invocation). */
+export function healthBody(h: HealthReport) {
+  return { status: h.ready ? "ok" : "unavailable", reason: h.reason, ranks: h.ranks, in_flight: h.inFlight, queued: h.queued };
 }
 
 interface Running {
