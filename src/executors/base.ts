@@ -45,6 +45,7 @@ export type FailureCallback = (err: OmniError) => void;
 export type DiffusionExecutorClass = (abstract new (config: OmniDiffusionConfig) => DiffusionExecutor) & {
   readonly isRemote?: boolean;
   readonly supportsAbortMidStep?: boolean;
+  readonly supportsContinuousBatching?: boolean;
 };
 
 /**
@@ -60,6 +61,12 @@ export abstract class DiffusionExecutor {
   static readonly isRemote: boolean = false;
   /** True when an abort takes effect between denoising steps (not only between batches). */
   static readonly supportsAbortMidStep: boolean = false;
+  /**
+   * True when overlapping `executeModel` calls share denoising steps on the workers (`batching:
+   * "continuous"`): the engine then sends each request on its own, at once. Otherwise the engine batches
+   * compatible requests itself and runs `continuous` as `request`.
+   */
+  static readonly supportsContinuousBatching: boolean = false;
 
   readonly config: OmniDiffusionConfig;
   #initPromise: Promise<void> | null = null;
@@ -112,7 +119,9 @@ export abstract class DiffusionExecutor {
   }
 
   /** Asks the workers to stop a request between steps. Executors that cannot, ignore it. */
-  async abortRequest(_requestId: string): Promise<void> {}
+  async abortRequest(_requestId: string): Promise<void> {
+    this.assertOpen();
+  }
 
   /** Frees model memory on every rank (drops the ONNX sessions). */
   async sleep(level = 1): Promise<unknown> {

@@ -29,8 +29,9 @@ const DEFAULTS = { healthTimeoutMs: 10_000, shutdownGraceMs: 5_000, maxRestartAt
  *
  * - Start-up: every rank must send READY within `workerStartTimeoutMs`; a load failure rejects `init` with
  *   that worker's error (`data.rank`) after killing the other workers.
- * - `executeModel` spreads a batch over the ranks (data parallel, least outstanding work first; all images of
- *   one request stay on one rank) and merges the outputs.
+ * - `executeModel` spreads a batch over the ranks (data parallel, least outstanding work first, counted in
+ *   image-steps still to run as progress comes in; all images of one request stay on one rank) and merges
+ *   the outputs. Calls overlap: under `batching: "continuous"` a worker's step loop merges them.
  * - A worker that dies is noticed at once (its `exit` event): it is restarted, and the requests it was running
  *   are retried (up to `maxWorkerRetries`) or finish with a WorkerDiedError in `errors` — never lost.
  * - `shutdown` sends `shutdown`, waits `executorOptions.shutdownGraceMs`, then SIGKILLs; children are also
@@ -51,6 +52,7 @@ const DEFAULTS = { healthTimeoutMs: 10_000, shutdownGraceMs: 5_000, maxRestartAt
  */
 export class MultiprocExecutor extends DiffusionExecutor {
   static override readonly supportsAbortMidStep: boolean = true;
+  static override readonly supportsContinuousBatching: boolean = true;
   /** A worker that dies is restarted; the conformance suite SIGKILLs one to check the recovery. */
   static readonly restartsDeadWorkers: boolean = true;
 
@@ -246,6 +248,8 @@ export class MultiprocExecutor extends DiffusionExecutor {
       modelDir: resolvePath(c.model),
       load: { modelClassName: c.modelClassName, executionProvider: c.executionProvider, intraOpNumThreads: c.intraOpNumThreads },
       workerExtension: c.workerExtension,
+      batching: c.batching,
+      maxBatchRows: c.maxBatchRows,
     };
   }
 
@@ -315,6 +319,15 @@ export class MultiprocExecutor extends DiffusionExecutor {
     previewEvery?: Readonly<Record<string, number>>,
   ): Promise<DiffusionOutput> {
     const cost = batch.reduce((a, r) => a + this.#cost(r), 0);
+    const images = new Map(batch.map((r) => [r.requestId, r.numOutputsPerPrompt]));
+    let charged = 0;
+    // Each step reported pays off its images' share of the load, so routing sees the work still to run.
+    const progress = (p: StepProgress) => {
+      const paid = Math.min(charged, images.get(p.requestId) ?? 0);
+      slot!.load -= paid;
+      charged -= paid;
+      onProgress?.(p);
+    };
     const dicts = batch.map((r) => r.toDict());
     // Only this rank's share of the preview map travels with the call.
     const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery?.[r.requestId] ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
@@ -324,10 +337,11 @@ export class MultiprocExecutor extends DiffusionExecutor {
       for (let attempt = 0; ; attempt++) {
         if (!slot) return this.#failedBatch(batch, this.#noRankError(), attempt);
         slot.load += cost;
+        charged = cost;
         for (const r of batch) this.#requestRank.set(r.requestId, slot);
         try {
           const proc = await slot.whenReady(dl.signal);
-          const reply = proc.call("generate", [dicts], kwargs, { deadline: dl.at, onProgress, signal: dl.signal });
+          const reply = proc.call("generate", [dicts], kwargs, { deadline: dl.at, onProgress: progress, signal: dl.signal });
           // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
           for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
           return DiffusionOutput.fromDict(await reply);
@@ -342,7 +356,8 @@ export class MultiprocExecutor extends DiffusionExecutor {
           const retry = e instanceof WorkerDiedError && attempt < this.config.maxWorkerRetries && !dl.signal.aborted && !this.#closing;
           if (!retry) return this.#failedBatch(batch, e, attempt + 1);
         } finally {
-          slot.load -= cost;
+          slot.load -= charged;
+          charged = 0;
           for (const r of batch) if (this.#requestRank.get(r.requestId) === slot) this.#requestRank.delete(r.requestId);
         }
         slot = this.#pick();

@@ -27,6 +27,7 @@ const DEFAULT_HEALTH_TIMEOUT_MS = 10_000;
  */
 export class UniprocExecutor extends DiffusionExecutor {
   static override readonly supportsAbortMidStep: boolean = true;
+  static override readonly supportsContinuousBatching: boolean = true;
 
   #worker: DiffusionWorker | null = null;
 
@@ -37,6 +38,8 @@ export class UniprocExecutor extends DiffusionExecutor {
       modelDir: resolvePath(c.model),
       load: { modelClassName: c.modelClassName, executionProvider: c.executionProvider, intraOpNumThreads: c.intraOpNumThreads },
       workerExtension: c.workerExtension,
+      batching: c.batching,
+      maxBatchRows: c.maxBatchRows,
     });
   }
 

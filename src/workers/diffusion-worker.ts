@@ -10,9 +10,11 @@ import {
   toOmniError,
   type OmniError,
 } from "../errors/omni-error.js";
+import type { BatchingPolicy } from "../core/config.js";
 import { loadPipeline } from "../pipelines/load.js";
-import type { DiffusionPipeline, PipelineInfo, PipelineLoadOptions, StepProgress } from "../pipelines/types.js";
+import { isSteppable, type DiffusionPipeline, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
+import { StepLoop } from "./step-loop.js";
 
 /** How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}. */
 export interface DiffusionWorkerInit {
@@ -21,6 +23,10 @@ export interface DiffusionWorkerInit {
   load: PipelineLoadOptions;
   /** `"module#Export"` of a class instantiated with the worker; its methods become RPC methods. */
   workerExtension?: string;
+  /** `continuous`: concurrent generate calls share one step loop. Anything else (the default): one call at a time. */
+  batching?: BatchingPolicy;
+  /** Most UNet rows per call (and in the continuous active set). Default: the pipeline's own. */
+  maxBatchRows?: number;
 }
 
 /** Per-call context the transport supplies with an RPC. */
@@ -54,6 +60,11 @@ export interface WorkerStats {
   requestsDone: number;
   inFlight: number;
   asleep: boolean;
+  /** `continuous` when generate calls share a step loop, `request` when they run one at a time. */
+  batching: "continuous" | "request";
+  /** Requests being denoised, and requests waiting to join (continuous batching only; 0 otherwise). */
+  active: number;
+  waiting: number;
 }
 
 /** A worker extension class (vLLM's `worker_extension_cls`): constructed with the worker it extends. */
@@ -66,8 +77,10 @@ type Builtin = (args: unknown[], kwargs: Record<string, unknown>, ctx: WorkerCal
  * `getStats`, `sleep`, `wakeUp`, `abort`, plus the methods of an optional worker extension).
  *
  * Transport-agnostic: the multi-process executor drives it from a child process over IPC, the uniproc
- * executor in-process. `generate`, `sleep` and `wakeUp` run one at a time (the ONNX sessions are not shared
- * between concurrent runs); `ping`, `getStats` and `abort` are answered between denoising steps.
+ * executor in-process. With `batching: "continuous"` (and a steppable pipeline) concurrent `generate` calls
+ * join one {@link StepLoop} and share its UNet calls; otherwise they run one at a time. `sleep`, `wakeUp`
+ * and `close` run alone (between steps of the loop); `ping`, `getStats` and `abort` are answered between
+ * denoising steps.
  *
  * @example
  * ```ts
@@ -87,10 +100,17 @@ export class DiffusionWorker {
   #exclusiveTail: Promise<unknown> = Promise.resolve();
   #requestsDone = 0;
   #closed = false;
+  #loop: StepLoop | null = null;
 
-  constructor(pipeline: DiffusionPipeline, opts: { rank: number }) {
+  constructor(pipeline: DiffusionPipeline, opts: { rank: number; batching?: BatchingPolicy; maxBatchRows?: number }) {
     this.pipeline = pipeline;
     this.rank = opts.rank;
+    if (isSteppable(pipeline)) {
+      if (opts.maxBatchRows !== undefined) pipeline.maxBatchRows = opts.maxBatchRows;
+      if (opts.batching === "continuous") {
+        this.#loop = new StepLoop(pipeline, { maxBatchRows: pipeline.maxBatchRows, exclusive: (fn) => this.#exclusive(fn) });
+      }
+    }
     this.#builtins = new Map<string, Builtin>([
       ["generate", async (args, kw, ctx) => (await this.generateOutput(args[0], { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) })).toDict()],
       ["ping", async () => this.ping()],
@@ -104,7 +124,7 @@ export class DiffusionWorker {
   /** Loads the pipeline, then the extension; a failing extension releases the loaded pipeline. */
   static async create(init: DiffusionWorkerInit): Promise<DiffusionWorker> {
     const pipeline = await loadPipeline(init.modelDir, init.load);
-    const worker = new DiffusionWorker(pipeline, { rank: init.rank });
+    const worker = new DiffusionWorker(pipeline, { rank: init.rank, batching: init.batching, maxBatchRows: init.maxBatchRows });
     if (init.workerExtension) {
       try {
         await worker.loadExtension(init.workerExtension);
@@ -172,7 +192,8 @@ export class DiffusionWorker {
   }
 
   /**
-   * Validates each request dict and runs the valid ones as one pipeline batch. A dict that fails
+   * Validates each request dict and runs the valid ones: in the step loop next to every other call's
+   * requests (continuous batching), or else as one pipeline batch when this call's turn comes. A dict that fails
    * validation gets a ValidationError in `errors` (keyed by its `request_id`, or `#<index>` without one);
    * the others still run. A pipeline failure lands in `errors` of every request of the batch.
    */
@@ -201,8 +222,14 @@ export class DiffusionWorker {
     if (!requests.length) return new DiffusionOutput({ errors });
     // Registered before queueing, so an abort that arrives while the batch waits its turn is honoured.
     for (const r of requests) this.#inFlight.add(r.requestId);
+    const receivedAt = performance.now();
     try {
-      const out = await this.#exclusive(() => this.#runBatch(requests, ctx));
+      const out = await this.#withDeadline(ctx, (signal) => {
+        if (this.#loop) {
+          return this.#loop.run(requests, { signal, isAborted: (id) => this.#aborted.has(id), onProgress: ctx.onProgress, previewEvery: ctx.previewEvery });
+        }
+        return this.#exclusive(() => this.#runBatch(requests, ctx, signal, performance.now() - receivedAt));
+      });
       return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
     } finally {
       for (const r of requests) {
@@ -213,14 +240,8 @@ export class DiffusionWorker {
     }
   }
 
-  async #runBatch(requests: OmniDiffusionRequest[], ctx: WorkerCallContext): Promise<DiffusionOutput> {
-    const errors: Record<string, OmniError> = {};
-    const toRun = requests.filter((r) => {
-      if (!this.#aborted.has(r.requestId)) return true;
-      errors[r.requestId] = new AbortedError(`request ${r.requestId} was aborted before it started`, { data: { requestId: r.requestId, step: 0 } });
-      return false;
-    });
-    if (!toRun.length) return new DiffusionOutput({ errors });
+  /** Runs `fn` with a signal that aborts at the call's deadline (reason: a TimeoutError) or with the caller's signal. */
+  async #withDeadline(ctx: WorkerCallContext, fn: (signal: AbortSignal) => Promise<DiffusionOutput>): Promise<DiffusionOutput> {
     const deadlineCtl = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     if (ctx.deadline !== undefined) {
@@ -229,36 +250,51 @@ export class DiffusionWorker {
       if (ms <= 0) expire();
       else timer = setTimeout(expire, ms);
     }
-    const signal = ctx.signal ? AbortSignal.any([ctx.signal, deadlineCtl.signal]) : deadlineCtl.signal;
+    try {
+      return await fn(ctx.signal ? AbortSignal.any([ctx.signal, deadlineCtl.signal]) : deadlineCtl.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** One call's requests as one pipeline batch, run to completion (the `request` and `none` policies). */
+  async #runBatch(requests: OmniDiffusionRequest[], ctx: WorkerCallContext, signal: AbortSignal, workerQueueMs: number): Promise<DiffusionOutput> {
+    const errors: Record<string, OmniError> = {};
+    const toRun = requests.filter((r) => {
+      if (!this.#aborted.has(r.requestId)) return true;
+      errors[r.requestId] = new AbortedError(`request ${r.requestId} was aborted before it started`, { data: { requestId: r.requestId, step: 0 } });
+      return false;
+    });
+    if (!toRun.length) return new DiffusionOutput({ errors });
     // The pipeline decodes previews of every request on one cadence: the gcd of the wanted intervals hits
     // each request's own steps; previews nobody asked for at that step are dropped here.
     const every = ctx.previewEvery ?? {};
     const wanted = toRun.map((r) => every[r.requestId] ?? 0).filter((n) => n > 0);
     const previewEvery = wanted.reduce(gcd, 0);
     const onProgress = ctx.onProgress;
+    const timedOut = () => signal.aborted && signal.reason instanceof TimeoutError;
     try {
       const out = await this.pipeline.generate(toRun, {
         isAborted: (id) => this.#aborted.has(id),
         signal,
         previewEvery,
         onProgress: onProgress
-          ? ({ requestId, step, totalSteps, preview }) => {
-              const n = every[requestId] ?? 0;
-              onProgress(preview && n > 0 && step % n === 0 ? { requestId, step, totalSteps, preview } : { requestId, step, totalSteps });
+          ? ({ preview, ...p }) => {
+              const n = every[p.requestId] ?? 0;
+              onProgress(preview && n > 0 && p.step % n === 0 ? { ...p, preview } : p);
             }
           : undefined,
       });
-      if (deadlineCtl.signal.aborted) {
+      if (timedOut()) {
         // The pipeline reports a deadline stop as an abort; callers need to know it was a timeout.
-        for (const [id, e] of Object.entries(out.errors)) if (e instanceof AbortedError && !this.#aborted.has(id)) out.errors[id] = deadlineCtl.signal.reason as OmniError;
+        for (const [id, e] of Object.entries(out.errors)) if (e instanceof AbortedError && !this.#aborted.has(id)) out.errors[id] = signal.reason as OmniError;
       }
+      out.metrics.workerQueueMs = workerQueueMs;
       return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
     } catch (err) {
-      const e = deadlineCtl.signal.aborted ? (deadlineCtl.signal.reason as OmniError) : toOmniError(err);
+      const e = timedOut() ? (signal.reason as OmniError) : toOmniError(err);
       for (const r of toRun) errors[r.requestId] = e;
       return new DiffusionOutput({ error: e.message, errors });
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -270,7 +306,19 @@ export class DiffusionWorker {
   /** Model, loaded components and counters of this rank. */
   getStats(): WorkerStats {
     const { components, asleep, ...model } = this.pipeline.info;
-    return { rank: this.rank, pid: process.pid, model, components, requestsDone: this.#requestsDone, inFlight: this.#inFlight.size, asleep };
+    const loop = this.#loop?.size ?? { active: 0, pending: 0 };
+    return {
+      rank: this.rank,
+      pid: process.pid,
+      model,
+      components,
+      requestsDone: this.#requestsDone,
+      inFlight: this.#inFlight.size,
+      asleep,
+      batching: this.#loop ? "continuous" : "request",
+      active: loop.active,
+      waiting: loop.pending,
+    };
   }
 
   /** Drops the ONNX sessions (vLLM's sleep). Every level releases all sessions; a later generate reloads lazily. */
@@ -300,10 +348,11 @@ export class DiffusionWorker {
     return true;
   }
 
-  /** Releases the pipeline once; later calls throw ClosedError. */
+  /** Releases the pipeline once, after the requests already in the step loop finished; later calls throw ClosedError. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#loop?.idle();
     await this.#exclusive(() => this.pipeline.release());
   }
 

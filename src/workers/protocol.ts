@@ -6,7 +6,8 @@
  * serialised, so every field is plain data and errors travel as {@link SerializedError}.
  */
 import type { SerializedError } from "../errors/omni-error.js";
-import type { PipelineInfo, PipelineLoadOptions, StepProgress } from "../pipelines/types.js";
+import { BATCHING_POLICIES, type BatchingPolicy } from "../core/config.js";
+import type { PipelineInfo, PipelineLoadOptions, StepBatchInfo, StepProgress } from "../pipelines/types.js";
 import { decodePng, encodePng } from "../utils/png.js";
 
 /** Environment variable through which the parent hands a worker its {@link WorkerInit} (JSON). */
@@ -25,6 +26,10 @@ export interface WorkerInit {
   load: PipelineLoadOptions;
   /** `"module#Export"` of a class whose methods become RPC methods (vLLM's `worker_extension_cls`). */
   workerExtension?: string;
+  /** `continuous`: concurrent generate calls share a step loop; otherwise they run one at a time (default). */
+  batching?: BatchingPolicy;
+  /** Most UNet rows per call (and, under `continuous`, in the active set). */
+  maxBatchRows?: number;
 }
 
 // ---- parent → worker ----
@@ -96,11 +101,14 @@ export interface ProgressMessage {
   step: number;
   totalSteps: number;
   preview?: PreviewImageDict[];
+  /** The UNet call the step ran in. */
+  batch?: StepBatchInfo;
 }
 
 /** Worker side: the wire form of one progress event of call `id` (previews encoded as PNG). */
 export function toProgressMessage(id: number, p: StepProgress): ProgressMessage {
   const msg: ProgressMessage = { type: "progress", id, requestId: p.requestId, step: p.step, totalSteps: p.totalSteps };
+  if (p.batch) msg.batch = p.batch;
   if (p.preview?.length) {
     msg.preview = p.preview.map((img) => ({
       index: img.index,
@@ -116,6 +124,7 @@ export function toProgressMessage(id: number, p: StepProgress): ProgressMessage 
 /** Parent side: the {@link StepProgress} a progress message stands for (previews decoded to RGB). */
 export function fromProgressMessage(msg: ProgressMessage): StepProgress {
   const p: StepProgress = { requestId: msg.requestId, step: msg.step, totalSteps: msg.totalSteps };
+  if (msg.batch) p.batch = msg.batch;
   if (msg.preview?.length) {
     p.preview = msg.preview.map((d) => ({ ...decodePng(Buffer.from(d.png_base64, "base64")), requestId: msg.requestId, index: d.index, seed: d.seed }));
   }
@@ -129,6 +138,9 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 const isPreviewImageDict = (v: unknown): v is PreviewImageDict =>
   isObject(v) && typeof v.index === "number" && typeof v.seed === "number" && typeof v.png_base64 === "string";
+
+const isStepBatchInfo = (v: unknown): v is StepBatchInfo =>
+  isObject(v) && typeof v.rows === "number" && typeof v.requests === "number" && typeof v.ms === "number" && typeof v.primary === "boolean";
 
 const isSerializedError = (v: unknown): v is SerializedError =>
   isObject(v) && typeof v.name === "string" && typeof v.code === "string" && typeof v.message === "string";
@@ -149,7 +161,8 @@ export function isWorkerMessage(msg: unknown): msg is WorkerMessage {
         typeof msg.requestId === "string" &&
         typeof msg.step === "number" &&
         typeof msg.totalSteps === "number" &&
-        (msg.preview === undefined || (Array.isArray(msg.preview) && msg.preview.every(isPreviewImageDict)))
+        (msg.preview === undefined || (Array.isArray(msg.preview) && msg.preview.every(isPreviewImageDict))) &&
+        (msg.batch === undefined || isStepBatchInfo(msg.batch))
       );
     default:
       return false;
@@ -191,5 +204,11 @@ export function parseWorkerInit(raw: string | undefined): WorkerInit | string {
   if (typeof v.modelDir !== "string" || !v.modelDir) return `${WORKER_INIT_ENV}.modelDir must be a non-empty string`;
   if (!isObject(v.load)) return `${WORKER_INIT_ENV}.load must be an object`;
   if (v.workerExtension !== undefined && typeof v.workerExtension !== "string") return `${WORKER_INIT_ENV}.workerExtension must be a string`;
+  if (v.batching !== undefined && !(BATCHING_POLICIES as readonly unknown[]).includes(v.batching)) {
+    return `${WORKER_INIT_ENV}.batching must be one of ${BATCHING_POLICIES.join(", ")}`;
+  }
+  if (v.maxBatchRows !== undefined && !(typeof v.maxBatchRows === "number" && Number.isInteger(v.maxBatchRows) && v.maxBatchRows >= 1)) {
+    return `${WORKER_INIT_ENV}.maxBatchRows must be an integer >= 1`;
+  }
   return v as unknown as WorkerInit;
 }

@@ -1,0 +1,89 @@
+/**
+ * RPC round trip of the default executor (issue 3, Benchmarks): `collectiveRpc("ping")` through a
+ * MultiprocExecutor with 1, 2 and 4 worker processes, p50/p99 after a warm-up. Target: p50 ≤ 200 µs at 2 workers.
+ *
+ * Every executor is started before any timing; the calls then run in rounds that rotate through the worker
+ * counts (a slice of calls for each per round), so a change in machine load hits all of them alike.
+ * Workers load the model with intraOpNumThreads 1 (they sit idle: ping does no inference).
+ *
+ *   npx tsx bench/rpc.ts [--workers 1,2,4] [--calls 2000] [--warmup 200] [--rounds 10] [--threads 1] [--model DIR] [--json FILE]
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { DEFAULT_MODEL_DIR, MultiprocExecutor, parseConfig } from "../src/index.js";
+import { describeMachine } from "./lib/machine.js";
+import { intFlag, intListFlag, percentile, table } from "./lib/stats.js";
+
+const { values: args } = parseArgs({
+  options: {
+    workers: { type: "string", default: "1,2,4" },
+    calls: { type: "string", default: "2000" },
+    warmup: { type: "string", default: "200" },
+    rounds: { type: "string", default: "10" },
+    threads: { type: "string", default: "1" },
+    model: { type: "string", default: DEFAULT_MODEL_DIR },
+    json: { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (args.help) {
+  console.log("usage: tsx bench/rpc.ts [--workers 1,2,4] [--calls 2000] [--warmup 200] [--rounds 10] [--threads 1] [--model DIR] [--json FILE]");
+  process.exit(0);
+}
+const workerCounts = intListFlag("workers", args.workers);
+const calls = intFlag("calls", args.calls, 1);
+const warmup = intFlag("warmup", args.warmup, 0);
+const rounds = Math.min(intFlag("rounds", args.rounds, 1), calls);
+const threads = intFlag("threads", args.threads, 1);
+
+console.log(describeMachine());
+console.log(
+  `ran: collectiveRpc("ping") through MultiprocExecutor with ${workerCounts.join("/")} workers (intraOpNumThreads ${threads}); ` +
+    `${warmup} warm-up calls each, then ${calls} timed calls each in ${rounds} interleaved rounds, one call at a time\n`,
+);
+
+const executors = new Map<number, MultiprocExecutor>();
+try {
+  // One at a time: starting many workers at once on a small machine only slows every start.
+  for (const n of workerCounts) {
+    const ex = new MultiprocExecutor(parseConfig({ model: args.model, numGpus: n, intraOpNumThreads: threads, workerStartTimeoutMs: 300_000 }));
+    await ex.init();
+    executors.set(n, ex);
+  }
+  const ping = async (ex: MultiprocExecutor, n: number): Promise<number> => {
+    const t0 = process.hrtime.bigint();
+    const replies = await ex.collectiveRpc("ping");
+    const us = Number(process.hrtime.bigint() - t0) / 1000;
+    if (!Array.isArray(replies) || replies.length !== n) throw new Error(`ping with ${n} workers returned ${JSON.stringify(replies)}`);
+    return us;
+  };
+  for (const [n, ex] of executors) for (let i = 0; i < warmup; i++) await ping(ex, n);
+
+  const samples = new Map<number, number[]>(workerCounts.map((n) => [n, []]));
+  for (let r = 0; r < rounds; r++) {
+    const per = Math.floor(calls / rounds) + (r < calls % rounds ? 1 : 0);
+    // Rotate the order each round so no worker count always follows the same one.
+    const order = workerCounts.map((_, i) => workerCounts[(i + r) % workerCounts.length]!);
+    for (const n of order) {
+      const ex = executors.get(n)!;
+      const s = samples.get(n)!;
+      for (let i = 0; i < per; i++) s.push(await ping(ex, n));
+    }
+  }
+
+  const rows: (string | number)[][] = [["workers", "calls", "p50 µs", "p90 µs", "p99 µs", "max µs"]];
+  const summary: Record<string, unknown>[] = [];
+  for (const n of workerCounts) {
+    const s = samples.get(n)!;
+    const [p50, p90, p99] = [50, 90, 99].map((p) => percentile(s, p));
+    const max = Math.max(...s);
+    rows.push([n, s.length, p50!.toFixed(0), p90!.toFixed(0), p99!.toFixed(0), max.toFixed(0)]);
+    summary.push({ workers: n, calls: s.length, p50Us: p50, p90Us: p90, p99Us: p99, maxUs: max });
+  }
+  console.log(table(rows));
+  const two = summary.find((s) => s.workers === 2);
+  if (two) console.log(`\np50 at 2 workers: ${(two.p50Us as number).toFixed(0)} µs (target <= 200 µs)`);
+  if (args.json) writeFileSync(args.json, JSON.stringify({ args, summary }, null, 2));
+} finally {
+  await Promise.all([...executors.values()].map((ex) => ex.close()));
+}
