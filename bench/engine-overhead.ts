@@ -53,7 +53,8 @@ try {
   const pipe = await loadPipeline(args.model!, { intraOpNumThreads: threads });
   const { defaults } = pipe.info;
   console.log(
-    `ran: ${count} requests per call, ${steps ?? defaults.numInferenceSteps} steps ${defaults.scheduler}, guidance ${defaults.guidanceScale} (model defaults), intraOpNumThreads ${threads}; ` +
+    `ran: ${count} requests per call, ${steps ?? defaults.numInferenceSteps} steps${steps === null ? " (model default)" : ""}, ` +
+      `${defaults.scheduler} and guidance ${defaults.guidanceScale} (model defaults), intraOpNumThreads ${threads}; ` +
       `A = engine.step via MultiprocExecutor (1 worker, batchWindowMs ${engine.config.batchWindowMs}), B = pipeline.generate in-process; ` +
       `1 warm-up each, then ${rounds} rounds A/B, order swapped every round\n`,
   );

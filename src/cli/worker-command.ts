@@ -46,6 +46,8 @@ export function addWorkerCommand(program: Command): void {
       if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
       const sagemaker = mode === "serve";
       const none = flags.httpPort === undefined && flags.grpcPort === undefined && flags.sagemakerPort === undefined;
+      const apiKey = flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined);
+      const host = flags.host ?? (sagemaker ? "0.0.0.0" : "127.0.0.1");
       const server = await startWorkerServer({
         engine: {
           ...(flags.model ? { model: flags.model } : {}),
@@ -53,16 +55,19 @@ export function addWorkerCommand(program: Command): void {
           ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
           ...(flags.executor ? { executorClass: flags.executor } : {}),
         },
-        host: flags.host ?? (sagemaker ? "0.0.0.0" : "127.0.0.1"),
+        host,
         httpPort: none && !sagemaker ? DEFAULT_HTTP_PORT : flags.httpPort,
         grpcPort: flags.grpcPort,
         sagemakerPort: none && sagemaker ? SAGEMAKER_PORT : flags.sagemakerPort,
-        apiKey: flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined),
+        apiKey,
         bodyLimitBytes: flags.bodyLimit,
         logger: flags.log ? { level: "info" } : false,
       });
       const where = endpoints(server);
       console.log(`omni-diffusion worker listening: ${where}`);
+      if (!apiKey && !/^(127\.|::1$|localhost$)/.test(host) && (server.httpUrl || server.grpcAddress)) {
+        console.error(`omni-diffusion worker: warning: the HTTP/gRPC APIs listen on ${host} without an API key (--api-key or OMNI_DIFFUSION_API_KEY)`);
+      }
       const stop = () => void server.close().finally(() => process.exit(0));
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);

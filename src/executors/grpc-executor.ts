@@ -2,7 +2,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { ClosedError, TransportError, UnhealthyError } from "../errors/omni-error.js";
+import { TransportError, UnhealthyError, WorkerError } from "../errors/omni-error.js";
 import type { StepProgress } from "../pipelines/types.js";
 import type { CollectiveRpcOptions } from "./base.js";
 import type { Deadline } from "./shared/deadline.js";
@@ -45,7 +45,7 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
   }
 
   get #c(): typeof import("./shared/grpc-codec.js") {
-    if (!this.#codec) throw new ClosedError("GrpcDiffusionExecutor is not initialised; await init() first");
+    if (!this.#codec) throw new WorkerError("GrpcDiffusionExecutor is not initialised; await init() first");
     return this.#codec;
   }
 

@@ -17,11 +17,11 @@ import {
 import type { StepProgress } from "../pipelines/types.js";
 import type { WorkerInit } from "../workers/protocol.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
+import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
 import { Deadline } from "./shared/deadline.js";
 import { RankSlot } from "./shared/rank-slot.js";
 import { WorkerProcess, waitFor, type WorkerExit } from "./shared/worker-process.js";
 
-const DEFAULTS = { healthTimeoutMs: 10_000, shutdownGraceMs: 5_000, maxRestartAttempts: 3, restartBackoffMs: 250 };
 
 /**
  * The default executor: `numGpus` worker processes (`child_process.fork`), each loading the pipeline with
@@ -68,12 +68,12 @@ export class MultiprocExecutor extends DiffusionExecutor {
   #restarts = new Map<number, number>();
   #failureNotified = false;
   #defaultSteps = 20;
-  readonly #opts: typeof DEFAULTS;
+  readonly #opts: MultiprocOptions;
 
   /** Throws ConfigError for a bad `executorOptions` value before any process starts. */
   constructor(config: OmniDiffusionConfig) {
     super(config);
-    this.#opts = readOptions(config.executorOptions);
+    this.#opts = readMultiprocOptions(config.executorOptions);
   }
 
   /** assertOpen, plus: init() has run (before it there are no ranks to talk to). */
@@ -320,14 +320,6 @@ export class MultiprocExecutor extends DiffusionExecutor {
   ): Promise<DiffusionOutput> {
     const cost = batch.reduce((a, r) => a + this.#cost(r), 0);
     const images = new Map(batch.map((r) => [r.requestId, r.numOutputsPerPrompt]));
-    let charged = 0;
-    // Each step reported pays off its images' share of the load, so routing sees the work still to run.
-    const progress = (p: StepProgress) => {
-      const paid = Math.min(charged, images.get(p.requestId) ?? 0);
-      slot!.load -= paid;
-      charged -= paid;
-      onProgress?.(p);
-    };
     const dicts = batch.map((r) => r.toDict());
     // Only this rank's share of the preview map travels with the call.
     const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery?.[r.requestId] ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
@@ -336,8 +328,16 @@ export class MultiprocExecutor extends DiffusionExecutor {
     try {
       for (let attempt = 0; ; attempt++) {
         if (!slot) return this.#failedBatch(batch, this.#noRankError(), attempt);
-        slot.load += cost;
-        charged = cost;
+        const here = slot;
+        here.load += cost;
+        let charged = cost;
+        // Each step reported pays off its images' share of the load, so routing sees the work still to run.
+        const progress = (p: StepProgress) => {
+          const paid = Math.min(charged, images.get(p.requestId) ?? 0);
+          here.load -= paid;
+          charged -= paid;
+          onProgress?.(p);
+        };
         for (const r of batch) this.#requestRank.set(r.requestId, slot);
         try {
           const proc = await slot.whenReady(dl.signal);
@@ -356,8 +356,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
           const retry = e instanceof WorkerDiedError && attempt < this.config.maxWorkerRetries && !dl.signal.aborted && !this.#closing;
           if (!retry) return this.#failedBatch(batch, e, attempt + 1);
         } finally {
-          slot.load -= charged;
-          charged = 0;
+          here.load -= charged;
           for (const r of batch) if (this.#requestRank.get(r.requestId) === slot) this.#requestRank.delete(r.requestId);
         }
         slot = this.#pick();
@@ -390,19 +389,6 @@ export class MultiprocExecutor extends DiffusionExecutor {
     return `not ready (${slot.status})`;
   }
 
-}
-
-function readOptions(options: Record<string, unknown>): typeof DEFAULTS {
-  const out = { ...DEFAULTS };
-  for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
-    const v = options[name];
-    if (v === undefined) continue;
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-      throw new ConfigError(`executorOptions.${name} must be a number >= 0, got ${JSON.stringify(v)}`, { field: `executorOptions.${name}` });
-    }
-    out[name] = v;
-  }
-  return out;
 }
 
 function describeExit(exit: WorkerExit | null): string {

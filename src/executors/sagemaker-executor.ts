@@ -4,13 +4,13 @@ import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import {
-  ClosedError,
   ConfigError,
   OmniError,
   QueueFullError,
   TransportError,
   UnhealthyError,
   ValidationError,
+  WorkerError,
 } from "../errors/omni-error.js";
 import type { CollectiveRpcOptions } from "./base.js";
 import type { Deadline } from "./shared/deadline.js";
@@ -78,7 +78,7 @@ export class SageMakerDiffusionExecutor extends RemoteExecutor<SageMakerRuntimeC
   }
 
   get #aws(): typeof import("@aws-sdk/client-sagemaker-runtime") {
-    if (!this.#sdk) throw new ClosedError("SageMakerDiffusionExecutor is not initialised; await init() first");
+    if (!this.#sdk) throw new WorkerError("SageMakerDiffusionExecutor is not initialised; await init() first");
     return this.#sdk;
   }
 

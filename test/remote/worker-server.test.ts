@@ -60,6 +60,7 @@ describe("worker server input handling", { timeout: 10 * T }, () => {
     ["a wrong API key", () => send(gen, { body: JSON.stringify({ requests: [good(1)] }), headers: { authorization: "Bearer nope" } }), 401, /Incorrect API key/],
     ["an unknown RPC method", () => send(`${server.httpUrl}/v1/diffusion/rpc`, { body: JSON.stringify({ method: "formatDisk" }) }), 404, /no method "formatDisk"/],
     ["an RPC method name that is not an identifier", () => send(`${server.httpUrl}/v1/diffusion/rpc`, { body: JSON.stringify({ method: "../../etc/passwd" }) }), 400, /method/],
+    ["generate smuggled through the RPC route", () => send(`${server.httpUrl}/v1/diffusion/rpc`, { body: JSON.stringify({ method: "generate", args: [[{ ...good(1), width: 1_000_000 }]] }) }), 400, /not callable as an RPC/],
     ["an RPC rank out of range", () => send(`${server.httpUrl}/v1/diffusion/rpc`, { body: JSON.stringify({ method: "ping", unique_reply_rank: 9 }) }), 400, /uniqueReplyRank/],
     ["an unknown route", () => send(`${server.httpUrl}/v1/diffusion/delete-everything`, { method: "GET" }), 404, /no route/],
     ["an abort without ids", () => send(`${server.httpUrl}/v1/diffusion/abort`, { body: JSON.stringify({ request_ids: [] }) }), 400, /request_ids/],

@@ -3,7 +3,7 @@ import type { z } from "zod";
 import type { OmniDiffusionConfig } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
 import type { OmniDiffusionRequest } from "../../core/request.js";
-import { AbortedError, ClosedError, OmniError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
+import { AbortedError, ClosedError, OmniError, TimeoutError, UnhealthyError, ValidationError, WorkerError, toOmniError } from "../../errors/omni-error.js";
 import type { StepProgress } from "../../pipelines/types.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "../base.js";
 import { Deadline } from "./deadline.js";
@@ -86,7 +86,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   /** The pool and policy; throws before `init`. */
   protected get policy(): RemotePolicy<C> {
     this.assertOpen();
-    if (!this.#policy) throw new ClosedError(`${this.constructor.name} is not initialised; await init() first`);
+    if (!this.#policy) throw new WorkerError(`${this.constructor.name} is not initialised; await init() first`);
     return this.#policy;
   }
 
@@ -180,7 +180,8 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
       return onlyFor(batch, out);
     } catch (err) {
       if (opts.signal?.aborted) throw err;
-      const e = cancel.signal.aborted ? new AbortedError(`request ${batch[0]!.requestId} was aborted`, { cause: err }) : toOmniError(err);
+      // An abortRequest or a shutdown ended it: the policy already threw that reason (AbortedError, ClosedError).
+      const e = toOmniError(err);
       return new DiffusionOutput({ errors: Object.fromEntries(batch.map((r) => [r.requestId, e])) });
     } finally {
       for (const r of batch) if (this.#running.get(r.requestId) === entry) this.#running.delete(r.requestId);
@@ -209,7 +210,6 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
 
   /** One round trip per endpoint (through its breaker); healthy while at least one endpoint serves. */
   override async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
-    this.policy;
     await this.#probeAll(opts.timeout ?? this.options.healthTimeoutMs, opts.signal);
   }
 

@@ -213,9 +213,15 @@ export class WorkerService {
     for (const [id, e] of this.#recent) if (now - e.at > RESULT_TTL_MS || this.#recent.size > RESULT_CACHE_SIZE) this.#recent.delete(id);
   }
 
-  /** `collectiveRpc` on the engine's ranks. */
+  /**
+   * `collectiveRpc` on the engine's ranks. `generate` is refused here: it would bypass the worker's limits,
+   * queue and request-id idempotency, which the generate route applies.
+   */
   async rpc(call: RpcCall): Promise<unknown> {
     const engine = this.engine;
+    if (call.method === "generate") {
+      throw new ValidationError('"generate" is not callable as an RPC; send requests to the generate API (POST /v1/diffusion/generate, gRPC Generate)', { field: "method" });
+    }
     const timeout = Math.min(call.timeoutMs ?? Number.POSITIVE_INFINITY, engine.config.rpcTimeoutMs);
     return engine.collectiveRpc(call.method, { args: call.args ?? [], kwargs: call.kwargs ?? {}, uniqueReplyRank: call.uniqueReplyRank ?? undefined, timeout });
   }
