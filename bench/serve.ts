@@ -5,18 +5,17 @@
  *   npx tsx bench/serve.ts --base-url http://127.0.0.1:8000 --num-prompts 50 --concurrency 16 \
  *     --request-rate inf --sizes 32x32,64x64 --steps 2,4,8
  *
- * Side by side on the shipped model: starts `omni-diffusion serve` twice (--max-batch 1, then batching),
- * runs the same load against each and prints the throughput ratio:
+ * Side by side on the shipped model: starts `omni-diffusion serve --batching request` twice (--max-batch 1,
+ * then batching), runs the same load against each and prints the throughput ratio (bench/batching.ts
+ * compares the three batching policies):
  *   npx tsx bench/serve.ts --compare-batching --max-batch 8 --num-prompts 48 --concurrency 16
  *
  * Reports throughput (images/s, req/s), latency mean/p50/p95/p99, failures, and the server-side stage
  * durations each response carries in its Server-Timing header (queue, encode_text, denoise, decode, ...).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { startCliServer, stopCliServer } from "./lib/cli-server.js";
 import { formatSummary, makeRequests, runLoad, sendOne, summarise, type LoadOptions, type LoadSummary } from "./lib/serve-load.js";
 
 const { values: args } = parseArgs({
@@ -113,36 +112,11 @@ async function bench(title: string, baseUrl: string): Promise<LoadSummary & { me
   return summary;
 }
 
-/** Starts `omni-diffusion serve` on a free port; resolves with the process and its URL. */
-async function startCliServer(maxBatch: number): Promise<{ child: ChildProcess; url: string }> {
-  const cli = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
-  const flags = ["serve", "--port", "0", "--workers", String(int("workers", 1)), "--max-batch", String(maxBatch), "--max-queue", "100000"];
+/** Starts `omni-diffusion serve` with request-level batching capped at `maxBatch` images. */
+function startBatchServer(maxBatch: number) {
+  const flags = ["--workers", String(int("workers", 1)), "--batching", "request", "--max-batch", String(maxBatch), "--max-queue", "100000"];
   if (args.threads) flags.push("--threads", String(int("threads", 1)));
-  const child = spawn(process.execPath, ["--import", "tsx", cli, ...flags], { stdio: ["ignore", "pipe", "inherit"] });
-  child.stdout!.setEncoding("utf8");
-  const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("the server did not start within 120 s")), 120_000);
-    let buf = "";
-    child.stdout!.on("data", (d: string) => {
-      buf += d;
-      const m = /"url":"([^"]+)","model"/.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-      buf = buf.slice(-4096);
-    });
-    child.once("exit", (code) => reject(new Error(`the server exited with ${code} before it listened`)));
-  });
-  return { child, url };
-}
-
-async function stopCliServer(child: ChildProcess): Promise<void> {
-  const exited = once(child, "exit");
-  child.kill("SIGTERM");
-  const t = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  await exited;
-  clearTimeout(t);
+  return startCliServer(flags);
 }
 
 const header = `${numPrompts} prompts, sizes ${sizes.join("/")}, steps ${steps.join("/")}, concurrency ${args.concurrency}, rate ${args["request-rate"]}/s`;
@@ -152,7 +126,7 @@ if (args["compare-batching"]) {
   console.log(`side by side on the shipped model: --max-batch 1 vs --max-batch ${maxBatch}; ${header}; workers ${args.workers}\n`);
   const runs: Record<string, LoadSummary> = {};
   for (const b of [1, maxBatch]) {
-    const { child, url } = await startCliServer(b);
+    const { child, url } = await startBatchServer(b);
     try {
       runs[`max-batch ${b}`] = await bench(`--max-batch ${b}`, url);
     } finally {

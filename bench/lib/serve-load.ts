@@ -11,6 +11,8 @@ export interface LoadRequest {
   steps: number;
   n: number;
   seed: number;
+  /** `guidance_scale`; absent: the model's default. */
+  guidance?: number;
 }
 
 export interface LoadResult {
@@ -74,7 +76,8 @@ export function makeRequests(count: number, sizes: string[], steps: number[], n:
   }));
 }
 
-function percentile(sorted: number[], p: number): number {
+/** Linear-interpolated percentile of an ascending array (0 when empty). */
+export function percentile(sorted: number[], p: number): number {
   if (!sorted.length) return 0;
   const idx = (p / 100) * (sorted.length - 1);
   const lo = Math.floor(idx);
@@ -104,6 +107,7 @@ export async function sendOne(req: LoadRequest, opts: LoadOptions): Promise<Load
         n: req.n,
         num_inference_steps: req.steps,
         seed: req.seed,
+        ...(req.guidance !== undefined ? { guidance_scale: req.guidance } : {}),
         ...(opts.model ? { model: opts.model } : {}),
       }),
       signal: AbortSignal.timeout(opts.timeoutMs),

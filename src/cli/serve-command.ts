@@ -1,4 +1,5 @@
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/openai/openai-server.js";
 import { engineConfigFromFlags, intArg, jsonObjectArg, type EngineFlags } from "./options.js";
@@ -9,6 +10,8 @@ interface ServeFlags extends EngineFlags {
   apiKey?: string;
   servedModelName?: string;
   maxBatch?: number;
+  batching?: "continuous" | "request" | "none";
+  maxBatchRows?: number;
   maxQueue?: number;
   batchWindowMs?: number;
   maxN?: number;
@@ -48,7 +51,9 @@ export function addServeCommand(program: Command): void {
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .option("--api-key <key>", "require 'Authorization: Bearer <key>' (default: env OMNI_DIFFUSION_API_KEY)")
-    .option("--max-batch <n>", "most images per batch (1 disables batching)", intArg(1, 256))
+    .addOption(new Option("--batching <policy>", "continuous: requests join and leave between denoising steps; request: batch compatible requests, run each batch to completion; none: one at a time").choices(BATCHING_POLICIES))
+    .option("--max-batch <n>", "most images per batch (continuous: in flight per worker)", intArg(1, 256))
+    .option("--max-batch-rows <n>", "most UNet rows per UNet call (images, doubled under guidance)", intArg(1, 1024))
     .option("--max-queue <n>", "most requests waiting; more get 429", intArg(1))
     .option("--batch-window-ms <ms>", "how long the batcher waits for compatible requests", intArg(0, 10_000))
     .option("--max-n <n>", "most images per request", intArg(1, 10))
@@ -79,6 +84,8 @@ export function addServeCommand(program: Command): void {
           ...engineConfigFromFlags(flags),
           ...(flags.warmup ? { warmup: true } : {}),
           ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
+          ...(flags.batching ? { batching: flags.batching } : {}),
+          ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),
           limits: {
             ...(flags.maxBatch ? { maxBatchSize: flags.maxBatch } : {}),
             ...(flags.maxQueue ? { maxQueue: flags.maxQueue } : {}),

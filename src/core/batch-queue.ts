@@ -10,6 +10,8 @@ export interface QueuedRequest {
   onProgress?: (p: StepProgress) => void;
   /** Decode a preview every N steps into `onProgress`'s `preview` (0 or absent: none). */
   previewEvery?: number;
+  /** When the first denoising step of the request finished (performance.now()), once it has. */
+  firstStepAt?: number;
   signal?: AbortSignal;
   onAbortSignal?: () => void;
 }
@@ -37,6 +39,16 @@ export class BatchQueue {
 
   has(requestId: string): boolean {
     return this.#items.some((q) => q.request.requestId === requestId);
+  }
+
+  /** The oldest request, left in the queue. */
+  peek(): QueuedRequest | undefined {
+    return this.#items[0];
+  }
+
+  /** Removes and returns the oldest request. */
+  shift(): QueuedRequest | undefined {
+    return this.#items.shift();
   }
 
   /** Removes and returns one request by id (for abort), or undefined. */

@@ -1,9 +1,9 @@
 import { AbortedError, ClosedError, OmniError, QueueFullError, ValidationError, toOmniError } from "../errors/omni-error.js";
 import type { CollectiveRpcOptions, DiffusionExecutor } from "../executors/base.js";
 import { resolveExecutor } from "../executors/resolve-executor.js";
-import type { StepProgress } from "../pipelines/types.js";
+import type { StepBatchInfo, StepProgress } from "../pipelines/types.js";
 import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
-import { parseConfig, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
+import { parseConfig, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "./request.js";
 import { OmniRequestOutput } from "./request-output.js";
 
@@ -27,6 +27,19 @@ export interface BatchEvent {
   durationMs: number;
 }
 
+/** What the engine reports after each denoising step of each request (for metrics). */
+export interface StepEvent {
+  requestId: string;
+  step: number;
+  totalSteps: number;
+  /** True for the first step the request finished (its time to first step is `sinceQueuedMs`). */
+  firstStep: boolean;
+  /** Time since the request entered the engine's queue, ms. */
+  sinceQueuedMs: number;
+  /** The UNet call the step ran in, when the executor reports it. */
+  batch?: StepBatchInfo;
+}
+
 /** Live counters, for health pages and metrics. */
 export interface EngineStats {
   queued: number;
@@ -38,8 +51,16 @@ export interface EngineStats {
 
 /**
  * The engine (vLLM-Omni's `DiffusionEngine`): validates requests against the configured limits, queues
- * them, batches compatible ones, hands batches to the executor and gives every request back exactly one
- * {@link OmniRequestOutput}: its images, or its error.
+ * them, hands them to the executor under the configured batching policy and gives every request back
+ * exactly one {@link OmniRequestOutput}: its images, or its error.
+ *
+ * - `continuous` (default, on executors with `supportsContinuousBatching`): each request goes to the
+ *   executor on its own as soon as the ranks have room (`limits.maxBatchSize` images and `maxBatchRows`
+ *   rows per rank in flight); the executor routes it to the rank with the least work left and the
+ *   worker's step loop lets it join the requests already denoising there.
+ * - `request`: compatible requests are batched (up to `limits.maxBatchSize` images), one batch per rank at
+ *   a time, each run to completion.
+ * - `none`: one request per rank at a time.
  *
  * @example
  * const engine = await DiffusionEngine.create({ numGpus: 1 });
@@ -57,10 +78,22 @@ export class DiffusionEngine {
   #closing: Promise<void> | null = null;
   #stats = { batchesRun: 0, requestsDone: 0, requestsFailed: 0 };
   #batchListeners = new Set<(e: BatchEvent) => void>();
+  #stepListeners = new Set<(e: StepEvent) => void>();
+  /** Images and (estimated) UNet rows of the requests in flight under continuous batching. */
+  #flight = { images: 0, rows: 0 };
+  readonly #policy: BatchingPolicy;
 
   private constructor(config: OmniDiffusionConfig, executor: DiffusionExecutor) {
     this.config = config;
     this.executor = executor;
+    const stepLevel = (executor.constructor as { supportsContinuousBatching?: boolean }).supportsContinuousBatching === true;
+    // An executor that cannot merge overlapping calls would run them side by side unbatched: batch here instead.
+    this.#policy = config.batching === "continuous" && !stepLevel ? "request" : config.batching;
+  }
+
+  /** The batching policy in effect: the configured one, or `request` where the executor cannot batch by step. */
+  get batching(): BatchingPolicy {
+    return this.#policy;
   }
 
   /** Validates the config, resolves and starts the executor, optionally warms it up. */
@@ -97,6 +130,12 @@ export class DiffusionEngine {
   onBatch(listener: (e: BatchEvent) => void): { dispose(): void } {
     this.#batchListeners.add(listener);
     return { dispose: () => void this.#batchListeners.delete(listener) };
+  }
+
+  /** Calls `listener` after every denoising step of every request; `dispose()` unsubscribes. */
+  onStep(listener: (e: StepEvent) => void): { dispose(): void } {
+    this.#stepListeners.add(listener);
+    return { dispose: () => void this.#stepListeners.delete(listener) };
   }
 
   /**
@@ -215,21 +254,54 @@ export class DiffusionEngine {
       this.#dispatchTimer = null;
       this.#dispatch();
     };
-    this.#dispatchTimer = this.config.batchWindowMs > 0 ? setTimeout(fire, this.config.batchWindowMs) : setImmediate(fire);
+    // Continuous batching has nothing to wait for: a request joins the running ones at their next step.
+    const windowMs = this.#policy === "continuous" ? 0 : this.config.batchWindowMs;
+    this.#dispatchTimer = windowMs > 0 ? setTimeout(fire, windowMs) : setImmediate(fire);
   }
 
-  /** Starts batches while the executor has free ranks; more wait in the queue. */
+  /** Starts work while the executor has room; more waits in the queue. */
   #dispatch(): void {
+    if (this.#policy === "continuous") return this.#dispatchEach();
     const maxConcurrent = this.executor.maxConcurrentBatches;
+    const maxImages = this.#policy === "none" ? 1 : this.config.limits.maxBatchSize;
     while (this.#queue.size > 0 && this.#runningBatches.size < maxConcurrent && !this.#closing) {
-      const batch = this.#queue.takeBatch(this.config.limits.maxBatchSize);
+      const batch = this.#queue.takeBatch(maxImages);
       if (!batch.length) break;
-      const p = this.#runBatch(batch).finally(() => {
-        this.#runningBatches.delete(p);
-        if (this.#queue.size) this.#scheduleDispatch();
-      });
-      this.#runningBatches.add(p);
+      this.#start(batch);
     }
+  }
+
+  /**
+   * Continuous batching: every request on its own executor call, oldest first, while the ranks have room
+   * (`limits.maxBatchSize` images and `maxBatchRows` rows each). The head of the queue is never bypassed,
+   * so a big request is not starved by a stream of small ones.
+   */
+  #dispatchEach(): void {
+    const ranks = this.executor.maxConcurrentBatches;
+    const maxImages = ranks * this.config.limits.maxBatchSize;
+    const maxRows = ranks * this.config.maxBatchRows;
+    while (this.#queue.size > 0 && !this.#closing) {
+      const r = this.#queue.peek()!.request;
+      const images = r.numOutputsPerPrompt;
+      // The model's default guidance is unknown here: count guidance rows unless the request turns it off.
+      const rows = images * (r.guidanceScale !== null && r.guidanceScale <= 1 ? 1 : 2);
+      if (this.#flight.images > 0 && (this.#flight.images + images > maxImages || this.#flight.rows + rows > maxRows)) break;
+      this.#flight.images += images;
+      this.#flight.rows += rows;
+      this.#start([this.#queue.shift()!], () => {
+        this.#flight.images -= images;
+        this.#flight.rows -= rows;
+      });
+    }
+  }
+
+  #start(batch: QueuedRequest[], onDone?: () => void): void {
+    const p = this.#runBatch(batch).finally(() => {
+      onDone?.();
+      this.#runningBatches.delete(p);
+      if (this.#queue.size) this.#scheduleDispatch();
+    });
+    this.#runningBatches.add(p);
   }
 
   async #runBatch(batch: QueuedRequest[]): Promise<void> {
@@ -248,7 +320,15 @@ export class DiffusionEngine {
         batch.map((q) => q.request),
         {
           timeout: this.config.rpcTimeoutMs,
-          onProgress: (p) => byId.get(p.requestId)?.onProgress?.(p),
+          onProgress: (p) => {
+            const q = byId.get(p.requestId);
+            if (!q) return;
+            const now = performance.now();
+            const firstStep = q.firstStepAt === undefined;
+            q.firstStepAt ??= now;
+            this.#emit(this.#stepListeners, { requestId: p.requestId, step: p.step, totalSteps: p.totalSteps, firstStep, sinceQueuedMs: now - q.enqueuedAt, batch: p.batch });
+            q.onProgress?.(p);
+          },
           ...(previews.length ? { previewEvery: Object.fromEntries(previews.map((q) => [q.request.requestId, q.previewEvery!])) } : {}),
         },
       );
@@ -262,13 +342,13 @@ export class DiffusionEngine {
             ? new OmniError(out.error, "OMNI_ERR_WORKER")
             : new OmniError(`executor returned no image for request ${q.request.requestId}`, "OMNI_ERR_INTERNAL"),
         );
-        finish(q, withQueueTime(res, started - q.enqueuedAt));
+        finish(q, withQueueTime(res, q, started));
       }
     } catch (err) {
       const e = toOmniError(err);
       for (const q of batch) finish(q, this.#errorOutput(q, e));
     }
-    this.#emitBatch({
+    this.#emit(this.#batchListeners, {
       requests: batch.length,
       images: batch.reduce((a, q) => a + q.request.numOutputsPerPrompt, 0),
       failed,
@@ -276,12 +356,12 @@ export class DiffusionEngine {
     });
   }
 
-  #emitBatch(e: BatchEvent): void {
-    for (const listener of this.#batchListeners) {
+  #emit<E>(listeners: Set<(e: E) => void>, e: E): void {
+    for (const listener of listeners) {
       try {
         listener(e);
       } catch (err) {
-        process.emitWarning(`omni-diffusion onBatch listener threw: ${toOmniError(err).message}`);
+        process.emitWarning(`omni-diffusion event listener threw: ${toOmniError(err).message}`);
       }
     }
   }
@@ -306,6 +386,12 @@ export class DiffusionEngine {
   }
 }
 
-function withQueueTime(out: OmniRequestOutput, queueMs: number): OmniRequestOutput {
-  return new OmniRequestOutput({ ...out, images: out.images, error: out.error, metrics: { ...out.metrics, queueMs } });
+/**
+ * The request's own timings: `queueMs` is the whole wait before denoising (the engine's queue plus the
+ * worker's, e.g. waiting to join a full step loop); `firstStepMs` counts from entering the engine's queue.
+ */
+function withQueueTime(out: OmniRequestOutput, q: QueuedRequest, dispatchedAt: number): OmniRequestOutput {
+  const metrics = { ...out.metrics, queueMs: dispatchedAt - q.enqueuedAt + (out.metrics.workerQueueMs ?? 0) };
+  if (q.firstStepAt !== undefined) metrics.firstStepMs = q.firstStepAt - q.enqueuedAt;
+  return new OmniRequestOutput({ ...out, images: out.images, error: out.error, metrics });
 }

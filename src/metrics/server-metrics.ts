@@ -15,11 +15,14 @@ const STAGES: [keyof StageMetrics & string, string][] = [
 ];
 
 const LATENCY_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const STEP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+const ROW_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 /**
  * The Prometheus metrics of one server, in a registry of its own (several servers in one process do not
  * collide). Engine-side numbers (queue depth, batch sizes, worker restarts, endpoint state) are read from
- * the engine when scraped or pushed by its batch events; request-side numbers are recorded by the routes.
+ * the engine when scraped or pushed by its batch and step events (UNet rows and duration per call, time to
+ * first step); request-side numbers (latency, stage durations, queue wait) are recorded by the routes.
  *
  * @example
  * ```ts
@@ -42,7 +45,8 @@ export class ServerMetrics {
   readonly #batchSize: Histogram;
   readonly #batchDuration: Histogram;
   readonly #healthy: Gauge;
-  readonly #batchSub: { dispose(): void };
+  readonly #queueWait: Histogram;
+  readonly #subs: { dispose(): void }[];
 
   constructor(engine: DiffusionEngine, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -83,7 +87,7 @@ export class ServerMetrics {
     });
     this.#batchSize = new Histogram({
       name: "omni_batch_size",
-      help: "Requests per batch the engine ran.",
+      help: "Requests per executor call the engine made (1 under continuous batching: requests share UNet calls instead, see omni_unet_batch_rows).",
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,
     });
@@ -137,10 +141,54 @@ export class ServerMetrics {
         for (const e of engine.executor.endpointStates()) this.set({ endpoint: e.endpoint, state: e.state }, 1);
       },
     });
-    this.#batchSub = engine.onBatch((e) => {
-      this.#batchSize.observe(e.requests);
-      this.#batchDuration.observe(e.durationMs / 1000);
+    this.#queueWait = new Histogram({
+      name: "omni_queue_wait_seconds",
+      help: "Time a successful request waited before denoising began: the engine's queue plus the worker's (waiting to join its step loop).",
+      buckets: LATENCY_BUCKETS,
+      registers,
     });
+    const firstStep = new Histogram({
+      name: "omni_time_to_first_step_seconds",
+      help: "Time from a request entering the engine's queue to the end of its first denoising step.",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const rows = new Histogram({
+      name: "omni_unet_batch_rows",
+      help: "UNet rows per UNet call (images of every request sharing the call, doubled under classifier-free guidance).",
+      buckets: ROW_BUCKETS,
+      registers,
+    });
+    const stepDuration = new Histogram({
+      name: "omni_step_duration_seconds",
+      help: "Wall-clock time of one UNet call (one denoising step of every request in it).",
+      buckets: STEP_BUCKETS,
+      registers,
+    });
+    new Gauge({
+      name: "omni_batching_policy",
+      help: "1 for the batching policy in effect (continuous, request or none).",
+      labelNames: ["policy"],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ policy: engine.batching }, 1);
+      },
+    });
+    this.#subs = [
+      engine.onBatch((e) => {
+        this.#batchSize.observe(e.requests);
+        this.#batchDuration.observe(e.durationMs / 1000);
+      }),
+      engine.onStep((e) => {
+        if (e.firstStep) firstStep.observe(e.sinceQueuedMs / 1000);
+        // Every request of a UNet call reports it; count it once.
+        if (e.batch?.primary) {
+          rows.observe(e.batch.rows);
+          stepDuration.observe(e.batch.ms / 1000);
+        }
+      }),
+    ];
   }
 
   /** One finished HTTP exchange. */
@@ -155,6 +203,7 @@ export class ServerMetrics {
     this.#latency.observe({ outcome }, seconds);
     if (images > 0) this.#images.inc(images);
     if (!stages) return;
+    if (typeof stages.queueMs === "number" && Number.isFinite(stages.queueMs)) this.#queueWait.observe(stages.queueMs / 1000);
     for (const [key, stage] of STAGES) {
       const ms = stages[key];
       if (typeof ms === "number" && Number.isFinite(ms)) this.#stages.observe({ stage }, ms / 1000);
@@ -168,7 +217,7 @@ export class ServerMetrics {
 
   /** Unsubscribes from the engine. */
   dispose(): void {
-    this.#batchSub.dispose();
+    for (const sub of this.#subs) sub.dispose();
     this.registry.clear();
   }
 }

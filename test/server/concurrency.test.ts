@@ -41,9 +41,14 @@ test(`${N} concurrent requests each get their own image, matching a single run o
   }
 
   const m = parseMetrics(await (await fetch(`${server.url}/metrics`)).text());
-  const batches = m.get("omni_batch_size_count")!;
   const batched = m.get("omni_batch_size_sum")!;
-  assert.equal(batched, N + 4, "every request ran in exactly one batch");
-  assert.ok(batches < N, `the ${N} concurrent requests shared batches (${batches} batches)`);
+  assert.equal(batched, N + 4, "every request ran in exactly one executor call");
+  // Continuous batching (the default): requests share UNet calls, not executor calls. Every request took
+  // 2 steps of 2 rows (the model's default guidance), each row in exactly one call.
+  const rowSteps = m.get("omni_unet_batch_rows_sum")!;
+  const calls = m.get("omni_unet_batch_rows_count")!;
+  assert.equal(rowSteps, (N + 4) * 2 * 2, "every row of every step ran in exactly one UNet call");
+  assert.ok(calls < (N + 4) * 2, `the ${N} concurrent requests shared UNet calls (${calls} calls for ${(N + 4) * 2} request-steps)`);
+  assert.equal(m.get("omni_time_to_first_step_seconds_count"), N + 4);
   assert.equal(m.get('omni_generation_requests_total{outcome="ok"}'), N + 4);
 });

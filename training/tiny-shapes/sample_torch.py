@@ -119,14 +119,18 @@ class Sampler:
         with torch.inference_mode():
             ids = torch.tensor([self.encode(p, self.max_tokens) for p in self.prompts(batch)] + [self.encode("", self.max_tokens)])
             h = self.text(ids)  # one text-encoder call: the prompts and the empty negative prompt
-            ctx = torch.cat([h[batch:].expand(batch, -1, -1), h[:batch]])  # [uncond; cond]
+            cfg = guidance > 1  # as the pipeline: guidance <= 1 runs the prompt rows only
+            ctx = torch.cat([h[batch:].expand(batch, -1, -1), h[:batch]]) if cfg else h[:batch]  # [uncond; cond]
             g = torch.Generator().manual_seed(seed)
             x = torch.randn(batch, 3, self.size, self.size, generator=g)
             ratio = T // steps
             for t in self.timesteps(steps):
-                out = self.unet(torch.cat([x, x]), torch.full((2 * batch,), float(t)), ctx)
-                u, c = out.chunk(2)
-                v = u + guidance * (c - u)
+                if cfg:
+                    out = self.unet(torch.cat([x, x]), torch.full((2 * batch,), float(t)), ctx)
+                    u, c = out.chunk(2)
+                    v = u + guidance * (c - u)
+                else:
+                    v = self.unet(x, torch.full((batch,), float(t)), ctx)
                 a_t = self.alphas_cumprod[t]
                 a_prev = self.alphas_cumprod[t - ratio] if t - ratio >= 0 else final
                 sa, sb = math.sqrt(a_t), math.sqrt(1 - a_t)

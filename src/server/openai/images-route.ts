@@ -54,6 +54,7 @@ class Generation {
 function serverTiming(m: StageMetrics, encodeMs: number): string {
   const parts: [string, number | undefined][] = [
     ["queue", m.queueMs],
+    ["first_step", m.firstStepMs],
     ["encode_text", m.encodeTextMs],
     ["denoise", m.denoiseMs],
     ["decode", m.decodeMs],

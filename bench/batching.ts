@@ -1,0 +1,276 @@
+/**
+ * The three batching policies side by side on the shipped model (issue 6): starts `omni-diffusion serve`
+ * once per policy, sends each the same Poisson workload (mixed 4/20/50-step requests, with and without
+ * classifier-free guidance) from 16 concurrent clients, and prints per policy throughput, p50/p95 latency
+ * overall and for the 4-step requests, mean UNet rows per call, and the ratios continuous/none and
+ * continuous/request against the targets (≥ 2× the throughput of `none`; 4-step p95 ≤ 0.5× that of
+ * `request`). When a target is missed (or with --unet-profile) it measures one UNet call at 1…32 rows
+ * in-process, which bounds what batching can gain on this machine.
+ *
+ *   npx tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45]
+ *     [--num-requests N] [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4]
+ *     [--size 32x32] [--workers 1] [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0]
+ *     [--unet-profile] [--unet-rows 1,2,4,8,16,32] [--json FILE]
+ *
+ * With --num-requests or --request-rate left out, a short calibration on the first server (two requests
+ * alone) sizes the run: the `none` run takes about --target-s seconds, and requests arrive at 8× the rate
+ * `none` can serve, so every policy runs saturated at --concurrency clients (throughput then measures the
+ * server, not the arrivals). The defaults take 2–4 minutes on 2 cores.
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { BATCHING_POLICIES, type BatchingPolicy } from "../src/core/config.js";
+import { DEFAULT_MODEL_DIR } from "../src/core/paths.js";
+import { startCliServer, stopCliServer } from "./lib/cli-server.js";
+import { describeMachine } from "./lib/machine.js";
+import { makeRequests, percentile, runLoad, sendOne, type LoadOptions, type LoadRequest, type LoadResult } from "./lib/serve-load.js";
+import { intFlag, intListFlag, table } from "./lib/stats.js";
+import { unetProfile } from "./lib/unet-profile.js";
+
+const { values: args } = parseArgs({
+  options: {
+    policies: { type: "string", default: BATCHING_POLICIES.join(",") },
+    concurrency: { type: "string", default: "16" },
+    "target-s": { type: "string", default: "45" },
+    "num-requests": { type: "string" },
+    "request-rate": { type: "string", default: "auto" },
+    steps: { type: "string", default: "4,20,50" },
+    "step-weights": { type: "string", default: "5,3,2" },
+    guidance: { type: "string", default: "1,4" },
+    size: { type: "string", default: "32x32" },
+    workers: { type: "string", default: "1" },
+    threads: { type: "string", default: "2" },
+    "max-batch": { type: "string", default: "16" },
+    "max-batch-rows": { type: "string", default: "32" },
+    seed: { type: "string", default: "0" },
+    "unet-profile": { type: "boolean", default: false },
+    "unet-rows": { type: "string", default: "1,2,4,8,16,32" },
+    json: { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (args.help) {
+  console.log(`usage: tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45] [--num-requests N]
+       [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4] [--size 32x32] [--workers 1]
+       [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,32] [--json FILE]`);
+  process.exit(0);
+}
+
+const policies = args.policies!.split(",").map((p) => p.trim()) as BatchingPolicy[];
+for (const p of policies) {
+  if (!(BATCHING_POLICIES as readonly string[]).includes(p)) {
+    console.error(`--policies: unknown policy "${p}" (use ${BATCHING_POLICIES.join(", ")})`);
+    process.exit(2);
+  }
+}
+const concurrency = intFlag("concurrency", args.concurrency, 1);
+const targetS = intFlag("target-s", args["target-s"], 1);
+const steps = intListFlag("steps", args.steps);
+const weights = intListFlag("step-weights", args["step-weights"]);
+const guidances = args.guidance!.split(",").map(Number);
+const workers = intFlag("workers", args.workers, 1);
+const threads = intFlag("threads", args.threads, 1);
+const seed = intFlag("seed", args.seed, 0);
+const shortSteps = Math.min(...steps);
+if (weights.length !== steps.length || guidances.some((g) => !Number.isFinite(g) || g < 0)) {
+  console.error("--step-weights needs one weight per --steps entry, and --guidance non-negative numbers");
+  process.exit(2);
+}
+const serverFlags = (policy: BatchingPolicy) => [
+  "--workers", String(workers), "--threads", String(threads), "--batching", policy,
+  "--max-batch", String(intFlag("max-batch", args["max-batch"], 1)), "--max-batch-rows", String(intFlag("max-batch-rows", args["max-batch-rows"], 1)),
+  "--max-queue", "100000", "--max-steps", String(Math.max(150, ...steps)),
+];
+
+/** The workload: prompts and seeds from the shapes vocabulary; steps drawn by weight; guidance alternating at random. */
+function workload(count: number): LoadRequest[] {
+  const base = makeRequests(count, [args.size!], [1], 1, seed);
+  let x = seed * 7919 + 17;
+  const rnd = () => ((x = (x * 48271) % 2147483647) / 2147483647);
+  const total = weights.reduce((a, b) => a + b, 0);
+  return base.map((r) => {
+    let u = rnd() * total;
+    const s = steps.find((_, i) => (u -= weights[i]!) < 0) ?? steps[steps.length - 1]!;
+    return { ...r, steps: s, guidance: guidances[Math.floor(rnd() * guidances.length)]! };
+  });
+}
+
+const loadOpts = (baseUrl: string, requestRate: number): LoadOptions => ({ baseUrl, requestRate, concurrency, timeoutMs: 1_800_000, seed });
+
+async function must(r: Promise<LoadResult>): Promise<LoadResult> {
+  const res = await r;
+  if (!res.ok) throw new Error(`request failed: ${res.error}`);
+  return res;
+}
+
+/** Warm-up: each guidance setting alone, then one concurrent burst, so lazy initialisation is not measured. */
+async function warmup(url: string): Promise<void> {
+  const opts = loadOpts(url, Infinity);
+  for (const g of guidances) await must(sendOne({ prompt: "warm-up", size: args.size!, steps: 2, n: 1, seed: 0, guidance: g }, opts));
+  await Promise.all(Array.from({ length: Math.min(concurrency, 8) }, (_, i) => must(sendOne({ prompt: "warm-up", size: args.size!, steps: 2, n: 1, seed: i, guidance: guidances[i % guidances.length] }, opts))));
+}
+
+/** Mean service time of one request of the workload served alone, from a short and a long guided request. */
+async function calibrate(url: string): Promise<number> {
+  const opts = loadOpts(url, Infinity);
+  const g = Math.max(...guidances);
+  const time = async (s: number) => {
+    const r = await must(sendOne({ prompt: "calibration", size: args.size!, steps: s, n: 1, seed: 1, guidance: g }, opts));
+    return r.latencyMs;
+  };
+  const [t1, t2] = [await time(4), await time(24)];
+  const perStep = Math.max(0.1, (t2 - t1) / 20);
+  const fixed = Math.max(0, t1 - 4 * perStep);
+  const meanSteps = steps.reduce((a, s, i) => a + s * weights[i]!, 0) / weights.reduce((a, b) => a + b, 0);
+  return fixed + perStep * meanSteps; // guided per-step time for all: errs on the slow side
+}
+
+/** Sum and count of a histogram on /metrics. */
+async function histogram(url: string, name: string): Promise<{ sum: number; count: number }> {
+  const lines = (await (await fetch(`${url}/metrics`)).text()).split("\n");
+  const get = (suffix: string) => Number(lines.find((l) => l.startsWith(`${name}_${suffix} `))?.split(" ")[1] ?? 0);
+  return { sum: get("sum"), count: get("count") };
+}
+
+interface PolicyResult {
+  policy: BatchingPolicy;
+  durationS: number;
+  failed: number;
+  imagesPerS: number;
+  p50: number;
+  p95: number;
+  byClass: Record<number, { p50: number; p95: number; firstStepP50: number; n: number }>;
+  meanRows: number;
+  meanStepMs: number;
+  errors: (string | undefined)[];
+}
+
+/**
+ * One policy's run on a fresh server. `plan` runs on the first server after its warm-up: it calibrates
+ * when it must and fixes the workload and arrival rate that every later policy reuses.
+ */
+async function runPolicy(policy: BatchingPolicy, plan: (url: string) => Promise<{ requests: LoadRequest[]; rate: number }>): Promise<PolicyResult> {
+  const { child, url } = await startCliServer(serverFlags(policy));
+  try {
+    await warmup(url);
+    const { requests, rate } = await plan(url);
+    const [rows0, step0] = await Promise.all([histogram(url, "omni_unet_batch_rows"), histogram(url, "omni_step_duration_seconds")]);
+    const { results, durationS } = await runLoad(requests, loadOpts(url, rate));
+    const [rows1, step1] = await Promise.all([histogram(url, "omni_unet_batch_rows"), histogram(url, "omni_step_duration_seconds")]);
+    const ok = results.map((r, i) => ({ r, req: requests[i]! })).filter(({ r }) => r.ok);
+    const lat = (xs: typeof ok) => xs.map(({ r }) => r.latencyMs).sort((a, b) => a - b);
+    const byClass: PolicyResult["byClass"] = {};
+    for (const s of steps) {
+      const cls = ok.filter(({ req }) => req.steps === s);
+      const first = cls.map(({ r }) => r.stages.first_step).filter((v): v is number => typeof v === "number").sort((a, b) => a - b);
+      byClass[s] = { p50: percentile(lat(cls), 50), p95: percentile(lat(cls), 95), firstStepP50: percentile(first, 50), n: cls.length };
+    }
+    const calls = rows1.count - rows0.count;
+    const errors = [...new Set(results.filter((r) => !r.ok).map((r) => r.error))].slice(0, 3);
+    return {
+      policy,
+      durationS,
+      failed: results.length - ok.length,
+      errors,
+      imagesPerS: ok.reduce((a, { r }) => a + r.images, 0) / durationS,
+      p50: percentile(lat(ok), 50),
+      p95: percentile(lat(ok), 95),
+      byClass,
+      meanRows: calls > 0 ? (rows1.sum - rows0.sum) / calls : NaN,
+      meanStepMs: calls > 0 ? ((step1.sum - step0.sum) / calls) * 1000 : NaN,
+    };
+  } finally {
+    await stopCliServer(child);
+  }
+}
+
+console.log(describeMachine());
+const rateArg = args["request-rate"]!;
+const fixedRate = rateArg === "auto" ? null : rateArg === "inf" ? Infinity : Number(rateArg);
+if (fixedRate !== null && !(fixedRate > 0)) {
+  console.error(`--request-rate must be "auto", "inf" or a number > 0, got ${rateArg}`);
+  process.exit(2);
+}
+const fixedCount = args["num-requests"] ? intFlag("num-requests", args["num-requests"], 1) : null;
+let planned: { requests: LoadRequest[]; rate: number; calibratedMs: number | null } | null = null;
+const plan = async (url: string) => {
+  if (planned) return planned;
+  const calibratedMs = fixedCount === null || fixedRate === null ? await calibrate(url) : null;
+  // Sized so `none` (one request at a time per worker) runs about --target-s seconds; arrivals at 8× its
+  // capacity keep every policy saturated at --concurrency clients.
+  const count = fixedCount ?? Math.min(600, Math.max(30, Math.round((targetS * 1000 * workers) / calibratedMs!)));
+  const rate = fixedRate ?? (8 * workers * 1000) / calibratedMs!;
+  const requests = workload(count);
+  const mix = steps.map((s) => `${s} steps × ${requests.filter((r) => r.steps === s).length}`).join(", ");
+  console.log(
+    `workload: ${count} requests (${mix}; guidance ${guidances.join("/")}), size ${args.size}, ${concurrency} concurrent clients, ` +
+      `Poisson arrivals at ${Number.isFinite(rate) ? rate.toFixed(2) : "inf"} req/s; ${workers} worker(s) × ${threads} thread(s), ` +
+      `--max-batch ${args["max-batch"]}, --max-batch-rows ${args["max-batch-rows"]}` +
+      (calibratedMs !== null ? `; calibrated service time alone ${calibratedMs.toFixed(0)} ms/request` : "") +
+      "\n",
+  );
+  planned = { requests, rate, calibratedMs };
+  return planned;
+};
+
+const results: PolicyResult[] = [];
+for (const policy of policies) {
+  const r = await runPolicy(policy, plan);
+  console.log(`${policy}: ${r.imagesPerS.toFixed(2)} images/s over ${r.durationS.toFixed(1)} s${r.failed ? `, ${r.failed} FAILED: ${r.errors.join(" | ")}` : ""}`);
+  results.push(r);
+}
+
+const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : "-");
+const long = steps.filter((s) => s !== shortSteps);
+console.log();
+console.log(
+  table([
+    ["policy", "images/s", "p50 ms", "p95 ms", `${shortSteps}-step p50`, `${shortSteps}-step p95`, ...long.map((s) => `${s}-step p95`), `${shortSteps}-step 1st step p50`, "rows/UNet call", "ms/UNet call"],
+    ...results.map((r) => [
+      r.policy,
+      r.imagesPerS.toFixed(2),
+      ms(r.p50),
+      ms(r.p95),
+      ms(r.byClass[shortSteps]!.p50),
+      ms(r.byClass[shortSteps]!.p95),
+      ...long.map((s) => ms(r.byClass[s]!.p95)),
+      ms(r.byClass[shortSteps]!.firstStepP50),
+      Number.isFinite(r.meanRows) ? r.meanRows.toFixed(1) : "-",
+      Number.isFinite(r.meanStepMs) ? r.meanStepMs.toFixed(1) : "-",
+    ]),
+  ]),
+);
+
+const get = (p: BatchingPolicy) => results.find((r) => r.policy === p);
+const [cont, req, none] = [get("continuous"), get("request"), get("none")];
+const verdicts: boolean[] = [];
+console.log();
+if (cont && none) {
+  const x = cont.imagesPerS / none.imagesPerS;
+  verdicts.push(x >= 2);
+  console.log(`throughput continuous/none:    ${x.toFixed(2)}x  (target >= 2x: ${x >= 2 ? "met" : "MISSED"})`);
+}
+if (cont && req) {
+  console.log(`throughput continuous/request: ${(cont.imagesPerS / req.imagesPerS).toFixed(2)}x`);
+  const y = cont.byClass[shortSteps]!.p95 / req.byClass[shortSteps]!.p95;
+  verdicts.push(y <= 0.5);
+  console.log(`${shortSteps}-step p95 continuous/request: ${y.toFixed(2)}x  (target <= 0.5x: ${y <= 0.5 ? "met" : "MISSED"})`);
+}
+
+let profile: Awaited<ReturnType<typeof unetProfile>> | null = null;
+if (args["unet-profile"] || verdicts.includes(false)) {
+  console.log(`\nOne UNet call (pipeline.step, ${args.size}, no guidance) vs rows, in-process with ${threads} thread(s):`);
+  profile = await unetProfile({ modelDir: DEFAULT_MODEL_DIR, threads, size: args.size!, rows: intListFlag("unet-rows", args["unet-rows"]) });
+  console.log(
+    table([
+      ["rows", "ms/call", "ms/row", "rows/s", "gain vs 1 row"],
+      ...profile.map((p) => [p.rows, p.msPerCall.toFixed(2), (p.msPerCall / p.rows).toFixed(2), ((1000 * p.rows) / p.msPerCall).toFixed(0), `${p.gain.toFixed(2)}x`]),
+    ]),
+  );
+  const best = profile.reduce((a, b) => (b.gain > a.gain ? b : a));
+  console.log(
+    `Batching can raise UNet throughput at most ${best.gain.toFixed(2)}x here (at ${best.rows} rows): that bounds continuous/none, ` +
+      `whose requests otherwise run one at a time with the same per-row cost.`,
+  );
+}
+if (args.json) writeFileSync(args.json, JSON.stringify({ args, count: planned?.requests.length, rate: planned?.rate, calibratedMs: planned?.calibratedMs, results, profile }, null, 2));
