@@ -192,9 +192,14 @@ if (fixedRate !== null && !(fixedRate > 0)) {
   process.exit(2);
 }
 const fixedCount = args["num-requests"] ? intFlag("num-requests", args["num-requests"], 1) : null;
-let planned: { requests: LoadRequest[]; rate: number; calibratedMs: number | null } | null = null;
-const plan = async (url: string) => {
-  if (planned) return planned;
+interface Plan {
+  requests: LoadRequest[];
+  rate: number;
+  calibratedMs: number | null;
+}
+const planned: { value: Plan | null } = { value: null };
+const plan = async (url: string): Promise<Plan> => {
+  if (planned.value) return planned.value;
   const calibratedMs = fixedCount === null || fixedRate === null ? await calibrate(url) : null;
   // Sized so `none` (one request at a time per worker) runs about --target-s seconds; arrivals at 8× its
   // capacity keep every policy saturated at --concurrency clients.
@@ -209,8 +214,8 @@ const plan = async (url: string) => {
       (calibratedMs !== null ? `; calibrated service time alone ${calibratedMs.toFixed(0)} ms/request` : "") +
       "\n",
   );
-  planned = { requests, rate, calibratedMs };
-  return planned;
+  planned.value = { requests, rate, calibratedMs };
+  return planned.value;
 };
 
 const results: PolicyResult[] = [];
@@ -273,4 +278,4 @@ if (args["unet-profile"] || verdicts.includes(false)) {
       `whose requests otherwise run one at a time with the same per-row cost.`,
   );
 }
-if (args.json) writeFileSync(args.json, JSON.stringify({ args, count: planned?.requests.length, rate: planned?.rate, calibratedMs: planned?.calibratedMs, results, profile }, null, 2));
+if (args.json) writeFileSync(args.json, JSON.stringify({ args, count: planned.value?.requests.length, rate: planned.value?.rate, calibratedMs: planned.value?.calibratedMs, results, profile }, null, 2));

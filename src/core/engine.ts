@@ -4,6 +4,7 @@ import { resolveExecutor } from "../executors/resolve-executor.js";
 import type { StepBatchInfo, StepProgress } from "../pipelines/types.js";
 import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
 import { parseConfig, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
+import type { StageMetrics } from "./output.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "./request.js";
 import { OmniRequestOutput } from "./request-output.js";
 
@@ -391,7 +392,7 @@ export class DiffusionEngine {
  * worker's, e.g. waiting to join a full step loop); `firstStepMs` counts from entering the engine's queue.
  */
 function withQueueTime(out: OmniRequestOutput, q: QueuedRequest, dispatchedAt: number): OmniRequestOutput {
-  const metrics = { ...out.metrics, queueMs: dispatchedAt - q.enqueuedAt + (out.metrics.workerQueueMs ?? 0) };
+  const metrics: StageMetrics = { ...out.metrics, queueMs: dispatchedAt - q.enqueuedAt + (out.metrics.workerQueueMs ?? 0) };
   if (q.firstStepAt !== undefined) metrics.firstStepMs = q.firstStepAt - q.enqueuedAt;
   return new OmniRequestOutput({ ...out, images: out.images, error: out.error, metrics });
 }

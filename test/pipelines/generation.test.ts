@@ -128,3 +128,20 @@ test("progress reports every step, and an abort stops a request between steps", 
   assert.equal(out.imagesFor("keep").length, 1);
   assert.equal(out.errors["stop"]?.code, "OMNI_ERR_ABORTED");
 });
+
+test("the shipped model paints the requested colours (judged by the fidelity classifier)", async () => {
+  const { classify } = await import("../../bench/lib/classify.js");
+  const cases = [
+    ["red", "circle", "blue"],
+    ["yellow", "square", "black"],
+    ["green", "cross", "white"],
+  ] as const;
+  const reqs = cases.map(([fg, shape, bg], i) => new OmniDiffusionRequest({ prompt: `a ${fg} ${shape} on a ${bg} background`, seed: 21 + i, requestId: `colour-${i}` }));
+  const out = await pipe.generate(reqs);
+  cases.forEach(([fg, , bg], i) => {
+    const img = out.imagesFor(`colour-${i}`)[0]!;
+    const got = classify(img.data, img.width);
+    assert.equal(got.foreground, fg, `prompt ${reqs[i]!.prompt}: foreground ${got.foreground}`);
+    assert.equal(got.background, bg, `prompt ${reqs[i]!.prompt}: background ${got.background}`);
+  });
+});

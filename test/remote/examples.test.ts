@@ -12,7 +12,7 @@ import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { ENDPOINT, FakeSageMakerRuntime, useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
-const T = 60_000;
+const T = 120_000;
 const example = (file: string, name: string) => `${fileURLToPath(new URL(`../../examples/executors/${file}`, import.meta.url))}#${name}`;
 useTestCredentials();
 

@@ -12,7 +12,7 @@ import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { runExecutorConformance } from "../conformance/executor-conformance.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
-const T = 60_000;
+const T = 120_000;
 const KEY = "grpc-test-key";
 
 /** A raw unary call, for inputs the executor would never send. */

@@ -11,7 +11,7 @@ import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { runExecutorConformance } from "../conformance/executor-conformance.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
-const T = 60_000;
+const T = 120_000;
 const req = (i: number, extra: Partial<ConstructorParameters<typeof OmniDiffusionRequest>[0]> = {}) =>
   new OmniDiffusionRequest({ prompt: `a green square ${i}`, width: 32, height: 32, numInferenceSteps: 2, seed: i, ...extra });
 

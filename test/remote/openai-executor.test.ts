@@ -15,7 +15,7 @@ import { startServer, type OmniServer } from "../../src/server/openai/openai-ser
 import { encodePng } from "../../src/utils/png.js";
 import { runExecutorConformance } from "../conformance/executor-conformance.js";
 
-const T = 60_000;
+const T = 120_000;
 const KEY = "sk-test";
 
 describe("OpenAIImagesExecutor against omni-diffusion serve", { timeout: 10 * T }, () => {

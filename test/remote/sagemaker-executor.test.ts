@@ -19,7 +19,7 @@ import { runExecutorConformance } from "../conformance/executor-conformance.js";
 import { ENDPOINT, FakeSageMakerRuntime, useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
-const T = 60_000;
+const T = 120_000;
 useTestCredentials();
 
 const req = (i: number, extra: Partial<ConstructorParameters<typeof OmniDiffusionRequest>[0]> = {}) =>

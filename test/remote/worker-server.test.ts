@@ -6,7 +6,7 @@ import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { startWorkerServer, type WorkerServer } from "../../src/server/worker/worker-server.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
-const T = 60_000;
+const T = 120_000;
 const KEY = "s3cret";
 const AUTH = { authorization: `Bearer ${KEY}` };
 const good = (i: number): Record<string, unknown> => new OmniDiffusionRequest({ prompt: `a blue circle ${i}`, width: 32, height: 32, numInferenceSteps: 2, seed: i }).toDict();
