@@ -1,6 +1,6 @@
 // Public API of omni-diffusion. Only re-exports live here.
-export { DiffusionEngine, type BatchEvent, type EngineGenerateOptions, type EngineStats } from "./core/engine.js";
-export { parseConfig, configSchema, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./core/config.js";
+export { DiffusionEngine, type BatchEvent, type EngineGenerateOptions, type EngineStats, type StepEvent } from "./core/engine.js";
+export { parseConfig, configSchema, BATCHING_POLICIES, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./core/config.js";
 export { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit, type OmniDiffusionRequestDict } from "./core/request.js";
 export {
   DiffusionOutput,
@@ -49,7 +49,8 @@ export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./
 export { loadPipeline } from "./pipelines/load.js";
 export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";
 export { OnnxDiffusionPipeline } from "./pipelines/onnx-diffusion-pipeline.js";
-export type { DiffusionPipeline, GenerateOptions, PipelineInfo, PipelineLoadOptions, StepProgress } from "./pipelines/types.js";
+export { isSteppable } from "./pipelines/types.js";
+export type { DiffusionPipeline, GenerateOptions, PipelineInfo, PipelineLoadOptions, StepBatchInfo, StepProgress, SteppablePipeline, UnetCall } from "./pipelines/types.js";
 export { createScheduler, SCHEDULER_NAMES } from "./schedulers/index.js";
 export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";
 export { encodePng, decodePng, type RgbImage } from "./utils/png.js";

@@ -212,6 +212,10 @@ export class DiffusionWorker {
           valid.delete(req.requestId);
           throw new ValidationError(`request_id "${req.requestId}" appears more than once in one batch`, { field: "request_id" });
         }
+        // Calls overlap in the step loop, and aborts and bookkeeping go by id: an id may run once at a time.
+        if (this.#loop && this.#inFlight.has(req.requestId)) {
+          throw new ValidationError(`request_id "${req.requestId}" is already running on worker rank ${this.rank}`, { field: "request_id" });
+        }
         this.pipeline.validate(req);
         valid.set(req.requestId, req);
       } catch (err) {

@@ -34,7 +34,7 @@ export class ChildWorker {
   }
 
   /** Spawns the CLI with `args` after `worker` and resolves once it prints its `ready` line (or rejects after `ms`). */
-  static async start(args: string[], ms = 60_000): Promise<ChildWorker> {
+  static async start(args: string[], ms = 120_000): Promise<ChildWorker> {
     const child = spawn(process.execPath, ["--import", "tsx", CLI, "worker", "--workers", "1", "--threads", "1", "--no-log", ...args], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -43,7 +43,7 @@ export class ChildWorker {
     let out = "";
     let err = "";
     child.stderr!.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-    const urls = await new Promise<Record<string, string>>((resolve, reject) => {
+    const ready = new Promise<Record<string, string>>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`worker not ready within ${ms}ms; stderr: ${err}`)), ms);
       child.stdout!.on("data", (d: Buffer) => {
         out += d.toString();
@@ -57,6 +57,15 @@ export class ChildWorker {
         reject(new Error(`worker exited before it was ready; stderr: ${err}`));
       });
     });
+    let urls: Record<string, string>;
+    try {
+      urls = await ready;
+    } catch (err) {
+      // Never leave a half-started worker behind: it would outlive the test and hold its pipes open.
+      child.kill("SIGKILL");
+      await exited;
+      throw err;
+    }
     return new ChildWorker(child, urls, exited);
   }
 

@@ -24,7 +24,10 @@ describe("failover between two worker servers", { timeout: T }, () => {
   const metrics = (url: string): EndpointMetrics => ex.endpointMetrics().find((m) => m.endpoint === url)!;
 
   before(async () => {
-    [a, b] = await Promise.all([ChildWorker.start(["--http-port", "0"]), startTestWorker({ httpPort: 0 })]);
+    const [ca, cb] = await Promise.allSettled([ChildWorker.start(["--http-port", "0"]), startTestWorker({ httpPort: 0 })]);
+    if (ca.status === "fulfilled") a = ca.value;
+    if (cb.status === "fulfilled") b = cb.value;
+    if (ca.status === "rejected" || cb.status === "rejected") throw ca.status === "rejected" ? ca.reason : (cb as PromiseRejectedResult).reason;
     ex = new HttpDiffusionExecutor(
       parseConfig({
         executorOptions: { endpoints: [a.httpUrl!, b.httpUrl!], retries: 4, breakerThreshold: 2, halfOpenAfterMs: 300, backoffInitialMs: 20, timeoutMs: 60_000 },

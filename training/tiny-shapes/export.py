@@ -93,7 +93,7 @@ def main():
         "scheduler": ["diffusers", "DDIMScheduler"],
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
         # read by omni-diffusion (diffusers ignores keys that start with "_")
-        "_omni_defaults": {"num_inference_steps": 20, "guidance_scale": 4.0, "scheduler": "ddim"},
+        "_omni_defaults": {"num_inference_steps": 20, "guidance_scale": 8.0, "scheduler": "ddim"},
     })
     write_json(os.path.join(out, "scheduler/scheduler_config.json"), {
         "_class_name": "DDIMScheduler",
