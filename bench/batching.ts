@@ -10,7 +10,7 @@
  *   npx tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45]
  *     [--num-requests N] [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4]
  *     [--size 32x32] [--workers 1] [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0]
- *     [--unet-profile] [--unet-rows 1,2,4,8,16,32] [--json FILE]
+ *     [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--json FILE]
  *
  * With --num-requests or --request-rate left out, a short calibration on the first server (two requests
  * alone) sizes the run: the `none` run takes about --target-s seconds, and requests arrive at 8× the rate
@@ -44,7 +44,7 @@ const { values: args } = parseArgs({
     "max-batch-rows": { type: "string", default: "32" },
     seed: { type: "string", default: "0" },
     "unet-profile": { type: "boolean", default: false },
-    "unet-rows": { type: "string", default: "1,2,4,8,16,32" },
+    "unet-rows": { type: "string", default: "1,2,4,8,16,24,32" },
     json: { type: "string" },
     help: { type: "boolean", default: false },
   },
@@ -52,7 +52,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`usage: tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45] [--num-requests N]
        [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4] [--size 32x32] [--workers 1]
-       [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,32] [--json FILE]`);
+       [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--json FILE]`);
   process.exit(0);
 }
 
@@ -142,6 +142,8 @@ interface PolicyResult {
   byClass: Record<number, { p50: number; p95: number; firstStepP50: number; n: number }>;
   meanRows: number;
   meanStepMs: number;
+  /** Share of the run the worker(s) spent inside UNet calls. */
+  unetBusy: number;
   errors: (string | undefined)[];
 }
 
@@ -178,6 +180,7 @@ async function runPolicy(policy: BatchingPolicy, plan: (url: string) => Promise<
       byClass,
       meanRows: calls > 0 ? (rows1.sum - rows0.sum) / calls : NaN,
       meanStepMs: calls > 0 ? ((step1.sum - step0.sum) / calls) * 1000 : NaN,
+      unetBusy: (step1.sum - step0.sum) / (durationS * workers),
     };
   } finally {
     await stopCliServer(child);
@@ -230,7 +233,7 @@ const long = steps.filter((s) => s !== shortSteps);
 console.log();
 console.log(
   table([
-    ["policy", "images/s", "p50 ms", "p95 ms", `${shortSteps}-step p50`, `${shortSteps}-step p95`, ...long.map((s) => `${s}-step p95`), `${shortSteps}-step 1st step p50`, "rows/UNet call", "ms/UNet call"],
+    ["policy", "images/s", "p50 ms", "p95 ms", `${shortSteps}-step p50`, `${shortSteps}-step p95`, ...long.map((s) => `${s}-step p95`), `${shortSteps}-step 1st step p50`, "rows/UNet call", "ms/UNet call", "UNet busy"],
     ...results.map((r) => [
       r.policy,
       r.imagesPerS.toFixed(2),
@@ -242,6 +245,7 @@ console.log(
       ms(r.byClass[shortSteps]!.firstStepP50),
       Number.isFinite(r.meanRows) ? r.meanRows.toFixed(1) : "-",
       Number.isFinite(r.meanStepMs) ? r.meanStepMs.toFixed(1) : "-",
+      `${(100 * r.unetBusy).toFixed(0)}%`,
     ]),
   ]),
 );
@@ -275,7 +279,8 @@ if (args["unet-profile"] || verdicts.includes(false)) {
   const best = profile.reduce((a, b) => (b.gain > a.gain ? b : a));
   console.log(
     `Batching can raise UNet throughput at most ${best.gain.toFixed(2)}x here (at ${best.rows} rows): that bounds continuous/none, ` +
-      `whose requests otherwise run one at a time with the same per-row cost.`,
+      `whose requests otherwise run one at a time with the same per-row cost` +
+      (best.rows !== Math.max(...profile.map((p) => p.rows)) ? `; larger calls cost more per row, so try --max-batch-rows ${best.rows}.` : "."),
   );
 }
 if (args.json) writeFileSync(args.json, JSON.stringify({ args, count: planned.value?.requests.length, rate: planned.value?.rate, calibratedMs: planned.value?.calibratedMs, results, profile }, null, 2));

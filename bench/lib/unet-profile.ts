@@ -23,19 +23,21 @@ export async function unetProfile(opts: { modelDir: string; threads: number; siz
   if (!isSteppable(pipeline)) throw new Error(`${pipeline.info.className} has no step-level interface to profile`);
   try {
     pipeline.maxBatchRows = Math.max(...opts.rows);
-    const out: { rows: number; msPerCall: number }[] = [];
-    for (const rows of opts.rows) {
-      const request = new OmniDiffusionRequest({ prompt: "a red circle on a blue background", width, height, numInferenceSteps: iters + 2, guidanceScale: 1, numOutputsPerPrompt: rows, seed: 1 });
-      const [state] = await pipeline.prepare([request]);
-      for (let i = 0; i < 2; i++) await pipeline.step([state!]); // first calls at a new batch size pay for allocation
-      const times: number[] = [];
-      for (let i = 0; i < iters; i++) {
+    const requests = opts.rows.map(
+      (rows) => new OmniDiffusionRequest({ prompt: "a red circle on a blue background", width, height, numInferenceSteps: iters + 2, guidanceScale: 1, numOutputsPerPrompt: rows, seed: 1 }),
+    );
+    const states = await pipeline.prepare(requests);
+    // First calls at a new batch size pay for allocation; rounds interleave the sizes so drift in machine load hits them alike.
+    for (let i = 0; i < 2; i++) for (const s of states) await pipeline.step([s]);
+    const times = opts.rows.map(() => [] as number[]);
+    for (let i = 0; i < iters; i++) {
+      for (const [k, s] of states.entries()) {
         const t0 = performance.now();
-        await pipeline.step([state!]);
-        times.push(performance.now() - t0);
+        await pipeline.step([s]);
+        times[k]!.push(performance.now() - t0);
       }
-      out.push({ rows, msPerCall: median(times) });
     }
+    const out = opts.rows.map((rows, k) => ({ rows, msPerCall: median(times[k]!) }));
     const perRow1 = out[0]!.msPerCall / out[0]!.rows;
     return out.map((r) => ({ ...r, gain: perRow1 / (r.msPerCall / r.rows) }));
   } finally {

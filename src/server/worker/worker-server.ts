@@ -9,7 +9,7 @@ import { WorkerService } from "./worker-service.js";
 
 /** Options of {@link startWorkerServer}. A port of 0 picks a free one; an absent port is not served. */
 export interface WorkerServerOptions {
-  /** Config of the engine the worker runs (model, `numGpus` worker processes, threads, limits). */
+  /** Config of the engine the worker runs (model, `numGpus` worker processes, threads, limits); `batchWindowMs` defaults to 0. */
   engine?: OmniDiffusionConfigInput;
   /** Interface to listen on. Default 127.0.0.1. */
   host?: string;
@@ -59,7 +59,9 @@ export async function startWorkerServer(opts: WorkerServerOptions = {}): Promise
   if (opts.httpPort === undefined && opts.grpcPort === undefined && opts.sagemakerPort === undefined) {
     throw new ConfigError("the worker server needs at least one of httpPort, grpcPort, sagemakerPort", { field: "httpPort" });
   }
-  const service = new WorkerService(opts.engine ?? {});
+  // The calling engine already batched what it sends; waiting for more here would only add latency. Requests
+  // that arrive while a batch runs still queue and share the next one.
+  const service = new WorkerService({ batchWindowMs: 0, ...opts.engine });
   const apps: FastifyInstance[] = [];
   let grpcApi: GrpcApi | undefined;
   let httpUrl: string | undefined;
