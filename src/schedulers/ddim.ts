@@ -3,6 +3,7 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  alphaCumprodAt,
   BASE_DEFAULTS,
   alphasCumprod,
   assertSameLength,
@@ -74,10 +75,7 @@ export class DdimScheduler implements Scheduler {
   }
 
   private alphaAt(t: number): number {
-    if (!Number.isInteger(t) || t >= this.config.num_train_timesteps) {
-      throw new ValidationError(`scheduler "${this.name}": timestep ${t} is not an integer training timestep`, { field: "timestep" });
-    }
-    return t >= 0 ? this.alphasCumprod[t]! : this.finalAlphaCumprod;
+    return alphaCumprodAt(this.alphasCumprod, this.finalAlphaCumprod, t, this.name);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array } {

@@ -539,3 +539,14 @@ export function addNoiseVE(original: Float32Array, noise: Float32Array, sigma: n
   return out;
 }
 
+
+/**
+ * ᾱ at an integer training timestep for DDIM-style samplers; a negative timestep (past the last step)
+ * gives `finalAlphaCumprod`. Anything else is a ValidationError naming the scheduler.
+ */
+export function alphaCumprodAt(alphasCumprod: ArrayLike<number>, finalAlphaCumprod: number, t: number, schedulerName: string): number {
+  if (!Number.isInteger(t) || t >= alphasCumprod.length) {
+    throw new ValidationError(`scheduler "${schedulerName}": timestep ${t} is not an integer training timestep`, { field: "timestep" });
+  }
+  return t >= 0 ? alphasCumprod[t]! : finalAlphaCumprod;
+}
