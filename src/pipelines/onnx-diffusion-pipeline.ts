@@ -1,6 +1,6 @@
 import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { ValidationError } from "../errors/omni-error.js";
+import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
@@ -33,7 +33,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #latentChannels: number;
   readonly #vaeScale: number;
   readonly #scalingFactor: number;
-  readonly #info: Omit<PipelineInfo, "components" | "asleep">;
+  #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
   #limits: ModelLimits | null = null;
   /** Rows per UNet call; bigger batches are split. */
@@ -100,6 +100,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       textDim: Number(this.#unetConfig.cross_attention_dim) || 768,
       sizeMultiple: this.#info.sizeMultiple,
     });
+    // One source for the native size: what describe() found (config, else the export's static dims).
+    this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };
   }
 
   /** What this model can serve (sizes, samplers, memory per row), read once at the first load. */
@@ -114,18 +116,18 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   /** Applies the model's defaults and checks the request fits the model. */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults, sizeMultiple } = this.#info;
-    const width = r.width ?? this.#info.width;
-    const height = r.height ?? this.#info.height;
+    const limits = this.describe();
+    const width = r.width ?? limits.nativeWidth;
+    const height = r.height ?? limits.nativeHeight;
     for (const [field, v] of [["width", width], ["height", height]] as const) {
       if (v % sizeMultiple !== 0) {
-        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field });
+        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field, data: { reason: "invalid_size" } });
       }
     }
     // Exports with a fixed spatial size accept only that size.
-    const [, , fixedH, fixedW] = this.#unet.input("sample")?.shape ?? [];
-    for (const [field, v, fixed] of [["height", height, fixedH], ["width", width, fixedW]] as const) {
-      if (typeof fixed === "number" && fixed > 0 && v !== fixed * this.#vaeScale) {
-        throw new ValidationError(`${field} must be ${fixed * this.#vaeScale}: this UNet export has a fixed size`, { field });
+    for (const [field, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
+      if (limits.spatial === "fixed" && v !== native) {
+        throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
       }
     }
     const scheduler = r.scheduler ?? defaults.scheduler;

@@ -33,6 +33,8 @@ test("a fixed-shape export: the static H/W decide, and without sample_size they 
   const m = describeOnnxModel(fixed);
   assert.equal(m.spatial, "fixed");
   assert.deepEqual([m.nativeWidth, m.nativeHeight], [512, 768]);
+  // A fixed export's dims win over a config that says otherwise: they are the only size it can run.
+  assert.deepEqual([describeOnnxModel({ ...fixed, unetConfig: { sample_size: 64 } }).nativeHeight], [768]);
   // Nothing says: Stable Diffusion's 512.
   const none = describeOnnxModel({ ...SD, unetConfig: {} });
   assert.deepEqual([none.nativeWidth, none.spatial], [512, "dynamic"]);
