@@ -104,12 +104,15 @@ describe("docs: every code block a user would paste runs verbatim", { timeout: 6
           it(name, { skip: `not-run: ${block.notRun}` }, () => {});
           return;
         }
-        it(name, { timeout: BLOCK_TIMEOUT_MS + 10_000 }, async () => {
+        it(name, { timeout: BLOCK_TIMEOUT_MS + 10_000 }, async (t) => {
           assert.equal(block.markerError, undefined, block.markerError);
           const file = block.fileName ?? `block-${block.line}.${block.kind === "ts" ? "ts" : "sh"}`;
           mkdirSync(dirname(join(dir(), file)), { recursive: true });
           writeFileSync(join(dir(), file), block.code);
-          if (block.fileName && usedLater(blocks, i, block.fileName)) return; // saved for the block that uses it
+          if (block.fileName && usedLater(blocks, i, block.fileName)) {
+            t.diagnostic(`saved as ${file}; a later block runs it`);
+            return;
+          }
           const isTest = /\.test\.[mc]?[jt]s$/.test(basename(file));
           const r =
             block.kind === "sh"
