@@ -18,8 +18,29 @@ import { ensureBuilt } from "../helpers/built-package.js";
 const EXAMPLE = join(PACKAGE_ROOT, "examples", "example_custom_executor.ts");
 ensureBuilt();
 const { runExecutorConformance } = await import("omni-diffusion/testing");
+const pkg = await import("omni-diffusion");
+const { MyExecutor } = await import("../../examples/example_custom_executor.js");
 
 runExecutorConformance("MyExecutor (examples/example_custom_executor.ts)", () => ({ executorClass: `${EXAMPLE}#MyExecutor`, intraOpNumThreads: 1 }));
+
+for (const [how, executorClass] of [
+  ["by class", MyExecutor],
+  ["by string path, relative to the working directory", "./examples/example_custom_executor.ts#MyExecutor"],
+] as const) {
+  test(`the package's engine loads the example ${how}`, { timeout: 120_000 }, async () => {
+    process.chdir(PACKAGE_ROOT);
+    const engine = await pkg.DiffusionEngine.create({ executorClass, intraOpNumThreads: 1 });
+    try {
+      assert.equal(engine.executor.constructor.name, "MyExecutor");
+      const [out] = await engine.step([new pkg.OmniDiffusionRequest({ prompt: "a red circle on a blue background", seed: 42, numInferenceSteps: 2 })]);
+      assert.equal(out!.error, null);
+      assert.equal(out!.images[0]!.width, 32);
+      await engine.checkHealth();
+    } finally {
+      await engine.close();
+    }
+  });
+}
 
 test("the example runs as a script, as its header says, and from any folder", () => {
   const run = (cwd: string, file: string) =>
