@@ -11,6 +11,7 @@ import {
   OmniDiffusionRequest,
   ValidationError,
 } from "../../src/index.js";
+import { MyExecutor } from "../../examples/example_custom_executor.js";
 
 const quick = { numInferenceSteps: 2 };
 
@@ -98,8 +99,29 @@ describe("DiffusionEngine on the default multi-process executor", () => {
 });
 
 describe("custom executors", () => {
-  // Loading examples/example_custom_executor.ts by class and by string path: test/core/custom-executor-docs.test.ts
-  // (the example imports the built package, so it runs with the package's engine).
+  test("by class", async () => {
+    const engine = await DiffusionEngine.create({ executorClass: MyExecutor });
+    try {
+      assert.ok(engine.executor instanceof MyExecutor);
+      const [out] = await engine.step([new OmniDiffusionRequest({ prompt: "a red circle on a blue background", seed: 42, ...quick })]);
+      assert.equal(out!.images.length, 1);
+      await engine.checkHealth();
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("by string path, as in the quick-start", async () => {
+    const engine = await DiffusionEngine.create({ model: "models/tiny-shapes", numGpus: 1, executorClass: "./examples/example_custom_executor.ts#MyExecutor" });
+    try {
+      assert.equal(engine.executor.constructor.name, "MyExecutor");
+      const outputs = await engine.step([new OmniDiffusionRequest({ prompt: "a red circle on a blue background", seed: 42, ...quick })]);
+      assert.equal(outputs[0]!.images[0]!.width, 32);
+    } finally {
+      await engine.close();
+    }
+  });
+
   test("every bad executorClass fails with one clear error", async () => {
     class NotAnExecutor {}
     const cases: [unknown, new (...a: never[]) => Error, RegExp][] = [

@@ -1,23 +1,21 @@
 /**
  * The quick-start's three patterns (examples/executors/), each loaded the way its header says, through
  * the header's own `executorClass: "<file>#<Export>"` string from the repository root, and driven
- * through the engine of the built package (the examples import `omni-diffusion`, so the engine must be
- * that same copy) against a real worker server. The SageMaker example talks to FakeSageMakerRuntime,
+ * through the engine (imported as `omni-diffusion`, like the examples: in this repository, under tsx,
+ * tsconfig.json's `paths` map the name to src/) against a real worker server. The SageMaker example talks to FakeSageMakerRuntime,
  * which stands in for AWS.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { ClosedError, DiffusionEngine, ValidationError } from "omni-diffusion";
 import { PACKAGE_ROOT } from "../../src/core/paths.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
-import { ensureBuilt } from "../helpers/built-package.js";
 import { ENDPOINT, FakeSageMakerRuntime, useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 120_000;
-ensureBuilt();
-const { ClosedError, DiffusionEngine, ValidationError } = await import("omni-diffusion");
 
 /** The `executorClass` string the example's header tells a user to write (relative to the repository root). */
 function example(file: string, name: string): string {
