@@ -33,6 +33,9 @@ class MinimalExecutor extends api.DiffusionExecutor {
   protected async shutdown(): Promise<void> {}
 }
 
+/** A ModelLimits as a worker's describeModel reports it. */
+const TINY_LIMITS: api.ModelLimits = { nativeWidth: 32, nativeHeight: 32, spatial: "dynamic", sizeMultiple: 8, predictionType: "epsilon", schedulers: ["ddim"], bytesPerRowAtNative: 1_000_000 };
+
 const isOmniError = (code: string) => (err: unknown) => err instanceof api.OmniError && err.code === code;
 const errorClass = (Cls: new (message: string) => api.OmniError): Check => ({
   run: () => {
@@ -232,8 +235,31 @@ const MINIMAL: Record<keyof typeof api, Check> = {
     },
   },
 
+  // Request limits.
+  DEFAULT_REQUEST_LIMITS: { run: () => assert.equal(api.DEFAULT_REQUEST_LIMITS.maxSteps, api.parseConfig().limits.maxSteps) },
+  checkRequestLimits: {
+    needs: "the request and the limits to check it against",
+    run: () => {
+      api.checkRequestLimits({ prompt: "a red circle" }, { ...api.DEFAULT_REQUEST_LIMITS });
+      assert.throws(() => api.checkRequestLimits({ prompt: "a red circle", numInferenceSteps: 100_000 }, { ...api.DEFAULT_REQUEST_LIMITS }), api.LimitExceededError);
+    },
+  },
+  camelCaseFields: { needs: "a field name", run: () => assert.equal(api.camelCaseFields("numInferenceSteps"), "numInferenceSteps") },
+  snakeCaseFields: { needs: "a field name", run: () => assert.equal(api.snakeCaseFields("numInferenceSteps"), "num_inference_steps") },
+  prefixedFields: { needs: "the prefix", run: () => assert.match(api.prefixedFields("requests.2")("numInferenceSteps"), /^requests\.2.*num_inference_steps$/) },
+  parseModelLimits: {
+    needs: "a describeModel reply",
+    run: () => {
+      assert.equal(api.parseModelLimits(TINY_LIMITS).nativeWidth, 32);
+      assert.throws(() => api.parseModelLimits({ ...TINY_LIMITS, extra: 1 }), api.ValidationError);
+    },
+  },
+  estimateRequestBytes: { needs: "the model's limits, a size and a row count", run: () => assert.ok(api.estimateRequestBytes(TINY_LIMITS, 64, 64, 2) > api.estimateRequestBytes(TINY_LIMITS, 32, 32, 2)) },
+  schedulersFor: { needs: "a prediction type", run: () => assert.ok(api.schedulersFor("epsilon").includes("ddim")) },
+
   // Errors.
   OmniError: errorClass(api.OmniError),
+  LimitExceededError: errorClass(api.LimitExceededError),
   ValidationError: errorClass(api.ValidationError),
   ConfigError: errorClass(api.ConfigError),
   ExecutorResolutionError: errorClass(api.ExecutorResolutionError),
