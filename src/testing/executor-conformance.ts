@@ -65,7 +65,9 @@ async function waitHealthy(executor: DiffusionExecutor, ms: number): Promise<voi
  *
  * @example
  * ```ts
- * runExecutorConformance("uniproc", () => ({ executorClass: "uniproc", intraOpNumThreads: 1 }));
+ * // my-executor.test.ts, run with: node --import tsx --test my-executor.test.ts
+ * import { runExecutorConformance } from "omni-diffusion/testing";
+ * runExecutorConformance("MyExecutor", () => ({ executorClass: "./my-executor.ts#MyExecutor", intraOpNumThreads: 1 }));
  * ```
  */
 export function runExecutorConformance(name: string, makeConfig: () => OmniDiffusionConfigInput, opts: ConformanceOptions = {}): void {
