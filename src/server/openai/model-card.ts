@@ -1,5 +1,5 @@
-import { basename, resolve } from "node:path";
 import type { DiffusionEngine } from "../../core/engine.js";
+import { modelDisplayName } from "../../core/model-path.js";
 import { toOmniError } from "../../errors/omni-error.js";
 import type { PipelineInfo } from "../../pipelines/types.js";
 import type { WorkerStats } from "../../workers/diffusion-worker.js";
@@ -30,7 +30,7 @@ export async function loadModelCard(engine: DiffusionEngine, servedName: string 
     warn(`the executor did not report the model (getStats: ${toOmniError(err).message}); requests are checked by the workers only`);
   }
   return {
-    id: servedName ?? basename(resolve(engine.config.model)),
+    id: servedName ?? modelDisplayName(engine.config.model),
     created: Math.floor(Date.now() / 1000),
     info,
   };
