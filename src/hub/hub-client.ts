@@ -158,14 +158,15 @@ export function hubHttpError(
   const data = { url, status, repoId: what.repoId, revision: what.revision, file: what.file, hubErrorCode: code };
   const subject = what.file ? `${what.file} of ${what.repoId}@${what.revision}` : `${what.repoId}@${what.revision}`;
   const detail = serverSays ? ` (${serverSays})` : "";
-  if (code === "GatedRepo" || status === 401 || status === 403) {
+  if (code === "GatedRepo" || ((status === 401 || status === 403) && code !== "RepoNotFound")) {
     const fix = hadToken
       ? `the token in HF_TOKEN was refused: check it has read access and that you accepted the licence on the model's page (${what.repoId})`
-      : `set HF_TOKEN to a Hugging Face access token with read access, after accepting the licence on the model's page (${what.repoId}); a missing or private repository also answers so`;
+      : `set HF_TOKEN to a Hugging Face access token with read access, after accepting the licence on the model's page (${what.repoId})${code === "GatedRepo" ? "" : "; a private repository also answers so"}`;
     return new HubAuthError(`the Hub refused ${subject} with ${status}${detail}: ${fix}`, { data });
   }
   if (status === 404 || code === "RepoNotFound" || code === "RevisionNotFound" || code === "EntryNotFound") {
-    const which = code === "RevisionNotFound" ? `revision "${what.revision}" of ${what.repoId}` : code === "EntryNotFound" || what.file ? subject : `repository ${what.repoId}`;
+    const which =
+      code === "RevisionNotFound" ? `revision "${what.revision}" of ${what.repoId}` : code === "RepoNotFound" || !what.file ? `repository ${what.repoId}` : subject;
     return new HubNotFoundError(`the Hub has no ${which}${detail}; check the id${hadToken ? "" : " (private repositories need HF_TOKEN)"}`, { data });
   }
   const retryable = status === 408 || status === 429 || status >= 500;
