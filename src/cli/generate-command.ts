@@ -38,7 +38,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--seed <s>", "random seed", intArg(0, 0xffffffff))
     .option("--scheduler <name>", "sampler: euler, euler_karras, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, lcm, flow_euler")
     .option("--negative <text>", "negative prompt")
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .option("--executor <name>", "executor: a built-in name or module#Export")
