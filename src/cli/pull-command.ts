@@ -30,7 +30,7 @@ export function addPullCommand(program: Command): void {
       const revision = flags.revision ?? parsed.revision;
       const cacheDir = flags.dir ? resolve(flags.dir) : hubCacheDir();
       const bar = process.stderr.isTTY
-        ? new SingleBar({ format: "pulling [{bar}] {percentage}% {done}/{total} MB {file}", hideCursor: true, stream: process.stderr }, undefined)
+        ? new SingleBar({ format: "pulling [{bar}] {percentage}% {doneMb}/{totalMb} MB {file}", hideCursor: true, stream: process.stderr }, undefined)
         : null;
       let started = false;
       let lastFile = "";
@@ -40,10 +40,10 @@ export function addPullCommand(program: Command): void {
           cacheDir,
           onProgress: (p) => {
             if (bar) {
-              if (!started) bar.start(p.totalBytes, 0, { done: "0", total: mb(p.totalBytes), file: p.file });
+              if (!started) bar.start(p.totalBytes, 0, { doneMb: "0", totalMb: mb(p.totalBytes), file: p.file });
               started = true;
               bar.setTotal(p.totalBytes);
-              bar.update(p.doneBytes, { done: mb(p.doneBytes), total: mb(p.totalBytes), file: p.file });
+              bar.update(p.doneBytes, { doneMb: mb(p.doneBytes), totalMb: mb(p.totalBytes), file: p.file });
             } else if (p.file !== lastFile) {
               lastFile = p.file;
               console.error(`pulling ${p.file} (${p.filesDone + 1}/${p.filesTotal})`);

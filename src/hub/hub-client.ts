@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
-import { AbortedError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
+import { AbortedError, ConfigError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
 import { connectionError } from "../executors/shared/wire.js";
 
 /** One file of a repository as `GET /api/models/{id}/revision/{rev}?blobs=true` lists it. */
@@ -71,6 +71,15 @@ export class HubClient {
   readonly #dispatcher: Dispatcher | undefined;
 
   constructor(opts: HubClientOptions) {
+    let url: URL | null = null;
+    try {
+      url = new URL(opts.endpoint);
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+      throw new ConfigError(`the Hub endpoint "${opts.endpoint}" (HF_ENDPOINT) is not an http(s) URL`, { field: "HF_ENDPOINT" });
+    }
     this.endpoint = opts.endpoint.replace(/\/+$/, "");
     this.#token = opts.token;
     this.#signal = opts.signal;

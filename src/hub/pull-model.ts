@@ -118,6 +118,7 @@ export async function pullModel(repoId: string, opts: PullOptions = {}): Promise
     await mkdir(dirname(blobPath), { recursive: true });
     const cached = existsSync(blobPath);
     let fileBytes = 0;
+    opts.onProgress?.({ file: path, doneBytes, totalBytes, filesDone, filesTotal });
     if (!cached) {
       await downloadBlob(client, repoId, commit, blob, blobPath, {
         maxResumes: opts.maxResumes ?? 3,

@@ -218,10 +218,11 @@ describe("pull from a stand-in Hub", { timeout: 120_000 }, () => {
     assert.equal(sha256(readFileSync(join(r.snapshotDir, "unet", "model.onnx"))), unetSha);
   });
 
-  it("refuses ids and revisions that are not Hub ids before any request", async () => {
+  it("refuses bad ids, revisions and HF_ENDPOINT values before any request", async () => {
     const seen = hub.requests.length;
     await assert.rejects(pullModel("../etc", opts(freshCache())), /not a Hugging Face model id/);
     await assert.rejects(pullModel(REPO, opts(freshCache(), { revision: "../../x" })), /not a revision/);
+    await assert.rejects(pullModel(REPO, { cacheDir: freshCache(), env: { HF_ENDPOINT: "ftp://mirror" } }), (err: unknown) => err instanceof ConfigError && /HF_ENDPOINT/.test(err.message));
     assert.equal(hub.requests.length, seen);
   });
 });
