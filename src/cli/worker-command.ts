@@ -1,13 +1,14 @@
 import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
-import { intArg } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, intArg } from "./options.js";
 
 interface WorkerFlags {
   model?: string;
   workers?: number;
   threads?: number;
   executor?: string;
+  allowNonNativeSizes?: boolean;
   host?: string;
   httpPort?: number;
   grpcPort?: number;
@@ -41,6 +42,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--sagemaker-port <port>", "SageMaker container port (SageMaker uses 8080)", intArg(0, 65_535))
     .option("--api-key <key>", "require Authorization: Bearer <key> (default: $OMNI_DIFFUSION_API_KEY)")
     .option("--body-limit <bytes>", "largest HTTP request body", intArg(1_024, 1024 * 1024 * 1024))
+    .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--no-log", "do not log requests")
     .action(async (mode: string | undefined, flags: WorkerFlags) => {
       if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
@@ -54,6 +56,7 @@ export function addWorkerCommand(program: Command): void {
           ...(flags.workers ? { numGpus: flags.workers } : {}),
           ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
           ...(flags.executor ? { executorClass: flags.executor } : {}),
+          ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
         },
         host,
         httpPort: none && !sagemaker ? DEFAULT_HTTP_PORT : flags.httpPort,
