@@ -14,6 +14,7 @@ import { resolveModelSpec } from "../../src/core/model-path.js";
 import { ConfigError, HubAuthError, HubNotFoundError, IntegrityError, ModelLayoutError, TransportError } from "../../src/errors/omni-error.js";
 import { findCachedSnapshot } from "../../src/hub/hub-cache.js";
 import { pullModel, type PullOptions } from "../../src/hub/pull-model.js";
+import { startServer, type OmniServer } from "../../src/server/openai/openai-server.js";
 import { FakeHub } from "./fake-hub.js";
 
 const REPO = "fixtures/tiny-shapes-onnx";
@@ -216,6 +217,23 @@ describe("pull from a stand-in Hub", { timeout: 120_000 }, () => {
     // A clean pull afterwards succeeds.
     const r = await pullModel(REPO, opts(cache));
     assert.equal(sha256(readFileSync(join(r.snapshotDir, "unet", "model.onnx"))), unetSha);
+  });
+
+  it("serve finds a pulled model by its id (HF_HUB_CACHE) and names it so in /v1/models", async () => {
+    const cache = freshCache();
+    await pullModel(REPO, opts(cache));
+    const prev = process.env.HF_HUB_CACHE;
+    process.env.HF_HUB_CACHE = cache;
+    let server: OmniServer | undefined;
+    try {
+      server = await startServer({ port: 0, engineConfig: { model: REPO, numGpus: 1, intraOpNumThreads: 1 }, logger: false });
+      const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] };
+      assert.deepEqual(models.data.map((m) => m.id), [REPO]);
+    } finally {
+      if (prev === undefined) delete process.env.HF_HUB_CACHE;
+      else process.env.HF_HUB_CACHE = prev;
+      await server?.close();
+    }
   });
 
   it("refuses bad ids, revisions and HF_ENDPOINT values before any request", async () => {
