@@ -52,11 +52,12 @@ async function hashPrefix(hash: Hash, path: string): Promise<void> {
  * Downloads one file of `repoId@commit` to `blobPath`, the way huggingface_hub fills its cache: bytes go to
  * `<blobPath>.incomplete`, a later call resumes it with a `Range` request (a server that ignores the range
  * answers 200 and the file restarts), and only a file whose size and checksum match the listing is renamed
- * into place. A checksum mismatch deletes the partial file and throws {@link IntegrityError}; a broken
+ * into place; resolves with the bytes fetched over the network. A checksum mismatch deletes the partial file and throws {@link IntegrityError}; a broken
  * connection keeps it and throws a retryable {@link TransportError} saying that pulling again resumes.
  */
-export async function downloadBlob(client: HubClient, repoId: string, commit: string, blob: ExpectedBlob, blobPath: string, opts: DownloadBlobOptions = {}): Promise<void> {
-  if (existsSync(blobPath)) return;
+export async function downloadBlob(client: HubClient, repoId: string, commit: string, blob: ExpectedBlob, blobPath: string, opts: DownloadBlobOptions = {}): Promise<number> {
+  if (existsSync(blobPath)) return 0;
+  let fetched = 0;
   const partial = `${blobPath}.incomplete`;
   let have = await sizeOf(partial);
   if (have > blob.size) {
@@ -81,6 +82,7 @@ export async function downloadBlob(client: HubClient, repoId: string, commit: st
       transform(chunk: Buffer, _enc, done) {
         h.update(chunk);
         have += chunk.length;
+        fetched += chunk.length;
         opts.onBytes?.(have);
         done(null, chunk);
       },
@@ -106,6 +108,7 @@ export async function downloadBlob(client: HubClient, repoId: string, commit: st
     }
   }
   await finish(blob, hash, partial, blobPath);
+  return fetched;
 }
 
 async function finish(blob: ExpectedBlob, hash: Hash, partial: string, blobPath: string): Promise<void> {

@@ -60,8 +60,8 @@ export function hubEndpoint(env: HubEnv = process.env): string {
 
 /** The access token: `$HF_TOKEN`, the legacy `$HUGGING_FACE_HUB_TOKEN`, else the file `huggingface-cli login` writes. */
 export function hubToken(env: HubEnv = process.env): string | undefined {
-  const fromEnv = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN;
-  if (fromEnv) return fromEnv.trim();
+  const fromEnv = (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN)?.trim();
+  if (fromEnv) return fromEnv;
   const file = env.HF_TOKEN_PATH ? expandHome(env.HF_TOKEN_PATH) : join(hfHome(env), "token");
   try {
     return readFileSync(file, "utf8").trim() || undefined;

@@ -81,7 +81,7 @@ export class HubClient {
       throw new ConfigError(`the Hub endpoint "${opts.endpoint}" (HF_ENDPOINT) is not an http(s) URL`, { field: "HF_ENDPOINT" });
     }
     this.endpoint = opts.endpoint.replace(/\/+$/, "");
-    this.#token = opts.token;
+    this.#token = opts.token || undefined;
     this.#signal = opts.signal;
     this.#dispatcher = opts.dispatcher;
   }

@@ -42,7 +42,7 @@ export interface PullResult {
   snapshotDir: string;
   /** Repository paths of the files in the snapshot. */
   files: string[];
-  /** Bytes fetched by this pull (0 when everything was cached). */
+  /** Bytes fetched over the network by this pull (0 when everything was cached; resumed bytes are not counted again). */
   downloadedBytes: number;
 }
 
@@ -120,7 +120,7 @@ export async function pullModel(repoId: string, opts: PullOptions = {}): Promise
     let fileBytes = 0;
     opts.onProgress?.({ file: path, doneBytes, totalBytes, filesDone, filesTotal });
     if (!cached) {
-      await downloadBlob(client, repoId, commit, blob, blobPath, {
+      downloadedBytes += await downloadBlob(client, repoId, commit, blob, blobPath, {
         maxResumes: opts.maxResumes ?? 3,
         signal: opts.signal,
         onBytes: (n) => {
@@ -129,7 +129,6 @@ export async function pullModel(repoId: string, opts: PullOptions = {}): Promise
           opts.onProgress?.({ file: path, doneBytes, totalBytes, filesDone, filesTotal });
         },
       });
-      downloadedBytes += blob.size;
     }
     doneBytes += blob.size - fileBytes;
     filesDone++;
