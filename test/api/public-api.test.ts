@@ -95,6 +95,11 @@ const MINIMAL: Record<keyof typeof api, Check> = {
     },
   },
   parseConfig: { run: () => assert.equal(api.parseConfig().numGpus, 1) },
+  resolveModelSpec: { needs: "the model spec", run: () => assert.ok(existsSync(join(api.resolveModelSpec("tiny-shapes"), "model_index.json"))) },
+  pullModel: {
+    needs: "a Hugging Face id and the network (none here: test/hub/ pulls from a fake Hub); a bad id fails before any request",
+    run: async () => await assert.rejects(api.pullModel("not a valid id"), isOmniError("OMNI_ERR_VALIDATION")),
+  },
   OmniDiffusionRequest: { needs: "a prompt", run: () => assert.ok(new api.OmniDiffusionRequest({ prompt: "a red circle" }).requestId) },
   newRequestId: { run: () => assert.notEqual(api.newRequestId(), api.newRequestId()) },
   DiffusionOutput: { run: () => assert.deepEqual(api.DiffusionOutput.fromDict(new api.DiffusionOutput().toDict()).output, []) },
@@ -260,6 +265,10 @@ const MINIMAL: Record<keyof typeof api, Check> = {
   // Errors.
   OmniError: errorClass(api.OmniError),
   LimitExceededError: errorClass(api.LimitExceededError),
+  HubAuthError: errorClass(api.HubAuthError),
+  HubNotFoundError: errorClass(api.HubNotFoundError),
+  ModelLayoutError: errorClass(api.ModelLayoutError),
+  IntegrityError: errorClass(api.IntegrityError),
   ValidationError: errorClass(api.ValidationError),
   ConfigError: errorClass(api.ConfigError),
   ExecutorResolutionError: errorClass(api.ExecutorResolutionError),
