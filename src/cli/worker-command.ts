@@ -2,8 +2,9 @@ import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
 import { ALLOW_NON_NATIVE_FLAG, intArg } from "./options.js";
+import { addQueueWorkerFlags, runQueueWorker, type QueueWorkerFlags } from "./queue-worker-flags.js";
 
-interface WorkerFlags {
+interface WorkerFlags extends QueueWorkerFlags {
   model?: string;
   workers?: number;
   threads?: number;
@@ -28,8 +29,8 @@ const SAGEMAKER_PORT = 8080;
  * loaded (scripts and tests wait for it); exits 1 when the model cannot load. SIGTERM/SIGINT close it.
  */
 export function addWorkerCommand(program: Command): void {
-  program
-    .command("worker")
+  addQueueWorkerFlags(program
+    .command("worker"))
     .description("serve a local executor to remote engines (HTTP/JSON, gRPC, SageMaker /ping + /invocations)")
     .argument("[mode]", '"serve": SageMaker starts the image so; then the defaults are --sagemaker-port 8080 --host 0.0.0.0')
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
@@ -46,6 +47,10 @@ export function addWorkerCommand(program: Command): void {
     .option("--no-log", "do not log requests")
     .action(async (mode: string | undefined, flags: WorkerFlags) => {
       if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
+      if (flags.queue) {
+        const engine = { ...(flags.model ? { model: flags.model } : {}), ...(flags.workers ? { numGpus: flags.workers } : {}), ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}), ...(flags.executor ? { executorClass: flags.executor } : {}), ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}) };
+        return runQueueWorker(flags, engine);
+      }
       const sagemaker = mode === "serve";
       const none = flags.httpPort === undefined && flags.grpcPort === undefined && flags.sagemakerPort === undefined;
       const apiKey = flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined);

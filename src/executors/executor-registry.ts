@@ -4,6 +4,7 @@ import type { DiffusionExecutorClass } from "./base.js";
 export type ExecutorLoader = () => Promise<DiffusionExecutorClass>;
 
 const multiproc: ExecutorLoader = async () => (await import("./multiproc-executor.js")).MultiprocExecutor;
+const queue: ExecutorLoader = async () => (await import("./queue-executor.js")).QueueDiffusionExecutor;
 const uniproc: ExecutorLoader = async () => (await import("./uniproc-executor.js")).UniprocExecutor;
 
 // Remote backends: each a lazy import of its own file, so grpc-js and the AWS SDK load only when used.
@@ -15,6 +16,8 @@ const registry = new Map<string, ExecutorLoader>([
   ["grpc", async () => (await import("./grpc-executor.js")).GrpcDiffusionExecutor],
   ["sagemaker", async () => (await import("./sagemaker-executor.js")).SageMakerDiffusionExecutor],
   ["openai", async () => (await import("./openai-executor.js")).OpenAIImagesExecutor],
+  ["queue", queue],
+  ["bullmq", queue],
 ]);
 
 /**

@@ -1,0 +1,301 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { Job, Queue, QueueEvents } from "bullmq";
+import { Redis } from "ioredis";
+import type { Registry } from "prom-client";
+import { z } from "zod";
+import type { OmniDiffusionConfig } from "../core/config.js";
+import { DiffusionOutput } from "../core/output.js";
+import type { OmniDiffusionRequest } from "../core/request.js";
+import { AbortedError, ClosedError, QueueFullError, TimeoutError, TransportError, UnhealthyError, ValidationError, WorkerError, toOmniError } from "../errors/omni-error.js";
+import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
+import { JobWaiters, errorOutput } from "./queue/job-waiters.js";
+import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisOptions, type JobData, type WorkerInfo } from "./queue/queue-protocol.js";
+import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
+import { RpcBroadcast } from "./queue/rpc-broadcast.js";
+import { parseRemoteOptions } from "./shared/remote-options.js";
+
+const queueOptionsSchema = z.object({
+  /** `redis://[:password@]host:port[/db]` (or `rediss://`). */
+  url: z.string().min(1),
+  /** BullMQ queue name; the server and its workers must agree. */
+  queue: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "letters, digits, _ . - (no colon)").default(DEFAULT_QUEUE_NAME),
+  /** Most jobs waiting for a worker; more are refused with QueueFullError (429 at the server). */
+  maxWaiting: z.number().int().min(1).default(1_000),
+  /** Most requests this executor has in the queue at once (the engine dispatches up to this many). */
+  maxInFlight: z.number().int().min(1).max(100_000).default(256),
+  /** Attempts per job when a worker throws (a stalled job is redelivered without using one). */
+  attempts: z.number().int().min(1).max(20).default(3),
+  /** Deadline of one health round trip, ms. */
+  healthTimeoutMs: z.number().int().min(1).default(5_000),
+  /** Total budget of one request, ms; the engine's `rpcTimeoutMs` applies when absent, the smaller when both are set. */
+  timeoutMs: z.number().int().min(1).optional(),
+});
+
+type QueueOptions = z.output<typeof queueOptionsSchema>;
+
+/** How often `init` re-checks for a live worker, ms. */
+const READY_POLL_MS = 200;
+
+/**
+ * Sends work through a durable Redis queue (BullMQ) to any number of `omni-diffusion worker --queue`
+ * processes that pull it (see `docs/fleet.md`). One job per request, with the request id as the job id, so
+ * enqueueing a request again (a retry) attaches to the job that exists instead of running it twice. A
+ * worker that dies mid-job stops renewing its lock, and BullMQ hands the job to another worker; the caller
+ * sees each request's result once. Step progress (and previews) come back through the queue's events;
+ * an abort reaches the worker holding the job through pub/sub and stops it at the next step.
+ *
+ * `collectiveRpc` broadcasts to every worker with a live heartbeat and numbers their ranks across the fleet
+ * (worker-id order; each reply carries `worker` and `workerRank`). `checkHealth` needs Redis to answer and
+ * at least one live worker. A lost connection to Redis fails the requests waiting on it with a retryable
+ * TransportError at once; calls made while Redis is down fail at once too, and the executor recovers by
+ * itself when Redis is back.
+ *
+ * `executorOptions`: `url` (required), `queue` ("omni-diffusion"), `maxWaiting` (1000), `maxInFlight` (256),
+ * `attempts` (3), `healthTimeoutMs` (5000), `timeoutMs`.
+ *
+ * @example
+ * ```ts
+ * import { DiffusionEngine } from "../core/engine.js";
+ * const engine = await DiffusionEngine.create({
+ *   executorClass: "queue",
+ *   executorOptions: { url: "redis://127.0.0.1:6379/0", queue: "omni-diffusion", maxWaiting: 500 },
+ * });
+ * ```
+ */
+export class QueueDiffusionExecutor extends DiffusionExecutor {
+  static override readonly isRemote: boolean = true;
+  static override readonly supportsAbortMidStep: boolean = true;
+  /** Each request is its own job; the workers batch jobs that overlap into shared denoising steps. */
+  static override readonly supportsContinuousBatching: boolean = true;
+
+  readonly options: QueueOptions;
+  readonly #redis: ReturnType<typeof redisOptions>;
+  readonly #where: string;
+  readonly #keys: ReturnType<typeof queueKeys>;
+  #queue: Queue | null = null;
+  #events: QueueEvents | null = null;
+  #client: Redis | null = null;
+  #sub: Redis | null = null;
+  #waiters: JobWaiters | null = null;
+  #rpc: RpcBroadcast | null = null;
+  #lostConnections = 0;
+
+  /** Throws ConfigError for bad `executorOptions` before anything connects. */
+  constructor(config: OmniDiffusionConfig) {
+    super(config);
+    this.options = parseRemoteOptions(queueOptionsSchema, config.executorOptions, "QueueDiffusionExecutor");
+    this.#redis = redisOptions(this.options.url);
+    this.#where = `${describeRedis(this.#redis)} queue "${this.options.queue}"`;
+    this.#keys = queueKeys(this.options.queue);
+  }
+
+  /** Connects to Redis, then waits (up to `workerStartTimeoutMs`) for a live worker. */
+  protected async initExecutor(): Promise<void> {
+    const failFast = { ...this.#redis, enableOfflineQueue: false };
+    this.#client = new Redis(failFast);
+    this.#sub = new Redis(this.#redis);
+    this.#queue = new Queue(this.options.queue, { connection: failFast, streams: { events: { maxLen: 2_000 } } });
+    this.#events = new QueueEvents(this.options.queue, { connection: this.#redis });
+    // Connection errors are reported through the calls and health checks that meet them, not as events.
+    const quiet = () => undefined;
+    this.#client.on("error", quiet);
+    this.#sub.on("error", quiet);
+    this.#queue.on("error", quiet);
+    this.#events.on("error", quiet);
+    this.#waiters = new JobWaiters(this.#events);
+    this.#rpc = new RpcBroadcast(this.#client, this.#sub, this.options.queue);
+    // A lost connection may have lost events (and, without persistence, the jobs): fail what waits on it now.
+    for (const conn of [this.#client, (await this.#events.client) as unknown as Redis]) {
+      conn.on("close", () => {
+        if (this.isClosed || !this.#waiters?.size) return;
+        this.#lostConnections++;
+        this.#waiters.failAll(new TransportError(`lost the connection to Redis at ${this.#where}; the requests may not have run (a retry with the same request id is safe)`, { data: { url: describeRedis(this.#redis) } }));
+      });
+    }
+    const until = Date.now() + this.config.workerStartTimeoutMs;
+    for (;;) {
+      try {
+        await this.#client.connect().catch(() => undefined);
+        await this.#events.waitUntilReady();
+        await this.checkHealth({ timeout: Math.max(1, Math.min(this.options.healthTimeoutMs, until - Date.now())) });
+        return;
+      } catch (err) {
+        if (this.isClosed) throw new ClosedError("QueueDiffusionExecutor was closed while starting", { cause: err });
+        if (Date.now() + READY_POLL_MS >= until) {
+          throw new TimeoutError(`no worker became live on ${this.#where} within ${this.config.workerStartTimeoutMs}ms (workerStartTimeoutMs): ${toOmniError(err).message}`, {
+            cause: err,
+            data: { method: "init", timeoutMs: this.config.workerStartTimeoutMs },
+          });
+        }
+      }
+      await delay(READY_POLL_MS);
+    }
+  }
+
+  #ready(): { queue: Queue; client: Redis; waiters: JobWaiters; rpc: RpcBroadcast } {
+    this.assertOpen();
+    if (!this.#queue || !this.#client || !this.#waiters || !this.#rpc) throw new WorkerError("QueueDiffusionExecutor is not initialised; await init() first");
+    return { queue: this.#queue, client: this.#client, waiters: this.#waiters, rpc: this.#rpc };
+  }
+
+  /** Redis failures as a retryable TransportError that says where. */
+  #redisError(err: unknown, what: string): TransportError {
+    return new TransportError(`${what}: Redis at ${this.#where} is unreachable: ${toOmniError(err).message}`, { cause: err, data: { url: describeRedis(this.#redis) } });
+  }
+
+  override get maxConcurrentBatches(): number {
+    return this.options.maxInFlight;
+  }
+
+  /** Live workers, by id. */
+  async liveWorkers(): Promise<WorkerInfo[]> {
+    const { client } = this.#ready();
+    const now = Date.now();
+    const ids = await client.zrangebyscore(this.#keys.workers, now, "+inf");
+    if (!ids.length) return [];
+    const infos = await client.hmget(this.#keys.workerInfo, ...ids);
+    return ids.map((id, i) => ({ ...(JSON.parse(infos[i] ?? "{}") as WorkerInfo), id })).sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  /** Counts, oldest waiting job and live workers of the queue (what the autoscaler reads). */
+  stats(): Promise<QueueStats> {
+    return readQueueStats(this.#ready().queue);
+  }
+
+  /** Adds the queue's gauges to a server's `/metrics` (serve calls this when the executor has it). */
+  registerMetrics(registry: Registry): void {
+    registerQueueMetrics(registry, this.#ready().queue);
+  }
+
+  /** One state per live worker (`live`); `restarts` counts connections to Redis lost with requests waiting. */
+  override endpointStates(): EndpointState[] {
+    return [{ endpoint: describeRedis(this.#redis), state: this.#client?.status === "ready" ? "ready" : "disconnected", restarts: this.#lostConnections }];
+  }
+
+  override async collectiveRpc(method: string, opts: CollectiveRpcOptions = {}): Promise<unknown> {
+    const { rpc } = this.#ready();
+    if (typeof method !== "string" || !method) throw new ValidationError("collectiveRpc needs a method name", { field: "method" });
+    if (method === "generate") throw new ValidationError('"generate" is not callable as an RPC on the queue executor; use executeModel', { field: "method" });
+    const timeoutMs = opts.timeout ?? this.config.rpcTimeoutMs;
+    let workers: string[];
+    try {
+      workers = (await this.liveWorkers()).map((w) => w.id);
+    } catch (err) {
+      throw this.#redisError(err, `collectiveRpc("${method}")`);
+    }
+    return rpc.call(method, workers, { args: opts.args ?? [], kwargs: opts.kwargs ?? {}, timeoutMs, uniqueReplyRank: opts.uniqueReplyRank, signal: opts.signal });
+  }
+
+  /**
+   * Enqueues one job per request and waits for each result. A request the queue refuses (full, Redis down,
+   * an id BullMQ cannot use) gets its own error; only the caller's own abort throws.
+   */
+  override async executeModel(requests: OmniDiffusionRequest[], opts: ExecuteOptions = {}): Promise<DiffusionOutput> {
+    const { queue, waiters } = this.#ready();
+    if (!requests.length) return new DiffusionOutput();
+    let waiting: number;
+    try {
+      waiting = await queue.getWaitingCount();
+    } catch (err) {
+      const e = this.#redisError(err, "enqueue");
+      return DiffusionOutput.merge(requests.map((r) => errorOutput(r.requestId, e)));
+    }
+    if (waiting + requests.length > this.options.maxWaiting) {
+      const e = new QueueFullError(`the queue ${this.#where} is full (${waiting} jobs waiting, maxWaiting ${this.options.maxWaiting})`, { data: { waiting, maxWaiting: this.options.maxWaiting, retryAfterMs: 1_000 } });
+      return DiffusionOutput.merge(requests.map((r) => errorOutput(r.requestId, e)));
+    }
+    const timeoutMs = Math.min(opts.timeout ?? this.config.rpcTimeoutMs, this.options.timeoutMs ?? Number.POSITIVE_INFINITY);
+    const parts = await Promise.all(requests.map((r) => this.#runOne(queue, waiters, r, timeoutMs, opts)));
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    return DiffusionOutput.merge(parts);
+  }
+
+  async #runOne(queue: Queue, waiters: JobWaiters, r: OmniDiffusionRequest, timeoutMs: number, opts: ExecuteOptions): Promise<DiffusionOutput> {
+    const id = r.requestId;
+    const jobId = jobIdFor(id);
+    if (!jobId) return errorOutput(id, new ValidationError(`request id "${id}" cannot be a queue job id (no ":" and not only digits)`, { field: "requestId" }));
+    if (waiters.has(id)) return errorOutput(id, new ValidationError(`request id ${id} is already in flight on this executor`, { field: "requestId" }));
+    const result = waiters.wait(id, opts.onProgress);
+    const timer = setTimeout(() => {
+      waiters.settle(id, errorOutput(id, new TimeoutError(`request ${id} passed its deadline of ${timeoutMs}ms on the queue`, { data: { requestId: id, timeoutMs } })));
+      void this.abortRequest(id).catch(() => undefined);
+    }, timeoutMs);
+    const onAbort = () => {
+      waiters.settle(id, errorOutput(id, new AbortedError(`request ${id} was aborted`)));
+      void this.abortRequest(id).catch(() => undefined);
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const data: JobData = { request: r.toDict(), enqueuedAt: Date.now(), ...(opts.previewEvery?.[id] ? { previewEvery: opts.previewEvery[id] } : {}) };
+      const job = await queue.add("generate", data, {
+        jobId,
+        attempts: this.options.attempts,
+        backoff: { type: "exponential", delay: 500 },
+        removeOnComplete: { age: KEEP_FINISHED_S },
+        removeOnFail: { age: KEEP_FINISHED_S },
+      });
+      // The same id may have run already (a retry): its stored result settles the waiter now.
+      const fresh = await Job.fromId(queue, job.id!);
+      if (fresh) waiters.settleFromJob(fresh);
+    } catch (err) {
+      waiters.settle(id, errorOutput(id, this.#redisError(err, `enqueue of ${id}`)));
+    }
+    try {
+      return await result;
+    } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * Stops a request: a job still waiting is removed; one running is stopped by its worker at the next step
+   * (told over pub/sub, and by a record its worker checks before starting, for a job picked up meanwhile).
+   */
+  override async abortRequest(requestId: string): Promise<void> {
+    const { queue, client, waiters } = this.#ready();
+    const jobId = jobIdFor(requestId);
+    if (!jobId) return;
+    try {
+      await client.set(this.#keys.aborted(requestId), "1", "PX", ABORT_TTL_MS);
+      await client.publish(this.#keys.abort, requestId);
+      const job = await Job.fromId(queue, jobId);
+      if (job && (await job.isWaiting().catch(() => false))) {
+        await job.remove().catch(() => undefined); // it may have been picked up meanwhile: the worker stops it then
+        waiters.settle(requestId, errorOutput(requestId, new AbortedError(`request ${requestId} was aborted while queued`)));
+      }
+    } catch (err) {
+      throw this.#redisError(err, `abort of ${requestId}`);
+    }
+  }
+
+  /** Redis answers a PING and at least one worker's heartbeat is live, within the deadline. */
+  override async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const { client } = this.#ready();
+    const ms = opts.timeout ?? this.options.healthTimeoutMs;
+    const timeout = AbortSignal.timeout(ms);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    const probe = (async () => {
+      await client.ping();
+      return (await this.liveWorkers()).length;
+    })();
+    probe.catch(() => undefined);
+    let live: number;
+    try {
+      live = await Promise.race([probe, new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }))]);
+    } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      if (timeout.aborted) throw new TimeoutError(`health check of ${this.#where} timed out after ${ms}ms`, { data: { method: "health", timeoutMs: ms } });
+      throw new UnhealthyError(`Redis at ${this.#where} is unreachable: ${toOmniError(err).message}`, { cause: err });
+    }
+    if (live < 1) throw new UnhealthyError(`no live worker on ${this.#where} (start one: omni-diffusion worker --queue ${this.options.url})`, { data: { liveWorkers: 0 } });
+  }
+
+  protected async shutdown(): Promise<void> {
+    this.#waiters?.failAll(new ClosedError("QueueDiffusionExecutor is shut down"));
+    this.#waiters?.dispose();
+    this.#rpc?.dispose();
+    await Promise.allSettled([this.#events?.close(), this.#queue?.close()]);
+    for (const c of [this.#client, this.#sub]) c?.disconnect();
+  }
+}

@@ -1,0 +1,92 @@
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { TimeoutError, TransportError, ValidationError, deserializeError, type OmniError } from "../../errors/omni-error.js";
+import { queueKeys, type RpcMessage, type RpcReply } from "./queue-protocol.js";
+
+/** One rank's reply as `collectiveRpc` returns it: the worker's reply with the worker it came from. */
+export type RankReply = Record<string, unknown> & { rank: number; worker: string; workerRank: number };
+
+/**
+ * `collectiveRpc` over Redis pub/sub: the call goes to every worker subscribed to the queue's RPC channel,
+ * and the caller waits, within one deadline, for a reply from each worker that was live when the call was
+ * made. Ranks are numbered across the fleet in worker-id order: rank k is the k-th (worker, local rank) pair.
+ */
+export class RpcBroadcast {
+  readonly #pub: Redis;
+  readonly #sub: Redis;
+  readonly #keys: ReturnType<typeof queueKeys>;
+  #calls = new Map<string, (r: RpcReply) => void>();
+  #ready: Promise<unknown>;
+
+  constructor(pub: Redis, sub: Redis, queue: string) {
+    this.#pub = pub;
+    this.#sub = sub;
+    this.#keys = queueKeys(queue);
+    this.#ready = sub.subscribe(this.#keys.rpcReply);
+    sub.on("message", (channel: string, text: string) => {
+      if (channel !== this.#keys.rpcReply) return;
+      let reply: RpcReply;
+      try {
+        reply = JSON.parse(text) as RpcReply;
+      } catch {
+        return; // Not ours to parse: someone else published on the channel.
+      }
+      this.#calls.get(reply.id)?.(reply);
+    });
+  }
+
+  /** Calls `method` on every live worker; every rank's reply in rank order, or only `uniqueReplyRank`'s. */
+  async call(method: string, workers: string[], o: { args: unknown[]; kwargs: Record<string, unknown>; timeoutMs: number; uniqueReplyRank?: number; signal?: AbortSignal }): Promise<unknown> {
+    await this.#ready;
+    if (!workers.length) throw new TransportError(`collectiveRpc("${method}"): no live worker on queue ${this.#keys.rpc}`, { data: { method } });
+    const id = randomUUID();
+    const replies = new Map<string, RpcReply>();
+    const until = Date.now() + o.timeoutMs;
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const missing = workers.filter((w) => !replies.has(w));
+        reject(new TimeoutError(`collectiveRpc("${method}") timed out after ${o.timeoutMs}ms waiting for worker(s) ${missing.join(", ")}`, { data: { method, timeoutMs: o.timeoutMs, missing } }));
+      }, o.timeoutMs);
+      const onAbort = () => reject(o.signal!.reason);
+      o.signal?.addEventListener("abort", onAbort, { once: true });
+      this.#calls.set(id, (r) => {
+        if (!workers.includes(r.worker)) return; // A worker that joined after the call: not waited for, not counted.
+        replies.set(r.worker, r);
+        if (replies.size === workers.length) resolve();
+      });
+      void done.finally(() => {
+        clearTimeout(timer);
+        o.signal?.removeEventListener("abort", onAbort);
+        this.#calls.delete(id);
+      });
+    });
+    const msg: RpcMessage = { id, method, args: o.args, kwargs: o.kwargs, timeoutMs: Math.max(1, until - Date.now()) };
+    await this.#pub.publish(this.#keys.rpc, JSON.stringify(msg));
+    await done;
+    const errors: OmniError[] = [];
+    const flat: RankReply[] = [];
+    for (const w of [...workers].sort()) {
+      const r = replies.get(w)!;
+      if (r.error) {
+        errors.push(deserializeError(r.error, { worker: w }));
+        continue;
+      }
+      (r.replies ?? []).forEach((v, workerRank) => {
+        const named = typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : { value: v };
+        flat.push({ ...named, rank: flat.length, worker: w, workerRank });
+      });
+    }
+    if (errors.length) throw errors[0]!;
+    if (o.uniqueReplyRank === undefined) return flat;
+    const only = flat[o.uniqueReplyRank];
+    if (!only) {
+      throw new ValidationError(`uniqueReplyRank ${o.uniqueReplyRank} is not a rank (the fleet has ${flat.length})`, { field: "uniqueReplyRank" });
+    }
+    return only;
+  }
+
+  /** Fails every call in flight (the connection to Redis was lost). */
+  dispose(): void {
+    this.#calls.clear();
+  }
+}
