@@ -42,6 +42,7 @@ export class RpcBroadcast {
     const id = randomUUID();
     const replies = new Map<string, RpcReply>();
     const until = Date.now() + o.timeoutMs;
+    let cleanup = () => {};
     const done = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         const missing = workers.filter((w) => !replies.has(w));
@@ -54,15 +55,19 @@ export class RpcBroadcast {
         replies.set(r.worker, r);
         if (replies.size === workers.length) resolve();
       });
-      void done.finally(() => {
+      cleanup = () => {
         clearTimeout(timer);
         o.signal?.removeEventListener("abort", onAbort);
         this.#calls.delete(id);
-      });
+      };
     });
     const msg: RpcMessage = { id, method, args: o.args, kwargs: o.kwargs, timeoutMs: Math.max(1, until - Date.now()) };
-    await this.#pub.publish(this.#keys.rpc, JSON.stringify(msg));
-    await done;
+    try {
+      await this.#pub.publish(this.#keys.rpc, JSON.stringify(msg));
+      await done;
+    } finally {
+      cleanup();
+    }
     const errors: OmniError[] = [];
     const flat: RankReply[] = [];
     for (const w of [...workers].sort()) {
