@@ -69,17 +69,19 @@ export class RpcBroadcast {
       cleanup();
     }
     const errors: OmniError[] = [];
-    const flat: RankReply[] = [];
+    const flat: unknown[] = [];
     for (const w of [...workers].sort()) {
       const r = replies.get(w)!;
       if (r.error) {
         errors.push(deserializeError(r.error, { worker: w }));
         continue;
       }
-      (r.replies ?? []).forEach((v, workerRank) => {
-        const named = typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : { value: v };
-        flat.push({ ...named, rank: flat.length, worker: w, workerRank });
-      });
+      // Ranked replies (ping, stats: objects with a `rank`) are renumbered across the fleet and name their
+      // worker; any other reply (a model description, a plain value) is passed on as the worker sent it.
+      for (const [workerRank, v] of (r.replies ?? []).entries()) {
+        const ranked = typeof v === "object" && v !== null && typeof (v as { rank?: unknown }).rank === "number";
+        flat.push(ranked ? { ...(v as Record<string, unknown>), rank: flat.length, worker: w, workerRank } : v);
+      }
     }
     if (errors.length) throw errors[0]!;
     if (o.uniqueReplyRank === undefined) return flat;
