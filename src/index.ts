@@ -34,6 +34,8 @@ export { HttpDiffusionExecutor } from "./executors/http-executor.js";
 export { GrpcDiffusionExecutor } from "./executors/grpc-executor.js";
 export { SageMakerDiffusionExecutor, SAGEMAKER_INVOCATION_LIMIT_MS, SAGEMAKER_PAYLOAD_LIMIT_BYTES } from "./executors/sagemaker-executor.js";
 export { OpenAIImagesExecutor } from "./executors/openai-executor.js";
+export { QueueDiffusionExecutor } from "./executors/queue-executor.js";
+export { QUEUE_METRICS, type QueueStats } from "./executors/queue/queue-stats.js";
 export { RemoteExecutor, type BatchPlan } from "./executors/shared/remote-executor.js";
 export type { CircuitStateName, EndpointMetrics } from "./executors/shared/endpoint-pool.js";
 export type { RetryEvent } from "./executors/shared/remote-policy.js";
@@ -49,6 +51,7 @@ export {
   type ProtoRequest,
 } from "./executors/shared/proto-codec.js";
 export { startWorkerServer, type WorkerServer, type WorkerServerOptions } from "./server/worker/worker-server.js";
+export { startQueueWorker, type QueueWorker, type QueueWorkerOptions } from "./workers/queue-worker.js";
 export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./workers/diffusion-worker.js";
 export { loadPipeline } from "./pipelines/load.js";
 export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";

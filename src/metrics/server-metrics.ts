@@ -175,6 +175,8 @@ export class ServerMetrics {
         this.set({ policy: engine.batching }, 1);
       },
     });
+    // Executors with metrics of their own (the queue executor: its Redis queue's depth and live workers) add them here.
+    (engine.executor as { registerMetrics?: (r: Registry) => void }).registerMetrics?.(this.registry);
     this.#subs = [
       engine.onBatch((e) => {
         this.#batchSize.observe(e.requests);

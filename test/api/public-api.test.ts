@@ -132,6 +132,23 @@ const MINIMAL: Record<keyof typeof api, Check> = {
   GrpcDiffusionExecutor: remoteExecutor(api.GrpcDiffusionExecutor, "grpc", "endpoints", { endpoints: ["127.0.0.1:1"] }),
   OpenAIImagesExecutor: remoteExecutor(api.OpenAIImagesExecutor, "openai", "endpoints", { endpoints: ["http://127.0.0.1:1"] }),
   SageMakerDiffusionExecutor: remoteExecutor(api.SageMakerDiffusionExecutor, "sagemaker", "endpointName", { endpointName: "e", region: "eu-west-1" }),
+  QueueDiffusionExecutor: {
+    needs: "executorOptions.url: where the Redis queue is (no default can guess it)",
+    run: async () => {
+      assert.throws(() => new api.QueueDiffusionExecutor(api.parseConfig({ executorClass: "queue" })), (err: unknown) => {
+        assert.ok(err instanceof api.ConfigError, String(err));
+        assert.equal(err.data.field, "executorOptions.url");
+        return true;
+      });
+      const executor = new api.QueueDiffusionExecutor(api.parseConfig({ executorClass: "queue", executorOptions: { url: "redis://127.0.0.1:1/0" } }));
+      assert.equal(api.QueueDiffusionExecutor.isRemote, true);
+      await executor.close();
+    },
+  },
+  QUEUE_METRICS: {
+    needs: "nothing: a table of metric names",
+    run: () => assert.equal(api.QUEUE_METRICS.jobs, "omni_queue_jobs"),
+  },
   RemoteExecutor: {
     needs: "nothing: it is the abstract base of the remote executors, constructed through them",
     run: () => assert.ok(api.HttpDiffusionExecutor.prototype instanceof api.RemoteExecutor),
@@ -228,6 +245,12 @@ const MINIMAL: Record<keyof typeof api, Check> = {
       await server.ready;
       assert.equal((await fetch(`${server.httpUrl}/health`)).status, 200);
       await server.close();
+    },
+  },
+  startQueueWorker: {
+    needs: "url: the Redis queue to pull from (the fleet tests in test/fleet run it against a real redis-server)",
+    run: async () => {
+      await assert.rejects(api.startQueueWorker({ url: "http://127.0.0.1:1" }), isOmniError("OMNI_ERR_CONFIG"));
     },
   },
   ServerMetrics: {

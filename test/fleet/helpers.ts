@@ -99,11 +99,14 @@ export class QueueWorkerChild {
   readonly child: ChildProcess;
   readonly id: string;
   readonly exited: Promise<unknown>;
+  /** The `omni-diffusion worker ready: ...` line. */
+  readonly readyLine: string;
   #log: { out: string };
 
-  private constructor(child: ChildProcess, id: string, exited: Promise<unknown>, log: { out: string }) {
+  private constructor(child: ChildProcess, readyLine: string, exited: Promise<unknown>, log: { out: string }) {
     this.child = child;
-    this.id = id;
+    this.readyLine = readyLine;
+    this.id = /\bid=(\S+)/.exec(readyLine)![1]!;
     this.exited = exited;
     this.#log = log;
   }
@@ -115,14 +118,14 @@ export class QueueWorkerChild {
     const log = { out: "" };
     child.stderr!.on("data", (d: Buffer) => (log.out = (log.out + d.toString()).slice(-4000)));
     let out = "";
-    const id = await new Promise<string>((resolve, reject) => {
+    const line = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`queue worker not ready; stderr: ${log.out}`)), 120_000);
       child.stdout!.on("data", (d: Buffer) => {
         out += d.toString();
-        const m = /omni-diffusion worker ready: .*\bid=(\S+)/.exec(out);
+        const m = /omni-diffusion worker ready: .*\bid=\S+.*/.exec(out);
         if (m) {
           clearTimeout(timer);
-          resolve(m[1]!);
+          resolve(m[0]);
         }
       });
       void exited.then(() => {
@@ -134,7 +137,7 @@ export class QueueWorkerChild {
       await exited;
       throw err;
     });
-    return new QueueWorkerChild(child, id, exited, log);
+    return new QueueWorkerChild(child, line, exited, log);
   }
 
   get pid(): number {
