@@ -17,6 +17,8 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { DiffusionEngine, OmniDiffusionRequest } from "../src/index.js";
+import { describeMachine } from "./lib/machine.js";
+import { intFlag, median } from "./lib/stats.js";
 import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "../test/fleet/helpers.js";
 
 const { values: args } = parseArgs({
@@ -29,15 +31,7 @@ const { values: args } = parseArgs({
     json: { type: "string" },
   },
 });
-const int = (name: "requests" | "size" | "steps" | "load" | "concurrency"): number => {
-  const v = Number(args[name]);
-  if (!Number.isInteger(v) || v < 1) {
-    console.error(`--${name} must be an integer >= 1, got ${String(args[name])}`);
-    process.exit(2);
-  }
-  return v;
-};
-const [nRequests, size, steps, load, concurrency] = (["requests", "size", "steps", "load", "concurrency"] as const).map(int) as [number, number, number, number, number];
+const [nRequests, size, steps, load, concurrency] = (["requests", "size", "steps", "load", "concurrency"] as const).map((n) => intFlag(n, args[n], 1)) as [number, number, number, number, number];
 const missing = redisMissing();
 if (missing) {
   console.error(`bench/fleet.ts: ${missing}`);
@@ -45,10 +39,6 @@ if (missing) {
 }
 
 const request = (tag: string, i: number) => new OmniDiffusionRequest({ prompt: `a red circle on a blue background`, width: size, height: size, numInferenceSteps: steps, seed: i, requestId: `${tag}-${i}` });
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 async function timed(engine: DiffusionEngine, r: OmniDiffusionRequest): Promise<number> {
   const t0 = performance.now();
   const out = await engine.generate(r);
@@ -112,6 +102,7 @@ try {
     enqueueToStart: { jobs: lat.count, meanMs: (lat.sum / lat.count) * 1000, under10ms: lat.le10ms / lat.count, under50ms: lat.le50ms / lat.count },
     throughputImagesPerS: { oneWorker: one, twoWorkers: two, load, concurrencyPerWorker: concurrency },
   };
+  console.log(describeMachine());
   console.log(`cores: ${result.cores} (shared by redis, the engine and every worker)`);
   console.log(`per image (${size}x${size}, ${steps} steps, median): local ${result.perImageMs.local.toFixed(1)} ms, queue ${result.perImageMs.queue.toFixed(1)} ms, ratio ${result.overheadRatioMedian.toFixed(3)} (target <= 1.10)`);
   console.log(`enqueue to start: mean ${result.enqueueToStart.meanMs.toFixed(1)} ms over ${lat.count} jobs; ${(result.enqueueToStart.under10ms * 100).toFixed(0)}% under 10 ms, ${(result.enqueueToStart.under50ms * 100).toFixed(0)}% under 50 ms`);
