@@ -126,4 +126,26 @@ describe("queue executor: failures", { skip: missing ?? false, timeout: 600_000 
       await Promise.all([first.stop(), second?.stop()]);
     }
   });
+
+  it("SIGTERM past --drain-timeout hands the held job back: another worker runs it and the caller gets it once", { timeout: 300_000 }, async () => {
+    const queue = uniqueQueue("handback");
+    const first = await QueueWorkerChild.start(redis.url, queue, ["--concurrency", "1", "--drain-timeout", "0"]);
+    const engine = await DiffusionEngine.create({ executorClass: "queue", executorOptions: { url: redis.url, queue }, allowNonNativeSizes: true });
+    let second: QueueWorkerChild | undefined;
+    try {
+      const r = long(10);
+      const latch = firstStep();
+      const result = engine.generate(r, { onProgress: latch.onProgress });
+      await latch.reached;
+      const exit = await first.stop("SIGTERM");
+      assert.deepEqual(exit, { code: 0, signal: null }, `exited cleanly; stderr: ${first.stderr}`);
+      second = await QueueWorkerChild.start(redis.url, queue);
+      const out = await result;
+      assert.equal(out.error, null);
+      assert.equal(out.images.length, 1, "the handed-back job ran on the next worker");
+    } finally {
+      await engine.close();
+      await Promise.all([first.stop(), second?.stop()]);
+    }
+  });
 });
