@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { Job, Queue, QueueEvents } from "bullmq";
+import { Job, Queue } from "bullmq";
 import { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { z } from "zod";
@@ -8,6 +8,7 @@ import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { AbortedError, ClosedError, QueueFullError, TimeoutError, TransportError, UnhealthyError, ValidationError, WorkerError, toOmniError } from "../errors/omni-error.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
+import { EventReader } from "./queue/event-reader.js";
 import { JobWaiters, errorOutput } from "./queue/job-waiters.js";
 import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisOptions, type JobData, type WorkerInfo } from "./queue/queue-protocol.js";
 import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
@@ -35,6 +36,8 @@ type QueueOptions = z.output<typeof queueOptionsSchema>;
 
 /** How often `init` re-checks for a live worker, ms. */
 const READY_POLL_MS = 200;
+/** How long shutdown waits for BullMQ's graceful close before cutting the connections, ms. */
+const CLOSE_TIMEOUT_MS = 2_000;
 
 /**
  * Sends work through a durable Redis queue (BullMQ) to any number of `omni-diffusion worker --queue`
@@ -73,9 +76,10 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   readonly #where: string;
   readonly #keys: ReturnType<typeof queueKeys>;
   #queue: Queue | null = null;
-  #events: QueueEvents | null = null;
+  #events: EventReader | null = null;
   #client: Redis | null = null;
   #sub: Redis | null = null;
+  #eventsConn: Redis | null = null;
   #waiters: JobWaiters | null = null;
   #rpc: RpcBroadcast | null = null;
   #lostConnections = 0;
@@ -92,31 +96,42 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   /** Connects to Redis, then waits (up to `workerStartTimeoutMs`) for a live worker. */
   protected async initExecutor(): Promise<void> {
     const failFast = { ...this.#redis, enableOfflineQueue: false };
+    // The connections are ours, handed to BullMQ: shutdown can always cut them, even while Redis is unreachable.
     this.#client = new Redis(failFast);
     this.#sub = new Redis(this.#redis);
-    this.#queue = new Queue(this.options.queue, { connection: failFast, streams: { events: { maxLen: 2_000 } } });
-    this.#events = new QueueEvents(this.options.queue, { connection: this.#redis });
+    this.#eventsConn = new Redis(this.#redis);
+    this.#queue = new Queue(this.options.queue, { connection: this.#client, streams: { events: { maxLen: 2_000 } } });
+
     // Connection errors are reported through the calls and health checks that meet them, not as events.
     const quiet = () => undefined;
     this.#client.on("error", quiet);
     this.#sub.on("error", quiet);
+    this.#eventsConn.on("error", quiet);
     this.#queue.on("error", quiet);
-    this.#events.on("error", quiet);
-    this.#waiters = new JobWaiters(this.#events);
+    const waiters = (this.#waiters = new JobWaiters());
+    this.#events = new EventReader(this.#eventsConn, this.#queue.keys.events!, (e) => waiters.handle(e));
     this.#rpc = new RpcBroadcast(this.#client, this.#sub, this.options.queue);
     // A lost connection may have lost events (and, without persistence, the jobs): fail what waits on it now.
-    for (const conn of [this.#client, (await this.#events.client) as unknown as Redis]) {
-      conn.on("close", () => {
-        if (this.isClosed || !this.#waiters?.size) return;
-        this.#lostConnections++;
-        this.#waiters.failAll(new TransportError(`lost the connection to Redis at ${this.#where}; the requests may not have run (a retry with the same request id is safe)`, { data: { url: describeRedis(this.#redis) } }));
-      });
-    }
+    const onClose = () => {
+      if (this.isClosed || !this.#waiters?.size) return;
+      this.#lostConnections++;
+      this.#waiters.failAll(new TransportError(`lost the connection to Redis at ${this.#where}; the requests may not have run (a retry with the same request id is safe)`, { data: { url: describeRedis(this.#redis) } }));
+    };
+    this.#client.on("close", onClose);
+    this.#eventsConn.on("close", onClose);
     const until = Date.now() + this.config.workerStartTimeoutMs;
+    const events = this.#events;
     for (;;) {
+      const left = Math.max(1, until - Date.now());
       try {
-        await this.#client.connect().catch(() => undefined);
-        await this.#events.waitUntilReady();
+        // Each step is bounded: an unreachable Redis must end in the TimeoutError below, not a hang.
+        await withTimeout(
+          (async () => {
+            if (this.#client!.status === "wait" || this.#client!.status === "end") await this.#client!.connect();
+            await events.ready;
+          })(),
+          left,
+        );
         await this.checkHealth({ timeout: Math.max(1, Math.min(this.options.healthTimeoutMs, until - Date.now())) });
         return;
       } catch (err) {
@@ -293,9 +308,18 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
 
   protected async shutdown(): Promise<void> {
     this.#waiters?.failAll(new ClosedError("QueueDiffusionExecutor is shut down"));
-    this.#waiters?.dispose();
     this.#rpc?.dispose();
-    await Promise.allSettled([this.#events?.close(), this.#queue?.close()]);
-    for (const c of [this.#client, this.#sub]) c?.disconnect();
+    // A graceful close waits for a connection that may never come (Redis down): bounded, then the connections are cut.
+    this.#events?.stop();
+    await withTimeout(Promise.allSettled([this.#queue?.close()]), CLOSE_TIMEOUT_MS).catch(() => undefined);
+    for (const c of [this.#client, this.#sub, this.#eventsConn]) c?.disconnect();
   }
+}
+
+/** `p`, or a rejection once `ms` pass (the work itself goes on; its result is dropped). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  p.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new TimeoutError(`Redis did not answer within ${ms}ms`)), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,7 +1,8 @@
-import type { Job, QueueEvents } from "bullmq";
+import type { Job } from "bullmq";
 import { DiffusionOutput } from "../../core/output.js";
 import { OmniError, WorkerError, deserializeError, toOmniError, type SerializedError } from "../../errors/omni-error.js";
 import type { StepProgress } from "../../pipelines/types.js";
+import type { QueueEvent } from "./event-reader.js";
 import type { JobProgress } from "./queue-protocol.js";
 
 interface Waiter {
@@ -11,22 +12,19 @@ interface Waiter {
 
 /**
  * The executor's side of job completion: one waiter per request id, settled exactly once from the queue's
- * event stream (`completed`, `failed`, `progress`), from the job's stored state when it finished before
+ * event stream (`completed`, `failed`, `progress`, read by EventReader), from the job's stored state when it finished before
  * anyone listened, or by the executor (abort, deadline, lost connection). Whatever comes later for a settled
  * request is dropped, so a caller never sees a request twice.
  */
 export class JobWaiters {
   #waiters = new Map<string, Waiter>();
-  #subs: (() => void)[] = [];
 
-  constructor(events: QueueEvents) {
-    const on = <A extends unknown[]>(event: string, fn: (...args: A) => void) => {
-      events.on(event as "completed", fn as never);
-      this.#subs.push(() => events.off(event as "completed", fn as never));
-    };
-    on("completed", ({ jobId, returnvalue }: { jobId: string; returnvalue: unknown }) => this.#settleFrom(jobId, returnvalue));
-    on("failed", ({ jobId, failedReason }: { jobId: string; failedReason: string }) => this.settle(jobId, failedOutput(jobId, failedReason)));
-    on("progress", ({ jobId, data }: { jobId: string; data: unknown }) => this.#progress(jobId, data));
+  /** One entry of the queue's event stream (see EventReader). */
+  handle(e: QueueEvent): void {
+    if (!e.jobId) return;
+    if (e.event === "completed") this.#settleFrom(e.jobId, parseJson(e.returnvalue));
+    else if (e.event === "failed") this.settle(e.jobId, failedOutput(e.jobId, e.failedReason ?? "unknown reason"));
+    else if (e.event === "progress") this.#progress(e.jobId, parseJson(e.data));
   }
 
   get size(): number {
@@ -60,10 +58,6 @@ export class JobWaiters {
   /** Fails every waiting request with `err` (the connection to Redis was lost, the executor shut down). */
   failAll(err: OmniError): void {
     for (const id of [...this.#waiters.keys()]) this.settle(id, errorOutput(id, err));
-  }
-
-  dispose(): void {
-    for (const off of this.#subs) off();
   }
 
   #settleFrom(jobId: string, returnvalue: unknown): void {
@@ -110,4 +104,12 @@ function failedOutput(requestId: string, reason: string): DiffusionOutput {
     err = new WorkerError(`job ${requestId} failed on the queue: ${reason}`, { data: { requestId } });
   }
   return errorOutput(requestId, err);
+}
+
+function parseJson(text: string | undefined): unknown {
+  try {
+    return text === undefined ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import { describe, it } from "node:test";
+import { parseConfig } from "../../src/core/config.js";
+import { OmniError } from "../../src/errors/omni-error.js";
+import { QueueDiffusionExecutor } from "../../src/executors/queue-executor.js";
+
+/** A loopback port nobody listens on. */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+// Needs no redis-server: it is about there being none.
+describe("queue executor without a reachable Redis", () => {
+  it("init fails with a TimeoutError naming the Redis URL and workerStartTimeoutMs, and close releases everything", { timeout: 60_000 }, async () => {
+    const port = await closedPort();
+    const executor = new QueueDiffusionExecutor(parseConfig({ executorClass: "queue", executorOptions: { url: `redis://127.0.0.1:${port}/0` }, workerStartTimeoutMs: 1_000 }));
+    await assert.rejects(executor.init(), (err: unknown) => {
+      assert.ok(err instanceof OmniError, String(err));
+      assert.equal(err.code, "OMNI_ERR_TIMEOUT");
+      assert.match(err.message, new RegExp(`redis://127\\.0\\.0\\.1:${port}/0`));
+      assert.match(err.message, /workerStartTimeoutMs/);
+      return true;
+    });
+    // Returns although Redis never answered (the test runner would report a hang otherwise).
+    await executor.close();
+  });
+
+  it("bad executorOptions are refused before anything connects", () => {
+    for (const [options, field] of [
+      [{}, "executorOptions.url"],
+      [{ url: "http://127.0.0.1:6379" }, "executorOptions.url"],
+      [{ url: "redis://127.0.0.1:6379/x" }, "executorOptions.url"],
+      [{ url: "redis://127.0.0.1:6379/0", queue: "a:b" }, "executorOptions.queue"],
+      [{ url: "redis://127.0.0.1:6379/0", maxWaitng: 3 }, "executorOptions."],
+    ] as const) {
+      assert.throws(() => new QueueDiffusionExecutor(parseConfig({ executorClass: "queue", executorOptions: options })), (err: unknown) => {
+        assert.ok(err instanceof OmniError && err.code === "OMNI_ERR_CONFIG", String(err));
+        assert.ok(String(err.data.field).startsWith(field), `${JSON.stringify(options)}: field ${String(err.data.field)}`);
+        return true;
+      });
+    }
+  });
+});
