@@ -16,6 +16,7 @@ import {
   DEFAULT_QUEUE_NAME,
   DEFAULT_STALLED_INTERVAL_MS,
   HEARTBEAT_TTL_FACTOR,
+  describeRedis,
   queueKeys,
   redisOptions,
   type JobData,
@@ -26,6 +27,9 @@ import {
 } from "../executors/queue/queue-protocol.js";
 import { registerQueueMetrics } from "../executors/queue/queue-stats.js";
 import { toDiffusionOutput } from "../server/worker/worker-service.js";
+
+/** How long close waits past the drain deadline for BullMQ to let go of the jobs handed back, ms. */
+const CLOSE_GRACE_MS = 10_000;
 
 /** Options of {@link startQueueWorker}. */
 export interface QueueWorkerOptions {
@@ -86,7 +90,17 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const pub = new Redis(conn);
   const sub = new Redis(conn);
   const quiet = () => undefined; // connection errors: ioredis reconnects; heartbeats and jobs resume when Redis is back
-  pub.on("error", quiet);
+  // Say once per outage that Redis is unreachable (the worker keeps retrying), and once that it is back.
+  let outage = false;
+  pub.on("error", (err: Error) => {
+    if (outage) return;
+    outage = true;
+    process.emitWarning(`omni-diffusion worker: Redis at ${describeRedis(conn)} is unreachable (${err.message}); retrying`);
+  });
+  pub.on("ready", () => {
+    if (outage) process.emitWarning(`omni-diffusion worker: Redis at ${describeRedis(conn)} is reachable again`);
+    outage = false;
+  });
   sub.on("error", quiet);
 
   let closing: Promise<void> | null = null;
@@ -220,13 +234,15 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         await pub.zrem(keys.workers, id).catch(quiet);
         // Stop pulling now; held jobs finish, or are handed back to the queue once the drain deadline passes.
         const drained = worker.close();
+        const drainMs = opts.drainTimeoutMs ?? 30_000;
         const deadline = setTimeout(() => {
           for (const requestId of held.keys()) {
             handingBack.add(requestId);
             void engine.abort(requestId).catch(quiet);
           }
-        }, opts.drainTimeoutMs ?? 30_000);
-        await drained.catch(quiet);
+        }, drainMs);
+        // Bounded: with Redis unreachable BullMQ's close can wait for ever; the locks then hand the jobs back.
+        await Promise.race([drained.catch(quiet), new Promise((resolve) => setTimeout(resolve, drainMs + CLOSE_GRACE_MS).unref())]);
         clearTimeout(deadline);
         await Promise.allSettled([engine.close(), statsQueue.close(), new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)))]);
         for (const c of [pub, sub]) c.disconnect();
