@@ -25,7 +25,8 @@ export function skipWithoutRedis(t: { skip(msg: string): void }): boolean {
   return true;
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port free right now (nobody listens on it once this returns). */
+export async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
   const port = (srv.address() as { port: number }).port;

@@ -1,23 +1,14 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { describe, it } from "node:test";
 import { parseConfig } from "../../src/core/config.js";
 import { OmniError } from "../../src/errors/omni-error.js";
 import { QueueDiffusionExecutor } from "../../src/executors/queue-executor.js";
-
-/** A loopback port nobody listens on. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
+import { freePort } from "./helpers.js";
 
 // Needs no redis-server: it is about there being none.
 describe("queue executor without a reachable Redis", () => {
   it("init fails with a TimeoutError naming the Redis URL and workerStartTimeoutMs, and close releases everything", { timeout: 60_000 }, async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const executor = new QueueDiffusionExecutor(parseConfig({ executorClass: "queue", executorOptions: { url: `redis://127.0.0.1:${port}/0` }, workerStartTimeoutMs: 1_000 }));
     await assert.rejects(executor.init(), (err: unknown) => {
       assert.ok(err instanceof OmniError, String(err));
