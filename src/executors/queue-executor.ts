@@ -10,7 +10,7 @@ import { AbortedError, ClosedError, QueueFullError, TimeoutError, TransportError
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { EventReader } from "./queue/event-reader.js";
 import { JobWaiters, errorOutput } from "./queue/job-waiters.js";
-import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisOptions, type JobData, type WorkerInfo } from "./queue/queue-protocol.js";
+import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisNow, redisOptions, type JobData, type WorkerInfo } from "./queue/queue-protocol.js";
 import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
@@ -165,7 +165,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   /** Live workers, by id. */
   async liveWorkers(): Promise<WorkerInfo[]> {
     const { client } = this.#ready();
-    const now = Date.now();
+    const now = await redisNow(client);
     const ids = await client.zrangebyscore(this.#keys.workers, now, "+inf");
     if (!ids.length) return [];
     const infos = await client.hmget(this.#keys.workerInfo, ...ids);

@@ -18,6 +18,7 @@ import {
   HEARTBEAT_TTL_FACTOR,
   describeRedis,
   queueKeys,
+  redisNow,
   redisOptions,
   type JobData,
   type JobProgress,
@@ -163,7 +164,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
 
   const info: WorkerInfo = { id, host: hostname(), pid: process.pid, ranks: engine.config.numGpus, concurrency, startedAt: Date.now() };
   const beat = async () => {
-    const now = Date.now();
+    const now = await redisNow(pub);
     await pub
       .multi()
       .zadd(keys.workers, now + heartbeatMs * HEARTBEAT_TTL_FACTOR, id)

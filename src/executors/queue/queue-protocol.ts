@@ -3,7 +3,7 @@
  * channel names, the job and message shapes, the timing defaults, and how a `redis://` URL becomes
  * connection options. The worker side imports only this module, never the executor.
  */
-import type { RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
 import { ConfigError, type SerializedError } from "../../errors/omni-error.js";
 
 /** Default BullMQ queue name. */
@@ -142,4 +142,13 @@ export function redisOptions(url: string, opts: { failFast?: boolean; field?: st
 /** `host:port/db` of a connection, for messages (never the password). */
 export function describeRedis(o: RedisOptions): string {
   return `redis://${o.host}:${o.port}/${o.db ?? 0}`;
+}
+
+/**
+ * Redis's own clock, ms. Heartbeat expiries are written and compared in it, so workers and servers on
+ * machines whose clocks disagree still agree on who is live.
+ */
+export async function redisNow(client: Redis): Promise<number> {
+  const [s, us] = await client.time();
+  return Number(s) * 1000 + Math.floor(Number(us) / 1000);
 }

@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Gauge, type Registry } from "prom-client";
-import { queueKeys } from "./queue-protocol.js";
+import { queueKeys, redisNow } from "./queue-protocol.js";
 
 /** What an autoscaler needs to know about one queue. */
 export interface QueueStats {
@@ -10,7 +10,7 @@ export interface QueueStats {
   delayed: number;
   failed: number;
   completed: number;
-  /** Age of the oldest job still waiting for a worker, s (0 when none waits). */
+  /** Age of the oldest job still waiting for a worker, s (0 when none waits), by Redis's clock against the enqueuer's. */
   oldestWaitingAgeSeconds: number;
   /** Workers whose heartbeat has not expired. */
   liveWorkers: number;
@@ -20,7 +20,7 @@ export interface QueueStats {
 export async function readQueueStats(queue: Queue): Promise<QueueStats> {
   const keys = queueKeys(queue.name);
   const client = (await queue.client) as unknown as Redis;
-  const now = Date.now();
+  const now = await redisNow(client);
   const [counts, oldest, live] = await Promise.all([
     queue.getJobCounts("waiting", "active", "delayed", "failed", "completed"),
     queue.getJobs(["wait"], 0, 0, true),
