@@ -1,9 +1,11 @@
+import { subscribe } from "node:diagnostics_channel";
 import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { DiffusionEngine } from "../core/engine.js";
 import { OmniDiffusionRequest } from "../core/request.js";
+import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../executors/shared/retry-events.js";
 import { encodePng } from "../utils/png.js";
 import { engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
 
@@ -55,6 +57,8 @@ export function addGenerateCommand(program: Command): void {
         scheduler: flags.scheduler,
         negativePrompt: flags.negative,
       });
+      // A remote executor's retries (and start-up waits) are said on stderr, not waited out in silence.
+      subscribe(RETRY_CHANNEL, (e) => process.stderr.write(`${formatRetry(e as RetryEvent)}\n`));
       const engine = await DiffusionEngine.create(engineConfigFromFlags(flags));
       const bar = process.stderr.isTTY ? new SingleBar({ format: "denoising [{bar}] {value}/{total} steps", hideCursor: true }, undefined) : null;
       try {

@@ -141,6 +141,20 @@ export class UnauthorizedError extends OmniError {
   }
 }
 
+/** The remote (or its cloud provider) refused a valid identity: the key or role lacks a permission (HTTP 403). */
+export class PermissionError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_PERMISSION", { statusCode: 403, ...opts });
+  }
+}
+
+/** The remote has no such route, endpoint or resource (HTTP 404, gRPC UNIMPLEMENTED / NOT_FOUND): a wrong URL or name. */
+export class NotFoundError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_NOT_FOUND", { statusCode: 404, ...opts });
+  }
+}
+
 const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => OmniError> = {
   ValidationError,
   ConfigError,
@@ -156,6 +170,8 @@ const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => 
   UnknownMethodError,
   TransportError,
   UnauthorizedError,
+  PermissionError,
+  NotFoundError,
 };
 
 /** Every code omni-diffusion can raise; `docs/errors.md` lists the same set (a test keeps them in step). */
@@ -175,6 +191,8 @@ export const ERROR_CODES = [
   "OMNI_ERR_UNKNOWN_METHOD",
   "OMNI_ERR_TRANSPORT",
   "OMNI_ERR_UNAUTHORIZED",
+  "OMNI_ERR_PERMISSION",
+  "OMNI_ERR_NOT_FOUND",
 ] as const;
 
 /** Turns any thrown value into the wire shape `{name, code, message, data}`. */
