@@ -9,7 +9,7 @@ import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type 
 import { Deadline } from "./deadline.js";
 import { Endpoint, EndpointPool, type EndpointMetrics } from "./endpoint-pool.js";
 import { RemotePolicy, allUnreachableError, isUnreachable, type AttemptContext, type RemoteCallOptions } from "./remote-policy.js";
-import { describeFailure, type RetryEvent } from "./retry-events.js";
+import { describeFailure, withEndpoint, type RetryEvent } from "./retry-events.js";
 import { parseRemoteOptions, type RemoteOptions, type remoteOptionsSchema } from "./remote-options.js";
 
 /** First wait of `init` between health rounds while no endpoint is ready, ms (doubles up to `backoffMaxMs`). */
@@ -148,7 +148,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
       }
       const wait = Math.min(READY_POLL_MS * 2 ** (round - 1), Math.max(o.backoffMaxMs, READY_POLL_MS));
       if (Date.now() + wait >= until) {
-        const why = problems.map((p) => `${p.endpoint}: ${p.error.message}`).join("; ");
+        const why = problems.map((p) => withEndpoint(p.endpoint, p.error)).join("; ");
         throw new TimeoutError(`no endpoint of ${this.constructor.name} became ready within ${ms}ms (workerStartTimeoutMs): ${why}`, {
           cause: problems[0]!.error,
           data: { method: "init", timeoutMs: ms },
@@ -235,7 +235,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   override async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
     const problems = await this.#probe(opts.timeout ?? this.options.healthTimeoutMs, opts.signal);
     if (problems) {
-      throw new UnhealthyError(`${this.constructor.name} is unhealthy: ${problems.map((p) => `${p.endpoint}: ${p.error.message}`).join("; ")}`, {
+      throw new UnhealthyError(`${this.constructor.name} is unhealthy: ${problems.map((p) => withEndpoint(p.endpoint, p.error)).join("; ")}`, {
         data: { endpoints: problems.map((p) => p.endpoint), problems: problems.map((p) => ({ endpoint: p.endpoint, reason: p.error.message, code: p.error.code })) },
       });
     }

@@ -2,7 +2,7 @@ import { DelegateBackoff, ExponentialBackoff, decorrelatedJitterGenerator, handl
 import { OmniError, TimeoutError, TransportError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "./deadline.js";
 import type { Endpoint, EndpointPool } from "./endpoint-pool.js";
-import { describeFailure, publishRetry, type RetryEvent } from "./retry-events.js";
+import { describeFailure, publishRetry, withEndpoint, type RetryEvent } from "./retry-events.js";
 
 /** Retry knobs of a {@link RemotePolicy}. */
 export interface RetryOptions {
@@ -69,7 +69,7 @@ const isCircuitOpen = (err: OmniError): boolean => err.data.circuitOpen === true
  * naming each endpoint's own failure; the last one is the cause.
  */
 export function allUnreachableError(failures: ReadonlyMap<string, OmniError>, last: OmniError): TransportError {
-  const list = [...failures].map(([url, e]) => `${url} (${typeof e.data.errno === "string" ? e.data.errno : e.code}: ${e.message})`);
+  const list = [...failures].map(([url, e]) => withEndpoint(url, e));
   return new TransportError(`no endpoint can be reached: ${list.join("; ")}`, {
     cause: last,
     retryable: false,

@@ -49,6 +49,11 @@ export function describeFailure(err: OmniError): string {
   return err.code;
 }
 
+/** `endpoint: message`, without repeating an endpoint the message already names. */
+export function withEndpoint(endpoint: string, err: OmniError): string {
+  return err.message.includes(endpoint) ? err.message : `${endpoint}: ${err.message}`;
+}
+
 /** The one line a CLI prints for a retry: `retrying http://w:8000 after 503 (attempt 2/4) in 120ms`. */
 export function formatRetry(e: RetryEvent): string {
   const where = e.endpoint ?? "the endpoints";
