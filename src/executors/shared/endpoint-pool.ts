@@ -21,6 +21,8 @@ export interface EndpointMetrics {
   /** Mean duration of successful attempts, ms (0 before the first). */
   meanLatencyMs: number;
   lastError: string | null;
+  /** While the circuit is open: ms until a half-open probe may go through (0 when it may now, or when closed). */
+  probeDueInMs: number;
 }
 
 /** Breaker knobs shared by every endpoint of a pool. */
@@ -140,6 +142,7 @@ export class Endpoint<C> {
       breakerOpens: m.breakerOpens,
       meanLatencyMs: m.successes ? m.latencySum / m.successes : 0,
       lastError: m.lastError,
+      probeDueInMs: this.msUntilProbe(),
     };
   }
 }
