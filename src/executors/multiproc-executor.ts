@@ -19,6 +19,7 @@ import type { WorkerInit } from "../workers/protocol.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
 import { Deadline } from "./shared/deadline.js";
+import { Listeners } from "./shared/listeners.js";
 import { RankSlot } from "./shared/rank-slot.js";
 import { WorkerProcess, describeEnd, waitFor, type WorkerExit } from "./shared/worker-process.js";
 
@@ -82,7 +83,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   #failureNotified = false;
   #defaultSteps = 20;
   readonly #opts: MultiprocOptions;
-  #eventListeners = new Set<(e: WorkerEvent) => void>();
+  readonly #events = new Listeners<WorkerEvent>("worker event");
 
   /** Throws ConfigError for a bad `executorOptions` value before any process starts. */
   constructor(config: OmniDiffusionConfig) {
@@ -108,18 +109,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
 
   /** Calls `listener` for each {@link WorkerEvent}; `dispose()` unsubscribes. A throwing listener is reported, not rethrown. */
   onWorkerEvent(listener: (e: WorkerEvent) => void): { dispose(): void } {
-    this.#eventListeners.add(listener);
-    return { dispose: () => void this.#eventListeners.delete(listener) };
-  }
-
-  #emit(e: WorkerEvent): void {
-    for (const l of this.#eventListeners) {
-      try {
-        l(e);
-      } catch (err) {
-        process.emitWarning(`MultiprocExecutor: a worker event listener threw: ${toOmniError(err).message}`);
-      }
-    }
+    return this.#events.add(listener);
   }
 
   protected async initExecutor(): Promise<void> {
@@ -267,7 +257,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
       timeoutMs: this.#opts.heartbeatTimeoutMs,
       onMissed: (silentMs: number) => {
         process.emitWarning(`MultiprocExecutor: worker rank ${slot.rank} (pid ${proc.pid}) sent no heartbeat for ${silentMs}ms; killing and replacing it`);
-        this.#emit({ type: "unresponsive", rank: slot.rank, pid: proc.pid, silentMs });
+        this.#events.emit({ type: "unresponsive", rank: slot.rank, pid: proc.pid, silentMs });
       },
     };
     const proc: WorkerProcess = new WorkerProcess(slot.rank, this.#workerInit(slot.rank), (exit) => this.#onExit(slot, proc, exit), heartbeat);
@@ -296,7 +286,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
     // A process that dies while starting is handled by whoever awaits its `ready`.
     if (this.#closing || slot.proc !== proc || slot.status !== "ready") return;
     slot.died(exit);
-    this.#emit({ type: "exited", rank: slot.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, silentMs: exit.silentMs });
+    this.#events.emit({ type: "exited", rank: slot.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, silentMs: exit.silentMs });
     this.#restart(slot).catch((err: unknown) => {
       slot.markFailed(new WorkerDiedError(`restarting worker rank ${slot.rank} failed: ${toOmniError(err).message}`, { cause: err, data: { rank: slot.rank } }));
     });
@@ -314,7 +304,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
         await dl.race(proc.ready);
         if (this.#closing) return; // shutdown stops this process with the others
         slot.markReady(proc);
-        this.#emit({ type: "restarted", rank: slot.rank, pid: proc.pid });
+        this.#events.emit({ type: "restarted", rank: slot.rank, pid: proc.pid });
         return;
       } catch (err) {
         lastErr = toOmniError(err);

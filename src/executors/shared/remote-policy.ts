@@ -2,6 +2,7 @@ import { DelegateBackoff, ExponentialBackoff, decorrelatedJitterGenerator, handl
 import { OmniError, TimeoutError, TransportError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "./deadline.js";
 import type { Endpoint, EndpointPool } from "./endpoint-pool.js";
+import { Listeners } from "./listeners.js";
 import { describeFailure, publishRetry, withEndpoint, type RetryEvent } from "./retry-events.js";
 
 /** Retry knobs of a {@link RemotePolicy}. */
@@ -100,7 +101,7 @@ export function allUnreachableError(failures: ReadonlyMap<string, OmniError>, la
 export class RemotePolicy<C> {
   readonly pool: EndpointPool<C>;
   readonly options: RetryOptions;
-  #listeners: ((e: RetryEvent) => void)[] = [];
+  readonly #listeners = new Listeners<RetryEvent>("retry");
 
   constructor(pool: EndpointPool<C>, options: RetryOptions) {
     this.pool = pool;
@@ -109,21 +110,13 @@ export class RemotePolicy<C> {
 
   /** Registers a listener called before each retry's backoff. Returns an unsubscribe function. */
   onRetry(listener: (e: RetryEvent) => void): () => void {
-    this.#listeners.push(listener);
-    return () => {
-      this.#listeners = this.#listeners.filter((l) => l !== listener);
-    };
+    const sub = this.#listeners.add(listener);
+    return () => sub.dispose();
   }
 
   /** Tells the listeners and {@link RETRY_CHANNEL} about a retry (the executor's start-up wait reports here too). */
   report(e: RetryEvent): void {
-    for (const l of this.#listeners) {
-      try {
-        l(e);
-      } catch (err) {
-        process.emitWarning(`omni-diffusion retry listener threw: ${toOmniError(err).message}`);
-      }
-    }
+    this.#listeners.emit(e);
     publishRetry(e);
   }
 
@@ -139,9 +132,11 @@ export class RemotePolicy<C> {
     let last: OmniError | null = null;
     const ms = opts.timeoutMs;
     const deadline = new Deadline(ms, opts.signal, () => {
-      const after = last ? ` (last error: ${last.message})` : "";
+      // No endpoint tried in this call (every circuit was open): the failures that opened them say why.
+      const cause = last ?? this.pool.endpoints.map((e) => e.lastFailure).find((e) => e !== null) ?? null;
+      const after = cause ? ` (last error: ${cause.message})` : "";
       const note = opts.timeoutNote ? `; ${opts.timeoutNote}` : "";
-      return new TimeoutError(`${operation} timed out after ${ms}ms${after}${note}`, { cause: last ?? undefined, data: { method: operation, timeoutMs: ms } });
+      return new TimeoutError(`${operation} timed out after ${ms}ms${after}${note}`, { cause: cause ?? undefined, data: { method: operation, timeoutMs: ms } });
     });
     const tried = new Set<Endpoint<C>>();
     const unreachable = new UnreachableTracker(this.pool.endpoints.length, this.options.refusedTimeoutMs ?? DEFAULT_REFUSED_TIMEOUT_MS);
