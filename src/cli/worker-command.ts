@@ -1,13 +1,14 @@
 import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
-import { intArg } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, intArg } from "./options.js";
 
 interface WorkerFlags {
   model?: string;
   workers?: number;
   threads?: number;
   executor?: string;
+  allowNonNativeSizes?: boolean;
   host?: string;
   httpPort?: number;
   grpcPort?: number;
@@ -31,7 +32,7 @@ export function addWorkerCommand(program: Command): void {
     .command("worker")
     .description("serve a local executor to remote engines (HTTP/JSON, gRPC, SageMaker /ping + /invocations)")
     .argument("[mode]", '"serve": SageMaker starts the image so; then the defaults are --sagemaker-port 8080 --host 0.0.0.0')
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .option("--executor <name>", "local executor: multiproc (default) or uniproc")
@@ -41,6 +42,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--sagemaker-port <port>", "SageMaker container port (SageMaker uses 8080)", intArg(0, 65_535))
     .option("--api-key <key>", "require Authorization: Bearer <key> (default: $OMNI_DIFFUSION_API_KEY)")
     .option("--body-limit <bytes>", "largest HTTP request body", intArg(1_024, 1024 * 1024 * 1024))
+    .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--no-log", "do not log requests")
     .action(async (mode: string | undefined, flags: WorkerFlags) => {
       if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
@@ -54,6 +56,7 @@ export function addWorkerCommand(program: Command): void {
           ...(flags.workers ? { numGpus: flags.workers } : {}),
           ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
           ...(flags.executor ? { executorClass: flags.executor } : {}),
+          ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
         },
         host,
         httpPort: none && !sagemaker ? DEFAULT_HTTP_PORT : flags.httpPort,

@@ -23,7 +23,7 @@ import {
 import { MultiprocExecutor, type WorkerEvent } from "../../src/executors/multiproc-executor.js";
 import { UniprocExecutor } from "../../src/executors/uniproc-executor.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
-import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { isAlive, waitGone } from "../helpers/processes.js";
 
 const EXTENSION = `${fileURLToPath(new URL("../fixtures/workers/test-extension.ts", import.meta.url))}#TestWorkerExtension`;
