@@ -2,9 +2,10 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/openai/openai-server.js";
-import { engineConfigFromFlags, intArg, jsonObjectArg, type EngineFlags } from "./options.js";
+import { assertPortsFree } from "../server/shared/port-check.js";
+import { addHttpLimitFlags, engineConfigFromFlags, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 
-interface ServeFlags extends EngineFlags {
+interface ServeFlags extends EngineFlags, HttpLimitFlags {
   host: string;
   port: number;
   apiKey?: string;
@@ -39,7 +40,7 @@ function maxSizeArg(v: string): { width: number; height: number } {
  * signal exits at once, and the worker processes go with the process either way.
  */
 export function addServeCommand(program: Command): void {
-  program
+  const cmd = program
     .command("serve")
     .description("serve the OpenAI images API (POST /v1/images/generations, /v1/models, /health, /metrics)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
@@ -62,10 +63,12 @@ export function addServeCommand(program: Command): void {
     .option("--max-body-bytes <n>", "largest request body; larger get 413", intArg(1_024))
     .option("--shutdown-timeout <ms>", "how long SIGTERM lets in-flight requests finish", intArg(0), 30_000)
     .option("--image-ttl <ms>", "how long response_format=url images stay downloadable", intArg(1_000))
-    .option("--public-url <url>", "base of image URLs (default: from the Host header)")
+    .option("--public-url <url>", "base of response_format=url image URLs (default: relative /v1/images/files/<id>)")
     .option("--warmup", "run one tiny generation before accepting requests")
-    .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info")
-    .action(async (flags: ServeFlags) => {
+    .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info");
+  addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
+      // Before any worker process starts: a taken port is one line, not a stack trace after a model load.
+      await assertPortsFree([{ host: flags.host, port: flags.port, flag: "--port" }]);
       const server = await startServer({
         host: flags.host,
         port: flags.port,
@@ -74,6 +77,7 @@ export function addServeCommand(program: Command): void {
         shutdownTimeoutMs: flags.shutdownTimeout,
         ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
         ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
+        http: httpLimitsFromFlags(flags),
         limits: {
           ...(flags.maxN ? { maxN: flags.maxN } : {}),
           ...(flags.maxSize ? { maxWidth: flags.maxSize.width, maxHeight: flags.maxSize.height } : {}),
