@@ -92,7 +92,10 @@ describe("worker server input handling", { timeout: 10 * T }, () => {
   it("serves the SageMaker contract: /ping, and /invocations in every documented shape", { timeout: T }, async () => {
     const ping = await send(`${server.sagemakerUrl}/ping`, { method: "GET", headers: { authorization: "" } });
     assert.equal(ping.status, 200);
-    const quickStart = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify([good(21), good(22)]), headers: { authorization: "" } });
+    // The key is required here too (issue 9 finding 4; SageMaker deployments pass --sagemaker-trust-network).
+    const keyless = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify([good(21), good(22)]), headers: { authorization: "" } });
+    assert.equal(keyless.status, 401);
+    const quickStart = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify([good(21), good(22)]) });
     assert.equal(quickStart.status, 200);
     assert.equal(DiffusionOutput.fromDict(quickStart.json).output.length, 2, "a bare array gets one merged DiffusionOutput");
     const rpc = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify({ rpc: { method: "ping" } }) });
