@@ -56,11 +56,14 @@ export function rawExchange(url: string, bytes: Buffer, hangMs: number): Promise
   });
 }
 
+/** Percent-encodes every byte (encodeURIComponent throws on lone surrogates). */
+const pct = (s: string) => [...Buffer.from(s, "utf8")].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
+
 function hostilePath(rng: Rng, path: string): string {
   const r = rng();
   if (r < 0.8) return path;
-  if (r < 0.85) return `${path}?${encodeURIComponent(String(randomValue(rng, 0)))}=1`;
-  if (r < 0.9) return `${path}/${encodeURIComponent(pick(rng, ["é", "..", "%2e%2e", "x".repeat(3_000)]))}`;
+  if (r < 0.85) return `${path}?${pct(String(randomValue(rng, 0)).slice(0, 200))}=1`;
+  if (r < 0.9) return `${path}/${pct(pick(rng, ["é", "..", "%2e%2e", "\ud800", "x".repeat(3_000)]))}`;
   if (r < 0.95) return `/../..${path}`;
   return `${path}${"/".repeat(int(rng, 2, 5))}`;
 }
