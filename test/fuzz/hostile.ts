@@ -3,18 +3,10 @@
  * nesting, odd unicode, and every way of (not) sending the key. Pure functions of the random stream, so a
  * seed reproduces a run exactly (`FUZZ_SEED`).
  */
+import { seededRandom } from "../../bench/lib/serve-load.js";
 
-/** mulberry32: a small, fast, seedable PRNG (uniform in [0, 1)). */
-export function makeRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The benchmarks' seedable PRNG (mulberry32, uniform in [0, 1)): one seed, one run. */
+export const makeRng: (seed: number) => () => number = seededRandom;
 
 export type Rng = () => number;
 export const int = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
