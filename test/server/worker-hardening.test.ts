@@ -10,6 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ERROR_METADATA_KEY, createClient, errorFromGrpc, grpcStatusFor } from "../../src/executors/shared/grpc-codec.js";
 import { checkApiKey } from "../../src/server/shared/api-key.js";
 import { startWorkerServer, type WorkerServer } from "../../src/server/worker/worker-server.js";
+import { RawClient, rawRequest } from "../helpers/raw-http.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 120_000;
@@ -135,6 +136,16 @@ describe("worker hardening", { timeout: 10 * T }, () => {
     assert.equal(g.err?.code, grpc.status.INTERNAL);
     assert.ok(!/onnxruntime/.test(g.err!.details + g.err!.metadata.get(ERROR_METADATA_KEY)[0]!.toString()), g.err!.details);
     await healthy();
+  });
+
+  it("closes a streamed generate's connection when the client asked for Connection: close", { timeout: T }, async () => {
+    const c = await RawClient.open(server.httpUrl!);
+    const body = JSON.stringify({ requests: [{ prompt: "a red circle on a blue background", width: 32, height: 32, num_inference_steps: 1 }] });
+    c.write(rawRequest("POST", "/v1/diffusion/generate", [["Content-Type", "application/json"], ["Authorization", `Bearer ${KEY}`], ["Accept", "text/event-stream"], ["Connection", "close"]], body));
+    const answer = await c.closed;
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    assert.match(answer, /event: result/);
+    assert.match(answer, /\r\nconnection: close\r\n/i, "the stream does not force keep-alive");
   });
 
   it("requires the key on the SageMaker port's invocations (not on /ping)", { timeout: T }, async () => {

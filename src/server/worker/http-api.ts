@@ -45,7 +45,8 @@ export function registerHttpApi(app: FastifyInstance, service: WorkerService, op
       }
       // Streaming: progress frames while denoising, then one `result` (or `error`) frame.
       const res = reply.hijack().raw;
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+      // No `connection` header: a client that sent `Connection: close` gets its socket closed after the stream.
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       const write = (event: string, data: unknown) => {
         if (!res.destroyed && !res.writableEnded) res.write(sseFrame(event, data));
       };
