@@ -9,7 +9,7 @@ export function addInfoCommand(program: Command): void {
   program
     .command("info")
     .description("print the model, its components, and the available executors and schedulers")
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--json", "print JSON")
     .action(async (flags: { model?: string; json?: boolean }) => {
       const config = parseConfig(flags.model ? { model: flags.model } : {});

@@ -42,7 +42,12 @@ export interface EngineFlags {
   executor?: string;
   executorOptions?: Record<string, unknown>;
   threads?: number;
+  /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
+  allowNonNativeSizes?: boolean;
 }
+
+/** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
+export const ALLOW_NON_NATIVE_FLAG = ["--allow-non-native-sizes", "serve sizes other than the model's native one (never trained at; off by default)"] as const;
 
 export function engineConfigFromFlags(f: EngineFlags) {
   return {
@@ -51,6 +56,7 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.executor ? { executorClass: f.executor } : {}),
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
+    ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
   };
 }
 

@@ -3,7 +3,7 @@ import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/openai/openai-server.js";
 import { assertPortsFree } from "../server/shared/port-check.js";
-import { addHttpLimitFlags, engineConfigFromFlags, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, engineConfigFromFlags, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 
 interface ServeFlags extends EngineFlags, HttpLimitFlags {
   host: string;
@@ -45,7 +45,7 @@ export function addServeCommand(program: Command): void {
     .description("serve the OpenAI images API (POST /v1/images/generations, /v1/models, /health, /metrics)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--port <port>", "port (0: any free port)", intArg(0, 65_535), 8000)
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--served-model-name <id>", "model id clients use (default: the model folder's name)")
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
@@ -65,6 +65,7 @@ export function addServeCommand(program: Command): void {
     .option("--image-ttl <ms>", "how long response_format=url images stay downloadable", intArg(1_000))
     .option("--public-url <url>", "base of response_format=url image URLs (default: relative /v1/images/files/<id>)")
     .option("--warmup", "run one tiny generation before accepting requests")
+    .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info");
   addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
       // Before any worker process starts: a taken port is one line, not a stack trace after a model load.

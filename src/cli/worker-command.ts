@@ -2,13 +2,14 @@ import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { assertPortsFree, type PortClaim } from "../server/shared/port-check.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
-import { addHttpLimitFlags, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
 
 interface WorkerFlags extends HttpLimitFlags {
   model?: string;
   workers?: number;
   threads?: number;
   executor?: string;
+  allowNonNativeSizes?: boolean;
   host?: string;
   httpPort?: number;
   grpcPort?: number;
@@ -34,7 +35,7 @@ export function addWorkerCommand(program: Command): void {
     .command("worker")
     .description("serve a local executor to remote engines (HTTP/JSON, gRPC, SageMaker /ping + /invocations)")
     .argument("[mode]", '"serve": SageMaker starts the image so; then the defaults are --sagemaker-port 8080 --host 0.0.0.0')
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .option("--executor <name>", "local executor: multiproc (default) or uniproc")
@@ -46,6 +47,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--sagemaker-trust-network", "the SageMaker port needs no API key (SageMaker authenticates callers with IAM and does not forward Authorization)")
     .option("--api-key <key>", "require Authorization: Bearer <key> (default: $OMNI_DIFFUSION_API_KEY)")
     .option("--body-limit <bytes>", "largest HTTP request body and gRPC request message (default 4 MiB)", intArg(1_024, 1024 * 1024 * 1024))
+    .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--no-log", "do not log requests");
   addHttpLimitFlags(cmd).action(async (mode: string | undefined, flags: WorkerFlags) => {
       if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
@@ -68,6 +70,7 @@ export function addWorkerCommand(program: Command): void {
           ...(flags.workers ? { numGpus: flags.workers } : {}),
           ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
           ...(flags.executor ? { executorClass: flags.executor } : {}),
+          ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
         },
         host,
         sagemakerHost,
