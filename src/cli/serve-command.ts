@@ -68,52 +68,52 @@ export function addServeCommand(program: Command): void {
     .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info");
   addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
-      // Before any worker process starts: a taken port is one line, not a stack trace after a model load.
-      await assertPortsFree([{ host: flags.host, port: flags.port, flag: "--port" }]);
-      const server = await startServer({
-        host: flags.host,
-        port: flags.port,
-        apiKey: flags.apiKey ?? process.env.OMNI_DIFFUSION_API_KEY ?? null,
-        servedModelName: flags.servedModelName,
-        shutdownTimeoutMs: flags.shutdownTimeout,
-        ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
-        ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
-        http: httpLimitsFromFlags(flags),
+    // Before any worker process starts: a taken port is one line, not a stack trace after a model load.
+    await assertPortsFree([{ host: flags.host, port: flags.port, flag: "--port" }]);
+    const server = await startServer({
+      host: flags.host,
+      port: flags.port,
+      apiKey: flags.apiKey ?? process.env.OMNI_DIFFUSION_API_KEY ?? null,
+      servedModelName: flags.servedModelName,
+      shutdownTimeoutMs: flags.shutdownTimeout,
+      ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
+      ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
+      http: httpLimitsFromFlags(flags),
+      limits: {
+        ...(flags.maxN ? { maxN: flags.maxN } : {}),
+        ...(flags.maxSize ? { maxWidth: flags.maxSize.width, maxHeight: flags.maxSize.height } : {}),
+        ...(flags.maxSteps ? { maxSteps: flags.maxSteps } : {}),
+        ...(flags.maxBodyBytes ? { maxBodyBytes: flags.maxBodyBytes } : {}),
+      },
+      engineConfig: {
+        ...engineConfigFromFlags(flags),
+        ...(flags.warmup ? { warmup: true } : {}),
+        ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
+        ...(flags.batching ? { batching: flags.batching } : {}),
+        ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),
         limits: {
-          ...(flags.maxN ? { maxN: flags.maxN } : {}),
-          ...(flags.maxSize ? { maxWidth: flags.maxSize.width, maxHeight: flags.maxSize.height } : {}),
-          ...(flags.maxSteps ? { maxSteps: flags.maxSteps } : {}),
-          ...(flags.maxBodyBytes ? { maxBodyBytes: flags.maxBodyBytes } : {}),
+          ...(flags.maxBatch ? { maxBatchSize: flags.maxBatch } : {}),
+          ...(flags.maxQueue ? { maxQueue: flags.maxQueue } : {}),
         },
-        engineConfig: {
-          ...engineConfigFromFlags(flags),
-          ...(flags.warmup ? { warmup: true } : {}),
-          ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
-          ...(flags.batching ? { batching: flags.batching } : {}),
-          ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),
-          limits: {
-            ...(flags.maxBatch ? { maxBatchSize: flags.maxBatch } : {}),
-            ...(flags.maxQueue ? { maxQueue: flags.maxQueue } : {}),
-          },
-        },
-        logger: { level: flags.logLevel },
-      });
-      await new Promise<void>((resolve) => {
-        let signals = 0;
-        const onSignal = (signal: NodeJS.Signals) => {
-          if (++signals > 1) {
-            server.app.log.warn({ signal }, "second signal: exiting now");
-            process.exit(130);
-          }
-          server.app.log.info({ signal }, "signal received");
-          server.close().then(resolve, (err: unknown) => {
-            server.app.log.error({ err: toOmniError(err) }, "shutdown failed");
-            process.exitCode = 1;
-            resolve();
-          });
-        };
-        process.on("SIGTERM", onSignal);
-        process.on("SIGINT", onSignal);
-      });
+      },
+      logger: { level: flags.logLevel },
     });
+    await new Promise<void>((resolve) => {
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (++signals > 1) {
+          server.app.log.warn({ signal }, "second signal: exiting now");
+          process.exit(130);
+        }
+        server.app.log.info({ signal }, "signal received");
+        server.close().then(resolve, (err: unknown) => {
+          server.app.log.error({ err: toOmniError(err) }, "shutdown failed");
+          process.exitCode = 1;
+          resolve();
+        });
+      };
+      process.on("SIGTERM", onSignal);
+      process.on("SIGINT", onSignal);
+    });
+  });
 }

@@ -50,53 +50,53 @@ export function addWorkerCommand(program: Command): void {
     .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--no-log", "do not log requests");
   addHttpLimitFlags(cmd).action(async (mode: string | undefined, flags: WorkerFlags) => {
-      if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
-      const sagemaker = mode === "serve";
-      const none = flags.httpPort === undefined && flags.grpcPort === undefined && flags.sagemakerPort === undefined;
-      const apiKey = flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined);
-      const host = flags.host ?? (sagemaker ? "0.0.0.0" : "127.0.0.1");
-      const sagemakerHost = flags.sagemakerHost ?? (sagemaker ? "0.0.0.0" : "127.0.0.1");
-      const httpPort = none && !sagemaker ? DEFAULT_HTTP_PORT : flags.httpPort;
-      const sagemakerPort = none && sagemaker ? SAGEMAKER_PORT : flags.sagemakerPort;
-      // Before the worker processes start: a taken port is one line naming it and its flag.
-      const claims: PortClaim[] = [];
-      if (httpPort !== undefined) claims.push({ host, port: httpPort, flag: "--http-port" });
-      if (flags.grpcPort !== undefined) claims.push({ host, port: flags.grpcPort, flag: "--grpc-port" });
-      if (sagemakerPort !== undefined) claims.push({ host: sagemakerHost, port: sagemakerPort, flag: "--sagemaker-port" });
-      await assertPortsFree(claims);
-      const server = await startWorkerServer({
-        engine: {
-          ...(flags.model ? { model: flags.model } : {}),
-          ...(flags.workers ? { numGpus: flags.workers } : {}),
-          ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
-          ...(flags.executor ? { executorClass: flags.executor } : {}),
-          ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
-        },
-        host,
-        sagemakerHost,
-        sagemakerTrustNetwork: flags.sagemakerTrustNetwork === true,
-        httpPort,
-        grpcPort: flags.grpcPort,
-        sagemakerPort,
-        apiKey,
-        bodyLimitBytes: flags.bodyLimit,
-        http: httpLimitsFromFlags(flags),
-        logger: flags.log ? { level: "info" } : false,
-      });
-      const where = endpoints(server);
-      console.log(`omni-diffusion worker listening: ${where}`);
-      for (const w of server.warnings) console.error(`omni-diffusion worker: warning: ${w}`);
-      const stop = () => void server.close().finally(() => process.exit(0));
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
-      try {
-        await server.ready;
-      } catch (err) {
-        await server.close();
-        throw err;
-      }
-      console.log(`omni-diffusion worker ready: ${where}`);
+    if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
+    const sagemaker = mode === "serve";
+    const none = flags.httpPort === undefined && flags.grpcPort === undefined && flags.sagemakerPort === undefined;
+    const apiKey = flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined);
+    const host = flags.host ?? (sagemaker ? "0.0.0.0" : "127.0.0.1");
+    const sagemakerHost = flags.sagemakerHost ?? (sagemaker ? "0.0.0.0" : "127.0.0.1");
+    const httpPort = none && !sagemaker ? DEFAULT_HTTP_PORT : flags.httpPort;
+    const sagemakerPort = none && sagemaker ? SAGEMAKER_PORT : flags.sagemakerPort;
+    // Before the worker processes start: a taken port is one line naming it and its flag.
+    const claims: PortClaim[] = [];
+    if (httpPort !== undefined) claims.push({ host, port: httpPort, flag: "--http-port" });
+    if (flags.grpcPort !== undefined) claims.push({ host, port: flags.grpcPort, flag: "--grpc-port" });
+    if (sagemakerPort !== undefined) claims.push({ host: sagemakerHost, port: sagemakerPort, flag: "--sagemaker-port" });
+    await assertPortsFree(claims);
+    const server = await startWorkerServer({
+      engine: {
+        ...(flags.model ? { model: flags.model } : {}),
+        ...(flags.workers ? { numGpus: flags.workers } : {}),
+        ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
+        ...(flags.executor ? { executorClass: flags.executor } : {}),
+        ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
+      },
+      host,
+      sagemakerHost,
+      sagemakerTrustNetwork: flags.sagemakerTrustNetwork === true,
+      httpPort,
+      grpcPort: flags.grpcPort,
+      sagemakerPort,
+      apiKey,
+      bodyLimitBytes: flags.bodyLimit,
+      http: httpLimitsFromFlags(flags),
+      logger: flags.log ? { level: "info" } : false,
     });
+    const where = endpoints(server);
+    console.log(`omni-diffusion worker listening: ${where}`);
+    for (const w of server.warnings) console.error(`omni-diffusion worker: warning: ${w}`);
+    const stop = () => void server.close().finally(() => process.exit(0));
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+    try {
+      await server.ready;
+    } catch (err) {
+      await server.close();
+      throw err;
+    }
+    console.log(`omni-diffusion worker ready: ${where}`);
+  });
 }
 
 function endpoints(s: WorkerServer): string {
