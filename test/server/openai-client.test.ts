@@ -10,7 +10,6 @@ describe("the official openai client against omni-diffusion serve", () => {
   let server: OmniServer;
   let client: OpenAI;
   before(async () => {
-    // Non-native sizes (64x32 below) are an explicit opt-in since the limits module (issue 9 finding 6).
     server = await startServer({ port: 0, apiKey: KEY, engineConfig: { numGpus: 1, intraOpNumThreads: 1, allowNonNativeSizes: true }, logger: false });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
   });
