@@ -31,4 +31,4 @@ COPY models ./models
 USER node
 EXPOSE 8000 50051 8080
 ENTRYPOINT ["node", "bin/omni-diffusion.js", "worker"]
-CMD ["--host", "0.0.0.0", "--http-port", "8000", "--grpc-port", "50051", "--sagemaker-port", "8080"]
+CMD ["--host", "0.0.0.0", "--http-port", "8000", "--grpc-port", "50051", "--sagemaker-port", "8080", "--sagemaker-host", "0.0.0.0"]

@@ -5,7 +5,10 @@ import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { newRequestId } from "../../core/request.js";
 import { ClosedError, UnhealthyError, type OmniError } from "../../errors/omni-error.js";
 import { ServerMetrics } from "../../metrics/server-metrics.js";
-import { checkApiKey } from "./api-key.js";
+import { authorizationHeaders, checkApiKey } from "../shared/api-key.js";
+import { hardenedServerFactory } from "../shared/http-limits.js";
+import { installJsonBodyParser } from "../shared/json-body.js";
+import { portError } from "../shared/port-check.js";
 import { schemaError } from "./image-request.js";
 import { ImageStore } from "./image-store.js";
 import { imageRoutes } from "./images-route.js";
@@ -110,6 +113,7 @@ export class OmniServer {
         logger: opts.logger ?? true,
         bodyLimit: config.limits.maxBodyBytes,
         genReqId: () => newRequestId(),
+        serverFactory: hardenedServerFactory(config.http),
         // Our own draining answers in the OpenAI error shape.
         return503OnClosing: false,
       });
@@ -140,7 +144,12 @@ export class OmniServer {
 
   /** Starts listening on the configured host and port; resolves with the URL. */
   async listen(): Promise<string> {
-    const url = await this.app.listen({ host: this.config.host, port: this.config.port });
+    let url: string;
+    try {
+      url = await this.app.listen({ host: this.config.host, port: this.config.port });
+    } catch (err) {
+      throw portError({ host: this.config.host, port: this.config.port, flag: "--port" }, err);
+    }
     this.#url = url;
     this.app.log.info({ url, model: this.model.id, executor: this.engine.executor.constructor.name }, "omni-diffusion serving");
     return url;
@@ -217,8 +226,8 @@ export class OmniServer {
       const r = (schema as ZodType).safeParse(data);
       return r.success ? { value: r.data } : { error: schemaError(r.error) };
     });
-    // fastify also parses text/plain by default; this API takes JSON only (anything else is a 415).
-    app.removeContentTypeParser("text/plain");
+    // JSON only (anything else is a 415), through the shared safe parser: depth, encoding and charset checked.
+    installJsonBodyParser(app, { maxDepth: config.http.maxJsonDepth });
     app.addHook("onRequest", async (req, reply) => {
       const t0 = performance.now();
       reply.raw.once("close", () => {
@@ -227,7 +236,7 @@ export class OmniServer {
       });
       reply.header("x-request-id", req.id);
       if (config.apiKey && req.routeOptions.url !== "/health") {
-        const denied = checkApiKey(req.headers.authorization, config.apiKey);
+        const denied = checkApiKey(authorizationHeaders(req.raw.rawHeaders), config.apiKey);
         if (denied) throw denied;
       }
     });
@@ -237,15 +246,16 @@ export class OmniServer {
       return payload;
     });
     app.setErrorHandler((err, req, reply) => {
-      const { statusCode, body } = toHttpError(err, config.limits);
-      if (statusCode >= 500) req.log.error({ err }, "request failed");
+      const { statusCode, body } = toHttpError(err, config.limits, req.id);
+      if (statusCode >= 500) req.log.error({ err, requestId: req.id }, "request failed");
       else req.log.info({ status: statusCode, code: body.error.code, param: body.error.param }, body.error.message);
       if (statusCode === 429) reply.header("retry-after", String(this.#retryAfterSeconds()));
-      if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="omni-diffusion"');
+      // An unauthenticated client does not keep its connection (nor get its body read).
+      if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="omni-diffusion"').header("connection", "close");
       return reply.code(statusCode).send(body);
     });
     app.setNotFoundHandler((req, reply) => {
-      const { statusCode, body } = toHttpError(requestError(404, `Unknown request URL: ${req.method} ${req.url.split("?")[0]}.`, null, "unknown_url"), config.limits);
+      const { statusCode, body } = toHttpError(requestError(404, `Unknown request URL: ${req.method} ${req.url.split("?")[0]}.`, null, "unknown_url"), config.limits, req.id);
       return reply.code(statusCode).send(body);
     });
     // Each feature is its own encapsulated plugin; the hooks, validator and error handler above are inherited.
