@@ -36,7 +36,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--steps <n>", "denoising steps", intArg(1, 1000))
     .option("--guidance <g>", "classifier-free guidance scale", floatArg(0, 100))
     .option("--seed <s>", "random seed", intArg(0, 0xffffffff))
-    .option("--scheduler <name>", "sampler: euler, euler_karras, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, lcm, flow_euler")
+    .option("--scheduler <name>", "sampler: euler, euler_karras, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, lcm, pndm, flow_euler")
     .option("--negative <text>", "negative prompt")
     .option("--model <dir>", "model folder (diffusers ONNX layout)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
