@@ -5,7 +5,7 @@ import { createScheduler } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
-import { OnnxModel, floatData, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
+import { OnnxModel, floatData, floatTensor, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
 import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
@@ -104,7 +104,11 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const [, , fixedH, fixedW] = this.#unet.input("sample")?.shape ?? [];
     for (const [field, v, fixed] of [["height", height, fixedH], ["width", width, fixedW]] as const) {
       if (typeof fixed === "number" && fixed > 0 && v !== fixed * this.#vaeScale) {
-        throw new ValidationError(`${field} must be ${fixed * this.#vaeScale}: this UNet export has a fixed size`, { field });
+        const only = `${typeof fixedW === "number" ? fixedW * this.#vaeScale : "?"}x${typeof fixedH === "number" ? fixedH * this.#vaeScale : "?"}`;
+        throw new ValidationError(`${field} must be ${fixed * this.#vaeScale}: this UNet export has a fixed size and serves only ${only}, got ${width}x${height}`, {
+          field,
+          data: { allowed: only },
+        });
       }
     }
     const scheduler = r.scheduler ?? defaults.scheduler;
@@ -228,17 +232,18 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       ctx.set(r.ctx, i * ctxLen);
     });
     const n = rows.length;
+    // Float inputs go in the dtype the export declares (fp16 exports are converted here, latents stay float32).
     const feeds: Record<string, ort.Tensor> = {
-      sample: new ort.Tensor("float32", sample, [n, c, h, w]),
+      sample: floatTensor(unet.input("sample")!.type, sample, [n, c, h, w]),
       timestep: numericTensor(tsInput.type, perRowTimestep ? rows.map((r) => r.t) : [rows[0]!.t], perRowTimestep ? [n] : tsInput.shape.length ? [1] : []),
-      encoder_hidden_states: new ort.Tensor("float32", ctx, [n, this.#prompts.maxLength, ctxLen / this.#prompts.maxLength]),
+      encoder_hidden_states: floatTensor(unet.input("encoder_hidden_states")!.type, ctx, [n, this.#prompts.maxLength, ctxLen / this.#prompts.maxLength]),
     };
     const tc = unet.input("timestep_cond");
     if (tc) {
       const dim = Number(tc.shape[1]) || 256;
       const emb = new Float32Array(n * dim);
       rows.forEach((r, i) => emb.set(guidanceScaleEmbedding(r.w - 1, dim), i * dim));
-      feeds.timestep_cond = new ort.Tensor("float32", emb, [n, dim]);
+      feeds.timestep_cond = floatTensor(tc.type, emb, [n, dim]);
     }
     const out = await unet.run(feeds);
     const pred = floatData(out[unet.outputs[0]!.name] ?? Object.values(out)[0]!);
@@ -281,7 +286,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         const src = preview && smp.predX0 ? smp.predX0 : smp.latents;
         for (let q = 0; q < size; q++) lat[j * size + q] = src[q]! / this.#scalingFactor;
       });
-      const out = await this.#vae.run({ latent_sample: new ort.Tensor("float32", lat, [items.length, c, h, w]) });
+      const out = await this.#vae.run({ latent_sample: floatTensor(this.#vae.input("latent_sample")!.type, lat, [items.length, c, h, w]) });
       const img = out[this.#vae.outputs[0]!.name] ?? Object.values(out)[0]!;
       const [, , H, W] = img.dims as number[];
       const data = floatData(img);
