@@ -5,7 +5,7 @@ import type { Command } from "commander";
 import { DiffusionEngine } from "../core/engine.js";
 import { OmniDiffusionRequest } from "../core/request.js";
 import { encodePng } from "../utils/png.js";
-import { engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
+import { deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
 
 interface GenerateFlags extends EngineFlags {
   out: string;
@@ -41,6 +41,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--model <dir>", "model folder (diffusers ONNX layout)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
     .action(async (prompt: string, flags: GenerateFlags) => {

@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, Option } from "commander";
+import { DEVICES, type Device } from "../pipelines/device.js";
 
 /** Commander argument parsers that fail with a message naming the flag's expected form. */
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -42,6 +43,12 @@ export interface EngineFlags {
   executor?: string;
   executorOptions?: Record<string, unknown>;
   threads?: number;
+  device?: Device;
+}
+
+/** `--device cpu|cuda`, shared by every command that loads the model. */
+export function deviceOption(): Option {
+  return new Option("--device <device>", "where the model runs: cpu, or cuda (onnxruntime-node's CUDA provider; see docs/models.md)").choices(DEVICES);
 }
 
 export function engineConfigFromFlags(f: EngineFlags) {
@@ -51,5 +58,6 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.executor ? { executorClass: f.executor } : {}),
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
+    ...(f.device ? { device: f.device } : {}),
   };
 }

@@ -1,12 +1,14 @@
 import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
-import { intArg } from "./options.js";
+import { deviceOption, intArg } from "./options.js";
+import type { Device } from "../pipelines/device.js";
 
 interface WorkerFlags {
   model?: string;
   workers?: number;
   threads?: number;
+  device?: Device;
   executor?: string;
   host?: string;
   httpPort?: number;
@@ -34,6 +36,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--model <dir>", "model folder (diffusers ONNX layout)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .addOption(deviceOption())
     .option("--executor <name>", "local executor: multiproc (default) or uniproc")
     .option("--host <host>", "interface to listen on (default 127.0.0.1)")
     .option("--http-port <port>", `HTTP/JSON API port (default ${DEFAULT_HTTP_PORT} when no port is given; 0 = any free port)`, intArg(0, 65_535))
@@ -53,6 +56,7 @@ export function addWorkerCommand(program: Command): void {
           ...(flags.model ? { model: flags.model } : {}),
           ...(flags.workers ? { numGpus: flags.workers } : {}),
           ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
+          ...(flags.device ? { device: flags.device } : {}),
           ...(flags.executor ? { executorClass: flags.executor } : {}),
         },
         host,

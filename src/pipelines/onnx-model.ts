@@ -1,5 +1,6 @@
 import * as ort from "onnxruntime-node";
 import { ModelLoadError } from "../errors/omni-error.js";
+import { assertDeviceAvailable, deviceStartError, executionProviders, type Device } from "./device.js";
 import { float32ToHalf, halfToFloat32 } from "./float16.js";
 
 export type OnnxDType = "float32" | "float16" | "int64" | "int32" | "string" | "other";
@@ -12,7 +13,8 @@ export interface OnnxIO {
 }
 
 export interface SessionOptions {
-  executionProvider?: "cpu" | "cuda";
+  /** Where the sessions run (default `cpu`); `cuda` is checked before any session is created. */
+  device?: Device;
   intraOpNumThreads?: number;
 }
 
@@ -40,15 +42,18 @@ export class OnnxModel {
 
   async load(): Promise<void> {
     if (this.#session) return;
-    const providers = this.#opts.executionProvider === "cuda" ? ["cuda", "cpu"] : ["cpu"];
+    const device = this.#opts.device ?? "cpu";
+    assertDeviceAvailable(device);
     try {
       this.#session = await ort.InferenceSession.create(this.path, {
-        executionProviders: providers,
+        executionProviders: executionProviders(device),
         intraOpNumThreads: this.#opts.intraOpNumThreads,
         interOpNumThreads: 1,
         graphOptimizationLevel: "all",
       });
     } catch (err) {
+      const deviceErr = deviceStartError(device, err);
+      if (deviceErr) throw deviceErr;
       throw new ModelLoadError(`cannot load ${this.component} from ${this.path}: ${(err as Error).message}`, {
         cause: err,
         data: { component: this.component, path: this.path },
