@@ -1,6 +1,8 @@
 // Public API of omni-diffusion. Only re-exports live here.
 export { DiffusionEngine, type BatchEvent, type EngineGenerateOptions, type EngineStats, type StepEvent } from "./core/engine.js";
 export { parseConfig, configSchema, BATCHING_POLICIES, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./core/config.js";
+export { checkRequestLimits, camelCaseFields, snakeCaseFields, prefixedFields, estimateRequestBytes, DEFAULT_REQUEST_LIMITS, type RequestLimits, type LimitedRequest, type FieldNamer } from "./core/limits.js";
+export { parseModelLimits, type ModelLimits } from "./core/model-limits.js";
 export { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit, type OmniDiffusionRequestDict } from "./core/request.js";
 export {
   DiffusionOutput,
@@ -51,7 +53,7 @@ export { registerPipeline, registeredPipelines, type PipelineFactory } from "./p
 export { OnnxDiffusionPipeline } from "./pipelines/onnx-diffusion-pipeline.js";
 export { isSteppable } from "./pipelines/types.js";
 export type { DiffusionPipeline, GenerateOptions, PipelineInfo, PipelineLoadOptions, StepBatchInfo, StepProgress, SteppablePipeline, UnetCall } from "./pipelines/types.js";
-export { createScheduler, SCHEDULER_NAMES } from "./schedulers/index.js";
+export { createScheduler, SCHEDULER_NAMES, schedulersFor } from "./schedulers/index.js";
 export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";
 export { encodePng, decodePng, type RgbImage } from "./utils/png.js";
 export * from "./errors/omni-error.js";

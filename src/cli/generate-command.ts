@@ -2,10 +2,13 @@ import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
+import { parseConfig, requestLimitsOf } from "../core/config.js";
 import { DiffusionEngine } from "../core/engine.js";
+import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
+import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
 import { encodePng } from "../utils/png.js";
-import { deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
 
 interface GenerateFlags extends EngineFlags {
   out: string;
@@ -17,6 +20,10 @@ interface GenerateFlags extends EngineFlags {
   scheduler?: string;
   negative?: string;
 }
+
+/** Request fields as this command's flags, so a refused value names the flag to change. */
+const flagOf: FieldNamer = (f) =>
+  ({ prompt: "<prompt>", negativePrompt: "--negative", width: "--size", height: "--size", numInferenceSteps: "--steps", numOutputsPerPrompt: "--n", scheduler: "--scheduler" })[f];
 
 /** Output file for image i of n: "out.png" for one image, "out-1.png", "out-2.png", ... for several. */
 function outPath(base: string, i: number, n: number): string {
@@ -31,12 +38,12 @@ export function addGenerateCommand(program: Command): void {
     .description("generate image(s) from a prompt")
     .argument("<prompt>", "text prompt")
     .option("-o, --out <file>", "output PNG path", "out.png")
-    .option("-n, --n <count>", "number of images", intArg(1, 10), 1)
+    .option("-n, --n <count>", "number of images", intArg(1), 1)
     .option("--size <WxH>", "image size (default: the model's native size)", sizeArg)
-    .option("--steps <n>", "denoising steps", intArg(1, 1000))
+    .option("--steps <n>", "denoising steps", intArg(1))
     .option("--guidance <g>", "classifier-free guidance scale", floatArg(0, 100))
     .option("--seed <s>", "random seed", intArg(0, 0xffffffff))
-    .option("--scheduler <name>", "sampler: euler, euler_karras, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, lcm, pndm, flow_euler")
+    .option("--scheduler <name>", `sampler, one that fits the model's prediction type (see \`info\`): ${SCHEDULER_NAMES.join(", ")}`)
     .option("--negative <text>", "negative prompt")
     .option("--model <dir>", "model folder (diffusers ONNX layout)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
@@ -44,6 +51,7 @@ export function addGenerateCommand(program: Command): void {
     .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
+    .option(...ALLOW_NON_NATIVE_FLAG)
     .action(async (prompt: string, flags: GenerateFlags) => {
       const request = new OmniDiffusionRequest({
         prompt,
@@ -56,9 +64,13 @@ export function addGenerateCommand(program: Command): void {
         scheduler: flags.scheduler,
         negativePrompt: flags.negative,
       });
-      const engine = await DiffusionEngine.create(engineConfigFromFlags(flags));
+      const config = engineConfigFromFlags(flags);
+      // The engine's own limits, checked before the model loads; the model's are checked once it has.
+      checkRequestLimits(request, requestLimitsOf(parseConfig(config)), null, { fieldName: flagOf, knownSchedulers: SCHEDULER_NAMES });
+      const engine = await DiffusionEngine.create(config);
       const bar = process.stderr.isTTY ? new SingleBar({ format: "denoising [{bar}] {value}/{total} steps", hideCursor: true }, undefined) : null;
       try {
+        engine.checkRequest(request, flagOf);
         let started = false;
         const out = await engine.generate(request, {
           onProgress: (p) => {

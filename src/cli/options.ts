@@ -44,12 +44,17 @@ export interface EngineFlags {
   executorOptions?: Record<string, unknown>;
   threads?: number;
   device?: Device;
+  /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
+  allowNonNativeSizes?: boolean;
 }
 
 /** `--device cpu|cuda`, shared by every command that loads the model. */
 export function deviceOption(): Option {
   return new Option("--device <device>", "where the model runs: cpu, or cuda (onnxruntime-node's CUDA provider; see docs/models.md)").choices(DEVICES);
 }
+
+/** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
+export const ALLOW_NON_NATIVE_FLAG = ["--allow-non-native-sizes", "serve sizes other than the model's native one (never trained at; off by default)"] as const;
 
 export function engineConfigFromFlags(f: EngineFlags) {
   return {
@@ -59,5 +64,6 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
     ...(f.device ? { device: f.device } : {}),
+    ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
   };
 }

@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/openai/openai-server.js";
-import { deviceOption, engineConfigFromFlags, intArg, jsonObjectArg, type EngineFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, deviceOption, engineConfigFromFlags, intArg, jsonObjectArg, type EngineFlags } from "./options.js";
 
 interface ServeFlags extends EngineFlags {
   host: string;
@@ -65,6 +65,7 @@ export function addServeCommand(program: Command): void {
     .option("--image-ttl <ms>", "how long response_format=url images stay downloadable", intArg(1_000))
     .option("--public-url <url>", "base of image URLs (default: from the Host header)")
     .option("--warmup", "run one tiny generation before accepting requests")
+    .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info")
     .action(async (flags: ServeFlags) => {
       const server = await startServer({

@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
-import { deviceOption, intArg } from "./options.js";
 import type { Device } from "../pipelines/device.js";
+import { ALLOW_NON_NATIVE_FLAG, deviceOption, intArg } from "./options.js";
 
 interface WorkerFlags {
   model?: string;
@@ -10,6 +10,7 @@ interface WorkerFlags {
   threads?: number;
   device?: Device;
   executor?: string;
+  allowNonNativeSizes?: boolean;
   host?: string;
   httpPort?: number;
   grpcPort?: number;
@@ -44,6 +45,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--sagemaker-port <port>", "SageMaker container port (SageMaker uses 8080)", intArg(0, 65_535))
     .option("--api-key <key>", "require Authorization: Bearer <key> (default: $OMNI_DIFFUSION_API_KEY)")
     .option("--body-limit <bytes>", "largest HTTP request body", intArg(1_024, 1024 * 1024 * 1024))
+    .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--no-log", "do not log requests")
     .action(async (mode: string | undefined, flags: WorkerFlags) => {
       if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
@@ -58,6 +60,7 @@ export function addWorkerCommand(program: Command): void {
           ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
           ...(flags.device ? { device: flags.device } : {}),
           ...(flags.executor ? { executorClass: flags.executor } : {}),
+          ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
         },
         host,
         httpPort: none && !sagemaker ? DEFAULT_HTTP_PORT : flags.httpPort,

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ConfigError } from "../errors/omni-error.js";
 import type { DiffusionExecutorClass } from "../executors/base.js";
 import { DEVICES } from "../pipelines/device.js";
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
 import { DEFAULT_MODEL_DIR } from "./paths.js";
 
 /** Resource limits every request is checked against before it is queued. */
@@ -10,10 +11,15 @@ export const limitsSchema = z
   .object({
     maxBatchSize: z.number().int().min(1).max(256).default(8),
     maxQueue: z.number().int().min(1).default(1024),
-    maxWidth: z.number().int().min(8).default(1024),
-    maxHeight: z.number().int().min(8).default(1024),
-    maxSteps: z.number().int().min(1).default(150),
-    maxOutputsPerPrompt: z.number().int().min(1).default(10),
+    /** Largest width/height; absent: derived from the model (core/limits.ts `maxSizeFor`). */
+    maxWidth: z.number().int().min(8).optional(),
+    maxHeight: z.number().int().min(8).optional(),
+    maxSteps: z.number().int().min(1).default(DEFAULT_REQUEST_LIMITS.maxSteps),
+    maxOutputsPerPrompt: z.number().int().min(1).default(DEFAULT_REQUEST_LIMITS.maxOutputsPerPrompt),
+    /** Characters of `prompt` and of `negativePrompt`. */
+    maxPromptChars: z.number().int().min(1).max(10_000).default(DEFAULT_REQUEST_LIMITS.maxPromptChars),
+    /** Budget of one request's estimated peak UNet memory, bytes (core/limits.ts `estimateRequestBytes`). */
+    maxRequestBytes: z.number().int().min(1).default(DEFAULT_REQUEST_LIMITS.maxRequestBytes),
   })
   .strict();
 
@@ -69,6 +75,11 @@ export const configSchema = z
     batchWindowMs: z.number().min(0).max(10_000).default(2),
     /** Python-style worker extension: "module#Export" of a class whose methods become RPC methods. */
     workerExtension: z.string().min(1).optional(),
+    /**
+     * Serve sizes other than the model's native one on models whose export allows them. Off by default:
+     * a model runs at sizes it was never trained at only when the operator opts in.
+     */
+    allowNonNativeSizes: z.boolean().default(false),
     limits: limitsSchema.default(limitsSchema.parse({})),
   })
   .strict();
@@ -98,4 +109,18 @@ export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusion
   // workers × threads ≤ cores: onnxruntime's default of one thread per core per session oversubscribes.
   const threads = cfg.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / cfg.numGpus));
   return { ...cfg, intraOpNumThreads: threads };
+}
+
+/** The per-request limits of a parsed config, as core/limits.ts checks them. */
+export function requestLimitsOf(config: Pick<OmniDiffusionConfig, "limits" | "allowNonNativeSizes">): RequestLimits {
+  const l = config.limits;
+  return {
+    maxWidth: l.maxWidth ?? null,
+    maxHeight: l.maxHeight ?? null,
+    maxSteps: l.maxSteps,
+    maxOutputsPerPrompt: l.maxOutputsPerPrompt,
+    maxPromptChars: l.maxPromptChars,
+    allowNonNativeSizes: config.allowNonNativeSizes,
+    maxRequestBytes: l.maxRequestBytes,
+  };
 }

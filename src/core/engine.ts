@@ -1,11 +1,14 @@
-import { AbortedError, ClosedError, OmniError, QueueFullError, ValidationError, toOmniError } from "../errors/omni-error.js";
+import { AbortedError, ClosedError, OmniError, QueueFullError, UnknownMethodError, ValidationError, toOmniError } from "../errors/omni-error.js";
 import type { CollectiveRpcOptions, DiffusionExecutor } from "../executors/base.js";
 import { resolveExecutor } from "../executors/resolve-executor.js";
 import type { StepBatchInfo, StepProgress } from "../pipelines/types.js";
 import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
-import { parseConfig, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
+import { SCHEDULER_NAMES } from "../schedulers/index.js";
+import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
+import { checkRequestLimits, type FieldNamer, type LimitedRequest, type RequestLimits } from "./limits.js";
+import { parseModelLimits, type ModelLimits } from "./model-limits.js";
 import type { StageMetrics } from "./output.js";
-import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "./request.js";
+import { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit } from "./request.js";
 import { OmniRequestOutput } from "./request-output.js";
 
 /** Per-call options of {@link DiffusionEngine.generate}. */
@@ -83,10 +86,14 @@ export class DiffusionEngine {
   /** Images and (estimated) UNet rows of the requests in flight under continuous batching. */
   #flight = { images: 0, rows: 0 };
   readonly #policy: BatchingPolicy;
+  readonly #requestLimits: RequestLimits;
+  readonly #modelLimits: ModelLimits | null;
 
-  private constructor(config: OmniDiffusionConfig, executor: DiffusionExecutor) {
+  private constructor(config: OmniDiffusionConfig, executor: DiffusionExecutor, modelLimits: ModelLimits | null) {
     this.config = config;
     this.executor = executor;
+    this.#requestLimits = requestLimitsOf(config);
+    this.#modelLimits = modelLimits;
     const stepLevel = (executor.constructor as { supportsContinuousBatching?: boolean }).supportsContinuousBatching === true;
     // An executor that cannot merge overlapping calls would run them side by side unbatched: batch here instead.
     this.#policy = config.batching === "continuous" && !stepLevel ? "request" : config.batching;
@@ -108,7 +115,7 @@ export class DiffusionEngine {
       await executor.close().catch(() => undefined);
       throw err;
     }
-    const engine = new DiffusionEngine(config, executor);
+    const engine = new DiffusionEngine(config, executor, await describeModel(executor, config));
     if (config.warmup) {
       const [out] = await engine.step([new OmniDiffusionRequest({ prompt: "warm-up", numInferenceSteps: 1, seed: 0 })]);
       if (out?.error) {
@@ -117,6 +124,24 @@ export class DiffusionEngine {
       }
     }
     return engine;
+  }
+
+  /** The per-request limits of the config (core/limits.ts). */
+  get requestLimits(): RequestLimits {
+    return this.#requestLimits;
+  }
+
+  /** What the loaded model can serve, as rank 0 described it; null when the executor cannot say (then only the config limits apply). */
+  get modelLimits(): ModelLimits | null {
+    return this.#modelLimits;
+  }
+
+  /**
+   * Checks a request against the config's limits and the model (core/limits.ts), naming fields with
+   * `fieldName` (default camelCase). Throws the ValidationError / LimitExceededError every entry point gives.
+   */
+  checkRequest(request: LimitedRequest, fieldName?: FieldNamer): void {
+    checkRequestLimits(request, this.#requestLimits, this.#modelLimits, { fieldName, knownSchedulers: SCHEDULER_NAMES });
   }
 
   get stats(): EngineStats {
@@ -144,13 +169,27 @@ export class DiffusionEngine {
    * yields an output whose `error` is set (this never throws for a request's own failure).
    */
   async step(requests: (OmniDiffusionRequest | OmniDiffusionRequestInit)[]): Promise<OmniRequestOutput[]> {
-    const reqs = requests.map((r) => (r instanceof OmniDiffusionRequest ? r : new OmniDiffusionRequest(r)));
+    // A request that cannot even be built (numInferenceSteps: 0) fails alone, like any other invalid request.
+    const reqs = requests.map((r): OmniDiffusionRequest | OmniRequestOutput => {
+      if (r instanceof OmniDiffusionRequest) return r;
+      try {
+        return new OmniDiffusionRequest(r);
+      } catch (err) {
+        const init = (r ?? {}) as Partial<OmniDiffusionRequestInit>;
+        return new OmniRequestOutput({
+          requestId: typeof init.requestId === "string" && init.requestId ? init.requestId : newRequestId(),
+          prompt: typeof init.prompt === "string" ? init.prompt : "",
+          seed: typeof init.seed === "number" ? init.seed : null,
+          error: toOmniError(err),
+        });
+      }
+    });
     const ids = new Set<string>();
     for (const r of reqs) {
       if (ids.has(r.requestId)) throw new ValidationError(`duplicate request id ${r.requestId} in one step`, { field: "requestId" });
       ids.add(r.requestId);
     }
-    return Promise.all(reqs.map((r) => this.#submit(r, {})));
+    return Promise.all(reqs.map((r) => (r instanceof OmniDiffusionRequest ? this.#submit(r, {}) : r)));
   }
 
   /**
@@ -205,17 +244,6 @@ export class DiffusionEngine {
     return this.#closing;
   }
 
-  #checkLimits(r: OmniDiffusionRequest): void {
-    const l = this.config.limits;
-    const over = (field: string, v: number | null, max: number) => {
-      if (v !== null && v > max) throw new ValidationError(`${field} ${v} exceeds the limit of ${max}`, { field });
-    };
-    over("width", r.width, l.maxWidth);
-    over("height", r.height, l.maxHeight);
-    over("numInferenceSteps", r.numInferenceSteps, l.maxSteps);
-    over("numOutputsPerPrompt", r.numOutputsPerPrompt, l.maxOutputsPerPrompt);
-  }
-
   #submit(request: OmniDiffusionRequest, opts: EngineGenerateOptions): Promise<OmniRequestOutput> {
     return new Promise<OmniRequestOutput>((resolve) => {
       const q: QueuedRequest = {
@@ -229,7 +257,7 @@ export class DiffusionEngine {
       const fail = (err: OmniError) => resolve(this.#errorOutput(q, err));
       if (this.#closing) return fail(new ClosedError("engine is closed"));
       try {
-        this.#checkLimits(request);
+        this.checkRequest(request);
       } catch (err) {
         return fail(toOmniError(err));
       }
@@ -384,6 +412,26 @@ export class DiffusionEngine {
     if (out.error) this.#stats.requestsFailed++;
     else this.#stats.requestsDone++;
     q.resolve(out);
+  }
+}
+
+/** Longest wait for the `describeModel` reply at start-up, ms (a remote peer that never answers must not stall create()). */
+const DESCRIBE_TIMEOUT_MS = 30_000;
+
+/**
+ * Asks rank 0 what its model can serve. Executors that cannot answer (no such RPC, e.g. the OpenAI
+ * executor) give null: then only the config's limits apply, and the workers still refuse what their model cannot run.
+ */
+async function describeModel(executor: DiffusionExecutor, config: OmniDiffusionConfig): Promise<ModelLimits | null> {
+  try {
+    const reply = await executor.collectiveRpc("describeModel", { uniqueReplyRank: 0, timeout: Math.min(config.rpcTimeoutMs, DESCRIBE_TIMEOUT_MS) });
+    return parseModelLimits(reply);
+  } catch (err) {
+    const e = toOmniError(err);
+    if (!(e instanceof UnknownMethodError) && e.code !== "OMNI_ERR_UNKNOWN_METHOD") {
+      process.emitWarning(`omni-diffusion: the executor did not describe its model (${e.message}); only the config limits apply`);
+    }
+    return null;
   }
 }
 

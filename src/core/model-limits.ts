@@ -1,3 +1,6 @@
+import { z } from "zod";
+import { zodToValidationError } from "../utils/zod-error.js";
+
 /**
  * What a loaded model can serve, as the worker that loaded it reports it. The engine and the servers check
  * every request against it before any tensor is allocated (see core/limits.ts), so a size the model cannot
@@ -13,10 +16,33 @@ export interface ModelLimits {
   spatial: "fixed" | "dynamic";
   /** Width and height must be multiples of this (the VAE factor × UNet down-sampling). */
   sizeMultiple: number;
-  /** The model's prediction type (`epsilon`, `v_prediction`, `sample`, `flow`), which decides the samplers. */
+  /** The model's prediction type (`epsilon`, `v_prediction`, `sample`, `flow_prediction`), which decides the samplers. */
   predictionType: string;
   /** Scheduler names that apply to this model; others are refused at validation, naming these. */
   schedulers: readonly string[];
-  /** Estimated peak bytes of one UNet row at the native size; the estimate scales with pixel count. */
+  /**
+   * Estimated peak bytes of one UNet row at the native size. core/limits.ts `estimateRequestBytes` scales it
+   * with the pixel count (quadratically above the native size, for attention).
+   */
   bytesPerRowAtNative: number;
+}
+
+/** Strict codec of {@link ModelLimits}, for replies that cross a process or the network (`describeModel`). */
+export const modelLimitsSchema = z
+  .object({
+    nativeWidth: z.number().int().positive(),
+    nativeHeight: z.number().int().positive(),
+    spatial: z.enum(["fixed", "dynamic"]),
+    sizeMultiple: z.number().int().positive(),
+    predictionType: z.string().min(1),
+    schedulers: z.array(z.string().min(1)),
+    bytesPerRowAtNative: z.number().nonnegative(),
+  })
+  .strict();
+
+/** Validates a `describeModel` reply; throws a ValidationError naming every bad or unknown field. */
+export function parseModelLimits(value: unknown): ModelLimits {
+  const r = modelLimitsSchema.safeParse(value);
+  if (!r.success) throw zodToValidationError(r.error, "ModelLimits");
+  return r.data;
 }

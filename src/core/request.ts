@@ -6,7 +6,10 @@ import { zodToValidationError } from "../utils/zod-error.js";
 export const requestDictSchema = z
   .object({
     request_id: z.string().min(1).max(256).optional(),
-    prompt: z.string().max(10_000),
+    prompt: z
+      .string()
+      .max(10_000)
+      .refine((p) => p.trim() !== "", "must not be empty"),
     negative_prompt: z.string().max(10_000).nullish(),
     height: z.number().int().positive().nullish(),
     width: z.number().int().positive().nullish(),

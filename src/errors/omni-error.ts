@@ -50,6 +50,17 @@ export class ValidationError extends OmniError {
   }
 }
 
+/**
+ * A request value beyond a deployment or model limit (size, steps, images, prompt length, memory budget).
+ * A ValidationError (same code, HTTP 400) whose `data.reason` is `"limit_exceeded"`; `data.limit` or
+ * `data.allowed` says what is accepted. Servers answer it with the `limit_exceeded` error code.
+ */
+export class LimitExceededError extends ValidationError {
+  constructor(message: string, opts: OmniErrorOptions & { field?: string } = {}) {
+    super(message, { ...opts, field: opts.field ?? (opts.data?.field as string | undefined), data: { ...opts.data, reason: "limit_exceeded" } });
+  }
+}
+
 /** Invalid engine configuration (bad `OmniDiffusionConfig`). */
 export class ConfigError extends OmniError {
   constructor(message: string, opts: OmniErrorOptions & { field?: string } = {}) {
@@ -143,6 +154,7 @@ export class UnauthorizedError extends OmniError {
 
 const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => OmniError> = {
   ValidationError,
+  LimitExceededError,
   ConfigError,
   ExecutorResolutionError,
   ModelLoadError,
@@ -194,7 +206,7 @@ export function deserializeError(e: SerializedError, extraData: Record<string, u
   const data = { ...e.data, ...extraData };
   if (Cls) {
     const err = new Cls(e.message, { data });
-    if (e.name === "ValidationError" || e.name === "ConfigError") (err.data as Record<string, unknown>).field = e.data?.field;
+    if (e.name === "ValidationError" || e.name === "LimitExceededError" || e.name === "ConfigError") (err.data as Record<string, unknown>).field = e.data?.field;
     return err;
   }
   return new OmniError(e.message, e.code || "OMNI_ERR_INTERNAL", { data: { ...data, remoteName: e.name } });

@@ -1,7 +1,8 @@
 import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { ValidationError } from "../errors/omni-error.js";
-import { createScheduler } from "../schedulers/index.js";
+import type { ModelLimits } from "../core/model-limits.js";
+import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
@@ -9,6 +10,7 @@ import { OnnxModel, floatData, floatTensor, numericTensor, ort, type SessionOpti
 import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
+import { describeOnnxModel } from "./model-limits.js";
 import { runToCompletion } from "./run-to-completion.js";
 import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
 
@@ -32,6 +34,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #vaeScale: number;
   readonly #scalingFactor: number;
   readonly #info: Omit<PipelineInfo, "components" | "asleep">;
+  readonly #unetConfig: Record<string, unknown>;
+  #limits: ModelLimits | null = null;
   /** Rows per UNet call; bigger batches are split. */
   maxBatchRows = 64;
 
@@ -48,6 +52,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#latentChannels = unetCfg.in_channels ?? vaeCfg.latent_channels ?? 4;
     this.#vaeScale = 2 ** (((vaeCfg.block_out_channels as unknown[] | undefined)?.length ?? 4) - 1);
     this.#scalingFactor = vaeCfg.scaling_factor ?? 0.18215;
+    this.#unetConfig = unetCfg;
     const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
     const d = (index._omni_defaults ?? {}) as Record<string, any>;
     this.#info = {
@@ -84,6 +89,22 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     await Promise.all([this.#textEncoder.load(), this.#unet.load(), this.#vae.load()]);
     this.#unet.requireInputs(["sample", "timestep", "encoder_hidden_states"]);
     this.#vae.requireInputs(["latent_sample"]);
+    this.#limits ??= describeOnnxModel({
+      unetConfig: this.#unetConfig,
+      schedulerConfig: this.#schedulerConfig,
+      vaeScale: this.#vaeScale,
+      latentChannels: this.#latentChannels,
+      sample: this.#unet.input("sample"),
+      encoderHiddenStates: this.#unet.input("encoder_hidden_states"),
+      textTokens: this.#prompts.maxLength,
+      textDim: Number(this.#unetConfig.cross_attention_dim) || 768,
+      sizeMultiple: this.#info.sizeMultiple,
+    });
+  }
+
+  /** What this model can serve (sizes, samplers, memory per row), read once at the first load. */
+  describe(): ModelLimits {
+    return this.#limits!;
   }
 
   async release(): Promise<void> {
@@ -112,6 +133,13 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       }
     }
     const scheduler = r.scheduler ?? defaults.scheduler;
+    const fits = this.describe().schedulers;
+    if (r.scheduler !== null && !fits.includes(normalizeSchedulerName(scheduler))) {
+      throw new ValidationError(`scheduler "${scheduler}" does not fit this model (prediction type ${this.describe().predictionType}); use one of: ${fits.join(", ")}`, {
+        field: "scheduler",
+        data: { reason: "unsupported_value", allowed: fits },
+      });
+    }
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
     createScheduler(scheduler, this.#schedulerConfig).setTimesteps(steps); // throws ValidationError on a bad name or count
     return {

@@ -1,5 +1,6 @@
 import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
+import type { ModelLimits } from "../core/model-limits.js";
 import type { DenoiseState, ResolvedParams } from "./denoise-state.js";
 import type { Device } from "./device.js";
 
@@ -77,6 +78,8 @@ export interface UnetCall {
  */
 export interface DiffusionPipeline {
   readonly info: PipelineInfo;
+  /** What the model can serve (the worker's `describeModel` RPC); pipelines without it get only the config limits. */
+  describe?(): ModelLimits;
   /** Resolves defaults and checks a request against the model (size multiple, steps, scheduler); throws ValidationError. */
   validate(request: OmniDiffusionRequest): void;
   /** Runs the requests as one batch where shapes allow; per-request failures land in `errors`. */

@@ -14,6 +14,8 @@ import {
   spacedTimesteps,
   validateNumSteps,
   vpToX0Eps,
+  VP_PREDICTION_TYPES,
+  type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
@@ -37,6 +39,8 @@ export const DDIM_DEFAULTS: DdimConfig = {
 
 /** DDIM sampler. Timesteps are integers; the model input is not scaled. */
 export class DdimScheduler implements Scheduler {
+  /** Prediction types this sampler can drive (schedulers/index.ts lists per model only the samplers that fit). */
+  static readonly predictionTypes: readonly PredictionType[] = VP_PREDICTION_TYPES;
   readonly name: string;
   readonly config: DdimConfig;
   readonly initNoiseSigma = 1;
@@ -50,7 +54,7 @@ export class DdimScheduler implements Scheduler {
 
   constructor(config: SchedulerConfig = {}, name = "ddim") {
     this.name = name;
-    this.config = resolveConfig(DDIM_DEFAULTS, config, ["epsilon", "v_prediction", "sample"]);
+    this.config = resolveConfig(DDIM_DEFAULTS, config, DdimScheduler.predictionTypes);
     if (typeof this.config.eta !== "number" || !(this.config.eta >= 0)) {
       throw new ValidationError(`scheduler config eta must be a number >= 0`, { field: "scheduler", data: { key: "eta" } });
     }

@@ -19,6 +19,8 @@ import {
   sigmasFromAlphasCumprod,
   validateNumSteps,
   vpToX0Eps,
+  VP_PREDICTION_TYPES,
+  type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
@@ -73,6 +75,8 @@ function lambdaOf(sigma: number): number {
 
 /** DPM-Solver++ 2M sampler (`dpmpp_2m`, or `dpmpp_2m_karras` with Karras sigmas). Deterministic. */
 export class DpmSolverMultistepScheduler implements Scheduler {
+  /** Prediction types this sampler can drive (schedulers/index.ts lists per model only the samplers that fit). */
+  static readonly predictionTypes: readonly PredictionType[] = VP_PREDICTION_TYPES;
   readonly name: string;
   readonly config: DpmSolverConfig;
   readonly initNoiseSigma = 1;
@@ -88,7 +92,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
 
   constructor(config: SchedulerConfig = {}, name = "dpmpp_2m") {
     this.name = name;
-    const c = resolveConfig(DPM_SOLVER_DEFAULTS, config, ["epsilon", "v_prediction", "sample"]);
+    const c = resolveConfig(DPM_SOLVER_DEFAULTS, config, DpmSolverMultistepScheduler.predictionTypes);
     // Like diffusers, accept configs of sibling multistep solvers: UniPC's "bh1"/"bh2" and DEIS's "logrho"
     // solver types become "midpoint", DEIS's algorithm becomes "dpmsolver++".
     if ((["logrho", "bh1", "bh2"] as unknown[]).includes(c.solver_type)) c.solver_type = "midpoint";

@@ -14,6 +14,7 @@ import {
   resolveStepIndex,
   timeShift,
   validateNumSteps,
+  type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
 import type { NoiseSource, Scheduler, SchedulerConfig, SetTimestepsOptions } from "./types.js";
@@ -68,6 +69,8 @@ export function calculateShift(imageSeqLen: number, config: Partial<FlowMatchCon
 
 /** Flow-matching Euler sampler (`flow_euler`). The model input is not scaled and initial noise has std 1. */
 export class FlowMatchEulerScheduler implements Scheduler {
+  /** Flow-matching models only: the sampler integrates a velocity, not a noise or data prediction. */
+  static readonly predictionTypes: readonly PredictionType[] = ["flow_prediction"];
   readonly name: string;
   readonly config: FlowMatchConfig;
   readonly initNoiseSigma = 1;
@@ -81,7 +84,7 @@ export class FlowMatchEulerScheduler implements Scheduler {
   constructor(config: SchedulerConfig = {}, name = "flow_euler") {
     this.name = name;
     // Flow configs carry no prediction_type; an explicit non-flow one means a model this sampler can't drive.
-    const c = resolveConfig(FLOW_MATCH_DEFAULTS, config, ["flow_prediction"]);
+    const c = resolveConfig(FLOW_MATCH_DEFAULTS, config, FlowMatchEulerScheduler.predictionTypes);
     if (typeof c.shift !== "number" || !(c.shift > 0)) throw bad("shift", `must be a number > 0, got ${String(c.shift)}`);
     if (c.time_shift_type !== "exponential" && c.time_shift_type !== "linear") throw bad("time_shift_type", `must be "exponential" or "linear"`);
     if (c.shift_terminal !== null && (typeof c.shift_terminal !== "number" || !(c.shift_terminal >= 0 && c.shift_terminal < 1))) {

@@ -10,6 +10,7 @@ import { EulerDiscreteScheduler } from "./euler-discrete.js";
 import { FlowMatchEulerScheduler } from "./flow-match-euler.js";
 import { LcmScheduler } from "./lcm.js";
 import { PndmScheduler } from "./pndm.js";
+import type { PredictionType } from "./math.js";
 import type { Scheduler, SchedulerConfig } from "./types.js";
 
 // Re-exports: the interface, the step-count check and each sampler class (documented at their definitions).
@@ -35,6 +36,28 @@ const FACTORIES = {
   pndm: (c: SchedulerConfig) => new PndmScheduler(c, "pndm"),
   flow_euler: (c: SchedulerConfig) => new FlowMatchEulerScheduler(c, "flow_euler"),
 } satisfies Record<string, (c: SchedulerConfig) => Scheduler>;
+
+/** Prediction types each sampler drives, as its class declares them (`static predictionTypes`). */
+const PREDICTION_TYPES: Readonly<Record<keyof typeof FACTORIES, readonly PredictionType[]>> = {
+  euler: EulerDiscreteScheduler.predictionTypes,
+  euler_karras: EulerDiscreteScheduler.predictionTypes,
+  euler_a: EulerAncestralScheduler.predictionTypes,
+  euler_ancestral: EulerAncestralScheduler.predictionTypes,
+  ddim: DdimScheduler.predictionTypes,
+  dpmpp_2m: DpmSolverMultistepScheduler.predictionTypes,
+  dpmpp_2m_karras: DpmSolverMultistepScheduler.predictionTypes,
+  lcm: LcmScheduler.predictionTypes,
+  pndm: PndmScheduler.predictionTypes,
+  flow_euler: FlowMatchEulerScheduler.predictionTypes,
+};
+
+/**
+ * The sampler names that can drive a model of `predictionType` (`epsilon`, `v_prediction`, `sample`,
+ * `flow_prediction`); the others are refused at validation, naming these.
+ */
+export function schedulersFor(predictionType: string): SchedulerName[] {
+  return SCHEDULER_NAMES.filter((n) => (PREDICTION_TYPES[n] as readonly string[]).includes(predictionType));
+}
 
 /** A registered sampler name. */
 export type SchedulerName = keyof typeof FACTORIES;
@@ -66,13 +89,13 @@ export const CLASS_NAME_TO_SCHEDULER: Readonly<Record<string, SchedulerName>> = 
 };
 
 /** Accepts "Euler-A", " dpmpp_2m_karras " etc.: case and `-` vs `_` don't matter. */
-function normalizeName(name: string): string {
+export function normalizeSchedulerName(name: string): string {
   return name.trim().toLowerCase().replace(/-/g, "_");
 }
 
 /** True when `name` is a registered sampler (after the same normalisation createScheduler applies). */
 export function isSchedulerName(name: string): boolean {
-  return Object.hasOwn(FACTORIES, normalizeName(name));
+  return Object.hasOwn(FACTORIES, normalizeSchedulerName(name));
 }
 
 /**
@@ -94,7 +117,7 @@ export function createScheduler(name: string | null | undefined, config: Schedul
     }
     key = mapped;
   } else {
-    key = normalizeName(name);
+    key = normalizeSchedulerName(name);
   }
   if (!Object.hasOwn(FACTORIES, key)) {
     throw new ValidationError(`unknown scheduler "${String(name)}"; known: ${SCHEDULER_NAMES.join(", ")}`, {

@@ -15,6 +15,8 @@ import {
   resolveStepIndex,
   validateNumSteps,
   vpToX0Eps,
+  VP_PREDICTION_TYPES,
+  type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
@@ -54,6 +56,8 @@ export function lcmBoundaryScalings(t: number, timestepScaling: number): { cSkip
 
 /** LCM sampler (`lcm`). Needs a noise source for every step but the last. */
 export class LcmScheduler implements Scheduler {
+  /** Prediction types this sampler can drive (schedulers/index.ts lists per model only the samplers that fit). */
+  static readonly predictionTypes: readonly PredictionType[] = VP_PREDICTION_TYPES;
   readonly name: string;
   readonly config: LcmConfig;
   readonly initNoiseSigma = 1;
@@ -65,7 +69,7 @@ export class LcmScheduler implements Scheduler {
 
   constructor(config: SchedulerConfig = {}, name = "lcm") {
     this.name = name;
-    const c = resolveConfig(LCM_DEFAULTS, config, ["epsilon", "v_prediction", "sample"]);
+    const c = resolveConfig(LCM_DEFAULTS, config, LcmScheduler.predictionTypes);
     const orig = c.original_inference_steps;
     if (typeof orig !== "number" || !Number.isInteger(orig) || orig < 1 || orig > c.num_train_timesteps) {
       throw new ValidationError(`scheduler config original_inference_steps must be an integer in [1, ${c.num_train_timesteps}]`, {

@@ -14,6 +14,8 @@ export const BETA_SCHEDULES = ["linear", "scaled_linear", "squaredcos_cap_v2"] a
 export const TIMESTEP_SPACINGS = ["linspace", "leading", "trailing"] as const;
 /** What the model predicts: noise, velocity (v), the clean sample, or a flow velocity. */
 export type PredictionType = NonNullable<SchedulerConfig["prediction_type"]>;
+/** Prediction types of the variance-preserving samplers (DDIM, DPM-Solver, Euler, LCM). */
+export const VP_PREDICTION_TYPES: readonly PredictionType[] = ["epsilon", "v_prediction", "sample"];
 /** One of {@link TIMESTEP_SPACINGS}. */
 export type TimestepSpacing = (typeof TIMESTEP_SPACINGS)[number];
 
@@ -458,7 +460,7 @@ export const EULER_FAMILY_DEFAULTS: EulerConfig = {
 
 /** Resolves and checks the Euler-family extras (shared by Euler and Euler ancestral). */
 export function resolveEulerConfig(defaults: EulerConfig, config: SchedulerConfig): EulerConfig {
-  const c = resolveConfig(defaults, config, ["epsilon", "v_prediction", "sample"]);
+  const c = resolveConfig(defaults, config, VP_PREDICTION_TYPES);
   if (c.final_sigmas_type !== "zero" && c.final_sigmas_type !== "sigma_min") {
     throw new ValidationError(`scheduler config final_sigmas_type must be "zero" or "sigma_min"`, {
       field: "scheduler",

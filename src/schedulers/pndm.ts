@@ -14,6 +14,7 @@ import {
   resolveConfig,
   spacedTimesteps,
   validateNumSteps,
+  type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
 import type { Scheduler, SchedulerConfig } from "./types.js";
@@ -26,6 +27,8 @@ export const PNDM_DEFAULTS: PndmConfig = { ...BASE_DEFAULTS, timestep_spacing: "
 
 /** PLMS sampler (`pndm`). Deterministic; the model input is not scaled. */
 export class PndmScheduler implements Scheduler {
+  /** diffusers' PNDM takes epsilon and v-prediction models only. */
+  static readonly predictionTypes: readonly PredictionType[] = ["epsilon", "v_prediction"];
   readonly name: string;
   readonly config: PndmConfig;
   readonly initNoiseSigma = 1;
@@ -41,7 +44,7 @@ export class PndmScheduler implements Scheduler {
 
   constructor(config: SchedulerConfig = {}, name = "pndm") {
     this.name = name;
-    this.config = resolveConfig(PNDM_DEFAULTS, config, ["epsilon", "v_prediction"]);
+    this.config = resolveConfig(PNDM_DEFAULTS, config, PndmScheduler.predictionTypes);
     this.alphasCumprod = alphasCumprod(makeBetas(this.config));
     this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
   }

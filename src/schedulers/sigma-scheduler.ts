@@ -11,12 +11,16 @@ import {
   resolveStepIndex,
   scaleBySigma,
   validateNumSteps,
+  VP_PREDICTION_TYPES,
   type EulerConfig,
+  type PredictionType,
 } from "./math.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
 
 /** Base of the Euler-family samplers (sample space `x = x0 + sigma * eps`, fractional timesteps). */
 export abstract class SigmaScheduler implements Scheduler {
+  /** Prediction types this sampler can drive (schedulers/index.ts lists per model only the samplers that fit). */
+  static readonly predictionTypes: readonly PredictionType[] = VP_PREDICTION_TYPES;
   readonly name: string;
   readonly config: EulerConfig;
   private readonly table: EulerSigmaTable;

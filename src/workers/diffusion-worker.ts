@@ -11,6 +11,7 @@ import {
   type OmniError,
 } from "../errors/omni-error.js";
 import type { BatchingPolicy } from "../core/config.js";
+import type { ModelLimits } from "../core/model-limits.js";
 import { loadPipeline } from "../pipelines/load.js";
 import { isSteppable, type DiffusionPipeline, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
@@ -115,6 +116,7 @@ export class DiffusionWorker {
       ["generate", async (args, kw, ctx) => (await this.generateOutput(args[0], { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) })).toDict()],
       ["ping", async () => this.ping()],
       ["getStats", async () => this.getStats()],
+      ["describeModel", async () => this.describeModel()],
       ["sleep", async (args, kw) => this.sleep(args[0] ?? kw.level)],
       ["wakeUp", async (args, kw) => this.wakeUp(args[0] ?? kw.tags)],
       ["abort", async (args, kw) => this.abort(args[0] ?? kw.requestId)],
@@ -305,6 +307,17 @@ export class DiffusionWorker {
   /** Liveness round trip. */
   ping(): PingReply {
     return { rank: this.rank, pid: process.pid, time: Date.now() };
+  }
+
+  /**
+   * What the loaded model can serve ({@link ModelLimits}): the engine asks rank 0 once at start-up and
+   * checks every request against it. UnknownMethodError for a pipeline that cannot describe itself.
+   */
+  describeModel(): ModelLimits {
+    if (!this.pipeline.describe) {
+      throw new UnknownMethodError(`the pipeline of worker rank ${this.rank} cannot describe its model`, { data: { rank: this.rank, method: "describeModel" } });
+    }
+    return this.pipeline.describe();
   }
 
   /** Model, loaded components and counters of this rank. */

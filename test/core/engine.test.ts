@@ -8,6 +8,7 @@ import {
   DiffusionExecutor,
   ExecutorResolutionError,
   ExecutorTypeError,
+  LimitExceededError,
   OmniDiffusionRequest,
   ValidationError,
 } from "../../src/index.js";
@@ -60,8 +61,41 @@ describe("DiffusionEngine on the default multi-process executor", () => {
   });
 
   test("limits are enforced with the field named", async () => {
-    await assert.rejects(engine.generate({ prompt: "x", numInferenceSteps: 10_000 }), (e: unknown) => e instanceof ValidationError && e.field === "numInferenceSteps" && /exceeds the limit of 1000/.test(e.message));
+    await assert.rejects(engine.generate({ prompt: "x", numInferenceSteps: 10_000 }), (e: unknown) => e instanceof LimitExceededError && e.field === "numInferenceSteps" && /at most 1000 steps/.test(e.message));
     await assert.rejects(engine.generate({ prompt: "x", width: 4096 }), (e: unknown) => e instanceof ValidationError && e.field === "width");
+  });
+
+  test("the model's limits come from the worker (describeModel) and are checked before anything runs", async () => {
+    assert.deepEqual(engine.modelLimits, {
+      nativeWidth: 32,
+      nativeHeight: 32,
+      spatial: "dynamic",
+      sizeMultiple: 8,
+      predictionType: "v_prediction",
+      schedulers: ["euler", "euler_karras", "euler_a", "euler_ancestral", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"],
+      bytesPerRowAtNative: (2 * 3 * 32 * 32 + 16 * 128) * 4 * 32,
+    });
+    // Was: accepted up to the old 1024 default, then 5.8 GB (384²) or an onnxruntime allocation failure (512²+).
+    for (const size of [64, 384, 1024]) {
+      await assert.rejects(engine.generate({ prompt: "x", width: size, height: size }), (e: unknown) => e instanceof LimitExceededError && /32x32 only/.test(e.message));
+    }
+    // Was: advertised, then failed at run time.
+    await assert.rejects(
+      engine.generate({ prompt: "x", scheduler: "flow_euler" }),
+      (e: unknown) => e instanceof ValidationError && e.field === "scheduler" && /use one of: euler, .*dpmpp_2m_karras, lcm/.test(e.message),
+    );
+    await assert.rejects(engine.generate({ prompt: "" }), (e: unknown) => e instanceof ValidationError && e.field === "prompt");
+  });
+
+  test("step(): a request that cannot be built (numInferenceSteps: 0) fails alone, its neighbours run", async () => {
+    // Was: the constructor threw out of step() and the whole list failed.
+    const outs = await engine.step([
+      { prompt: "a red circle on a blue background", seed: 1, ...quick },
+      { prompt: "x", numInferenceSteps: 0, requestId: "zero-steps" },
+    ]);
+    assert.equal(outs[0]!.images.length, 1);
+    assert.equal(outs[1]!.requestId, "zero-steps");
+    assert.ok(outs[1]!.error instanceof ValidationError && outs[1]!.error.field === "numInferenceSteps", String(outs[1]!.error));
   });
 
   test("a duplicate request id in flight is refused, not run twice", async () => {
@@ -162,8 +196,10 @@ describe("custom executors", () => {
 describe("close()", () => {
   test("with requests in flight: each gets an image or a ClosedError; later calls fail clearly; idempotent", async () => {
     const engine = await DiffusionEngine.create({ numGpus: 1, intraOpNumThreads: 1, limits: { maxBatchSize: 2 } });
+    // Latch: close once the first requests are denoising (2 in flight at maxBatchSize 2, 4 still queued).
+    const denoising = new Promise<void>((resolve) => engine.onStep(() => resolve()));
     const pending = Array.from({ length: 6 }, (_, i) => engine.step([{ prompt: `a red circle ${i}`, numInferenceSteps: 3, seed: i }]).then((o) => o[0]!));
-    await new Promise((r) => setTimeout(r, 20));
+    await denoising;
     await Promise.all([engine.close(), engine.close()]);
     const outs = await Promise.all(pending);
     for (const o of outs) assert.ok(o.images.length === 1 || o.error instanceof ClosedError, `${o.requestId}: ${o.error}`);

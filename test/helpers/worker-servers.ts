@@ -9,7 +9,7 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /** An in-process worker server with one worker process and one onnxruntime thread, ready to serve. */
 export async function startTestWorker(opts: Omit<WorkerServerOptions, "engine"> & { engine?: WorkerServerOptions["engine"] } = {}): Promise<WorkerServer> {
-  const server = await startWorkerServer({ ...opts, engine: { numGpus: 1, intraOpNumThreads: 1, ...opts.engine } });
+  const server = await startWorkerServer({ ...opts, engine: { numGpus: 1, intraOpNumThreads: 1, allowNonNativeSizes: true, ...opts.engine } });
   try {
     await server.ready;
   } catch (err) {

@@ -24,7 +24,7 @@ describe("generate CLI on the layout fixtures", { timeout: 300_000 }, () => {
       const r = c.request;
       const file = join(out, `${layout}.png`);
       const args = [
-        ...["--import", "tsx", CLI, "generate", r.prompt, "--model", fixtureDir(layout), "--out", file, "--executor", "uniproc", "--threads", "1"],
+        ...["--import", "tsx", CLI, "generate", r.prompt, "--model", fixtureDir(layout), "--out", file, "--executor", "uniproc", "--threads", "1", "--allow-non-native-sizes"],
         ...["--size", `${r.width}x${r.height}`, "--steps", String(r.numInferenceSteps), "--guidance", String(r.guidanceScale), "--seed", String(r.seed)],
         ...(r.negativePrompt ? ["--negative", r.negativePrompt] : []),
       ];

@@ -64,7 +64,7 @@ function logLines(child: ChildProcess) {
 }
 
 test("SIGTERM with requests in flight: every one of them completes, then the server and its workers exit", { timeout: 90_000 }, async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--max-batch", "2"], {
+  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--max-batch", "2", "--allow-non-native-sizes"], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   try {

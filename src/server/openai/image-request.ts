@@ -1,6 +1,7 @@
 import { z, type ZodError } from "zod";
 import type { OmniDiffusionRequestInit } from "../../core/request.js";
-import type { ValidationError } from "../../errors/omni-error.js";
+import { checkRequestLimits, snakeCaseFields, tightenLimits, type FieldNamer } from "../../core/limits.js";
+import { ValidationError } from "../../errors/omni-error.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
 import type { ModelCard } from "./model-card.js";
 import { requestError } from "./openai-errors.js";
@@ -70,9 +71,13 @@ export function schemaError(err: ZodError): ValidationError {
   return requestError(422, all.map((d) => d.text).join(" "), first.param, first.code);
 }
 
+/** Engine field → the OpenAI parameter a client sent (`size` for width and height, `n` for images). */
+const openAIParam: FieldNamer = (f) => (f === "width" || f === "height" ? "size" : f === "numOutputsPerPrompt" ? "n" : snakeCaseFields(f));
+
 /**
- * Checks a schema-valid body against the deployment's limits and the loaded model, and builds the engine
- * request. Throws a 400 ValidationError naming the parameter (`code` `model_not_found`, `invalid_size`,
+ * Checks a schema-valid body against the deployment's limits and the loaded model (core/limits.ts, the
+ * check every entry point shares, tightened by this server's own limits), and builds the engine request.
+ * Throws a 400 ValidationError naming the parameter (`code` `model_not_found`, `invalid_size`,
  * `limit_exceeded`, `unsupported_value`, ...).
  */
 export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, model: ModelCard): ParsedImageRequest {
@@ -80,13 +85,7 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
   if (body.model != null && body.model !== model.id) {
     throw bad("model", "model_not_found", `The model '${body.model}' does not exist; this server serves '${model.id}'.`);
   }
-  for (const param of ["prompt", "negative_prompt"] as const) {
-    const len = body[param]?.length ?? 0;
-    if (len > limits.maxPromptChars) throw bad(param, "limit_exceeded", `'${param}' has ${len} characters; the limit is ${limits.maxPromptChars}.`);
-  }
   const n = body.n ?? 1;
-  if (n > limits.maxN) throw bad("n", "limit_exceeded", `'n' is ${n}; this server allows at most ${limits.maxN} images per request.`);
-
   let width: number | null = null;
   let height: number | null = null;
   if (body.size != null && body.size !== "auto") {
@@ -95,21 +94,8 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     width = Number(m[1]);
     height = Number(m[2]);
     if (width < 8 || height < 8) throw bad("size", "invalid_size", `Invalid size '${body.size}': width and height must be at least 8.`);
-    if (width > limits.maxWidth || height > limits.maxHeight) {
-      throw bad("size", "limit_exceeded", `Size '${body.size}' is larger than this server's limit of ${limits.maxWidth}x${limits.maxHeight}.`);
-    }
-    const mult = model.info?.sizeMultiple;
-    if (mult && (width % mult !== 0 || height % mult !== 0)) {
-      throw bad("size", "invalid_size", `Invalid size '${body.size}': width and height must be multiples of ${mult} for ${model.id}.`);
-    }
   }
   const steps = body.num_inference_steps ?? null;
-  if (steps !== null && steps > limits.maxSteps) {
-    throw bad("num_inference_steps", "limit_exceeded", `'num_inference_steps' is ${steps}; this server allows at most ${limits.maxSteps}.`);
-  }
-  if (body.scheduler != null && !(SCHEDULER_NAMES as readonly string[]).includes(body.scheduler)) {
-    throw bad("scheduler", "unsupported_value", `Unknown scheduler '${body.scheduler}'; use one of: ${SCHEDULER_NAMES.join(", ")}.`);
-  }
   if (body.output_format != null && body.output_format !== "png") {
     throw bad("output_format", "unsupported_value", `output_format '${body.output_format}' is not supported; this server returns PNG images.`);
   }
@@ -122,19 +108,27 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     throw bad("response_format", "unsupported_value", "response_format 'url' cannot be streamed; streamed images are always b64_json.");
   }
   const q = body.quality;
+  const init = {
+    prompt: body.prompt,
+    negativePrompt: body.negative_prompt ?? null,
+    width,
+    height,
+    numInferenceSteps: steps,
+    guidanceScale: body.guidance_scale ?? null,
+    guidanceRescale: body.guidance_rescale ?? null,
+    seed: body.seed ?? null,
+    numOutputsPerPrompt: n,
+    scheduler: body.scheduler ?? null,
+  };
+  const own = { maxWidth: limits.maxWidth, maxHeight: limits.maxHeight, maxSteps: limits.maxSteps, maxOutputsPerPrompt: limits.maxN, maxPromptChars: limits.maxPromptChars };
+  try {
+    checkRequestLimits(init, tightenLimits(model.requestLimits, own), model.limits, { fieldName: openAIParam, knownSchedulers: SCHEDULER_NAMES });
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    throw requestError(400, `${err.message}.`, err.field ?? null, typeof err.data.reason === "string" ? err.data.reason : "invalid_value");
+  }
   return {
-    init: {
-      prompt: body.prompt,
-      negativePrompt: body.negative_prompt ?? null,
-      width,
-      height,
-      numInferenceSteps: steps,
-      guidanceScale: body.guidance_scale ?? null,
-      guidanceRescale: body.guidance_rescale ?? null,
-      seed: body.seed ?? null,
-      numOutputsPerPrompt: n,
-      scheduler: body.scheduler ?? null,
-    },
+    init,
     n,
     stream,
     partialImages: stream ? (body.partial_images ?? 0) : 0,

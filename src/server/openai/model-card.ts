@@ -1,5 +1,7 @@
 import { basename, resolve } from "node:path";
 import type { DiffusionEngine } from "../../core/engine.js";
+import type { RequestLimits } from "../../core/limits.js";
+import type { ModelLimits } from "../../core/model-limits.js";
 import { toOmniError } from "../../errors/omni-error.js";
 import type { PipelineInfo } from "../../pipelines/types.js";
 import type { WorkerStats } from "../../workers/diffusion-worker.js";
@@ -15,6 +17,9 @@ export interface ModelCard {
    * does not answer it (some remote executors): requests are then checked by the workers alone.
    */
   info: Omit<PipelineInfo, "components" | "asleep"> | null;
+  /** The engine's per-request limits and what its model can serve (null: the executor cannot say). */
+  requestLimits: RequestLimits;
+  limits: ModelLimits | null;
 }
 
 /**
@@ -33,5 +38,7 @@ export async function loadModelCard(engine: DiffusionEngine, servedName: string 
     id: servedName ?? basename(resolve(engine.config.model)),
     created: Math.floor(Date.now() / 1000),
     info,
+    requestLimits: engine.requestLimits,
+    limits: engine.modelLimits,
   };
 }

@@ -9,8 +9,9 @@ export const serverLimitsSchema = z
   .object({
     /** Images per request (`n`); the OpenAI API allows at most 10. */
     maxN: z.number().int().min(1).max(10).default(10),
-    maxWidth: z.number().int().min(8).default(1024),
-    maxHeight: z.number().int().min(8).default(1024),
+    /** Largest image side; absent: derived from the model (core/limits.ts `maxSizeFor`). */
+    maxWidth: z.number().int().min(8).optional(),
+    maxHeight: z.number().int().min(8).optional(),
     /** `num_inference_steps`. */
     maxSteps: z.number().int().min(1).default(150),
     /** Characters of `prompt` and of `negative_prompt`. */

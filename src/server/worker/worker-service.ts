@@ -1,6 +1,7 @@
 import { DiffusionEngine } from "../../core/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
+import { prefixedFields } from "../../core/limits.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
@@ -145,14 +146,8 @@ export class WorkerService {
       const issues = Array.isArray(e.data.issues) ? (e.data.issues as string[]).map((x) => `${at("")}.${x}`.replace(/\.\(root\)/, "")) : [`${at("")}: ${e.message}`];
       throw new ValidationError(`invalid request: ${issues.join("; ")}`, { field: at(e.data.field), cause: e, data: { issues } });
     }
-    const l = engine.config.limits;
-    const over = (field: string, v: number | null, max: number) => {
-      if (v !== null && v > max) throw new ValidationError(`requests.${i}.${field} is ${v}; this worker allows at most ${max}`, { field: `requests.${i}.${field}` });
-    };
-    over("width", r.width, l.maxWidth);
-    over("height", r.height, l.maxHeight);
-    over("num_inference_steps", r.numInferenceSteps, l.maxSteps);
-    over("num_outputs_per_prompt", r.numOutputsPerPrompt, l.maxOutputsPerPrompt);
+    // The engine's own check (core/limits.ts), with the wire's names: requests.<i>.<snake_case field>.
+    engine.checkRequest(r, prefixedFields(`requests.${i}.`));
     return r;
   }
 

@@ -1,0 +1,76 @@
+/**
+ * Computes {@link ModelLimits} (what a loaded model can serve) from a model folder in the diffusers ONNX
+ * layout and its loaded UNet. Pure: every input is passed in, so other layouts (latent SD exports, fp16,
+ * fixed-shape exports) extend {@link ModelDescriptionInput} rather than this function's reading of files.
+ */
+import type { ModelLimits } from "../core/model-limits.js";
+import { schedulersFor } from "../schedulers/index.js";
+import type { SchedulerConfig } from "../schedulers/types.js";
+import type { OnnxIO } from "./onnx-model.js";
+
+/**
+ * Peak activations of a UNet relative to the bytes of its input and output tensors. An estimate: a UNet
+ * keeps its skip connections and a few dozen intermediate tensors of the input's order of size alive at
+ * once. Calibrated on tiny-shapes (32×32 pixel-space, attention at 8×8); `estimateRequestBytes` scales the
+ * result quadratically above the native size, which covers attention's growth.
+ */
+export const ACTIVATION_FACTOR = 32;
+/** Bytes per element of the float32 tensors the pipelines feed. */
+const FLOAT_BYTES = 4;
+/** Native size when neither the config nor the export says (Stable Diffusion 1.x). */
+const DEFAULT_NATIVE = 512;
+
+/** What {@link describeOnnxModel} reads. */
+export interface ModelDescriptionInput {
+  /** unet/config.json (may be empty). */
+  unetConfig: Record<string, unknown>;
+  /** scheduler/scheduler_config.json. */
+  schedulerConfig: SchedulerConfig;
+  /** Pixels per latent cell (2^(VAE blocks - 1); 1 for pixel-space models). */
+  vaeScale: number;
+  /** Latent channels the UNet denoises. */
+  latentChannels: number;
+  /** The UNet's `sample` input ([B, C, H, W]; H, W numbers when the export is fixed-size). */
+  sample: OnnxIO | undefined;
+  /** The UNet's `encoder_hidden_states` input ([B, tokens, dim]). */
+  encoderHiddenStates: OnnxIO | undefined;
+  /** Text tokens and embedding width, when the export leaves them dynamic. */
+  textTokens: number;
+  textDim: number;
+  /** Width/height multiple the pipeline requires. */
+  sizeMultiple: number;
+}
+
+const staticDim = (d: number | string | undefined): number | null => (typeof d === "number" && d > 0 ? d : null);
+
+/**
+ * - native size: unet/config.json `sample_size` × the VAE scale; else the ONNX `sample` input's static
+ *   H/W × the VAE scale; else {@link DEFAULT_NATIVE}.
+ * - `fixed` when the ONNX `sample` input has static H and W, else `dynamic`.
+ * - prediction type from the scheduler config (`flow_prediction` for flow-matching schedulers without one).
+ * - schedulers: those declaring that prediction type (schedulers/index.ts `schedulersFor`).
+ * - bytesPerRowAtNative: (sample + encoder states + output elements of one row at native) × 4 bytes ×
+ *   {@link ACTIVATION_FACTOR}.
+ */
+export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
+  const [, , fixedH, fixedW] = m.sample?.shape ?? [];
+  const h = staticDim(fixedH);
+  const w = staticDim(fixedW);
+  const sampleSize = staticDim(m.unetConfig.sample_size as number | undefined);
+  const nativeHeight = sampleSize !== null ? sampleSize * m.vaeScale : h !== null ? h * m.vaeScale : DEFAULT_NATIVE;
+  const nativeWidth = sampleSize !== null ? sampleSize * m.vaeScale : w !== null ? w * m.vaeScale : DEFAULT_NATIVE;
+  const predictionType = m.schedulerConfig.prediction_type ?? (/^FlowMatch/.test(String(m.schedulerConfig._class_name ?? "")) ? "flow_prediction" : "epsilon");
+  const [, tokens, dim] = m.encoderHiddenStates?.shape ?? [];
+  const latentElems = m.latentChannels * (nativeHeight / m.vaeScale) * (nativeWidth / m.vaeScale);
+  const textElems = (staticDim(tokens) ?? m.textTokens) * (staticDim(dim) ?? m.textDim);
+  return {
+    nativeWidth,
+    nativeHeight,
+    spatial: h !== null && w !== null ? "fixed" : "dynamic",
+    sizeMultiple: m.sizeMultiple,
+    predictionType,
+    schedulers: schedulersFor(predictionType),
+    // Input sample, its prediction (same shape) and the text states.
+    bytesPerRowAtNative: (2 * latentElems + textElems) * FLOAT_BYTES * ACTIVATION_FACTOR,
+  };
+}
