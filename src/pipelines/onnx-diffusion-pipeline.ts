@@ -6,6 +6,7 @@ import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js"
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
+import type { ModelLayout } from "./model-layout.js";
 import { OnnxModel, floatData, floatTensor, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
 import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
@@ -55,6 +56,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#unetConfig = unetCfg;
     const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
     const d = (index._omni_defaults ?? {}) as Record<string, any>;
+    // Guidance-distilled (LCM) exports: diffusers' LatentConsistencyModelPipeline defaults, 4 steps at guidance 8.5.
+    const lcm = unetCfg.time_cond_proj_dim != null || /LatentConsistency/.test(this.className);
     this.#info = {
       modelDir,
       className: this.className,
@@ -62,8 +65,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       height: sample,
       sizeMultiple: unetCfg.size_multiple ?? this.#vaeScale * 8,
       defaults: {
-        numInferenceSteps: d.num_inference_steps ?? 20,
-        guidanceScale: d.guidance_scale ?? 7.5,
+        numInferenceSteps: d.num_inference_steps ?? (lcm ? 4 : 20),
+        guidanceScale: d.guidance_scale ?? (lcm ? 8.5 : 7.5),
         scheduler: d.scheduler ?? createScheduler(null, this.#schedulerConfig).name,
       },
     };
@@ -100,6 +103,30 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       textDim: Number(this.#unetConfig.cross_attention_dim) || 768,
       sizeMultiple: this.#info.sizeMultiple,
     });
+  }
+
+  /** How the export is laid out (component I/O, dtypes, timestep, guidance), read from the loaded sessions. */
+  layout(): ModelLayout {
+    const ts = this.#unet.input("timestep");
+    const io = (m: OnnxModel) => ({ inputs: m.inputs, outputs: m.outputs });
+    return {
+      space: this.#vaeScale > 1 ? "latent" : "pixel",
+      latentChannels: this.#latentChannels,
+      vaeScale: this.#vaeScale,
+      scalingFactor: this.#scalingFactor,
+      components: { text_encoder: io(this.#textEncoder), unet: io(this.#unet), vae_decoder: io(this.#vae) },
+      dtype: this.#unet.input("sample")?.type ?? "float32",
+      timestep: { type: ts?.type ?? "float32", perRow: this.#perRowTimestep },
+      guidance: this.#guidanceDistilled ? "embedded" : "classifier-free",
+      tokenizer: { source: this.#prompts.source, maxLength: this.#prompts.maxLength },
+      schedulerClass: typeof this.#schedulerConfig._class_name === "string" ? this.#schedulerConfig._class_name : null,
+    };
+  }
+
+  /** The export takes one timestep per row (`[batch]`); `[1]` or scalar exports take one per call. */
+  get #perRowTimestep(): boolean {
+    const shape = this.#unet.input("timestep")?.shape ?? [];
+    return shape.length === 1 && shape[0] !== 1;
   }
 
   /** What this model can serve (sizes, samplers, memory per row), read once at the first load. */
@@ -228,7 +255,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const unet = this.#unet;
     const tsInput = unet.input("timestep")!;
     // Exports with a scalar timestep cannot mix steps in one call: split by timestep then.
-    const perRowTimestep = tsInput.shape.length === 1 && tsInput.shape[0] !== 1;
+    const perRowTimestep = this.#perRowTimestep;
     if (!perRowTimestep) {
       const byT = new Map<number, DenoiseState[]>();
       for (const s of states) {

@@ -19,6 +19,8 @@ export interface PromptEmbeddings {
  */
 export class PromptEncoder {
   readonly maxLength: number;
+  /** Which files the tokenizer came from. */
+  readonly source: "tokenizer.json" | "vocab.json + merges.txt";
   readonly #tokenizer: Tokenizer;
   readonly #padId: number;
   /** The tokenizer appends an end token (CLIP's post-processor): truncation must keep it, as HF's does. */
@@ -28,6 +30,7 @@ export class PromptEncoder {
   constructor(modelDir: string, encoder: OnnxModel) {
     const file = join(modelDir, "tokenizer", "tokenizer.json");
     const json: Record<string, any> | null = existsSync(file) ? readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer.json")! : clipTokenizerFromFiles(modelDir);
+    this.source = existsSync(file) ? "tokenizer.json" : "vocab.json + merges.txt";
     if (!json) {
       throw new ModelLoadError(`model folder ${modelDir} has no tokenizer/tokenizer.json (Hugging Face tokenizers format) nor a CLIP tokenizer's vocab.json + merges.txt`, {
         data: { modelDir, component: "tokenizer" },
