@@ -29,7 +29,7 @@ if [ "${1:-}" = "--bundle" ]; then
   set -e
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
   npx esbuild bench/gpu-check.ts --bundle --platform=node --format=esm --target=node20 --outfile="$BUNDLE/gpu-check.mjs" \
-    --external:onnxruntime-node --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" --log-level=warning
+    --external:onnxruntime-node --banner:js="import { createRequire as __gpuCheckRequire } from 'node:module'; const require = __gpuCheckRequire(import.meta.url);" --log-level=warning
   xz -T0 -6 -c "$(command -v node)" >"$BUNDLE/node.xz"
   tar -cJf "$BUNDLE/node_modules.tar.xz" node_modules/onnxruntime-common node_modules/onnxruntime-node/package.json node_modules/onnxruntime-node/dist \
     node_modules/onnxruntime-node/lib node_modules/onnxruntime-node/script node_modules/onnxruntime-node/bin/napi-v6/linux/x64
@@ -111,6 +111,8 @@ for n in z.namelist():
     if n.startswith("runtimes/linux-x64/native/libonnxruntime_providers_"):
         open(os.path.join(sys.argv[2], os.path.basename(n)), "wb").write(z.read(n))
 PY
+  elif [ "$MODE" = bundle ]; then
+    say "not installed, and the bundle cannot download it (made for machines without network); set ORT_CUDA_NUPKG to install it offline"
   else
     say "installing it: ONNXRUNTIME_NODE_INSTALL=cuda12 (downloads Microsoft.ML.OnnxRuntime.Gpu.Linux $ORT_VERSION from api.nuget.org; 90 s at most)"
     (cd "$ORT_DIR" && ONNXRUNTIME_NODE_INSTALL=cuda12 timeout 90 "$NODE" script/install.js) >/tmp/gpu-check-ort.log 2>&1 || true
