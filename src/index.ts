@@ -15,6 +15,8 @@ export {
 } from "./core/output.js";
 export { OmniRequestOutput } from "./core/request-output.js";
 export { DEFAULT_MODEL_DIR } from "./core/paths.js";
+export { resolveModelSpec, type ModelSpecOptions } from "./core/model-path.js";
+export { pullModel, type PullOptions, type PullProgress, type PullResult } from "./hub/pull-model.js";
 export {
   DiffusionExecutor,
   type CollectiveRpcOptions,

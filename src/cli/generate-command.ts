@@ -45,7 +45,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--seed <s>", "random seed", intArg(0, 0xffffffff))
     .option("--scheduler <name>", `sampler, one that fits the model's prediction type (see \`info\`): ${SCHEDULER_NAMES.join(", ")}`)
     .option("--negative <text>", "negative prompt")
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(deviceOption())

@@ -26,7 +26,7 @@ export function addInfoCommand(program: Command): void {
   program
     .command("info")
     .description("print the model's layout, dtypes, native size, fitting schedulers and guidance, and the available executors")
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .addOption(deviceOption())
     .option("--json", "print JSON")
     .action(async (flags: Pick<EngineFlags, "model" | "device"> & { json?: boolean }) => {

@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { OmniError } from "../errors/omni-error.js";
 import { addGenerateCommand } from "./generate-command.js";
 import { addInfoCommand } from "./info-command.js";
+import { addPullCommand } from "./pull-command.js";
 import { addServeCommand } from "./serve-command.js";
 import { addWorkerCommand } from "./worker-command.js";
 
@@ -11,6 +12,7 @@ const program = new Command("omni-diffusion")
   .showHelpAfterError();
 addGenerateCommand(program);
 addInfoCommand(program);
+addPullCommand(program);
 addServeCommand(program);
 addWorkerCommand(program);
 

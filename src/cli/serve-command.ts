@@ -44,7 +44,7 @@ export function addServeCommand(program: Command): void {
     .description("serve the OpenAI images API (POST /v1/images/generations, /v1/models, /health, /metrics)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--port <port>", "port (0: any free port)", intArg(0, 65_535), 8000)
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--served-model-name <id>", "model id clients use (default: the model folder's name)")
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)

@@ -34,7 +34,7 @@ export function addWorkerCommand(program: Command): void {
     .command("worker")
     .description("serve a local executor to remote engines (HTTP/JSON, gRPC, SageMaker /ping + /invocations)")
     .argument("[mode]", '"serve": SageMaker starts the image so; then the defaults are --sagemaker-port 8080 --host 0.0.0.0')
-    .option("--model <dir>", "model folder (diffusers ONNX layout)")
+    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(deviceOption())

@@ -3,8 +3,8 @@ import { z } from "zod";
 import { ConfigError } from "../errors/omni-error.js";
 import type { DiffusionExecutorClass } from "../executors/base.js";
 import { DEVICES } from "../pipelines/device.js";
+import { resolveModelSpec } from "./model-path.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
-import { DEFAULT_MODEL_DIR } from "./paths.js";
 
 /** Resource limits every request is checked against before it is queued. */
 export const limitsSchema = z
@@ -36,8 +36,11 @@ export type BatchingPolicy = (typeof BATCHING_POLICIES)[number];
 
 export const configSchema = z
   .object({
-    /** Folder in the diffusers ONNX layout. Defaults to the shipped tiny-shapes model. */
-    model: z.string().min(1).default(DEFAULT_MODEL_DIR),
+    /**
+     * A folder in the diffusers ONNX layout, a built-in model name (`"tiny-shapes"`, the default) or a Hugging Face
+     * model id (`owner/name[@revision]`) already pulled into the Hub cache; parsed into the folder's path.
+     */
+    model: z.string().min(1).default("tiny-shapes").transform(modelFolder),
     /** Pipeline class; read from model_index.json's `_class_name` when absent. */
     modelClassName: z.string().min(1).optional(),
     /** Number of worker ranks (on CPU: worker processes). */
@@ -83,6 +86,16 @@ export const configSchema = z
     limits: limitsSchema.default(limitsSchema.parse({})),
   })
   .strict();
+
+/** `model` → its folder (see resolveModelSpec); a spec that names nothing becomes an issue of the `model` field. */
+function modelFolder(spec: string, ctx: z.RefinementCtx): string {
+  try {
+    return resolveModelSpec(spec);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: (err as Error).message });
+    return z.NEVER;
+  }
+}
 
 export type OmniDiffusionConfigInput = z.input<typeof configSchema>;
 export type OmniDiffusionConfig = z.output<typeof configSchema> & { intraOpNumThreads: number };

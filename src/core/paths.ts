@@ -14,3 +14,6 @@ export const PACKAGE_ROOT: string = (() => {
 
 /** The model that ships with the package. */
 export const DEFAULT_MODEL_DIR = join(PACKAGE_ROOT, "models", "tiny-shapes");
+
+/** Models that ship with the package, by the name `model` / `--model` accepts from any working directory. */
+export const BUILTIN_MODELS: Readonly<Record<string, string>> = Object.freeze({ "tiny-shapes": DEFAULT_MODEL_DIR });

@@ -152,6 +152,34 @@ export class UnauthorizedError extends OmniError {
   }
 }
 
+/** The Hugging Face Hub refused access: a gated or private repository without an accepted licence or a valid `HF_TOKEN`. */
+export class HubAuthError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_HUB_AUTH", { statusCode: 401, ...opts });
+  }
+}
+
+/** A Hub repository, revision or file that does not exist (or is private and no token was sent). */
+export class HubNotFoundError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_HUB_NOT_FOUND", { statusCode: 404, ...opts });
+  }
+}
+
+/** A Hub repository that is not a diffusers ONNX export (no model_index.json, no ONNX UNet). */
+export class ModelLayoutError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_MODEL_LAYOUT", { statusCode: 422, ...opts });
+  }
+}
+
+/** A downloaded file whose size or checksum differs from what the server announced; the file is not kept. */
+export class IntegrityError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_INTEGRITY", { statusCode: 502, retryable: true, ...opts });
+  }
+}
+
 const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => OmniError> = {
   ValidationError,
   LimitExceededError,
@@ -168,6 +196,10 @@ const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => 
   UnknownMethodError,
   TransportError,
   UnauthorizedError,
+  HubAuthError,
+  HubNotFoundError,
+  ModelLayoutError,
+  IntegrityError,
 };
 
 /** Every code omni-diffusion can raise; `docs/errors.md` lists the same set (a test keeps them in step). */
@@ -187,6 +219,10 @@ export const ERROR_CODES = [
   "OMNI_ERR_UNKNOWN_METHOD",
   "OMNI_ERR_TRANSPORT",
   "OMNI_ERR_UNAUTHORIZED",
+  "OMNI_ERR_HUB_AUTH",
+  "OMNI_ERR_HUB_NOT_FOUND",
+  "OMNI_ERR_MODEL_LAYOUT",
+  "OMNI_ERR_INTEGRITY",
 ] as const;
 
 /** Turns any thrown value into the wire shape `{name, code, message, data}`. */

@@ -1,14 +1,15 @@
-import { resolve } from "node:path";
+import { resolveModelSpec } from "../core/model-path.js";
 import { readModelIndex } from "./model-files.js";
 import { pipelineFactory } from "./registry.js";
 import type { DiffusionPipeline, PipelineLoadOptions } from "./types.js";
 
 /**
- * Loads a model folder in the diffusers ONNX layout: reads model_index.json, picks the pipeline class
+ * Loads a model in the diffusers ONNX layout (a folder, a built-in name such as `"tiny-shapes"`, or a pulled
+ * Hugging Face id; see resolveModelSpec): reads model_index.json, picks the pipeline class
  * (`opts.modelClassName` or `_class_name`) from the registry and creates its onnxruntime sessions.
  */
 export async function loadPipeline(modelDir: string, opts: PipelineLoadOptions = {}): Promise<DiffusionPipeline> {
-  const dir = resolve(modelDir);
+  const dir = resolveModelSpec(modelDir);
   const index = readModelIndex(dir);
   return pipelineFactory(opts.modelClassName ?? index._class_name)(dir, index, opts);
 }

@@ -1,5 +1,5 @@
-import { basename, resolve } from "node:path";
 import type { DiffusionEngine } from "../../core/engine.js";
+import { modelDisplayName } from "../../core/model-path.js";
 import type { RequestLimits } from "../../core/limits.js";
 import type { ModelLimits } from "../../core/model-limits.js";
 import { toOmniError } from "../../errors/omni-error.js";
@@ -35,7 +35,7 @@ export async function loadModelCard(engine: DiffusionEngine, servedName: string 
     warn(`the executor did not report the model (getStats: ${toOmniError(err).message}); requests are checked by the workers only`);
   }
   return {
-    id: servedName ?? basename(resolve(engine.config.model)),
+    id: servedName ?? modelDisplayName(engine.config.model),
     created: Math.floor(Date.now() / 1000),
     info,
     requestLimits: engine.requestLimits,

@@ -1,0 +1,183 @@
+import type { Readable } from "node:stream";
+import { request, type Dispatcher } from "undici";
+import { AbortedError, ConfigError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
+import { connectionError } from "../executors/shared/wire.js";
+
+/** One file of a repository as `GET /api/models/{id}/revision/{rev}?blobs=true` lists it. */
+export interface HubSibling {
+  /** Path inside the repository, `/`-separated. */
+  rfilename: string;
+  /** Size in bytes (of the real file for LFS files). */
+  size?: number;
+  /** Git blob sha1; for LFS files that of the pointer. */
+  blobId?: string;
+  /** Present for files stored in LFS (or Xet): the real content's sha256 and size. */
+  lfs?: { sha256: string; size: number; pointerSize?: number };
+}
+
+/** The parts of the Hub's model-info answer the puller reads. */
+export interface HubRepoInfo {
+  id: string;
+  /** The commit the requested revision points at. */
+  sha: string;
+  siblings: HubSibling[];
+}
+
+/** A file response, after redirects: its body and what the Hub said about it. */
+export interface HubFileResponse {
+  /** 200 (whole file) or 206 (the requested range). */
+  status: number;
+  body: Readable;
+  /** `X-Linked-Etag` (LFS: the sha256) or `ETag`, without quotes or `W/`. */
+  etag: string | undefined;
+  /** `X-Repo-Commit`. */
+  commit: string | undefined;
+  /** First byte of a 206 answer (`Content-Range`). */
+  rangeStart: number | undefined;
+}
+
+export interface HubClientOptions {
+  /** Base URL of the Hub (`HF_ENDPOINT`). */
+  endpoint: string;
+  /** Bearer token (`HF_TOKEN`); sent to the Hub's own origin only, never to the CDN it redirects to. */
+  token?: string;
+  signal?: AbortSignal;
+  dispatcher?: Dispatcher;
+}
+
+const MAX_REDIRECTS = 10;
+const USER_AGENT = "omni-diffusion/0.1.0; hf_hub-compatible";
+
+/** The headers' value as one string (undici gives arrays for repeated headers). */
+function header(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** huggingface_hub's `_normalize_etag`: `W/"abc"` and `"abc"` → `abc`. */
+export function normalizeEtag(etag: string | undefined): string | undefined {
+  return etag?.replace(/^W\//, "").replace(/^"|"$/g, "") || undefined;
+}
+
+/**
+ * The few Hub HTTP calls a pull needs, with the Hub's error answers mapped to typed errors:
+ * 401/403 and `X-Error-Code: GatedRepo` → {@link HubAuthError}; 404 and `RepoNotFound` / `RevisionNotFound` /
+ * `EntryNotFound` → {@link HubNotFoundError}; 429 and 5xx → a retryable {@link TransportError}.
+ */
+export class HubClient {
+  readonly endpoint: string;
+  readonly #token: string | undefined;
+  readonly #signal: AbortSignal | undefined;
+  readonly #dispatcher: Dispatcher | undefined;
+
+  constructor(opts: HubClientOptions) {
+    let url: URL | null = null;
+    try {
+      url = new URL(opts.endpoint);
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+      throw new ConfigError(`the Hub endpoint "${opts.endpoint}" (HF_ENDPOINT) is not an http(s) URL`, { field: "HF_ENDPOINT" });
+    }
+    this.endpoint = opts.endpoint.replace(/\/+$/, "");
+    this.#token = opts.token || undefined;
+    this.#signal = opts.signal;
+    this.#dispatcher = opts.dispatcher;
+  }
+
+  /** Files and commit of `repoId` at `revision` (a branch, tag or commit). */
+  async repoInfo(repoId: string, revision: string): Promise<HubRepoInfo> {
+    const url = `${this.endpoint}/api/models/${repoId}/revision/${encodeURIComponent(revision)}?blobs=true`;
+    const res = await this.#get(url, {}, { repoId, revision });
+    let info: unknown;
+    try {
+      info = await res.body.json();
+    } catch (err) {
+      throw new TransportError(`${url}: the Hub's answer is not JSON`, { cause: err, retryable: false });
+    }
+    const i = info as Partial<HubRepoInfo> | null;
+    if (!i || typeof i.sha !== "string" || !Array.isArray(i.siblings)) {
+      throw new TransportError(`${url}: the Hub's answer lacks "sha" or "siblings"`, { retryable: false, data: { url } });
+    }
+    return { id: typeof i.id === "string" ? i.id : repoId, sha: i.sha, siblings: i.siblings.filter((s) => typeof s?.rfilename === "string") };
+  }
+
+  /** Opens `resolve/{commit}/{path}`, following the redirect to the CDN; `from` > 0 asks for the bytes from there on. */
+  async openFile(repoId: string, commit: string, path: string, from = 0): Promise<HubFileResponse> {
+    const url = `${this.endpoint}/${repoId}/resolve/${encodeURIComponent(commit)}/${path.split("/").map(encodeURIComponent).join("/")}`;
+    const headers: Record<string, string> = from > 0 ? { range: `bytes=${from}-` } : {};
+    const res = await this.#get(url, headers, { repoId, revision: commit, file: path });
+    return {
+      status: res.statusCode,
+      body: res.body,
+      etag: normalizeEtag(res.linkedEtag ?? header(res.headers, "etag")),
+      commit: res.commit,
+      rangeStart: res.statusCode === 206 ? Number(/bytes (\d+)-/.exec(header(res.headers, "content-range") ?? "")?.[1] ?? NaN) : undefined,
+    };
+  }
+
+  /**
+   * GET with redirects followed by hand: the Hub's `X-Linked-Etag` / `X-Repo-Commit` sit on the redirect,
+   * and the token must not follow a redirect to another origin (the CDN's URL is signed).
+   */
+  async #get(url: string, extra: Record<string, string>, what: { repoId: string; revision: string; file?: string }) {
+    let current = new URL(url);
+    const origin = current.origin;
+    let linkedEtag: string | undefined;
+    let commit: string | undefined;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const headers: Record<string, string> = { "user-agent": USER_AGENT, "accept-encoding": "identity", ...extra };
+      if (this.#token && current.origin === origin) headers.authorization = `Bearer ${this.#token}`;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(current, { method: "GET", headers, signal: this.#signal, dispatcher: this.#dispatcher });
+      } catch (err) {
+        if (this.#signal?.aborted) throw new AbortedError("pull aborted", { cause: err });
+        throw connectionError(err, current.origin);
+      }
+      linkedEtag ??= header(res.headers, "x-linked-etag");
+      commit ??= header(res.headers, "x-repo-commit");
+      if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304) {
+        const location = header(res.headers, "location");
+        await res.body.dump();
+        if (!location) throw new TransportError(`${current}: redirect without a Location`, { retryable: false });
+        current = new URL(location, current);
+        continue;
+      }
+      if (res.statusCode >= 200 && res.statusCode < 300) return Object.assign(res, { linkedEtag, commit });
+      const body = await res.body.text().catch(() => "");
+      throw hubHttpError(res.statusCode, res.headers, current.toString(), what, this.#token !== undefined, body);
+    }
+    throw new TransportError(`${url}: more than ${MAX_REDIRECTS} redirects`, { retryable: false });
+  }
+}
+
+/** The Hub's error answer as a typed error that says what to do. */
+export function hubHttpError(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  url: string,
+  what: { repoId: string; revision: string; file?: string },
+  hadToken: boolean,
+  body = "",
+): OmniError {
+  const code = header(headers, "x-error-code");
+  const serverSays = header(headers, "x-error-message") ?? (/"error"\s*:\s*"([^"]{1,200})"/.exec(body)?.[1] || undefined);
+  const data = { url, status, repoId: what.repoId, revision: what.revision, file: what.file, hubErrorCode: code };
+  const subject = what.file ? `${what.file} of ${what.repoId}@${what.revision}` : `${what.repoId}@${what.revision}`;
+  const detail = serverSays ? ` (${serverSays})` : "";
+  if (code === "GatedRepo" || ((status === 401 || status === 403) && code !== "RepoNotFound")) {
+    const fix = hadToken
+      ? `the token in HF_TOKEN was refused: check it has read access and that you accepted the licence on the model's page (${what.repoId})`
+      : `set HF_TOKEN to a Hugging Face access token with read access, after accepting the licence on the model's page (${what.repoId})${code === "GatedRepo" ? "" : "; a private repository also answers so"}`;
+    return new HubAuthError(`the Hub refused ${subject} with ${status}${detail}: ${fix}`, { data });
+  }
+  if (status === 404 || code === "RepoNotFound" || code === "RevisionNotFound" || code === "EntryNotFound") {
+    const which =
+      code === "RevisionNotFound" ? `revision "${what.revision}" of ${what.repoId}` : code === "RepoNotFound" || !what.file ? `repository ${what.repoId}` : subject;
+    return new HubNotFoundError(`the Hub has no ${which}${detail}; check the id${hadToken ? "" : " (private repositories need HF_TOKEN)"}`, { data });
+  }
+  const retryable = status === 408 || status === 429 || status >= 500;
+  return new TransportError(`the Hub answered ${status} for ${subject}${detail}`, { retryable, data });
+}
