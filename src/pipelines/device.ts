@@ -5,6 +5,7 @@ import { ConfigError } from "../errors/omni-error.js";
 
 /** Where the ONNX components run. */
 export const DEVICES = ["cpu", "cuda"] as const;
+/** A device name: `cpu` or `cuda`. */
 export type Device = (typeof DEVICES)[number];
 
 /** Files onnxruntime-node loads for its CUDA execution provider, which its npm package does not bundle. */
