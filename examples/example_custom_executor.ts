@@ -4,9 +4,9 @@
  * "Your system" here is a pipeline this executor loads itself, through the public API; a real one would
  * hold an HTTP/gRPC client instead (see examples/executors/ for those patterns).
  *
- * Run it:  npx tsx examples/example_custom_executor.ts
+ * Run it, from the repository root:  npx tsx examples/example_custom_executor.ts
  */
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   DiffusionEngine,
   DiffusionExecutor,
@@ -14,11 +14,12 @@ import {
   OmniDiffusionRequest,
   UnhealthyError,
   UnknownMethodError,
+  ValidationError,
   loadPipeline,
   type CollectiveRpcOptions,
   type DiffusionPipeline,
   type ExecuteOptions,
-} from "../src/index.js";
+} from "omni-diffusion";
 
 export class MyExecutor extends DiffusionExecutor {
   #pipeline: DiffusionPipeline | null = null;
@@ -31,6 +32,10 @@ export class MyExecutor extends DiffusionExecutor {
   /** Forward an RPC to your system; return one reply per rank (here one rank), or rank k's alone. */
   async collectiveRpc(method: string, opts: CollectiveRpcOptions = {}): Promise<unknown> {
     this.assertOpen();
+    // One rank here: any other uniqueReplyRank is the caller's mistake, not a reply of undefined.
+    if (opts.uniqueReplyRank !== undefined && opts.uniqueReplyRank !== 0) {
+      throw new ValidationError(`uniqueReplyRank must be 0 for MyExecutor (one rank), got ${opts.uniqueReplyRank}`, { field: "uniqueReplyRank" });
+    }
     const pipeline = this.#pipeline!;
     let reply: unknown;
     switch (method) {
@@ -77,7 +82,8 @@ export class MyExecutor extends DiffusionExecutor {
 }
 
 async function main(): Promise<void> {
-  const engine = await DiffusionEngine.create({ numGpus: 1, executorClass: "./examples/example_custom_executor.ts#MyExecutor" });
+  // The string form, as a config file would give it: this file's path and the export's name.
+  const engine = await DiffusionEngine.create({ numGpus: 1, executorClass: `${fileURLToPath(import.meta.url)}#MyExecutor` });
   try {
     const outputs = await engine.step([new OmniDiffusionRequest({ prompt: "a red circle on a blue background", seed: 42 })]);
     for (const out of outputs) {

@@ -12,10 +12,13 @@ export interface CliServer {
   url: string;
 }
 
-/** Runs `omni-diffusion serve --port 0 ...flags`; resolves once it logged its URL (within 120 s). */
+/**
+ * Runs `omni-diffusion serve --port 0 --allow-non-native-sizes ...flags` (benchmarks mix sizes, e.g. 64x64 on
+ * the 32x32 model); resolves once it logged its URL (within 120 s).
+ */
 export async function startCliServer(flags: string[]): Promise<CliServer> {
   const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--port", "0", ...flags], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--port", "0", "--allow-non-native-sizes", ...flags], { stdio: ["ignore", "pipe", "inherit"] });
   child.stdout!.setEncoding("utf8");
   const url = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("the server did not start within 120 s")), 120_000);

@@ -6,9 +6,11 @@
  * Deliberately small: one endpoint, no retries, no streaming. The built-in `executorClass: "grpc"` adds
  * balancing, retries, circuit breakers and step progress on top of the same service.
  *
- *   omni-diffusion worker --grpc-port 50051 &
+ * From the repository root, with tsx loaded to import a .ts file (`NODE_OPTIONS="--import tsx"`):
+ *
+ *   npx omni-diffusion worker --grpc-port 50051 &
  *   engine = await DiffusionEngine.create({
- *     executorClass: "examples/executors/grpc-executor.ts#GrpcExecutor",
+ *     executorClass: "./examples/executors/grpc-executor.ts#GrpcExecutor",
  *     executorOptions: { address: "127.0.0.1:50051" },
  *   });
  */
@@ -26,7 +28,7 @@ import {
   type ExecuteOptions,
   type OmniDiffusionRequest,
   type ProtoGenerateReply,
-} from "../../src/index.js";
+} from "omni-diffusion";
 
 type Unary = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: any) => void) => void;
 

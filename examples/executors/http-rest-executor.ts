@@ -5,9 +5,11 @@
  * Deliberately small: one endpoint, no retries. The built-in `executorClass: "http"` adds balancing,
  * retries, circuit breakers and streaming on top of the same protocol.
  *
- *   omni-diffusion worker --http-port 8000 &
+ * From the repository root, with tsx loaded to import a .ts file (`NODE_OPTIONS="--import tsx"`):
+ *
+ *   npx omni-diffusion worker --http-port 8000 &
  *   engine = await DiffusionEngine.create({
- *     executorClass: "examples/executors/http-rest-executor.ts#HttpRestExecutor",
+ *     executorClass: "./examples/executors/http-rest-executor.ts#HttpRestExecutor",
  *     executorOptions: { url: "http://127.0.0.1:8000" },
  *   });
  */
@@ -21,7 +23,7 @@ import {
   type ExecuteOptions,
   type OmniDiffusionRequest,
   type SerializedError,
-} from "../../src/index.js";
+} from "omni-diffusion";
 
 /** What the worker answers: outputs, an RPC result, or an error. */
 interface Reply {

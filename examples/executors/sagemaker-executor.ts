@@ -7,8 +7,10 @@
  * Deliberately small: no batch splitting, no retries. The built-in `executorClass: "sagemaker"` keeps
  * invocations under SageMaker's 6 MB / 60 s limits and retries throttling and model errors.
  *
+ * From the repository root, with tsx loaded to import a .ts file (`NODE_OPTIONS="--import tsx"`):
+ *
  *   engine = await DiffusionEngine.create({
- *     executorClass: "examples/executors/sagemaker-executor.ts#AwsExecutor",
+ *     executorClass: "./examples/executors/sagemaker-executor.ts#AwsExecutor",
  *     executorOptions: { endpointName: "my-diffusion-endpoint", region: "eu-west-1" },
  *   });
  */
@@ -20,7 +22,7 @@ import {
   type CollectiveRpcOptions,
   type ExecuteOptions,
   type OmniDiffusionRequest,
-} from "../../src/index.js";
+} from "omni-diffusion";
 
 export class AwsExecutor extends DiffusionExecutor {
   static override readonly isRemote = true;

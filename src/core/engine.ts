@@ -1,4 +1,4 @@
-import { AbortedError, ClosedError, OmniError, QueueFullError, UnknownMethodError, ValidationError, toOmniError } from "../errors/omni-error.js";
+import { AbortedError, ClosedError, OmniError, QueueFullError, ValidationError, toOmniError } from "../errors/omni-error.js";
 import type { CollectiveRpcOptions, DiffusionExecutor } from "../executors/base.js";
 import { resolveExecutor } from "../executors/resolve-executor.js";
 import type { StepBatchInfo, StepProgress } from "../pipelines/types.js";
@@ -6,7 +6,7 @@ import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
 import { checkRequestLimits, type FieldNamer, type LimitedRequest, type RequestLimits } from "./limits.js";
-import { parseModelLimits, type ModelLimits } from "./model-limits.js";
+import { fetchModelLimits, type ModelLimits } from "./model-limits.js";
 import type { StageMetrics } from "./output.js";
 import { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit } from "./request.js";
 import { OmniRequestOutput } from "./request-output.js";
@@ -115,7 +115,7 @@ export class DiffusionEngine {
       await executor.close().catch(() => undefined);
       throw err;
     }
-    const engine = new DiffusionEngine(config, executor, await describeModel(executor, config));
+    const engine = new DiffusionEngine(config, executor, await fetchModelLimits(executor, config.rpcTimeoutMs));
     if (config.warmup) {
       const [out] = await engine.step([new OmniDiffusionRequest({ prompt: "warm-up", numInferenceSteps: 1, seed: 0 })]);
       if (out?.error) {
@@ -412,26 +412,6 @@ export class DiffusionEngine {
     if (out.error) this.#stats.requestsFailed++;
     else this.#stats.requestsDone++;
     q.resolve(out);
-  }
-}
-
-/** Longest wait for the `describeModel` reply at start-up, ms (a remote peer that never answers must not stall create()). */
-const DESCRIBE_TIMEOUT_MS = 30_000;
-
-/**
- * Asks rank 0 what its model can serve. Executors that cannot answer (no such RPC, e.g. the OpenAI
- * executor) give null: then only the config's limits apply, and the workers still refuse what their model cannot run.
- */
-async function describeModel(executor: DiffusionExecutor, config: OmniDiffusionConfig): Promise<ModelLimits | null> {
-  try {
-    const reply = await executor.collectiveRpc("describeModel", { uniqueReplyRank: 0, timeout: Math.min(config.rpcTimeoutMs, DESCRIBE_TIMEOUT_MS) });
-    return parseModelLimits(reply);
-  } catch (err) {
-    const e = toOmniError(err);
-    if (!(e instanceof UnknownMethodError) && e.code !== "OMNI_ERR_UNKNOWN_METHOD") {
-      process.emitWarning(`omni-diffusion: the executor did not describe its model (${e.message}); only the config limits apply`);
-    }
-    return null;
   }
 }
 

@@ -212,7 +212,7 @@ function checkSize(
     if (!limits.allowNonNativeSizes) {
       throw exceeded(
         field,
-        `size ${size} (${name(field)}) is not allowed: the model was trained at ${model.nativeWidth}x${model.nativeHeight} only, and other sizes are off unless allowNonNativeSizes is set${allowed()}`,
+        `size ${size} (${name(field)}) is not allowed: the model was trained at ${model.nativeWidth}x${model.nativeHeight} only, and other sizes are off unless allowNonNativeSizes (--allow-non-native-sizes) is set${allowed()}`,
         { allowed: allowedSizes(model, limits, max) },
       );
     }

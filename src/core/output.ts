@@ -43,30 +43,39 @@ export interface DiffusionOutputInit {
   metrics?: StageMetrics;
 }
 
-const imageSchema = z.object({
-  request_id: z.string(),
-  index: z.number().int().min(0),
-  seed: z.number().int().min(0),
-  width: z.number().int().positive(),
-  height: z.number().int().positive(),
-  png_base64: z.string(),
-});
-const serializedErrorSchema = z.object({
-  name: z.string(),
-  code: z.string(),
-  message: z.string(),
-  data: z.record(z.string(), z.unknown()).optional(),
-});
-const outputDictSchema = z.object({
-  output: z.array(imageSchema).default([]),
-  error: z.string().nullish(),
-  errors: z.record(z.string(), serializedErrorSchema).nullish(),
-  trajectory_latents: z
-    .array(z.object({ request_id: z.string(), shape: z.array(z.number().int().min(0)), data_base64: z.string() }))
-    .nullish(),
-  trajectory_timesteps: z.array(z.object({ request_id: z.string(), timesteps: z.array(z.number()) })).nullish(),
-  metrics: z.record(z.string(), z.number()).nullish(),
-});
+// Strict codecs: an unknown or missing field is a ValidationError naming it, so a reply of another shape
+// (a worker server's `{"outputs": [...]}` envelope) is refused instead of read as an empty output.
+const imageSchema = z
+  .object({
+    request_id: z.string(),
+    index: z.number().int().min(0),
+    seed: z.number().int().min(0),
+    width: z.number().int().positive(),
+    height: z.number().int().positive(),
+    png_base64: z.string(),
+  })
+  .strict();
+const serializedErrorSchema = z
+  .object({
+    name: z.string(),
+    code: z.string(),
+    message: z.string(),
+    data: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+/** Wire shape of a {@link DiffusionOutput}: `output` is required (possibly empty), the rest optional. */
+export const outputDictSchema = z
+  .object({
+    output: z.array(imageSchema),
+    error: z.string().nullish(),
+    errors: z.record(z.string(), serializedErrorSchema).nullish(),
+    trajectory_latents: z
+      .array(z.object({ request_id: z.string(), shape: z.array(z.number().int().min(0)), data_base64: z.string() }).strict())
+      .nullish(),
+    trajectory_timesteps: z.array(z.object({ request_id: z.string(), timesteps: z.array(z.number()) }).strict()).nullish(),
+    metrics: z.record(z.string(), z.number()).nullish(),
+  })
+  .strict();
 
 export type DiffusionOutputDict = z.input<typeof outputDictSchema>;
 
@@ -137,6 +146,7 @@ export class DiffusionOutput {
     };
   }
 
+  /** Validates a snake_case dict (from a worker, a remote peer) and builds the output; a ValidationError names every unknown or missing field. */
   static fromDict(dict: unknown): DiffusionOutput {
     const parsed = outputDictSchema.safeParse(dict);
     if (!parsed.success) throw zodToValidationError(parsed.error, "DiffusionOutput");

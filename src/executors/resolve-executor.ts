@@ -18,7 +18,7 @@ export type ExecutorSpec = string | DiffusionExecutorClass | undefined;
  *   `.ts` files work under tsx.
  *
  * A value of the wrong kind (not a class, or a class not extending DiffusionExecutor) throws an
- * {@link ExecutorTypeError} (a TypeError); a name or module that cannot be found, or a missing export,
+ * {@link ExecutorTypeError} (an ExecutorResolutionError); a name or module that cannot be found, or a missing export,
  * throws an ExecutorResolutionError. Both say what was tried and carry the code `OMNI_ERR_EXECUTOR_RESOLUTION`.
  * A module-provided executor must extend the same DiffusionExecutor this engine uses (import it from the
  * same package build).

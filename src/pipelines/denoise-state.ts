@@ -1,6 +1,6 @@
 import type { TrajectoryLatents, TrajectoryTimesteps } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { AbortedError, type OmniError } from "../errors/omni-error.js";
+import { AbortedError, OmniError, TimeoutError, toOmniError } from "../errors/omni-error.js";
 import type { Scheduler } from "../schedulers/types.js";
 import type { SeededNormal } from "./random.js";
 
@@ -67,6 +67,25 @@ export function rowsOf(s: DenoiseState): number {
 export function abortedAt(s: DenoiseState): AbortedError {
   const id = s.request.requestId;
   return new AbortedError(`request ${id} was aborted at step ${s.stepIndex} of ${s.timesteps.length}`, { data: { requestId: id, step: s.stepIndex } });
+}
+
+/**
+ * What was thrown while running accepted work (a sampler, the UNet, the VAE), as the server's fault: an
+ * `OMNI_ERR_INTERNAL` (HTTP 500) saying `what` failed, with the original as `cause`, even when a component
+ * threw a ValidationError (it must never reach the client as its 4xx). Aborts, deadlines and errors already
+ * internal keep their class.
+ */
+export function internalFailure(err: unknown, what: string, data: Record<string, unknown> = {}): OmniError {
+  const e = toOmniError(err);
+  if (e instanceof AbortedError || e instanceof TimeoutError || e.code === "OMNI_ERR_INTERNAL") return e;
+  return new OmniError(`${what}: ${e.message}`, "OMNI_ERR_INTERNAL", { cause: e, data });
+}
+
+/** {@link internalFailure} for one request, naming it and the step (or `stage`) where it failed. */
+export function denoiseFailure(s: Pick<DenoiseState, "request" | "params" | "stepIndex" | "timesteps">, err: unknown, stage = "step"): OmniError {
+  const id = s.request.requestId;
+  const where = stage === "step" ? `at step ${s.stepIndex + 1} of ${s.timesteps.length} (sampler ${s.params.scheduler ?? "default"})` : `in ${stage}`;
+  return internalFailure(err, `request ${id} failed ${where}`, { requestId: id, step: s.stepIndex, stage });
 }
 
 /** The trajectory latents and timesteps the finished states asked for, in the output's form (null when none did). */

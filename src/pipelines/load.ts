@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { resolveModelSpec } from "../core/model-path.js";
 import { readModelIndex } from "./model-files.js";
 import { pipelineFactory } from "./registry.js";
@@ -7,9 +8,16 @@ import type { DiffusionPipeline, PipelineLoadOptions } from "./types.js";
  * Loads a model in the diffusers ONNX layout (a folder, a built-in name such as `"tiny-shapes"`, or a pulled
  * Hugging Face id; see resolveModelSpec): reads model_index.json, picks the pipeline class
  * (`opts.modelClassName` or `_class_name`) from the registry and creates its onnxruntime sessions.
+ * `intraOpNumThreads` defaults to the machine's cores (onnxruntime needs a number, not undefined).
+ *
+ * @example
+ * ```ts
+ * const pipeline = await loadPipeline("tiny-shapes");
+ * ```
  */
 export async function loadPipeline(modelDir: string, opts: PipelineLoadOptions = {}): Promise<DiffusionPipeline> {
   const dir = resolveModelSpec(modelDir);
   const index = readModelIndex(dir);
-  return pipelineFactory(opts.modelClassName ?? index._class_name)(dir, index, opts);
+  const withDefaults = { ...opts, intraOpNumThreads: opts.intraOpNumThreads ?? availableParallelism() };
+  return pipelineFactory(opts.modelClassName ?? index._class_name)(dir, index, withDefaults);
 }

@@ -47,7 +47,8 @@ const staticDim = (d: number | string | undefined): number | null => (typeof d =
 
 /**
  * - native size: unet/config.json `sample_size` × the VAE scale; else the ONNX `sample` input's static
- *   H/W × the VAE scale; else {@link DEFAULT_NATIVE}.
+ *   H/W × the VAE scale; else {@link DEFAULT_NATIVE}. A fixed-shape export's static dims win over the config:
+ *   they are the only size it can run.
  * - `fixed` when the ONNX `sample` input has static H and W, else `dynamic`.
  * - prediction type from the scheduler config (`flow_prediction` for flow-matching schedulers without one).
  * - schedulers: those declaring that prediction type (schedulers/index.ts `schedulersFor`).
@@ -61,8 +62,9 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
   const h = staticDim(fixedH);
   const w = staticDim(fixedW);
   const sampleSize = staticDim(m.unetConfig.sample_size as number | undefined);
-  const nativeHeight = sampleSize !== null ? sampleSize * m.vaeScale : h !== null ? h * m.vaeScale : DEFAULT_NATIVE;
-  const nativeWidth = sampleSize !== null ? sampleSize * m.vaeScale : w !== null ? w * m.vaeScale : DEFAULT_NATIVE;
+  const fixed = h !== null && w !== null;
+  const nativeHeight = fixed ? h * m.vaeScale : sampleSize !== null ? sampleSize * m.vaeScale : DEFAULT_NATIVE;
+  const nativeWidth = fixed ? w * m.vaeScale : sampleSize !== null ? sampleSize * m.vaeScale : DEFAULT_NATIVE;
   const predictionType = m.schedulerConfig.prediction_type ?? (/^FlowMatch/.test(String(m.schedulerConfig._class_name ?? "")) ? "flow_prediction" : "epsilon");
   const [, tokens, dim] = m.encoderHiddenStates?.shape ?? [];
   const latentElems = m.latentChannels * (nativeHeight / m.vaeScale) * (nativeWidth / m.vaeScale);
@@ -70,7 +72,7 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
   return {
     nativeWidth,
     nativeHeight,
-    spatial: h !== null && w !== null ? "fixed" : "dynamic",
+    spatial: fixed ? "fixed" : "dynamic",
     sizeMultiple: m.sizeMultiple,
     predictionType,
     schedulers: schedulersFor(predictionType),

@@ -1,10 +1,10 @@
 import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { ValidationError } from "../errors/omni-error.js";
+import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
-import { concatFloat32, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
+import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
 import { OnnxModel, floatData, floatTensor, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
@@ -34,7 +34,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #latentChannels: number;
   readonly #vaeScale: number;
   readonly #scalingFactor: number;
-  readonly #info: Omit<PipelineInfo, "components" | "asleep">;
+  #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
   #limits: ModelLimits | null = null;
   /** Rows per UNet call; bigger batches are split. */
@@ -103,6 +103,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       textDim: Number(this.#unetConfig.cross_attention_dim) || 768,
       sizeMultiple: this.#info.sizeMultiple,
     });
+    // One source for the native size: what describe() found (config, else the export's static dims).
+    this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };
   }
 
   /** How the export is laid out (component I/O, dtypes, timestep, guidance), read from the loaded sessions. */
@@ -141,22 +143,18 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   /** Applies the model's defaults and checks the request fits the model. */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults, sizeMultiple } = this.#info;
-    const width = r.width ?? this.#info.width;
-    const height = r.height ?? this.#info.height;
+    const limits = this.describe();
+    const width = r.width ?? limits.nativeWidth;
+    const height = r.height ?? limits.nativeHeight;
     for (const [field, v] of [["width", width], ["height", height]] as const) {
       if (v % sizeMultiple !== 0) {
-        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field });
+        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field, data: { reason: "invalid_size" } });
       }
     }
     // Exports with a fixed spatial size accept only that size.
-    const [, , fixedH, fixedW] = this.#unet.input("sample")?.shape ?? [];
-    for (const [field, v, fixed] of [["height", height, fixedH], ["width", width, fixedW]] as const) {
-      if (typeof fixed === "number" && fixed > 0 && v !== fixed * this.#vaeScale) {
-        const only = `${typeof fixedW === "number" ? fixedW * this.#vaeScale : "?"}x${typeof fixedH === "number" ? fixedH * this.#vaeScale : "?"}`;
-        throw new ValidationError(`${field} must be ${fixed * this.#vaeScale}: this UNet export has a fixed size and serves only ${only}, got ${width}x${height}`, {
-          field,
-          data: { allowed: only },
-        });
+    for (const [field, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
+      if (limits.spatial === "fixed" && v !== native) {
+        throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size and serves only ${limits.nativeWidth}x${limits.nativeHeight}, got ${width}x${height}`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
       }
     }
     const scheduler = r.scheduler ?? defaults.scheduler;
@@ -227,7 +225,11 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     });
   }
 
-  /** Advances every unfinished state by one step; states with the same latent shape share UNet calls. */
+  /**
+   * Advances every unfinished state by one step; states with the same latent shape share UNet calls. A state
+   * whose step fails (its sampler throws, its input is malformed) gets its own `error` (see `denoiseFailure`)
+   * and the others advance; a failed UNet call is retried per state, so only the state that breaks it fails.
+   */
   async step(states: DenoiseState[]): Promise<UnetCall[]> {
     const groups = new Map<string, DenoiseState[]>();
     for (const s of states) if (!isFinished(s)) groups.set(shapeKey(s), [...(groups.get(shapeKey(s)) ?? []), s]);
@@ -238,18 +240,37 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       for (const s of group) {
         const r = rowsOf(s);
         if (chunk.length && rows + r > this.maxBatchRows) {
-          calls.push(...(await this.#stepGroup(chunk)));
+          calls.push(...(await this.#stepIsolated(chunk)));
           chunk = [];
           rows = 0;
         }
         chunk.push(s);
         rows += r;
       }
-      if (chunk.length) calls.push(...(await this.#stepGroup(chunk)));
+      if (chunk.length) calls.push(...(await this.#stepIsolated(chunk)));
     }
     return calls;
   }
 
+  /** {@link #stepGroup}; if the shared UNet call throws, each state is retried alone and only those that still fail get the error. */
+  async #stepIsolated(states: DenoiseState[]): Promise<UnetCall[]> {
+    try {
+      return await this.#stepGroup(states);
+    } catch (err) {
+      if (states.length === 1) {
+        states[0]!.error = denoiseFailure(states[0]!, err);
+        return [];
+      }
+      const calls: UnetCall[] = [];
+      for (const s of states) calls.push(...(await this.#stepIsolated([s])));
+      return calls;
+    }
+  }
+
+  /**
+   * One UNet call over `states` (split by timestep for exports with a scalar timestep). States are only
+   * mutated after the call succeeded, one at a time, so a throw here leaves every state as it was.
+   */
   async #stepGroup(states: DenoiseState[]): Promise<UnetCall[]> {
     const t0 = performance.now();
     const unet = this.#unet;
@@ -264,21 +285,32 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       }
       if (byT.size > 1) {
         const calls: UnetCall[] = [];
-        for (const g of byT.values()) calls.push(...(await this.#stepGroup(g)));
+        for (const g of byT.values()) calls.push(...(await this.#stepIsolated(g)));
         return calls;
       }
     }
     const [c, h, w] = states[0]!.latentShape;
     const size = c * h * w;
     const rows: { input: Float32Array; t: number; ctx: Float32Array; w: number }[] = [];
+    const live: DenoiseState[] = [];
     for (const s of states) {
-      const t = s.timesteps[s.stepIndex]!;
-      for (const smp of s.samples) {
-        const input = smp.scheduler.scaleModelInput(smp.latents, t);
-        if (s.uncond) rows.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale });
-        rows.push({ input, t, ctx: s.cond, w: s.params.guidanceScale });
+      // Each state's rows are built apart, so a sampler that throws fails its own request only.
+      try {
+        const t = s.timesteps[s.stepIndex]!;
+        const own: typeof rows = [];
+        for (const smp of s.samples) {
+          const input = smp.scheduler.scaleModelInput(smp.latents, t);
+          if (input.length !== size) throw new ValidationError(`sampler input has ${input.length} values, the latent shape ${size}`, { field: "latents" });
+          if (s.uncond) own.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale });
+          own.push({ input, t, ctx: s.cond, w: s.params.guidanceScale });
+        }
+        rows.push(...own);
+        live.push(s);
+      } catch (err) {
+        s.error = denoiseFailure(s, err);
       }
     }
+    if (!live.length) return [];
     const ctxLen = rows[0]!.ctx.length;
     const sample = new Float32Array(rows.length * size);
     const ctx = new Float32Array(rows.length * ctxLen);
@@ -303,27 +335,33 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const out = await unet.run(feeds);
     const pred = floatData(out[unet.outputs[0]!.name] ?? Object.values(out)[0]!);
     let row = 0;
-    for (const s of states) {
+    const stepped: DenoiseState[] = [];
+    for (const s of live) {
       const t = s.timesteps[s.stepIndex]!;
-      for (const smp of s.samples) {
-        let eps: Float32Array;
-        if (s.uncond) {
-          eps = applyGuidance(pred.subarray(row * size, (row + 1) * size), pred.subarray((row + 1) * size, (row + 2) * size), s.params.guidanceScale, s.params.guidanceRescale);
-          row += 2;
-        } else {
-          eps = pred.slice(row * size, (row + 1) * size);
-          row += 1;
-        }
-        const r = smp.scheduler.step(eps, t, smp.latents, smp.rng);
-        smp.latents = r.prevSample;
-        smp.predX0 = r.predOriginalSample ?? null;
+      const first = row;
+      row += rowsOf(s);
+      try {
+        const next = s.samples.map((smp, k) => {
+          const r0 = first + k * (s.uncond ? 2 : 1);
+          const eps = s.uncond
+            ? applyGuidance(pred.subarray(r0 * size, (r0 + 1) * size), pred.subarray((r0 + 1) * size, (r0 + 2) * size), s.params.guidanceScale, s.params.guidanceRescale)
+            : pred.slice(r0 * size, (r0 + 1) * size);
+          return smp.scheduler.step(eps, t, smp.latents, smp.rng);
+        });
+        s.samples.forEach((smp, k) => {
+          smp.latents = next[k]!.prevSample;
+          smp.predX0 = next[k]!.predOriginalSample ?? null;
+        });
+        s.stepIndex++;
+        s.trajectory?.push(concatFloat32(s.samples.map((x) => x.latents)));
+        stepped.push(s);
+      } catch (err) {
+        s.error = denoiseFailure(s, err);
       }
-      s.stepIndex++;
-      s.trajectory?.push(concatFloat32(s.samples.map((x) => x.latents)));
     }
     const dt = performance.now() - t0;
-    for (const s of states) s.denoiseMs += dt;
-    return [{ states, rows: n, ms: dt }];
+    for (const s of live) s.denoiseMs += dt;
+    return stepped.length ? [{ states: stepped, rows: n, ms: dt }] : [];
   }
 
   /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images. */

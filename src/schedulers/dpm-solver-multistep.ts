@@ -14,6 +14,7 @@ import {
   makeBetas,
   notReady,
   resolveConfig,
+  resolveStepIndex,
   roundHalfEven,
   sigmaToT,
   sigmasFromAlphasCumprod,
@@ -170,16 +171,8 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   }
 
   private index(t: number): number {
-    if (this._timesteps.length === 0) throw notReady(this.name);
-    if (this.stepIndex !== null) {
-      if (this.stepIndex >= this._timesteps.length) {
-        throw new ValidationError(`scheduler "${this.name}": all steps are done; call setTimesteps() again`, { field: "timestep" });
-      }
-      return this.stepIndex;
-    }
     // diffusers' DPM-Solver falls back to the last step for an unknown timestep instead of failing.
-    const i = indexForTimestep(this._timesteps, t);
-    return i < 0 ? this._timesteps.length - 1 : i;
+    return resolveStepIndex(this.stepIndex, this._timesteps, t, this.name, this._timesteps.length - 1);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, _rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array } {

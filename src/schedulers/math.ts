@@ -397,10 +397,15 @@ export function indexForTimestep(timesteps: readonly number[], t: number): numbe
 }
 
 /**
- * The step index a sigma-based scheduler uses for timestep `t`: the running counter once stepping has begun
- * (diffusers' `_step_index`), else looked up from `t` (the first call may come mid-schedule, for img2img).
+ * The step index a scheduler uses for timestep `t` (diffusers' `_step_index`): the running counter once
+ * stepping has begun. The first call starts at the schedule's beginning when it passes the schedule's first
+ * timestep (diffusers' `set_begin_index(0)`, what a text-to-image run means); only another timestep is looked
+ * up (`index_for_timestep`, a run started mid-schedule for img2img). Looking up the first timestep too broke
+ * schedules whose rounded timesteps repeat at the top (Karras sigmas on a cosine schedule: 999, 999, 998, ...):
+ * the lookup takes the second 999, the run starts one step late and its last step finds "all steps done".
+ * `fallback` is the index for a timestep that is not on the schedule (-1: refuse it).
  */
-export function resolveStepIndex(current: number | null, timesteps: readonly number[], t: number, name: string): number {
+export function resolveStepIndex(current: number | null, timesteps: readonly number[], t: number, name: string, fallback = -1): number {
   if (timesteps.length === 0) throw notReady(name);
   if (current !== null) {
     if (current >= timesteps.length) {
@@ -410,9 +415,11 @@ export function resolveStepIndex(current: number | null, timesteps: readonly num
     }
     return current;
   }
+  if (Math.abs(timesteps[0]! - t) <= 1e-3) return 0;
   const i = indexForTimestep(timesteps, t);
-  if (i < 0) throw unknownTimestep(name, t);
-  return i;
+  if (i >= 0) return i;
+  if (fallback >= 0) return fallback;
+  throw unknownTimestep(name, t);
 }
 
 /** Throws the error every scheduler raises when `step` / `scaleModelInput` runs before `setTimesteps`. */

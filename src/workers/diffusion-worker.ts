@@ -12,6 +12,7 @@ import {
 } from "../errors/omni-error.js";
 import type { BatchingPolicy } from "../core/config.js";
 import type { ModelLimits } from "../core/model-limits.js";
+import { internalFailure } from "../pipelines/denoise-state.js";
 import { loadPipeline } from "../pipelines/load.js";
 import { isSteppable, type DiffusionPipeline, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
@@ -298,7 +299,8 @@ export class DiffusionWorker {
       out.metrics.workerQueueMs = workerQueueMs;
       return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
     } catch (err) {
-      const e = timedOut() ? (signal.reason as OmniError) : toOmniError(err);
+      // generate() answers each request's own failure in `errors`; what escapes it is the worker's fault (500).
+      const e = timedOut() ? (signal.reason as OmniError) : internalFailure(err, `generate on worker rank ${this.rank} failed`, { rank: this.rank });
       for (const r of toRun) errors[r.requestId] = e;
       return new DiffusionOutput({ error: e.message, errors });
     }

@@ -1,7 +1,7 @@
 import { DiffusionOutput, type GeneratedImage, type StageMetrics } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { AbortedError, OmniError, toOmniError } from "../errors/omni-error.js";
-import { abortedAt, isFinished, rowsOf, shapeKey, trajectoriesOf, type DenoiseState, type ResolvedParams } from "../pipelines/denoise-state.js";
+import { abortedAt, denoiseFailure, isFinished, rowsOf, shapeKey, trajectoriesOf, type DenoiseState, type ResolvedParams } from "../pipelines/denoise-state.js";
 import type { StepProgress, SteppablePipeline, UnetCall } from "../pipelines/types.js";
 
 /** Options of one {@link StepLoop.run} call (one generate RPC). */
@@ -139,10 +139,13 @@ export class StepLoop {
     try {
       calls = await this.#pipeline.step(group.map((t) => t.state!));
     } catch (err) {
-      const e = toOmniError(err);
-      for (const t of group) this.#fail(t, e);
+      // A pipeline that does not isolate its states threw for the whole call: they may be half-stepped, so
+      // none can be retried; each fails with an internal error, never a client's 4xx.
+      for (const t of group) this.#fail(t, denoiseFailure(t.state!, err));
       return;
     }
+    // The pipeline's own isolation: a state whose step failed carries its error, the others stepped.
+    for (const t of group) if (t.state!.error) this.#fail(t, t.state!.error);
     const now = performance.now();
     const byState = new Map(group.map((t) => [t.state!, t]));
     for (const call of calls) {
@@ -181,8 +184,7 @@ export class StepLoop {
       });
       this.#active.push(...joining);
     } catch (err) {
-      const e = toOmniError(err);
-      for (const t of joining) this.#fail(t, e);
+      for (const t of joining) this.#fail(t, denoiseFailure({ request: t.request, params: t.params, stepIndex: 0, timesteps: [] }, err, "prepare"));
     }
   }
 
@@ -232,8 +234,7 @@ export class StepLoop {
     try {
       images = await this.#pipeline.decode(finished.map((t) => t.state!));
     } catch (err) {
-      const e = toOmniError(err);
-      for (const t of finished) this.#fail(t, e);
+      for (const t of finished) this.#fail(t, denoiseFailure(t.state!, err, "decode"));
       return;
     }
     const decodeMs = performance.now() - t0;

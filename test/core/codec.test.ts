@@ -62,7 +62,29 @@ test("DiffusionOutput round-trips images (PNG), per-request errors, latents and 
 test("DiffusionOutput.fromDict rejects malformed input", () => {
   assert.throws(() => DiffusionOutput.fromDict({ output: [{ request_id: "r", index: 0 }] }), ValidationError);
   assert.throws(() => DiffusionOutput.fromDict({ output: [{ request_id: "r", index: 0, seed: 1, width: 1, height: 1, png_base64: "bm90IGEgcG5n" }] }), /not a valid PNG/);
-  assert.throws(() => DiffusionOutput.fromDict({ trajectory_latents: [{ request_id: "r", shape: [3], data_base64: "AAAA" }] }), /trajectory_latents\.0/);
+  assert.throws(() => DiffusionOutput.fromDict({ output: [], trajectory_latents: [{ request_id: "r", shape: [3], data_base64: "AAAA" }] }), /trajectory_latents\.0/);
+});
+
+test("DiffusionOutput.fromDict is strict: an unknown or missing field is a ValidationError naming it", () => {
+  // Was: the worker server's own envelope became an empty output, then a misleading "no image" error.
+  const envelope = { outputs: [new DiffusionOutput().toDict()] };
+  assert.throws(() => DiffusionOutput.fromDict(envelope), (e: unknown) => {
+    assert.ok(e instanceof ValidationError);
+    assert.equal(e.field, "output", "the missing field is named first");
+    assert.match(e.message, /output: .*expected array/);
+    assert.match(e.message, /Unrecognized key.*"outputs"/);
+    return true;
+  });
+  assert.throws(() => DiffusionOutput.fromDict({}), (e: unknown) => e instanceof ValidationError && e.field === "output");
+  const good = new DiffusionOutput({ output: [{ requestId: "r", index: 0, seed: 1, width: 1, height: 1, data: new Uint8Array(3) }] }).toDict();
+  const extraImageKey = { ...good, output: [{ ...good.output[0]!, colour: "red" }] };
+  assert.throws(() => DiffusionOutput.fromDict(extraImageKey), (e: unknown) => e instanceof ValidationError && /colour/.test(e.message) && e.field === "output.0");
+  assert.throws(() => DiffusionOutput.fromDict({ ...good, errors: { r: { name: "X", code: "C", message: "m", stack: "s" } } }), /stack/);
+  // What toDict writes always reads back.
+  assert.equal(DiffusionOutput.fromDict(JSON.parse(JSON.stringify(good))).output.length, 1);
+  // Requests are strict too, in both spellings.
+  assert.throws(() => new OmniDiffusionRequest({ prompt: "x", colour: "red" } as never), (e: unknown) => e instanceof ValidationError && /colour/.test(e.message));
+  assert.throws(() => OmniDiffusionRequest.fromDict({ request_id: "r" }), (e: unknown) => e instanceof ValidationError && e.field === "prompt");
 });
 
 test("config validation names each bad field", () => {

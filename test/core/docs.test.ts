@@ -20,3 +20,16 @@ test("docs/errors.md lists every error code, and no code that does not exist", (
   const documented = new Set([...md.matchAll(/\| `(OMNI_ERR_[A-Z_]+)` \|/g)].map((m) => m[1]));
   assert.deepEqual([...documented].sort(), [...ERROR_CODES].sort());
 });
+
+test("docs/configuration.md states the shipped model's request defaults as model_index.json has them", () => {
+  const md = doc("configuration.md");
+  const stated = /tiny-shapes: (\d+) steps,\s+guidance ([\d.]+), (\w+)\)/.exec(md);
+  assert.ok(stated, "configuration.md states tiny-shapes' defaults as `tiny-shapes: N steps, guidance G, SCHEDULER)`");
+  const index = JSON.parse(readFileSync(join(PACKAGE_ROOT, "models", "tiny-shapes", "model_index.json"), "utf8")) as {
+    _omni_defaults: { num_inference_steps: number; guidance_scale: number; scheduler: string };
+  };
+  assert.deepEqual(
+    [Number(stated[1]), Number(stated[2]), stated[3]!.toLowerCase()],
+    [index._omni_defaults.num_inference_steps, index._omni_defaults.guidance_scale, index._omni_defaults.scheduler],
+  );
+});

@@ -5,11 +5,13 @@ import {
   ClosedError,
   ConfigError,
   DiffusionEngine,
+  DiffusionOutput,
   DiffusionExecutor,
   ExecutorResolutionError,
   ExecutorTypeError,
   LimitExceededError,
   OmniDiffusionRequest,
+  UnknownMethodError,
   ValidationError,
 } from "../../src/index.js";
 import { MyExecutor } from "../../examples/example_custom_executor.js";
@@ -171,6 +173,29 @@ describe("custom executors", () => {
         assert.match((e as Error).message, re);
         return true;
       });
+    }
+  });
+
+  test("an executor that cannot describe its model gets the config limits only", async () => {
+    class Opaque extends DiffusionExecutor {
+      protected async initExecutor() {}
+      async collectiveRpc(method: string) {
+        throw new UnknownMethodError(`no method ${method}`);
+      }
+      override async executeModel(requests: OmniDiffusionRequest[]) {
+        const output = requests.map((r) => ({ requestId: r.requestId, index: 0, seed: 0, width: r.width ?? 8, height: r.height ?? 8, data: new Uint8Array((r.width ?? 8) * (r.height ?? 8) * 3) }));
+        return new DiffusionOutput({ output });
+      }
+      async checkHealth() {}
+      protected async shutdown() {}
+    }
+    const engine = await DiffusionEngine.create({ executorClass: Opaque, limits: { maxWidth: 64 } });
+    try {
+      assert.equal(engine.modelLimits, null);
+      assert.equal((await engine.generate({ prompt: "x", width: 48, height: 48 })).images[0]!.width, 48, "no model: any size within the config");
+      await assert.rejects(engine.generate({ prompt: "x", width: 72, height: 48 }), (e: unknown) => e instanceof LimitExceededError && e.field === "width");
+    } finally {
+      await engine.close();
     }
   });
 

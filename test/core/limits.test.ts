@@ -129,3 +129,25 @@ test("config → limits, tightening, and the error class survives the process bo
   assert.throws(() => parseModelLimits({ ...TINY, extra: 1 }), (x: unknown) => x instanceof ValidationError && /extra/.test(x.message));
   assert.throws(() => parseModelLimits({ ...TINY, nativeWidth: undefined }), (x: unknown) => x instanceof ValidationError && x.field === "nativeWidth");
 });
+
+test("the CLI refuses what the engine would refuse, naming its own flag, before loading the model", async () => {
+  const { execFile } = await import("node:child_process");
+  const { fileURLToPath } = await import("node:url");
+  const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+  const run = (...args: string[]) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, ["--import", "tsx", cli, "generate", ...args, "--out", "/dev/null"], { timeout: 60_000 }, (err, _stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+      );
+    });
+  // Was: --steps 1000 passed the flag parser, then the engine refused it at 150 after loading the model.
+  const steps = await run("a red circle", "--steps", "1000");
+  assert.notEqual(steps.code, 0);
+  assert.match(steps.stderr, /--steps is 1000; at most 150 steps are allowed \[OMNI_ERR_VALIDATION\]/);
+  // Was: an empty prompt ran on the CLI (and on the worker) but was a 422 on the server.
+  const empty = await run("");
+  assert.notEqual(empty.code, 0);
+  assert.match(empty.stderr, /prompt: must not be empty/);
+  const n = await run("a red circle", "-n", "11");
+  assert.match(n.stderr, /--n is 11; at most 10 images/);
+});

@@ -19,7 +19,7 @@ import {
 } from "../../src/errors/omni-error.js";
 import { MultiprocExecutor } from "../../src/executors/multiproc-executor.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
-import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { isAlive, waitGone } from "../helpers/processes.js";
 
 const EXTENSION = `${fileURLToPath(new URL("../fixtures/workers/test-extension.ts", import.meta.url))}#TestWorkerExtension`;

@@ -15,10 +15,10 @@ const FIXTURE = fileURLToPath(new URL("../fixtures/executors/custom-executor.ts"
 const THROWING = fileURLToPath(new URL("../fixtures/executors/throws-on-import.ts", import.meta.url));
 const rel = (p: string) => `./${relative(process.cwd(), p)}`;
 
-/** Asserts the error is an ExecutorTypeError (a TypeError with the resolution code) whose message matches. */
+/** Asserts the error is an ExecutorTypeError (an ExecutorResolutionError, so an OmniError) whose message matches. */
 const typeError = (pattern: RegExp) => (err: unknown) => {
   assert.ok(err instanceof ExecutorTypeError, `ExecutorTypeError, got ${(err as Error)?.name}: ${(err as Error)?.message}`);
-  assert.ok(err instanceof TypeError);
+  assert.ok(err instanceof ExecutorResolutionError, "an OmniError the CLI prints as one line");
   assert.equal(err.code, "OMNI_ERR_EXECUTOR_RESOLUTION");
   assert.match(err.message, pattern);
   return true;

@@ -1,3 +1,3 @@
-import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 
 runExecutorConformance("uniproc", () => ({ executorClass: "uniproc", intraOpNumThreads: 1 }), { expectedRanks: 1 });

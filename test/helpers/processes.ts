@@ -1,21 +1,7 @@
-import { readFileSync } from "node:fs";
+import { isAlive } from "../../src/testing/is-alive.js";
 import { setTimeout as delay } from "node:timers/promises";
 
-/** True while `pid` runs. A zombie (exited, not yet reaped by a non-reaping init) counts as gone. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw err;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return true; // no procfs: kill(pid, 0) succeeded, so it runs
-  }
-}
+export { isAlive };
 
 /** Waits until every pid is gone or `ms` elapse; returns the pids still running. */
 export async function waitGone(pids: number[], ms: number): Promise<number[]> {

@@ -1,25 +1,36 @@
 /**
- * The quick-start's three patterns (examples/executors/), each loaded the way a user would, through
- * `executorClass: "<file>#<Export>"`, and driven through the engine against a real worker server. The
- * SageMaker example talks to FakeSageMakerRuntime, which stands in for AWS.
+ * The quick-start's three patterns (examples/executors/), each loaded the way its header says, through
+ * the header's own `executorClass: "<file>#<Export>"` string from the repository root, and driven
+ * through the engine (imported as `omni-diffusion`, like the examples: in this repository, under tsx,
+ * tsconfig.json's `paths` map the name to src/) against a real worker server. The SageMaker example talks to FakeSageMakerRuntime,
+ * which stands in for AWS.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { DiffusionEngine } from "../../src/core/engine.js";
-import { ClosedError, ValidationError } from "../../src/errors/omni-error.js";
+import { ClosedError, DiffusionEngine, ValidationError } from "omni-diffusion";
+import { PACKAGE_ROOT } from "../../src/core/paths.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { ENDPOINT, FakeSageMakerRuntime, useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 120_000;
-const example = (file: string, name: string) => `${fileURLToPath(new URL(`../../examples/executors/${file}`, import.meta.url))}#${name}`;
+
+/** The `executorClass` string the example's header tells a user to write (relative to the repository root). */
+function example(file: string, name: string): string {
+  const header = readFileSync(join(PACKAGE_ROOT, "examples", "executors", file), "utf8").split("*/")[0]!;
+  const spec = /executorClass: "(\.\/[^"]+)"/.exec(header)?.[1];
+  assert.equal(spec, `./examples/executors/${file}#${name}`, `${file}'s header names the file and export`);
+  return spec;
+}
 useTestCredentials();
 
 describe("examples/executors: the quick-start's patterns, working", { timeout: 5 * T }, () => {
   let worker: WorkerServer;
   let aws: FakeSageMakerRuntime;
   before(async () => {
+    process.chdir(PACKAGE_ROOT); // where the headers' relative paths start
     worker = await startTestWorker({ httpPort: 0, grpcPort: 0, sagemakerPort: 0 });
     aws = new FakeSageMakerRuntime(() => worker.sagemakerUrl!);
     await aws.listen();

@@ -9,7 +9,7 @@ import { GrpcDiffusionExecutor } from "../../src/executors/grpc-executor.js";
 import { callMetadata, createClient } from "../../src/executors/shared/grpc-codec.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
-import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 120_000;

@@ -8,7 +8,7 @@ import { AbortedError, ConfigError, TimeoutError } from "../../src/errors/omni-e
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
-import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 120_000;

@@ -13,7 +13,7 @@ import { AbortedError, UnknownMethodError, ValidationError } from "../../src/err
 import { OpenAIImagesExecutor } from "../../src/executors/openai-executor.js";
 import { startServer, type OmniServer } from "../../src/server/openai/openai-server.js";
 import { encodePng } from "../../src/utils/png.js";
-import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 
 const T = 120_000;
 const KEY = "sk-test";

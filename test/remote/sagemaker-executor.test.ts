@@ -15,7 +15,7 @@ import { ConfigError, TimeoutError, ValidationError } from "../../src/errors/omn
 import { SAGEMAKER_PAYLOAD_LIMIT_BYTES, SageMakerDiffusionExecutor } from "../../src/executors/sagemaker-executor.js";
 import type { RetryEvent } from "../../src/executors/shared/remote-policy.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
-import { runExecutorConformance } from "../conformance/executor-conformance.js";
+import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { ENDPOINT, FakeSageMakerRuntime, useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 

@@ -46,6 +46,8 @@ const BAD_BODIES: [string, unknown, number, string | null, string, RegExp][] = [
   ["size above the limit", { prompt: "x", size: "512x512" }, 400, "size", "limit_exceeded", /limit of 256x256/],
   ["size off the model's multiple", { prompt: "x", size: "36x32" }, 400, "size", "invalid_size", /multiples of 8/],
   ["steps above the limit", { prompt: "x", num_inference_steps: 51 }, 400, "num_inference_steps", "limit_exceeded", /at most 50/],
+  ["a size off the model's native one", { prompt: "x", size: "64x64" }, 400, "size", "limit_exceeded", /trained at 32x32 only.*allowed: 32x32 only/],
+  ["a sampler that does not fit the model", { prompt: "x", scheduler: "dpmpp_2m" }, 400, "scheduler", "unsupported_value", /does not fit this model .*use one of: euler, ddim/],
   ["prompt too long", { prompt: "x".repeat(101) }, 400, "prompt", "limit_exceeded", /101 characters; the limit is 100/],
   ["another model", { prompt: "x", model: "dall-e-3" }, 400, "model", "model_not_found", /'dall-e-3' does not exist/],
   ["unknown scheduler", { prompt: "x", scheduler: "karras9000" }, 400, "scheduler", "unsupported_value", /Unknown scheduler 'karras9000'/],

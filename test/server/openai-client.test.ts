@@ -10,7 +10,7 @@ describe("the official openai client against omni-diffusion serve", () => {
   let server: OmniServer;
   let client: OpenAI;
   before(async () => {
-    server = await startServer({ port: 0, apiKey: KEY, engineConfig: { numGpus: 1, intraOpNumThreads: 1 }, logger: false });
+    server = await startServer({ port: 0, apiKey: KEY, engineConfig: { numGpus: 1, intraOpNumThreads: 1, allowNonNativeSizes: true }, logger: false });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
   });
   after(() => server.close());

@@ -52,7 +52,9 @@ export function toHttpError(err: unknown, limits: { maxBodyBytes: number }): Htt
     const status = err.statusCode >= 400 && err.statusCode <= 599 ? err.statusCode : 500;
     const field = typeof err.data.field === "string" ? err.data.field : null;
     const param = field ? (PARAM_OF_FIELD[field] ?? field) : null;
-    const code = typeof err.data.openaiCode === "string" ? err.data.openaiCode : err.code.replace(/^OMNI_ERR_/, "").toLowerCase();
+    // `reason` is core/limits.ts' request-level code (`limit_exceeded`, `invalid_size`, ...).
+    const reason = err.data.openaiCode ?? err.data.reason;
+    const code = typeof reason === "string" ? reason : err.code.replace(/^OMNI_ERR_/, "").toLowerCase();
     return { statusCode: status, body: { error: { message: err.message, type: typeFor(status), param, code } } };
   }
   const fe = err as { statusCode?: unknown; code?: unknown; message?: unknown };

@@ -1,10 +1,10 @@
 import { DiffusionEngine } from "../../core/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
-import { prefixedFields } from "../../core/limits.js";
+import { prefixedFields, snakeCaseFields } from "../../core/limits.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
-import { AbortedError, ClosedError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
+import { AbortedError, ClosedError, LimitExceededError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "../../executors/shared/deadline.js";
 import type { z } from "zod";
 import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../executors/shared/wire.js";
@@ -72,6 +72,8 @@ export class WorkerService {
   #closed = false;
   #running = new Map<string, Running>();
   #recent = new Map<string, { fingerprint: string; out: DiffusionOutput; at: number }>();
+  /** Requests {@link validate} passed on with their own error (see #parse). */
+  #refused = new WeakMap<OmniDiffusionRequest, OmniError>();
   /** Resolves once the engine is up; rejects with its start-up error. */
   readonly ready: Promise<void>;
 
@@ -107,7 +109,8 @@ export class WorkerService {
 
   /**
    * Checks a call before anything runs, so a transport can still answer with a status: every dict must be a
-   * valid request within this worker's limits (else a 400 naming `requests.<i>.<field>`), ids must be unique
+   * valid request within this worker's limits (else a 400 naming `requests.<i>.<field>`; a request that only
+   * does not fit the model is answered with its own error instead, the others run), ids must be unique
    * in the call, the worker must be ready (503) and its queue must have room (429).
    */
   validate(dicts: unknown[]): OmniDiffusionRequest[] {
@@ -146,14 +149,27 @@ export class WorkerService {
       const issues = Array.isArray(e.data.issues) ? (e.data.issues as string[]).map((x) => `${at("")}.${x}`.replace(/\.\(root\)/, "")) : [`${at("")}: ${e.message}`];
       throw new ValidationError(`invalid request: ${issues.join("; ")}`, { field: at(e.data.field), cause: e, data: { issues } });
     }
-    // The engine's own check (core/limits.ts), with the wire's names: requests.<i>.<snake_case field>.
-    engine.checkRequest(r, prefixedFields(`requests.${i}.`));
+    // The engine's own check (core/limits.ts), with the wire's names. A value beyond this worker's limits
+    // refuses the call (400, requests.<i>.<field>); a value the model cannot take (a size off its multiple, a
+    // sampler that does not fit) fails that request alone, as it would on the engine, and the others run.
+    try {
+      engine.checkRequest(r, prefixedFields(`requests.${i}.`));
+    } catch (err) {
+      if (err instanceof LimitExceededError || !(err instanceof ValidationError)) throw err;
+      try {
+        engine.checkRequest(r, snakeCaseFields);
+      } catch (own) {
+        this.#refused.set(r, toOmniError(own));
+      }
+    }
     return r;
   }
 
   /** One request: a cached result, the running work of the same id, or a new run. Never throws. */
   async #one(engine: DiffusionEngine, r: OmniDiffusionRequest, timeoutMs: number, onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
     const id = r.requestId;
+    const refused = this.#refused.get(r);
+    if (refused) return failed(id, refused);
     const fingerprint = JSON.stringify(r.toDict());
     const conflict = () =>
       failed(id, new ValidationError(`request_id "${id}" is already in use with different parameters`, { field: "request_id", statusCode: 409 }));

@@ -2,18 +2,23 @@
  * The executor conformance suite: the behaviour every DiffusionExecutor must show, run unchanged against
  * each backend. Capabilities are read from the class's static flags (`isRemote`, `restartsDeadWorkers`),
  * never from `instanceof` a concrete executor.
+ *
+ * Shipped as `omni-diffusion/testing` so an executor written against the published package can run it.
+ * It registers node:test `describe`/`it` blocks, so it must be called at the top level of a file run by
+ * Node's test runner (`node --test`, with `--import tsx` for TypeScript). It imports this package's own
+ * classes, so the executor under test must extend the `DiffusionExecutor` of the same installed copy.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import { parseConfig, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "../../src/core/config.js";
-import { DiffusionOutput } from "../../src/core/output.js";
-import { OmniDiffusionRequest } from "../../src/core/request.js";
-import { OmniRequestOutput } from "../../src/core/request-output.js";
-import { ClosedError, OmniError, UnhealthyError, ValidationError } from "../../src/errors/omni-error.js";
-import type { DiffusionExecutor, DiffusionExecutorClass } from "../../src/executors/base.js";
-import { resolveExecutor } from "../../src/executors/resolve-executor.js";
-import { isAlive } from "../helpers/processes.js";
+import { parseConfig, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "../core/config.js";
+import { DiffusionOutput } from "../core/output.js";
+import { OmniDiffusionRequest } from "../core/request.js";
+import { OmniRequestOutput } from "../core/request-output.js";
+import { ClosedError, OmniError, UnhealthyError, ValidationError } from "../errors/omni-error.js";
+import type { DiffusionExecutor, DiffusionExecutorClass } from "../executors/base.js";
+import { resolveExecutor } from "../executors/resolve-executor.js";
+import { isAlive } from "./is-alive.js";
 
 /** Knobs of {@link runExecutorConformance}. */
 export interface ConformanceOptions {
@@ -60,7 +65,9 @@ async function waitHealthy(executor: DiffusionExecutor, ms: number): Promise<voi
  *
  * @example
  * ```ts
- * runExecutorConformance("uniproc", () => ({ executorClass: "uniproc", intraOpNumThreads: 1 }));
+ * // my-executor.test.ts, run with: node --import tsx --test my-executor.test.ts
+ * import { runExecutorConformance } from "omni-diffusion/testing";
+ * runExecutorConformance("MyExecutor", () => ({ executorClass: "./my-executor.ts#MyExecutor", intraOpNumThreads: 1 }));
  * ```
  */
 export function runExecutorConformance(name: string, makeConfig: () => OmniDiffusionConfigInput, opts: ConformanceOptions = {}): void {
@@ -106,7 +113,7 @@ export function runExecutorConformance(name: string, makeConfig: () => OmniDiffu
       await executor.checkHealth();
     });
 
-    it('collectiveRpc("ping") reaches every rank and returns every reply in rank order', { timeout }, async () => {
+    it('collectiveRpc("ping") reaches every rank, returns every reply in rank order, and refuses a uniqueReplyRank that is not a rank', { timeout }, async () => {
       const replies = await ping();
       assert.ok(Array.isArray(replies) && replies.length >= 1, "one reply per rank");
       if (opts.expectedRanks !== undefined) assert.equal(replies.length, opts.expectedRanks);
@@ -119,6 +126,12 @@ export function runExecutorConformance(name: string, makeConfig: () => OmniDiffu
         assert.ok(!Array.isArray(only), "uniqueReplyRank returns one reply, not an array");
         assert.equal(only.rank, k);
         assert.equal(only.pid, replies[k]!.pid);
+      }
+      for (const bad of [replies.length, -1]) {
+        await assert.rejects(executor.collectiveRpc("ping", { uniqueReplyRank: bad }), (err: unknown) => {
+          assert.ok(err instanceof OmniError && err.code === "OMNI_ERR_VALIDATION", `uniqueReplyRank ${bad} is refused with a ValidationError, got ${(err as Error)?.name}: ${(err as Error)?.message}`);
+          return true;
+        });
       }
     });
 
