@@ -1,3 +1,4 @@
+import { subscribe } from "node:diagnostics_channel";
 import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { SingleBar } from "cli-progress";
@@ -7,6 +8,7 @@ import { DiffusionEngine } from "../core/engine.js";
 import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
+import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../executors/shared/retry-events.js";
 import { encodePng } from "../utils/png.js";
 import { ALLOW_NON_NATIVE_FLAG, deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
 
@@ -67,6 +69,8 @@ export function addGenerateCommand(program: Command): void {
       const config = engineConfigFromFlags(flags);
       // The engine's own limits, checked before the model loads; the model's are checked once it has.
       checkRequestLimits(request, requestLimitsOf(parseConfig(config)), null, { fieldName: flagOf, knownSchedulers: SCHEDULER_NAMES });
+      // A remote executor's retries (and start-up waits) are said on stderr, not waited out in silence.
+      subscribe(RETRY_CHANNEL, (e) => process.stderr.write(`${formatRetry(e as RetryEvent)}\n`));
       const engine = await DiffusionEngine.create(config);
       const bar = process.stderr.isTTY ? new SingleBar({ format: "denoising [{bar}] {value}/{total} steps", hideCursor: true }, undefined) : null;
       try {

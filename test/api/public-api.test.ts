@@ -284,6 +284,8 @@ const MINIMAL: Record<keyof typeof api, Check> = {
   QueueFullError: errorClass(api.QueueFullError),
   TransportError: errorClass(api.TransportError),
   UnauthorizedError: errorClass(api.UnauthorizedError),
+  PermissionError: errorClass(api.PermissionError),
+  NotFoundError: errorClass(api.NotFoundError),
   UnknownMethodError: errorClass(api.UnknownMethodError),
   serializeError: { needs: "an error", run: () => assert.equal(api.serializeError(new Error("x")).message, "x") },
   deserializeError: {
