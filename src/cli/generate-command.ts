@@ -10,7 +10,7 @@ import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
 import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../executors/shared/retry-events.js";
 import { encodePng } from "../utils/png.js";
-import { ALLOW_NON_NATIVE_FLAG, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
 
 interface GenerateFlags extends EngineFlags {
   out: string;
@@ -50,6 +50,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
     .option(...ALLOW_NON_NATIVE_FLAG)

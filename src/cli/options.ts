@@ -1,4 +1,5 @@
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { DEVICES, type Device } from "../pipelines/device.js";
 
 /** Commander argument parsers that fail with a message naming the flag's expected form. */
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -42,8 +43,14 @@ export interface EngineFlags {
   executor?: string;
   executorOptions?: Record<string, unknown>;
   threads?: number;
+  device?: Device;
   /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
   allowNonNativeSizes?: boolean;
+}
+
+/** `--device cpu|cuda`, shared by every command that loads the model. */
+export function deviceOption(): Option {
+  return new Option("--device <device>", "where the model runs: cpu, or cuda (onnxruntime-node's CUDA provider; see docs/models.md)").choices(DEVICES);
 }
 
 /** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
@@ -56,6 +63,7 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.executor ? { executorClass: f.executor } : {}),
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
+    ...(f.device ? { device: f.device } : {}),
     ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
   };
 }

@@ -2,12 +2,14 @@ import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { assertPortsFree, type PortClaim } from "../server/shared/port-check.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
-import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
+import type { Device } from "../pipelines/device.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
 
 interface WorkerFlags extends HttpLimitFlags {
   model?: string;
   workers?: number;
   threads?: number;
+  device?: Device;
   executor?: string;
   allowNonNativeSizes?: boolean;
   host?: string;
@@ -38,6 +40,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .addOption(deviceOption())
     .option("--executor <name>", "local executor: multiproc (default) or uniproc")
     .option("--host <host>", "interface to listen on (default 127.0.0.1)")
     .option("--http-port <port>", `HTTP/JSON API port (default ${DEFAULT_HTTP_PORT} when no port is given; 0 = any free port)`, intArg(0, 65_535))
@@ -69,6 +72,7 @@ export function addWorkerCommand(program: Command): void {
         ...(flags.model ? { model: flags.model } : {}),
         ...(flags.workers ? { numGpus: flags.workers } : {}),
         ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
+        ...(flags.device ? { device: flags.device } : {}),
         ...(flags.executor ? { executorClass: flags.executor } : {}),
         ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
       },

@@ -273,7 +273,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
     return {
       rank,
       modelDir: resolvePath(c.model),
-      load: { modelClassName: c.modelClassName, executionProvider: c.executionProvider, intraOpNumThreads: c.intraOpNumThreads },
+      load: { modelClassName: c.modelClassName, device: c.device, intraOpNumThreads: c.intraOpNumThreads },
       workerExtension: c.workerExtension,
       batching: c.batching,
       maxBatchRows: c.maxBatchRows,

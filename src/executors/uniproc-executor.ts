@@ -44,7 +44,7 @@ export class UniprocExecutor extends DiffusionExecutor {
     this.#worker = await DiffusionWorker.create({
       rank: 0,
       modelDir: resolvePath(c.model),
-      load: { modelClassName: c.modelClassName, executionProvider: c.executionProvider, intraOpNumThreads: c.intraOpNumThreads },
+      load: { modelClassName: c.modelClassName, device: c.device, intraOpNumThreads: c.intraOpNumThreads },
       workerExtension: c.workerExtension,
       batching: c.batching,
       maxBatchRows: c.maxBatchRows,
