@@ -47,6 +47,8 @@ export const serverConfigSchema = z
     publicBaseUrl: z.url().optional(),
     /** Register prom-client's default process metrics (CPU, memory, event loop) too. */
     defaultMetrics: z.boolean().default(true),
+    /** Serve the web playground at `/` (src/server/ui/); `serve --no-ui` turns it off. */
+    ui: z.boolean().default(true),
   })
   .strict();
 
