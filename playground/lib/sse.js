@@ -38,13 +38,15 @@ export class SseParser {
   }
 
   /**
-   * The stream ended: an event without its closing blank line is dropped, as the spec says.
+   * The stream ended: a CR held back (it might have begun a CRLF) ends its line after all; an event
+   * without its closing blank line is then dropped, as the spec says.
    * @returns {SseEvent[]}
    */
   end() {
+    const out = this.#buffer.endsWith("\r") ? this.feed("\n") : [];
     this.#buffer = "";
     this.#reset();
-    return [];
+    return out;
   }
 
   /** @param {string} line */
@@ -93,7 +95,7 @@ export async function* readSse(body) {
       yield* parser.feed(decoder.decode(value, { stream: true }));
     }
     yield* parser.feed(decoder.decode());
-    parser.end();
+    yield* parser.end();
   } finally {
     reader.releaseLock();
   }

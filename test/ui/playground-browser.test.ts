@@ -14,6 +14,28 @@ const skip = browserSkipReason();
 const KEY = "playground-test-key";
 const ARTEFACTS = mkdtempSync(join(tmpdir(), "omni-ui-artefacts-"));
 
+/**
+ * The DOM members the page-side callbacks below touch. This project compiles without lib "dom" (it is a
+ * Node library), so they are declared here, for this module only; at run time the callbacks run in the page.
+ */
+interface DomEl {
+  hidden: boolean;
+  disabled: boolean;
+  value: string;
+  id: string;
+  innerText: string;
+  textContent: string | null;
+  src: string;
+  href: string;
+  download: string;
+  naturalWidth: number;
+  naturalHeight: number;
+  labels: { length: number } | null;
+  getClientRects(): { length: number };
+}
+declare const document: { querySelector(s: string): DomEl; querySelectorAll(s: string): { length: number }; getElementById(id: string): DomEl };
+declare const localStorage: { getItem(key: string): string | null };
+
 let server: OmniServer;
 let browser: Browser;
 let page: Page;
@@ -38,9 +60,9 @@ after(async () => {
 });
 
 const tid = (id: string) => `[data-testid="${id}"]`;
-const text = (id: string) => page.$eval(tid(id), (e) => (e as HTMLElement).innerText);
+const text = (id: string) => page.$eval(tid(id), (e) => (e as DomEl).innerText);
 // What a person sees: laid out (CSS could override the hidden attribute), not just attribute-free.
-const isVisible = (id: string) => page.$eval(tid(id), (e) => (e as HTMLElement).getClientRects().length > 0);
+const isVisible = (id: string) => page.$eval(tid(id), (e) => (e as DomEl).getClientRects().length > 0);
 const count = (id: string) => page.$$eval(tid(id), (els) => els.length);
 const metric = async (name: string) => parseMetrics(await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text()).get(name) ?? 0;
 
@@ -67,7 +89,7 @@ const WATCH_RUN = `
 async function watchRun(): Promise<void> {
   await page.evaluate(WATCH_RUN);
 }
-const seen = () => page.evaluate(() => (window as unknown as { seen: Record<string, boolean> }).seen);
+const seen = () => page.evaluate("window.seen") as Promise<Record<string, boolean>>;
 
 test("the page loads without a key, from the server alone, and asks for the key", { skip: skip ?? false, timeout: 60_000 }, async () => {
   const requested: string[] = [];
@@ -80,7 +102,7 @@ test("the page loads without a key, from the server alone, and asks for the key"
     assert.equal(await count(id), 1, `data-testid="${id}" is on the page`);
   }
   // Every form control has an accessible label.
-  const unlabelled = await page.$$eval("input, select, textarea", (els) => els.filter((e) => !(e as HTMLInputElement).labels?.length).map((e) => e.id));
+  const unlabelled = await page.$$eval("input, select, textarea", (els) => els.filter((e) => !(e as DomEl).labels?.length).map((e) => e.id));
   assert.deepEqual(unlabelled, []);
   assert.equal(await isVisible("progress"), false);
   assert.deepEqual(errors.take(), [], "no console errors before any key was given");
@@ -100,19 +122,19 @@ test("a wrong key shows a readable error", { skip: skip ?? false, timeout: 60_00
 test("with the right key the status panel shows the model, executor, workers and queue", { skip: skip ?? false, timeout: 60_000 }, async () => {
   await fill("api-key", KEY);
   await page.click("#save-key");
-  await page.waitForFunction(() => /tiny-shapes/.test(document.getElementById("status-model")!.textContent ?? ""));
+  await page.waitForFunction(() => /tiny-shapes/.test(document.getElementById("status-model").textContent ?? ""));
   assert.equal(await isVisible("error"), false);
   assert.equal(await page.evaluate(() => localStorage.getItem("omni-diffusion.apiKey")), KEY, "the key is kept in local storage");
   const status = await text("status");
   assert.match(status, /MultiprocExecutor · continuous batching/);
   assert.match(status, /rank-0: ready/);
   assert.match(status, /0 waiting · 0 running/);
-  const samplers = await page.$$eval(`${tid("sampler")} option`, (os) => os.map((o) => (o as HTMLOptionElement).value).filter(Boolean));
+  const samplers = await page.$$eval(`${tid("sampler")} option`, (os) => os.map((o) => (o as DomEl).value).filter(Boolean));
   assert.deepEqual(samplers, server.engine.modelLimits!.schedulers, "the sampler list is the model's");
-  const sizes = await page.$$eval(`${tid("size")} option`, (os) => os.map((o) => (o as HTMLOptionElement).value));
+  const sizes = await page.$$eval(`${tid("size")} option`, (os) => os.map((o) => (o as DomEl).value));
   assert.equal(sizes[0], "32x32");
   assert.ok(sizes.includes("64x64"), `non-native sizes are offered when allowed: ${sizes.join(", ")}`);
-  assert.equal(await page.$eval(tid("steps"), (e) => (e as HTMLInputElement).value), "20", "the model's default steps");
+  assert.equal(await page.$eval(tid("steps"), (e) => (e as DomEl).value), "20", "the model's default steps");
 });
 
 test("Generate shows progress and a live preview, then a result image of the requested size", { skip: skip ?? false, timeout: 120_000 }, async () => {
@@ -124,21 +146,21 @@ test("Generate shows progress and a live preview, then a result image of the req
   await watchRun();
   await page.click(tid("generate"));
   await page.waitForSelector(tid("result-image"));
-  await page.waitForFunction(() => !(document.querySelector('[data-testid="generate"]') as HTMLButtonElement).disabled);
+  await page.waitForFunction(() => !document.querySelector('[data-testid="generate"]').disabled);
   assert.deepEqual(await seen(), { progress: true, disabled: true, preview: true });
   assert.equal(await isVisible("progress"), false, "progress hides when the run is over");
-  const img = await page.$eval(tid("result-image"), (e) => ({ src: (e as HTMLImageElement).src, w: (e as HTMLImageElement).naturalWidth, h: (e as HTMLImageElement).naturalHeight }));
+  const img = await page.$eval(tid("result-image"), (e) => ({ src: (e as DomEl).src, w: (e as DomEl).naturalWidth, h: (e as DomEl).naturalHeight }));
   assert.deepEqual([img.w, img.h], [32, 32]);
   const png = decodeB64Png(img.src.replace(/^data:image\/png;base64,/, ""));
   assert.deepEqual([png.width, png.height], [32, 32], "the src is the PNG itself");
   const caption = await page.$eval(`${tid("gallery")} figcaption`, (e) => e.textContent ?? "");
   assert.match(caption, /a yellow star on a black background/);
   assert.match(caption, /32x32 · 12 steps · guidance 8 · euler · seed 7/);
-  const download = await page.$eval(`${tid("gallery")} a[download]`, (a) => ({ name: (a as HTMLAnchorElement).download, href: (a as HTMLAnchorElement).href }));
+  const download = await page.$eval(`${tid("gallery")} a[download]`, (a) => ({ name: (a as DomEl).download, href: (a as DomEl).href }));
   assert.equal(download.name, "omni-diffusion-7-0.png");
   assert.equal(download.href, img.src);
   // The status panel reads /metrics: rows per UNet call is known once a UNet call ran.
-  await page.waitForFunction(() => /\d/.test(document.getElementById("status-rows")!.textContent ?? ""));
+  await page.waitForFunction(() => /\d/.test(document.getElementById("status-rows").textContent ?? ""));
   assert.deepEqual(errors.take(), []);
 });
 
@@ -149,13 +171,13 @@ test("clicking a gallery image restores its parameters; Reuse last fills the las
   await page.select(tid("size"), "64x64");
   await page.click(tid("result-image"));
   const values = await page.evaluate(() =>
-    Object.fromEntries(["prompt", "steps", "seed", "size", "sampler", "guidance", "n"].map((id) => [id, (document.querySelector(`[data-testid="${id}"]`) as HTMLInputElement).value])),
+    Object.fromEntries(["prompt", "steps", "seed", "size", "sampler", "guidance", "n"].map((id) => [id, document.querySelector(`[data-testid="${id}"]`).value])),
   );
   assert.deepEqual(values, { prompt: "a yellow star on a black background", steps: "12", seed: "7", size: "32x32", sampler: "euler", guidance: "8", n: "1" });
   await page.click("#seed-random");
-  assert.equal(await page.$eval(tid("seed"), (e) => (e as HTMLInputElement).value), "");
+  assert.equal(await page.$eval(tid("seed"), (e) => (e as DomEl).value), "");
   await page.click("#seed-reuse");
-  assert.equal(await page.$eval(tid("seed"), (e) => (e as HTMLInputElement).value), "7");
+  assert.equal(await page.$eval(tid("seed"), (e) => (e as DomEl).value), "7");
 });
 
 test("Ctrl+Enter generates, several images at once", { skip: skip ?? false, timeout: 60_000 }, async () => {
@@ -171,7 +193,7 @@ test("Ctrl+Enter generates, several images at once", { skip: skip ?? false, time
   await page.keyboard.up("Control");
   await page.waitForFunction((n) => document.querySelectorAll('[data-testid="result-image"]').length === n + 2, {}, before);
   // The gallery is newest first: the first two images are this run's.
-  const sizes = await page.$$eval(tid("result-image"), (els) => els.slice(0, 2).map((e) => `${(e as HTMLImageElement).naturalWidth}x${(e as HTMLImageElement).naturalHeight}`));
+  const sizes = await page.$$eval(tid("result-image"), (els) => els.slice(0, 2).map((e) => `${(e as DomEl).naturalWidth}x${(e as DomEl).naturalHeight}`));
   assert.deepEqual(sizes, ["32x32", "32x32"]);
   await fill("n", "1");
   await page.screenshot({ path: join(ARTEFACTS, "playground.png") });
@@ -189,10 +211,10 @@ test("Cancel stops a 150-step request on the server and re-enables Generate", { 
   await page.select(tid("size"), "128x128");
   await fill("steps", "150");
   await page.click(tid("generate"));
-  await page.waitForFunction(() => /Step \d+ of 150/.test(document.getElementById("progress-text")!.textContent ?? ""));
-  assert.equal(await page.$eval(tid("generate"), (e) => (e as HTMLButtonElement).disabled), true, "Generate is disabled while the request runs");
+  await page.waitForFunction(() => /Step \d+ of 150/.test(document.getElementById("progress-text").textContent ?? ""));
+  assert.equal(await page.$eval(tid("generate"), (e) => (e as DomEl).disabled), true, "Generate is disabled while the request runs");
   await page.click(tid("cancel"));
-  await page.waitForFunction(() => !(document.querySelector('[data-testid="generate"]') as HTMLButtonElement).disabled);
+  await page.waitForFunction(() => !document.querySelector('[data-testid="generate"]').disabled);
   assert.match(await page.$eval("#notice", (e) => e.textContent ?? ""), /Cancelled/);
   assert.equal(await isVisible("progress"), false);
   assert.equal(await isVisible("error"), false, "a cancel is not an error");
