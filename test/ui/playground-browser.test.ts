@@ -213,6 +213,7 @@ test("Cancel stops a 150-step request on the server and re-enables Generate", { 
   await page.click(tid("generate"));
   await page.waitForFunction(() => /Step \d+ of 150/.test(document.getElementById("progress-text").textContent ?? ""));
   assert.equal(await page.$eval(tid("generate"), (e) => (e as DomEl).disabled), true, "Generate is disabled while the request runs");
+  assert.equal(await isVisible("progress"), true, "progress is visible while the request runs");
   await page.click(tid("cancel"));
   await page.waitForFunction(() => !document.querySelector('[data-testid="generate"]').disabled);
   assert.match(await page.$eval("#notice", (e) => e.textContent ?? ""), /Cancelled/);
