@@ -9,7 +9,7 @@
  * @typedef {object} GenerationParams
  * @property {string} prompt
  * @property {string} negativePrompt
- * @property {string} size `WxH`
+ * @property {string} size `WxH`, or `auto` (the model's own size) when the server cannot list sizes
  * @property {number} steps
  * @property {number} guidance
  * @property {string} sampler "" for the model's default
@@ -58,7 +58,7 @@ function numberField(field, label, raw, min, max, integer) {
 export function parseForm(values, limits = {}) {
   const prompt = values.prompt.trim();
   if (!prompt) throw new FieldError("prompt", "Write a prompt first");
-  if (!/^\d+x\d+$/.test(values.size)) throw new FieldError("size", `Size must look like 32x32, not '${values.size}'`);
+  if (!/^(\d+x\d+|auto)$/.test(values.size)) throw new FieldError("size", `Size must look like 32x32 (or be auto), not '${values.size}'`);
   return {
     prompt,
     negativePrompt: values.negativePrompt.trim(),

@@ -75,7 +75,7 @@ test("params: restoring a gallery entry gives back exactly its parameters", () =
   for (const p of [
     { prompt: "a yellow star on a black background", negativePrompt: "blurry", size: "64x64", steps: 150, guidance: 0, sampler: "", seed: 0, n: 1 },
     { prompt: "x", negativePrompt: "", size: "32x32", steps: 1, guidance: 12.25, sampler: "dpmpp_2m_karras", seed: MAX_SEED, n: 10 },
-    { prompt: "y", negativePrompt: "", size: "32x32", steps: 3, guidance: 8, sampler: "lcm", seed: null, n: 4 },
+    { prompt: "y", negativePrompt: "", size: "auto", steps: 3, guidance: 8, sampler: "lcm", seed: null, n: 4 },
   ]) {
     assert.deepEqual(parseForm(toFormValues(p)), p);
   }
