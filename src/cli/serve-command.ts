@@ -23,6 +23,7 @@ interface ServeFlags extends EngineFlags, HttpLimitFlags {
   imageTtl?: number;
   publicUrl?: string;
   warmup?: boolean;
+  ui: boolean;
   logLevel: string;
 }
 
@@ -66,6 +67,7 @@ export function addServeCommand(program: Command): void {
     .option("--image-ttl <ms>", "how long response_format=url images stay downloadable", intArg(1_000))
     .option("--public-url <url>", "base of response_format=url image URLs (default: relative /v1/images/files/<id>)")
     .option("--warmup", "run one tiny generation before accepting requests")
+    .option("--no-ui", "do not serve the web playground at /")
     .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info");
   addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
@@ -77,6 +79,7 @@ export function addServeCommand(program: Command): void {
       apiKey: flags.apiKey ?? process.env.OMNI_DIFFUSION_API_KEY ?? null,
       servedModelName: flags.servedModelName,
       shutdownTimeoutMs: flags.shutdownTimeout,
+      ui: flags.ui,
       ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
       ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
       http: httpLimitsFromFlags(flags),

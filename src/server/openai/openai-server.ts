@@ -17,6 +17,7 @@ import { requestError, toHttpError } from "./openai-errors.js";
 import type { ServerContext } from "./server-context.js";
 import { parseServerConfig, type ServerConfig, type ServerLimits, type ServerOptions } from "./server-options.js";
 import { systemRoutes } from "./system-routes.js";
+import { isPublicRoute, playgroundRoutes } from "../ui/playground-plugin.js";
 
 /**
  * Resolves true when `p` settles within `ms`, false otherwise. The timer is not unref'd: a caller awaiting
@@ -52,7 +53,8 @@ function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLim
  * {@link DiffusionEngine} and whatever executor the operator configured.
  *
  * Routes: `POST /v1/images/generations` (JSON or SSE), `GET /v1/images/files/:id`, `GET /v1/models`,
- * `GET /health`, `GET /metrics`. Every route but `/health` needs the API key when one is set.
+ * `GET /health`, `GET /metrics`, and the web playground at `/` (unless `ui: false`). Every route but `/health`
+ * and the playground's page and scripts needs the API key when one is set.
  * `close()` is graceful: no new requests, in-flight ones finish until `shutdownTimeoutMs` (then they are
  * aborted with a 503), and a server-owned engine is closed last, taking its worker processes with it.
  *
@@ -235,7 +237,7 @@ export class OmniServer {
         this.metrics.httpRequest(req.method, req.routeOptions.url ?? "unmatched", status, (performance.now() - t0) / 1000);
       });
       reply.header("x-request-id", req.id);
-      if (config.apiKey && req.routeOptions.url !== "/health") {
+      if (config.apiKey && req.routeOptions.url !== "/health" && !isPublicRoute(req)) {
         const denied = checkApiKey(authorizationHeaders(req.raw.rawHeaders), config.apiKey);
         if (denied) throw denied;
       }
@@ -262,6 +264,7 @@ export class OmniServer {
     const ctx = this.#context();
     void app.register(imageRoutes, { ctx });
     void app.register(systemRoutes, { ctx });
+    if (config.ui) void app.register(playgroundRoutes, { ctx });
   }
 }
 

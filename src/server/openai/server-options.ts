@@ -54,6 +54,8 @@ export const serverConfigSchema = z
     http: httpLimitsSchema.default(DEFAULT_HTTP_LIMITS),
     /** Register prom-client's default process metrics (CPU, memory, event loop) too. */
     defaultMetrics: z.boolean().default(true),
+    /** Serve the web playground at `/` (src/server/ui/); `serve --no-ui` turns it off. */
+    ui: z.boolean().default(true),
   })
   .strict();
 
