@@ -10,11 +10,14 @@
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY proto ./proto
-# `npm ci` builds dist/ through the prepare script; then the dev dependencies go.
-RUN npm ci && npm prune --omit=dev
+# `npm ci` builds dist/ through the prepare script; then the dev dependencies go. onnxruntime-node's CUDA
+# libraries (a NuGet download) are skipped: the image runs on CPU. Build with
+# `--build-arg ONNXRUNTIME_NODE_INSTALL=cuda12` for a CUDA image.
+ARG ONNXRUNTIME_NODE_INSTALL=skip
+RUN ONNXRUNTIME_NODE_INSTALL=$ONNXRUNTIME_NODE_INSTALL npm ci && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 WORKDIR /app
@@ -28,4 +31,4 @@ COPY models ./models
 USER node
 EXPOSE 8000 50051 8080
 ENTRYPOINT ["node", "bin/omni-diffusion.js", "worker"]
-CMD ["--host", "0.0.0.0", "--http-port", "8000", "--grpc-port", "50051", "--sagemaker-port", "8080"]
+CMD ["--host", "0.0.0.0", "--http-port", "8000", "--grpc-port", "50051", "--sagemaker-port", "8080", "--sagemaker-host", "0.0.0.0"]

@@ -57,6 +57,8 @@ export { loadPipeline } from "./pipelines/load.js";
 export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";
 export { OnnxDiffusionPipeline } from "./pipelines/onnx-diffusion-pipeline.js";
 export { isSteppable } from "./pipelines/types.js";
+export { DEVICES, type Device } from "./pipelines/device.js";
+export type { ModelLayout } from "./pipelines/model-layout.js";
 export type { DiffusionPipeline, GenerateOptions, PipelineInfo, PipelineLoadOptions, StepBatchInfo, StepProgress, SteppablePipeline, UnetCall } from "./pipelines/types.js";
 export { createScheduler, SCHEDULER_NAMES, schedulersFor } from "./schedulers/index.js";
 export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";

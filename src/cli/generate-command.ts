@@ -1,3 +1,4 @@
+import { subscribe } from "node:diagnostics_channel";
 import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { SingleBar } from "cli-progress";
@@ -7,8 +8,9 @@ import { DiffusionEngine } from "../core/engine.js";
 import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
+import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../executors/shared/retry-events.js";
 import { encodePng } from "../utils/png.js";
-import { ALLOW_NON_NATIVE_FLAG, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
 
 interface GenerateFlags extends EngineFlags {
   out: string;
@@ -48,6 +50,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
     .option(...ALLOW_NON_NATIVE_FLAG)
@@ -66,6 +69,8 @@ export function addGenerateCommand(program: Command): void {
       const config = engineConfigFromFlags(flags);
       // The engine's own limits, checked before the model loads; the model's are checked once it has.
       checkRequestLimits(request, requestLimitsOf(parseConfig(config)), null, { fieldName: flagOf, knownSchedulers: SCHEDULER_NAMES });
+      // A remote executor's retries (and start-up waits) are said on stderr, not waited out in silence.
+      subscribe(RETRY_CHANNEL, (e) => process.stderr.write(`${formatRetry(e as RetryEvent)}\n`));
       const engine = await DiffusionEngine.create(config);
       const bar = process.stderr.isTTY ? new SingleBar({ format: "denoising [{bar}] {value}/{total} steps", hideCursor: true }, undefined) : null;
       try {

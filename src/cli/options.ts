@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { DEVICES, type Device } from "../pipelines/device.js";
 
 /** Commander argument parsers that fail with a message naming the flag's expected form. */
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -42,8 +43,14 @@ export interface EngineFlags {
   executor?: string;
   executorOptions?: Record<string, unknown>;
   threads?: number;
+  device?: Device;
   /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
   allowNonNativeSizes?: boolean;
+}
+
+/** `--device cpu|cuda`, shared by every command that loads the model. */
+export function deviceOption(): Option {
+  return new Option("--device <device>", "where the model runs: cpu, or cuda (onnxruntime-node's CUDA provider; see docs/models.md)").choices(DEVICES);
 }
 
 /** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
@@ -56,6 +63,37 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.executor ? { executorClass: f.executor } : {}),
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
+    ...(f.device ? { device: f.device } : {}),
     ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
+  };
+}
+
+/** The connection-limit flags `serve` and `worker` share (see `docs/server.md`). */
+export interface HttpLimitFlags {
+  headersTimeout?: number;
+  requestTimeout?: number;
+  keepAliveTimeout?: number;
+  maxConnections?: number;
+  maxJsonDepth?: number;
+}
+
+/** Adds the connection-limit flags to a command. */
+export function addHttpLimitFlags(cmd: Command): Command {
+  return cmd
+    .option("--headers-timeout <ms>", "request line and headers must arrive within this (else 408, socket closed; default 10000)", intArg(50))
+    .option("--request-timeout <ms>", "the whole request, headers and body, must arrive within this (default 30000)", intArg(50))
+    .option("--keep-alive-timeout <ms>", "idle keep-alive connections close after this (default 5000)", intArg(50))
+    .option("--max-connections <n>", "most open connections; more are closed at once (default 1024)", intArg(1))
+    .option("--max-json-depth <n>", "deepest nesting of a JSON body or RPC args (deeper: 400; default 64)", intArg(2, 1_000));
+}
+
+/** The limits given on the command line, as `HttpLimitsInput`. */
+export function httpLimitsFromFlags(f: HttpLimitFlags) {
+  return {
+    ...(f.headersTimeout !== undefined ? { headersTimeoutMs: f.headersTimeout } : {}),
+    ...(f.requestTimeout !== undefined ? { requestTimeoutMs: f.requestTimeout } : {}),
+    ...(f.keepAliveTimeout !== undefined ? { keepAliveTimeoutMs: f.keepAliveTimeout } : {}),
+    ...(f.maxConnections !== undefined ? { maxConnections: f.maxConnections } : {}),
+    ...(f.maxJsonDepth !== undefined ? { maxJsonDepth: f.maxJsonDepth } : {}),
   };
 }

@@ -2,9 +2,10 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/openai/openai-server.js";
-import { ALLOW_NON_NATIVE_FLAG, engineConfigFromFlags, intArg, jsonObjectArg, type EngineFlags } from "./options.js";
+import { assertPortsFree } from "../server/shared/port-check.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 
-interface ServeFlags extends EngineFlags {
+interface ServeFlags extends EngineFlags, HttpLimitFlags {
   host: string;
   port: number;
   apiKey?: string;
@@ -22,6 +23,7 @@ interface ServeFlags extends EngineFlags {
   imageTtl?: number;
   publicUrl?: string;
   warmup?: boolean;
+  ui: boolean;
   logLevel: string;
 }
 
@@ -39,7 +41,7 @@ function maxSizeArg(v: string): { width: number; height: number } {
  * signal exits at once, and the worker processes go with the process either way.
  */
 export function addServeCommand(program: Command): void {
-  program
+  const cmd = program
     .command("serve")
     .description("serve the OpenAI images API (POST /v1/images/generations, /v1/models, /health, /metrics)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
@@ -50,6 +52,7 @@ export function addServeCommand(program: Command): void {
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .addOption(deviceOption())
     .option("--api-key <key>", "require 'Authorization: Bearer <key>' (default: env OMNI_DIFFUSION_API_KEY)")
     .addOption(new Option("--batching <policy>", "continuous: requests join and leave between denoising steps; request: batch compatible requests, run each batch to completion; none: one at a time").choices(BATCHING_POLICIES))
     .option("--max-batch <n>", "most images per batch (continuous: in flight per worker)", intArg(1, 256))
@@ -62,54 +65,59 @@ export function addServeCommand(program: Command): void {
     .option("--max-body-bytes <n>", "largest request body; larger get 413", intArg(1_024))
     .option("--shutdown-timeout <ms>", "how long SIGTERM lets in-flight requests finish", intArg(0), 30_000)
     .option("--image-ttl <ms>", "how long response_format=url images stay downloadable", intArg(1_000))
-    .option("--public-url <url>", "base of image URLs (default: from the Host header)")
+    .option("--public-url <url>", "base of response_format=url image URLs (default: relative /v1/images/files/<id>)")
     .option("--warmup", "run one tiny generation before accepting requests")
+    .option("--no-ui", "do not serve the web playground at /")
     .option(...ALLOW_NON_NATIVE_FLAG)
-    .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info")
-    .action(async (flags: ServeFlags) => {
-      const server = await startServer({
-        host: flags.host,
-        port: flags.port,
-        apiKey: flags.apiKey ?? process.env.OMNI_DIFFUSION_API_KEY ?? null,
-        servedModelName: flags.servedModelName,
-        shutdownTimeoutMs: flags.shutdownTimeout,
-        ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
-        ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
+    .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info");
+  addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
+    // Before any worker process starts: a taken port is one line, not a stack trace after a model load.
+    await assertPortsFree([{ host: flags.host, port: flags.port, flag: "--port" }]);
+    const server = await startServer({
+      host: flags.host,
+      port: flags.port,
+      apiKey: flags.apiKey ?? process.env.OMNI_DIFFUSION_API_KEY ?? null,
+      servedModelName: flags.servedModelName,
+      shutdownTimeoutMs: flags.shutdownTimeout,
+      ui: flags.ui,
+      ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
+      ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
+      http: httpLimitsFromFlags(flags),
+      limits: {
+        ...(flags.maxN ? { maxN: flags.maxN } : {}),
+        ...(flags.maxSize ? { maxWidth: flags.maxSize.width, maxHeight: flags.maxSize.height } : {}),
+        ...(flags.maxSteps ? { maxSteps: flags.maxSteps } : {}),
+        ...(flags.maxBodyBytes ? { maxBodyBytes: flags.maxBodyBytes } : {}),
+      },
+      engineConfig: {
+        ...engineConfigFromFlags(flags),
+        ...(flags.warmup ? { warmup: true } : {}),
+        ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
+        ...(flags.batching ? { batching: flags.batching } : {}),
+        ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),
         limits: {
-          ...(flags.maxN ? { maxN: flags.maxN } : {}),
-          ...(flags.maxSize ? { maxWidth: flags.maxSize.width, maxHeight: flags.maxSize.height } : {}),
-          ...(flags.maxSteps ? { maxSteps: flags.maxSteps } : {}),
-          ...(flags.maxBodyBytes ? { maxBodyBytes: flags.maxBodyBytes } : {}),
+          ...(flags.maxBatch ? { maxBatchSize: flags.maxBatch } : {}),
+          ...(flags.maxQueue ? { maxQueue: flags.maxQueue } : {}),
         },
-        engineConfig: {
-          ...engineConfigFromFlags(flags),
-          ...(flags.warmup ? { warmup: true } : {}),
-          ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
-          ...(flags.batching ? { batching: flags.batching } : {}),
-          ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),
-          limits: {
-            ...(flags.maxBatch ? { maxBatchSize: flags.maxBatch } : {}),
-            ...(flags.maxQueue ? { maxQueue: flags.maxQueue } : {}),
-          },
-        },
-        logger: { level: flags.logLevel },
-      });
-      await new Promise<void>((resolve) => {
-        let signals = 0;
-        const onSignal = (signal: NodeJS.Signals) => {
-          if (++signals > 1) {
-            server.app.log.warn({ signal }, "second signal: exiting now");
-            process.exit(130);
-          }
-          server.app.log.info({ signal }, "signal received");
-          server.close().then(resolve, (err: unknown) => {
-            server.app.log.error({ err: toOmniError(err) }, "shutdown failed");
-            process.exitCode = 1;
-            resolve();
-          });
-        };
-        process.on("SIGTERM", onSignal);
-        process.on("SIGINT", onSignal);
-      });
+      },
+      logger: { level: flags.logLevel },
     });
+    await new Promise<void>((resolve) => {
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (++signals > 1) {
+          server.app.log.warn({ signal }, "second signal: exiting now");
+          process.exit(130);
+        }
+        server.app.log.info({ signal }, "signal received");
+        server.close().then(resolve, (err: unknown) => {
+          server.app.log.error({ err: toOmniError(err) }, "shutdown failed");
+          process.exitCode = 1;
+          resolve();
+        });
+      };
+      process.on("SIGTERM", onSignal);
+      process.on("SIGINT", onSignal);
+    });
+  });
 }

@@ -41,6 +41,11 @@ export class BatchQueue {
     return this.#items.some((q) => q.request.requestId === requestId);
   }
 
+  /** 1-based place of a request in the queue (1: next to run), or 0 when it is not waiting here. */
+  position(requestId: string): number {
+    return this.#items.findIndex((q) => q.request.requestId === requestId) + 1;
+  }
+
   /** The oldest request, left in the queue. */
   peek(): QueuedRequest | undefined {
     return this.#items[0];

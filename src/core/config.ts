@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { ConfigError } from "../errors/omni-error.js";
 import type { DiffusionExecutorClass } from "../executors/base.js";
+import { DEVICES } from "../pipelines/device.js";
 import { resolveModelSpec } from "./model-path.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
 
@@ -52,8 +53,10 @@ export const configSchema = z
       .optional(),
     /** Options passed to the executor (remote endpoints, timeouts, ...). */
     executorOptions: z.record(z.string(), z.unknown()).default({}),
-    /** onnxruntime execution provider. */
-    executionProvider: z.enum(["cpu", "cuda"]).default("cpu"),
+    /** Where the ONNX components run: `cpu`, or `cuda` (onnxruntime-node's CUDA execution provider; docs/models.md). */
+    device: z.enum(DEVICES).default("cpu"),
+    /** @deprecated The former name of `device`, still accepted; giving both with different values is an error. */
+    executionProvider: z.enum(DEVICES).optional(),
     /** onnxruntime intra-op threads per worker; default splits the cores among workers. */
     intraOpNumThreads: z.number().int().min(1).max(256).optional(),
     /** Max time for one RPC / batch, ms. */
@@ -107,7 +110,15 @@ export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusion
       data: { issues },
     });
   }
-  const cfg = r.data;
+  const { executionProvider, ...cfg } = r.data;
+  if (executionProvider !== undefined) {
+    if (input?.device !== undefined && input.device !== executionProvider) {
+      throw new ConfigError(`invalid OmniDiffusionConfig: device "${input.device}" and executionProvider "${executionProvider}" disagree (executionProvider is the old name of device)`, {
+        field: "device",
+      });
+    }
+    cfg.device = executionProvider;
+  }
   // workers × threads ≤ cores: onnxruntime's default of one thread per core per session oversubscribes.
   const threads = cfg.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / cfg.numGpus));
   return { ...cfg, intraOpNumThreads: threads };

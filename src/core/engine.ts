@@ -148,6 +148,11 @@ export class DiffusionEngine {
     return { queued: this.#queue.size, inFlight: this.#inFlight.size, ...this.#stats };
   }
 
+  /** 1-based place of a request in the engine's queue (1: next to run), or 0 when it is not queued. */
+  queuePosition(requestId: string): number {
+    return this.#queue.position(requestId);
+  }
+
   get isClosed(): boolean {
     return this.#closing !== null;
   }

@@ -152,6 +152,20 @@ export class UnauthorizedError extends OmniError {
   }
 }
 
+/** The remote (or its cloud provider) refused a valid identity: the key or role lacks a permission (HTTP 403). */
+export class PermissionError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_PERMISSION", { statusCode: 403, ...opts });
+  }
+}
+
+/** The remote has no such route, endpoint or resource (HTTP 404, gRPC UNIMPLEMENTED / NOT_FOUND): a wrong URL or name. */
+export class NotFoundError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_NOT_FOUND", { statusCode: 404, ...opts });
+  }
+}
+
 /** The Hugging Face Hub refused access: a gated or private repository without an accepted licence or a valid `HF_TOKEN`. */
 export class HubAuthError extends OmniError {
   constructor(message: string, opts: OmniErrorOptions = {}) {
@@ -196,6 +210,8 @@ const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => 
   UnknownMethodError,
   TransportError,
   UnauthorizedError,
+  PermissionError,
+  NotFoundError,
   HubAuthError,
   HubNotFoundError,
   ModelLayoutError,
@@ -219,6 +235,8 @@ export const ERROR_CODES = [
   "OMNI_ERR_UNKNOWN_METHOD",
   "OMNI_ERR_TRANSPORT",
   "OMNI_ERR_UNAUTHORIZED",
+  "OMNI_ERR_PERMISSION",
+  "OMNI_ERR_NOT_FOUND",
   "OMNI_ERR_HUB_AUTH",
   "OMNI_ERR_HUB_NOT_FOUND",
   "OMNI_ERR_MODEL_LAYOUT",

@@ -2,7 +2,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { TransportError, UnhealthyError, WorkerError } from "../errors/omni-error.js";
+import { NotFoundError, OmniError, PermissionError, TransportError, UnauthorizedError, UnhealthyError, ValidationError, WorkerError } from "../errors/omni-error.js";
 import type { StepProgress } from "../pipelines/types.js";
 import type { CollectiveRpcOptions } from "./base.js";
 import type { Deadline } from "./shared/deadline.js";
@@ -11,6 +11,11 @@ import { outputFromProto, requestToProto, type ProtoGenerateEvent, type ProtoGen
 import { RemoteExecutor } from "./shared/remote-executor.js";
 import { hostPort, remoteOptionsSchema, requireEndpoints, type RemoteOptions } from "./shared/remote-options.js";
 import type { AttemptContext } from "./shared/remote-policy.js";
+
+/** gRPC status codes this executor tells apart (grpc-js itself is imported only when the executor starts). */
+const GRPC = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, PERMISSION_DENIED: 7, UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+/** grpc-js `connectivityState.TRANSIENT_FAILURE`: the channel could not connect. */
+const TRANSIENT_FAILURE = 3;
 
 type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => grpc.ClientUnaryCall;
 type ServerStream = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
@@ -70,13 +75,37 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
     return this.#c.callMetadata(this.options.apiKey);
   }
 
+  /** A failed call as an OmniError: the codec's, typed by status when the server sent no error of its own. */
+  #error(err: grpc.ServiceError, endpoint: Endpoint<grpc.Client>): OmniError {
+    const e = this.#c.errorFromGrpc(err, endpoint.url);
+    if (!(e instanceof TransportError) || e.data.remote !== undefined) return e;
+    const opts = { cause: err, data: e.data };
+    switch (err.code) {
+      case GRPC.UNAUTHENTICATED:
+        return new UnauthorizedError(e.message, opts);
+      case GRPC.PERMISSION_DENIED:
+        return new PermissionError(e.message, opts);
+      case GRPC.NOT_FOUND:
+      case GRPC.UNIMPLEMENTED:
+        return new NotFoundError(e.message, opts);
+      case GRPC.INVALID_ARGUMENT:
+        return new ValidationError(e.message, opts);
+      case GRPC.UNAVAILABLE:
+        // No connection could be made at all (refused, no route): the channel says so, not the message text.
+        if (endpoint.client.getChannel().getConnectivityState(false) === TRANSIENT_FAILURE) (e.data as Record<string, unknown>).unreachable = true;
+        return e;
+      default:
+        return e;
+    }
+  }
+
   /** One unary call, cancelled when the deadline's signal aborts. */
   #unary<T>(endpoint: Endpoint<grpc.Client>, method: string, req: unknown, deadline: Deadline): Promise<T> {
     const fn = (endpoint.client as unknown as Record<string, Unary>)[method]!.bind(endpoint.client);
     return new Promise<T>((resolve, reject) => {
       const call = fn(req, this.#metadata(), { deadline: deadline.at }, (err, res) => {
         deadline.signal.removeEventListener("abort", cancel);
-        if (err) reject(this.#c.errorFromGrpc(err, endpoint.url));
+        if (err) reject(this.#error(err, endpoint));
         else resolve(res as T);
       });
       const cancel = () => call.cancel();
@@ -105,7 +134,7 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
       });
       call.on("error", (err: grpc.ServiceError) => {
         deadline.signal.removeEventListener("abort", cancel);
-        reject(this.#c.errorFromGrpc(err, endpoint.url));
+        reject(this.#error(err, endpoint));
       });
       call.on("end", () => {
         deadline.signal.removeEventListener("abort", cancel);

@@ -19,9 +19,18 @@ import type { WorkerInit } from "../workers/protocol.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
 import { Deadline } from "./shared/deadline.js";
+import { Listeners } from "./shared/listeners.js";
 import { RankSlot } from "./shared/rank-slot.js";
-import { WorkerProcess, waitFor, type WorkerExit } from "./shared/worker-process.js";
+import { WorkerProcess, describeEnd, waitFor, type WorkerExit } from "./shared/worker-process.js";
 
+/** What happened to a worker process, for logs, metrics and tests ({@link MultiprocExecutor.onWorkerEvent}). */
+export type WorkerEvent =
+  /** It sent no heartbeat for `silentMs` and is being SIGKILLed (then `exited`, then `restarted`). */
+  | { type: "unresponsive"; rank: number; pid: number | undefined; silentMs: number }
+  /** A serving worker's process ended; its requests are retried on a live rank (up to `maxWorkerRetries`). */
+  | { type: "exited"; rank: number; pid: number | undefined; exitCode: number | null; signal: NodeJS.Signals | null; silentMs: number | null }
+  /** A replacement process for `rank` is ready. */
+  | { type: "restarted"; rank: number; pid: number | undefined };
 
 /**
  * The default executor: `numGpus` worker processes (`child_process.fork`), each loading the pipeline with
@@ -34,11 +43,16 @@ import { WorkerProcess, waitFor, type WorkerExit } from "./shared/worker-process
  *   the outputs. Calls overlap: under `batching: "continuous"` a worker's step loop merges them.
  * - A worker that dies is noticed at once (its `exit` event): it is restarted, and the requests it was running
  *   are retried (up to `maxWorkerRetries`) or finish with a WorkerDiedError in `errors` — never lost.
+ * - A worker that hangs (SIGSTOP, a frozen or swapping process) is noticed by its heartbeats: a thread in each
+ *   worker beats every `heartbeatIntervalMs`, even while a long UNet call holds the worker's main thread, so
+ *   only a process that stopped running falls silent; after `heartbeatTimeoutMs` of silence it is SIGKILLed,
+ *   and then replaced and its requests retried exactly like a worker that died.
  * - `shutdown` sends `shutdown`, waits `executorOptions.shutdownGraceMs`, then SIGKILLs; children are also
  *   SIGKILLed when the parent exits, and exit by themselves when the parent disappears.
  *
- * `executorOptions`: `healthTimeoutMs` (10 000), `shutdownGraceMs` (5 000), `maxRestartAttempts` (3, per death),
- * `restartBackoffMs` (250, doubled per failed attempt).
+ * `executorOptions` (unknown names are a ConfigError): `healthTimeoutMs` (10 000), `shutdownGraceMs` (5 000),
+ * `maxRestartAttempts` (3, per death), `restartBackoffMs` (250, doubled per failed attempt), `heartbeatIntervalMs`
+ * (1 000; 0 turns heartbeats off), `heartbeatTimeoutMs` (10 000).
  *
  * @example
  * ```ts
@@ -69,6 +83,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   #failureNotified = false;
   #defaultSteps = 20;
   readonly #opts: MultiprocOptions;
+  readonly #events = new Listeners<WorkerEvent>("worker event");
 
   /** Throws ConfigError for a bad `executorOptions` value before any process starts. */
   constructor(config: OmniDiffusionConfig) {
@@ -90,6 +105,11 @@ export class MultiprocExecutor extends DiffusionExecutor {
   /** One entry per rank: `rank-N`, its status, and how often it was restarted. */
   override endpointStates(): EndpointState[] {
     return this.#slots.map((s) => ({ endpoint: `rank-${s.rank}`, state: s.status, restarts: this.#restarts.get(s.rank) ?? 0 }));
+  }
+
+  /** Calls `listener` for each {@link WorkerEvent}; `dispose()` unsubscribes. A throwing listener is reported, not rethrown. */
+  onWorkerEvent(listener: (e: WorkerEvent) => void): { dispose(): void } {
+    return this.#events.add(listener);
   }
 
   protected async initExecutor(): Promise<void> {
@@ -233,7 +253,14 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   #spawn(slot: RankSlot, restart: boolean): WorkerProcess {
-    const proc: WorkerProcess = new WorkerProcess(slot.rank, this.#workerInit(slot.rank), (exit) => this.#onExit(slot, proc, exit));
+    const heartbeat = {
+      timeoutMs: this.#opts.heartbeatTimeoutMs,
+      onMissed: (silentMs: number) => {
+        process.emitWarning(`MultiprocExecutor: worker rank ${slot.rank} (pid ${proc.pid}) sent no heartbeat for ${silentMs}ms; killing and replacing it`);
+        this.#events.emit({ type: "unresponsive", rank: slot.rank, pid: proc.pid, silentMs });
+      },
+    };
+    const proc: WorkerProcess = new WorkerProcess(slot.rank, this.#workerInit(slot.rank), (exit) => this.#onExit(slot, proc, exit), heartbeat);
     this.#procs.add(proc);
     void proc.exited.then(() => this.#procs.delete(proc));
     slot.starting(proc, restart);
@@ -246,10 +273,11 @@ export class MultiprocExecutor extends DiffusionExecutor {
     return {
       rank,
       modelDir: resolvePath(c.model),
-      load: { modelClassName: c.modelClassName, executionProvider: c.executionProvider, intraOpNumThreads: c.intraOpNumThreads },
+      load: { modelClassName: c.modelClassName, device: c.device, intraOpNumThreads: c.intraOpNumThreads },
       workerExtension: c.workerExtension,
       batching: c.batching,
       maxBatchRows: c.maxBatchRows,
+      heartbeatIntervalMs: this.#opts.heartbeatIntervalMs,
     };
   }
 
@@ -258,6 +286,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
     // A process that dies while starting is handled by whoever awaits its `ready`.
     if (this.#closing || slot.proc !== proc || slot.status !== "ready") return;
     slot.died(exit);
+    this.#events.emit({ type: "exited", rank: slot.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, silentMs: exit.silentMs });
     this.#restart(slot).catch((err: unknown) => {
       slot.markFailed(new WorkerDiedError(`restarting worker rank ${slot.rank} failed: ${toOmniError(err).message}`, { cause: err, data: { rank: slot.rank } }));
     });
@@ -275,6 +304,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
         await dl.race(proc.ready);
         if (this.#closing) return; // shutdown stops this process with the others
         slot.markReady(proc);
+        this.#events.emit({ type: "restarted", rank: slot.rank, pid: proc.pid });
         return;
       } catch (err) {
         lastErr = toOmniError(err);
@@ -392,6 +422,5 @@ export class MultiprocExecutor extends DiffusionExecutor {
 }
 
 function describeExit(exit: WorkerExit | null): string {
-  if (!exit) return "unknown exit";
-  return exit.signal ? `pid ${exit.pid} killed by ${exit.signal}` : `pid ${exit.pid} exited with code ${exit.exitCode}`;
+  return exit ? `pid ${exit.pid} ${describeEnd(exit)}` : "unknown exit";
 }

@@ -5,9 +5,12 @@ import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import {
   ConfigError,
+  NotFoundError,
   OmniError,
+  PermissionError,
   QueueFullError,
   TransportError,
+  UnauthorizedError,
   UnhealthyError,
   ValidationError,
   WorkerError,
@@ -24,6 +27,8 @@ import { connectionError, errorFromResponse, isRetryableStatus, outputsOf } from
 export const SAGEMAKER_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024;
 /** SageMaker's limit on a real-time invocation's duration, ms. */
 export const SAGEMAKER_INVOCATION_LIMIT_MS = 60_000;
+/** The AWS SDK's documented switch for its Node-version support notice (`@aws-sdk/core`). */
+const AWS_NODE_WARNING_ENV = "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED";
 /** Size assumed for a request without width/height when the model's native size is unknown. */
 const FALLBACK_SIDE = 512;
 
@@ -83,6 +88,9 @@ export class SageMakerDiffusionExecutor extends RemoteExecutor<SageMakerRuntimeC
   }
 
   protected override async initExecutor(): Promise<void> {
+    // The SDK's own switch for its "upgrade Node" notice, printed on every run otherwise; scoped to an
+    // unset variable, so a user who sets it (to "false") still sees the notice.
+    process.env[AWS_NODE_WARNING_ENV] ??= "true";
     this.#sdk = await import("@aws-sdk/client-sagemaker-runtime");
     await super.initExecutor();
     try {
@@ -203,6 +211,18 @@ interface SdkError {
   $retryable?: unknown;
 }
 
+/** AWS error names that mean the credentials themselves were refused (wrong, expired, unsigned). */
+const AUTH_FAILURES = new Set([
+  "UnrecognizedClientException",
+  "InvalidSignatureException",
+  "ExpiredTokenException",
+  "ExpiredToken",
+  "InvalidClientTokenId",
+  "IncompleteSignature",
+  "MissingAuthenticationToken",
+  "SignatureDoesNotMatch",
+]);
+
 const THROTTLING = new Set(["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "ProvisionedThroughputExceededException"]);
 
 /** An SDK failure as an OmniError (see the class comment for what is retryable). */
@@ -226,6 +246,11 @@ function sdkError(err: unknown, endpoint: string): OmniError {
   if (THROTTLING.has(e.name ?? "")) return new QueueFullError(`${endpoint}: throttled by SageMaker (${e.name}): ${e.message}`, { cause: err, data });
   if (e.name === "ModelNotReadyException") return new UnhealthyError(`${endpoint}: the model is not ready: ${e.message}`, { cause: err, data });
   if (e.name === "CredentialsProviderError") return new ConfigError(`no AWS credentials for ${endpoint}: ${e.message}`, { cause: err, data });
+  // AWS tells a refused identity by the error's name (its JSON protocol answers several of them with a 400).
+  const message = `${endpoint}: ${e.name ?? "error"}${status ? ` (${status})` : ""}: ${e.message}`;
+  if (AUTH_FAILURES.has(e.name ?? "") || status === 401) return new UnauthorizedError(message, { cause: err, data });
+  if (e.name === "AccessDeniedException" || status === 403) return new PermissionError(message, { cause: err, data });
+  if (status === 404) return new NotFoundError(message, { cause: err, data });
   if (typeof status === "number") {
     const retryable = isRetryableStatus(status) || e.name === "ServiceUnavailable" || e.name === "InternalFailure" || e.name === "InternalDependencyException";
     return new TransportError(`${endpoint}: ${e.name ?? "error"} (${status}): ${e.message}`, { cause: err, data, retryable });

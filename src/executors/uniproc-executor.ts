@@ -3,10 +3,11 @@ import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { ClosedError, TimeoutError, UnhealthyError, ValidationError, WorkerError, toOmniError } from "../errors/omni-error.js";
 import { DiffusionWorker } from "../workers/diffusion-worker.js";
+import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type ExecuteOptions } from "./base.js";
+import { UNIPROC_DEFAULTS, readLocalOptions } from "./multiproc-options.js";
 import { Deadline } from "./shared/deadline.js";
 
-const DEFAULT_HEALTH_TIMEOUT_MS = 10_000;
 
 /**
  * One {@link DiffusionWorker} in this process (rank 0), for debugging, tests and embedding.
@@ -30,13 +31,20 @@ export class UniprocExecutor extends DiffusionExecutor {
   static override readonly supportsContinuousBatching: boolean = true;
 
   #worker: DiffusionWorker | null = null;
+  readonly #opts: typeof UNIPROC_DEFAULTS;
+
+  /** Throws ConfigError for an unknown or bad `executorOptions` value (only `healthTimeoutMs` exists here). */
+  constructor(config: OmniDiffusionConfig) {
+    super(config);
+    this.#opts = readLocalOptions(config.executorOptions, UNIPROC_DEFAULTS, "UniprocExecutor");
+  }
 
   protected async initExecutor(): Promise<void> {
     const c = this.config;
     this.#worker = await DiffusionWorker.create({
       rank: 0,
       modelDir: resolvePath(c.model),
-      load: { modelClassName: c.modelClassName, executionProvider: c.executionProvider, intraOpNumThreads: c.intraOpNumThreads },
+      load: { modelClassName: c.modelClassName, device: c.device, intraOpNumThreads: c.intraOpNumThreads },
       workerExtension: c.workerExtension,
       batching: c.batching,
       maxBatchRows: c.maxBatchRows,
@@ -85,7 +93,7 @@ export class UniprocExecutor extends DiffusionExecutor {
   }
 
   override async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
-    const ms = opts.timeout ?? Math.min(this.config.rpcTimeoutMs, DEFAULT_HEALTH_TIMEOUT_MS);
+    const ms = opts.timeout ?? Math.min(this.config.rpcTimeoutMs, this.#opts.healthTimeoutMs);
     try {
       await this.collectiveRpc("ping", { timeout: ms, signal: opts.signal });
     } catch (err) {

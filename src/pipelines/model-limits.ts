@@ -15,8 +15,10 @@ import type { OnnxIO } from "./onnx-model.js";
  * result quadratically above the native size, which covers attention's growth.
  */
 export const ACTIVATION_FACTOR = 32;
-/** Bytes per element of the float32 tensors the pipelines feed. */
-const FLOAT_BYTES = 4;
+/** Bytes per element of the UNet's activations: float16 exports compute in half precision. */
+const elementBytes = (sample: OnnxIO | undefined): number => (sample?.type === "float16" ? 2 : 4);
+/** Attention heads where unet/config.json does not say (SD 1.x: 8). */
+const DEFAULT_HEADS = 8;
 /** Native size when neither the config nor the export says (Stable Diffusion 1.x). */
 const DEFAULT_NATIVE = 512;
 
@@ -50,8 +52,10 @@ const staticDim = (d: number | string | undefined): number | null => (typeof d =
  * - `fixed` when the ONNX `sample` input has static H and W, else `dynamic`.
  * - prediction type from the scheduler config (`flow_prediction` for flow-matching schedulers without one).
  * - schedulers: those declaring that prediction type (schedulers/index.ts `schedulersFor`).
- * - bytesPerRowAtNative: (sample + encoder states + output elements of one row at native) × 4 bytes ×
- *   {@link ACTIVATION_FACTOR}.
+ * - bytesPerRowAtNative, for latent UNets whose config lists `block_out_channels` (Stable Diffusion exports):
+ *   {@link latentUnetRowElements} at the native latent size; otherwise (pixel-space tiny-shapes) (sample +
+ *   encoder states + output elements of one row) × {@link ACTIVATION_FACTOR}. Either × 2 bytes for float16
+ *   exports, 4 otherwise.
  */
 export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
   const [, , fixedH, fixedW] = m.sample?.shape ?? [];
@@ -72,7 +76,34 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
     sizeMultiple: m.sizeMultiple,
     predictionType,
     schedulers: schedulersFor(predictionType),
-    // Input sample, its prediction (same shape) and the text states.
-    bytesPerRowAtNative: (2 * latentElems + textElems) * FLOAT_BYTES * ACTIVATION_FACTOR,
+    bytesPerRowAtNative:
+      elementBytes(m.sample) *
+      (m.vaeScale > 1 && Array.isArray(m.unetConfig.block_out_channels)
+        ? latentUnetRowElements(m.unetConfig, nativeHeight / m.vaeScale, nativeWidth / m.vaeScale, staticDim(tokens) ?? m.textTokens)
+        : // Input sample, its prediction (same shape) and the text states.
+          (2 * latentElems + textElems) * ACTIVATION_FACTOR),
   };
+}
+
+/**
+ * Peak live elements of one row of a diffusers `UNet2DConditionModel` at latent size h×w, from its config: the
+ * skip connections kept for the up path (three per level), the working tensors of the widest level (four), and
+ * the attention score matrices of the first level (heads × (hw)² for self-attention, heads × hw × tokens for
+ * cross-attention), which dominate at 64×64 latents (onnxruntime's CPU and CUDA providers materialise them).
+ * SD 1.5 at 512²: ~147 M elements, ~590 MB in float32. An estimate for refusing what cannot fit, not a measurement.
+ */
+export function latentUnetRowElements(unetConfig: Record<string, unknown>, h: number, w: number, tokens: number): number {
+  const channels = (unetConfig.block_out_channels as unknown[]).map(Number).filter((c) => c > 0);
+  const hw = h * w;
+  let skips = 0;
+  let widest = 0;
+  channels.forEach((c, i) => {
+    const cells = hw / 4 ** i;
+    skips += 3 * c * cells;
+    widest = Math.max(widest, c * cells);
+  });
+  const headDim = unetConfig.attention_head_dim;
+  // SD 2.x lists head sizes per level (channels / 64 heads); SD 1.x one head count.
+  const heads = Array.isArray(headDim) ? Math.max(1, Math.round((channels[0] ?? 320) / 64)) : typeof headDim === "number" && headDim > 0 ? headDim : DEFAULT_HEADS;
+  return skips + 4 * widest + heads * hw * (hw + tokens);
 }

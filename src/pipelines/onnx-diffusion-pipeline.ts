@@ -6,7 +6,8 @@ import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js"
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
-import { OnnxModel, floatData, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
+import type { ModelLayout } from "./model-layout.js";
+import { OnnxModel, floatData, floatTensor, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
 import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
@@ -55,6 +56,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#unetConfig = unetCfg;
     const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
     const d = (index._omni_defaults ?? {}) as Record<string, any>;
+    // Guidance-distilled (LCM) exports: diffusers' LatentConsistencyModelPipeline defaults, 4 steps at guidance 8.5.
+    const lcm = unetCfg.time_cond_proj_dim != null || /LatentConsistency/.test(this.className);
     this.#info = {
       modelDir,
       className: this.className,
@@ -62,8 +65,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       height: sample,
       sizeMultiple: unetCfg.size_multiple ?? this.#vaeScale * 8,
       defaults: {
-        numInferenceSteps: d.num_inference_steps ?? 20,
-        guidanceScale: d.guidance_scale ?? 7.5,
+        numInferenceSteps: d.num_inference_steps ?? (lcm ? 4 : 20),
+        guidanceScale: d.guidance_scale ?? (lcm ? 8.5 : 7.5),
         scheduler: d.scheduler ?? createScheduler(null, this.#schedulerConfig).name,
       },
     };
@@ -104,6 +107,30 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };
   }
 
+  /** How the export is laid out (component I/O, dtypes, timestep, guidance), read from the loaded sessions. */
+  layout(): ModelLayout {
+    const ts = this.#unet.input("timestep");
+    const io = (m: OnnxModel) => ({ inputs: m.inputs, outputs: m.outputs });
+    return {
+      space: this.#vaeScale > 1 ? "latent" : "pixel",
+      latentChannels: this.#latentChannels,
+      vaeScale: this.#vaeScale,
+      scalingFactor: this.#scalingFactor,
+      components: { text_encoder: io(this.#textEncoder), unet: io(this.#unet), vae_decoder: io(this.#vae) },
+      dtype: this.#unet.input("sample")?.type ?? "float32",
+      timestep: { type: ts?.type ?? "float32", perRow: this.#perRowTimestep },
+      guidance: this.#guidanceDistilled ? "embedded" : "classifier-free",
+      tokenizer: { source: this.#prompts.source, maxLength: this.#prompts.maxLength },
+      schedulerClass: typeof this.#schedulerConfig._class_name === "string" ? this.#schedulerConfig._class_name : null,
+    };
+  }
+
+  /** The export takes one timestep per row (`[batch]`); `[1]` or scalar exports take one per call. */
+  get #perRowTimestep(): boolean {
+    const shape = this.#unet.input("timestep")?.shape ?? [];
+    return shape.length === 1 && shape[0] !== 1;
+  }
+
   /** What this model can serve (sizes, samplers, memory per row), read once at the first load. */
   describe(): ModelLimits {
     return this.#limits!;
@@ -127,7 +154,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     // Exports with a fixed spatial size accept only that size.
     for (const [field, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
       if (limits.spatial === "fixed" && v !== native) {
-        throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
+        throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size and serves only ${limits.nativeWidth}x${limits.nativeHeight}, got ${width}x${height}`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
       }
     }
     const scheduler = r.scheduler ?? defaults.scheduler;
@@ -249,7 +276,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const unet = this.#unet;
     const tsInput = unet.input("timestep")!;
     // Exports with a scalar timestep cannot mix steps in one call: split by timestep then.
-    const perRowTimestep = tsInput.shape.length === 1 && tsInput.shape[0] !== 1;
+    const perRowTimestep = this.#perRowTimestep;
     if (!perRowTimestep) {
       const byT = new Map<number, DenoiseState[]>();
       for (const s of states) {
@@ -292,17 +319,18 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       ctx.set(r.ctx, i * ctxLen);
     });
     const n = rows.length;
+    // Float inputs go in the dtype the export declares (fp16 exports are converted here, latents stay float32).
     const feeds: Record<string, ort.Tensor> = {
-      sample: new ort.Tensor("float32", sample, [n, c, h, w]),
+      sample: floatTensor(unet.input("sample")!.type, sample, [n, c, h, w]),
       timestep: numericTensor(tsInput.type, perRowTimestep ? rows.map((r) => r.t) : [rows[0]!.t], perRowTimestep ? [n] : tsInput.shape.length ? [1] : []),
-      encoder_hidden_states: new ort.Tensor("float32", ctx, [n, this.#prompts.maxLength, ctxLen / this.#prompts.maxLength]),
+      encoder_hidden_states: floatTensor(unet.input("encoder_hidden_states")!.type, ctx, [n, this.#prompts.maxLength, ctxLen / this.#prompts.maxLength]),
     };
     const tc = unet.input("timestep_cond");
     if (tc) {
       const dim = Number(tc.shape[1]) || 256;
       const emb = new Float32Array(n * dim);
       rows.forEach((r, i) => emb.set(guidanceScaleEmbedding(r.w - 1, dim), i * dim));
-      feeds.timestep_cond = new ort.Tensor("float32", emb, [n, dim]);
+      feeds.timestep_cond = floatTensor(tc.type, emb, [n, dim]);
     }
     const out = await unet.run(feeds);
     const pred = floatData(out[unet.outputs[0]!.name] ?? Object.values(out)[0]!);
@@ -351,7 +379,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         const src = preview && smp.predX0 ? smp.predX0 : smp.latents;
         for (let q = 0; q < size; q++) lat[j * size + q] = src[q]! / this.#scalingFactor;
       });
-      const out = await this.#vae.run({ latent_sample: new ort.Tensor("float32", lat, [items.length, c, h, w]) });
+      const out = await this.#vae.run({ latent_sample: floatTensor(this.#vae.input("latent_sample")!.type, lat, [items.length, c, h, w]) });
       const img = out[this.#vae.outputs[0]!.name] ?? Object.values(out)[0]!;
       const [, , H, W] = img.dims as number[];
       const data = floatData(img);

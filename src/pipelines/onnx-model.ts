@@ -1,5 +1,7 @@
 import * as ort from "onnxruntime-node";
 import { ModelLoadError } from "../errors/omni-error.js";
+import { assertDeviceAvailable, deviceStartError, executionProviders, type Device } from "./device.js";
+import { float32ToHalf, halfToFloat32 } from "./float16.js";
 
 export type OnnxDType = "float32" | "float16" | "int64" | "int32" | "string" | "other";
 
@@ -11,7 +13,8 @@ export interface OnnxIO {
 }
 
 export interface SessionOptions {
-  executionProvider?: "cpu" | "cuda";
+  /** Where the sessions run (default `cpu`); `cuda` is checked before any session is created. */
+  device?: Device;
   intraOpNumThreads?: number;
 }
 
@@ -39,15 +42,18 @@ export class OnnxModel {
 
   async load(): Promise<void> {
     if (this.#session) return;
-    const providers = this.#opts.executionProvider === "cuda" ? ["cuda", "cpu"] : ["cpu"];
+    const device = this.#opts.device ?? "cpu";
+    assertDeviceAvailable(device);
     try {
       this.#session = await ort.InferenceSession.create(this.path, {
-        executionProviders: providers,
+        executionProviders: executionProviders(device),
         intraOpNumThreads: this.#opts.intraOpNumThreads,
         interOpNumThreads: 1,
         graphOptimizationLevel: "all",
       });
     } catch (err) {
+      const deviceErr = deviceStartError(device, err);
+      if (deviceErr) throw deviceErr;
       throw new ModelLoadError(`cannot load ${this.component} from ${this.path}: ${(err as Error).message}`, {
         cause: err,
         data: { component: this.component, path: this.path },
@@ -105,16 +111,26 @@ export function intTensor(type: OnnxDType, values: ArrayLike<number>, dims: numb
   return new ort.Tensor("int64", BigInt64Array.from(Array.from(values, (v) => BigInt(Math.round(v)))), dims);
 }
 
-/** Builds a numeric tensor of the declared dtype from float values (timesteps may be float or int). */
+/**
+ * A numeric (timestep) tensor of the declared dtype. Integer exports get the value truncated toward zero, as diffusers'
+ * `np.array([t], dtype=timestep_dtype)` does (fractional Euler timesteps included).
+ */
 export function numericTensor(type: OnnxDType, values: ArrayLike<number>, dims: number[]): ort.Tensor {
-  if (type === "int64" || type === "int32") return intTensor(type, values, dims);
-  return new ort.Tensor("float32", Float32Array.from(values), dims);
+  if (type === "int64" || type === "int32") return intTensor(type, Array.from(values, Math.trunc), dims);
+  return floatTensor(type, Float32Array.from(values), dims);
 }
 
-/** Float32 data of an output tensor. */
+/** A float tensor in the dtype the model declares: float16 inputs are converted here, at the boundary. */
+export function floatTensor(type: OnnxDType, data: Float32Array, dims: number[]): ort.Tensor {
+  if (type === "float16") return new ort.Tensor("float16", float32ToHalf(data), dims);
+  return new ort.Tensor("float32", data, dims);
+}
+
+/** Float32 data of an output tensor; float16 outputs are converted. */
 export function floatData(t: ort.Tensor): Float32Array {
   if (t.data instanceof Float32Array) return t.data;
-  throw new ModelLoadError(`expected a float32 output, got ${t.type}; float16 models need a float32 export`);
+  if (t.type === "float16") return halfToFloat32(t.data as Uint16Array);
+  throw new ModelLoadError(`expected a float32 or float16 output, got ${t.type}`, { data: { type: t.type } });
 }
 
 export { ort };

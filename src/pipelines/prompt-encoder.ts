@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { ModelLoadError } from "../errors/omni-error.js";
+import { clipTokenizerFromFiles } from "./clip-tokenizer.js";
 import { readModelJson } from "./model-files.js";
 import { floatData, intTensor, type OnnxModel } from "./onnx-model.js";
 
@@ -13,23 +14,28 @@ export interface PromptEmbeddings {
 }
 
 /**
- * Prompt → token ids (the model's own tokenizer.json through @huggingface/tokenizers, padded/truncated to
- * the model's length) → text-encoder hidden states.
+ * Prompt → token ids (the model's own tokenizer.json through @huggingface/tokenizers, or a CLIP tokenizer's
+ * vocab.json + merges.txt; padded/truncated to the model's length) → text-encoder hidden states.
  */
 export class PromptEncoder {
   readonly maxLength: number;
+  /** Which files the tokenizer came from. */
+  readonly source: "tokenizer.json" | "vocab.json + merges.txt";
   readonly #tokenizer: Tokenizer;
   readonly #padId: number;
+  /** The tokenizer appends an end token (CLIP's post-processor): truncation must keep it, as HF's does. */
+  readonly #keepsLastToken: boolean;
   readonly #encoder: OnnxModel;
 
   constructor(modelDir: string, encoder: OnnxModel) {
     const file = join(modelDir, "tokenizer", "tokenizer.json");
-    if (!existsSync(file)) {
-      throw new ModelLoadError(`model folder ${modelDir} has no tokenizer/tokenizer.json (Hugging Face tokenizers format)`, {
+    const json: Record<string, any> | null = existsSync(file) ? readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer.json")! : clipTokenizerFromFiles(modelDir);
+    this.source = existsSync(file) ? "tokenizer.json" : "vocab.json + merges.txt";
+    if (!json) {
+      throw new ModelLoadError(`model folder ${modelDir} has no tokenizer/tokenizer.json (Hugging Face tokenizers format) nor a CLIP tokenizer's vocab.json + merges.txt`, {
         data: { modelDir, component: "tokenizer" },
       });
     }
-    const json = readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer.json")!;
     const config = readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer_config.json", false) ?? {};
     try {
       this.#tokenizer = new Tokenizer(json, config);
@@ -41,12 +47,16 @@ export class PromptEncoder {
     // CLIP exports pad with their end token; ours names [PAD]; fall back to the end-of-text token, then 0.
     const padToken: string | undefined = json.padding?.pad_token ?? config.pad_token?.content ?? config.pad_token ?? config.eos_token?.content ?? config.eos_token;
     this.#padId = json.padding?.pad_id ?? (padToken !== undefined ? this.#tokenizer.token_to_id(padToken) : undefined) ?? 0;
+    this.#keepsLastToken = json.post_processor != null;
     this.#encoder = encoder;
   }
 
   /** Token ids of one prompt, exactly `maxLength` long. */
   tokenize(text: string): number[] {
-    const ids = this.#tokenizer.encode(text).ids.slice(0, this.maxLength);
+    let ids = this.#tokenizer.encode(text).ids;
+    if (ids.length > this.maxLength) {
+      ids = this.#keepsLastToken ? [...ids.slice(0, this.maxLength - 1), ids[ids.length - 1]!] : ids.slice(0, this.maxLength);
+    }
     while (ids.length < this.maxLength) ids.push(this.#padId);
     return ids;
   }

@@ -2,12 +2,14 @@ import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import type { DenoiseState, ResolvedParams } from "./denoise-state.js";
+import type { Device } from "./device.js";
 
 /** How to create onnxruntime sessions. */
 export interface PipelineLoadOptions {
   /** Pipeline class to use instead of model_index.json's `_class_name`. */
   modelClassName?: string;
-  executionProvider?: "cpu" | "cuda";
+  /** Where the ONNX sessions run: `cpu` (default) or `cuda` (onnxruntime-node's CUDA execution provider). */
+  device?: Device;
   /** onnxruntime intra-op threads for each session. */
   intraOpNumThreads?: number;
 }

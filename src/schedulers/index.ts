@@ -9,6 +9,7 @@ import { EulerAncestralScheduler } from "./euler-ancestral.js";
 import { EulerDiscreteScheduler } from "./euler-discrete.js";
 import { FlowMatchEulerScheduler } from "./flow-match-euler.js";
 import { LcmScheduler } from "./lcm.js";
+import { PndmScheduler } from "./pndm.js";
 import type { PredictionType } from "./math.js";
 import type { Scheduler, SchedulerConfig } from "./types.js";
 
@@ -21,6 +22,7 @@ export { EulerAncestralScheduler } from "./euler-ancestral.js";
 export { EulerDiscreteScheduler } from "./euler-discrete.js";
 export { FlowMatchEulerScheduler, calculateShift } from "./flow-match-euler.js";
 export { LcmScheduler } from "./lcm.js";
+export { PndmScheduler } from "./pndm.js";
 
 const FACTORIES = {
   euler: (c: SchedulerConfig) => new EulerDiscreteScheduler(c, "euler"),
@@ -31,6 +33,7 @@ const FACTORIES = {
   dpmpp_2m: (c: SchedulerConfig) => new DpmSolverMultistepScheduler(c, "dpmpp_2m"),
   dpmpp_2m_karras: (c: SchedulerConfig) => new DpmSolverMultistepScheduler({ ...c, use_karras_sigmas: true }, "dpmpp_2m_karras"),
   lcm: (c: SchedulerConfig) => new LcmScheduler(c, "lcm"),
+  pndm: (c: SchedulerConfig) => new PndmScheduler(c, "pndm"),
   flow_euler: (c: SchedulerConfig) => new FlowMatchEulerScheduler(c, "flow_euler"),
 } satisfies Record<string, (c: SchedulerConfig) => Scheduler>;
 
@@ -44,6 +47,7 @@ const PREDICTION_TYPES: Readonly<Record<keyof typeof FACTORIES, readonly Predict
   dpmpp_2m: DpmSolverMultistepScheduler.predictionTypes,
   dpmpp_2m_karras: DpmSolverMultistepScheduler.predictionTypes,
   lcm: LcmScheduler.predictionTypes,
+  pndm: PndmScheduler.predictionTypes,
   flow_euler: FlowMatchEulerScheduler.predictionTypes,
 };
 
@@ -63,13 +67,13 @@ export const SCHEDULER_NAMES = Object.keys(FACTORIES) as SchedulerName[];
 
 /**
  * diffusers class → our sampler when no name is given. Classes we don't implement map to the closest
- * sampler trained-compatible with the same noise schedule (PNDM/DDPM → DDIM, LMS/Heun/KDPM2 → Euler,
+ * sampler trained-compatible with the same noise schedule (DDPM → DDIM, LMS/Heun/KDPM2 → Euler,
  * UniPC/DEIS/single-step DPM → DPM-Solver++ 2M); `use_karras_sigmas` in the config is honoured either way.
  */
 export const CLASS_NAME_TO_SCHEDULER: Readonly<Record<string, SchedulerName>> = {
   DDIMScheduler: "ddim",
   DDPMScheduler: "ddim",
-  PNDMScheduler: "ddim",
+  PNDMScheduler: "pndm",
   EulerDiscreteScheduler: "euler",
   LMSDiscreteScheduler: "euler",
   HeunDiscreteScheduler: "euler",

@@ -19,6 +19,12 @@ export const EXIT_LOAD_FAILED = 3;
 /** Exit code of a worker whose start-up parameters were unusable. */
 export const EXIT_BAD_INIT = 4;
 
+/**
+ * File descriptor of the heartbeat pipe in a worker process (stdio slot 4; slot 3 is the IPC channel). The
+ * worker's heartbeat thread writes one byte per beat; the parent reads it (see `workers/heartbeat.ts`).
+ */
+export const HEARTBEAT_FD = 4;
+
 /** What a worker process needs to start: its rank, the model and how to load it. */
 export interface WorkerInit {
   rank: number;
@@ -30,6 +36,8 @@ export interface WorkerInit {
   batching?: BatchingPolicy;
   /** Most UNet rows per call (and, under `continuous`, in the active set). */
   maxBatchRows?: number;
+  /** Write a heartbeat to {@link HEARTBEAT_FD} this often, ms; absent or 0: no heartbeats. */
+  heartbeatIntervalMs?: number;
 }
 
 // ---- parent → worker ----
@@ -209,6 +217,9 @@ export function parseWorkerInit(raw: string | undefined): WorkerInit | string {
   }
   if (v.maxBatchRows !== undefined && !(typeof v.maxBatchRows === "number" && Number.isInteger(v.maxBatchRows) && v.maxBatchRows >= 1)) {
     return `${WORKER_INIT_ENV}.maxBatchRows must be an integer >= 1`;
+  }
+  if (v.heartbeatIntervalMs !== undefined && !(typeof v.heartbeatIntervalMs === "number" && Number.isFinite(v.heartbeatIntervalMs) && v.heartbeatIntervalMs >= 0)) {
+    return `${WORKER_INIT_ENV}.heartbeatIntervalMs must be a number >= 0`;
   }
   return v as unknown as WorkerInit;
 }

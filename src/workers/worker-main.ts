@@ -4,10 +4,12 @@
  * Reads its {@link WorkerInit} from the environment, loads the pipeline, then sends `ready` (or a
  * `load-error` and exits non-zero). Afterwards it answers `call` messages, honours `abort` between
  * denoising steps, and exits on `shutdown` or as soon as the parent disconnects (a parent killed with
- * SIGKILL leaves no orphan). Imports only the protocol module and the worker, never the executor.
+ * SIGKILL leaves no orphan). A heartbeat thread proves the process is alive even while a UNet call holds
+ * the main thread (`heartbeat.ts`). Imports only the protocol module and the worker, never the executor.
  */
 import { serializeError, toOmniError } from "../errors/omni-error.js";
 import { DiffusionWorker } from "./diffusion-worker.js";
+import { startHeartbeat } from "./heartbeat.js";
 import {
   EXIT_BAD_INIT,
   EXIT_LOAD_FAILED,
@@ -60,6 +62,9 @@ async function main(): Promise<void> {
     process.stderr.write(`omni-diffusion worker: ${init}\n`);
     process.exit(EXIT_BAD_INIT);
   }
+
+  // Beats start before the model loads, so a worker stopped while loading is noticed too.
+  if (init.heartbeatIntervalMs) startHeartbeat(init.heartbeatIntervalMs);
 
   let worker: DiffusionWorker;
   try {

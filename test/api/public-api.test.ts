@@ -73,6 +73,7 @@ const MINIMAL: Record<keyof typeof api, Check> = {
   // Values.
   BATCHING_POLICIES: { run: () => assert.ok(api.BATCHING_POLICIES.includes(api.parseConfig().batching)) },
   DEFAULT_MODEL_DIR: { run: () => assert.ok(existsSync(join(api.DEFAULT_MODEL_DIR, "model_index.json"))) },
+  DEVICES: { run: () => assert.ok(api.DEVICES.includes(api.parseConfig().device)) },
   PROTO_PATH: { run: () => assert.ok(existsSync(api.PROTO_PATH)) },
   SAGEMAKER_INVOCATION_LIMIT_MS: { run: () => assert.equal(api.SAGEMAKER_INVOCATION_LIMIT_MS, 60_000) },
   SAGEMAKER_PAYLOAD_LIMIT_BYTES: { run: () => assert.equal(api.SAGEMAKER_PAYLOAD_LIMIT_BYTES, 6 * 1024 * 1024) },
@@ -306,6 +307,8 @@ const MINIMAL: Record<keyof typeof api, Check> = {
   QueueFullError: errorClass(api.QueueFullError),
   TransportError: errorClass(api.TransportError),
   UnauthorizedError: errorClass(api.UnauthorizedError),
+  PermissionError: errorClass(api.PermissionError),
+  NotFoundError: errorClass(api.NotFoundError),
   UnknownMethodError: errorClass(api.UnknownMethodError),
   serializeError: { needs: "an error", run: () => assert.equal(api.serializeError(new Error("x")).message, "x") },
   deserializeError: {

@@ -74,7 +74,7 @@ describe("DiffusionEngine on the default multi-process executor", () => {
       spatial: "dynamic",
       sizeMultiple: 8,
       predictionType: "v_prediction",
-      schedulers: ["euler", "euler_karras", "euler_a", "euler_ancestral", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"],
+      schedulers: ["euler", "euler_karras", "euler_a", "euler_ancestral", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "pndm"],
       bytesPerRowAtNative: (2 * 3 * 32 * 32 + 16 * 128) * 4 * 32,
     });
     // Was: accepted up to the old 1024 default, then 5.8 GB (384²) or an onnxruntime allocation failure (512²+).

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -17,7 +20,8 @@ import {
   ValidationError,
   WorkerDiedError,
 } from "../../src/errors/omni-error.js";
-import { MultiprocExecutor } from "../../src/executors/multiproc-executor.js";
+import { MultiprocExecutor, type WorkerEvent } from "../../src/executors/multiproc-executor.js";
+import { UniprocExecutor } from "../../src/executors/uniproc-executor.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
 import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { isAlive, waitGone } from "../helpers/processes.js";
@@ -50,6 +54,19 @@ async function waitHealthy(ex: MultiprocExecutor, ms = 60_000): Promise<void> {
     }
     await delay(100);
   }
+}
+
+/** A latch across processes: a file path a worker waits for; `open()` creates it. */
+function latchFile(): { path: string; open: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), "omni-latch-"));
+  const path = join(dir, "open");
+  return {
+    path,
+    open: () => {
+      writeFileSync(path, "");
+      setTimeout(() => rmSync(dir, { recursive: true, force: true }), 5_000).unref();
+    },
+  };
 }
 
 /** Resolves with the first progress event (a latch), rejecting if none arrives within `ms`. */
@@ -105,7 +122,8 @@ describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEO
   });
 
   it("collectiveRpc past its deadline throws one TimeoutError naming the method and the silent ranks", { timeout: TEST_TIMEOUT }, async () => {
-    await assert.rejects(ex.collectiveRpc("slowOnRanks", { args: [[1], 60_000], timeout: 500 }), (err: unknown) => {
+    // Generous enough that rank 0 (answering at once) is never the silent one on a loaded machine.
+    await assert.rejects(ex.collectiveRpc("slowOnRanks", { args: [[1], 60_000], timeout: 3_000 }), (err: unknown) => {
       assert.ok(err instanceof TimeoutError, `TimeoutError, got ${(err as Error).name}`);
       assert.match(err.message, /"slowOnRanks"/);
       assert.match(err.message, /rank\(s\) 1$/);
@@ -118,14 +136,21 @@ describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEO
   });
 
   it("checkHealth names a rank that is alive but does not answer within the deadline", { timeout: TEST_TIMEOUT }, async () => {
-    const blocked = ex.collectiveRpc("blockOnRanks", { args: [[0], 2_000] });
+    // Rank 0 stays blocked until the test releases it (a file latch), so it cannot answer in time however
+    // fast or slow the machine; the deadline is generous for rank 1. Before, a 2 s block raced a 300 ms deadline.
+    const release = latchFile();
+    const blocked = ex.collectiveRpc("blockUntilFile", { args: [[0], release.path] });
     await new Promise(setImmediate); // the block call is on the wire before the pings (IPC keeps order)
-    await assert.rejects(ex.checkHealth({ timeout: 300 }), (err: unknown) => {
-      assert.ok(err instanceof UnhealthyError, `UnhealthyError, got ${(err as Error).name}`);
-      assert.deepEqual(err.data.ranks, [0]);
-      assert.match(err.message, /rank 0: no ping reply within 300ms/);
-      return true;
-    });
+    try {
+      await assert.rejects(ex.checkHealth({ timeout: 3_000 }), (err: unknown) => {
+        assert.ok(err instanceof UnhealthyError, `UnhealthyError, got ${(err as Error).name}`);
+        assert.deepEqual(err.data.ranks, [0]);
+        assert.match(err.message, /rank 0: no ping reply within 3000ms/);
+        return true;
+      });
+    } finally {
+      release.open();
+    }
     assert.deepEqual(((await blocked) as Ping[]).map((r) => r.rank), [0, 1]);
     await ex.checkHealth();
   });
@@ -186,9 +211,19 @@ describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEO
   });
 
   it("a batch past its deadline reports TimeoutError for the unfinished requests", { timeout: TEST_TIMEOUT }, async () => {
-    const r = req(23, 900);
-    const out = await ex.executeModel([r], { timeout: 300 });
-    assert.ok(out.errors[r.requestId] instanceof TimeoutError, `got ${out.errors[r.requestId]?.name}`);
+    // Both ranks are held by a file latch, so the batch waits behind it and its deadline surely passes
+    // first (before, 900 steps raced a 300 ms deadline).
+    const release = latchFile();
+    const blocked = ex.collectiveRpc("blockUntilFile", { args: [[0, 1], release.path] });
+    await new Promise(setImmediate);
+    try {
+      const r = req(23, 2);
+      const out = await ex.executeModel([r], { timeout: 300 });
+      assert.ok(out.errors[r.requestId] instanceof TimeoutError, `got ${out.errors[r.requestId]?.name}`);
+    } finally {
+      release.open();
+    }
+    await blocked;
     assert.equal(((await ex.collectiveRpc("ping", { uniqueReplyRank: 0 })) as Ping).rank, 0);
   });
 
@@ -227,6 +262,91 @@ describe("MultiprocExecutor shutdown", { timeout: 3 * TEST_TIMEOUT }, () => {
     assert.deepEqual(pids.filter(isAlive), []);
     const err = await stuckResult;
     assert.ok(err instanceof ClosedError, `ClosedError, got ${(err as Error)?.name}: ${(err as Error)?.message}`);
+  });
+});
+
+describe("MultiprocExecutor heartbeats", { timeout: 5 * TEST_TIMEOUT }, () => {
+  it("a SIGSTOPped worker is SIGKILLed when its heartbeats stop, replaced, and its requests retried; a long blocking call is not a hang", { timeout: TEST_TIMEOUT }, async () => {
+    const ex = await started({ workerExtension: EXTENSION, maxWorkerRetries: 1, executorOptions: { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 2_000 } });
+    const events: WorkerEvent[] = [];
+    let restarted!: (e: WorkerEvent) => void;
+    const restartedLatch = new Promise<WorkerEvent>((resolve) => (restarted = resolve));
+    ex.onWorkerEvent((e) => {
+      events.push(e);
+      if (e.type === "restarted") restarted(e);
+    });
+    try {
+      const pids = (await ex.collectiveRpc("ping")) as Ping[];
+      // A call holding rank 0's main thread for two and a half heartbeat deadlines (like a long UNet call) keeps
+      // beating: the beats come from a thread of their own.
+      const blocked = (await ex.collectiveRpc("blockOnRanks", { args: [[0], 5_000] })) as Ping[];
+      assert.deepEqual(blocked.map((p) => p.rank), [0, 1]);
+      assert.equal(events.length, 0, `no worker was taken for hung while it computed: ${JSON.stringify(events)}`);
+
+      // Rank 1 stops (still alive, never answering); a batch is then spread over both ranks.
+      const stopped = pids[1]!.pid;
+      process.kill(stopped, "SIGSTOP");
+      const requests = [0, 1, 2, 3].map((i) => req(60 + i, 2));
+      const out = await ex.executeModel(requests);
+      for (const r of requests) {
+        assert.equal(out.errors[r.requestId], undefined, `request ${r.requestId}: ${out.errors[r.requestId]?.message}`);
+        assert.equal(out.imagesFor(r.requestId).length, 1);
+      }
+      const back = await restartedLatch;
+      assert.deepEqual(
+        events.map((e) => [e.type, e.rank, e.pid === stopped]),
+        [
+          ["unresponsive", 1, true],
+          ["exited", 1, true],
+          ["restarted", 1, false],
+        ],
+      );
+      const exited = events[1] as Extract<WorkerEvent, { type: "exited" }>;
+      assert.equal(exited.signal, "SIGKILL");
+      assert.ok(exited.silentMs! >= 2_000);
+      assert.equal(isAlive(stopped), false);
+      const now = (await ex.collectiveRpc("ping")) as Ping[];
+      assert.deepEqual(now.map((p) => p.pid), [pids[0]!.pid, back.pid]);
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it("without retries, the hung worker's call fails with a WorkerDiedError saying it missed its heartbeats", { timeout: TEST_TIMEOUT }, async () => {
+    const ex = await started({ numGpus: 1, maxWorkerRetries: 0, executorOptions: { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 500 } });
+    try {
+      const [{ pid }] = (await ex.collectiveRpc("ping")) as [Ping];
+      process.kill(pid, "SIGSTOP");
+      await assert.rejects(ex.collectiveRpc("ping"), (err: unknown) => {
+        assert.ok(err instanceof WorkerDiedError, `WorkerDiedError, got ${(err as Error).name}: ${(err as Error).message}`);
+        assert.match(err.message, /sent no heartbeat for \d+ms and was killed \(SIGKILL\)/);
+        assert.equal(err.data.rank, 0);
+        assert.ok((err.data.silentMs as number) >= 500);
+        return true;
+      });
+      assert.equal(isAlive(pid), false);
+    } finally {
+      await ex.close();
+    }
+  });
+});
+
+describe("local executors refuse unknown executorOptions", () => {
+  it("multiproc and uniproc throw a ConfigError naming the unknown option before any process starts", () => {
+    assert.throws(() => new MultiprocExecutor(parseConfig({ executorOptions: { shutdownGraceMS: 100 } })), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.data.field, "executorOptions.shutdownGraceMS");
+      assert.match(err.message, /unknown executorOptions for MultiprocExecutor: shutdownGraceMS \(known: .*shutdownGraceMs/);
+      return true;
+    });
+    assert.throws(() => new UniprocExecutor(parseConfig({ executorClass: "uniproc", executorOptions: { endpoints: ["x"] } })), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /unknown executorOptions for UniprocExecutor: endpoints/);
+      return true;
+    });
+    assert.throws(() => new MultiprocExecutor(parseConfig({ executorOptions: { heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 500 } })), /heartbeatTimeoutMs/);
+    assert.ok(new MultiprocExecutor(parseConfig({ executorOptions: { heartbeatIntervalMs: 0 } })));
+    assert.ok(new UniprocExecutor(parseConfig({ executorClass: "uniproc", executorOptions: { healthTimeoutMs: 100 } })));
   });
 });
 

@@ -60,12 +60,15 @@ describe("HttpDiffusionExecutor against a real worker server", { timeout: 10 * T
   });
 
   it("the worker honours the deadline sent in x-omni-timeout-ms", { timeout: T }, async () => {
+    // 1 ms cannot hold 150 denoising steps on any machine, so the outcome does not depend on its speed; the
+    // deadline may pass at the server, the engine or the worker, and each says so in its own words (before,
+    // a 150 ms deadline raced the work and the message was matched word for word).
     const dict = req(2, { numInferenceSteps: 150, width: 64, height: 64 }).toDict();
-    const r = await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] }, { "x-omni-timeout-ms": "150" });
+    const r = await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] }, { "x-omni-timeout-ms": "1" });
     assert.equal(r.status, 200);
     const err = r.body.outputs[0].errors[dict.request_id];
     assert.equal(err.code, "OMNI_ERR_TIMEOUT", JSON.stringify(err));
-    assert.match(err.message, /deadline/);
+    assert.match(err.message, /deadline|timed out/);
   });
 
   it("the executor's own budget ends a call with a TimeoutError", { timeout: T }, async () => {

@@ -10,7 +10,22 @@ import { Endpoint, EndpointPool } from "../../src/executors/shared/endpoint-pool
 import { RemotePolicy, type RetryEvent } from "../../src/executors/shared/remote-policy.js";
 import { errorFromResponse, parseRetryAfter } from "../../src/executors/shared/wire.js";
 
-const transient = (url: string) => new TransportError(`${url}: ECONNREFUSED`, { data: { endpoint: url } });
+const transient = (url: string) => new TransportError(`${url}: ECONNRESET`, { data: { endpoint: url, errno: "ECONNRESET" } });
+const refused = (url: string) => new TransportError(`${url}: ECONNREFUSED`, { data: { endpoint: url, errno: "ECONNREFUSED" } });
+
+/** Settles `p` under mock timers: lets pending callbacks run, then moves the fake clock, until `p` settles. */
+async function drive<T>(p: Promise<T>, stepMs = 10): Promise<T> {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; !settled && i < 100_000; i++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (!settled) mock.timers.tick(stepMs);
+  }
+  return p;
+}
 
 function makePolicy(urls: string[], opts: { retries?: number; threshold?: number; halfOpenAfterMs?: number } = {}) {
   const endpoints = urls.map((u) => new Endpoint(u, u, { threshold: opts.threshold ?? 3, halfOpenAfterMs: opts.halfOpenAfterMs ?? 1_000 }));
@@ -110,17 +125,64 @@ describe("RemotePolicy", () => {
     assert.ok(two.events[0]!.delayMs < 700, `failover need not wait out the busy server's Retry-After (${two.events[0]!.delayMs}ms)`);
   });
 
-  it("never retries past the call's budget, and names the last failure", async () => {
-    const { policy } = makePolicy(["a"], { retries: 20 });
-    let calls = 0;
-    await assert.rejects(
-      policy.execute("generate", async () => {
+  it("never retries past the call's budget, and names the last endpoint failure, not the breaker's refusal", async () => {
+    // Fake clock: the breaker opens after three failures (t = 0, 60, 120 ms); the budget ends at 1 000 ms
+    // while the open circuit refuses. Before, the TimeoutError named "circuit open" (and, on the wall
+    // clock, did so in one run of four even with a 150 ms budget).
+    mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+    try {
+      const { policy } = makePolicy(["a"], { retries: 20, threshold: 3, halfOpenAfterMs: 5_000 });
+      let calls = 0;
+      const run = policy.execute("generate", async () => {
         calls++;
         throw new UnhealthyError("a: loading", { data: { endpoint: "a", retryAfterMs: 60 } });
-      }, { timeoutMs: 150 }),
-      (err: unknown) => err instanceof TimeoutError && /last error: a: loading/.test(err.message),
-    );
-    assert.ok(calls < 21);
+      }, { timeoutMs: 1_000 });
+      await assert.rejects(drive(run), (err: unknown) => {
+        assert.ok(err instanceof TimeoutError, `TimeoutError, got ${(err as Error).name}`);
+        assert.match(err.message, /last error: a: loading/);
+        assert.doesNotMatch(err.message, /circuit/);
+        assert.ok(err.cause instanceof UnhealthyError);
+        return true;
+      });
+      assert.equal(calls, 3, "three attempts, then the open circuit until the budget ran out");
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it("out of retries on an open circuit, the call throws the endpoint's own last failure", async () => {
+    mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+    try {
+      const { policy, events } = makePolicy(["a"], { retries: 3, threshold: 1, halfOpenAfterMs: 600_000 });
+      const run = policy.execute("op", async () => Promise.reject(refused("a")), { timeoutMs: 600_000 });
+      await assert.rejects(drive(run), (err: unknown) => err instanceof TransportError && err.data.errno === "ECONNREFUSED" && !/circuit/.test(err.message));
+      assert.deepEqual(events.map((e) => e.reason), ["ECONNREFUSED", "circuit open", "circuit open"]);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it("stops retrying once every endpoint has refused connections for refusedTimeoutMs, naming each", async () => {
+    mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+    try {
+      const endpoints = ["a", "b"].map((u) => new Endpoint(u, u, { threshold: 1_000, halfOpenAfterMs: 1_000 }));
+      const policy = new RemotePolicy(new EndpointPool(endpoints), { retries: 20, backoffInitialMs: 50, backoffMaxMs: 100, refusedTimeoutMs: 500 });
+      let calls = 0;
+      const run = policy.execute("op", async ({ endpoint }) => {
+        calls++;
+        throw refused(endpoint.url);
+      }, { timeoutMs: 600_000 });
+      await assert.rejects(drive(run), (err: unknown) => {
+        assert.ok(err instanceof TransportError, `TransportError, got ${(err as Error).name}: ${(err as Error).message}`);
+        assert.equal(err.retryable, false);
+        assert.equal(err.data.unreachable, true);
+        assert.match(err.message, /a: ECONNREFUSED.*b: ECONNREFUSED|b: ECONNREFUSED.*a: ECONNREFUSED/);
+        return true;
+      });
+      assert.ok(calls > 2 && calls < 21, `retried while within refusedTimeoutMs, then stopped (${calls} attempts)`);
+    } finally {
+      mock.timers.reset();
+    }
   });
 
   it("stops at once when the caller aborts", async () => {

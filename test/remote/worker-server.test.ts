@@ -82,7 +82,11 @@ describe("worker server input handling", { timeout: 10 * T }, () => {
     const health = await send(`${server.httpUrl}/health`, { method: "GET", headers: { authorization: "" } });
     assert.equal(health.status, 200);
     assert.equal(health.json.status, "ok");
-    const r = await send(gen, { body: JSON.stringify({ requests: [good(11), { ...good(12), width: 36 }] }) });
+    // A request that passes validation but fails on its own (its id is taken by a finished request with other
+    // parameters: 409) gets its own error; its neighbour in the call still runs.
+    const prior = good(12);
+    assert.equal((await send(gen, { body: JSON.stringify({ requests: [prior] }) })).status, 200);
+    const r = await send(gen, { body: JSON.stringify({ requests: [good(11), { ...prior, seed: 999 }] }) });
     assert.equal(r.status, 200);
     const [ok, bad] = r.json.outputs.map((o: unknown) => DiffusionOutput.fromDict(o));
     assert.equal(ok.output.length, 1, "the good request ran");
@@ -92,7 +96,10 @@ describe("worker server input handling", { timeout: 10 * T }, () => {
   it("serves the SageMaker contract: /ping, and /invocations in every documented shape", { timeout: T }, async () => {
     const ping = await send(`${server.sagemakerUrl}/ping`, { method: "GET", headers: { authorization: "" } });
     assert.equal(ping.status, 200);
-    const quickStart = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify([good(21), good(22)]), headers: { authorization: "" } });
+    // The key is required here too (issue 9 finding 4; SageMaker deployments pass --sagemaker-trust-network).
+    const keyless = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify([good(21), good(22)]), headers: { authorization: "" } });
+    assert.equal(keyless.status, 401);
+    const quickStart = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify([good(21), good(22)]) });
     assert.equal(quickStart.status, 200);
     assert.equal(DiffusionOutput.fromDict(quickStart.json).output.length, 2, "a bare array gets one merged DiffusionOutput");
     const rpc = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify({ rpc: { method: "ping" } }) });

@@ -17,13 +17,14 @@ import { EulerDiscreteScheduler } from "../../src/schedulers/euler-discrete.js";
 import { EulerAncestralScheduler } from "../../src/schedulers/euler-ancestral.js";
 import { FlowMatchEulerScheduler } from "../../src/schedulers/flow-match-euler.js";
 import { LcmScheduler } from "../../src/schedulers/lcm.js";
+import { PndmScheduler } from "../../src/schedulers/pndm.js";
 import type { Scheduler, SchedulerConfig } from "../../src/schedulers/types.js";
 import { seededRng } from "./helpers.js";
 
 const T = 1000;
 const MAX_STEPS = 50;
 /** Samplers whose timesteps are integer training steps (the others' are fractional). */
-const INTEGER_TIMESTEPS = new Set(["ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"]);
+const INTEGER_TIMESTEPS = new Set(["ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "pndm"]);
 
 const PREDICTION_TYPES: Record<string, readonly PredictionType[]> = {
   ddim: DdimScheduler.predictionTypes,
@@ -34,6 +35,7 @@ const PREDICTION_TYPES: Record<string, readonly PredictionType[]> = {
   euler_a: EulerAncestralScheduler.predictionTypes,
   euler_ancestral: EulerAncestralScheduler.predictionTypes,
   lcm: LcmScheduler.predictionTypes,
+  pndm: PndmScheduler.predictionTypes,
   flow_euler: FlowMatchEulerScheduler.predictionTypes,
 };
 
@@ -49,7 +51,9 @@ function model(input: Float32Array, predictionType: PredictionType): Float32Arra
 function runLoop(s: Scheduler, n: number, predictionType: PredictionType): string | null {
   s.setTimesteps(n);
   const ts = s.timesteps;
-  if (ts.length !== n) return `${ts.length} timesteps for ${n} steps`;
+  // PLMS repeats its second timestep: n steps are n + 1 model calls.
+  const calls = s.name === "pndm" && n > 1 ? n + 1 : n;
+  if (ts.length !== calls) return `${ts.length} timesteps for ${n} steps`;
   // Flow matching feeds sigma × T, so its first timestep is T itself (diffusers does the same).
   const top = s.name === "flow_euler" ? T : T - 1;
   for (const [i, t] of ts.entries()) {

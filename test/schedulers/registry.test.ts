@@ -8,13 +8,14 @@ describe("scheduler registry", () => {
   it("lists every name and builds each", () => {
     assert.deepEqual(
       [...SCHEDULER_NAMES].sort(),
-      ["ddim", "dpmpp_2m", "dpmpp_2m_karras", "euler", "euler_a", "euler_ancestral", "euler_karras", "flow_euler", "lcm"],
+      ["ddim", "dpmpp_2m", "dpmpp_2m_karras", "euler", "euler_a", "euler_ancestral", "euler_karras", "flow_euler", "lcm", "pndm"],
     );
     for (const name of SCHEDULER_NAMES) {
       const s = createScheduler(name, name === "flow_euler" ? {} : SD_CONFIG);
       assert.equal(s.name, name);
       s.setTimesteps(4);
-      assert.equal(s.timesteps.length, 4);
+      // PLMS makes one extra model call (its second timestep repeats).
+      assert.equal(s.timesteps.length, name === "pndm" ? 5 : 4);
     }
   });
 
@@ -34,7 +35,7 @@ describe("scheduler registry", () => {
     const cases: Record<string, string> = {
       DDIMScheduler: "ddim",
       DDPMScheduler: "ddim",
-      PNDMScheduler: "ddim",
+      PNDMScheduler: "pndm",
       EulerDiscreteScheduler: "euler",
       EulerAncestralDiscreteScheduler: "euler_a",
       DPMSolverMultistepScheduler: "dpmpp_2m",
@@ -51,7 +52,7 @@ describe("scheduler registry", () => {
     assert.equal(k.config.use_karras_sigmas, true);
   });
 
-  it("SD 1.5's PNDM config drives DDIM with its leading/offset/alpha settings", () => {
+  it("SD 1.5's PNDM config drives PNDM (PLMS) with its leading/offset settings", () => {
     const s = createScheduler(null, {
       _class_name: "PNDMScheduler",
       ...SD_CONFIG,
@@ -63,8 +64,11 @@ describe("scheduler registry", () => {
       clip_sample: false,
     });
     s.setTimesteps(50);
-    assert.equal(s.timesteps[0], 981);
-    assert.equal(s.timesteps[49], 1);
+    assert.equal(s.name, "pndm");
+    // PLMS repeats the second timestep: 51 model calls for 50 steps.
+    assert.deepEqual(s.timesteps.slice(0, 3), [981, 961, 961]);
+    assert.equal(s.timesteps.length, 51);
+    assert.equal(s.timesteps[50], 1);
   });
 
   it("unknown names and classes throw ValidationError listing the known names", () => {

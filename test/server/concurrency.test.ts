@@ -1,26 +1,45 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { startServer, type OmniServer } from "../../src/index.js";
-import { decodeB64Png, maxPixelDiff, parseMetrics } from "../helpers/server.js";
+import { decodeB64Png, maxPixelDiff, parseMetrics, until } from "../helpers/server.js";
+
+const LATCH = `${fileURLToPath(new URL("../fixtures/server/latch-extension.ts", import.meta.url))}#LatchExtension`;
 
 const PROMPTS = ["a red circle on a blue background", "a yellow star on a black background", "a white cross on a green background", "a blue square on a white background"];
 const N = 50;
 
 let server: OmniServer;
 let client: OpenAI;
+let dir: string;
 before(async () => {
-  server = await startServer({ port: 0, engineConfig: { numGpus: 1, intraOpNumThreads: 1, limits: { maxBatchSize: 8 } }, logger: false });
+  dir = mkdtempSync(join(tmpdir(), "omni-latch-"));
+  server = await startServer({ port: 0, engineConfig: { numGpus: 1, intraOpNumThreads: 1, limits: { maxBatchSize: 8 }, workerExtension: LATCH }, logger: false });
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 120_000 });
 });
-after(() => server.close());
+after(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const params = (i: number) =>
   ({ prompt: PROMPTS[i % PROMPTS.length]!, size: "32x32", num_inference_steps: 2, seed: 1_000 + i }) as OpenAI.ImageGenerateParamsNonStreaming;
 
 test(`${N} concurrent requests each get their own image, matching a single run of their own seed`, { timeout: 120_000 }, async () => {
-  const results = await Promise.all(Array.from({ length: N }, (_, i) => client.images.generate(params(i)).withResponse()));
+  // The worker is held until every request is in the engine and the first batch has been sent to it, so that
+  // batch reaches the worker's step loop at once: they share UNet calls by construction, not by timing.
+  const open = join(dir, "open");
+  const held = server.engine.collectiveRpc("holdUntil", { args: [open] });
+  const pending = Promise.all(Array.from({ length: N }, (_, i) => client.images.generate(params(i)).withResponse()));
+  await until(() => server.engine.stats.queued + server.engine.stats.inFlight === N && server.engine.stats.inFlight > 1, `all ${N} requests to reach the engine`, 120_000);
+  writeFileSync(open, "");
+  await held;
+  const results = await pending;
   const ids = results.map((r) => r.response.headers.get("x-request-id"));
   assert.equal(new Set(ids).size, N, "request ids are unique");
   const images = results.map((r) => {

@@ -69,8 +69,9 @@ describe("the official openai client against omni-diffusion serve", () => {
 
   test("response_format url serves the PNG from /v1/images/files/{id} until it expires", async () => {
     const res = await client.images.generate({ prompt: "a blue square", size: "32x32", response_format: "url", num_inference_steps: 2 } as OpenAI.ImageGenerateParamsNonStreaming);
-    const url = res.data![0]!.url!;
-    assert.ok(url.startsWith(`${server.url}/v1/images/files/img_`), url);
+    // Relative without --public-url: never built from the client's Host header (issue 9 finding 7).
+    const url = `${server.url}${res.data![0]!.url!}`;
+    assert.ok(res.data![0]!.url!.startsWith("/v1/images/files/img_"), url);
     const unauth = await fetch(url);
     assert.equal(unauth.status, 401, "file downloads need the API key too");
     const file = await fetch(url, { headers: { authorization: `Bearer ${KEY}` } });

@@ -21,6 +21,8 @@ export interface EndpointMetrics {
   /** Mean duration of successful attempts, ms (0 before the first). */
   meanLatencyMs: number;
   lastError: string | null;
+  /** While the circuit is open: ms until a half-open probe may go through (0 when it may now, or when closed). */
+  probeDueInMs: number;
 }
 
 /** Breaker knobs shared by every endpoint of a pool. */
@@ -58,6 +60,7 @@ export class Endpoint<C> {
   readonly #breaker: CircuitBreakerPolicy;
   readonly #halfOpenAfterMs: number;
   #openedAt = 0;
+  #lastFailure: OmniError | null = null;
   #m = { attempts: 0, retries: 0, successes: 0, failures: 0, breakerOpens: 0, latencySum: 0, lastError: null as string | null };
 
   constructor(url: string, client: C, opts: BreakerOptions) {
@@ -82,6 +85,11 @@ export class Endpoint<C> {
   get available(): boolean {
     const s = this.#breaker.state;
     return s === CircuitState.Closed || (s === CircuitState.Open && this.msUntilProbe() === 0);
+  }
+
+  /** The last failure this endpoint itself gave (never a breaker's refusal), or null. */
+  get lastFailure(): OmniError | null {
+    return this.#lastFailure;
   }
 
   /** Milliseconds until an open circuit lets a probe through (0 when it would now, or is not open). */
@@ -109,7 +117,11 @@ export class Endpoint<C> {
         ? new TransportError(`circuit open for endpoint ${this.url}`, { cause: err, data: { endpoint: this.url, circuitOpen: true } })
         : toOmniError(err);
       this.#m.failures++;
-      this.#m.lastError = `${e.code}: ${e.message}`;
+      // A breaker's refusal says nothing new: the endpoint's own last failure stays the one reported.
+      if (!isBrokenCircuitError(err)) {
+        this.#m.lastError = `${e.code}: ${e.message}`;
+        this.#lastFailure = e;
+      }
       if (e.data.endpoint === undefined) (e.data as Record<string, unknown>).endpoint = this.url;
       throw e;
     } finally {
@@ -130,6 +142,7 @@ export class Endpoint<C> {
       breakerOpens: m.breakerOpens,
       meanLatencyMs: m.successes ? m.latencySum / m.successes : 0,
       lastError: m.lastError,
+      probeDueInMs: this.msUntilProbe(),
     };
   }
 }
@@ -155,7 +168,8 @@ export class EndpointPool<C> {
     const pool = untried.length ? untried : available;
     if (!pool.length) {
       const wait = Math.min(...this.endpoints.map((e) => e.msUntilProbe()));
-      throw new TransportError(`no endpoint available: every circuit is open (${this.endpoints.map((e) => e.url).join(", ")})`, {
+      const why = this.endpoints.map((e) => `${e.url}: ${e.metrics().lastError ?? e.state}`).join("; ");
+      throw new TransportError(`no endpoint available: every circuit is open after repeated failures (${why})`, {
         data: { endpoints: this.endpoints.map((e) => e.url), circuitOpen: true, retryAfterMs: Math.max(1, wait) },
       });
     }

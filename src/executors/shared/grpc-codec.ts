@@ -18,9 +18,14 @@ import { rebuildRemoteError } from "./wire.js";
 
 /** Fully qualified service name. */
 export const SERVICE_NAME = "omni_diffusion.v1.OmniDiffusion";
-/** Trailing metadata key carrying the JSON of the OmniError behind a failed call. */
-export const ERROR_METADATA_KEY = "omni-error";
-/** Largest message either side accepts (image batches), bytes. */
+/**
+ * Trailing metadata key carrying the OmniError behind a failed call as UTF-8 JSON. Binary (`-bin`), because
+ * a text metadata value must be printable ASCII and an error message may quote any client input.
+ */
+export const ERROR_METADATA_KEY = "omni-error-bin";
+/** The text key servers before 0.2 used (ASCII JSON only); still read by clients. */
+export const LEGACY_ERROR_METADATA_KEY = "omni-error";
+/** Largest message a client accepts (replies carry image batches), bytes. */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 let loaded: { service: grpc.ServiceDefinition; Client: grpc.ServiceClientConstructor } | null = null;
@@ -84,11 +89,20 @@ export function grpcStatusFor(err: OmniError): grpc.status {
   }
 }
 
-/** A server-side failure as what grpc-js sends: status, message and the `omni-error` metadata. */
+/**
+ * A server-side failure as what grpc-js sends: status, message and the `omni-error-bin` metadata. Never
+ * throws, whatever the error holds (non-ASCII text, data that does not serialize).
+ */
 export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
   const e = toOmniError(err);
   const metadata = new grpc.Metadata();
-  metadata.set(ERROR_METADATA_KEY, JSON.stringify(serializeError(e)));
+  let json: string;
+  try {
+    json = JSON.stringify(serializeError(e));
+  } catch {
+    json = JSON.stringify({ name: e.name, code: e.code, message: e.message });
+  }
+  metadata.set(ERROR_METADATA_KEY, Buffer.from(json, "utf8"));
   return { code: grpcStatusFor(e), details: e.message, metadata };
 }
 
@@ -100,7 +114,8 @@ const RETRYABLE_STATUS = new Set([grpc.status.UNAVAILABLE, grpc.status.RESOURCE_
  * RESOURCE_EXHAUSTED are retryable TransportErrors, DEADLINE_EXCEEDED is a TimeoutError.
  */
 export function errorFromGrpc(err: grpc.ServiceError, endpoint: string): OmniError {
-  const raw = err.metadata?.get(ERROR_METADATA_KEY)[0];
+  const bin = err.metadata?.get(ERROR_METADATA_KEY)[0];
+  const raw = Buffer.isBuffer(bin) ? bin.toString("utf8") : err.metadata?.get(LEGACY_ERROR_METADATA_KEY)[0];
   const data = { endpoint, grpcStatus: err.code };
   const retryable = RETRYABLE_STATUS.has(err.code);
   if (typeof raw === "string") {

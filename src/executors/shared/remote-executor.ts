@@ -8,10 +8,11 @@ import type { StepProgress } from "../../pipelines/types.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "../base.js";
 import { Deadline } from "./deadline.js";
 import { Endpoint, EndpointPool, type EndpointMetrics } from "./endpoint-pool.js";
-import { RemotePolicy, type AttemptContext, type RemoteCallOptions, type RetryEvent } from "./remote-policy.js";
+import { RemotePolicy, allUnreachableError, isUnreachable, type AttemptContext, type RemoteCallOptions } from "./remote-policy.js";
+import { describeFailure, withEndpoint, type RetryEvent } from "./retry-events.js";
 import { parseRemoteOptions, type RemoteOptions, type remoteOptionsSchema } from "./remote-options.js";
 
-/** How often `init` re-checks health while waiting for a first endpoint to become ready, ms. */
+/** First wait of `init` between health rounds while no endpoint is ready, ms (doubles up to `backoffMaxMs`). */
 const READY_POLL_MS = 250;
 /** Deadline of a best-effort abort sent to a server, ms. */
 const ABORT_TIMEOUT_MS = 5_000;
@@ -111,29 +112,51 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
     this.#policy?.onRetry(listener);
   }
 
-  /** Opens every endpoint, then waits (up to `workerStartTimeoutMs`) until at least one passes a health check. */
+  /**
+   * Opens every endpoint, then waits (up to `workerStartTimeoutMs`) until at least one passes a health
+   * check. It stops waiting at once when no retry can help: every endpoint failed for good (a wrong key:
+   * UnauthorizedError; a forbidden one: PermissionError; a wrong URL: NotFoundError; missing cloud
+   * credentials: ConfigError; thrown as the endpoint gave it), or every endpoint has refused connections
+   * for `refusedTimeoutMs` (a TransportError naming each). Each wait is reported like a retry
+   * (`onRetry`, {@link RETRY_CHANNEL}).
+   */
   protected async initExecutor(): Promise<void> {
     const o = this.options;
     const breaker = { threshold: o.breakerThreshold, halfOpenAfterMs: o.halfOpenAfterMs };
     const endpoints = this.#names.map((name) => new Endpoint(name, this.connect(name), breaker));
-    this.#policy = new RemotePolicy(new EndpointPool(endpoints), { retries: o.retries, backoffInitialMs: o.backoffInitialMs, backoffMaxMs: o.backoffMaxMs });
+    const retry = { retries: o.retries, backoffInitialMs: o.backoffInitialMs, backoffMaxMs: o.backoffMaxMs, refusedTimeoutMs: o.refusedTimeoutMs };
+    this.#policy = new RemotePolicy(new EndpointPool(endpoints), retry);
     for (const l of this.#retryListeners) this.#policy.onRetry(l);
     const ms = this.config.workerStartTimeoutMs;
     const until = Date.now() + ms;
-    for (;;) {
-      try {
-        await this.#probeAll(Math.max(1, Math.min(o.healthTimeoutMs, until - Date.now())));
-        return;
-      } catch (err) {
-        if (this.isClosed) throw new ClosedError(`${this.constructor.name} was closed while starting`, { cause: err });
-        if (Date.now() + READY_POLL_MS >= until) {
-          throw new TimeoutError(`no endpoint of ${this.constructor.name} became ready within ${ms}ms (workerStartTimeoutMs): ${toOmniError(err).message}`, {
-            cause: err,
-            data: { method: "init", timeoutMs: ms },
-          });
-        }
+    const refusedSince = new Map<string, number>();
+    for (let round = 1; ; round++) {
+      const problems = await this.#probe(Math.max(1, Math.min(o.healthTimeoutMs, until - Date.now())));
+      if (!problems) return;
+      if (this.isClosed) throw new ClosedError(`${this.constructor.name} was closed while starting`, { cause: problems[0]!.error });
+      const now = Date.now();
+      for (const p of problems) if (!isUnreachable(p.error)) refusedSince.delete(p.endpoint);
+      for (const p of problems) if (isUnreachable(p.error) && !refusedSince.has(p.endpoint)) refusedSince.set(p.endpoint, now);
+      const permanent = problems.filter((p) => !p.error.retryable && !isUnreachable(p.error));
+      const hopeless = (p: { endpoint: string; error: OmniError }) =>
+        !p.error.retryable || (isUnreachable(p.error) && now - refusedSince.get(p.endpoint)! >= o.refusedTimeoutMs);
+      if (problems.every(hopeless)) {
+        // A retry cannot help: say why now instead of after workerStartTimeoutMs.
+        if (permanent.length) throw permanent[0]!.error;
+        const failures = new Map(problems.map((p) => [p.endpoint, p.error]));
+        throw allUnreachableError(failures, problems[problems.length - 1]!.error);
       }
-      await delay(READY_POLL_MS);
+      const wait = Math.min(READY_POLL_MS * 2 ** (round - 1), Math.max(o.backoffMaxMs, READY_POLL_MS));
+      if (Date.now() + wait >= until) {
+        const why = problems.map((p) => withEndpoint(p.endpoint, p.error)).join("; ");
+        throw new TimeoutError(`no endpoint of ${this.constructor.name} became ready within ${ms}ms (workerStartTimeoutMs): ${why}`, {
+          cause: problems[0]!.error,
+          data: { method: "init", timeoutMs: ms },
+        });
+      }
+      const first = problems[0]!;
+      this.#policy.report({ operation: "init", attempt: round, maxAttempts: undefined, delayMs: wait, endpoint: first.endpoint, error: first.error, reason: describeFailure(first.error) });
+      await delay(wait);
     }
   }
 
@@ -210,10 +233,16 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
 
   /** One round trip per endpoint (through its breaker); healthy while at least one endpoint serves. */
   override async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
-    await this.#probeAll(opts.timeout ?? this.options.healthTimeoutMs, opts.signal);
+    const problems = await this.#probe(opts.timeout ?? this.options.healthTimeoutMs, opts.signal);
+    if (problems) {
+      throw new UnhealthyError(`${this.constructor.name} is unhealthy: ${problems.map((p) => withEndpoint(p.endpoint, p.error)).join("; ")}`, {
+        data: { endpoints: problems.map((p) => p.endpoint), problems: problems.map((p) => ({ endpoint: p.endpoint, reason: p.error.message, code: p.error.code })) },
+      });
+    }
   }
 
-  async #probeAll(ms: number, signal?: AbortSignal): Promise<void> {
+  /** Probes every endpoint at once; null when at least one serves, else each endpoint's failure. */
+  async #probe(ms: number, signal?: AbortSignal): Promise<{ endpoint: string; error: OmniError }[] | null> {
     const pool = this.policy.pool;
     const dl = new Deadline(ms, signal, () => new TimeoutError(`health check timed out after ${ms}ms`, { data: { method: "health", timeoutMs: ms } }));
     try {
@@ -221,17 +250,17 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
         pool.endpoints.map((ep) =>
           ep.run(() => dl.race(this.healthOn(ep, dl)), false).then(
             () => null,
-            (err: unknown) => ({ endpoint: ep.url, reason: toOmniError(err).message }),
+            (err: unknown) => {
+              const e = toOmniError(err);
+              // An open circuit skipped the probe: the endpoint's own last failure is still what is wrong.
+              return { endpoint: ep.url, error: e.data.circuitOpen === true && ep.lastFailure ? ep.lastFailure : e };
+            },
           ),
         ),
       );
       if (dl.callerAborted) throw dl.signal.reason;
-      const problems = results.filter((r): r is { endpoint: string; reason: string } => r !== null);
-      if (problems.length === pool.endpoints.length) {
-        throw new UnhealthyError(`${this.constructor.name} is unhealthy: ${problems.map((p) => `${p.endpoint}: ${p.reason}`).join("; ")}`, {
-          data: { endpoints: problems.map((p) => p.endpoint), problems },
-        });
-      }
+      const problems = results.filter((r): r is { endpoint: string; error: OmniError } => r !== null);
+      return problems.length === pool.endpoints.length ? problems : null;
     } finally {
       dl.dispose();
     }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "../../errors/omni-error.js";
+import { DEFAULT_REFUSED_TIMEOUT_MS } from "./remote-policy.js";
 
 const endpointList = z
   .union([z.string().min(1), z.array(z.string().min(1)).min(1).max(64)])
@@ -27,6 +28,8 @@ export const remoteOptionsSchema = z.object({
   halfOpenAfterMs: z.number().int().min(1).default(2_000),
   /** Deadline of one health round trip, ms. */
   healthTimeoutMs: z.number().int().min(1).default(5_000),
+  /** How long a call (and `init`) keeps retrying while every endpoint refuses connections, ms; then it fails naming them. */
+  refusedTimeoutMs: z.number().int().min(0).default(DEFAULT_REFUSED_TIMEOUT_MS),
 });
 
 export type RemoteOptions = z.output<typeof remoteOptionsSchema>;

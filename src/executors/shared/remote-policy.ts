@@ -1,7 +1,9 @@
 import { DelegateBackoff, ExponentialBackoff, decorrelatedJitterGenerator, handleWhen, retry, type IBackoff, type IRetryBackoffContext } from "cockatiel";
-import { OmniError, TimeoutError, toOmniError } from "../../errors/omni-error.js";
+import { OmniError, TimeoutError, TransportError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "./deadline.js";
 import type { Endpoint, EndpointPool } from "./endpoint-pool.js";
+import { Listeners } from "./listeners.js";
+import { describeFailure, publishRetry, withEndpoint, type RetryEvent } from "./retry-events.js";
 
 /** Retry knobs of a {@link RemotePolicy}. */
 export interface RetryOptions {
@@ -11,7 +13,15 @@ export interface RetryOptions {
   backoffInitialMs: number;
   /** Largest backoff delay (and largest Retry-After honoured), ms. */
   backoffMaxMs: number;
+  /**
+   * How long a call keeps retrying while every endpoint refuses connections (nothing listens there), ms;
+   * past it the call fails naming the refusals. Default {@link DEFAULT_REFUSED_TIMEOUT_MS}.
+   */
+  refusedTimeoutMs?: number;
 }
+
+/** Default of {@link RetryOptions.refusedTimeoutMs}: long enough for a server restart, short enough to say "nothing listens" within seconds. */
+export const DEFAULT_REFUSED_TIMEOUT_MS = 5_000;
 
 /** What one attempt gets: its endpoint, the call's deadline (pass `deadline.signal` and `deadline.remaining()` down). */
 export interface AttemptContext<C> {
@@ -21,14 +31,7 @@ export interface AttemptContext<C> {
   attempt: number;
 }
 
-/** One retry decision, for logs and tests (delays are computed, not measured). */
-export interface RetryEvent {
-  operation: string;
-  attempt: number;
-  delayMs: number;
-  endpoint: string | undefined;
-  error: OmniError;
-}
+export type { RetryEvent };
 
 /** Per-call options of {@link RemotePolicy.execute}. */
 export interface RemoteCallOptions {
@@ -44,6 +47,35 @@ export interface RemoteCallOptions {
 /** Whether a failed attempt may be repeated: the error says so (`retryable`: refused, reset, 408, 429, 5xx, UNAVAILABLE). */
 export function isRetryable(err: unknown): boolean {
   return err instanceof OmniError && err.retryable;
+}
+
+/** Socket errors that mean nothing can be reached at that address (as opposed to a connection that broke). */
+const UNREACHABLE_ERRNOS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND"]);
+
+/**
+ * Whether an attempt failed because the endpoint cannot be reached at all: a refused connection, no
+ * route, an unknown host (`data.errno`), or a transport that says so itself (`data.unreachable`, e.g. a
+ * gRPC channel in TRANSIENT_FAILURE). Read from the error's data, never its message.
+ */
+export function isUnreachable(err: unknown): boolean {
+  if (!(err instanceof OmniError)) return false;
+  return err.data.unreachable === true || (typeof err.data.errno === "string" && UNREACHABLE_ERRNOS.has(err.data.errno));
+}
+
+/** True for the pool's or a breaker's own refusal (no endpoint was tried). */
+const isCircuitOpen = (err: OmniError): boolean => err.data.circuitOpen === true;
+
+/**
+ * The error of a call that every endpoint refused for `refusedTimeoutMs`: not retryable (nothing listens),
+ * naming each endpoint's own failure; the last one is the cause.
+ */
+export function allUnreachableError(failures: ReadonlyMap<string, OmniError>, last: OmniError): TransportError {
+  const list = [...failures].map(([url, e]) => withEndpoint(url, e));
+  return new TransportError(`no endpoint can be reached: ${list.join("; ")}`, {
+    cause: last,
+    retryable: false,
+    data: { endpoints: [...failures.keys()], errno: last.data.errno, unreachable: true },
+  });
 }
 
 /**
@@ -69,7 +101,7 @@ export function isRetryable(err: unknown): boolean {
 export class RemotePolicy<C> {
   readonly pool: EndpointPool<C>;
   readonly options: RetryOptions;
-  #listeners: ((e: RetryEvent) => void)[] = [];
+  readonly #listeners = new Listeners<RetryEvent>("retry");
 
   constructor(pool: EndpointPool<C>, options: RetryOptions) {
     this.pool = pool;
@@ -78,29 +110,40 @@ export class RemotePolicy<C> {
 
   /** Registers a listener called before each retry's backoff. Returns an unsubscribe function. */
   onRetry(listener: (e: RetryEvent) => void): () => void {
-    this.#listeners.push(listener);
-    return () => {
-      this.#listeners = this.#listeners.filter((l) => l !== listener);
-    };
+    const sub = this.#listeners.add(listener);
+    return () => sub.dispose();
+  }
+
+  /** Tells the listeners and {@link RETRY_CHANNEL} about a retry (the executor's start-up wait reports here too). */
+  report(e: RetryEvent): void {
+    this.#listeners.emit(e);
+    publishRetry(e);
   }
 
   /**
    * Runs `fn` until it succeeds, fails with a non-retryable error, runs out of retries or of budget.
-   * Throws the last attempt's error; a TimeoutError (naming the last failure) when the budget ran out;
-   * an AbortedError when the caller's signal aborted.
+   * Throws the last endpoint's error (never a breaker's "circuit open" when an endpoint failed for real);
+   * a TimeoutError naming that error when the budget ran out; an AbortedError when the caller's signal
+   * aborted; a non-retryable TransportError naming every endpoint when each refused the connection
+   * for `refusedTimeoutMs`.
    */
   async execute<T>(operation: string, fn: (ctx: AttemptContext<C>) => Promise<T>, opts: RemoteCallOptions): Promise<T> {
+    /** The last failure an endpoint itself gave (a breaker's refusal is not one). */
     let last: OmniError | null = null;
     const ms = opts.timeoutMs;
     const deadline = new Deadline(ms, opts.signal, () => {
-      const after = last ? ` (last error: ${last.message})` : "";
+      // No endpoint tried in this call (every circuit was open): the failures that opened them say why.
+      const cause = last ?? this.pool.endpoints.map((e) => e.lastFailure).find((e) => e !== null) ?? null;
+      const after = cause ? ` (last error: ${cause.message})` : "";
       const note = opts.timeoutNote ? `; ${opts.timeoutNote}` : "";
-      return new TimeoutError(`${operation} timed out after ${ms}ms${after}${note}`, { cause: last ?? undefined, data: { method: operation, timeoutMs: ms } });
+      return new TimeoutError(`${operation} timed out after ${ms}ms${after}${note}`, { cause: cause ?? undefined, data: { method: operation, timeoutMs: ms } });
     });
     const tried = new Set<Endpoint<C>>();
+    const unreachable = new UnreachableTracker(this.pool.endpoints.length, this.options.refusedTimeoutMs ?? DEFAULT_REFUSED_TIMEOUT_MS);
+    const maxAttempts = (opts.retries ?? this.options.retries) + 1;
     const policy = retry(
       handleWhen((err) => isRetryable(err) && !deadline.signal.aborted),
-      { maxAttempts: opts.retries ?? this.options.retries, backoff: this.#backoff(operation, deadline) },
+      { maxAttempts: maxAttempts - 1, backoff: this.#backoff(operation, deadline, maxAttempts) },
     );
     try {
       return await policy.execute(async ({ attempt }) => {
@@ -109,24 +152,37 @@ export class RemotePolicy<C> {
         try {
           endpoint = this.pool.pick(tried);
         } catch (err) {
-          throw (last = toOmniError(err));
+          const e = toOmniError(err);
+          throw last && unreachable.hopeless() ? allUnreachableError(unreachable.failures, last) : e;
         }
         tried.add(endpoint);
         if (tried.size === this.pool.endpoints.length) tried.clear();
         try {
-          return await endpoint.run(() => deadline.race(fn({ endpoint, deadline, attempt })), attempt > 0);
+          const v = await endpoint.run(() => deadline.race(fn({ endpoint, deadline, attempt })), attempt > 0);
+          unreachable.reached(endpoint.url);
+          return v;
         } catch (err) {
           // The deadline's own reason (timeout or caller abort) is what the caller must see, not a side effect of it.
-          throw (last = deadline.signal.aborted ? (deadline.signal.reason as OmniError) : toOmniError(err));
+          if (deadline.signal.aborted) throw deadline.signal.reason as OmniError;
+          const e = toOmniError(err);
+          if (isCircuitOpen(e)) throw last && unreachable.hopeless() ? allUnreachableError(unreachable.failures, last) : e;
+          last = e;
+          if (!isUnreachable(e)) unreachable.reached(endpoint.url);
+          else if (unreachable.refused(endpoint.url, e)) throw allUnreachableError(unreachable.failures, e);
+          throw e;
         }
       }, deadline.signal);
+    } catch (err) {
+      // Out of retries on a breaker's refusal: the endpoint's own failure says what is wrong.
+      if (last && err instanceof OmniError && isCircuitOpen(err) && !deadline.signal.aborted) throw last;
+      throw err;
     } finally {
       deadline.dispose();
     }
   }
 
   /** Exponential decorrelated-jitter backoff, raised to a Retry-After when no other endpoint can take the retry, capped by the budget. */
-  #backoff(operation: string, deadline: Deadline): DelegateBackoff<IRetryBackoffContext<unknown>, IBackoff<unknown>> {
+  #backoff(operation: string, deadline: Deadline, maxAttempts: number): DelegateBackoff<IRetryBackoffContext<unknown>, IBackoff<unknown>> {
     const { backoffInitialMs, backoffMaxMs } = this.options;
     const expo = new ExponentialBackoff({ generator: decorrelatedJitterGenerator, initialDelay: backoffInitialMs, maxDelay: backoffMaxMs });
     return new DelegateBackoff((ctx, state?: IBackoff<unknown>) => {
@@ -136,8 +192,42 @@ export class RemotePolicy<C> {
       const retryAfter = typeof error.data.retryAfterMs === "number" ? error.data.retryAfterMs : 0;
       const honour = retryAfter > 0 && !this.pool.hasAlternative(this.pool.byUrl(endpointUrl));
       const delayMs = Math.floor(Math.min(Math.max(next.duration, honour ? retryAfter : 0), backoffMaxMs, deadline.remaining()));
-      for (const l of this.#listeners) l({ operation, attempt: ctx.attempt, delayMs, endpoint: endpointUrl, error });
+      this.report({ operation, attempt: ctx.attempt, maxAttempts, delayMs, endpoint: endpointUrl, error, reason: describeFailure(error) });
       return { delay: delayMs, state: next };
     });
+  }
+}
+
+/**
+ * Per call: which endpoints refused the connection (or were otherwise unreachable), since when, and
+ * whether every endpoint has been unreachable for the allowed time (then retrying is pointless).
+ */
+class UnreachableTracker {
+  readonly failures = new Map<string, OmniError>();
+  readonly #since = new Map<string, number>();
+  readonly #endpoints: number;
+  readonly #graceMs: number;
+
+  constructor(endpoints: number, graceMs: number) {
+    this.#endpoints = endpoints;
+    this.#graceMs = graceMs;
+  }
+
+  /** Records a refusal; true when it makes every endpoint hopeless. */
+  refused(url: string, err: OmniError): boolean {
+    if (!this.#since.has(url)) this.#since.set(url, Date.now());
+    this.failures.set(url, err);
+    return this.hopeless();
+  }
+
+  /** The endpoint answered (success or a failure of another kind): it can be reached. */
+  reached(url: string): void {
+    this.#since.delete(url);
+    this.failures.delete(url);
+  }
+
+  hopeless(): boolean {
+    if (this.#since.size < this.#endpoints) return false;
+    return Date.now() - Math.min(...this.#since.values()) >= this.#graceMs;
   }
 }

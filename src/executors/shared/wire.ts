@@ -5,7 +5,9 @@
  */
 import { z } from "zod";
 import {
+  NotFoundError,
   OmniError,
+  PermissionError,
   QueueFullError,
   TimeoutError,
   TransportError,
@@ -102,10 +104,12 @@ export function errorFromResponse(status: number, body: unknown, endpoint: strin
   const detail = typeof foreign === "string" ? foreign : typeof foreign?.message === "string" ? foreign.message : snippet(body);
   const message = `${endpoint} answered ${status}: ${detail}`;
   const field = typeof foreign === "object" && typeof foreign?.param === "string" ? foreign.param : undefined;
-  if (status === 401 || status === 403) return new UnauthorizedError(message, { data });
+  if (status === 401) return new UnauthorizedError(message, { data });
+  if (status === 403) return new PermissionError(message, { data });
+  if (status === 404) return new NotFoundError(message, { data });
   if (status === 429) return new QueueFullError(message, { data });
   if (status === 408) return new TimeoutError(message, { data });
-  if (!retryable && status >= 400 && status < 500 && status !== 404) return new ValidationError(message, { field, data, statusCode: status });
+  if (!retryable && status >= 400 && status < 500) return new ValidationError(message, { field, data, statusCode: status });
   return new TransportError(message, { data, retryable });
 }
 

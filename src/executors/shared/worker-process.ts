@@ -1,10 +1,12 @@
 import { fork, type ChildProcess } from "node:child_process";
+import type { Readable } from "node:stream";
 import { createRequire } from "node:module";
 import { extname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { WorkerDiedError, WorkerError, deserializeError, type OmniError } from "../../errors/omni-error.js";
 import type { StepProgress } from "../../pipelines/types.js";
-import { WORKER_INIT_ENV, fromProgressMessage, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../workers/protocol.js";
+import { HeartbeatMonitor } from "./heartbeat-monitor.js";
+import { HEARTBEAT_FD, WORKER_INIT_ENV, fromProgressMessage, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../workers/protocol.js";
 
 /** How a worker process ended. */
 export interface WorkerExit {
@@ -14,6 +16,16 @@ export interface WorkerExit {
   signal: NodeJS.Signals | null;
   /** Last lines the worker wrote to stderr (for errors about a worker that died). */
   stderrTail: string;
+  /** Set when the parent killed it for missing heartbeats: how long it had been silent, ms. */
+  silentMs: number | null;
+}
+
+/** Heartbeat settings of one {@link WorkerProcess} (the worker's interval travels in its `WorkerInit`). */
+export interface WorkerHeartbeat {
+  /** Silence after which the worker is SIGKILLed, ms. */
+  timeoutMs: number;
+  /** Called once, just before the kill. */
+  onMissed?: (silentMs: number) => void;
 }
 
 /** Options of one {@link WorkerProcess.call}. */
@@ -90,8 +102,15 @@ export class WorkerProcess {
   #readyInfo: ReadyMessage | null = null;
   #settleReady!: { resolve: (m: ReadyMessage) => void; reject: (e: OmniError) => void };
   #onExit: (exit: WorkerExit) => void;
+  #heartbeat: HeartbeatMonitor | null = null;
+  #silentMs: number | null = null;
 
-  constructor(rank: number, init: WorkerInit, onExit: (exit: WorkerExit) => void = () => undefined) {
+  /**
+   * Spawns the worker. With `heartbeat` (and `init.heartbeatIntervalMs` > 0) the worker beats on its own
+   * pipe, and a worker silent for `heartbeat.timeoutMs` is SIGKILLed: its pending calls then fail with a
+   * WorkerDiedError saying so, exactly like a worker that died by itself.
+   */
+  constructor(rank: number, init: WorkerInit, onExit: (exit: WorkerExit) => void = () => undefined, heartbeat?: WorkerHeartbeat) {
     this.rank = rank;
     this.#onExit = onExit;
     this.ready = new Promise<ReadyMessage>((resolve, reject) => (this.#settleReady = { resolve, reject }));
@@ -105,10 +124,24 @@ export class WorkerProcess {
     this.child = fork(path, [], {
       execArgv,
       env: { ...process.env, [WORKER_INIT_ENV]: JSON.stringify(init) },
-      stdio: ["ignore", "inherit", "pipe", "ipc"],
+      // Slot 4 (HEARTBEAT_FD) is the heartbeat pipe: beats must not queue behind large IPC replies.
+      stdio: ["ignore", "inherit", "pipe", "ipc", "pipe"],
       serialization: "json",
     });
     liveChildren.add(this.child);
+    const beats = this.child.stdio[HEARTBEAT_FD] as Readable | null;
+    if (beats) {
+      if (heartbeat && init.heartbeatIntervalMs) {
+        this.#heartbeat = new HeartbeatMonitor(beats, heartbeat.timeoutMs, (silentMs) => {
+          if (this.#exit) return;
+          this.#silentMs = silentMs;
+          heartbeat.onMissed?.(silentMs);
+          this.kill();
+        });
+      } else {
+        beats.resume();
+      }
+    }
 
     this.child.stderr?.on("data", (chunk: Buffer) => {
       process.stderr.write(chunk);
@@ -118,7 +151,8 @@ export class WorkerProcess {
     const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
       if (this.#exit) return;
       liveChildren.delete(this.child);
-      this.#exit = { rank, pid: this.child.pid, exitCode, signal, stderrTail: this.#stderrTail.trim() };
+      this.#heartbeat?.stop();
+      this.#exit = { rank, pid: this.child.pid, exitCode, signal, stderrTail: this.#stderrTail.trim(), silentMs: this.#silentMs };
       this.#failAll(this.#exit);
       resolveExited(this.#exit);
       this.#onExit(this.#exit);
@@ -255,11 +289,11 @@ export class WorkerProcess {
 
   #failAll(exit: WorkerExit): void {
     if (this.#state === "starting") {
-      const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+      const how = describeEnd(exit);
       const tail = exit.stderrTail ? `: ${exit.stderrTail.split("\n").slice(-5).join(" | ")}` : "";
       this.#settleReady.reject(
         new WorkerDiedError(`worker rank ${this.rank} (pid ${exit.pid}) ${how} before it was ready${tail}`, {
-          data: { rank: this.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal },
+          data: { rank: this.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, silentMs: exit.silentMs },
         }),
       );
     }
@@ -273,11 +307,16 @@ export class WorkerProcess {
   }
 
   #diedError(exit: WorkerExit, method: string): WorkerDiedError {
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
-    return new WorkerDiedError(`worker rank ${this.rank} (pid ${exit.pid}) ${how} while "${method}" was pending`, {
-      data: { rank: this.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, method },
+    return new WorkerDiedError(`worker rank ${this.rank} (pid ${exit.pid}) ${describeEnd(exit)} while "${method}" was pending`, {
+      data: { rank: this.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, method, silentMs: exit.silentMs },
     });
   }
+}
+
+/** How a worker ended, for error messages: a missed heartbeat, a signal, or an exit code. */
+export function describeEnd(exit: WorkerExit): string {
+  if (exit.silentMs !== null) return `sent no heartbeat for ${exit.silentMs}ms and was killed (${exit.signal ?? "SIGKILL"})`;
+  return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
 }
 
 /** Resolves with the value, or null after `ms` (the timer never keeps the process alive). */

@@ -125,7 +125,7 @@ export const imageRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
       const data = out.images.map((img) => {
         const png = encodePng(img);
         if (parsed.responseFormat === "b64_json") return { b64_json: png.toString("base64"), revised_prompt: null };
-        return { url: imageUrl(req, ctx, ctx.store.put(png).id), revised_prompt: null };
+        return { url: imageUrl(ctx, ctx.store.put(png).id), revised_prompt: null };
       });
       const encodeMs = performance.now() - t0;
       ctx.metrics.generation("ok", g.seconds, out.metrics, out.images.length);
@@ -138,8 +138,9 @@ export const imageRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   });
 };
 
-function imageUrl(req: FastifyRequest, ctx: ServerContext, id: string): string {
-  const base = (ctx.config.publicBaseUrl ?? `${req.protocol}://${req.host}`).replace(/\/+$/, "");
+/** The configured public base plus the file path; a relative path without one (never the client's Host header). */
+function imageUrl(ctx: ServerContext, id: string): string {
+  const base = (ctx.config.publicBaseUrl ?? "").replace(/\/+$/, "");
   return `${base}/v1/images/files/${id}`;
 }
 
@@ -185,7 +186,7 @@ async function stream(req: FastifyRequest, ctx: ServerContext, request: OmniDiff
     else {
       const e = g.failure(err);
       if (e.statusCode >= 500) req.log.error({ err: e, requestId: req.id }, "streamed generation failed");
-      sse.event("error", { type: "error", error: toHttpError(e, ctx.config.limits).body.error });
+      sse.event("error", { type: "error", error: toHttpError(e, ctx.config.limits, req.id).body.error });
     }
   } finally {
     sse.end();

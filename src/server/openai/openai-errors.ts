@@ -1,4 +1,5 @@
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
+import { isPublicError } from "../shared/public-error.js";
 
 /** The error body every OpenAI API answers with. */
 export interface OpenAIErrorBody {
@@ -45,10 +46,17 @@ export function requestError(status: number, message: string, param: string | nu
  * Maps anything thrown while serving a request to a status and an OpenAI error body. OmniErrors keep their
  * `statusCode`; `code` is the request-level code when one was set, else the OmniError code without its
  * `OMNI_ERR_` prefix, lower-cased (`OMNI_ERR_QUEUE_FULL` → `queue_full`). fastify's own 4xx errors (bad JSON,
- * body too large, wrong content type) keep their status. Anything else is a 500 whose details stay in the log.
+ * body too large, wrong content type) keep their status. Anything else, and any OmniError with status 500
+ * (an unexpected failure: its message can carry onnxruntime paths and node names), is a 500 whose message
+ * only names `requestId`: the details stay in the log.
  */
-export function toHttpError(err: unknown, limits: { maxBodyBytes: number }): HttpErrorResponse {
+export function toHttpError(err: unknown, limits: { maxBodyBytes: number }, requestId: string): HttpErrorResponse {
+  const internal = (code: string): HttpErrorResponse => ({
+    statusCode: 500,
+    body: { error: { message: `Internal server error (request ${requestId}); the details are in the server log.`, type: "server_error", param: null, code } },
+  });
   if (err instanceof OmniError) {
+    if (!isPublicError(err)) return internal(err.code.replace(/^OMNI_ERR_/, "").toLowerCase());
     const status = err.statusCode >= 400 && err.statusCode <= 599 ? err.statusCode : 500;
     const field = typeof err.data.field === "string" ? err.data.field : null;
     const param = field ? (PARAM_OF_FIELD[field] ?? field) : null;
@@ -71,5 +79,5 @@ export function toHttpError(err: unknown, limits: { maxBodyBytes: number }): Htt
     ];
     return { statusCode: fe.statusCode, body: { error: { message, type: typeFor(fe.statusCode), param: null, code } } };
   }
-  return { statusCode: 500, body: { error: { message: "Internal server error; see the server log.", type: "server_error", param: null, code: "internal" } } };
+  return internal("internal");
 }

@@ -5,7 +5,10 @@ import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { newRequestId } from "../../core/request.js";
 import { ClosedError, UnhealthyError, type OmniError } from "../../errors/omni-error.js";
 import { ServerMetrics } from "../../metrics/server-metrics.js";
-import { checkApiKey } from "./api-key.js";
+import { authorizationHeaders, checkApiKey } from "../shared/api-key.js";
+import { hardenedServerFactory } from "../shared/http-limits.js";
+import { installJsonBodyParser } from "../shared/json-body.js";
+import { portError } from "../shared/port-check.js";
 import { schemaError } from "./image-request.js";
 import { ImageStore } from "./image-store.js";
 import { imageRoutes } from "./images-route.js";
@@ -14,6 +17,7 @@ import { requestError, toHttpError } from "./openai-errors.js";
 import type { ServerContext } from "./server-context.js";
 import { parseServerConfig, type ServerConfig, type ServerLimits, type ServerOptions } from "./server-options.js";
 import { systemRoutes } from "./system-routes.js";
+import { isPublicRoute, playgroundRoutes } from "../ui/playground-plugin.js";
 
 /**
  * Resolves true when `p` settles within `ms`, false otherwise. The timer is not unref'd: a caller awaiting
@@ -49,7 +53,8 @@ function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLim
  * {@link DiffusionEngine} and whatever executor the operator configured.
  *
  * Routes: `POST /v1/images/generations` (JSON or SSE), `GET /v1/images/files/:id`, `GET /v1/models`,
- * `GET /health`, `GET /metrics`. Every route but `/health` needs the API key when one is set.
+ * `GET /health`, `GET /metrics`, and the web playground at `/` (unless `ui: false`). Every route but `/health`
+ * and the playground's page and scripts needs the API key when one is set.
  * `close()` is graceful: no new requests, in-flight ones finish until `shutdownTimeoutMs` (then they are
  * aborted with a 503), and a server-owned engine is closed last, taking its worker processes with it.
  *
@@ -110,6 +115,7 @@ export class OmniServer {
         logger: opts.logger ?? true,
         bodyLimit: config.limits.maxBodyBytes,
         genReqId: () => newRequestId(),
+        serverFactory: hardenedServerFactory(config.http),
         // Our own draining answers in the OpenAI error shape.
         return503OnClosing: false,
       });
@@ -140,7 +146,12 @@ export class OmniServer {
 
   /** Starts listening on the configured host and port; resolves with the URL. */
   async listen(): Promise<string> {
-    const url = await this.app.listen({ host: this.config.host, port: this.config.port });
+    let url: string;
+    try {
+      url = await this.app.listen({ host: this.config.host, port: this.config.port });
+    } catch (err) {
+      throw portError({ host: this.config.host, port: this.config.port, flag: "--port" }, err);
+    }
     this.#url = url;
     this.app.log.info({ url, model: this.model.id, executor: this.engine.executor.constructor.name }, "omni-diffusion serving");
     return url;
@@ -217,8 +228,8 @@ export class OmniServer {
       const r = (schema as ZodType).safeParse(data);
       return r.success ? { value: r.data } : { error: schemaError(r.error) };
     });
-    // fastify also parses text/plain by default; this API takes JSON only (anything else is a 415).
-    app.removeContentTypeParser("text/plain");
+    // JSON only (anything else is a 415), through the shared safe parser: depth, encoding and charset checked.
+    installJsonBodyParser(app, { maxDepth: config.http.maxJsonDepth });
     app.addHook("onRequest", async (req, reply) => {
       const t0 = performance.now();
       reply.raw.once("close", () => {
@@ -226,8 +237,8 @@ export class OmniServer {
         this.metrics.httpRequest(req.method, req.routeOptions.url ?? "unmatched", status, (performance.now() - t0) / 1000);
       });
       reply.header("x-request-id", req.id);
-      if (config.apiKey && req.routeOptions.url !== "/health") {
-        const denied = checkApiKey(req.headers.authorization, config.apiKey);
+      if (config.apiKey && req.routeOptions.url !== "/health" && !isPublicRoute(req)) {
+        const denied = checkApiKey(authorizationHeaders(req.raw.rawHeaders), config.apiKey);
         if (denied) throw denied;
       }
     });
@@ -237,21 +248,23 @@ export class OmniServer {
       return payload;
     });
     app.setErrorHandler((err, req, reply) => {
-      const { statusCode, body } = toHttpError(err, config.limits);
-      if (statusCode >= 500) req.log.error({ err }, "request failed");
+      const { statusCode, body } = toHttpError(err, config.limits, req.id);
+      if (statusCode >= 500) req.log.error({ err, requestId: req.id }, "request failed");
       else req.log.info({ status: statusCode, code: body.error.code, param: body.error.param }, body.error.message);
       if (statusCode === 429) reply.header("retry-after", String(this.#retryAfterSeconds()));
-      if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="omni-diffusion"');
+      // An unauthenticated client does not keep its connection (nor get its body read).
+      if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="omni-diffusion"').header("connection", "close");
       return reply.code(statusCode).send(body);
     });
     app.setNotFoundHandler((req, reply) => {
-      const { statusCode, body } = toHttpError(requestError(404, `Unknown request URL: ${req.method} ${req.url.split("?")[0]}.`, null, "unknown_url"), config.limits);
+      const { statusCode, body } = toHttpError(requestError(404, `Unknown request URL: ${req.method} ${req.url.split("?")[0]}.`, null, "unknown_url"), config.limits, req.id);
       return reply.code(statusCode).send(body);
     });
     // Each feature is its own encapsulated plugin; the hooks, validator and error handler above are inherited.
     const ctx = this.#context();
     void app.register(imageRoutes, { ctx });
     void app.register(systemRoutes, { ctx });
+    if (config.ui) void app.register(playgroundRoutes, { ctx });
   }
 }
 

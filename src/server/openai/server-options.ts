@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { DiffusionEngine } from "../../core/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { ConfigError } from "../../errors/omni-error.js";
+import { DEFAULT_HTTP_LIMITS, httpLimitsSchema } from "../shared/http-limits.js";
 
 /** What one request may ask for. Requests beyond a limit get a 400 naming the field and the limit. */
 export const serverLimitsSchema = z
@@ -43,10 +44,18 @@ export const serverConfigSchema = z
     imageTtlMs: z.number().int().min(1_000).default(3_600_000),
     /** Memory budget of the stored `url` images; the oldest are dropped first when it is exceeded. */
     imageStoreMaxBytes: z.number().int().min(1_024).default(256 * 1024 * 1024),
-    /** Base of the image URLs handed out (e.g. behind a proxy); default: from the request's Host header. */
+    /**
+     * Base of the image URLs handed out (`https://images.example.com`). Default: none, and the URLs are
+     * relative (`/v1/images/files/<id>`): a URL is never built from the request's Host header, which the
+     * client controls.
+     */
     publicBaseUrl: z.url().optional(),
+    /** Timeouts, connection cap and JSON depth of the listening server. */
+    http: httpLimitsSchema.default(DEFAULT_HTTP_LIMITS),
     /** Register prom-client's default process metrics (CPU, memory, event loop) too. */
     defaultMetrics: z.boolean().default(true),
+    /** Serve the web playground at `/` (src/server/ui/); `serve --no-ui` turns it off. */
+    ui: z.boolean().default(true),
   })
   .strict();
 

@@ -26,7 +26,8 @@ export class SseWriter {
     this.#res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
+      // No `connection` header: Node keeps the connection or closes it as the client asked (a forced
+      // keep-alive held sockets of clients that sent `Connection: close`).
       // nginx and similar proxies buffer responses unless told otherwise; events must arrive as they happen.
       "x-accel-buffering": "no",
       ...headers,

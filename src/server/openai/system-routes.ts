@@ -8,7 +8,7 @@ import type { ServerContext } from "./server-context.js";
  * and `GET /v1/images/files/:id` (the images of `response_format: "url"`, until they expire).
  */
 export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
-  app.get("/health", async (_req, reply) => {
+  app.get("/health", async (req, reply) => {
     const refusal = ctx.refusal();
     try {
       if (refusal) throw refusal;
@@ -19,7 +19,7 @@ export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
       const e = toOmniError(err);
       const unhealthy = e instanceof UnhealthyError || e instanceof ClosedError ? e : new UnhealthyError(`health check failed: ${e.message}`, { cause: e });
       if (!(refusal instanceof ClosedError)) ctx.metrics.setHealthy(false);
-      const { body } = toHttpError(unhealthy, ctx.config.limits);
+      const { body } = toHttpError(unhealthy, ctx.config.limits, req.id);
       return reply.code(503).send(body);
     }
   });
@@ -29,7 +29,6 @@ export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
     object: "model",
     created: ctx.model.created,
     owned_by: "omni-diffusion",
-    ...(ctx.model.info ? { root: ctx.model.info.modelDir } : {}),
   });
   app.get("/v1/models", async () => ({ object: "list", data: [card()] }));
   app.get<{ Params: { model: string } }>("/v1/models/:model", async (req) => {

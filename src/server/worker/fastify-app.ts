@@ -1,13 +1,20 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from "fastify";
 import type { ZodType } from "zod";
 import { OmniError, UnknownMethodError, ValidationError, toOmniError } from "../../errors/omni-error.js";
+import { newRequestId } from "../../core/request.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
 import { errorBody } from "../../executors/shared/wire.js";
+import { authorizationHeaders, checkApiKey } from "../shared/api-key.js";
+import { hardenedServerFactory, type HttpLimits } from "../shared/http-limits.js";
+import { installJsonBodyParser } from "../shared/json-body.js";
+import { publicError } from "../shared/public-error.js";
 
 /** Options shared by the worker's fastify apps. */
 export interface WorkerAppOptions {
   /** Largest request body, bytes; larger ones get a 413. */
   bodyLimit: number;
+  /** Timeouts, connection cap and JSON depth of the listening server. */
+  http: HttpLimits;
   logger?: FastifyServerOptions["logger"];
 }
 
@@ -16,12 +23,22 @@ export interface WorkerAppOptions {
  * once, failing with a 400 ValidationError naming the field), every error answered as
  * `{"error": {name, code, message, data}}` with its status (and `Retry-After` when the error carries
  * `data.retryAfterMs`), fastify's own 4xx (bad JSON, body too large, wrong content type) kept as 4xx,
- * and a JSON 404 for unknown routes.
+ * a JSON 404 for unknown routes, the shared safe JSON parser (depth, encoding, charset), the connection
+ * limits of `opts.http`, an `x-request-id` on every answer, and internal (500) errors as a generic message
+ * naming that id (the details go to the log).
  */
 export function createWorkerApp(opts: WorkerAppOptions): FastifyInstance {
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimit, onProtoPoisoning: "error", onConstructorPoisoning: "error" });
-  // JSON only: a text body must be a 415, not a string that fails the schema.
-  app.removeContentTypeParser("text/plain");
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit,
+    genReqId: () => newRequestId(),
+    serverFactory: hardenedServerFactory(opts.http),
+  });
+  // JSON only (a text body must be a 415, not a string that fails the schema), parsed by the shared safe parser.
+  installJsonBodyParser(app, { maxDepth: opts.http.maxJsonDepth });
+  app.addHook("onRequest", async (req, reply) => {
+    reply.header("x-request-id", req.id);
+  });
   app.setValidatorCompiler(({ schema }) => {
     const zod = schema as unknown as ZodType;
     return (data: unknown) => {
@@ -30,8 +47,8 @@ export function createWorkerApp(opts: WorkerAppOptions): FastifyInstance {
     };
   });
   app.setErrorHandler((err, req, reply) => {
-    const e = asOmniError(err, opts.bodyLimit);
-    if (e.statusCode >= 500) req.log.error({ err: e }, "request failed");
+    const e = publicError(asOmniError(err, opts.bodyLimit), req.id, (full, requestId) => req.log.error({ err: full, requestId }, "request failed"));
+    if (e.statusCode >= 500) req.log.warn({ code: e.code, requestId: req.id }, e.message);
     return sendError(reply, e);
   });
   app.setNotFoundHandler((req, reply) => sendError(reply, new UnknownMethodError(`no route ${req.method} ${req.url.split("?")[0]}`, { data: { method: req.method } })));
@@ -42,7 +59,10 @@ export function createWorkerApp(opts: WorkerAppOptions): FastifyInstance {
 export function sendError(reply: FastifyReply, e: OmniError): FastifyReply {
   const retryAfter = e.data.retryAfterMs;
   if (typeof retryAfter === "number") reply.header("retry-after", String(Math.max(1, Math.ceil(retryAfter / 1000))));
-  if (e.statusCode === 401) reply.header("www-authenticate", "Bearer");
+  if (e.statusCode === 401) {
+    // The client is not ours: do not keep its connection (nor read the body it may still be sending).
+    reply.header("www-authenticate", "Bearer").header("connection", "close");
+  }
   const status = e.statusCode >= 400 && e.statusCode <= 599 ? e.statusCode : 500;
   return reply.code(status).send(errorBody(e));
 }
@@ -61,6 +81,17 @@ function asOmniError(err: unknown, bodyLimit: number): OmniError {
     return new ValidationError(messages[code] ?? String(fe.message), { field: "body", statusCode: fe.statusCode, data: { fastifyCode: code } });
   }
   return toOmniError(err);
+}
+
+/**
+ * An `onRequest` hook refusing requests without the key (401, connection closed) before their body is read.
+ * Every `Authorization` header is checked, so two of them are refused.
+ */
+export function requireApiKey(key: string) {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    const refusal = checkApiKey(authorizationHeaders(req.raw.rawHeaders), key);
+    if (refusal) return sendError(reply, refusal);
+  };
 }
 
 /** Parses a timeout header/attribute value in ms; a malformed one is a 400. */

@@ -1,14 +1,15 @@
 import type { FastifyInstance } from "fastify";
 import type { z } from "zod";
-import { UnhealthyError, toOmniError } from "../../errors/omni-error.js";
+import type { DiffusionOutput } from "../../core/output.js";
+import { UnhealthyError, toOmniError, type OmniError } from "../../errors/omni-error.js";
 import { PATHS, TIMEOUT_HEADER, abortBodySchema, errorBody, generateBodySchema, rpcBodySchema, sseFrame } from "../../executors/shared/wire.js";
-import { checkApiKey } from "../openai/api-key.js";
-import { parseTimeoutMs, sendError } from "./fastify-app.js";
+import { publicError, publicOutput } from "../shared/public-error.js";
+import { parseTimeoutMs, requireApiKey } from "./fastify-app.js";
 import { healthBody, rpcCallFromWire, type WorkerService } from "./worker-service.js";
 
 /** Options of {@link registerHttpApi}. */
 export interface HttpApiOptions {
-  /** Required as `Authorization: Bearer <key>` on every route but `/health`. */
+  /** Required as `Authorization: Bearer <key>` on every route but `/health` (checked before the body is read). */
   apiKey?: string;
   /** Deadline of the rank pings behind `/health`, ms. */
   healthTimeoutMs: number;
@@ -30,25 +31,22 @@ export function registerHttpApi(app: FastifyInstance, service: WorkerService, op
   });
 
   app.register(async (api) => {
-    if (opts.apiKey) {
-      const key = opts.apiKey;
-      api.addHook("onRequest", async (req, reply) => {
-        const refusal = checkApiKey(req.headers.authorization, key);
-        if (refusal) return sendError(reply, refusal);
-      });
-    }
+    if (opts.apiKey) api.addHook("onRequest", requireApiKey(opts.apiKey));
 
     api.post(PATHS.generate, { schema: { body: generateBodySchema } }, async (req, reply) => {
       const { requests } = req.body as z.output<typeof generateBodySchema>;
+      const log = (err: OmniError, requestId: string) => req.log.error({ err, requestId }, "request failed");
+      const wire = (outputs: DiffusionOutput[]) => outputs.map((o) => publicOutput(o, log).toDict());
       const timeoutMs = parseTimeoutMs(req.headers[TIMEOUT_HEADER], TIMEOUT_HEADER);
       const valid = service.validate(requests);
       if (!String(req.headers.accept ?? "").includes("text/event-stream")) {
         const outputs = await service.run(valid, { timeoutMs });
-        return { outputs: outputs.map((o) => o.toDict()) };
+        return { outputs: wire(outputs) };
       }
       // Streaming: progress frames while denoising, then one `result` (or `error`) frame.
       const res = reply.hijack().raw;
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+      // No `connection` header: a client that sent `Connection: close` gets its socket closed after the stream.
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       const write = (event: string, data: unknown) => {
         if (!res.destroyed && !res.writableEnded) res.write(sseFrame(event, data));
       };
@@ -57,9 +55,9 @@ export function registerHttpApi(app: FastifyInstance, service: WorkerService, op
           timeoutMs,
           onProgress: (p) => write("progress", { request_id: p.requestId, step: p.step, total_steps: p.totalSteps }),
         });
-        write("result", { outputs: outputs.map((o) => o.toDict()) });
+        write("result", { outputs: wire(outputs) });
       } catch (err) {
-        const e = toOmniError(err);
+        const e = publicError(toOmniError(err), req.id, log);
         write("error", { status: e.statusCode, ...errorBody(e) });
       } finally {
         res.end();

@@ -4,7 +4,8 @@ import { DiffusionOutput } from "../../core/output.js";
 import { UnhealthyError, ValidationError } from "../../errors/omni-error.js";
 import { MAX_REQUESTS_PER_CALL, PATHS, SAGEMAKER_ATTRIBUTES_HEADER, errorBody, generateBodySchema, rpcBodySchema } from "../../executors/shared/wire.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
-import { parseTimeoutMs } from "./fastify-app.js";
+import { publicOutput } from "../shared/public-error.js";
+import { parseTimeoutMs, requireApiKey } from "./fastify-app.js";
 import { healthBody, rpcCallFromWire, type WorkerService } from "./worker-service.js";
 
 /** SageMaker's payload limit for real-time endpoints, bytes. */
@@ -24,10 +25,17 @@ const bareArraySchema = z.array(z.unknown()).min(1).max(MAX_REQUESTS_PER_CALL);
  * - a bare array of request dicts → one merged DiffusionOutput dict (the quick-start's "Cloud Service" shape).
  *
  * SageMaker passes `X-Amzn-SageMaker-Custom-Attributes` through; `timeout_ms=<ms>` in it is the client's
- * remaining deadline. No API key here: SageMaker authenticates callers (IAM) and does not forward
- * `Authorization`.
+ * remaining deadline. SageMaker authenticates callers itself (IAM) and does not forward `Authorization`, so a
+ * port behind it trusts its network (`trustNetwork`); otherwise `/invocations` needs `apiKey` when one is set,
+ * exactly like the HTTP API. `/ping` is always open (SageMaker's health check sends no key).
  */
-export function registerSageMakerApi(app: FastifyInstance, service: WorkerService, opts: { healthTimeoutMs: number }): void {
+export function registerSageMakerApi(app: FastifyInstance, service: WorkerService, opts: { healthTimeoutMs: number; apiKey?: string; trustNetwork?: boolean }): void {
+  if (opts.apiKey && !opts.trustNetwork) {
+    const check = requireApiKey(opts.apiKey);
+    app.addHook("onRequest", async (req, reply) => {
+      if (req.url.split("?")[0] !== PATHS.ping) return check(req, reply);
+    });
+  }
   app.get(PATHS.ping, async (_req, reply) => {
     const h = await service.health(opts.healthTimeoutMs);
     if (h.ready) return { status: "ok" };
@@ -36,16 +44,17 @@ export function registerSageMakerApi(app: FastifyInstance, service: WorkerServic
 
   app.post(PATHS.invocations, async (req, reply) => {
     const timeoutMs = parseTimeoutMs(customAttribute(req.headers[SAGEMAKER_ATTRIBUTES_HEADER], "timeout_ms"), "timeout_ms");
+    const shown = (o: DiffusionOutput) => publicOutput(o, (err, requestId) => req.log.error({ err, requestId }, "request failed"));
     const body = req.body;
     if (Array.isArray(body)) {
       const outputs = await service.generate(parse(bareArraySchema, body), { timeoutMs });
-      return DiffusionOutput.merge(outputs).toDict();
+      return DiffusionOutput.merge(outputs.map(shown)).toDict();
     }
     const kind = body && typeof body === "object" ? (["requests", "rpc", "health"] as const).find((k) => k in body) : undefined;
     switch (kind) {
       case "requests": {
         const { requests } = parse(generateBodySchema, body);
-        return { outputs: (await service.generate(requests, { timeoutMs })).map((o) => o.toDict()) };
+        return { outputs: (await service.generate(requests, { timeoutMs })).map((o) => shown(o).toDict()) };
       }
       case "rpc": {
         const { rpc } = parse(rpcInvocationSchema, body);

@@ -1,6 +1,9 @@
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
+import pino from "pino";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { ConfigError } from "../../errors/omni-error.js";
+import { httpLimitsSchema, type HttpLimitsInput } from "../shared/http-limits.js";
+import { portError } from "../shared/port-check.js";
 import { createWorkerApp } from "./fastify-app.js";
 import type { GrpcApi } from "./grpc-api.js";
 import { registerHttpApi } from "./http-api.js";
@@ -11,15 +14,31 @@ import { WorkerService } from "./worker-service.js";
 export interface WorkerServerOptions {
   /** Config of the engine the worker runs (model, `numGpus` worker processes, threads, limits); `batchWindowMs` defaults to 0. */
   engine?: OmniDiffusionConfigInput;
-  /** Interface to listen on. Default 127.0.0.1. */
+  /** Interface the HTTP and gRPC APIs listen on. Default 127.0.0.1. */
   host?: string;
+  /**
+   * Interface the SageMaker port listens on. Default 127.0.0.1 (loopback): it answers without a key when
+   * `sagemakerTrustNetwork` is set, so it is exposed only on purpose (`worker serve` binds 0.0.0.0, the
+   * container network SageMaker reaches).
+   */
+  sagemakerHost?: string;
+  /**
+   * The SageMaker port trusts its network: `/invocations` needs no key even when `apiKey` is set (SageMaker
+   * authenticates callers with IAM and does not forward `Authorization`). Default false.
+   */
+  sagemakerTrustNetwork?: boolean;
   httpPort?: number;
   grpcPort?: number;
   sagemakerPort?: number;
   /** Required as a Bearer token on the HTTP and gRPC APIs (health excepted). */
   apiKey?: string;
-  /** Largest HTTP request body, bytes. Default 4 MiB (the SageMaker port always allows SageMaker's 6 MB). */
+  /**
+   * Largest HTTP request body and gRPC request message, bytes. Default 4 MiB (the SageMaker port always
+   * allows SageMaker's 6 MB). gRPC replies may be larger (they carry images).
+   */
   bodyLimitBytes?: number;
+  /** Timeouts, connection cap and JSON depth of the HTTP and SageMaker ports (JSON depth: gRPC too). */
+  http?: HttpLimitsInput;
   /** Deadline of the rank pings behind health checks, ms. Default 5 000. */
   healthTimeoutMs?: number;
   /** fastify's pino logger options. Default: silent. */
@@ -37,6 +56,8 @@ export interface WorkerServer {
   /** Resolves once the model is loaded and requests are served (until then health answers 503). */
   readonly ready: Promise<void>;
   readonly service: WorkerService;
+  /** Exposure warnings for the operator (an open SageMaker port, keyless APIs on a public interface). */
+  readonly warnings: readonly string[];
   /** Stops listening, then closes the engine. Idempotent. */
   close(): Promise<void>;
 }
@@ -55,6 +76,11 @@ export interface WorkerServer {
  */
 export async function startWorkerServer(opts: WorkerServerOptions = {}): Promise<WorkerServer> {
   const host = opts.host ?? "127.0.0.1";
+  const sagemakerHost = opts.sagemakerHost ?? "127.0.0.1";
+  const limits = httpLimitsSchema.safeParse(opts.http ?? {});
+  if (!limits.success) throw new ConfigError(`invalid http limits: ${limits.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`, { field: "http" });
+  const http = limits.data;
+  const bodyLimit = opts.bodyLimitBytes ?? 4 * 1024 * 1024;
   const healthTimeoutMs = opts.healthTimeoutMs ?? 5_000;
   if (opts.httpPort === undefined && opts.grpcPort === undefined && opts.sagemakerPort === undefined) {
     throw new ConfigError("the worker server needs at least one of httpPort, grpcPort, sagemakerPort", { field: "httpPort" });
@@ -66,27 +92,42 @@ export async function startWorkerServer(opts: WorkerServerOptions = {}): Promise
   let grpcApi: GrpcApi | undefined;
   let httpUrl: string | undefined;
   let sagemakerUrl: string | undefined;
-  const listen = async (app: FastifyInstance, port: number): Promise<string> => {
+  const listen = async (app: FastifyInstance, on: string, port: number, flag: string): Promise<string> => {
     apps.push(app);
-    await app.listen({ host, port });
+    try {
+      await app.listen({ host: on, port });
+    } catch (err) {
+      throw portError({ host: on, port, flag }, err);
+    }
     const addr = app.server.address();
-    return `http://${host}:${typeof addr === "object" && addr ? addr.port : port}`;
+    return `http://${on}:${typeof addr === "object" && addr ? addr.port : port}`;
   };
   try {
     if (opts.httpPort !== undefined) {
-      const app = createWorkerApp({ bodyLimit: opts.bodyLimitBytes ?? 4 * 1024 * 1024, logger: opts.logger });
+      const app = createWorkerApp({ bodyLimit, http, logger: opts.logger });
       registerHttpApi(app, service, { apiKey: opts.apiKey, healthTimeoutMs });
-      httpUrl = await listen(app, opts.httpPort);
+      httpUrl = await listen(app, host, opts.httpPort, "--http-port");
     }
     if (opts.sagemakerPort !== undefined) {
-      const app = createWorkerApp({ bodyLimit: SAGEMAKER_MAX_PAYLOAD_BYTES, logger: opts.logger });
-      registerSageMakerApi(app, service, { healthTimeoutMs });
-      sagemakerUrl = await listen(app, opts.sagemakerPort);
+      const app = createWorkerApp({ bodyLimit: SAGEMAKER_MAX_PAYLOAD_BYTES, http, logger: opts.logger });
+      registerSageMakerApi(app, service, { healthTimeoutMs, apiKey: opts.apiKey, trustNetwork: opts.sagemakerTrustNetwork });
+      sagemakerUrl = await listen(app, sagemakerHost, opts.sagemakerPort, "--sagemaker-port");
     }
     if (opts.grpcPort !== undefined) {
       // Imported only when served, so an HTTP-only worker (and the package import) does not load gRPC.
       const { startGrpcApi } = await import("./grpc-api.js");
-      grpcApi = await startGrpcApi(service, { host, port: opts.grpcPort, apiKey: opts.apiKey, healthTimeoutMs });
+      const log = grpcLogger(opts.logger);
+      grpcApi = await startGrpcApi(service, {
+        host,
+        port: opts.grpcPort,
+        apiKey: opts.apiKey,
+        healthTimeoutMs,
+        maxMessageBytes: bodyLimit,
+        maxJsonDepth: http.maxJsonDepth,
+        log: (err, requestId) => log.error({ err, requestId }, "gRPC call failed"),
+      }).catch((err: unknown) => {
+        throw portError({ host, port: opts.grpcPort!, flag: "--grpc-port" }, (err as { cause?: unknown }).cause ?? err);
+      });
     }
   } catch (err) {
     await Promise.allSettled([...apps.map((a) => a.close()), grpcApi?.close(), service.close()]);
@@ -99,6 +140,7 @@ export async function startWorkerServer(opts: WorkerServerOptions = {}): Promise
     sagemakerUrl,
     ready: service.ready,
     service,
+    warnings: exposureWarnings({ ...opts, host, sagemakerHost }),
     close() {
       closing ??= (async () => {
         await Promise.allSettled([...apps.map((a) => a.close()), grpcApi?.close()]);
@@ -107,4 +149,26 @@ export async function startWorkerServer(opts: WorkerServerOptions = {}): Promise
       return closing;
     },
   };
+}
+
+const isLoopback = (h: string) => /^(127\.|::1$|localhost$)/.test(h);
+
+/** What the operator should know about who can reach this worker without a key. */
+export function exposureWarnings(o: WorkerServerOptions & { host: string; sagemakerHost: string }): string[] {
+  const out: string[] = [];
+  if (!o.apiKey && !isLoopback(o.host) && (o.httpPort !== undefined || o.grpcPort !== undefined)) {
+    out.push(`the HTTP/gRPC APIs listen on ${o.host} without an API key (--api-key or OMNI_DIFFUSION_API_KEY): anyone who reaches the port can use this worker`);
+  }
+  if (o.sagemakerPort !== undefined && !isLoopback(o.sagemakerHost)) {
+    if (!o.apiKey) out.push(`the SageMaker port listens on ${o.sagemakerHost} without an API key: only SageMaker (which authenticates callers with IAM) should reach it`);
+    else if (o.sagemakerTrustNetwork) out.push(`the SageMaker port listens on ${o.sagemakerHost} and, with --sagemaker-trust-network, does not check the API key: only SageMaker should reach it`);
+    else out.push(`the SageMaker port requires the API key; SageMaker does not forward Authorization, so behind SageMaker pass --sagemaker-trust-network`);
+  }
+  return out;
+}
+
+/** A pino logger for the gRPC API, silent unless the worker logs. */
+function grpcLogger(logger: WorkerServerOptions["logger"]) {
+  if (!logger) return pino({ enabled: false });
+  return pino(typeof logger === "object" ? (logger as pino.LoggerOptions) : {});
 }

@@ -1,3 +1,4 @@
+import { basename } from "node:path";
 import { DiffusionEngine } from "../../core/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
@@ -234,7 +235,8 @@ export class WorkerService {
       throw new ValidationError('"generate" is not callable as an RPC; send requests to the generate API (POST /v1/diffusion/generate, gRPC Generate)', { field: "method" });
     }
     const timeout = Math.min(call.timeoutMs ?? Number.POSITIVE_INFINITY, engine.config.rpcTimeoutMs);
-    return engine.collectiveRpc(call.method, { args: call.args ?? [], kwargs: call.kwargs ?? {}, uniqueReplyRank: call.uniqueReplyRank ?? undefined, timeout });
+    const result = await engine.collectiveRpc(call.method, { args: call.args ?? [], kwargs: call.kwargs ?? {}, uniqueReplyRank: call.uniqueReplyRank ?? undefined, timeout });
+    return call.method === "getStats" ? withoutHostDetails(result) : result;
   }
 
   /** Stops running requests between steps; returns the ids that were running. */
@@ -268,6 +270,21 @@ export class WorkerService {
     await this.ready.catch(() => undefined);
     await this.#engine?.close();
   }
+}
+
+/**
+ * `getStats` replies as a remote caller sees them: without the process id and the model's path on this
+ * host (the model's folder name stays, as `model.name`).
+ */
+function withoutHostDetails(result: unknown): unknown {
+  const strip = (s: unknown): unknown => {
+    if (s === null || typeof s !== "object") return s;
+    const { pid: _pid, model, ...rest } = s as { pid?: unknown; model?: unknown };
+    if (model === null || typeof model !== "object") return rest;
+    const { modelDir, ...info } = model as { modelDir?: unknown };
+    return { ...rest, model: { ...info, ...(typeof modelDir === "string" ? { name: basename(modelDir) } : {}) } };
+  };
+  return Array.isArray(result) ? result.map(strip) : strip(result);
 }
 
 function deadlinePassed(requestId: string, timeoutMs: number): TimeoutError {

@@ -1,0 +1,109 @@
+/**
+ * Device check (run by bench/gpu-check.sh): every layout fixture and the shipped model on `cpu` and, where the
+ * CUDA provider starts, on `cuda`. Per model and device: load time, then the median of `--rounds` timed
+ * generations after one warm-up, and the CUDA/CPU speed ratio. A device that cannot start prints its error
+ * (the ConfigError naming what is missing) instead of numbers, and the run goes on.
+ *
+ *   npx tsx bench/gpu-check.ts [--devices cpu,cuda] [--rounds 3] [--threads N] [--json FILE]
+ */
+import { writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { parseArgs } from "node:util";
+import { DEFAULT_MODEL_DIR } from "../src/core/paths.js";
+import { OmniDiffusionRequest } from "../src/core/request.js";
+import { DEVICES, type Device } from "../src/pipelines/device.js";
+import { loadPipeline } from "../src/pipelines/load.js";
+import { intFlag, median, table } from "./lib/stats.js";
+
+const { values: args } = parseArgs({
+  options: {
+    devices: { type: "string", default: "cpu,cuda" },
+    rounds: { type: "string", default: "3" },
+    threads: { type: "string", default: String(availableParallelism()) },
+    json: { type: "string" },
+  },
+});
+const devices = args.devices!.split(",").map((d) => d.trim()) as Device[];
+for (const d of devices) if (!(DEVICES as readonly string[]).includes(d)) throw new RangeError(`--devices: unknown device "${d}" (known: ${DEVICES.join(", ")})`);
+const rounds = intFlag("rounds", args.rounds, 1);
+const threads = intFlag("threads", args.threads, 1);
+
+const FIXTURES = new URL("../test/fixtures/models/", import.meta.url).pathname;
+/** Model, and one request at a size and step count typical for it. */
+const CASES: { name: string; dir: string; req: ConstructorParameters<typeof OmniDiffusionRequest>[0] }[] = [
+  { name: "tiny-shapes (shipped)", dir: DEFAULT_MODEL_DIR, req: { prompt: "a red circle on a blue background", numInferenceSteps: 20, numOutputsPerPrompt: 4 } },
+  { name: "sd15 512x512", dir: `${FIXTURES}sd15`, req: { prompt: "a photo of a cat", width: 512, height: 512, numInferenceSteps: 10 } },
+  { name: "sd15-fp16 512x512", dir: `${FIXTURES}sd15-fp16`, req: { prompt: "a photo of a cat", width: 512, height: 512, numInferenceSteps: 10 } },
+  { name: "sd15-fixed 512x512", dir: `${FIXTURES}sd15-fixed`, req: { prompt: "a photo of a cat", width: 512, height: 512, numInferenceSteps: 10 } },
+  { name: "sd21 768x768 v-pred", dir: `${FIXTURES}sd21`, req: { prompt: "a photo of a cat", width: 768, height: 768, numInferenceSteps: 10, guidanceScale: 5 } },
+  { name: "sd-turbo 512x512 1 step", dir: `${FIXTURES}sd-turbo`, req: { prompt: "a photo of a cat", width: 512, height: 512, numInferenceSteps: 1, guidanceScale: 0 } },
+  { name: "lcm 512x512 4 steps", dir: `${FIXTURES}lcm`, req: { prompt: "a photo of a cat", width: 512, height: 512, numInferenceSteps: 4 } },
+];
+
+interface Result {
+  model: string;
+  device: Device;
+  loadMs?: number;
+  msPerRequest?: number;
+  error?: string;
+}
+
+async function measure(c: (typeof CASES)[number], device: Device): Promise<Result> {
+  const t0 = performance.now();
+  let pipeline;
+  try {
+    pipeline = await loadPipeline(c.dir, { device, intraOpNumThreads: threads });
+  } catch (err) {
+    return { model: c.name, device, error: (err as Error).message };
+  }
+  const loadMs = performance.now() - t0;
+  try {
+    const run = async (i: number) => {
+      const out = await pipeline.generate([new OmniDiffusionRequest({ ...c.req, seed: i, requestId: `r${i}` })]);
+      const err = Object.values(out.errors)[0];
+      if (err) throw err;
+    };
+    await run(0); // warm-up: kernel selection, allocator growth
+    const times: number[] = [];
+    for (let i = 1; i <= rounds; i++) {
+      const t = performance.now();
+      await run(i);
+      times.push(performance.now() - t);
+    }
+    return { model: c.name, device, loadMs, msPerRequest: median(times) };
+  } catch (err) {
+    return { model: c.name, device, loadMs, error: (err as Error).message };
+  } finally {
+    await pipeline.release();
+  }
+}
+
+const results: Result[] = [];
+/** A device that could not start is not retried for every model: its error is printed once. */
+const unavailable = new Map<Device, string>();
+for (const c of CASES) {
+  for (const d of devices) {
+    if (unavailable.has(d)) {
+      results.push({ model: c.name, device: d, error: `not run: ${d} unavailable (above)` });
+      continue;
+    }
+    const r = await measure(c, d);
+    if (r.error && r.loadMs === undefined && /^device "/.test(r.error)) unavailable.set(d, r.error);
+    results.push(r);
+    console.log(r.error ? `${c.name} on ${d}: FAILED: ${r.error}` : `${c.name} on ${d}: load ${r.loadMs!.toFixed(0)} ms, ${r.msPerRequest!.toFixed(1)} ms/request`);
+  }
+}
+
+const rows: (string | number)[][] = [["model", ...devices.map((d) => `${d} ms/request`), ...(devices.includes("cuda") && devices.includes("cpu") ? ["cuda speed-up"] : [])]];
+for (const c of CASES) {
+  const of = (d: Device) => results.find((r) => r.model === c.name && r.device === d);
+  const cells = devices.map((d) => (of(d)?.msPerRequest !== undefined ? of(d)!.msPerRequest!.toFixed(1) : "failed"));
+  const cpu = of("cpu")?.msPerRequest;
+  const cuda = of("cuda")?.msPerRequest;
+  rows.push([c.name, ...cells, ...(rows[0]!.length > devices.length + 1 ? [cpu && cuda ? `${(cpu / cuda).toFixed(2)}x` : "-"] : [])]);
+}
+console.log(`\nmedian of ${rounds} timed requests after one warm-up, ${threads} onnxruntime threads (fixtures: tiny random weights in the real layouts, so GPU gains are small)`);
+console.log(table(rows));
+if (args.json) writeFileSync(args.json, JSON.stringify({ threads, rounds, results }, null, 2));
+const cudaFailed = devices.includes("cuda") && results.some((r) => r.device === "cuda" && r.error);
+process.exitCode = cudaFailed ? 3 : 0;

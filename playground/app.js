@@ -1,0 +1,241 @@
+// @ts-check
+import { ApiError, getApi, streamGeneration } from "./lib/api.js";
+import { FieldError, parseForm, randomSeed, toFormValues, toRequestBody } from "./lib/params.js";
+import { Gallery } from "./gallery.js";
+import { StatusPanel } from "./status-panel.js";
+
+/** localStorage key of the API key. Present (even empty) once the user answered the question. */
+const KEY_STORAGE = "omni-diffusion.apiKey";
+/** How often a running generation's step and queue position are polled, ms. */
+const PROGRESS_MS = 250;
+
+/** @param {string} id */
+const byId = (id) => /** @type {any} */ (document.getElementById(id));
+
+const el = {
+  keyForm: /** @type {HTMLFormElement} */ (byId("key-form")),
+  key: /** @type {HTMLInputElement} */ (byId("api-key")),
+  form: /** @type {HTMLFormElement} */ (byId("generate-form")),
+  prompt: /** @type {HTMLTextAreaElement} */ (byId("prompt")),
+  negativePrompt: /** @type {HTMLTextAreaElement} */ (byId("negative-prompt")),
+  size: /** @type {HTMLSelectElement} */ (byId("size")),
+  steps: /** @type {HTMLInputElement} */ (byId("steps")),
+  guidance: /** @type {HTMLInputElement} */ (byId("guidance")),
+  sampler: /** @type {HTMLSelectElement} */ (byId("sampler")),
+  seed: /** @type {HTMLInputElement} */ (byId("seed")),
+  n: /** @type {HTMLInputElement} */ (byId("n")),
+  seedRandom: /** @type {HTMLButtonElement} */ (byId("seed-random")),
+  seedReuse: /** @type {HTMLButtonElement} */ (byId("seed-reuse")),
+  generate: /** @type {HTMLButtonElement} */ (byId("generate")),
+  cancel: /** @type {HTMLButtonElement} */ (byId("cancel")),
+  progress: /** @type {HTMLElement} */ (byId("progress")),
+  progressBar: /** @type {HTMLProgressElement} */ (byId("progress-bar")),
+  progressText: /** @type {HTMLElement} */ (byId("progress-text")),
+  preview: /** @type {HTMLImageElement} */ (byId("preview")),
+  error: /** @type {HTMLElement} */ (byId("error")),
+  notice: /** @type {HTMLElement} */ (byId("notice")),
+};
+
+let apiKey = localStorage.getItem(KEY_STORAGE);
+/** @type {number | null} */
+let lastSeed = null;
+/** @type {AbortController | null} */
+let running = null;
+/** @type {any} */
+let serverStatus = null;
+let defaultsApplied = false;
+
+/** @param {unknown} err */
+function showError(err) {
+  el.error.hidden = err == null;
+  el.error.textContent = err == null ? "" : err instanceof Error ? err.message : String(err);
+}
+
+/** @param {string} text */
+const notice = (text) => (el.notice.textContent = text);
+
+/** @returns {import("./lib/params.js").FormValues} */
+function formValues() {
+  return {
+    prompt: el.prompt.value,
+    negativePrompt: el.negativePrompt.value,
+    size: el.size.value,
+    steps: el.steps.value,
+    guidance: el.guidance.value,
+    sampler: el.sampler.value,
+    seed: el.seed.value,
+    n: el.n.value,
+  };
+}
+
+/**
+ * @param {HTMLSelectElement} select
+ * @param {string} value
+ * @param {string} [label]
+ */
+function ensureOption(select, value, label = value) {
+  if (![...select.options].some((o) => o.value === value)) select.add(new Option(label, value));
+}
+
+/** @param {import("./lib/params.js").FormValues} v */
+function setFormValues(v) {
+  el.prompt.value = v.prompt;
+  el.negativePrompt.value = v.negativePrompt;
+  ensureOption(el.size, v.size);
+  el.size.value = v.size;
+  el.steps.value = v.steps;
+  el.guidance.value = v.guidance;
+  ensureOption(el.sampler, v.sampler);
+  el.sampler.value = v.sampler;
+  el.seed.value = v.seed;
+  el.n.value = v.n;
+}
+
+/** Fills the size and sampler lists (and, once, the model's defaults) from `/ui/api/status`. */
+function applyStatus(status) {
+  serverStatus = status;
+  if (!status) return;
+  const { model, limits } = status;
+  for (const s of model.sizes.length ? model.sizes : ["auto"]) ensureOption(el.size, s, s === model.nativeSize ? `${s} (native)` : s);
+  const samplerDefault = model.defaults?.sampler;
+  for (const s of model.samplers) ensureOption(el.sampler, s);
+  el.sampler.options[0].textContent = samplerDefault ? `model default (${samplerDefault})` : "model default";
+  el.steps.max = String(limits.maxSteps);
+  el.n.max = String(limits.maxN);
+  if (defaultsApplied) return;
+  defaultsApplied = true;
+  el.size.value = model.nativeSize ?? el.size.options[0]?.value ?? "auto";
+  if (model.defaults) {
+    el.steps.value = String(model.defaults.steps);
+    el.guidance.value = String(model.defaults.guidance);
+  }
+}
+
+const gallery = new Gallery(byId("gallery"), (params) => {
+  setFormValues(toFormValues(params));
+  notice(`Restored the parameters of “${params.prompt}” (seed ${params.seed}).`);
+  el.prompt.focus();
+});
+const panel = new StatusPanel(() => apiKey ?? "", applyStatus, showError);
+
+/** @param {boolean} on */
+function setRunning(on) {
+  el.generate.disabled = on;
+  el.cancel.disabled = !on;
+  el.progress.hidden = !on;
+  if (on) {
+    el.progressBar.removeAttribute("value"); // indeterminate until the first step
+    el.progressText.textContent = "Sending the request…";
+    el.preview.hidden = true;
+    el.preview.removeAttribute("src");
+  }
+}
+
+/**
+ * Polls the request's queue position and step until `signal` aborts. Best effort: a failed poll is skipped,
+ * the stream itself reports real failures.
+ * @param {string} requestId
+ * @param {AbortSignal} signal
+ */
+function pollProgress(requestId, signal) {
+  const tick = async () => {
+    try {
+      const p = await getApi(`/ui/api/progress/${encodeURIComponent(requestId)}`, apiKey ?? "", { signal });
+      if (signal.aborted) return;
+      if (p.state === "queued") el.progressText.textContent = `Waiting in the queue: position ${p.queuePosition} of ${p.queueDepth}`;
+      else if (p.state === "running" && p.totalSteps) {
+        el.progressBar.max = p.totalSteps;
+        el.progressBar.value = p.step;
+        el.progressText.textContent = `Step ${p.step} of ${p.totalSteps}`;
+      }
+    } catch {
+      if (signal.aborted) return;
+    }
+    if (!signal.aborted) setTimeout(tick, PROGRESS_MS);
+  };
+  void tick();
+}
+
+async function generate() {
+  if (running) return;
+  if (apiKey === null) {
+    showError("Enter the API key first (leave it empty if the server has none) and press Save key.");
+    el.key.focus();
+    return;
+  }
+  let parsed;
+  try {
+    parsed = parseForm(formValues(), serverStatus?.limits);
+  } catch (err) {
+    showError(err);
+    if (err instanceof FieldError) byId(err.field === "negativePrompt" ? "negative-prompt" : err.field)?.focus();
+    return;
+  }
+  const params = { ...parsed, seed: parsed.seed ?? randomSeed() };
+  const ctrl = new AbortController();
+  const polling = new AbortController();
+  running = ctrl;
+  showError(null);
+  notice("");
+  setRunning(true);
+  /** @type {string[]} */
+  const images = [];
+  try {
+    const body = toRequestBody(params, { model: serverStatus?.model.id });
+    await streamGeneration(body, apiKey, ctrl.signal, {
+      onStart: (id) => {
+        el.progressText.textContent = "Accepted; waiting for the first step…";
+        if (id) pollProgress(id, polling.signal);
+      },
+      onPartial: (e) => {
+        el.preview.src = `data:image/png;base64,${e.b64_json}`;
+        el.preview.hidden = false;
+      },
+      onCompleted: (e) => (images[e.index] = `data:image/png;base64,${e.b64_json}`),
+    });
+    lastSeed = params.seed;
+    el.seedReuse.disabled = false;
+    gallery.add({ params, images: images.filter(Boolean) });
+    notice(`Done: ${images.length} image${images.length === 1 ? "" : "s"}, seed ${params.seed}.`);
+  } catch (err) {
+    if (ctrl.signal.aborted) notice("Cancelled.");
+    else showError(err instanceof ApiError || err instanceof Error ? err : String(err));
+  } finally {
+    polling.abort();
+    running = null;
+    setRunning(false);
+    panel.start();
+  }
+}
+
+el.form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  void generate();
+});
+el.cancel.addEventListener("click", () => running?.abort());
+document.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
+    e.preventDefault();
+    void generate();
+  }
+});
+el.seedRandom.addEventListener("click", () => (el.seed.value = ""));
+el.seedReuse.addEventListener("click", () => {
+  if (lastSeed !== null) el.seed.value = String(lastSeed);
+});
+el.keyForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  apiKey = el.key.value.trim();
+  localStorage.setItem(KEY_STORAGE, apiKey);
+  showError(null);
+  notice(apiKey ? "API key saved in this browser." : "No API key: requests go without one.");
+  panel.start();
+});
+
+if (apiKey === null) {
+  notice("Enter the server's API key (leave it empty if it has none) and press Save key.");
+  el.key.focus();
+} else {
+  el.key.value = apiKey;
+  panel.start();
+}

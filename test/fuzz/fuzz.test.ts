@@ -1,0 +1,98 @@
+/**
+ * The fuzz suite (issue 9): seeded hostile requests against every HTTP route of `serve`, the worker's HTTP
+ * API and SageMaker port, and every gRPC method. Asserts no 5xx (nor internal error in a body), no crash
+ * (the servers run in this process; worker processes keep their pids), no hang (each request has a guard),
+ * and that every server still serves a valid request afterwards.
+ *
+ * `FUZZ_SEED=<n>` replays a run (`random` picks one), `FUZZ_COUNT=<n>` sets the requests per target.
+ * `bench/fuzz.ts` is the long mode.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { startServer, type OmniServer } from "../../src/index.js";
+import { createClient } from "../../src/executors/shared/grpc-codec.js";
+import type { WorkerServer } from "../../src/server/worker/worker-server.js";
+import { startTestWorker } from "../helpers/worker-servers.js";
+import { makeRng } from "./hostile.js";
+import { fuzzGrpc, fuzzHttp, sagemakerRoutes, serveRoutes, workerRoutes, type Finding } from "./runner.js";
+
+const SEED = process.env.FUZZ_SEED === "random" ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.FUZZ_SEED ?? 20_261_130);
+const COUNT = Number(process.env.FUZZ_COUNT ?? 80);
+const HANG_MS = 30_000;
+const KEY = "fuzz-key";
+const BODY_LIMIT = 64 * 1024;
+const HTTP = { requestTimeoutMs: 5_000, headersTimeoutMs: 5_000 };
+
+console.log(`fuzz: FUZZ_SEED=${SEED} FUZZ_COUNT=${COUNT}`);
+
+const report = (findings: Finding[]) =>
+  findings.map((f) => `#${f.index} ${f.target}: ${f.problem}\n    sent: ${f.sent}`).join("\n") + `\n(replay with FUZZ_SEED=${SEED} FUZZ_COUNT=${COUNT})`;
+
+const pids = async (rpc: (m: string) => Promise<unknown>) => ((await rpc("ping")) as { pid: number }[]).map((p) => p.pid);
+
+describe(`fuzz (seed ${SEED})`, { timeout: 20 * 60_000 }, () => {
+  let serve: OmniServer;
+  let worker: WorkerServer;
+  before(async () => {
+    [serve, worker] = await Promise.all([
+      startServer({
+        port: 0,
+        apiKey: KEY,
+        logger: false,
+        http: HTTP,
+        limits: { maxN: 2, maxSteps: 4, maxWidth: 64, maxHeight: 64, maxBodyBytes: BODY_LIMIT },
+        engineConfig: { numGpus: 1, intraOpNumThreads: 1 },
+      }),
+      startTestWorker({ httpPort: 0, grpcPort: 0, sagemakerPort: 0, apiKey: KEY, bodyLimitBytes: BODY_LIMIT, http: HTTP, engine: { limits: { maxSteps: 4, maxWidth: 64, maxHeight: 64, maxOutputsPerPrompt: 2 } } }),
+    ]);
+  });
+  after(async () => {
+    await Promise.allSettled([serve?.close(), worker?.close()]);
+  });
+
+  it("serve: no 5xx, no hang, and it still serves", async () => {
+    const before = await pids((m) => serve.engine.collectiveRpc(m));
+    const findings = await fuzzHttp(makeRng(SEED), { name: "serve", url: serve.url!, key: KEY, maxBodyBytes: BODY_LIMIT, routes: serveRoutes() }, COUNT, HANG_MS);
+    assert.deepEqual(findings, [], report(findings));
+    assert.deepEqual(await pids((m) => serve.engine.collectiveRpc(m)), before, "no worker process died");
+    const res = await fetch(`${serve.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ prompt: "a red circle on a blue background", size: "32x32", num_inference_steps: 2 }),
+    });
+    assert.equal(res.status, 200);
+  });
+
+  for (const [kind, routes] of [["http", workerRoutes], ["sagemaker", sagemakerRoutes]] as const) {
+    it(`worker ${kind} port: no 5xx, no hang, and it still serves`, async () => {
+      const url = kind === "http" ? worker.httpUrl! : worker.sagemakerUrl!;
+      const before = await pids((m) => worker.service.rpc({ method: m }));
+      const findings = await fuzzHttp(makeRng(SEED + (kind === "http" ? 1 : 2)), { name: `worker ${kind}`, url, key: KEY, maxBodyBytes: BODY_LIMIT, routes: routes() }, COUNT, HANG_MS);
+      assert.deepEqual(findings, [], report(findings));
+      assert.deepEqual(await pids((m) => worker.service.rpc({ method: m })), before, "no worker process died");
+      const res = await fetch(`${url}${kind === "http" ? "/v1/diffusion/generate" : "/invocations"}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ requests: [{ prompt: "a red circle on a blue background", width: 32, height: 32, num_inference_steps: 2 }] }),
+      });
+      assert.equal(res.status, 200);
+      const out = (await res.json()) as { outputs: { output: unknown[] }[] };
+      assert.equal(out.outputs[0]!.output.length, 1);
+    });
+  }
+
+  it("worker gRPC: no INTERNAL/UNKNOWN/UNAVAILABLE, no hang, and it still serves", async () => {
+    const before = await pids((m) => worker.service.rpc({ method: m }));
+    const findings = await fuzzGrpc(makeRng(SEED + 3), worker.grpcAddress!, KEY, COUNT, HANG_MS);
+    assert.deepEqual(findings, [], report(findings));
+    assert.deepEqual(await pids((m) => worker.service.rpc({ method: m })), before, "no worker process died");
+    const client = createClient(worker.grpcAddress!) as grpc.Client & { Health: (r: unknown, cb: (e: grpc.ServiceError | null, v: { ready: boolean }) => void) => void };
+    try {
+      const h = await new Promise<{ ready: boolean }>((resolve, reject) => client.Health({}, (e, v) => (e ? reject(e) : resolve(v))));
+      assert.equal(h.ready, true);
+    } finally {
+      client.close();
+    }
+  });
+});
