@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { assertPortsFree } from "../server/shared/port-check.js";
 import { startQueueWorker } from "../workers/queue-worker.js";
 import type { OmniDiffusionConfigInput } from "../core/config.js";
 import { intArg } from "./options.js";
@@ -33,6 +34,8 @@ export function addQueueWorkerFlags(cmd: Command): Command {
  * once it pulls jobs; SIGTERM/SIGINT stop pulling, drain held jobs and exit 0.
  */
 export async function runQueueWorker(flags: QueueWorkerFlags & { host?: string }, engine: OmniDiffusionConfigInput): Promise<void> {
+  // Before the engine starts: a taken metrics port is one line naming it and its flag.
+  if (flags.metricsPort !== undefined) await assertPortsFree([{ host: flags.host ?? "127.0.0.1", port: flags.metricsPort, flag: "--metrics-port" }]);
   const worker = await startQueueWorker({
     url: flags.queue!,
     queueName: flags.queueName,

@@ -3,7 +3,7 @@ import { ConfigError } from "../errors/omni-error.js";
 import { assertPortsFree, type PortClaim } from "../server/shared/port-check.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
 import type { Device } from "../pipelines/device.js";
-import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
 import { addQueueWorkerFlags, runQueueWorker, type QueueWorkerFlags } from "./queue-worker-flags.js";
 
 interface WorkerFlags extends HttpLimitFlags, QueueWorkerFlags {
@@ -56,7 +56,7 @@ export function addWorkerCommand(program: Command): void {
   addHttpLimitFlags(addQueueWorkerFlags(cmd)).action(async (mode: string | undefined, flags: WorkerFlags) => {
     if (mode !== undefined && mode !== "serve") throw new ConfigError(`unknown mode "${mode}" (the only one is "serve", for SageMaker)`);
     // --queue: pull jobs from Redis instead of serving HTTP/gRPC (docs/fleet.md).
-    if (flags.queue) return runQueueWorker(flags, engineConfig(flags));
+    if (flags.queue) return runQueueWorker(flags, engineConfigFromFlags(flags));
     const sagemaker = mode === "serve";
     const none = flags.httpPort === undefined && flags.grpcPort === undefined && flags.sagemakerPort === undefined;
     const apiKey = flags.apiKey ?? (process.env.OMNI_DIFFUSION_API_KEY || undefined);
@@ -71,7 +71,7 @@ export function addWorkerCommand(program: Command): void {
     if (sagemakerPort !== undefined) claims.push({ host: sagemakerHost, port: sagemakerPort, flag: "--sagemaker-port" });
     await assertPortsFree(claims);
     const server = await startWorkerServer({
-      engine: engineConfig(flags),
+      engine: engineConfigFromFlags(flags),
       host,
       sagemakerHost,
       sagemakerTrustNetwork: flags.sagemakerTrustNetwork === true,
@@ -101,16 +101,4 @@ export function addWorkerCommand(program: Command): void {
 
 function endpoints(s: WorkerServer): string {
   return [s.httpUrl && `http=${s.httpUrl}`, s.grpcAddress && `grpc=${s.grpcAddress}`, s.sagemakerUrl && `sagemaker=${s.sagemakerUrl}`].filter(Boolean).join(" ");
-}
-
-/** The local engine's config from the flags, for both the server and the queue mode. */
-function engineConfig(flags: WorkerFlags) {
-  return {
-    ...(flags.model ? { model: flags.model } : {}),
-    ...(flags.workers ? { numGpus: flags.workers } : {}),
-    ...(flags.threads ? { intraOpNumThreads: flags.threads } : {}),
-    ...(flags.device ? { device: flags.device } : {}),
-    ...(flags.executor ? { executorClass: flags.executor } : {}),
-    ...(flags.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
-  };
 }
