@@ -73,33 +73,19 @@ export function registerQueueMetrics(registry: Registry, queue: Queue): void {
       if (s) for (const state of ["waiting", "active", "delayed", "failed", "completed"] as const) this.set({ ...labels, state }, s[state]);
     },
   });
-  new Gauge({
-    name: QUEUE_METRICS.oldestWaiting,
-    help: "Age of the oldest job waiting for a worker, seconds.",
-    labelNames: ["queue"],
-    registers,
-    async collect() {
-      const s = await snapshot();
-      if (s) this.set(labels, s.oldestWaitingAgeSeconds);
-    },
-  });
-  new Gauge({
-    name: QUEUE_METRICS.liveWorkers,
-    help: "Workers with a live heartbeat in Redis.",
-    labelNames: ["queue"],
-    registers,
-    async collect() {
-      const s = await snapshot();
-      if (s) this.set(labels, s.liveWorkers);
-    },
-  });
-  new Gauge({
-    name: QUEUE_METRICS.up,
-    help: "1 when the last scrape could read the queue from Redis.",
-    labelNames: ["queue"],
-    registers,
-    async collect() {
-      this.set(labels, (await snapshot()) ? 1 : 0);
-    },
-  });
+  // The single-valued gauges differ only in name, help and what they read from the snapshot.
+  const single = (name: string, help: string, value: (s: QueueStats | null) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["queue"],
+      registers,
+      async collect() {
+        const v = value(await snapshot());
+        if (v !== null) this.set(labels, v);
+      },
+    });
+  single(QUEUE_METRICS.oldestWaiting, "Age of the oldest job waiting for a worker, seconds.", (s) => s?.oldestWaitingAgeSeconds ?? null);
+  single(QUEUE_METRICS.liveWorkers, "Workers with a live heartbeat in Redis.", (s) => s?.liveWorkers ?? null);
+  single(QUEUE_METRICS.up, "1 when the last scrape could read the queue from Redis.", (s) => (s ? 1 : 0));
 }
