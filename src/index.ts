@@ -1,5 +1,5 @@
 // Public API of omni-diffusion. Only re-exports live here.
-export { DiffusionEngine, type BatchEvent, type EngineGenerateOptions, type EngineStats, type StepEvent } from "./core/engine.js";
+export { DiffusionEngine, type BatchEvent, type EngineGenerateOptions, type EngineStats, type StepEvent } from "./engine/engine.js";
 export { parseConfig, configSchema, BATCHING_POLICIES, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./core/config.js";
 export { checkRequestLimits, camelCaseFields, snakeCaseFields, prefixedFields, estimateRequestBytes, DEFAULT_REQUEST_LIMITS, type RequestLimits, type LimitedRequest, type FieldNamer } from "./core/limits.js";
 export { parseModelLimits, type ModelLimits } from "./core/model-limits.js";
@@ -35,11 +35,11 @@ export { GrpcDiffusionExecutor } from "./executors/grpc-executor.js";
 export { SageMakerDiffusionExecutor, SAGEMAKER_INVOCATION_LIMIT_MS, SAGEMAKER_PAYLOAD_LIMIT_BYTES } from "./executors/sagemaker-executor.js";
 export { OpenAIImagesExecutor } from "./executors/openai-executor.js";
 export { QueueDiffusionExecutor } from "./executors/queue-executor.js";
-export { QUEUE_METRICS, type QueueStats } from "./executors/queue/queue-stats.js";
+export { QUEUE_METRICS, type QueueStats } from "./metrics/queue-stats.js";
 export { RemoteExecutor, type BatchPlan } from "./executors/shared/remote-executor.js";
-export type { CircuitStateName, EndpointMetrics } from "./executors/shared/endpoint-pool.js";
-export type { RetryEvent } from "./executors/shared/remote-policy.js";
-export { PATHS as WIRE_PATHS, TIMEOUT_HEADER } from "./executors/shared/wire.js";
+export type { CircuitStateName, EndpointMetrics } from "./policies/endpoint-pool.js";
+export type { RetryEvent } from "./policies/remote-policy.js";
+export { PATHS as WIRE_PATHS, TIMEOUT_HEADER } from "./protocol/wire.js";
 export {
   PROTO_PATH,
   outputFromProto,
@@ -49,7 +49,7 @@ export {
   type ProtoGenerateReply,
   type ProtoOutput,
   type ProtoRequest,
-} from "./executors/shared/proto-codec.js";
+} from "./protocol/proto-codec.js";
 export { startWorkerServer, type WorkerServer, type WorkerServerOptions } from "./server/worker/worker-server.js";
 export { startQueueWorker, type QueueWorker, type QueueWorkerOptions } from "./workers/queue-worker.js";
 export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./workers/diffusion-worker.js";

@@ -4,11 +4,11 @@ import { extname } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { parseConfig, requestLimitsOf } from "../core/config.js";
-import { DiffusionEngine } from "../core/engine.js";
+import { DiffusionEngine } from "../engine/engine.js";
 import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
-import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../executors/shared/retry-events.js";
+import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../policies/retry-events.js";
 import { encodePng } from "../utils/png.js";
 import { ALLOW_NON_NATIVE_FLAG, deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
 

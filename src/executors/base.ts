@@ -2,7 +2,7 @@ import { ClosedError, toOmniError, type OmniError } from "../errors/omni-error.j
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import type { StepProgress } from "../pipelines/types.js";
+import type { StepProgress } from "../core/progress.js";
 
 /** Options of {@link DiffusionExecutor.collectiveRpc} (vLLM-Omni's `collective_rpc`). */
 export interface CollectiveRpcOptions {

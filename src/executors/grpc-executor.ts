@@ -3,14 +3,14 @@ import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { NotFoundError, OmniError, PermissionError, TransportError, UnauthorizedError, UnhealthyError, ValidationError, WorkerError } from "../errors/omni-error.js";
-import type { StepProgress } from "../pipelines/types.js";
+import type { StepProgress } from "../core/progress.js";
 import type { CollectiveRpcOptions } from "./base.js";
-import type { Deadline } from "./shared/deadline.js";
-import type { Endpoint } from "./shared/endpoint-pool.js";
-import { outputFromProto, requestToProto, type ProtoGenerateEvent, type ProtoGenerateReply, type ProtoHealthReply } from "./shared/proto-codec.js";
+import type { Deadline } from "../policies/deadline.js";
+import type { Endpoint } from "../policies/endpoint-pool.js";
+import { outputFromProto, requestToProto, type ProtoGenerateEvent, type ProtoGenerateReply, type ProtoHealthReply } from "../protocol/proto-codec.js";
 import { RemoteExecutor } from "./shared/remote-executor.js";
 import { hostPort, remoteOptionsSchema, requireEndpoints, type RemoteOptions } from "./shared/remote-options.js";
-import type { AttemptContext } from "./shared/remote-policy.js";
+import type { AttemptContext } from "../policies/remote-policy.js";
 
 /** gRPC status codes this executor tells apart (grpc-js itself is imported only when the executor starts). */
 const GRPC = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, PERMISSION_DENIED: 7, UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
@@ -35,7 +35,7 @@ type ServerStream = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions) =>
  *
  * @example
  * ```ts
- * import { DiffusionEngine } from "../core/engine.js";
+ * import { DiffusionEngine } from "../engine/engine.js";
  * const engine = await DiffusionEngine.create({ executorClass: "grpc", executorOptions: { endpoints: ["gpu-1:50051"] } });
  * ```
  */
@@ -43,19 +43,19 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
   static override readonly supportsAbortMidStep: boolean = true;
 
   /** The codec (and with it grpc-js), imported when the executor starts: importing the package does not load gRPC. */
-  #codec: typeof import("./shared/grpc-codec.js") | null = null;
+  #codec: typeof import("../protocol/grpc-codec.js") | null = null;
 
   constructor(config: OmniDiffusionConfig) {
     super(config, remoteOptionsSchema);
   }
 
-  get #c(): typeof import("./shared/grpc-codec.js") {
+  get #c(): typeof import("../protocol/grpc-codec.js") {
     if (!this.#codec) throw new WorkerError("GrpcDiffusionExecutor is not initialised; await init() first");
     return this.#codec;
   }
 
   protected override async initExecutor(): Promise<void> {
-    this.#codec = await import("./shared/grpc-codec.js");
+    this.#codec = await import("../protocol/grpc-codec.js");
     await super.initExecutor();
   }
 

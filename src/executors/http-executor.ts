@@ -3,15 +3,15 @@ import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { UnhealthyError } from "../errors/omni-error.js";
-import type { StepProgress } from "../pipelines/types.js";
+import type { StepProgress } from "../core/progress.js";
 import type { CollectiveRpcOptions } from "./base.js";
-import type { Deadline } from "./shared/deadline.js";
-import type { Endpoint } from "./shared/endpoint-pool.js";
+import type { Deadline } from "../policies/deadline.js";
+import type { Endpoint } from "../policies/endpoint-pool.js";
 import { HttpClient } from "./shared/http-client.js";
 import { RemoteExecutor } from "./shared/remote-executor.js";
 import { httpBaseUrl, remoteOptionsSchema, requireEndpoints } from "./shared/remote-options.js";
-import type { AttemptContext } from "./shared/remote-policy.js";
-import { PATHS, outputsOf } from "./shared/wire.js";
+import type { AttemptContext } from "../policies/remote-policy.js";
+import { PATHS, outputsOf } from "../protocol/wire.js";
 
 const httpOptionsSchema = remoteOptionsSchema.extend({
   /** Stream step progress over server-sent events (one more frame per step); default: plain JSON. */
@@ -36,7 +36,7 @@ type HttpOptions = z.output<typeof httpOptionsSchema>;
  *
  * @example
  * ```ts
- * import { DiffusionEngine } from "../core/engine.js";
+ * import { DiffusionEngine } from "../engine/engine.js";
  * const engine = await DiffusionEngine.create({
  *   executorClass: "http",
  *   executorOptions: { endpoints: ["http://gpu-1:8000", "http://gpu-2:8000"], apiKey: "secret", retries: 3 },

@@ -14,11 +14,11 @@ import {
   WorkerError,
   toOmniError,
 } from "../errors/omni-error.js";
-import type { StepProgress } from "../pipelines/types.js";
-import type { WorkerInit } from "../workers/protocol.js";
+import type { StepProgress } from "../core/progress.js";
+import type { WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
-import { Deadline } from "./shared/deadline.js";
+import { Deadline } from "../policies/deadline.js";
 import { Listeners } from "./shared/listeners.js";
 import { RankSlot } from "./shared/rank-slot.js";
 import { WorkerProcess, describeEnd, waitFor, type WorkerExit } from "./shared/worker-process.js";

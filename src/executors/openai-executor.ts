@@ -6,12 +6,12 @@ import type { OmniDiffusionRequest } from "../core/request.js";
 import { OmniError, TransportError, UnknownMethodError, ValidationError } from "../errors/omni-error.js";
 import { decodePng } from "../utils/png.js";
 import type { CollectiveRpcOptions } from "./base.js";
-import type { Deadline } from "./shared/deadline.js";
-import type { Endpoint } from "./shared/endpoint-pool.js";
+import type { Deadline } from "../policies/deadline.js";
+import type { Endpoint } from "../policies/endpoint-pool.js";
 import { HttpClient } from "./shared/http-client.js";
 import { RemoteExecutor, type BatchPlan } from "./shared/remote-executor.js";
 import { httpBaseUrl, remoteOptionsSchema, requireEndpoints } from "./shared/remote-options.js";
-import type { AttemptContext } from "./shared/remote-policy.js";
+import type { AttemptContext } from "../policies/remote-policy.js";
 
 const openaiOptionsSchema = remoteOptionsSchema.extend({
   /** Sent as `model`; absent: the server's default model. */
@@ -59,7 +59,7 @@ interface OpenAIPing {
  *
  * @example
  * ```ts
- * import { DiffusionEngine } from "../core/engine.js";
+ * import { DiffusionEngine } from "../engine/engine.js";
  * const engine = await DiffusionEngine.create({
  *   executorClass: "openai",
  *   executorOptions: { endpoints: ["http://vllm-omni:8000"], apiKey: "sk-...", model: "Qwen/Qwen-Image" },

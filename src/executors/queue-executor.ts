@@ -10,8 +10,8 @@ import { AbortedError, ClosedError, QueueFullError, TimeoutError, TransportError
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { EventReader } from "./queue/event-reader.js";
 import { JobWaiters, errorOutput } from "./queue/job-waiters.js";
-import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisNow, redisOptions, type JobData, type WorkerInfo } from "./queue/queue-protocol.js";
-import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
+import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisNow, redisOptions, type JobData, type WorkerInfo } from "../protocol/queue-protocol.js";
+import { readQueueStats, registerQueueMetrics, type QueueStats } from "../metrics/queue-stats.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
 
@@ -58,7 +58,7 @@ const CLOSE_TIMEOUT_MS = 2_000;
  *
  * @example
  * ```ts
- * import { DiffusionEngine } from "../core/engine.js";
+ * import { DiffusionEngine } from "../engine/engine.js";
  * const engine = await DiffusionEngine.create({
  *   executorClass: "queue",
  *   executorOptions: { url: "redis://127.0.0.1:6379/0", queue: "omni-diffusion", maxWaiting: 500 },

@@ -16,12 +16,12 @@ import {
   WorkerError,
 } from "../errors/omni-error.js";
 import type { CollectiveRpcOptions } from "./base.js";
-import type { Deadline } from "./shared/deadline.js";
-import type { Endpoint } from "./shared/endpoint-pool.js";
+import type { Deadline } from "../policies/deadline.js";
+import type { Endpoint } from "../policies/endpoint-pool.js";
 import { RemoteExecutor, type BatchPlan } from "./shared/remote-executor.js";
 import { remoteOptionsSchema } from "./shared/remote-options.js";
-import type { AttemptContext } from "./shared/remote-policy.js";
-import { connectionError, errorFromResponse, isRetryableStatus, outputsOf } from "./shared/wire.js";
+import type { AttemptContext } from "../policies/remote-policy.js";
+import { connectionError, errorFromResponse, isRetryableStatus, outputsOf } from "../protocol/wire.js";
 
 /** SageMaker's limit on a real-time invocation's request and response payloads, bytes. */
 export const SAGEMAKER_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024;
@@ -65,7 +65,7 @@ type SageMakerOptions = z.output<typeof sagemakerOptionsSchema>;
  *
  * @example
  * ```ts
- * import { DiffusionEngine } from "../core/engine.js";
+ * import { DiffusionEngine } from "../engine/engine.js";
  * const engine = await DiffusionEngine.create({
  *   executorClass: "sagemaker",
  *   executorOptions: { endpointName: "omni-diffusion", region: "eu-west-1", targetVariant: "AllTraffic" },

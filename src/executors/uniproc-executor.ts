@@ -6,7 +6,7 @@ import { DiffusionWorker } from "../workers/diffusion-worker.js";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type ExecuteOptions } from "./base.js";
 import { UNIPROC_DEFAULTS, readLocalOptions } from "./multiproc-options.js";
-import { Deadline } from "./shared/deadline.js";
+import { Deadline } from "../policies/deadline.js";
 
 
 /**

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
 import { AbortedError, ConfigError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
-import { connectionError } from "../executors/shared/wire.js";
+import { connectionError } from "../protocol/wire.js";
 
 /** One file of a repository as `GET /api/models/{id}/revision/{rev}?blobs=true` lists it. */
 export interface HubSibling {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { DiffusionEngine } from "../core/engine.js";
+import type { DiffusionEngine } from "../engine/engine.js";
 import type { StageMetrics } from "../core/output.js";
 
 /** How a generation request ended, as a metric label. */
@@ -26,7 +26,7 @@ const ROW_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
  *
  * @example
  * ```ts
- * import { DiffusionEngine } from "../core/engine.js";
+ * import { DiffusionEngine } from "../engine/engine.js";
  * const engine = await DiffusionEngine.create();
  * const metrics = new ServerMetrics(engine);
  * const text = await metrics.registry.metrics();

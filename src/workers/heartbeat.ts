@@ -10,7 +10,7 @@
  * not a heartbeat matter: the call's own deadline (`rpcTimeoutMs`) bounds it and `checkHealth` names it.
  */
 import { Worker } from "node:worker_threads";
-import { HEARTBEAT_FD } from "./protocol.js";
+import { HEARTBEAT_FD } from "../protocol/worker-ipc.js";
 
 // CommonJS, evaluated in the thread. EAGAIN (a full pipe: the parent is slow to read) skips one beat;
 // any other error means the parent end is gone, and the process is exiting anyway.

@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { Queue, WaitingError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import { Counter, Histogram, Registry } from "prom-client";
-import { DiffusionEngine } from "../core/engine.js";
+import { DiffusionEngine } from "../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import { OmniDiffusionRequest } from "../core/request.js";
@@ -25,8 +25,8 @@ import {
   type RpcMessage,
   type RpcReply,
   type WorkerInfo,
-} from "../executors/queue/queue-protocol.js";
-import { registerQueueMetrics } from "../executors/queue/queue-stats.js";
+} from "../protocol/queue-protocol.js";
+import { registerQueueMetrics } from "../metrics/queue-stats.js";
 import { toDiffusionOutput } from "../server/worker/worker-service.js";
 
 /** How long close waits past the drain deadline for BullMQ to let go of the jobs handed back, ms. */

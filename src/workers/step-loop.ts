@@ -2,7 +2,8 @@ import { DiffusionOutput, type GeneratedImage, type StageMetrics } from "../core
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { AbortedError, OmniError, toOmniError } from "../errors/omni-error.js";
 import { abortedAt, denoiseFailure, isFinished, rowsOf, shapeKey, trajectoriesOf, type DenoiseState, type ResolvedParams } from "../pipelines/denoise-state.js";
-import type { StepProgress, SteppablePipeline, UnetCall } from "../pipelines/types.js";
+import type { SteppablePipeline, UnetCall } from "../pipelines/types.js";
+import type { StepProgress } from "../core/progress.js";
 
 /** Options of one {@link StepLoop.run} call (one generate RPC). */
 export interface StepLoopRunOptions {

@@ -19,7 +19,7 @@ import {
   toProgressMessage,
   type RpcCallMessage,
   type WorkerMessage,
-} from "./protocol.js";
+} from "../protocol/worker-ipc.js";
 
 let unsent = 0;
 let onAllSent: (() => void) | null = null;

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { parseConfig, type BatchingPolicy, type OmniDiffusionConfigInput } from "../../src/core/config.js";
-import { DiffusionEngine, type StepEvent } from "../../src/core/engine.js";
+import { DiffusionEngine, type StepEvent } from "../../src/engine/engine.js";
 import type { GeneratedImage } from "../../src/core/output.js";
 import type { OmniDiffusionRequestInit } from "../../src/core/request.js";
 import { ConfigError } from "../../src/errors/omni-error.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Job, Queue, QueueEvents } from "bullmq";
-import { DiffusionEngine } from "../../src/core/engine.js";
+import { DiffusionEngine } from "../../src/engine/engine.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "./helpers.js";
 

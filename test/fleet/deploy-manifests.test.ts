@@ -11,7 +11,7 @@ import { Command } from "commander";
 import { parseAllDocuments } from "yaml";
 import { addServeCommand } from "../../src/cli/serve-command.js";
 import { addWorkerCommand } from "../../src/cli/worker-command.js";
-import { DEFAULT_QUEUE_NAME } from "../../src/executors/queue/queue-protocol.js";
+import { DEFAULT_QUEUE_NAME } from "../../src/protocol/queue-protocol.js";
 
 const DEPLOY = fileURLToPath(new URL("../../deploy", import.meta.url));
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed YAML, checked field by field below

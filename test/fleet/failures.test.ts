@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { Job, Queue } from "bullmq";
-import { DiffusionEngine } from "../../src/core/engine.js";
+import { DiffusionEngine } from "../../src/engine/engine.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { AbortedError, OmniError } from "../../src/errors/omni-error.js";
 import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "./helpers.js";

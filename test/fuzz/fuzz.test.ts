@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { startServer, type OmniServer } from "../../src/index.js";
-import { createClient } from "../../src/executors/shared/grpc-codec.js";
+import { createClient } from "../../src/protocol/grpc-codec.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 import { makeRng } from "./hostile.js";

@@ -5,7 +5,7 @@
  */
 import { connect } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { createClient, omniDiffusionService } from "../../src/executors/shared/grpc-codec.js";
+import { createClient, omniDiffusionService } from "../../src/protocol/grpc-codec.js";
 import { chance, deepJson, hostileAuth, hostileBody, int, mutate, pick, randomValue, validRequestDict, type Rng } from "./hostile.js";
 
 /** One route of an HTTP server. */

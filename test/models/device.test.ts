@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parseConfig } from "../../src/core/config.js";
-import { DiffusionEngine } from "../../src/core/engine.js";
+import { DiffusionEngine } from "../../src/engine/engine.js";
 import { ConfigError } from "../../src/errors/omni-error.js";
 import { onnxruntimeBinDir } from "../../src/pipelines/device.js";
 import { loadPipeline } from "../../src/pipelines/load.js";

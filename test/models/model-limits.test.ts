@@ -1,7 +1,7 @@
 /** What each layout fixture can serve (ModelLimits), and the memory refusal on a real-layout estimate. */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { DiffusionEngine } from "../../src/core/engine.js";
+import { DiffusionEngine } from "../../src/engine/engine.js";
 import { estimateRequestBytes } from "../../src/core/limits.js";
 import type { ModelLimits } from "../../src/core/model-limits.js";
 import { ValidationError } from "../../src/errors/omni-error.js";

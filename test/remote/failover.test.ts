@@ -10,7 +10,7 @@ import { parseConfig } from "../../src/core/config.js";
 import type { DiffusionOutput } from "../../src/core/output.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
-import type { EndpointMetrics } from "../../src/executors/shared/endpoint-pool.js";
+import type { EndpointMetrics } from "../../src/policies/endpoint-pool.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { waitGone } from "../helpers/processes.js";
 import { ChildWorker, startTestWorker } from "../helpers/worker-servers.js";

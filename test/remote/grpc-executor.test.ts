@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { DiffusionEngine } from "../../src/core/engine.js";
+import { DiffusionEngine } from "../../src/engine/engine.js";
 import { parseConfig } from "../../src/core/config.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { UnauthorizedError, UnknownMethodError, ValidationError } from "../../src/errors/omni-error.js";
 import { GrpcDiffusionExecutor } from "../../src/executors/grpc-executor.js";
-import { callMetadata, createClient } from "../../src/executors/shared/grpc-codec.js";
+import { callMetadata, createClient } from "../../src/protocol/grpc-codec.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { runExecutorConformance } from "../../src/testing/executor-conformance.js";

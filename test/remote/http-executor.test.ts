@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { DiffusionEngine } from "../../src/core/engine.js";
+import { DiffusionEngine } from "../../src/engine/engine.js";
 import { parseConfig } from "../../src/core/config.js";
 import { DiffusionOutput } from "../../src/core/output.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";

@@ -24,9 +24,9 @@ import { GrpcDiffusionExecutor } from "../../src/executors/grpc-executor.js";
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
 import { OpenAIImagesExecutor } from "../../src/executors/openai-executor.js";
 import { SageMakerDiffusionExecutor } from "../../src/executors/sagemaker-executor.js";
-import { omniDiffusionService } from "../../src/executors/shared/grpc-codec.js";
+import { omniDiffusionService } from "../../src/protocol/grpc-codec.js";
 import type { RemoteExecutor } from "../../src/executors/shared/remote-executor.js";
-import type { RetryEvent } from "../../src/executors/shared/retry-events.js";
+import type { RetryEvent } from "../../src/policies/retry-events.js";
 import { useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";
 
 const T = 60_000;

@@ -6,9 +6,9 @@ import { describe, it, mock } from "node:test";
 import { parseConfig } from "../../src/core/config.js";
 import { AbortedError, QueueFullError, TimeoutError, TransportError, UnhealthyError, ValidationError } from "../../src/errors/omni-error.js";
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
-import { Endpoint, EndpointPool } from "../../src/executors/shared/endpoint-pool.js";
-import { RemotePolicy, type RetryEvent } from "../../src/executors/shared/remote-policy.js";
-import { errorFromResponse, parseRetryAfter } from "../../src/executors/shared/wire.js";
+import { Endpoint, EndpointPool } from "../../src/policies/endpoint-pool.js";
+import { RemotePolicy, type RetryEvent } from "../../src/policies/remote-policy.js";
+import { errorFromResponse, parseRetryAfter } from "../../src/protocol/wire.js";
 
 const transient = (url: string) => new TransportError(`${url}: ECONNRESET`, { data: { endpoint: url, errno: "ECONNRESET" } });
 const refused = (url: string) => new TransportError(`${url}: ECONNREFUSED`, { data: { endpoint: url, errno: "ECONNREFUSED" } });

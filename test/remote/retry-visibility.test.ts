@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { parseConfig } from "../../src/core/config.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
-import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../../src/executors/shared/retry-events.js";
+import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../../src/policies/retry-events.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 

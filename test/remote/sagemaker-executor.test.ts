@@ -13,7 +13,7 @@ import { parseConfig, type OmniDiffusionConfigInput } from "../../src/core/confi
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { ConfigError, TimeoutError, ValidationError } from "../../src/errors/omni-error.js";
 import { SAGEMAKER_PAYLOAD_LIMIT_BYTES, SageMakerDiffusionExecutor } from "../../src/executors/sagemaker-executor.js";
-import type { RetryEvent } from "../../src/executors/shared/remote-policy.js";
+import type { RetryEvent } from "../../src/policies/remote-policy.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { ENDPOINT, FakeSageMakerRuntime, useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";

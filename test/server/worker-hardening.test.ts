@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { ERROR_METADATA_KEY, createClient, errorFromGrpc, grpcStatusFor } from "../../src/executors/shared/grpc-codec.js";
+import { ERROR_METADATA_KEY, createClient, errorFromGrpc, grpcStatusFor } from "../../src/protocol/grpc-codec.js";
 import { checkApiKey } from "../../src/server/shared/api-key.js";
 import { startWorkerServer, type WorkerServer } from "../../src/server/worker/worker-server.js";
 import { RawClient, rawRequest } from "../helpers/raw-http.js";

@@ -1,9 +1,9 @@
 import type { Job } from "bullmq";
 import { DiffusionOutput } from "../../core/output.js";
 import { OmniError, WorkerError, deserializeError, toOmniError, type SerializedError } from "../../errors/omni-error.js";
-import type { StepProgress } from "../../pipelines/types.js";
+import type { StepProgress } from "../../core/progress.js";
 import type { QueueEvent } from "./event-reader.js";
-import type { JobProgress } from "./queue-protocol.js";
+import type { JobProgress } from "../../protocol/queue-protocol.js";
 
 interface Waiter {
   resolve: (out: DiffusionOutput) => void;

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { TimeoutError, TransportError, ValidationError, deserializeError, type OmniError } from "../../errors/omni-error.js";
-import { queueKeys, type RpcMessage, type RpcReply } from "./queue-protocol.js";
+import { queueKeys, type RpcMessage, type RpcReply } from "../../protocol/queue-protocol.js";
 
 /** One rank's reply as `collectiveRpc` returns it: the worker's reply with the worker it came from. */
 export type RankReply = Record<string, unknown> & { rank: number; worker: string; workerRank: number };

@@ -4,12 +4,12 @@ import type { OmniDiffusionConfig } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
 import type { OmniDiffusionRequest } from "../../core/request.js";
 import { AbortedError, ClosedError, OmniError, TimeoutError, UnhealthyError, ValidationError, WorkerError, toOmniError } from "../../errors/omni-error.js";
-import type { StepProgress } from "../../pipelines/types.js";
+import type { StepProgress } from "../../core/progress.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "../base.js";
-import { Deadline } from "./deadline.js";
-import { Endpoint, EndpointPool, type EndpointMetrics } from "./endpoint-pool.js";
-import { RemotePolicy, allUnreachableError, isUnreachable, type AttemptContext, type RemoteCallOptions } from "./remote-policy.js";
-import { describeFailure, withEndpoint, type RetryEvent } from "./retry-events.js";
+import { Deadline } from "../../policies/deadline.js";
+import { Endpoint, EndpointPool, type EndpointMetrics } from "../../policies/endpoint-pool.js";
+import { RemotePolicy, allUnreachableError, isUnreachable, type AttemptContext, type RemoteCallOptions } from "../../policies/remote-policy.js";
+import { describeFailure, withEndpoint, type RetryEvent } from "../../policies/retry-events.js";
 import { parseRemoteOptions, type RemoteOptions, type remoteOptionsSchema } from "./remote-options.js";
 
 /** First wait of `init` between health rounds while no endpoint is ready, ms (doubles up to `backoffMaxMs`). */

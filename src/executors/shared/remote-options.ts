@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "../../errors/omni-error.js";
-import { DEFAULT_REFUSED_TIMEOUT_MS } from "./remote-policy.js";
+import { DEFAULT_REFUSED_TIMEOUT_MS } from "../../policies/remote-policy.js";
 
 const endpointList = z
   .union([z.string().min(1), z.array(z.string().min(1)).min(1).max(64)])

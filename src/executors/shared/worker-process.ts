@@ -4,9 +4,9 @@ import { createRequire } from "node:module";
 import { extname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { WorkerDiedError, WorkerError, deserializeError, type OmniError } from "../../errors/omni-error.js";
-import type { StepProgress } from "../../pipelines/types.js";
+import type { StepProgress } from "../../core/progress.js";
 import { HeartbeatMonitor } from "./heartbeat-monitor.js";
-import { HEARTBEAT_FD, WORKER_INIT_ENV, fromProgressMessage, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../workers/protocol.js";
+import { HEARTBEAT_FD, WORKER_INIT_ENV, fromProgressMessage, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../protocol/worker-ipc.js";
 
 /** How a worker process ended. */
 export interface WorkerExit {

@@ -3,7 +3,7 @@ import type { GeneratedImage, StageMetrics } from "../../core/output.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, OmniError, toOmniError } from "../../errors/omni-error.js";
-import type { StepProgress } from "../../pipelines/types.js";
+import type { StepProgress } from "../../core/progress.js";
 import { encodePng } from "../../utils/png.js";
 import { imageGenerationBodySchema, previewInterval, toImageRequest, type ImageGenerationBody, type ParsedImageRequest } from "./image-request.js";
 import { toHttpError } from "./openai-errors.js";

@@ -1,4 +1,4 @@
-import type { DiffusionEngine } from "../../core/engine.js";
+import type { DiffusionEngine } from "../../engine/engine.js";
 import { modelDisplayName } from "../../core/model-path.js";
 import type { RequestLimits } from "../../core/limits.js";
 import type { ModelLimits } from "../../core/model-limits.js";

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import type { ZodType } from "zod";
-import { DiffusionEngine } from "../../core/engine.js";
+import { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { newRequestId } from "../../core/request.js";
 import { ClosedError, UnhealthyError, type OmniError } from "../../errors/omni-error.js";

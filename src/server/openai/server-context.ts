@@ -1,4 +1,4 @@
-import type { DiffusionEngine } from "../../core/engine.js";
+import type { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniError } from "../../errors/omni-error.js";
 import type { ServerMetrics } from "../../metrics/server-metrics.js";
 import type { ImageStore } from "./image-store.js";

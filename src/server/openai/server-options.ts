@@ -1,6 +1,6 @@
 import type { FastifyServerOptions } from "fastify";
 import { z } from "zod";
-import type { DiffusionEngine } from "../../core/engine.js";
+import type { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { ConfigError } from "../../errors/omni-error.js";
 import { DEFAULT_HTTP_LIMITS, httpLimitsSchema } from "../shared/http-limits.js";

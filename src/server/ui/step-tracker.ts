@@ -1,4 +1,4 @@
-import type { DiffusionEngine } from "../../core/engine.js";
+import type { DiffusionEngine } from "../../engine/engine.js";
 
 /** Where one generation request stands, as the playground's progress poll reports it. */
 export interface RequestProgress {

@@ -3,7 +3,7 @@ import type { ZodType } from "zod";
 import { OmniError, UnknownMethodError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { newRequestId } from "../../core/request.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
-import { errorBody } from "../../executors/shared/wire.js";
+import { errorBody } from "../../protocol/wire.js";
 import { authorizationHeaders, checkApiKey } from "../shared/api-key.js";
 import { hardenedServerFactory, type HttpLimits } from "../shared/http-limits.js";
 import { installJsonBodyParser } from "../shared/json-body.js";

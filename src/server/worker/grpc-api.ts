@@ -1,9 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
 import { newRequestId } from "../../core/request.js";
 import { toOmniError } from "../../errors/omni-error.js";
-import { CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, omniDiffusionService, toServiceError } from "../../executors/shared/grpc-codec.js";
-import { outputToProto, requestFromProto, type ProtoRequest, type ProtoRpcRequest } from "../../executors/shared/proto-codec.js";
-import { abortBodySchema, rpcBodySchema } from "../../executors/shared/wire.js";
+import { CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, omniDiffusionService, toServiceError } from "../../protocol/grpc-codec.js";
+import { outputToProto, requestFromProto, type ProtoRequest, type ProtoRpcRequest } from "../../protocol/proto-codec.js";
+import { abortBodySchema, rpcBodySchema } from "../../protocol/wire.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
 import { publicError, publicOutput, type ErrorLog } from "../shared/public-error.js";
 import { parseJsonSafely } from "../shared/safe-json.js";

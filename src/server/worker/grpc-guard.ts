@@ -5,7 +5,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { ValidationError } from "../../errors/omni-error.js";
-import { toServiceError } from "../../executors/shared/grpc-codec.js";
+import { toServiceError } from "../../protocol/grpc-codec.js";
 import { checkApiKey } from "../shared/api-key.js";
 
 const UNDECODABLE = Symbol("undecodable message");

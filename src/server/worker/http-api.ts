@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { z } from "zod";
 import type { DiffusionOutput } from "../../core/output.js";
 import { UnhealthyError, toOmniError, type OmniError } from "../../errors/omni-error.js";
-import { PATHS, TIMEOUT_HEADER, abortBodySchema, errorBody, generateBodySchema, rpcBodySchema, sseFrame } from "../../executors/shared/wire.js";
+import { PATHS, TIMEOUT_HEADER, abortBodySchema, errorBody, generateBodySchema, rpcBodySchema, sseFrame } from "../../protocol/wire.js";
 import { publicError, publicOutput } from "../shared/public-error.js";
 import { parseTimeoutMs, requireApiKey } from "./fastify-app.js";
 import { healthBody, rpcCallFromWire, type WorkerService } from "./worker-service.js";

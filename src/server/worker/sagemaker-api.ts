@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { DiffusionOutput } from "../../core/output.js";
 import { UnhealthyError, ValidationError } from "../../errors/omni-error.js";
-import { MAX_REQUESTS_PER_CALL, PATHS, SAGEMAKER_ATTRIBUTES_HEADER, errorBody, generateBodySchema, rpcBodySchema } from "../../executors/shared/wire.js";
+import { MAX_REQUESTS_PER_CALL, PATHS, SAGEMAKER_ATTRIBUTES_HEADER, errorBody, generateBodySchema, rpcBodySchema } from "../../protocol/wire.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
 import { publicOutput } from "../shared/public-error.js";
 import { parseTimeoutMs, requireApiKey } from "./fastify-app.js";

@@ -1,15 +1,15 @@
 import { basename } from "node:path";
-import { DiffusionEngine } from "../../core/engine.js";
+import { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
 import { prefixedFields, snakeCaseFields } from "../../core/limits.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, LimitExceededError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
-import { Deadline } from "../../executors/shared/deadline.js";
+import { Deadline } from "../../policies/deadline.js";
 import type { z } from "zod";
-import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../executors/shared/wire.js";
-import type { StepProgress } from "../../pipelines/types.js";
+import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../protocol/wire.js";
+import type { StepProgress } from "../../core/progress.js";
 
 /** How long a finished result stays available to a retry of the same request id, ms. */
 const RESULT_TTL_MS = 30_000;

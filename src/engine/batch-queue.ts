@@ -1,6 +1,6 @@
-import type { OmniDiffusionRequest } from "./request.js";
-import type { StepProgress } from "../pipelines/types.js";
-import type { OmniRequestOutput } from "./request-output.js";
+import type { OmniDiffusionRequest } from "../core/request.js";
+import type { StepProgress } from "../core/progress.js";
+import type { OmniRequestOutput } from "../core/request-output.js";
 
 /** A request waiting in, or taken from, the engine's queue. */
 export interface QueuedRequest {

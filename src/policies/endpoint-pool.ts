@@ -1,5 +1,5 @@
 import { CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, type CircuitBreakerPolicy } from "cockatiel";
-import { AbortedError, OmniError, QueueFullError, TimeoutError, TransportError, toOmniError } from "../../errors/omni-error.js";
+import { AbortedError, OmniError, QueueFullError, TimeoutError, TransportError, toOmniError } from "../errors/omni-error.js";
 
 /** Circuit state of one endpoint, as metrics and health pages show it. */
 export type CircuitStateName = "closed" | "open" | "half-open" | "isolated";

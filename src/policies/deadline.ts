@@ -1,4 +1,4 @@
-import { AbortedError, OmniError, type TimeoutError } from "../../errors/omni-error.js";
+import { AbortedError, OmniError, type TimeoutError } from "../errors/omni-error.js";
 
 /**
  * One deadline for one operation (vLLM's "one deadline per RPC"): an absolute time every wait of the
@@ -8,7 +8,7 @@ import { AbortedError, OmniError, type TimeoutError } from "../../errors/omni-er
  *
  * @example
  * ```ts
- * import { TimeoutError } from "../../errors/omni-error.js";
+ * import { TimeoutError } from "../errors/omni-error.js";
  * const dl = new Deadline(5_000, undefined, () => new TimeoutError("ping timed out"));
  * try {
  *   // ... pass dl.at to the worker and dl.signal to every wait ...

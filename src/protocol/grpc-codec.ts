@@ -12,7 +12,7 @@ import {
   serializeError,
   toOmniError,
   type SerializedError,
-} from "../../errors/omni-error.js";
+} from "../errors/omni-error.js";
 import { PROTO_PATH } from "./proto-codec.js";
 import { rebuildRemoteError } from "./wire.js";
 

@@ -1,5 +1,5 @@
 import { channel } from "node:diagnostics_channel";
-import { OmniError } from "../../errors/omni-error.js";
+import { OmniError } from "../errors/omni-error.js";
 
 /**
  * The `node:diagnostics_channel` name every remote executor publishes its {@link RetryEvent}s on (undici's

@@ -1,15 +1,16 @@
 import { AbortedError, ClosedError, OmniError, QueueFullError, ValidationError, toOmniError } from "../errors/omni-error.js";
 import type { CollectiveRpcOptions, DiffusionExecutor } from "../executors/base.js";
 import { resolveExecutor } from "../executors/resolve-executor.js";
-import type { StepBatchInfo, StepProgress } from "../pipelines/types.js";
+import type { StepBatchInfo, StepProgress } from "../core/progress.js";
 import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
-import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./config.js";
-import { checkRequestLimits, type FieldNamer, type LimitedRequest, type RequestLimits } from "./limits.js";
-import { fetchModelLimits, type ModelLimits } from "./model-limits.js";
-import type { StageMetrics } from "./output.js";
-import { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit } from "./request.js";
-import { OmniRequestOutput } from "./request-output.js";
+import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "../core/config.js";
+import { checkRequestLimits, type FieldNamer, type LimitedRequest, type RequestLimits } from "../core/limits.js";
+import type { ModelLimits } from "../core/model-limits.js";
+import { fetchModelLimits } from "./model-limits-fetch.js";
+import type { StageMetrics } from "../core/output.js";
+import { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit } from "../core/request.js";
+import { OmniRequestOutput } from "../core/request-output.js";
 
 /** Per-call options of {@link DiffusionEngine.generate}. */
 export interface EngineGenerateOptions {

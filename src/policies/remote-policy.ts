@@ -1,8 +1,8 @@
 import { DelegateBackoff, ExponentialBackoff, decorrelatedJitterGenerator, handleWhen, retry, type IBackoff, type IRetryBackoffContext } from "cockatiel";
-import { OmniError, TimeoutError, TransportError, toOmniError } from "../../errors/omni-error.js";
+import { OmniError, TimeoutError, TransportError, toOmniError } from "../errors/omni-error.js";
 import { Deadline } from "./deadline.js";
 import type { Endpoint, EndpointPool } from "./endpoint-pool.js";
-import { Listeners } from "./listeners.js";
+import { Listeners } from "../executors/shared/listeners.js";
 import { describeFailure, publishRetry, withEndpoint, type RetryEvent } from "./retry-events.js";
 
 /** Retry knobs of a {@link RemotePolicy}. */

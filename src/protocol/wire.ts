@@ -16,7 +16,7 @@ import {
   deserializeError,
   serializeError,
   type SerializedError,
-} from "../../errors/omni-error.js";
+} from "../errors/omni-error.js";
 
 export const PATHS = {
   generate: "/v1/diffusion/generate",

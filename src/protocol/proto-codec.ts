@@ -5,13 +5,13 @@
  * client.
  */
 import { fileURLToPath } from "node:url";
-import { DiffusionOutput } from "../../core/output.js";
-import type { OmniDiffusionRequestDict } from "../../core/request.js";
-import { deserializeError, serializeError, type OmniError } from "../../errors/omni-error.js";
-import { decodePng, encodePng } from "../../utils/png.js";
+import { DiffusionOutput } from "../core/output.js";
+import type { OmniDiffusionRequestDict } from "../core/request.js";
+import { deserializeError, serializeError, type OmniError } from "../errors/omni-error.js";
+import { decodePng, encodePng } from "../utils/png.js";
 
 /** Path of the service definition (in the package root, next to `src/` and `dist/`). */
-export const PROTO_PATH = fileURLToPath(new URL("../../../proto/omni_diffusion.proto", import.meta.url));
+export const PROTO_PATH = fileURLToPath(new URL("../../proto/omni_diffusion.proto", import.meta.url));
 
 /** Message shapes as proto-loader hands them over (keepCase, longs as numbers, bytes as Buffers). */
 export interface ProtoRequest {

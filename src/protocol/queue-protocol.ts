@@ -4,7 +4,7 @@
  * connection options. The worker side imports only this module, never the executor.
  */
 import type { Redis, RedisOptions } from "ioredis";
-import { ConfigError, type SerializedError } from "../../errors/omni-error.js";
+import { ConfigError, type SerializedError } from "../errors/omni-error.js";
 
 /** Default BullMQ queue name. */
 export const DEFAULT_QUEUE_NAME = "omni-diffusion";

@@ -7,7 +7,8 @@
  */
 import type { SerializedError } from "../errors/omni-error.js";
 import { BATCHING_POLICIES, type BatchingPolicy } from "../core/config.js";
-import type { PipelineInfo, PipelineLoadOptions, StepBatchInfo, StepProgress } from "../pipelines/types.js";
+import type { PipelineInfo, PipelineLoadOptions } from "../pipelines/types.js";
+import type { StepBatchInfo, StepProgress } from "../core/progress.js";
 import { decodePng, encodePng } from "../utils/png.js";
 
 /** Environment variable through which the parent hands a worker its {@link WorkerInit} (JSON). */
