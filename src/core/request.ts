@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import { ValidationError } from "../errors/omni-error.js";
+import { decodeMaskPng, decodePng, encodeMaskPng, encodePng, type MaskImage, type RgbImage } from "../utils/png.js";
 import { zodToValidationError } from "../utils/zod-error.js";
 
 /** Wire shape of a request (snake_case, readable from Python). */
@@ -21,6 +23,12 @@ export const requestDictSchema = z
     scheduler: z.string().min(1).nullish(),
     return_trajectory_latents: z.boolean().nullish(),
     return_trajectory_timesteps: z.boolean().nullish(),
+    /** Init image for img2img / inpainting: base64 PNG (decoded to RGB; alpha is dropped). */
+    image: z.string().min(1).nullish(),
+    /** Inpainting mask: base64 PNG, white = repaint, black = keep (same size as `image`). */
+    mask_image: z.string().min(1).nullish(),
+    /** How much of the init image is re-noised, (0, 1]: `floor(steps × strength)` steps run (diffusers' semantics). */
+    strength: z.number().gt(0).max(1).nullish(),
   })
   .strict();
 
@@ -41,6 +49,12 @@ export interface OmniDiffusionRequestInit {
   scheduler?: string | null;
   returnTrajectoryLatents?: boolean;
   returnTrajectoryTimesteps?: boolean;
+  /** Init image (img2img, inpainting). */
+  image?: RgbImage | null;
+  /** Inpainting mask, 255 = repaint (needs `image`, same size). */
+  mask?: MaskImage | null;
+  /** (0, 1]; only with `image`. Null: 1.0 with a mask, else the model's img2img default. */
+  strength?: number | null;
 }
 
 let counter = 0;
@@ -70,9 +84,13 @@ export class OmniDiffusionRequest {
   scheduler: string | null;
   returnTrajectoryLatents: boolean;
   returnTrajectoryTimesteps: boolean;
+  image: RgbImage | null;
+  mask: MaskImage | null;
+  strength: number | null;
 
   constructor(init: OmniDiffusionRequestInit) {
-    const parsed = requestDictSchema.safeParse(OmniDiffusionRequest.#initToDict(init));
+    const { image, mask, ...plain } = (init ?? {}) as OmniDiffusionRequestInit;
+    const parsed = requestDictSchema.safeParse(OmniDiffusionRequest.#initToDict(plain as OmniDiffusionRequestInit));
     if (!parsed.success) throw zodToValidationError(parsed.error, "OmniDiffusionRequest", snakeToCamel);
     const d = parsed.data;
     this.requestId = d.request_id ?? newRequestId();
@@ -88,6 +106,10 @@ export class OmniDiffusionRequest {
     this.scheduler = d.scheduler ?? null;
     this.returnTrajectoryLatents = d.return_trajectory_latents ?? false;
     this.returnTrajectoryTimesteps = d.return_trajectory_timesteps ?? false;
+    this.image = image ?? null;
+    this.mask = mask ?? null;
+    this.strength = d.strength ?? null;
+    checkEditFields(this);
   }
 
   static #initToDict(init: OmniDiffusionRequestInit): Record<string, unknown> {
@@ -113,6 +135,9 @@ export class OmniDiffusionRequest {
       scheduler: this.scheduler,
       return_trajectory_latents: this.returnTrajectoryLatents,
       return_trajectory_timesteps: this.returnTrajectoryTimesteps,
+      image: this.image ? encodePng(this.image).toString("base64") : null,
+      mask_image: this.mask ? encodeMaskPng(this.mask).toString("base64") : null,
+      strength: this.strength,
     };
   }
 
@@ -135,7 +160,33 @@ export class OmniDiffusionRequest {
       scheduler: d.scheduler,
       returnTrajectoryLatents: d.return_trajectory_latents ?? undefined,
       returnTrajectoryTimesteps: d.return_trajectory_timesteps ?? undefined,
+      image: d.image ? decodeField(d.image, "image", decodePng) : null,
+      mask: d.mask_image ? decodeField(d.mask_image, "mask_image", (b) => decodeMaskPng(b)) : null,
+      strength: d.strength,
     });
+  }
+}
+
+function decodeField<T>(b64: string, field: string, decode: (bytes: Uint8Array) => T): T {
+  try {
+    return decode(Buffer.from(b64, "base64"));
+  } catch (err) {
+    throw new ValidationError(`${field}: not a base64 PNG image (${(err as Error).message})`, { field, cause: err });
+  }
+}
+
+/** The edit fields agree with each other: a mask or a strength needs an image, a mask matches its size. */
+function checkEditFields(r: OmniDiffusionRequest): void {
+  const { image, mask } = r;
+  for (const [field, img, channels] of [["image", image, 3], ["mask_image", mask, 1]] as const) {
+    if (img && (!Number.isInteger(img.width) || !Number.isInteger(img.height) || img.width < 1 || img.height < 1 || img.data.length !== img.width * img.height * channels)) {
+      throw new ValidationError(`${field}: ${img.width}x${img.height} needs ${channels} byte(s) per pixel, got ${img.data.length} bytes`, { field });
+    }
+  }
+  if (mask && !image) throw new ValidationError("mask_image needs an image to repaint", { field: "mask_image" });
+  if (r.strength !== null && !image) throw new ValidationError("strength applies only with an image (img2img or inpainting)", { field: "strength" });
+  if (mask && image && (mask.width !== image.width || mask.height !== image.height)) {
+    throw new ValidationError(`mask_image is ${mask.width}x${mask.height} but image is ${image.width}x${image.height}; they must be the same size`, { field: "mask_image" });
   }
 }
 

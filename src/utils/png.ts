@@ -32,3 +32,39 @@ export function decodePng(bytes: Uint8Array): RgbImage {
   }
   return { width: png.width, height: png.height, data: rgb };
 }
+
+/**
+ * A one-channel mask, 8 bits per pixel, row-major: 255 = repaint this pixel, 0 = keep it (diffusers'
+ * `mask_image` convention: white is repainted). Servers translate other conventions (OpenAI's transparent
+ * = repaint) into this one at the edge.
+ */
+export interface MaskImage {
+  width: number;
+  height: number;
+  /** length = width * height */
+  data: Uint8Array;
+}
+
+/** Encodes a mask as a grayscale PNG (white = repaint). */
+export function encodeMaskPng(mask: MaskImage): Buffer {
+  const rgb = new Uint8Array(mask.width * mask.height * 3);
+  for (let i = 0; i < mask.data.length; i++) rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = mask.data[i]!;
+  const png = new PNG({ width: mask.width, height: mask.height, colorType: 0, inputColorType: 2, inputHasAlpha: false });
+  png.data = Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength);
+  return PNG.sync.write(png, { colorType: 0, inputColorType: 2, inputHasAlpha: false });
+}
+
+/** Decodes a PNG (any colour type) to a mask by luminance: white = repaint, black = keep. */
+export function decodeMaskPng(bytes: Uint8Array, field = "mask_image"): MaskImage {
+  let rgb: RgbImage;
+  try {
+    rgb = decodePng(bytes);
+  } catch (err) {
+    throw new ValidationError(`${field}: not a valid PNG image: ${(err as Error).message}`, { field, cause: err });
+  }
+  const data = new Uint8Array(rgb.width * rgb.height);
+  for (let i = 0; i < data.length; i++) {
+    data[i] = Math.round(0.299 * rgb.data[i * 3]! + 0.587 * rgb.data[i * 3 + 1]! + 0.114 * rgb.data[i * 3 + 2]!);
+  }
+  return { width: rgb.width, height: rgb.height, data };
+}
