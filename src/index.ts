@@ -35,7 +35,7 @@ export { GrpcDiffusionExecutor } from "./executors/grpc-executor.js";
 export { SageMakerDiffusionExecutor, SAGEMAKER_INVOCATION_LIMIT_MS, SAGEMAKER_PAYLOAD_LIMIT_BYTES } from "./executors/sagemaker-executor.js";
 export { OpenAIImagesExecutor } from "./executors/openai-executor.js";
 export { QueueDiffusionExecutor } from "./executors/queue-executor.js";
-export { QUEUE_METRICS, type QueueStats } from "./metrics/queue-stats.js";
+export { QUEUE_METRICS, type QueueStats } from "./executors/queue/queue-stats.js";
 export { RemoteExecutor, type BatchPlan } from "./executors/shared/remote-executor.js";
 export type { CircuitStateName, EndpointMetrics } from "./policies/endpoint-pool.js";
 export type { RetryEvent } from "./policies/remote-policy.js";
@@ -51,7 +51,7 @@ export {
   type ProtoRequest,
 } from "./protocol/proto-codec.js";
 export { startWorkerServer, type WorkerServer, type WorkerServerOptions } from "./server/worker/worker-server.js";
-export { startQueueWorker, type QueueWorker, type QueueWorkerOptions } from "./workers/queue-worker.js";
+export { startQueueWorker, type QueueWorker, type QueueWorkerOptions } from "./server/queue/queue-worker.js";
 export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./workers/diffusion-worker.js";
 export { loadPipeline } from "./pipelines/load.js";
 export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";

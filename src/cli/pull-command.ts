@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { ValidationError } from "../errors/omni-error.js";
-import { hubCacheDir, parseRepoSpec } from "../hub/hub-cache.js";
+import { hubCacheDir, parseRepoSpec } from "../core/hub-cache.js";
 import { pullModel } from "../hub/pull-model.js";
 
 interface PullFlags {

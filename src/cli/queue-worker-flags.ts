@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { assertPortsFree } from "../server/shared/port-check.js";
-import { startQueueWorker } from "../workers/queue-worker.js";
+import { startQueueWorker } from "../server/queue/queue-worker.js";
 import type { OmniDiffusionConfigInput } from "../core/config.js";
 import { intArg } from "./options.js";
 

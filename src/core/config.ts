@@ -1,8 +1,7 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { ConfigError } from "../errors/omni-error.js";
-import type { DiffusionExecutorClass } from "../executors/base.js";
-import { DEVICES } from "../pipelines/device.js";
+import { DEVICES } from "./devices.js";
 import { resolveModelSpec } from "./model-path.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
 
@@ -31,6 +30,13 @@ export const limitsSchema = z
  *   worker runs each batch to completion.
  * - `none`: one request at a time per worker.
  */
+/**
+ * An executor class as the config holds it. Core sits below executors/, so it cannot name
+ * DiffusionExecutor: any class is accepted here, and `resolveExecutor` checks that it extends
+ * DiffusionExecutor (an ExecutorTypeError otherwise).
+ */
+export type ExecutorClassRef = abstract new (config: never) => object;
+
 export const BATCHING_POLICIES = ["continuous", "request", "none"] as const;
 export type BatchingPolicy = (typeof BATCHING_POLICIES)[number];
 
@@ -47,7 +53,7 @@ export const configSchema = z
     numGpus: z.number().int().min(1).max(64).default(1),
     /** Built-in name, "module#Export" path, or a DiffusionExecutor subclass. Absent → multi-process. */
     executorClass: z
-      .union([z.string().min(1), z.custom<DiffusionExecutorClass>((v) => typeof v === "function")], {
+      .union([z.string().min(1), z.custom<ExecutorClassRef>((v) => typeof v === "function")], {
         error: 'must be a built-in executor name, a "module#Export" string, or a DiffusionExecutor subclass',
       })
       .optional(),

@@ -2,7 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { ConfigError } from "../errors/omni-error.js";
-import { findCachedSnapshot, hubCacheDir, parseRepoSpec, repoCacheDir, type HubEnv } from "../hub/hub-cache.js";
+import { findCachedSnapshot, hubCacheDir, parseRepoSpec, repoCacheDir, type HubEnv } from "./hub-cache.js";
 import { BUILTIN_MODELS } from "./paths.js";
 
 /** Where {@link resolveModelSpec} looks; defaults to the process's working directory and environment. */

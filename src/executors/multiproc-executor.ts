@@ -19,7 +19,7 @@ import type { WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
 import { Deadline } from "../policies/deadline.js";
-import { Listeners } from "./shared/listeners.js";
+import { Listeners } from "../utils/listeners.js";
 import { RankSlot } from "./shared/rank-slot.js";
 import { WorkerProcess, describeEnd, waitFor, type WorkerExit } from "./shared/worker-process.js";
 

@@ -11,7 +11,7 @@ import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type 
 import { EventReader } from "./queue/event-reader.js";
 import { JobWaiters, errorOutput } from "./queue/job-waiters.js";
 import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisNow, redisOptions, type JobData, type WorkerInfo } from "../protocol/queue-protocol.js";
-import { readQueueStats, registerQueueMetrics, type QueueStats } from "../metrics/queue-stats.js";
+import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
 

@@ -4,7 +4,7 @@ import { dirname, join, relative } from "node:path";
 import { HubNotFoundError, ModelLayoutError, TransportError, ValidationError } from "../errors/omni-error.js";
 import { downloadBlob, type ExpectedBlob } from "./download-blob.js";
 import { HubClient, type HubSibling } from "./hub-client.js";
-import { COMMIT_SHA, DEFAULT_REVISION, hubCacheDir, hubEndpoint, hubToken, isRepoId, repoCacheDir, type HubEnv } from "./hub-cache.js";
+import { COMMIT_SHA, DEFAULT_REVISION, hubCacheDir, hubEndpoint, hubToken, isRepoId, repoCacheDir, type HubEnv } from "../core/hub-cache.js";
 import { checkOnnxLayout, selectPipelineFiles } from "./onnx-layout.js";
 
 /** Progress of a pull, in bytes of the files it needs (cached files count as done at once). */

@@ -2,7 +2,7 @@ import { DelegateBackoff, ExponentialBackoff, decorrelatedJitterGenerator, handl
 import { OmniError, TimeoutError, TransportError, toOmniError } from "../errors/omni-error.js";
 import { Deadline } from "./deadline.js";
 import type { Endpoint, EndpointPool } from "./endpoint-pool.js";
-import { Listeners } from "../executors/shared/listeners.js";
+import { Listeners } from "../utils/listeners.js";
 import { describeFailure, publishRetry, withEndpoint, type RetryEvent } from "./retry-events.js";
 
 /** Retry knobs of a {@link RemotePolicy}. */

@@ -8,7 +8,7 @@ import { parseConfig } from "../../src/core/config.js";
 import { modelDisplayName, resolveModelSpec } from "../../src/core/model-path.js";
 import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "../../src/core/paths.js";
 import { ConfigError } from "../../src/errors/omni-error.js";
-import { hubCacheDir, hubEndpoint, hubToken, parseRepoSpec } from "../../src/hub/hub-cache.js";
+import { hubCacheDir, hubEndpoint, hubToken, parseRepoSpec } from "../../src/core/hub-cache.js";
 
 const SHA_MAIN = "a".repeat(40);
 const SHA_V1 = "b".repeat(40);

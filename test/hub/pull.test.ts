@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { DEFAULT_MODEL_DIR } from "../../src/core/paths.js";
 import { resolveModelSpec } from "../../src/core/model-path.js";
 import { ConfigError, HubAuthError, HubNotFoundError, IntegrityError, ModelLayoutError, TransportError } from "../../src/errors/omni-error.js";
-import { findCachedSnapshot } from "../../src/hub/hub-cache.js";
+import { findCachedSnapshot } from "../../src/core/hub-cache.js";
 import { pullModel, type PullOptions } from "../../src/hub/pull-model.js";
 import { startServer, type OmniServer } from "../../src/server/openai/openai-server.js";
 import { FakeHub } from "./fake-hub.js";

@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { Gauge, type Registry } from "prom-client";
-import { queueKeys, redisNow } from "../protocol/queue-protocol.js";
+import { queueKeys, redisNow } from "../../protocol/queue-protocol.js";
 
 /** What an autoscaler needs to know about one queue. */
 export interface QueueStats {

@@ -4,11 +4,11 @@ import { hostname } from "node:os";
 import { Queue, WaitingError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import { Counter, Histogram, Registry } from "prom-client";
-import { DiffusionEngine } from "../engine/engine.js";
-import type { OmniDiffusionConfigInput } from "../core/config.js";
-import { DiffusionOutput } from "../core/output.js";
-import { OmniDiffusionRequest } from "../core/request.js";
-import { AbortedError, ConfigError, serializeError, toOmniError, type OmniError } from "../errors/omni-error.js";
+import { DiffusionEngine } from "../../engine/engine.js";
+import type { OmniDiffusionConfigInput } from "../../core/config.js";
+import { DiffusionOutput } from "../../core/output.js";
+import { OmniDiffusionRequest } from "../../core/request.js";
+import { AbortedError, ConfigError, serializeError, toOmniError, type OmniError } from "../../errors/omni-error.js";
 import {
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_LOCK_MS,
@@ -25,9 +25,9 @@ import {
   type RpcMessage,
   type RpcReply,
   type WorkerInfo,
-} from "../protocol/queue-protocol.js";
-import { registerQueueMetrics } from "../metrics/queue-stats.js";
-import { toDiffusionOutput } from "../server/worker/worker-service.js";
+} from "../../protocol/queue-protocol.js";
+import { registerQueueMetrics } from "../../executors/queue/queue-stats.js";
+import { toDiffusionOutput } from "../worker/worker-service.js";
 
 /** How long close waits past the drain deadline for BullMQ to let go of the jobs handed back, ms. */
 const CLOSE_GRACE_MS = 10_000;
