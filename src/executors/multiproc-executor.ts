@@ -1,36 +1,16 @@
-import { resolve as resolvePath } from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import {
-  ClosedError,
-  ConfigError,
-  OmniError,
-  TimeoutError,
-  UnhealthyError,
-  ValidationError,
-  WorkerDiedError,
-  WorkerError,
-  toOmniError,
-} from "../errors/omni-error.js";
+import { ClosedError, OmniError, TimeoutError, UnhealthyError, ValidationError, WorkerDiedError, WorkerError, toOmniError } from "../errors/omni-error.js";
 import type { StepProgress } from "../core/progress.js";
-import type { WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
 import { Deadline } from "../policies/deadline.js";
-import { Listeners } from "../utils/listeners.js";
-import { RankSlot } from "./shared/rank-slot.js";
-import { WorkerProcess, describeEnd, waitFor, type WorkerExit } from "./shared/worker-process.js";
+import { workerRetryPolicy } from "../policies/worker-policies.js";
+import type { RankSlot } from "./shared/rank-slot.js";
+import { RankSupervisor, describeExit, type WorkerEvent } from "./shared/rank-supervisor.js";
 
-/** What happened to a worker process, for logs, metrics and tests ({@link MultiprocExecutor.onWorkerEvent}). */
-export type WorkerEvent =
-  /** It sent no heartbeat for `silentMs` and is being SIGKILLed (then `exited`, then `restarted`). */
-  | { type: "unresponsive"; rank: number; pid: number | undefined; silentMs: number }
-  /** A serving worker's process ended; its requests are retried on a live rank (up to `maxWorkerRetries`). */
-  | { type: "exited"; rank: number; pid: number | undefined; exitCode: number | null; signal: NodeJS.Signals | null; silentMs: number | null }
-  /** A replacement process for `rank` is ready. */
-  | { type: "restarted"; rank: number; pid: number | undefined };
+export type { WorkerEvent };
 
 /**
  * The default executor: `numGpus` worker processes (`child_process.fork`), each loading the pipeline with
@@ -46,7 +26,8 @@ export type WorkerEvent =
  * - A worker that hangs (SIGSTOP, a frozen or swapping process) is noticed by its heartbeats: a thread in each
  *   worker beats every `heartbeatIntervalMs`, even while a long UNet call holds the worker's main thread, so
  *   only a process that stopped running falls silent; after `heartbeatTimeoutMs` of silence it is SIGKILLed,
- *   and then replaced and its requests retried exactly like a worker that died.
+ *   and then replaced and its requests retried exactly like a worker that died. Processes are owned by a
+ *   {@link RankSupervisor}; restarts and request retries run under `policies/worker-policies.ts`.
  * - `shutdown` sends `shutdown`, waits `executorOptions.shutdownGraceMs`, then SIGKILLs; children are also
  *   SIGKILLed when the parent exits, and exit by themselves when the parent disappears.
  *
@@ -70,25 +51,20 @@ export class MultiprocExecutor extends DiffusionExecutor {
   /** A worker that dies is restarted; the conformance suite SIGKILLs one to check the recovery. */
   static readonly restartsDeadWorkers: boolean = true;
 
+  readonly #ranks: RankSupervisor;
+  /** Ranks as routing sees them: empty until init() started the processes. */
   #slots: RankSlot[] = [];
-  /** Every worker process not yet exited, including ones still starting (shutdown stops them all). */
-  #procs = new Set<WorkerProcess>();
   /** Rank each in-flight request was dispatched to, for `abortRequest`. */
   #requestRank = new Map<string, RankSlot>();
   /** Aborts that arrived while their request waited for a (re)starting rank. */
   #pendingAborts = new Set<string>();
-  #closing = false;
-  /** Restarts per rank (every process spawned after the first), for metrics. */
-  #restarts = new Map<number, number>();
-  #failureNotified = false;
-  #defaultSteps = 20;
   readonly #opts: MultiprocOptions;
-  readonly #events = new Listeners<WorkerEvent>("worker event");
 
   /** Throws ConfigError for a bad `executorOptions` value before any process starts. */
   constructor(config: OmniDiffusionConfig) {
     super(config);
     this.#opts = readMultiprocOptions(config.executorOptions);
+    this.#ranks = new RankSupervisor(config, this.#opts, (err) => this.notifyFailure(err));
   }
 
   /** assertOpen, plus: init() has run (before it there are no ranks to talk to). */
@@ -104,43 +80,17 @@ export class MultiprocExecutor extends DiffusionExecutor {
 
   /** One entry per rank: `rank-N`, its status, and how often it was restarted. */
   override endpointStates(): EndpointState[] {
-    return this.#slots.map((s) => ({ endpoint: `rank-${s.rank}`, state: s.status, restarts: this.#restarts.get(s.rank) ?? 0 }));
+    return this.#slots.map((s) => ({ endpoint: `rank-${s.rank}`, state: s.status, restarts: this.#ranks.restartsOf(s.rank) }));
   }
 
   /** Calls `listener` for each {@link WorkerEvent}; `dispose()` unsubscribes. A throwing listener is reported, not rethrown. */
   onWorkerEvent(listener: (e: WorkerEvent) => void): { dispose(): void } {
-    return this.#events.add(listener);
+    return this.#ranks.onEvent(listener);
   }
 
   protected async initExecutor(): Promise<void> {
-    const ms = this.config.workerStartTimeoutMs;
-    this.#slots = Array.from({ length: this.config.numGpus }, (_, rank) => new RankSlot(rank));
-    const notReady = () => this.#slots.filter((s) => s.status !== "ready").map((s) => s.rank);
-    const dl = new Deadline(ms, undefined, () => {
-      const ranks = notReady();
-      return new TimeoutError(`worker rank(s) ${ranks.join(", ")} did not become ready within ${ms}ms (workerStartTimeoutMs)`, {
-        data: { ranks, timeoutMs: ms, method: "init" },
-      });
-    });
-    const procs = this.#slots.map((slot) => this.#spawn(slot, false));
-    try {
-      await Promise.all(
-        procs.map(async (proc, i) => {
-          const ready = await dl.race(proc.ready);
-          this.#defaultSteps = ready.info.defaults?.numInferenceSteps ?? this.#defaultSteps;
-          this.#slots[i]!.markReady(proc);
-        }),
-      );
-    } catch (err) {
-      // One rank failed: the others are useless and must not outlive the failed init.
-      for (const p of procs) p.kill();
-      const stuck = (await Promise.all(procs.map((p) => waitFor(p.exited, 5_000)))).some((e) => e === null);
-      if (stuck) process.emitWarning(`MultiprocExecutor: a worker did not exit after SIGKILL during a failed init`);
-      for (const s of this.#slots) s.markFailed(new ClosedError("MultiprocExecutor failed to start", { cause: err }), "closed");
-      throw err;
-    } finally {
-      dl.dispose();
-    }
+    this.#slots = this.#ranks.slots;
+    await this.#ranks.start();
   }
 
   override async collectiveRpc(method: string, opts: CollectiveRpcOptions = {}): Promise<unknown> {
@@ -170,7 +120,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
       );
       return unique === undefined ? replies : replies[unique];
     } catch (err) {
-      if (this.#closing && err instanceof WorkerDiedError) {
+      if (this.#ranks.closing && err instanceof WorkerDiedError) {
         throw new ClosedError(`MultiprocExecutor was shut down while "${method}" was pending`, { cause: err, data: { ...err.data, method } });
       }
       throw err;
@@ -242,90 +192,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   protected async shutdown(): Promise<void> {
-    this.#closing = true;
-    const closed = new ClosedError("MultiprocExecutor is shut down");
-    for (const s of this.#slots) s.markFailed(closed, "closed");
-    const grace = this.#opts.shutdownGraceMs;
-    const procs = [...this.#procs];
-    const exits = await Promise.all(procs.map((p) => p.stop(grace)));
-    const stuck = procs.filter((_, i) => exits[i] === null).map((p) => p.pid);
-    if (stuck.length) throw new WorkerError(`worker process(es) ${stuck.join(", ")} did not exit after SIGKILL`, { data: { pids: stuck } });
-  }
-
-  #spawn(slot: RankSlot, restart: boolean): WorkerProcess {
-    const heartbeat = {
-      timeoutMs: this.#opts.heartbeatTimeoutMs,
-      onMissed: (silentMs: number) => {
-        process.emitWarning(`MultiprocExecutor: worker rank ${slot.rank} (pid ${proc.pid}) sent no heartbeat for ${silentMs}ms; killing and replacing it`);
-        this.#events.emit({ type: "unresponsive", rank: slot.rank, pid: proc.pid, silentMs });
-      },
-    };
-    const proc: WorkerProcess = new WorkerProcess(slot.rank, this.#workerInit(slot.rank), (exit) => this.#onExit(slot, proc, exit), heartbeat);
-    this.#procs.add(proc);
-    void proc.exited.then(() => this.#procs.delete(proc));
-    slot.starting(proc, restart);
-    if (restart) this.#restarts.set(slot.rank, (this.#restarts.get(slot.rank) ?? 0) + 1);
-    return proc;
-  }
-
-  #workerInit(rank: number): WorkerInit {
-    const c = this.config;
-    return {
-      rank,
-      modelDir: resolvePath(c.model),
-      load: { modelClassName: c.modelClassName, device: c.device, intraOpNumThreads: c.intraOpNumThreads },
-      workerExtension: c.workerExtension,
-      batching: c.batching,
-      maxBatchRows: c.maxBatchRows,
-      heartbeatIntervalMs: this.#opts.heartbeatIntervalMs,
-    };
-  }
-
-  /** The exit monitor: a serving worker died. Pending calls already failed (WorkerProcess); restart it. */
-  #onExit(slot: RankSlot, proc: WorkerProcess, exit: WorkerExit): void {
-    // A process that dies while starting is handled by whoever awaits its `ready`.
-    if (this.#closing || slot.proc !== proc || slot.status !== "ready") return;
-    slot.died(exit);
-    this.#events.emit({ type: "exited", rank: slot.rank, pid: exit.pid, exitCode: exit.exitCode, signal: exit.signal, silentMs: exit.silentMs });
-    this.#restart(slot).catch((err: unknown) => {
-      slot.markFailed(new WorkerDiedError(`restarting worker rank ${slot.rank} failed: ${toOmniError(err).message}`, { cause: err, data: { rank: slot.rank } }));
-    });
-  }
-
-  async #restart(slot: RankSlot): Promise<void> {
-    const attempts = this.#opts.maxRestartAttempts;
-    const ms = this.config.workerStartTimeoutMs;
-    let lastErr: OmniError | null = null;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      if (this.#closing) return;
-      const proc = this.#spawn(slot, true);
-      const dl = new Deadline(ms, undefined, () => new TimeoutError(`restarted worker rank ${slot.rank} was not ready within ${ms}ms`, { data: { rank: slot.rank, timeoutMs: ms } }));
-      try {
-        await dl.race(proc.ready);
-        if (this.#closing) return; // shutdown stops this process with the others
-        slot.markReady(proc);
-        this.#events.emit({ type: "restarted", rank: slot.rank, pid: proc.pid });
-        return;
-      } catch (err) {
-        lastErr = toOmniError(err);
-        proc.kill();
-        await waitFor(proc.exited, 5_000);
-      } finally {
-        dl.dispose();
-      }
-      if (attempt < attempts) await delay(this.#opts.restartBackoffMs * 2 ** (attempt - 1));
-    }
-    if (this.#closing) return;
-    slot.markFailed(
-      new WorkerDiedError(`worker rank ${slot.rank} died (${describeExit(slot.lastExit)}) and ${attempts} restart(s) failed${lastErr ? `: ${lastErr.message}` : ""}`, {
-        cause: lastErr,
-        data: { rank: slot.rank, attempts },
-      }),
-    );
-    if (!this.#failureNotified && this.#slots.every((s) => s.status === "failed")) {
-      this.#failureNotified = true;
-      this.notifyFailure(slot.failure);
-    }
+    await this.#ranks.stop();
   }
 
   /** Least outstanding work first (ties: lowest rank); ready ranks before (re)starting ones; null when every rank failed. */
@@ -337,10 +204,14 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   #cost(r: OmniDiffusionRequest): number {
-    return r.numOutputsPerPrompt * (r.numInferenceSteps ?? this.#defaultSteps);
+    return r.numOutputsPerPrompt * (r.numInferenceSteps ?? this.#ranks.defaultSteps);
   }
 
-  /** Runs one rank's share; a WorkerDiedError is retried on the least-loaded live rank, anything else becomes per-request errors. */
+  /**
+   * Runs one rank's share under {@link workerRetryPolicy}: a WorkerDiedError is retried at once on the
+   * least-loaded live rank (up to `maxWorkerRetries`); anything else becomes per-request errors. A caller's
+   * abort is rethrown.
+   */
   async #runBatch(
     first: RankSlot,
     batch: OmniDiffusionRequest[],
@@ -348,51 +219,67 @@ export class MultiprocExecutor extends DiffusionExecutor {
     onProgress?: (p: StepProgress) => void,
     previewEvery?: Readonly<Record<string, number>>,
   ): Promise<DiffusionOutput> {
-    const cost = batch.reduce((a, r) => a + this.#cost(r), 0);
-    const images = new Map(batch.map((r) => [r.requestId, r.numOutputsPerPrompt]));
-    const dicts = batch.map((r) => r.toDict());
     // Only this rank's share of the preview map travels with the call.
     const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery?.[r.requestId] ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
     const kwargs = Object.keys(previews).length ? { previewEvery: previews } : {};
-    let slot: RankSlot | null = first;
+    /** Attempts that reached a rank (the error message reports them). */
+    let attempts = 0;
+    let noRank = false;
+    const policy = workerRetryPolicy(this.config.maxWorkerRetries, (e) => e instanceof WorkerDiedError && !noRank && !dl.signal.aborted && !this.#ranks.closing);
     try {
-      for (let attempt = 0; ; attempt++) {
-        if (!slot) return this.#failedBatch(batch, this.#noRankError(), attempt);
-        const here = slot;
-        here.load += cost;
-        let charged = cost;
-        // Each step reported pays off its images' share of the load, so routing sees the work still to run.
-        const progress = (p: StepProgress) => {
-          const paid = Math.min(charged, images.get(p.requestId) ?? 0);
-          here.load -= paid;
-          charged -= paid;
-          onProgress?.(p);
-        };
-        for (const r of batch) this.#requestRank.set(r.requestId, slot);
-        try {
-          const proc = await slot.whenReady(dl.signal);
-          const reply = proc.call("generate", [dicts], kwargs, { deadline: dl.at, onProgress: progress, signal: dl.signal });
-          // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
-          for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
-          return DiffusionOutput.fromDict(await reply);
-        } catch (err) {
-          if (dl.callerAborted) {
-            for (const r of batch) slot.proc?.abort(r.requestId);
-            throw err;
-          }
-          const e = this.#closing
-            ? new ClosedError("MultiprocExecutor was shut down while the request was running", { cause: err, data: { rank: slot.rank } })
-            : toOmniError(err);
-          const retry = e instanceof WorkerDiedError && attempt < this.config.maxWorkerRetries && !dl.signal.aborted && !this.#closing;
-          if (!retry) return this.#failedBatch(batch, e, attempt + 1);
-        } finally {
-          here.load -= charged;
-          for (const r of batch) if (this.#requestRank.get(r.requestId) === slot) this.#requestRank.delete(r.requestId);
+      return await policy.execute(async ({ attempt }) => {
+        const slot = attempt === 0 ? first : this.#pick();
+        if (!slot) {
+          noRank = true;
+          throw this.#noRankError();
         }
-        slot = this.#pick();
-      }
+        attempts = attempt + 1;
+        return await this.#attempt(slot, batch, kwargs, dl, onProgress);
+      });
+    } catch (err) {
+      if (dl.callerAborted) throw err;
+      return this.#failedBatch(batch, toOmniError(err), attempts);
     } finally {
       for (const r of batch) this.#pendingAborts.delete(r.requestId);
+    }
+  }
+
+  /** One try of a batch on one rank; the rank's load is charged for it and paid off step by step. */
+  async #attempt(
+    slot: RankSlot,
+    batch: OmniDiffusionRequest[],
+    kwargs: Record<string, unknown>,
+    dl: Deadline,
+    onProgress?: (p: StepProgress) => void,
+  ): Promise<DiffusionOutput> {
+    const images = new Map(batch.map((r) => [r.requestId, r.numOutputsPerPrompt]));
+    let charged = batch.reduce((a, r) => a + this.#cost(r), 0);
+    slot.load += charged;
+    // Each step reported pays off its images' share of the load, so routing sees the work still to run.
+    const progress = (p: StepProgress) => {
+      const paid = Math.min(charged, images.get(p.requestId) ?? 0);
+      slot.load -= paid;
+      charged -= paid;
+      onProgress?.(p);
+    };
+    for (const r of batch) this.#requestRank.set(r.requestId, slot);
+    try {
+      const proc = await slot.whenReady(dl.signal);
+      const dicts = batch.map((r) => r.toDict());
+      const reply = proc.call("generate", [dicts], kwargs, { deadline: dl.at, onProgress: progress, signal: dl.signal });
+      // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
+      for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
+      return DiffusionOutput.fromDict(await reply);
+    } catch (err) {
+      if (dl.callerAborted) {
+        for (const r of batch) slot.proc?.abort(r.requestId);
+        throw err;
+      }
+      if (this.#ranks.closing) throw new ClosedError("MultiprocExecutor was shut down while the request was running", { cause: err, data: { rank: slot.rank } });
+      throw toOmniError(err);
+    } finally {
+      slot.load -= charged;
+      for (const r of batch) if (this.#requestRank.get(r.requestId) === slot) this.#requestRank.delete(r.requestId);
     }
   }
 
@@ -408,7 +295,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   #noRankError(): OmniError {
-    if (this.#closing) return new ClosedError("MultiprocExecutor is shut down");
+    if (this.#ranks.closing) return new ClosedError("MultiprocExecutor is shut down");
     const reasons = this.#slots.map((s) => `rank ${s.rank}: ${s.failure?.message ?? s.status}`).join("; ");
     return new WorkerDiedError(`no worker rank can run requests (${reasons})`, { data: { ranks: this.#slots.map((s) => s.rank) } });
   }
@@ -419,8 +306,4 @@ export class MultiprocExecutor extends DiffusionExecutor {
     return `not ready (${slot.status})`;
   }
 
-}
-
-function describeExit(exit: WorkerExit | null): string {
-  return exit ? `pid ${exit.pid} ${describeEnd(exit)}` : "unknown exit";
 }

@@ -1,4 +1,3 @@
-import { resolve as resolvePath } from "node:path";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { ClosedError, TimeoutError, UnhealthyError, ValidationError, WorkerError, toOmniError } from "../errors/omni-error.js";
@@ -6,6 +5,7 @@ import { DiffusionWorker } from "../workers/diffusion-worker.js";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type ExecuteOptions } from "./base.js";
 import { UNIPROC_DEFAULTS, readLocalOptions } from "./multiproc-options.js";
+import { workerInitOf } from "./shared/worker-init.js";
 import { Deadline } from "../policies/deadline.js";
 
 
@@ -40,15 +40,7 @@ export class UniprocExecutor extends DiffusionExecutor {
   }
 
   protected async initExecutor(): Promise<void> {
-    const c = this.config;
-    this.#worker = await DiffusionWorker.create({
-      rank: 0,
-      modelDir: resolvePath(c.model),
-      load: { modelClassName: c.modelClassName, device: c.device, intraOpNumThreads: c.intraOpNumThreads },
-      workerExtension: c.workerExtension,
-      batching: c.batching,
-      maxBatchRows: c.maxBatchRows,
-    });
+    this.#worker = await DiffusionWorker.create(workerInitOf(this.config, 0));
   }
 
   /** The in-process worker (after `init`). */
