@@ -1,58 +1,19 @@
 import { AbortedError, ClosedError, OmniError, QueueFullError, ValidationError, toOmniError } from "../errors/omni-error.js";
 import type { CollectiveRpcOptions, DiffusionExecutor } from "../executors/base.js";
 import { resolveExecutor } from "../executors/resolve-executor.js";
-import type { StepBatchInfo, StepProgress } from "../core/progress.js";
+import { Listeners } from "../utils/listeners.js";
+import type { BatchEvent, EngineGenerateOptions, EngineStats, StepEvent } from "./engine-events.js";
+import { requestOutputOf, unbuiltRequestOutput } from "./request-outputs.js";
 import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "../core/config.js";
 import { checkRequestLimits, type FieldNamer, type LimitedRequest, type RequestLimits } from "../core/limits.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { fetchModelLimits } from "./model-limits-fetch.js";
-import type { StageMetrics } from "../core/output.js";
-import { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit } from "../core/request.js";
+import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "../core/request.js";
 import { OmniRequestOutput } from "../core/request-output.js";
 
-/** Per-call options of {@link DiffusionEngine.generate}. */
-export interface EngineGenerateOptions {
-  signal?: AbortSignal;
-  onProgress?: (p: StepProgress) => void;
-  /** Decode a preview of the predicted image every N steps into `onProgress`'s `preview`, where the executor can. */
-  previewEvery?: number;
-}
-
-/** What the engine reports after each batch it ran (for metrics). */
-export interface BatchEvent {
-  /** Requests in the batch. */
-  requests: number;
-  /** Images the batch asked for (sum of `numOutputsPerPrompt`). */
-  images: number;
-  /** Requests of the batch that ended with an error. */
-  failed: number;
-  /** Wall-clock time of the executor call, ms. */
-  durationMs: number;
-}
-
-/** What the engine reports after each denoising step of each request (for metrics). */
-export interface StepEvent {
-  requestId: string;
-  step: number;
-  totalSteps: number;
-  /** True for the first step the request finished (its time to first step is `sinceQueuedMs`). */
-  firstStep: boolean;
-  /** Time since the request entered the engine's queue, ms. */
-  sinceQueuedMs: number;
-  /** The UNet call the step ran in, when the executor reports it. */
-  batch?: StepBatchInfo;
-}
-
-/** Live counters, for health pages and metrics. */
-export interface EngineStats {
-  queued: number;
-  inFlight: number;
-  batchesRun: number;
-  requestsDone: number;
-  requestsFailed: number;
-}
+export type { BatchEvent, EngineGenerateOptions, EngineStats, StepEvent };
 
 /**
  * The engine (vLLM-Omni's `DiffusionEngine`): validates requests against the configured limits, queues
@@ -82,8 +43,8 @@ export class DiffusionEngine {
   #dispatchTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
   #stats = { batchesRun: 0, requestsDone: 0, requestsFailed: 0 };
-  #batchListeners = new Set<(e: BatchEvent) => void>();
-  #stepListeners = new Set<(e: StepEvent) => void>();
+  readonly #batchListeners = new Listeners<BatchEvent>("batch event");
+  readonly #stepListeners = new Listeners<StepEvent>("step event");
   /** Images and (estimated) UNet rows of the requests in flight under continuous batching. */
   #flight = { images: 0, rows: 0 };
   readonly #policy: BatchingPolicy;
@@ -160,14 +121,12 @@ export class DiffusionEngine {
 
   /** Calls `listener` after every batch; `dispose()` unsubscribes. A throwing listener is reported, not rethrown. */
   onBatch(listener: (e: BatchEvent) => void): { dispose(): void } {
-    this.#batchListeners.add(listener);
-    return { dispose: () => void this.#batchListeners.delete(listener) };
+    return this.#batchListeners.add(listener);
   }
 
   /** Calls `listener` after every denoising step of every request; `dispose()` unsubscribes. */
   onStep(listener: (e: StepEvent) => void): { dispose(): void } {
-    this.#stepListeners.add(listener);
-    return { dispose: () => void this.#stepListeners.delete(listener) };
+    return this.#stepListeners.add(listener);
   }
 
   /**
@@ -181,13 +140,7 @@ export class DiffusionEngine {
       try {
         return new OmniDiffusionRequest(r);
       } catch (err) {
-        const init = (r ?? {}) as Partial<OmniDiffusionRequestInit>;
-        return new OmniRequestOutput({
-          requestId: typeof init.requestId === "string" && init.requestId ? init.requestId : newRequestId(),
-          prompt: typeof init.prompt === "string" ? init.prompt : "",
-          seed: typeof init.seed === "number" ? init.seed : null,
-          error: toOmniError(err),
-        });
+        return unbuiltRequestOutput(r, err);
       }
     });
     const ids = new Set<string>();
@@ -361,44 +314,26 @@ export class DiffusionEngine {
             const now = performance.now();
             const firstStep = q.firstStepAt === undefined;
             q.firstStepAt ??= now;
-            this.#emit(this.#stepListeners, { requestId: p.requestId, step: p.step, totalSteps: p.totalSteps, firstStep, sinceQueuedMs: now - q.enqueuedAt, batch: p.batch });
+            this.#stepListeners.emit({ requestId: p.requestId, step: p.step, totalSteps: p.totalSteps, firstStep, sinceQueuedMs: now - q.enqueuedAt, batch: p.batch });
             q.onProgress?.(p);
           },
           ...(previews.length ? { previewEvery: Object.fromEntries(previews.map((q) => [q.request.requestId, q.previewEvery!])) } : {}),
         },
       );
       for (const q of batch) {
-        if (!out) {
-          finish(q, this.#errorOutput(q, new OmniError(`executor ${this.executor.constructor.name} returned no output`, "OMNI_ERR_INTERNAL")));
-          continue;
-        }
-        const res = OmniRequestOutput.fromDiffusionOutput(q.request, out, () =>
-          out.error
-            ? new OmniError(out.error, "OMNI_ERR_WORKER")
-            : new OmniError(`executor returned no image for request ${q.request.requestId}`, "OMNI_ERR_INTERNAL"),
-        );
-        finish(q, withQueueTime(res, q, started));
+        if (!out) finish(q, this.#errorOutput(q, new OmniError(`executor ${this.executor.constructor.name} returned no output`, "OMNI_ERR_INTERNAL")));
+        else finish(q, requestOutputOf(q, out, started));
       }
     } catch (err) {
       const e = toOmniError(err);
       for (const q of batch) finish(q, this.#errorOutput(q, e));
     }
-    this.#emit(this.#batchListeners, {
+    this.#batchListeners.emit({
       requests: batch.length,
       images: batch.reduce((a, q) => a + q.request.numOutputsPerPrompt, 0),
       failed,
       durationMs: performance.now() - started,
     });
-  }
-
-  #emit<E>(listeners: Set<(e: E) => void>, e: E): void {
-    for (const listener of listeners) {
-      try {
-        listener(e);
-      } catch (err) {
-        process.emitWarning(`omni-diffusion event listener threw: ${toOmniError(err).message}`);
-      }
-    }
   }
 
   #errorOutput(q: QueuedRequest, error: OmniError): OmniRequestOutput {
@@ -419,14 +354,4 @@ export class DiffusionEngine {
     else this.#stats.requestsDone++;
     q.resolve(out);
   }
-}
-
-/**
- * The request's own timings: `queueMs` is the whole wait before denoising (the engine's queue plus the
- * worker's, e.g. waiting to join a full step loop); `firstStepMs` counts from entering the engine's queue.
- */
-function withQueueTime(out: OmniRequestOutput, q: QueuedRequest, dispatchedAt: number): OmniRequestOutput {
-  const metrics: StageMetrics = { ...out.metrics, queueMs: dispatchedAt - q.enqueuedAt + (out.metrics.workerQueueMs ?? 0) };
-  if (q.firstStepAt !== undefined) metrics.firstStepMs = q.firstStepAt - q.enqueuedAt;
-  return new OmniRequestOutput({ ...out, images: out.images, error: out.error, metrics });
 }

@@ -1,0 +1,33 @@
+import type { DiffusionOutput, StageMetrics } from "../core/output.js";
+import { newRequestId, type OmniDiffusionRequestInit } from "../core/request.js";
+import { OmniRequestOutput } from "../core/request-output.js";
+import { OmniError, toOmniError } from "../errors/omni-error.js";
+import type { QueuedRequest } from "./batch-queue.js";
+
+/**
+ * One request's output from its batch's executor output, with its own timings: `queueMs` is the whole
+ * wait before denoising (the engine's queue plus the worker's, e.g. waiting to join a full step loop);
+ * `firstStepMs` counts from entering the engine's queue. A request the executor gave neither an image
+ * nor an error for gets an OMNI_ERR_INTERNAL error (never a silent empty result).
+ */
+export function requestOutputOf(q: QueuedRequest, out: DiffusionOutput, dispatchedAt: number): OmniRequestOutput {
+  const res = OmniRequestOutput.fromDiffusionOutput(q.request, out, () =>
+    out.error
+      ? new OmniError(out.error, "OMNI_ERR_WORKER")
+      : new OmniError(`executor returned no image for request ${q.request.requestId}`, "OMNI_ERR_INTERNAL"),
+  );
+  const metrics: StageMetrics = { ...res.metrics, queueMs: dispatchedAt - q.enqueuedAt + (res.metrics.workerQueueMs ?? 0) };
+  if (q.firstStepAt !== undefined) metrics.firstStepMs = q.firstStepAt - q.enqueuedAt;
+  return new OmniRequestOutput({ ...res, images: res.images, error: res.error, metrics });
+}
+
+/** The output of a request that could not even be built (e.g. `numInferenceSteps: 0`): it fails alone, under the id it asked for. */
+export function unbuiltRequestOutput(input: unknown, err: unknown): OmniRequestOutput {
+  const init = (input ?? {}) as Partial<OmniDiffusionRequestInit>;
+  return new OmniRequestOutput({
+    requestId: typeof init.requestId === "string" && init.requestId ? init.requestId : newRequestId(),
+    prompt: typeof init.prompt === "string" ? init.prompt : "",
+    seed: typeof init.seed === "number" ? init.seed : null,
+    error: toOmniError(err),
+  });
+}
