@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { ConfigError } from "../errors/omni-error.js";
+import { zodToConfigError } from "../utils/zod-error.js";
 import { DEVICES } from "./devices.js";
 import { resolveModelSpec } from "./model-path.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
@@ -109,13 +110,7 @@ export type OmniDiffusionConfig = z.output<typeof configSchema> & { intraOpNumTh
 /** Validates a config object; throws one ConfigError naming each bad field. */
 export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusionConfig {
   const r = configSchema.safeParse(input ?? {});
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new ConfigError(`invalid OmniDiffusionConfig: ${issues.join("; ")}`, {
-      field: r.error.issues[0]?.path.join("."),
-      data: { issues },
-    });
-  }
+  if (!r.success) throw zodToConfigError(r.error, "OmniDiffusionConfig");
   const { executionProvider, ...cfg } = r.data;
   if (executionProvider !== undefined) {
     if (input?.device !== undefined && input.device !== executionProvider) {

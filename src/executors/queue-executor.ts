@@ -14,6 +14,8 @@ import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobId
 import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
+import { Deadline } from "../policies/deadline.js";
+import { orTimeout, settleWithin } from "../utils/settle-within.js";
 
 const queueOptionsSchema = z.object({
   /** `redis://[:password@]host:port[/db]` (or `rediss://`). */
@@ -125,12 +127,13 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
       const left = Math.max(1, until - Date.now());
       try {
         // Each step is bounded: an unreachable Redis must end in the TimeoutError below, not a hang.
-        await withTimeout(
+        await orTimeout(
           (async () => {
             if (this.#client!.status === "wait" || this.#client!.status === "end") await this.#client!.connect();
             await events.ready;
           })(),
           left,
+          () => new TimeoutError(`Redis did not answer within ${left}ms`),
         );
         await this.checkHealth({ timeout: Math.max(1, Math.min(this.options.healthTimeoutMs, until - Date.now())) });
         return;
@@ -288,20 +291,20 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   override async checkHealth(opts: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
     const { client } = this.#ready();
     const ms = opts.timeout ?? this.options.healthTimeoutMs;
-    const timeout = AbortSignal.timeout(ms);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    const dl = new Deadline(ms, opts.signal, () => new TimeoutError(`health check of ${this.#where} timed out after ${ms}ms`, { data: { method: "health", timeoutMs: ms } }));
     const probe = (async () => {
       await client.ping();
       return (await this.liveWorkers()).length;
     })();
-    probe.catch(() => undefined);
     let live: number;
     try {
-      live = await Promise.race([probe, new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }))]);
+      live = await dl.race(probe);
     } catch (err) {
-      if (opts.signal?.aborted) throw opts.signal.reason;
-      if (timeout.aborted) throw new TimeoutError(`health check of ${this.#where} timed out after ${ms}ms`, { data: { method: "health", timeoutMs: ms } });
+      if (dl.callerAborted) throw opts.signal!.reason;
+      if (dl.signal.aborted && err === dl.signal.reason) throw err;
       throw new UnhealthyError(`Redis at ${this.#where} is unreachable: ${toOmniError(err).message}`, { cause: err });
+    } finally {
+      dl.dispose();
     }
     if (live < 1) throw new UnhealthyError(`no live worker on ${this.#where} (start one: omni-diffusion worker --queue ${this.options.url})`, { data: { liveWorkers: 0 } });
   }
@@ -311,15 +314,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     this.#rpc?.dispose();
     // A graceful close waits for a connection that may never come (Redis down): bounded, then the connections are cut.
     this.#events?.stop();
-    await withTimeout(Promise.allSettled([this.#queue?.close()]), CLOSE_TIMEOUT_MS).catch(() => undefined);
+    await settleWithin(Promise.allSettled([this.#queue?.close()]), CLOSE_TIMEOUT_MS);
     for (const c of [this.#client, this.#sub, this.#eventsConn]) c?.disconnect();
   }
-}
-
-/** `p`, or a rejection once `ms` pass (the work itself goes on; its result is dropped). */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  p.catch(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new TimeoutError(`Redis did not answer within ${ms}ms`)), ms)));
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

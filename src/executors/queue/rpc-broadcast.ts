@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { TimeoutError, TransportError, ValidationError, deserializeError, type OmniError } from "../../errors/omni-error.js";
 import { queueKeys, type RpcMessage, type RpcReply } from "../../protocol/queue-protocol.js";
+import { Deadline } from "../../policies/deadline.js";
 
 /** One rank's reply as `collectiveRpc` returns it: the worker's reply with the worker it came from. */
 export type RankReply = Record<string, unknown> & { rank: number; worker: string; workerRank: number };
@@ -41,32 +42,28 @@ export class RpcBroadcast {
     if (!workers.length) throw new TransportError(`collectiveRpc("${method}"): no live worker on queue ${this.#keys.rpc}`, { data: { method } });
     const id = randomUUID();
     const replies = new Map<string, RpcReply>();
-    const until = Date.now() + o.timeoutMs;
-    let cleanup = () => {};
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const missing = workers.filter((w) => !replies.has(w));
-        reject(new TimeoutError(`collectiveRpc("${method}") timed out after ${o.timeoutMs}ms waiting for worker(s) ${missing.join(", ")}`, { data: { method, timeoutMs: o.timeoutMs, missing } }));
-      }, o.timeoutMs);
-      const onAbort = () => reject(o.signal!.reason);
-      o.signal?.addEventListener("abort", onAbort, { once: true });
+    // One deadline for the call: its timer names the workers that did not reply; a caller's abort ends it too.
+    const dl = new Deadline(o.timeoutMs, o.signal, () => {
+      const missing = workers.filter((w) => !replies.has(w));
+      return new TimeoutError(`collectiveRpc("${method}") timed out after ${o.timeoutMs}ms waiting for worker(s) ${missing.join(", ")}`, { data: { method, timeoutMs: o.timeoutMs, missing } });
+    });
+    const done = new Promise<void>((resolve) => {
       this.#calls.set(id, (r) => {
         if (!workers.includes(r.worker)) return; // A worker that joined after the call: not waited for, not counted.
         replies.set(r.worker, r);
         if (replies.size === workers.length) resolve();
       });
-      cleanup = () => {
-        clearTimeout(timer);
-        o.signal?.removeEventListener("abort", onAbort);
-        this.#calls.delete(id);
-      };
     });
-    const msg: RpcMessage = { id, method, args: o.args, kwargs: o.kwargs, timeoutMs: Math.max(1, until - Date.now()) };
+    const msg: RpcMessage = { id, method, args: o.args, kwargs: o.kwargs, timeoutMs: Math.max(1, dl.remaining()) };
     try {
       await this.#pub.publish(this.#keys.rpc, JSON.stringify(msg));
-      await done;
+      await dl.race(done);
+    } catch (err) {
+      if (dl.callerAborted) throw o.signal!.reason;
+      throw err;
     } finally {
-      cleanup();
+      dl.dispose();
+      this.#calls.delete(id);
     }
     const errors: OmniError[] = [];
     const flat: unknown[] = [];

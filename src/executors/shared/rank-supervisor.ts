@@ -6,7 +6,8 @@ import { Listeners } from "../../utils/listeners.js";
 import type { MultiprocOptions } from "../multiproc-options.js";
 import { RankSlot } from "./rank-slot.js";
 import { workerInitOf } from "./worker-init.js";
-import { WorkerProcess, describeEnd, waitFor, type WorkerExit } from "./worker-process.js";
+import { settleWithin } from "../../utils/settle-within.js";
+import { WorkerProcess, describeEnd, type WorkerExit } from "./worker-process.js";
 
 /** What happened to a worker process, for logs, metrics and tests (`MultiprocExecutor.onWorkerEvent`). */
 export type WorkerEvent =
@@ -82,7 +83,7 @@ export class RankSupervisor {
       );
     } catch (err) {
       for (const p of procs) p.kill();
-      const stuck = (await Promise.all(procs.map((p) => waitFor(p.exited, 5_000)))).some((e) => e === null);
+      const stuck = (await Promise.all(procs.map((p) => settleWithin(p.exited, 5_000, { unref: true })))).some((s) => s.status !== "fulfilled");
       if (stuck) process.emitWarning(`MultiprocExecutor: a worker did not exit after SIGKILL during a failed init`);
       for (const s of this.slots) s.markFailed(new ClosedError("MultiprocExecutor failed to start", { cause: err }), "closed");
       throw err;
@@ -148,7 +149,7 @@ export class RankSupervisor {
           } catch (err) {
             lastErr = toOmniError(err);
             proc.kill();
-            await waitFor(proc.exited, 5_000);
+            await settleWithin(proc.exited, 5_000, { unref: true });
             throw lastErr;
           } finally {
             dl.dispose();

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ConfigError } from "../../errors/omni-error.js";
 import { DEFAULT_REFUSED_TIMEOUT_MS } from "../../policies/remote-policy.js";
+import { zodToConfigError } from "../../utils/zod-error.js";
 
 const endpointList = z
   .union([z.string().min(1), z.array(z.string().min(1)).min(1).max(64)])
@@ -40,13 +41,7 @@ export type RemoteOptions = z.output<typeof remoteOptionsSchema>;
  */
 export function parseRemoteOptions<S extends z.ZodObject>(schema: S, raw: Record<string, unknown>, executor: string): z.output<S> {
   const r = schema.strict().safeParse(raw);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `executorOptions.${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new ConfigError(`invalid executorOptions for ${executor}: ${issues.join("; ")}`, {
-      field: `executorOptions.${r.error.issues[0]?.path.join(".") ?? ""}`,
-      data: { issues },
-    });
-  }
+  if (!r.success) throw zodToConfigError(r.error, `executorOptions for ${executor}`, (p) => `executorOptions.${p || "(root)"}`);
   return r.data as z.output<S>;
 }
 

@@ -1,4 +1,5 @@
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
+import { fastifyClientError, httpStatusOf } from "../shared/http-errors.js";
 import { isPublicError } from "../shared/public-error.js";
 
 /** The error body every OpenAI API answers with. */
@@ -26,6 +27,14 @@ const PARAM_OF_FIELD: Record<string, string> = {
   negativePrompt: "negative_prompt",
   width: "size",
   height: "size",
+};
+
+/** fastify's client-error codes → the OpenAI error `code` a client sees. */
+const OPENAI_CODE_OF_FASTIFY: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: "request_too_large",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "invalid_json",
+  FST_ERR_CTP_INVALID_JSON_BODY: "invalid_json",
 };
 
 function typeFor(status: number): string {
@@ -57,7 +66,7 @@ export function toHttpError(err: unknown, limits: { maxBodyBytes: number }, requ
   });
   if (err instanceof OmniError) {
     if (!isPublicError(err)) return internal(err.code.replace(/^OMNI_ERR_/, "").toLowerCase());
-    const status = err.statusCode >= 400 && err.statusCode <= 599 ? err.statusCode : 500;
+    const status = httpStatusOf(err);
     const field = typeof err.data.field === "string" ? err.data.field : null;
     const param = field ? (PARAM_OF_FIELD[field] ?? field) : null;
     // `reason` is core/limits.ts' request-level code (`limit_exceeded`, `invalid_size`, ...).
@@ -65,19 +74,11 @@ export function toHttpError(err: unknown, limits: { maxBodyBytes: number }, requ
     const code = typeof reason === "string" ? reason : err.code.replace(/^OMNI_ERR_/, "").toLowerCase();
     return { statusCode: status, body: { error: { message: err.message, type: typeFor(status), param, code } } };
   }
-  const fe = err as { statusCode?: unknown; code?: unknown; message?: unknown };
-  if (typeof fe?.statusCode === "number" && fe.statusCode >= 400 && fe.statusCode < 500) {
-    const fastifyCode = typeof fe.code === "string" ? fe.code : "";
-    const known: Record<string, [string, string]> = {
-      FST_ERR_CTP_BODY_TOO_LARGE: ["request_too_large", `Request body is larger than the limit of ${limits.maxBodyBytes} bytes.`],
-      FST_ERR_CTP_INVALID_MEDIA_TYPE: ["unsupported_media_type", "Unsupported Content-Type: send the request body as application/json."],
-      FST_ERR_CTP_EMPTY_JSON_BODY: ["invalid_json", "The request body is empty; send a JSON object."],
-    };
-    const [code, message] = known[fastifyCode] ?? [
-      fe.statusCode === 400 ? "invalid_json" : "invalid_request",
-      fe.statusCode === 400 ? `The request body is not valid JSON: ${String(fe.message)}` : String(fe.message),
-    ];
-    return { statusCode: fe.statusCode, body: { error: { message, type: typeFor(fe.statusCode), param: null, code } } };
+  const fce = fastifyClientError(err, limits.maxBodyBytes);
+  if (fce) {
+    const fastifyCode = String(fce.data.fastifyCode);
+    const code = OPENAI_CODE_OF_FASTIFY[fastifyCode] ?? (fce.statusCode === 400 ? "invalid_json" : "invalid_request");
+    return { statusCode: fce.statusCode, body: { error: { message: fce.message, type: typeFor(fce.statusCode), param: null, code } } };
   }
   return internal("internal");
 }

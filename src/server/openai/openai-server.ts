@@ -9,6 +9,7 @@ import { authorizationHeaders, checkApiKey } from "../shared/api-key.js";
 import { hardenedServerFactory } from "../shared/http-limits.js";
 import { installJsonBodyParser } from "../shared/json-body.js";
 import { portError } from "../shared/port-check.js";
+import { settleWithin } from "../../utils/settle-within.js";
 import { schemaError } from "./image-request.js";
 import { ImageStore } from "./image-store.js";
 import { imageRoutes } from "./images-route.js";
@@ -18,21 +19,6 @@ import type { ServerContext } from "./server-context.js";
 import { parseServerConfig, type ServerConfig, type ServerLimits, type ServerOptions } from "./server-options.js";
 import { systemRoutes } from "./system-routes.js";
 import { isPublicRoute, playgroundRoutes } from "../ui/playground-plugin.js";
-
-/**
- * Resolves true when `p` settles within `ms`, false otherwise. The timer is not unref'd: a caller awaiting
- * close() must get its answer even when nothing else keeps the event loop alive.
- */
-function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const t = setTimeout(() => resolve(false), Math.max(0, ms));
-    const done = () => {
-      clearTimeout(t);
-      resolve(true);
-    };
-    p.then(done, done);
-  });
-}
 
 /** The engine config a server-owned engine gets: the server's request limits also bound the engine. */
 function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLimits): OmniDiffusionConfigInput {
@@ -169,15 +155,15 @@ export class OmniServer {
       this.#draining = new ClosedError("the server is shutting down and accepts no new requests", { data: { openaiCode: "shutting_down" } });
       log.info({ inFlight: this.#inflight.size, timeoutMs }, "shutting down: refusing new requests, finishing the ones in flight");
       const appClosed = this.app.close();
-      if (!(await settlesWithin(this.#whenIdle(), timeoutMs))) {
+      if ((await settleWithin(this.#whenIdle(), timeoutMs)).status === "timeout") {
         log.warn({ requests: this.#inflight.size }, "shutdown deadline passed; aborting the requests still in flight");
         const reason = new ClosedError("the server shut down before the request finished", { data: { openaiCode: "shutting_down" } });
         for (const abort of this.#inflight) abort(reason);
-        if (!(await settlesWithin(this.#whenIdle(), 10_000))) log.error({ requests: this.#inflight.size }, "requests still in flight after abort");
+        if ((await settleWithin(this.#whenIdle(), 10_000)).status === "timeout") log.error({ requests: this.#inflight.size }, "requests still in flight after abort");
       }
       // Keep-alive connections would hold server.close() open; every response is complete by now.
       this.app.server.closeAllConnections();
-      if (!(await settlesWithin(appClosed, 10_000))) log.error("fastify did not close within 10 s");
+      if ((await settleWithin(appClosed, 10_000)).status === "timeout") log.error("fastify did not close within 10 s");
       this.#store.clear();
       this.#batchSub.dispose();
       this.metrics.dispose();

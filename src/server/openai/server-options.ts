@@ -4,6 +4,7 @@ import type { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { ConfigError } from "../../errors/omni-error.js";
 import { DEFAULT_HTTP_LIMITS, httpLimitsSchema } from "../shared/http-limits.js";
+import { zodToConfigError } from "../../utils/zod-error.js";
 
 /** What one request may ask for. Requests beyond a limit get a 400 naming the field and the limit. */
 export const serverLimitsSchema = z
@@ -79,9 +80,6 @@ export interface ServerOptions extends z.input<typeof serverConfigSchema> {
 export function parseServerConfig(opts: ServerOptions): ServerConfig {
   const { engine: _engine, engineConfig: _engineConfig, logger: _logger, ...data } = opts;
   const r = serverConfigSchema.safeParse(data);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new ConfigError(`invalid server options: ${issues.join("; ")}`, { field: r.error.issues[0]?.path.join("."), data: { issues } });
-  }
+  if (!r.success) throw zodToConfigError(r.error, "server options");
   return r.data;
 }

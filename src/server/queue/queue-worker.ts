@@ -28,6 +28,7 @@ import {
 } from "../../protocol/queue-protocol.js";
 import { registerQueueMetrics } from "../../executors/queue/queue-stats.js";
 import { toDiffusionOutput } from "../worker/worker-service.js";
+import { settleWithin } from "../../utils/settle-within.js";
 
 /** How long close waits past the drain deadline for BullMQ to let go of the jobs handed back, ms. */
 const CLOSE_GRACE_MS = 10_000;
@@ -243,7 +244,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
           }
         }, drainMs);
         // Bounded: with Redis unreachable BullMQ's close can wait for ever; the locks then hand the jobs back.
-        await Promise.race([drained.catch(quiet), new Promise((resolve) => setTimeout(resolve, drainMs + CLOSE_GRACE_MS).unref())]);
+        await settleWithin(drained, drainMs + CLOSE_GRACE_MS, { unref: true });
         clearTimeout(deadline);
         await Promise.allSettled([engine.close(), statsQueue.close(), new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)))]);
         for (const c of [pub, sub]) c.disconnect();

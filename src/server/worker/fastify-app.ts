@@ -7,6 +7,7 @@ import { errorBody } from "../../protocol/wire.js";
 import { authorizationHeaders, checkApiKey } from "../shared/api-key.js";
 import { hardenedServerFactory, type HttpLimits } from "../shared/http-limits.js";
 import { installJsonBodyParser } from "../shared/json-body.js";
+import { fastifyClientError, httpStatusOf } from "../shared/http-errors.js";
 import { publicError } from "../shared/public-error.js";
 
 /** Options shared by the worker's fastify apps. */
@@ -63,24 +64,12 @@ export function sendError(reply: FastifyReply, e: OmniError): FastifyReply {
     // The client is not ours: do not keep its connection (nor read the body it may still be sending).
     reply.header("www-authenticate", "Bearer").header("connection", "close");
   }
-  const status = e.statusCode >= 400 && e.statusCode <= 599 ? e.statusCode : 500;
-  return reply.code(status).send(errorBody(e));
+  return reply.code(httpStatusOf(e)).send(errorBody(e));
 }
 
 function asOmniError(err: unknown, bodyLimit: number): OmniError {
   if (err instanceof OmniError) return err;
-  const fe = err as { statusCode?: unknown; code?: unknown; message?: unknown };
-  if (typeof fe?.statusCode === "number" && fe.statusCode >= 400 && fe.statusCode < 500) {
-    const messages: Record<string, string> = {
-      FST_ERR_CTP_BODY_TOO_LARGE: `the request body is larger than the limit of ${bodyLimit} bytes`,
-      FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported Content-Type: send the body as application/json",
-      FST_ERR_CTP_EMPTY_JSON_BODY: "the request body is empty; send a JSON object",
-      FST_ERR_CTP_INVALID_JSON_BODY: `the request body is not valid JSON: ${String(fe.message)}`,
-    };
-    const code = typeof fe.code === "string" ? fe.code : "";
-    return new ValidationError(messages[code] ?? String(fe.message), { field: "body", statusCode: fe.statusCode, data: { fastifyCode: code } });
-  }
-  return toOmniError(err);
+  return fastifyClientError(err, bodyLimit) ?? toOmniError(err);
 }
 
 /**
