@@ -1,4 +1,3 @@
-import { setTimeout as delay } from "node:timers/promises";
 import { Job, Queue } from "bullmq";
 import { Redis } from "ioredis";
 import type { Registry } from "prom-client";
@@ -15,6 +14,7 @@ import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/q
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
 import { Deadline } from "../policies/deadline.js";
+import { pollPolicy } from "../policies/worker-policies.js";
 import { orTimeout, settleWithin } from "../utils/settle-within.js";
 
 const queueOptionsSchema = z.object({
@@ -123,10 +123,11 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     this.#eventsConn.on("close", onClose);
     const until = Date.now() + this.config.workerStartTimeoutMs;
     const events = this.#events;
-    for (;;) {
-      const left = Math.max(1, until - Date.now());
-      try {
-        // Each step is bounded: an unreachable Redis must end in the TimeoutError below, not a hang.
+    // Each round is bounded: an unreachable Redis must end in the TimeoutError below, not a hang.
+    const poll = pollPolicy(READY_POLL_MS, () => !this.isClosed && Date.now() + READY_POLL_MS < until);
+    try {
+      await poll.execute(async () => {
+        const left = Math.max(1, until - Date.now());
         await orTimeout(
           (async () => {
             if (this.#client!.status === "wait" || this.#client!.status === "end") await this.#client!.connect();
@@ -136,17 +137,13 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
           () => new TimeoutError(`Redis did not answer within ${left}ms`),
         );
         await this.checkHealth({ timeout: Math.max(1, Math.min(this.options.healthTimeoutMs, until - Date.now())) });
-        return;
-      } catch (err) {
-        if (this.isClosed) throw new ClosedError("QueueDiffusionExecutor was closed while starting", { cause: err });
-        if (Date.now() + READY_POLL_MS >= until) {
-          throw new TimeoutError(`no worker became live on ${this.#where} within ${this.config.workerStartTimeoutMs}ms (workerStartTimeoutMs): ${toOmniError(err).message}`, {
-            cause: err,
-            data: { method: "init", timeoutMs: this.config.workerStartTimeoutMs },
-          });
-        }
-      }
-      await delay(READY_POLL_MS);
+      });
+    } catch (err) {
+      if (this.isClosed) throw new ClosedError("QueueDiffusionExecutor was closed while starting", { cause: err });
+      throw new TimeoutError(`no worker became live on ${this.#where} within ${this.config.workerStartTimeoutMs}ms (workerStartTimeoutMs): ${toOmniError(err).message}`, {
+        cause: err,
+        data: { method: "init", timeoutMs: this.config.workerStartTimeoutMs },
+      });
     }
   }
 

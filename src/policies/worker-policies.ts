@@ -1,4 +1,4 @@
-import { ExponentialBackoff, handleAll, handleWhen, noJitterGenerator, retry, type RetryPolicy } from "cockatiel";
+import { ConstantBackoff, ExponentialBackoff, handleAll, handleWhen, noJitterGenerator, retry, type RetryPolicy } from "cockatiel";
 
 /** Knobs of {@link restartPolicy}. */
 export interface RestartPolicyOptions {
@@ -44,4 +44,22 @@ export function restartPolicy(opts: RestartPolicyOptions): RetryPolicy {
  */
 export function workerRetryPolicy(retries: number, shouldRetry: (err: Error) => boolean): RetryPolicy {
   return retry(handleWhen(shouldRetry), { maxAttempts: retries });
+}
+
+/**
+ * A start-up poll: the check runs again every `intervalMs` while `keepGoing(err)` says waiting may still
+ * help (the executor is open and its start deadline leaves room for another round); the last error is
+ * thrown otherwise. Used by executors that wait for a first live worker (the queue executor).
+ *
+ * @example
+ * ```ts
+ * const until = Date.now() + 5_000;
+ * const poll = pollPolicy(100, () => Date.now() + 100 < until);
+ * await poll.execute(async ({ attempt }) => {
+ *   if (attempt < 2) throw new Error("no worker yet");
+ * });
+ * ```
+ */
+export function pollPolicy(intervalMs: number, keepGoing: (err: Error) => boolean): RetryPolicy {
+  return retry(handleWhen(keepGoing), { maxAttempts: Number.POSITIVE_INFINITY, backoff: new ConstantBackoff(intervalMs) });
 }

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { WorkerDiedError, WorkerError } from "../../src/errors/omni-error.js";
-import { restartPolicy, workerRetryPolicy } from "../../src/policies/worker-policies.js";
+import { pollPolicy, restartPolicy, workerRetryPolicy } from "../../src/policies/worker-policies.js";
 
 describe("restartPolicy", () => {
   it("starts at most `attempts` times, doubling the backoff, and throws the last start's error", async () => {
@@ -72,5 +72,22 @@ describe("workerRetryPolicy", () => {
       WorkerError,
     );
     assert.equal(tries, 1, "a failure that is not a worker death is not retried");
+  });
+});
+
+describe("pollPolicy", () => {
+  it("polls at a constant interval while keepGoing allows, then throws the last error", async () => {
+    const delays: number[] = [];
+    let rounds = 0;
+    const poll = pollPolicy(1, () => rounds < 3);
+    poll.onRetry((e) => delays.push(e.delay));
+    await assert.rejects(
+      poll.execute(async () => {
+        rounds++;
+        throw new WorkerError(`round ${rounds}: no worker yet`);
+      }),
+      { message: "round 3: no worker yet" },
+    );
+    assert.deepEqual(delays, [1, 1]);
   });
 });
