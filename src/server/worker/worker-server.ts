@@ -9,6 +9,7 @@ import type { GrpcApi } from "./grpc-api.js";
 import { registerHttpApi } from "./http-api.js";
 import { SAGEMAKER_MAX_PAYLOAD_BYTES, registerSageMakerApi } from "./sagemaker-api.js";
 import { WorkerService } from "./worker-service.js";
+import { zodToConfigError } from "../../utils/zod-error.js";
 
 /** Options of {@link startWorkerServer}. A port of 0 picks a free one; an absent port is not served. */
 export interface WorkerServerOptions {
@@ -78,7 +79,7 @@ export async function startWorkerServer(opts: WorkerServerOptions = {}): Promise
   const host = opts.host ?? "127.0.0.1";
   const sagemakerHost = opts.sagemakerHost ?? "127.0.0.1";
   const limits = httpLimitsSchema.safeParse(opts.http ?? {});
-  if (!limits.success) throw new ConfigError(`invalid http limits: ${limits.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`, { field: "http" });
+  if (!limits.success) throw zodToConfigError(limits.error, "http limits", (p) => (p ? `http.${p}` : "http"));
   const http = limits.data;
   const bodyLimit = opts.bodyLimitBytes ?? 4 * 1024 * 1024;
   const healthTimeoutMs = opts.healthTimeoutMs ?? 5_000;
