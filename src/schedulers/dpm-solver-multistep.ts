@@ -12,6 +12,7 @@ import {
   karrasSigmas,
   linspace,
   makeBetas,
+  mixNoise,
   notReady,
   resolveConfig,
   resolveStepIndex,
@@ -236,13 +237,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
 
   /** VP forward process at the schedule's sigma for t: alpha_t * x0 + sigma_t * noise. */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    assertSameLength(noise, original);
     if (this._timesteps.length === 0) throw notReady(this.name);
     const i = indexForTimestep(this._timesteps, t);
     if (i < 0) throw new ValidationError(`scheduler "${this.name}": timestep ${t} is not in the current schedule`, { field: "timestep" });
     const { alpha, sig } = alphaSigma(this._sigmas[i]!);
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = alpha * original[k]! + sig * noise[k]!;
-    return out;
+    return mixNoise(original, noise, alpha, sig);
   }
 }

@@ -5,6 +5,7 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  mixNoise,
   BASE_DEFAULTS,
   assertSameLength,
   flowShift,
@@ -161,11 +162,8 @@ export class FlowMatchEulerScheduler implements Scheduler {
 
   /** Forward process (diffusers `scale_noise`): sigma * noise + (1 - sigma) * x0 at the schedule's sigma for t. */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    assertSameLength(noise, original);
     const i = resolveStepIndex(null, this._timesteps, t, this.name);
     const s = this._sigmas[i]!;
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = s * noise[k]! + (1 - s) * original[k]!;
-    return out;
+    return mixNoise(original, noise, 1 - s, s);
   }
 }

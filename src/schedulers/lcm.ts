@@ -5,6 +5,7 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  addNoiseVP,
   alphaCumprodAt,
   BASE_DEFAULTS,
   alphasCumprod,
@@ -159,12 +160,7 @@ export class LcmScheduler implements Scheduler {
 
   /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise. */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    assertSameLength(noise, original);
-    const a = this.alphaAt(t);
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = sa * original[k]! + sb * noise[k]!;
-    return out;
+    return addNoiseVP(original, noise, this.alphaAt(t));
   }
+
 }

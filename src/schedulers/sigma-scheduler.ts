@@ -5,8 +5,8 @@
 import {
   EULER_FAMILY_DEFAULTS,
   EulerSigmaTable,
-  addNoiseVE,
   eulerInitNoiseSigma,
+  mixNoise,
   resolveEulerConfig,
   resolveStepIndex,
   scaleBySigma,
@@ -60,9 +60,10 @@ export abstract class SigmaScheduler implements Scheduler {
 
   abstract step(modelOutput: Float32Array, t: number, sample: Float32Array, rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array };
 
+  /** VE forward process x0 + sigma(t) * noise (diffusers' Euler `add_noise`). */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
     const i = resolveStepIndex(null, this._timesteps, t, this.name);
-    return addNoiseVE(original, noise, this._sigmas[i]!);
+    return mixNoise(original, noise, 1, this._sigmas[i]!);
   }
 
   /** The index of timestep `t` for a step (the one scaleModelInput saw, or looked up). */
