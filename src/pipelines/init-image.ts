@@ -26,12 +26,13 @@ export interface EditState {
 /**
  * diffusers' `get_timesteps` for img2img: `floor(steps × strength)` steps run (at least one: a strength that
  * rounds to 0 steps is bumped to 1 instead of refused), the tail of the full schedule from index
- * `steps − that`. Strength 1 keeps the whole schedule. `timesteps` is the scheduler's full list (PLMS's has
+ * `begin = steps − that`. Strength 1 keeps the whole schedule. `timesteps` is the scheduler's full list (PLMS's has
  * one more entry than steps; the tail keeps it, as diffusers does with order 1).
  */
-export function strengthSchedule(timesteps: readonly number[], numInferenceSteps: number, strength: number): number[] {
+export function strengthSchedule(timesteps: readonly number[], numInferenceSteps: number, strength: number): { timesteps: number[]; begin: number } {
   const run = Math.min(Math.max(Math.floor(numInferenceSteps * strength), 1), numInferenceSteps);
-  return timesteps.slice(numInferenceSteps - run);
+  const begin = numInferenceSteps - run;
+  return { timesteps: timesteps.slice(begin), begin };
 }
 
 /** The strength a request runs with: its own, else 1.0 with a mask and 0.8 without; null without an image. */

@@ -268,7 +268,14 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       const samples = Array.from({ length: p.numOutputs }, (_, k) => {
         const scheduler = createScheduler(p.scheduler, this.#schedulerConfig);
         scheduler.setTimesteps(p.numInferenceSteps);
-        timesteps = init ? strengthSchedule(scheduler.timesteps, p.numInferenceSteps, strength) : scheduler.timesteps;
+        if (init) {
+          const cut = strengthSchedule(scheduler.timesteps, p.numInferenceSteps, strength);
+          timesteps = cut.timesteps;
+          // Repeated rounded timesteps (Karras on a cosine schedule) make a lookup ambiguous: say where the run starts.
+          if (cut.begin > 0) scheduler.setBeginIndex?.(cut.begin);
+        } else {
+          timesteps = scheduler.timesteps;
+        }
         // The noise is drawn exactly as text-to-image draws it, so the same seed gives the same noise either way.
         const rng = new SeededNormal(p.seed + k);
         const eps = rng.randn(new Float32Array(size));

@@ -5,6 +5,7 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  checkBeginIndex,
   addNoiseVP,
   alphaCumprodAt,
   BASE_DEFAULTS,
@@ -113,6 +114,11 @@ export class LcmScheduler implements Scheduler {
     this._timesteps = Array.from({ length: numInferenceSteps }, (_, i) => origin[Math.floor(i * step)]!);
     this.stepIndex = null;
   }
+  /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
+  setBeginIndex(index: number): void {
+    this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
+  }
+
 
   /** Identity: LCM feeds the model the sample as is (returns the same array). */
   scaleModelInput(sample: Float32Array, _t: number): Float32Array {

@@ -422,6 +422,30 @@ export function resolveStepIndex(current: number | null, timesteps: readonly num
   throw unknownTimestep(name, t);
 }
 
+/**
+ * The schedule index `addNoise` uses for timestep `t`: diffusers' `index_for_timestep` (the second of two
+ * repeats, the one a mid-schedule start or an inpainting re-noise means), refusing a timestep off the schedule.
+ */
+export function noiseIndex(timesteps: readonly number[], t: number, name: string): number {
+  if (timesteps.length === 0) throw notReady(name);
+  const i = indexForTimestep(timesteps, t);
+  if (i < 0) throw unknownTimestep(name, t);
+  return i;
+}
+
+/**
+ * diffusers' `set_begin_index`: the step index a run that starts mid-schedule (img2img) begins at, checked
+ * against the schedule. Needed where rounded timesteps repeat (Karras sigmas on a cosine schedule: 999, 999, ...),
+ * since a lookup by timestep cannot tell the repeats apart.
+ */
+export function checkBeginIndex(index: number, timesteps: readonly number[], name: string): number {
+  if (timesteps.length === 0) throw notReady(name);
+  if (!Number.isInteger(index) || index < 0 || index >= timesteps.length) {
+    throw new ValidationError(`scheduler "${name}": begin index ${index} is outside the ${timesteps.length}-step schedule`, { field: "timestep" });
+  }
+  return index;
+}
+
 /** Throws the error every scheduler raises when `step` / `scaleModelInput` runs before `setTimesteps`. */
 export function notReady(name: string): ValidationError {
   return new ValidationError(`scheduler "${name}": call setTimesteps() before stepping`, { field: "scheduler" });

@@ -3,10 +3,12 @@
  * input scaling and noising. Each subclass only says how one step moves the sample.
  */
 import {
+  checkBeginIndex,
   EULER_FAMILY_DEFAULTS,
   EulerSigmaTable,
   eulerInitNoiseSigma,
   mixNoise,
+  noiseIndex,
   resolveEulerConfig,
   resolveStepIndex,
   scaleBySigma,
@@ -52,6 +54,11 @@ export abstract class SigmaScheduler implements Scheduler {
     this._sigmas = sigmas;
     this.stepIndex = null;
   }
+  /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
+  setBeginIndex(index: number): void {
+    this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
+  }
+
 
   scaleModelInput(sample: Float32Array, t: number): Float32Array {
     this.stepIndex = resolveStepIndex(this.stepIndex, this._timesteps, t, this.name);
@@ -62,7 +69,7 @@ export abstract class SigmaScheduler implements Scheduler {
 
   /** VE forward process x0 + sigma(t) * noise (diffusers' Euler `add_noise`). */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    const i = resolveStepIndex(null, this._timesteps, t, this.name);
+    const i = noiseIndex(this._timesteps, t, this.name);
     return mixNoise(original, noise, 1, this._sigmas[i]!);
   }
 
