@@ -1,6 +1,6 @@
 /**
- * Edits through every path a request travels: the proto codec round trip, worker processes (multiproc), and a
- * real worker server over HTTP and over gRPC. Each gives the image the in-process pipeline gives, and an
+ * Edits through every path a request travels: the proto codec round trip, worker processes (multiproc), a
+ * real worker server over HTTP and over gRPC, and a Redis queue worker (skipped, loudly, without redis-server). Each gives the image the in-process pipeline gives, and an
  * inpainting request keeps its unmasked pixels byte-exact after the PNG round trips.
  */
 import assert from "node:assert/strict";
@@ -17,6 +17,7 @@ import type { MaskImage } from "../../src/utils/png.js";
 import { pixelDiff } from "../batching/helpers.js";
 import { MODEL_DIR } from "../helpers/model.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
+import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "../fleet/helpers.js";
 
 const T = 180_000;
 
@@ -27,6 +28,10 @@ describe("edits through the codecs, worker processes and worker servers", { time
   let pipe: DiffusionPipeline;
   let init: GeneratedImage;
   let server: WorkerServer;
+  const noRedis = redisMissing();
+  let redis: TestRedis | undefined;
+  let queueWorker: QueueWorkerChild | undefined;
+  const queue = uniqueQueue("edits");
   const edits = (): OmniDiffusionRequest[] => [
     new OmniDiffusionRequest({ requestId: "img2img", prompt: "a red circle on a blue background", seed: 5, numInferenceSteps: 6, image: init, strength: 0.6 }),
     new OmniDiffusionRequest({ requestId: "inpaint", prompt: "a yellow square on a black background", seed: 6, numInferenceSteps: 6, image: init, mask: MASK }),
@@ -37,8 +42,15 @@ describe("edits through the codecs, worker processes and worker servers", { time
     init = (await pipe.generate([new OmniDiffusionRequest({ prompt: "a green star on a white background", seed: 3, numInferenceSteps: 6 })])).output[0]!;
     for (const r of edits()) expected.set(r.requestId, (await pipe.generate([r])).output[0]!);
     server = await startTestWorker({ httpPort: 0, grpcPort: 0 });
+    if (noRedis) console.error(`SKIPPED the queue path of the edit tests: ${noRedis}`);
+    else {
+      redis = await TestRedis.start();
+      queueWorker = await QueueWorkerChild.start(redis.url, queue);
+    }
   });
   after(async () => {
+    await queueWorker?.stop();
+    await redis?.close();
     await server?.close();
     await pipe?.release();
   });
@@ -75,6 +87,7 @@ describe("edits through the codecs, worker processes and worker servers", { time
     ["http", () => ({ executorClass: "http", allowNonNativeSizes: true, executorOptions: { endpoints: [server.httpUrl!] } })],
     ["grpc", () => ({ executorClass: "grpc", allowNonNativeSizes: true, executorOptions: { endpoints: [`grpc://${server.grpcAddress!}`] } })],
   ];
+  if (!noRedis) engines.push(["queue", () => ({ executorClass: "queue", allowNonNativeSizes: true, executorOptions: { url: redis!.url, queue } })]);
   for (const [via, config] of engines) {
     it(`through ${via}: the in-process images, unmasked pixels kept, a bad edit refused with its field`, { timeout: T }, async () => {
       const engine = await DiffusionEngine.create(config() as Parameters<typeof DiffusionEngine.create>[0]);
