@@ -13,7 +13,7 @@ import { loadPipeline } from "../../src/pipelines/load.js";
 import type { DiffusionPipeline } from "../../src/pipelines/types.js";
 import { requestFromProto, requestToProto } from "../../src/protocol/proto-codec.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
-import type { MaskImage } from "../../src/utils/png.js";
+import { encodeMaskPng, encodePng, type MaskImage } from "../../src/utils/png.js";
 import { pixelDiff } from "../batching/helpers.js";
 import { MODEL_DIR } from "../helpers/model.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
@@ -80,6 +80,20 @@ describe("edits through the codecs, worker processes and worker servers", { time
     const back = OmniDiffusionRequest.fromDict(requestFromProto({ ...plain, image: Buffer.alloc(0), mask_image: Buffer.alloc(0) }));
     assert.equal(back.image, null);
     assert.equal(back.mask, null);
+  });
+
+  it("over HTTP, a mask without an image or a strength out of range is a 400 naming the field", { timeout: T }, async () => {
+    const mask = encodeMaskPng(MASK).toString("base64");
+    for (const [body, field] of [
+      [{ prompt: "a red circle", mask_image: mask }, "mask_image"],
+      [{ prompt: "a red circle", image: encodePng(init).toString("base64"), strength: 1.5 }, "strength"],
+      [{ prompt: "a red circle", image: "bm90IGEgcG5n" }, "image"],
+    ] as const) {
+      const res = await fetch(`${server.httpUrl}/v1/diffusion/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ requests: [body] }) });
+      const json = (await res.json()) as { error?: { data?: { field?: string } } };
+      assert.equal(res.status, 400, JSON.stringify(json));
+      assert.match(JSON.stringify(json), new RegExp(`"field":"(requests\\.0\\.)?${field}"`), JSON.stringify(json));
+    }
   });
 
   const engines: [string, () => Partial<Parameters<typeof DiffusionEngine.create>[0]>][] = [
