@@ -14,7 +14,7 @@ import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
 import { describeOnnxModel } from "./model-limits.js";
-import { effectiveStrength, latentMask, rgbToChw, strengthSchedule, type EditState } from "./init-image.js";
+import { checkCanEdit, effectiveStrength, encodeInitImage, latentMask, requestSize, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion, pasteKept } from "./inpaint.js";
 import { runToCompletion } from "./run-to-completion.js";
 import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
@@ -157,26 +157,16 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults, sizeMultiple } = this.#info;
     const limits = this.describe();
-    const image = r.image;
-    // An edit's size is its image's: width/height, when given, must agree (images are never resized).
-    if (image && ((r.width !== null && r.width !== image.width) || (r.height !== null && r.height !== image.height))) {
-      throw new ValidationError(`image is ${image.width}x${image.height} but the request asks for ${r.width ?? image.width}x${r.height ?? image.height}; send an image of the requested size or leave width/height out`, {
-        field: "image",
-        data: { reason: "size_mismatch" },
-      });
-    }
-    const width = r.width ?? image?.width ?? limits.nativeWidth;
-    const height = r.height ?? image?.height ?? limits.nativeHeight;
+    const { width, height, fieldOf } = requestSize(r, limits.nativeWidth, limits.nativeHeight);
     for (const [dim, v] of [["width", width], ["height", height]] as const) {
-      // A size taken from the image is the image's fault, so the error names that field.
-      const field = image && r[dim] === null ? "image" : dim;
+      const field = fieldOf(dim);
       if (v % sizeMultiple !== 0) {
         throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field, data: { reason: "invalid_size" } });
       }
     }
     // Exports with a fixed spatial size accept only that size.
     for (const [dim, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
-      const field = image && r[dim] === null ? "image" : dim;
+      const field = fieldOf(dim);
       if (limits.spatial === "fixed" && v !== native) {
         throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size and serves only ${limits.nativeWidth}x${limits.nativeHeight}, got ${width}x${height}`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
       }
@@ -192,7 +182,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
     const probe = createScheduler(scheduler, this.#schedulerConfig);
     probe.setTimesteps(steps); // throws ValidationError on a bad name or count
-    if (image) this.#checkCanEdit(probe.name, typeof probe.addNoise === "function");
+    if (r.image) checkCanEdit(probe, { latent: this.#vaeScale > 1, encoder: this.#vaeEncoder, className: this.className, modelDir: this.modelDir });
     return {
       width,
       height,
@@ -205,38 +195,6 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       negativePrompt: r.negativePrompt ?? "",
       strength: effectiveStrength(r),
     };
-  }
-
-  /** img2img needs the sampler's forward process and a way into the model's space (pixel space, or a VAE encoder). */
-  #checkCanEdit(scheduler: string, hasAddNoise: boolean): void {
-    if (!hasAddNoise) {
-      throw new ValidationError(`scheduler "${scheduler}" has no addNoise, so it cannot start from an image (img2img / inpainting)`, { field: "scheduler", data: { reason: "unsupported_value" } });
-    }
-    if (this.#vaeScale > 1 && !this.#vaeEncoder) {
-      throw new ValidationError(`${this.className} at ${this.modelDir} has no vae_encoder (vae_encoder/model.onnx), which img2img and inpainting need to encode the image; this model serves text-to-image only`, {
-        field: "image",
-        data: { reason: "unsupported_value", missingComponent: "vae_encoder" },
-      });
-    }
-  }
-
-  /**
-   * The init image in the model's sample space. Pixel-space models (VAE scale 1, like tiny-shapes) decode with an
-   * identity VAE, so the image in [-1, 1] times the scaling factor is the exact inverse of `decode`; latent models
-   * run the VAE encoder (its distribution's mean when it returns mean and log-variance) times the scaling factor.
-   */
-  async #encodeInit(image: NonNullable<OmniDiffusionRequest["image"]>, shape: [number, number, number]): Promise<Float32Array> {
-    const chw = rgbToChw(image);
-    let init = chw;
-    if (this.#vaeEncoder) {
-      const enc = this.#vaeEncoder;
-      const input = enc.inputs[0]!;
-      const out = await enc.run({ [input.name]: floatTensor(input.type, chw, [1, 3, image.height, image.width]) });
-      const t = out[enc.outputs[0]!.name] ?? Object.values(out)[0]!;
-      init = floatData(t).slice(0, shape[0] * shape[1] * shape[2]); // [mean, logvar] exports: the first half is the mean
-    }
-    const k = this.#scalingFactor;
-    return k === 1 ? init : init.map((v) => v * k);
   }
 
   validate(r: OmniDiffusionRequest): void {
@@ -256,33 +214,26 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const per = emb.tokens * emb.dim;
     const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
     const shapes = params.map((p): [number, number, number] => [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale]);
-    const inits = await Promise.all(requests.map((r, i) => (r.image ? this.#encodeInit(r.image, shapes[i]!) : null)));
+    const inits = await Promise.all(
+      requests.map((r, i) => (r.image ? encodeInitImage(r.image, this.#vaeEncoder, this.#scalingFactor, shapes[i]!.reduce((a, b) => a * b)) : null)),
+    );
     return requests.map((request, i) => {
       const p = params[i]!;
       const shape = shapes[i]!;
       const size = shape[0] * shape[1] * shape[2];
       const init = inits[i];
-      const strength = p.strength ?? 1;
       let timesteps: number[] = [];
       const noise: Float32Array[] = [];
       const samples = Array.from({ length: p.numOutputs }, (_, k) => {
         const scheduler = createScheduler(p.scheduler, this.#schedulerConfig);
         scheduler.setTimesteps(p.numInferenceSteps);
-        if (init) {
-          const cut = strengthSchedule(scheduler.timesteps, p.numInferenceSteps, strength);
-          timesteps = cut.timesteps;
-          // Repeated rounded timesteps (Karras on a cosine schedule) make a lookup ambiguous: say where the run starts.
-          if (cut.begin > 0) scheduler.setBeginIndex?.(cut.begin);
-        } else {
-          timesteps = scheduler.timesteps;
-        }
         // The noise is drawn exactly as text-to-image draws it, so the same seed gives the same noise either way.
         const rng = new SeededNormal(p.seed + k);
         const eps = rng.randn(new Float32Array(size));
         noise.push(eps);
-        // Strength 1 starts from pure noise like text-to-image (as diffusers' inpainting does), so it equals
-        // text-to-image exactly; below 1 the init image is noised to the first timestep that runs.
-        const latents = init && strength < 1 ? scheduler.addNoise!(init, eps, timesteps[0]!) : eps.map((v) => v * scheduler.initNoiseSigma);
+        const start = startSample(scheduler, eps, init, p.strength ?? 1, p.numInferenceSteps);
+        timesteps = start.timesteps;
+        const latents = start.latents;
         return { seed: p.seed + k, latents, scheduler, rng, predX0: null };
       });
       const edit: EditState | null = init
