@@ -96,6 +96,21 @@ describe("img2img and inpainting on tiny-shapes", { timeout: 10 * T }, () => {
     }
   });
 
+  it("pixel space: the init sample decodes back to the init image exactly (encoding is decoding's inverse)", { timeout: T }, async () => {
+    const [state] = await pipe.prepare([req({ image: star, strength: 0.5 })]);
+    const s = state!;
+    const [[back]] = await pipe.decode([{ ...s, samples: s.samples.map((smp) => ({ ...smp, latents: s.edit!.init })) }]);
+    assert.ok(identical(back!, star));
+  });
+
+  it("several images per inpainting request each keep the unmasked pixels, each with its own noise", { timeout: T }, async () => {
+    const mask = halfMask(32, 32);
+    const out = await pipe.generate([req({ image: star, mask, numOutputsPerPrompt: 3 })]);
+    assert.equal(out.output.length, 3);
+    for (const img of out.output) for (let p = 0; p < mask.data.length; p++) if (mask.data[p] === 0) assert.equal(img.data[p * 3 + 1], star.data[p * 3 + 1], `image ${img.index}: kept pixel ${p}`);
+    assert.ok(!identical(out.output[0]!, out.output[1]!), "seeds differ, so do the repainted halves");
+  });
+
   it("the soft mask column is the rounded mix of the init and the generated pixel", { timeout: T }, async () => {
     // A mask of all 128 keeps nothing exactly: every value is round((init·127 + gen·128) / 255).
     const soft: MaskImage = { width: 32, height: 32, data: new Uint8Array(32 * 32).fill(128) };
