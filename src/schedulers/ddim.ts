@@ -117,5 +117,4 @@ export class DdimScheduler implements Scheduler {
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
     return addNoiseVP(original, noise, this.alphaAt(t));
   }
-
 }

@@ -166,11 +166,11 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.modelOutputs = new Array<Float32Array | null>(c.solver_order).fill(null);
     this.lowerOrderNums = 0;
   }
+
   /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
   setBeginIndex(index: number): void {
     this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
   }
-
 
   /** Identity: DPM-Solver works on the VP sample the model sees (returns the same array). */
   scaleModelInput(sample: Float32Array, _t: number): Float32Array {

@@ -134,11 +134,11 @@ export class FlowMatchEulerScheduler implements Scheduler {
     this._sigmas = [...sigmas, 0];
     this.stepIndex = null;
   }
+
   /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
   setBeginIndex(index: number): void {
     this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
   }
-
 
   /** Identity: flow models take the sample as is (returns the same array). */
   scaleModelInput(sample: Float32Array, t: number): Float32Array {

@@ -114,11 +114,11 @@ export class LcmScheduler implements Scheduler {
     this._timesteps = Array.from({ length: numInferenceSteps }, (_, i) => origin[Math.floor(i * step)]!);
     this.stepIndex = null;
   }
+
   /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
   setBeginIndex(index: number): void {
     this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
   }
-
 
   /** Identity: LCM feeds the model the sample as is (returns the same array). */
   scaleModelInput(sample: Float32Array, _t: number): Float32Array {
@@ -168,5 +168,4 @@ export class LcmScheduler implements Scheduler {
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
     return addNoiseVP(original, noise, this.alphaAt(t));
   }
-
 }

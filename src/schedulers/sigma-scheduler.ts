@@ -54,11 +54,11 @@ export abstract class SigmaScheduler implements Scheduler {
     this._sigmas = sigmas;
     this.stepIndex = null;
   }
+
   /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
   setBeginIndex(index: number): void {
     this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
   }
-
 
   scaleModelInput(sample: Float32Array, t: number): Float32Array {
     this.stepIndex = resolveStepIndex(this.stepIndex, this._timesteps, t, this.name);
