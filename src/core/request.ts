@@ -171,7 +171,8 @@ function decodeField<T>(b64: string, field: string, decode: (bytes: Uint8Array) 
   try {
     return decode(Buffer.from(b64, "base64"));
   } catch (err) {
-    throw new ValidationError(`${field}: not a base64 PNG image (${(err as Error).message})`, { field, cause: err });
+    // decodePng's message already says what is wrong with the bytes; this names the field.
+    throw new ValidationError(`${field}: ${(err as Error).message} (expected a base64 PNG)`, { field, cause: err });
   }
 }
 

@@ -60,7 +60,7 @@ export function decodeMaskPng(bytes: Uint8Array, field = "mask_image"): MaskImag
   try {
     rgb = decodePng(bytes);
   } catch (err) {
-    throw new ValidationError(`${field}: not a valid PNG image: ${(err as Error).message}`, { field, cause: err });
+    throw new ValidationError((err as Error).message, { field, cause: err });
   }
   const data = new Uint8Array(rgb.width * rgb.height);
   for (let i = 0; i < data.length; i++) {
