@@ -1,6 +1,6 @@
-import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
+import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
+import { LimitExceededError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
@@ -12,7 +12,7 @@ import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
 import { describeOnnxModel } from "./model-limits.js";
-import { runToCompletion } from "./run-to-completion.js";
+import { StepLoop, type ResolvedRequest } from "./step-loop.js";
 import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
 
 /**
@@ -37,6 +37,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
   #limits: ModelLimits | null = null;
+  /** `scheduler|steps` pairs a sampler already accepted: resolve builds a sampler only for a pair not seen yet. */
+  readonly #checkedSchedules = new Set<string>();
   /** Rows per UNet call; bigger batches are split. */
   maxBatchRows = 64;
 
@@ -166,7 +168,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       });
     }
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
-    createScheduler(scheduler, this.#schedulerConfig).setTimesteps(steps); // throws ValidationError on a bad name or count
+    this.#checkSchedule(scheduler, steps);
     return {
       width,
       height,
@@ -182,6 +184,18 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
 
   validate(r: OmniDiffusionRequest): void {
     this.resolve(r);
+  }
+
+  /**
+   * Throws the sampler's ValidationError for a bad name or step count. Samplers own their step rules (LCM's
+   * `original_inference_steps`, ...), so the first request of a pair builds one; later ones hit the cache.
+   */
+  #checkSchedule(scheduler: string, steps: number): void {
+    const key = `${scheduler}|${steps}`;
+    if (this.#checkedSchedules.has(key)) return;
+    createScheduler(scheduler, this.#schedulerConfig).setTimesteps(steps);
+    if (this.#checkedSchedules.size >= 4096) this.#checkedSchedules.clear(); // bounded: steps are client input
+    this.#checkedSchedules.add(key);
   }
 
   get #guidanceDistilled(): boolean {
@@ -332,7 +346,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       rows.forEach((r, i) => emb.set(guidanceScaleEmbedding(r.w - 1, dim), i * dim));
       feeds.timestep_cond = floatTensor(tc.type, emb, [n, dim]);
     }
+    const tUnet = performance.now();
     const out = await unet.run(feeds);
+    const unetMs = performance.now() - tUnet;
     const pred = floatData(out[unet.outputs[0]!.name] ?? Object.values(out)[0]!);
     let row = 0;
     const stepped: DenoiseState[] = [];
@@ -361,7 +377,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     }
     const dt = performance.now() - t0;
     for (const s of live) s.denoiseMs += dt;
-    return stepped.length ? [{ states: stepped, rows: n, ms: dt }] : [];
+    return stepped.length ? [{ states: stepped, rows: n, ms: dt, unetMs }] : [];
   }
 
   /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images. */
@@ -391,8 +407,24 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return result;
   }
 
-  /** One-shot generation built on prepare/step/decode. Requests that fail validation or are aborted get an error; the rest still run. */
-  generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
-    return runToCompletion(this, requests, opts);
+  /**
+   * One-shot generation: the requests as one batch of a {@link StepLoop} (request-level admission). Requests
+   * that fail validation or are aborted get an error; the rest still run.
+   */
+  async generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
+    const errors: Record<string, OmniError> = {};
+    const resolved: ResolvedRequest[] = [];
+    for (const request of requests) {
+      try {
+        resolved.push({ request, params: this.resolve(request) });
+      } catch (err) {
+        errors[request.requestId] = toOmniError(err);
+      }
+    }
+    const every = opts.previewEvery;
+    const previewEvery = typeof every === "number" ? Object.fromEntries(requests.map((r) => [r.requestId, every])) : every;
+    const loop = new StepLoop(this, { maxBatchRows: this.maxBatchRows, admission: "request" });
+    const out = await loop.run(resolved, { onProgress: opts.onProgress, isAborted: opts.isAborted, signal: opts.signal, previewEvery });
+    return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
   }
 }
