@@ -3,7 +3,7 @@ import type { OmniDiffusionRequest } from "../core/request.js";
 import { LimitExceededError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
-import type { SchedulerConfig } from "../schedulers/types.js";
+import type { Scheduler, SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
@@ -37,8 +37,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
   #limits: ModelLimits | null = null;
-  /** `scheduler|steps` pairs a sampler already accepted: resolve builds a sampler only for a pair not seen yet. */
-  readonly #checkedSchedules = new Set<string>();
+  /** `scheduler|steps` → a sampler that accepted the pair: resolve builds a sampler only for a pair not seen yet. */
+  readonly #checkedSchedules = new Map<string, Scheduler>();
   /** Rows per UNet call; bigger batches are split. */
   maxBatchRows = 64;
 
@@ -187,15 +187,19 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   /**
-   * Throws the sampler's ValidationError for a bad name or step count. Samplers own their step rules (LCM's
-   * `original_inference_steps`, ...), so the first request of a pair builds one; later ones hit the cache.
+   * A sampler set to `steps` (never stepped): throws its ValidationError for a bad name or step count. Samplers
+   * own their step rules (LCM's `original_inference_steps`, ...), so the first request of a pair builds one;
+   * later requests of the pair get the cached one instead of a throwaway sampler each.
    */
-  #checkSchedule(scheduler: string, steps: number): void {
+  #checkSchedule(scheduler: string, steps: number): Scheduler {
     const key = `${scheduler}|${steps}`;
-    if (this.#checkedSchedules.has(key)) return;
-    createScheduler(scheduler, this.#schedulerConfig).setTimesteps(steps);
-    if (this.#checkedSchedules.size >= 4096) this.#checkedSchedules.clear(); // bounded: steps are client input
-    this.#checkedSchedules.add(key);
+    const cached = this.#checkedSchedules.get(key);
+    if (cached) return cached;
+    const probe = createScheduler(scheduler, this.#schedulerConfig);
+    probe.setTimesteps(steps);
+    if (this.#checkedSchedules.size >= 1024) this.#checkedSchedules.clear(); // bounded: steps are client input
+    this.#checkedSchedules.set(key, probe);
+    return probe;
   }
 
   get #guidanceDistilled(): boolean {

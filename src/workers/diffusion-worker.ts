@@ -215,10 +215,10 @@ export class DiffusionWorker {
     const resolved = new Map<OmniDiffusionRequest, ResolvedParams>();
     const pipeline = this.pipeline;
     requestDicts.forEach((dict, i) => {
-      const rawId = (dict as { request_id?: unknown } | null)?.request_id;
+      const rawId = dict instanceof OmniDiffusionRequest ? dict.requestId : (dict as { request_id?: unknown } | null)?.request_id;
       const key = typeof rawId === "string" && rawId ? rawId : `#${i}`;
       try {
-        const request = OmniDiffusionRequest.fromDict(dict);
+        const request = dict instanceof OmniDiffusionRequest ? dict : OmniDiffusionRequest.fromDict(dict);
         if (valid.has(request.requestId) || errors[request.requestId]) {
           valid.delete(request.requestId);
           throw new ValidationError(`request_id "${request.requestId}" appears more than once in one batch`, { field: "request_id" });
