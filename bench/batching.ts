@@ -6,15 +6,16 @@
  * continuous/request against the targets (issue 10: continuous/none ≥ 85 % of the physical bound, continuous ≥
  * request-level throughput, 4-step p95 ≤ 0.5× that of `request`). The physical bound is measured in-process in
  * the same run: rows/s of one UNet step at the continuous run's mean rows per call against 1 row (with
- * --unet-profile, the whole 1…32 curve too). Then, unless --split none, it replays the workload through an
+ * --unet-profile, the whole 1…32 curve too). Then, unless --split off, it replays the workload through an
  * in-process engine with real worker processes per --split policy and prints where the step time went
  * (UNet, scheduler math, text encode, VAE decode, previews, progress callbacks, the rest of the loop, outside
- * the loop) and the per-request IPC/framing time (parent-observed minus worker time).
+ * the loop), the per-request IPC/framing time (parent-observed minus worker time), and images per worker
+ * CPU-second, which other load on a shared machine does not inflate (the bound in CPU terms beside it).
  *
  *   npx tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45]
  *     [--num-requests N] [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4]
  *     [--size 32x32] [--workers 1] [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0]
- *     [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous] [--json FILE]
+ *     [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]
  *
  * With --num-requests or --request-rate left out, a short calibration on the first server (two requests
  * alone) sizes the run: the `none` run takes about --target-s seconds, and requests arrive at 8× the rate
@@ -50,7 +51,7 @@ const { values: args } = parseArgs({
     seed: { type: "string", default: "0" },
     "unet-profile": { type: "boolean", default: false },
     "unet-rows": { type: "string", default: "1,2,4,8,16,24,32" },
-    split: { type: "string", default: "continuous" },
+    split: { type: "string", default: "continuous,request,none" },
     json: { type: "string" },
     help: { type: "boolean", default: false },
   },
@@ -58,7 +59,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`usage: tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45] [--num-requests N]
        [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4] [--size 32x32] [--workers 1]
-       [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous|none|POLICIES] [--json FILE]`);
+       [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]`);
   process.exit(0);
 }
 
@@ -268,11 +269,20 @@ if (profileRows.length > 1) {
   profile = await unetProfile({ modelDir: DEFAULT_MODEL_DIR, threads, size: args.size!, rows: profileRows });
   console.log(
     table([
-      ["rows", "ms/call", "ms/row", "rows/s", "gain vs 1 row"],
-      ...profile.map((p) => [p.rows, p.msPerCall.toFixed(2), (p.msPerCall / p.rows).toFixed(2), ((1000 * p.rows) / p.msPerCall).toFixed(0), `${p.gain.toFixed(2)}x`]),
+      ["rows", "ms/call", "ms/row", "rows/s", "gain vs 1 row", "CPU ms/row", "CPU gain vs 1 row"],
+      ...profile.map((p) => [
+        p.rows,
+        p.msPerCall.toFixed(2),
+        (p.msPerCall / p.rows).toFixed(2),
+        ((1000 * p.rows) / p.msPerCall).toFixed(0),
+        `${p.gain.toFixed(2)}x`,
+        (p.cpuMsPerCall / p.rows).toFixed(2),
+        `${p.cpuGain.toFixed(2)}x`,
+      ]),
     ]),
   );
 }
+const cpuBound = meanRows && profile ? profile.find((p) => p.rows === meanRows)!.cpuGain : null;
 const bound = meanRows && profile ? profile.find((p) => p.rows === meanRows)!.gain : null;
 
 console.log();
@@ -294,7 +304,7 @@ if (cont && req) {
   console.log(`${shortSteps}-step p95 continuous/request: ${y.toFixed(2)}x  (target <= 0.5x: ${y <= 0.5 ? "met" : "MISSED"})`);
 }
 
-const splitPolicies = args.split === "none" ? [] : (args.split!.split(",").map((p) => p.trim()) as BatchingPolicy[]);
+const splitPolicies = args.split === "off" ? [] : (args.split!.split(",").map((p) => p.trim()) as BatchingPolicy[]);
 const splits: LoopSplit[] = [];
 for (const policy of splitPolicies) {
   if (!(BATCHING_POLICIES as readonly string[]).includes(policy) || !planned.value) continue;
@@ -316,5 +326,29 @@ for (const policy of splitPolicies) {
   );
   console.log(table(splitRows(s, workers)));
   console.log(`IPC/framing per request (parent-observed minus the worker's own time): ${s.ipcMsPerRequest.toFixed(1)} ms (worker's own: ${s.workerMsPerRequest.toFixed(0)} ms)`);
+}
+if (splits.length) {
+  // CPU time is what a loaded, shared machine does not inflate: images per worker CPU-second compares policies fairly there.
+  const perCpuS = (s: LoopSplit) => s.images / (s.workerCpuMs / 1000);
+  console.log(`\nImages per worker CPU-second (in-process replays; robust to other load on the machine):`);
+  console.log(
+    table([
+      ["policy", "images/s (wall)", "images per worker CPU-s", "rows/UNet call", "worker CPU use", "parent CPU ms/image"],
+      ...splits.map((s) => [
+        s.policy,
+        (s.images / (s.wallMs / 1000)).toFixed(2),
+        perCpuS(s).toFixed(2),
+        (s.loop.unetRows / Math.max(1, s.loop.unetCalls)).toFixed(1),
+        `${((100 * s.workerCpuMs) / s.wallMs).toFixed(0)}%`,
+        (s.parentCpuMs / Math.max(1, s.images)).toFixed(1),
+      ]),
+    ]),
+  );
+  const [c, n, r] = (["continuous", "none", "request"] as const).map((p) => splits.find((s) => s.policy === p));
+  if (c && n) {
+    const x = perCpuS(c) / perCpuS(n);
+    console.log(`per CPU-second continuous/none: ${x.toFixed(2)}x` + (cpuBound ? `; CPU bound at ${meanRows} rows ${cpuBound.toFixed(2)}x: ${(100 * x / cpuBound).toFixed(0)}% of it` : ""));
+  }
+  if (c && r) console.log(`per CPU-second continuous/request: ${(perCpuS(c) / perCpuS(r)).toFixed(2)}x`);
 }
 if (args.json) writeFileSync(args.json, JSON.stringify({ args, count: planned.value?.requests.length, rate: planned.value?.rate, calibratedMs: planned.value?.calibratedMs, results, profile, bound, splits }, null, 2));

@@ -20,6 +20,11 @@ export interface LoopSplit {
   ipcMsPerRequest: number;
   /** Mean per request: the worker's own time (its queue, encode, denoise, decode), ms. */
   workerMsPerRequest: number;
+  images: number;
+  /** CPU time the worker processes used over the run (all threads), ms: unlike wall time, not inflated by other load. */
+  workerCpuMs: number;
+  /** CPU time this (parent) process used over the run: the engine, the executor's IPC, progress handling. */
+  parentCpuMs: number;
 }
 
 const ZERO: StepLoopStats = { iterations: 0, unetCalls: 0, unetRows: 0, unetMs: 0, stepMs: 0, encodeTextMs: 0, decodeMs: 0, previewMs: 0, progressMs: 0, busyMs: 0 };
@@ -53,11 +58,14 @@ export async function loopSplit(opts: {
     };
     await Promise.all(opts.requests.slice(0, Math.min(8, opts.concurrency)).map((r) => gen({ ...r, steps: 2 })));
     const stats = async () => (await engine.collectiveRpc("getStats")) as WorkerStats[];
-    const before = sum(await stats());
+    const before0 = await stats();
+    const before = sum(before0);
+    let images = 0;
     let next = 0;
     let ipc = 0;
     let worker = 0;
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(
       Array.from({ length: opts.concurrency }, async () => {
         while (next < opts.requests.length) {
@@ -66,6 +74,7 @@ export async function loopSplit(opts: {
           const out = await gen(r);
           const parentMs = performance.now() - t;
           if (out.error) throw out.error;
+          images += out.images.length;
           const m = out.metrics;
           const engineQueue = (m.queueMs ?? 0) - (m.workerQueueMs ?? 0);
           worker += m.totalMs ?? 0;
@@ -74,11 +83,14 @@ export async function loopSplit(opts: {
       }),
     );
     const wallMs = performance.now() - t0;
-    const after = sum(await stats());
+    const cpu = process.cpuUsage(cpu0);
+    const after0 = await stats();
+    const after = sum(after0);
+    const workerCpuMs = after0.reduce((a, s) => a + s.cpuMs, 0) - before0.reduce((a, s) => a + s.cpuMs, 0);
     const loop = { ...ZERO };
     for (const k of Object.keys(loop) as (keyof StepLoopStats)[]) loop[k] = after[k] - before[k];
     const n = opts.requests.length;
-    return { policy: opts.policy, wallMs, requests: n, loop, ipcMsPerRequest: ipc / n, workerMsPerRequest: worker / n };
+    return { policy: opts.policy, wallMs, requests: n, loop, ipcMsPerRequest: ipc / n, workerMsPerRequest: worker / n, images, workerCpuMs, parentCpuMs: (cpu.user + cpu.system) / 1000 };
   } finally {
     await engine.close();
   }

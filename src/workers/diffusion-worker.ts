@@ -75,6 +75,8 @@ export interface WorkerStats {
   waiting: number;
   /** Where the step loop's time went (null for a pipeline without the step-level interface). */
   loop: StepLoopStats | null;
+  /** CPU time this process used so far (all its threads, onnxruntime's included), ms: a load-independent cost. */
+  cpuMs: number;
 }
 
 /** A worker extension class (vLLM's `worker_extension_cls`): constructed with the worker it extends. */
@@ -323,6 +325,7 @@ export class DiffusionWorker {
       active: loop.active,
       waiting: loop.pending,
       loop: this.#loop?.stats ?? null,
+      cpuMs: cpuMs(),
     };
   }
 
@@ -366,6 +369,11 @@ export class DiffusionWorker {
     this.#exclusiveTail = run.catch(() => undefined);
     return run;
   }
+}
+
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
 }
 
 /** Checks the `previewEvery` kwarg of a `generate` RPC: request id → positive integer step interval. */
