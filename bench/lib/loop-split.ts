@@ -4,6 +4,7 @@
  * (`getStats().loop`) before and after, and measures per request the time the parent saw beyond what the
  * worker spent on it (IPC and framing both ways, plus the parent's decoding of the reply).
  */
+import { readFileSync } from "node:fs";
 import type { BatchingPolicy } from "../../src/core/config.js";
 import { DiffusionEngine } from "../../src/engine/engine.js";
 import type { StepLoopStats } from "../../src/pipelines/step-loop.js";
@@ -28,6 +29,20 @@ export interface LoopSplit {
 }
 
 const ZERO: StepLoopStats = { iterations: 0, unetCalls: 0, unetRows: 0, unetMs: 0, stepMs: 0, encodeTextMs: 0, decodeMs: 0, previewMs: 0, progressMs: 0, busyMs: 0 };
+
+/**
+ * CPU time of a worker process, ms: from /proc on Linux (so older workers without `cpuMs` measure too), else
+ * what its getStats reports.
+ */
+function workerCpuMs(s: WorkerStats): number {
+  try {
+    // Fields after the command's closing paren: state is field 3, utime and stime fields 14 and 15 (clock ticks, 100/s).
+    const f = readFileSync(`/proc/${s.pid}/stat`, "utf8").split(")").pop()!.trim().split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return s.cpuMs ?? 0;
+  }
+}
 
 function sum(stats: WorkerStats[]): StepLoopStats {
   const out = { ...ZERO };
@@ -86,11 +101,11 @@ export async function loopSplit(opts: {
     const cpu = process.cpuUsage(cpu0);
     const after0 = await stats();
     const after = sum(after0);
-    const workerCpuMs = after0.reduce((a, s) => a + s.cpuMs, 0) - before0.reduce((a, s) => a + s.cpuMs, 0);
+    const cpuMs = after0.reduce((a, s) => a + workerCpuMs(s), 0) - before0.reduce((a, s) => a + workerCpuMs(s), 0);
     const loop = { ...ZERO };
     for (const k of Object.keys(loop) as (keyof StepLoopStats)[]) loop[k] = after[k] - before[k];
     const n = opts.requests.length;
-    return { policy: opts.policy, wallMs, requests: n, loop, ipcMsPerRequest: ipc / n, workerMsPerRequest: worker / n, images, workerCpuMs, parentCpuMs: (cpu.user + cpu.system) / 1000 };
+    return { policy: opts.policy, wallMs, requests: n, loop, ipcMsPerRequest: ipc / n, workerMsPerRequest: worker / n, images, workerCpuMs: cpuMs, parentCpuMs: (cpu.user + cpu.system) / 1000 };
   } finally {
     await engine.close();
   }
