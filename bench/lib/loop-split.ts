@@ -75,6 +75,8 @@ export async function loopSplit(opts: {
     const stats = async () => (await engine.collectiveRpc("getStats")) as WorkerStats[];
     const before0 = await stats();
     const before = sum(before0);
+    // Read now: /proc gives the CPU time as of the read, not as of the getStats reply.
+    const cpuBefore = before0.reduce((a, s) => a + workerCpuMs(s), 0);
     let images = 0;
     let next = 0;
     let ipc = 0;
@@ -101,7 +103,7 @@ export async function loopSplit(opts: {
     const cpu = process.cpuUsage(cpu0);
     const after0 = await stats();
     const after = sum(after0);
-    const cpuMs = after0.reduce((a, s) => a + workerCpuMs(s), 0) - before0.reduce((a, s) => a + workerCpuMs(s), 0);
+    const cpuMs = after0.reduce((a, s) => a + workerCpuMs(s), 0) - cpuBefore;
     const loop = { ...ZERO };
     for (const k of Object.keys(loop) as (keyof StepLoopStats)[]) loop[k] = after[k] - before[k];
     const n = opts.requests.length;
