@@ -14,6 +14,10 @@ export interface UnetProfileRow {
   msPerCall: number;
   /** Rows per second relative to one row per call. */
   gain: number;
+  /** Median CPU time of one step (this process, all threads), ms: not inflated by other processes' load. */
+  cpuMsPerCall: number;
+  /** Rows per CPU-second relative to one row per call. */
+  cpuGain: number;
 }
 
 export async function unetProfile(opts: { modelDir: string; threads: number; size: string; rows: number[]; iters?: number }): Promise<UnetProfileRow[]> {
@@ -30,16 +34,21 @@ export async function unetProfile(opts: { modelDir: string; threads: number; siz
     // First calls at a new batch size pay for allocation; rounds interleave the sizes so drift in machine load hits them alike.
     for (let i = 0; i < 2; i++) for (const s of states) await pipeline.step([s]);
     const times = opts.rows.map(() => [] as number[]);
+    const cpu = opts.rows.map(() => [] as number[]);
     for (let i = 0; i < iters; i++) {
       for (const [k, s] of states.entries()) {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         await pipeline.step([s]);
         times[k]!.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu[k]!.push((c.user + c.system) / 1000);
       }
     }
-    const out = opts.rows.map((rows, k) => ({ rows, msPerCall: median(times[k]!) }));
+    const out = opts.rows.map((rows, k) => ({ rows, msPerCall: median(times[k]!), cpuMsPerCall: median(cpu[k]!) }));
     const perRow1 = out[0]!.msPerCall / out[0]!.rows;
-    return out.map((r) => ({ ...r, gain: perRow1 / (r.msPerCall / r.rows) }));
+    const cpuPerRow1 = out[0]!.cpuMsPerCall / out[0]!.rows;
+    return out.map((r) => ({ ...r, gain: perRow1 / (r.msPerCall / r.rows), cpuGain: cpuPerRow1 / (r.cpuMsPerCall / r.rows) }));
   } finally {
     await pipeline.release();
   }

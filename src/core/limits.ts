@@ -105,8 +105,11 @@ export function estimateRequestBytes(model: ModelLimits, width: number, height: 
   return model.bytesPerRowAtNative * rows * ratio * Math.max(1, ratio);
 }
 
-/** UNet rows of a request: one per image, two under classifier-free guidance (assumed unless it is off). */
-export function rowsOfRequest(r: LimitedRequest): number {
+/**
+ * UNet rows of a request: one per image, two under classifier-free guidance (assumed unless it is off). The one
+ * estimate the engine (flow control) and the step loop (admission) both size batches with.
+ */
+export function rowsOfRequest(r: Pick<LimitedRequest, "numOutputsPerPrompt" | "guidanceScale">): number {
   const guided = r.guidanceScale !== null && r.guidanceScale !== undefined && r.guidanceScale <= 1 ? 1 : 2;
   return (r.numOutputsPerPrompt ?? 1) * guided;
 }

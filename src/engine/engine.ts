@@ -7,7 +7,7 @@ import { requestOutputOf, unbuiltRequestOutput } from "./request-outputs.js";
 import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "../core/config.js";
-import { checkRequestLimits, type FieldNamer, type LimitedRequest, type RequestLimits } from "../core/limits.js";
+import { checkRequestLimits, rowsOfRequest, type FieldNamer, type LimitedRequest, type RequestLimits } from "../core/limits.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { fetchModelLimits } from "./model-limits-fetch.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "../core/request.js";
@@ -271,8 +271,8 @@ export class DiffusionEngine {
     while (this.#queue.size > 0 && !this.#closing) {
       const r = this.#queue.peek()!.request;
       const images = r.numOutputsPerPrompt;
-      // The model's default guidance is unknown here: count guidance rows unless the request turns it off.
-      const rows = images * (r.guidanceScale !== null && r.guidanceScale <= 1 ? 1 : 2);
+      // The model's default guidance is unknown here: the estimate counts guidance rows unless the request turns it off.
+      const rows = rowsOfRequest(r);
       if (this.#flight.images > 0 && (this.#flight.images + images > maxImages || this.#flight.rows + rows > maxRows)) break;
       this.#flight.images += images;
       this.#flight.rows += rows;

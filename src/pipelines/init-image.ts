@@ -101,7 +101,7 @@ export function checkCanEdit(scheduler: Scheduler, model: { latent: boolean; enc
     throw new ValidationError(`scheduler "${scheduler.name}" has no addNoise, so it cannot start from an image (img2img / inpainting)`, { field: "scheduler", data: { reason: "unsupported_value" } });
   }
   if (model.latent && !model.encoder) {
-    throw new ValidationError(`${model.className} at ${model.modelDir} has no vae_encoder (vae_encoder/model.onnx), which img2img and inpainting need to encode the image; this model serves text-to-image only`, {
+    throw new ValidationError(`${model.className} has no vae_encoder (vae_encoder/model.onnx), which img2img and inpainting need to encode the image; this model serves text-to-image only`, {
       field: "image",
       data: { reason: "unsupported_value", missingComponent: "vae_encoder" },
     });

@@ -1,11 +1,11 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
+import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
+import { LimitExceededError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
-import type { SchedulerConfig } from "../schedulers/types.js";
+import type { Scheduler, SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
@@ -16,7 +16,7 @@ import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js
 import { describeOnnxModel } from "./model-limits.js";
 import { checkCanEdit, effectiveStrength, encodeInitImage, latentMask, requestSize, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion, pasteKept } from "./inpaint.js";
-import { runToCompletion } from "./run-to-completion.js";
+import { StepLoop, type ResolvedRequest } from "./step-loop.js";
 import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
 
 /**
@@ -43,6 +43,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
   #limits: ModelLimits | null = null;
+  /** `scheduler|steps` → a sampler that accepted the pair: resolve builds a sampler only for a pair not seen yet. */
+  readonly #checkedSchedules = new Map<string, Scheduler>();
   /** Rows per UNet call; bigger batches are split. */
   maxBatchRows = 64;
 
@@ -180,8 +182,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       });
     }
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
-    const probe = createScheduler(scheduler, this.#schedulerConfig);
-    probe.setTimesteps(steps); // throws ValidationError on a bad name or count
+    const probe = this.#checkSchedule(scheduler, steps); // throws ValidationError on a bad name or count
     if (r.image) checkCanEdit(probe, { latent: this.#vaeScale > 1, encoder: this.#vaeEncoder, className: this.className, modelDir: this.modelDir });
     return {
       width,
@@ -199,6 +200,22 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
 
   validate(r: OmniDiffusionRequest): void {
     this.resolve(r);
+  }
+
+  /**
+   * A sampler set to `steps` (never stepped): throws its ValidationError for a bad name or step count. Samplers
+   * own their step rules (LCM's `original_inference_steps`, ...), so the first request of a pair builds one;
+   * later requests of the pair get the cached one instead of a throwaway sampler each.
+   */
+  #checkSchedule(scheduler: string, steps: number): Scheduler {
+    const key = `${scheduler}|${steps}`;
+    const cached = this.#checkedSchedules.get(key);
+    if (cached) return cached;
+    const probe = createScheduler(scheduler, this.#schedulerConfig);
+    probe.setTimesteps(steps);
+    if (this.#checkedSchedules.size >= 1024) this.#checkedSchedules.clear(); // bounded: steps are client input
+    this.#checkedSchedules.set(key, probe);
+    return probe;
   }
 
   get #guidanceDistilled(): boolean {
@@ -364,7 +381,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       rows.forEach((r, i) => emb.set(guidanceScaleEmbedding(r.w - 1, dim), i * dim));
       feeds.timestep_cond = floatTensor(tc.type, emb, [n, dim]);
     }
+    const tUnet = performance.now();
     const out = await unet.run(feeds);
+    const unetMs = performance.now() - tUnet;
     const pred = floatData(out[unet.outputs[0]!.name] ?? Object.values(out)[0]!);
     let row = 0;
     const stepped: DenoiseState[] = [];
@@ -396,7 +415,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     }
     const dt = performance.now() - t0;
     for (const s of live) s.denoiseMs += dt;
-    return stepped.length ? [{ states: stepped, rows: n, ms: dt }] : [];
+    return stepped.length ? [{ states: stepped, rows: n, ms: dt, unetMs }] : [];
   }
 
   /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images. */
@@ -429,8 +448,24 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return result;
   }
 
-  /** One-shot generation built on prepare/step/decode. Requests that fail validation or are aborted get an error; the rest still run. */
-  generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
-    return runToCompletion(this, requests, opts);
+  /**
+   * One-shot generation: the requests as one batch of a {@link StepLoop} (request-level admission). Requests
+   * that fail validation or are aborted get an error; the rest still run.
+   */
+  async generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
+    const errors: Record<string, OmniError> = {};
+    const resolved: ResolvedRequest[] = [];
+    for (const request of requests) {
+      try {
+        resolved.push({ request, params: this.resolve(request) });
+      } catch (err) {
+        errors[request.requestId] = toOmniError(err);
+      }
+    }
+    const every = opts.previewEvery;
+    const previewEvery = typeof every === "number" ? Object.fromEntries(requests.map((r) => [r.requestId, every])) : every;
+    const loop = new StepLoop(this, { maxBatchRows: this.maxBatchRows, admission: "request" });
+    const out = await loop.run(resolved, { onProgress: opts.onProgress, isAborted: opts.isAborted, signal: opts.signal, previewEvery });
+    return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
   }
 }

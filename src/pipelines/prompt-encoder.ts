@@ -26,6 +26,16 @@ export class PromptEncoder {
   /** The tokenizer appends an end token (CLIP's post-processor): truncation must keep it, as HF's does. */
   readonly #keepsLastToken: boolean;
   readonly #encoder: OnnxModel;
+  /**
+   * Embeddings of recent prompts (least recently used first), so a request whose prompt or negative prompt
+   * (the empty one, mostly) was encoded lately does not run the text encoder on the denoise loop's critical
+   * path again. Bounded in bytes.
+   */
+  readonly #cache = new Map<string, Float32Array>();
+  #cacheBytes = 0;
+  /** [tokens, dim] of one embedding, known after the first encoder call. */
+  #shape: { tokens: number; dim: number } | null = null;
+  static readonly cacheLimitBytes = 32 * 1024 * 1024;
 
   constructor(modelDir: string, encoder: OnnxModel) {
     const file = join(modelDir, "tokenizer", "tokenizer.json");
@@ -61,8 +71,45 @@ export class PromptEncoder {
     return ids;
   }
 
-  /** Encodes several prompts in one text-encoder call. */
+  /** Embeddings of several prompts: the ones not cached are encoded in one text-encoder call. */
   async encode(prompts: string[]): Promise<PromptEmbeddings> {
+    if (!prompts.length) return { data: new Float32Array(0), tokens: this.maxLength, dim: this.#shape?.dim ?? 0 };
+    const missing = [...new Set(prompts.filter((p) => !this.#cache.has(p)))];
+    const fresh = missing.length ? await this.#run(missing) : null;
+    if (fresh) this.#shape = { tokens: fresh.tokens, dim: fresh.dim };
+    const { tokens, dim } = this.#shape!;
+    const per = tokens * dim;
+    const data = new Float32Array(prompts.length * per);
+    prompts.forEach((p, i) => {
+      const k = fresh ? missing.indexOf(p) : -1;
+      const emb = k >= 0 ? fresh!.data.subarray(k * per, (k + 1) * per) : this.#cache.get(p)!;
+      data.set(emb, i * per);
+    });
+    missing.forEach((p, k) => this.#remember(p, fresh!.data.slice(k * per, (k + 1) * per)));
+    for (const p of prompts) this.#touch(p);
+    return { data, tokens, dim };
+  }
+
+  #touch(p: string): void {
+    const v = this.#cache.get(p);
+    if (!v) return;
+    this.#cache.delete(p);
+    this.#cache.set(p, v);
+  }
+
+  #remember(p: string, emb: Float32Array): void {
+    if (emb.byteLength > PromptEncoder.cacheLimitBytes) return;
+    this.#cache.set(p, emb);
+    this.#cacheBytes += emb.byteLength;
+    for (const [old, v] of this.#cache) {
+      if (this.#cacheBytes <= PromptEncoder.cacheLimitBytes) break;
+      this.#cache.delete(old);
+      this.#cacheBytes -= v.byteLength;
+    }
+  }
+
+  /** One text-encoder call over `prompts`. */
+  async #run(prompts: string[]): Promise<PromptEmbeddings> {
     const input = this.#encoder.inputs[0];
     if (!input) throw new ModelLoadError("text_encoder has no inputs");
     const ids = prompts.flatMap((p) => this.tokenize(p));

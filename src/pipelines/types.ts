@@ -24,8 +24,8 @@ export interface GenerateOptions {
   isAborted?: (requestId: string) => boolean;
   /** Aborts the whole call between steps. */
   signal?: AbortSignal;
-  /** Decode a preview every N steps into StepProgress.preview (0 = never). */
-  previewEvery?: number;
+  /** Decode a preview every N steps into StepProgress.preview (0 = never): for every request, or per request id. */
+  previewEvery?: number | Readonly<Record<string, number>>;
 }
 
 /** What `getStats`/`info` reports about a loaded model. */
@@ -47,12 +47,15 @@ export interface PipelineInfo {
 export interface UnetCall {
   states: DenoiseState[];
   rows: number;
+  /** The whole step of these states: the UNet plus the samplers' math around it. */
   ms: number;
+  /** Inside the UNet session alone, when the pipeline measures it. */
+  unetMs?: number;
 }
 
 /**
- * A loaded text-to-image pipeline. Workers hold one each; `generate` is built on the step-level
- * interface (prepare → step… → decode) that the batching engine can drive directly.
+ * A loaded text-to-image pipeline. Workers hold one each. Pipelines with the step-level interface
+ * ({@link SteppablePipeline}) are driven by the worker's step loop; others are called one `generate` at a time.
  */
 export interface DiffusionPipeline {
   readonly info: PipelineInfo;
@@ -70,7 +73,8 @@ export interface DiffusionPipeline {
 /**
  * A pipeline with the step-level interface the continuous batcher drives: requests are prepared (prompts
  * encoded, noise drawn) once, advanced one step at a time in shared UNet calls, and decoded as they finish.
- * Pipelines without it still serve every batching policy, one `generate` call at a time.
+ * Pipelines without it still serve every batching policy, one `generate` call at a time. `resolve` runs once per
+ * request (the worker carries its result into `prepare`); it should check without building samplers.
  */
 export interface SteppablePipeline extends DiffusionPipeline {
   /** Most UNet rows per call; `step` splits bigger groups. */

@@ -12,11 +12,11 @@ import {
 } from "../errors/omni-error.js";
 import type { BatchingPolicy } from "../core/config.js";
 import type { ModelLimits } from "../core/model-limits.js";
-import { internalFailure } from "../pipelines/denoise-state.js";
+import { internalFailure, type ResolvedParams } from "../pipelines/denoise-state.js";
 import { loadPipeline } from "../pipelines/load.js";
-import { isSteppable, type DiffusionPipeline, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
+import { StepLoop, type ResolvedRequest, type StepLoopStats } from "../pipelines/step-loop.js";
+import { isSteppable, type DiffusionPipeline, type GenerateOptions, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
-import { StepLoop } from "./step-loop.js";
 
 /** How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}. */
 export interface DiffusionWorkerInit {
@@ -25,7 +25,10 @@ export interface DiffusionWorkerInit {
   load: PipelineLoadOptions;
   /** `"module#Export"` of a class instantiated with the worker; its methods become RPC methods. */
   workerExtension?: string;
-  /** `continuous`: concurrent generate calls share one step loop. Anything else (the default): one call at a time. */
+  /**
+   * The step loop's admission rule: `continuous` (concurrent generate calls share UNet calls), `request` (one
+   * call's requests together, the next call when they are done; the default) or `none` (one request at a time).
+   */
   batching?: BatchingPolicy;
   /** Most UNet rows per call (and in the continuous active set). Default: the pipeline's own. */
   maxBatchRows?: number;
@@ -62,11 +65,18 @@ export interface WorkerStats {
   requestsDone: number;
   inFlight: number;
   asleep: boolean;
-  /** `continuous` when generate calls share a step loop, `request` when they run one at a time. */
-  batching: "continuous" | "request";
-  /** Requests being denoised, and requests waiting to join (continuous batching only; 0 otherwise). */
+  /**
+   * The step loop's admission rule; `request` for a pipeline without the step-level interface (one generate
+   * call at a time).
+   */
+  batching: BatchingPolicy;
+  /** Requests being denoised, and requests waiting to join the step loop. */
   active: number;
   waiting: number;
+  /** Where the step loop's time went (null for a pipeline without the step-level interface). */
+  loop: StepLoopStats | null;
+  /** CPU time this process used so far (all its threads, onnxruntime's included), ms: a load-independent cost. */
+  cpuMs: number;
 }
 
 /** A worker extension class (vLLM's `worker_extension_cls`): constructed with the worker it extends. */
@@ -79,10 +89,10 @@ type Builtin = (args: unknown[], kwargs: Record<string, unknown>, ctx: WorkerCal
  * `getStats`, `sleep`, `wakeUp`, `abort`, plus the methods of an optional worker extension).
  *
  * Transport-agnostic: the multi-process executor drives it from a child process over IPC, the uniproc
- * executor in-process. With `batching: "continuous"` (and a steppable pipeline) concurrent `generate` calls
- * join one {@link StepLoop} and share its UNet calls; otherwise they run one at a time. `sleep`, `wakeUp`
- * and `close` run alone (between steps of the loop); `ping`, `getStats` and `abort` are answered between
- * denoising steps.
+ * executor in-process. A steppable pipeline is denoised by one {@link StepLoop} whose admission rule is the
+ * batching policy (`continuous`: concurrent `generate` calls share UNet calls); a pipeline without the
+ * step-level interface gets one `generate` call at a time. `sleep`, `wakeUp` and `close` run alone (between
+ * steps of the loop); `ping`, `getStats` and `abort` are answered between denoising steps.
  *
  * @example
  * ```ts
@@ -109,9 +119,7 @@ export class DiffusionWorker {
     this.rank = opts.rank;
     if (isSteppable(pipeline)) {
       if (opts.maxBatchRows !== undefined) pipeline.maxBatchRows = opts.maxBatchRows;
-      if (opts.batching === "continuous") {
-        this.#loop = new StepLoop(pipeline, { maxBatchRows: pipeline.maxBatchRows, exclusive: (fn) => this.#exclusive(fn) });
-      }
+      this.#loop = new StepLoop(pipeline, { maxBatchRows: pipeline.maxBatchRows, admission: opts.batching ?? "request", exclusive: (fn) => this.#exclusive(fn) });
     }
     this.#builtins = new Map<string, Builtin>([
       ["generate", async (args, kw, ctx) => (await this.generateOutput(args[0], { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) })).toDict()],
@@ -195,10 +203,10 @@ export class DiffusionWorker {
   }
 
   /**
-   * Validates each request dict and runs the valid ones: in the step loop next to every other call's
-   * requests (continuous batching), or else as one pipeline batch when this call's turn comes. A dict that fails
-   * validation gets a ValidationError in `errors` (keyed by its `request_id`, or `#<index>` without one);
-   * the others still run. A pipeline failure lands in `errors` of every request of the batch.
+   * Validates each request dict (resolving the model's defaults once) and runs the valid ones in the step
+   * loop, admitted by its batching policy (a pipeline without the step-level interface: one call at a time). A
+   * dict that fails validation gets a ValidationError in `errors` (keyed by its `request_id`, or `#<index>`
+   * without one); the others still run.
    */
   async generateOutput(requestDicts: unknown, ctx: WorkerCallContext = {}): Promise<DiffusionOutput> {
     if (!Array.isArray(requestDicts)) {
@@ -206,21 +214,25 @@ export class DiffusionWorker {
     }
     const errors: Record<string, OmniError> = {};
     const valid = new Map<string, OmniDiffusionRequest>();
+    const resolved = new Map<OmniDiffusionRequest, ResolvedParams>();
+    const pipeline = this.pipeline;
     requestDicts.forEach((dict, i) => {
-      const rawId = (dict as { request_id?: unknown } | null)?.request_id;
+      const rawId = dict instanceof OmniDiffusionRequest ? dict.requestId : (dict as { request_id?: unknown } | null)?.request_id;
       const key = typeof rawId === "string" && rawId ? rawId : `#${i}`;
       try {
-        const req = OmniDiffusionRequest.fromDict(dict);
-        if (valid.has(req.requestId) || errors[req.requestId]) {
-          valid.delete(req.requestId);
-          throw new ValidationError(`request_id "${req.requestId}" appears more than once in one batch`, { field: "request_id" });
+        const request = dict instanceof OmniDiffusionRequest ? dict : OmniDiffusionRequest.fromDict(dict);
+        if (valid.has(request.requestId) || errors[request.requestId]) {
+          valid.delete(request.requestId);
+          throw new ValidationError(`request_id "${request.requestId}" appears more than once in one batch`, { field: "request_id" });
         }
         // Calls overlap in the step loop, and aborts and bookkeeping go by id: an id may run once at a time.
-        if (this.#loop && this.#inFlight.has(req.requestId)) {
-          throw new ValidationError(`request_id "${req.requestId}" is already running on worker rank ${this.rank}`, { field: "request_id" });
+        if (this.#inFlight.has(request.requestId)) {
+          throw new ValidationError(`request_id "${request.requestId}" is already running on worker rank ${this.rank}`, { field: "request_id" });
         }
-        this.pipeline.validate(req);
-        valid.set(req.requestId, req);
+        // Resolved once here and carried into the loop (prepare takes the same params).
+        if (isSteppable(pipeline)) resolved.set(request, pipeline.resolve(request));
+        else pipeline.validate(request);
+        valid.set(request.requestId, request);
       } catch (err) {
         errors[key] = toOmniError(err);
       }
@@ -229,13 +241,11 @@ export class DiffusionWorker {
     if (!requests.length) return new DiffusionOutput({ errors });
     // Registered before queueing, so an abort that arrives while the batch waits its turn is honoured.
     for (const r of requests) this.#inFlight.add(r.requestId);
-    const receivedAt = performance.now();
     try {
       const out = await this.#withDeadline(ctx, (signal) => {
-        if (this.#loop) {
-          return this.#loop.run(requests, { signal, isAborted: (id) => this.#aborted.has(id), onProgress: ctx.onProgress, previewEvery: ctx.previewEvery });
-        }
-        return this.#exclusive(() => this.#runBatch(requests, ctx, signal, performance.now() - receivedAt));
+        const opts = { signal, isAborted: (id: string) => this.#aborted.has(id), onProgress: ctx.onProgress, previewEvery: ctx.previewEvery };
+        if (this.#loop) return this.#loop.run(requests.map((request): ResolvedRequest => ({ request, params: resolved.get(request)! })), opts);
+        return this.#exclusive(() => this.#generateWhole(requests, opts));
       });
       return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
     } finally {
@@ -244,6 +254,25 @@ export class DiffusionWorker {
         this.#aborted.delete(r.requestId);
       }
       this.#requestsDone += requests.length;
+    }
+  }
+
+  /**
+   * A pipeline without the step-level interface: the call's requests in one `generate`. A throw is the
+   * worker's fault (500) for every request, or the call's TimeoutError when its deadline stopped it.
+   */
+  async #generateWhole(requests: OmniDiffusionRequest[], opts: GenerateOptions & { signal: AbortSignal }): Promise<DiffusionOutput> {
+    const timedOut = () => opts.signal.aborted && opts.signal.reason instanceof TimeoutError;
+    try {
+      const out = await this.pipeline.generate(requests, opts);
+      if (timedOut()) {
+        // A deadline stop reads as an abort inside the pipeline; callers need to know it was a timeout.
+        for (const [id, e] of Object.entries(out.errors)) if (e instanceof AbortedError && !this.#aborted.has(id)) out.errors[id] = opts.signal.reason as OmniError;
+      }
+      return out;
+    } catch (err) {
+      const e = timedOut() ? (opts.signal.reason as OmniError) : internalFailure(err, `generate on worker rank ${this.rank} failed`, { rank: this.rank });
+      return new DiffusionOutput({ error: e.message, errors: Object.fromEntries(requests.map((r) => [r.requestId, e])) });
     }
   }
 
@@ -261,48 +290,6 @@ export class DiffusionWorker {
       return await fn(ctx.signal ? AbortSignal.any([ctx.signal, deadlineCtl.signal]) : deadlineCtl.signal);
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  /** One call's requests as one pipeline batch, run to completion (the `request` and `none` policies). */
-  async #runBatch(requests: OmniDiffusionRequest[], ctx: WorkerCallContext, signal: AbortSignal, workerQueueMs: number): Promise<DiffusionOutput> {
-    const errors: Record<string, OmniError> = {};
-    const toRun = requests.filter((r) => {
-      if (!this.#aborted.has(r.requestId)) return true;
-      errors[r.requestId] = new AbortedError(`request ${r.requestId} was aborted before it started`, { data: { requestId: r.requestId, step: 0 } });
-      return false;
-    });
-    if (!toRun.length) return new DiffusionOutput({ errors });
-    // The pipeline decodes previews of every request on one cadence: the gcd of the wanted intervals hits
-    // each request's own steps; previews nobody asked for at that step are dropped here.
-    const every = ctx.previewEvery ?? {};
-    const wanted = toRun.map((r) => every[r.requestId] ?? 0).filter((n) => n > 0);
-    const previewEvery = wanted.reduce(gcd, 0);
-    const onProgress = ctx.onProgress;
-    const timedOut = () => signal.aborted && signal.reason instanceof TimeoutError;
-    try {
-      const out = await this.pipeline.generate(toRun, {
-        isAborted: (id) => this.#aborted.has(id),
-        signal,
-        previewEvery,
-        onProgress: onProgress
-          ? ({ preview, ...p }) => {
-              const n = every[p.requestId] ?? 0;
-              onProgress(preview && n > 0 && p.step % n === 0 ? { ...p, preview } : p);
-            }
-          : undefined,
-      });
-      if (timedOut()) {
-        // The pipeline reports a deadline stop as an abort; callers need to know it was a timeout.
-        for (const [id, e] of Object.entries(out.errors)) if (e instanceof AbortedError && !this.#aborted.has(id)) out.errors[id] = signal.reason as OmniError;
-      }
-      out.metrics.workerQueueMs = workerQueueMs;
-      return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
-    } catch (err) {
-      // generate() answers each request's own failure in `errors`; what escapes it is the worker's fault (500).
-      const e = timedOut() ? (signal.reason as OmniError) : internalFailure(err, `generate on worker rank ${this.rank} failed`, { rank: this.rank });
-      for (const r of toRun) errors[r.requestId] = e;
-      return new DiffusionOutput({ error: e.message, errors });
     }
   }
 
@@ -334,9 +321,11 @@ export class DiffusionWorker {
       requestsDone: this.#requestsDone,
       inFlight: this.#inFlight.size,
       asleep,
-      batching: this.#loop ? "continuous" : "request",
+      batching: this.#loop?.admission ?? "request",
       active: loop.active,
       waiting: loop.pending,
+      loop: this.#loop?.stats ?? null,
+      cpuMs: cpuMs(),
     };
   }
 
@@ -382,8 +371,9 @@ export class DiffusionWorker {
   }
 }
 
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
 }
 
 /** Checks the `previewEvery` kwarg of a `generate` RPC: request id → positive integer step interval. */
