@@ -5,7 +5,8 @@
  * is MEANT to alter images, and say so in the commit.
  */
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import type { OmniDiffusionConfigInput } from "../../src/core/config.js";
 import type { GeneratedImage } from "../../src/core/output.js";
 import type { OmniDiffusionRequestInit } from "../../src/core/request.js";
@@ -26,6 +27,31 @@ export const CASES: OmniDiffusionRequestInit[] = [
   { prompt: "a yellow cross on a red background", seed: 110, numInferenceSteps: 4, guidanceScale: 2, scheduler: "euler_karras" },
 ];
 
+/**
+ * The machine a fixture was written on. onnxruntime picks its CPU kernels by instruction set, so another CPU
+ * may round a last float bit differently: the images are compared byte for byte only on the CPU that wrote
+ * them, and within a small pixel tolerance elsewhere (the test says so when it does).
+ */
+export function cpuFingerprint(): string {
+  let flags = "";
+  try {
+    const line = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
+    // The instruction sets onnxruntime's CPU kernels choose between.
+    flags = line.split(/\s+/).filter((f) => /^(avx|avx2|fma|f16c|avx512\w*|amx\w*|avx_vnni)$/.test(f)).sort().join(" ");
+  } catch {
+    flags = "no /proc/cpuinfo";
+  }
+  return `${process.arch} ${cpus()[0]?.model ?? "unknown cpu"} [${flags}]`;
+}
+
+/** What the fixture holds: per case, each image's hash and raw RGB bytes (base64), and the CPU that made them. */
+export interface Fixture {
+  note: string;
+  cpu: string;
+  hashes: string[][];
+  images: string[][];
+}
+
 /** Hex sha256 of an image's raw RGB bytes, with its size so a shape change reads as such. */
 export function imageHash(img: GeneratedImage): string {
   return `${img.width}x${img.height}:${createHash("sha256").update(img.data).digest("hex")}`;
@@ -36,23 +62,29 @@ export function imageHash(img: GeneratedImage): string {
  * who shared a call: onnxruntime's float sums may differ in the last bit between batch sizes) and
  * returns each request's image hashes.
  */
-export async function hashCases(config: OmniDiffusionConfigInput): Promise<string[][]> {
+export async function runCases(config: OmniDiffusionConfigInput): Promise<GeneratedImage[][]> {
   const engine = await DiffusionEngine.create({ intraOpNumThreads: 1, allowNonNativeSizes: true, ...config });
   try {
-    const hashes: string[][] = [];
+    const images: GeneratedImage[][] = [];
     for (const c of CASES) {
       const out = await engine.generate({ width: 32, height: 32, ...c });
       if (out.error) throw out.error;
-      hashes.push(out.images.map(imageHash));
+      images.push([...out.images]);
     }
-    return hashes;
+    return images;
   } finally {
     await engine.close();
   }
 }
 
 if (process.argv.includes("--write")) {
-  const hashes = await hashCases({ executorClass: "uniproc", batching: "none" });
-  writeFileSync(FIXTURE, JSON.stringify({ note: "sha256 of RGB bytes per image of CASES (test/batching/byte-identical-cases.ts), intraOpNumThreads 1", hashes }, null, 2) + "\n");
+  const images = await runCases({ executorClass: "uniproc", batching: "none" });
+  const fixture: Fixture = {
+    note: "per image of CASES (test/batching/byte-identical-cases.ts), intraOpNumThreads 1: sha256 of the RGB bytes, and the bytes (base64)",
+    cpu: cpuFingerprint(),
+    hashes: images.map((imgs) => imgs.map(imageHash)),
+    images: images.map((imgs) => imgs.map((i) => Buffer.from(i.data).toString("base64"))),
+  };
+  writeFileSync(FIXTURE, JSON.stringify(fixture, null, 2) + "\n");
   console.log(`wrote ${FIXTURE.pathname}`);
 }
