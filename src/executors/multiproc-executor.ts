@@ -15,7 +15,7 @@ import {
   toOmniError,
 } from "../errors/omni-error.js";
 import type { StepProgress } from "../core/progress.js";
-import type { WorkerInit } from "../protocol/worker-ipc.js";
+import type { GenerateTransferKwargs, WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
 import { Deadline } from "../policies/deadline.js";
@@ -350,10 +350,11 @@ export class MultiprocExecutor extends DiffusionExecutor {
   ): Promise<DiffusionOutput> {
     const cost = batch.reduce((a, r) => a + this.#cost(r), 0);
     const images = new Map(batch.map((r) => [r.requestId, r.numOutputsPerPrompt]));
-    const dicts = batch.map((r) => r.toDict());
+    // Validated once, when built: they cross as they are (images raw), and the worker does not parse them again.
+    const transfers = batch.map((r) => r.toTransfer());
     // Only this rank's share of the preview map travels with the call.
     const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery?.[r.requestId] ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
-    const kwargs = Object.keys(previews).length ? { previewEvery: previews } : {};
+    const kwargs: GenerateTransferKwargs = Object.keys(previews).length ? { transfer: true, previewEvery: previews } : { transfer: true };
     let slot: RankSlot | null = first;
     try {
       for (let attempt = 0; ; attempt++) {
@@ -371,10 +372,10 @@ export class MultiprocExecutor extends DiffusionExecutor {
         for (const r of batch) this.#requestRank.set(r.requestId, slot);
         try {
           const proc = await slot.whenReady(dl.signal);
-          const reply = proc.call("generate", [dicts], kwargs, { deadline: dl.at, onProgress: progress, signal: dl.signal });
+          const reply = proc.call("generate", [transfers], { ...kwargs }, { deadline: dl.at, onProgress: progress, signal: dl.signal });
           // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
           for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
-          return DiffusionOutput.fromDict(await reply);
+          return DiffusionOutput.fromTransfer(await reply);
         } catch (err) {
           if (dl.callerAborted) {
             for (const r of batch) slot.proc?.abort(r.requestId);

@@ -2,14 +2,17 @@
  * The typed IPC protocol between the multi-process executor (parent) and a worker process (child).
  *
  * This is the only module the two sides share: the worker entry imports it and the worker, never the
- * executor. Messages travel over Node's `child_process` IPC channel (`process.send` / `"message"`), JSON
- * serialised, so every field is plain data and errors travel as {@link SerializedError}.
+ * executor. Messages travel over Node's `child_process` IPC channel (`process.send` / `"message"`) with
+ * `serialization: "advanced"` (V8's structured clone), so images cross as raw `Uint8Array` RGB and latents
+ * as `Float32Array`, never as PNG or base64; errors travel as {@link SerializedError}; a `generate` call
+ * carries {@link OmniDiffusionRequestTransfer}s and answers a {@link DiffusionOutputTransfer}.
  */
 import type { SerializedError } from "../errors/omni-error.js";
+import type { OmniDiffusionRequestTransfer } from "../core/request.js";
+import type { DiffusionOutputTransfer } from "../core/output.js";
 import { BATCHING_POLICIES, type BatchingPolicy } from "../core/config.js";
 import type { PipelineInfo, PipelineLoadOptions } from "../pipelines/types.js";
 import type { StepBatchInfo, StepProgress } from "../core/progress.js";
-import { decodePng, encodePng } from "../utils/png.js";
 
 /** Environment variable through which the parent hands a worker its {@link WorkerInit} (JSON). */
 export const WORKER_INIT_ENV = "OMNI_DIFFUSION_WORKER_INIT";
@@ -53,6 +56,17 @@ export interface RpcCallMessage {
   deadline: number;
 }
 
+/**
+ * kwargs of a `generate` call in transfer form: `args[0]` is an array of {@link OmniDiffusionRequestTransfer}
+ * (trusted: validated once in the parent), and the reply is a {@link DiffusionOutputTransfer}. Without
+ * `transfer`, `generate` takes and answers the snake_case JSON dicts of docs/wire-protocol.md.
+ */
+export interface GenerateTransferKwargs {
+  transfer: true;
+  /** request id → preview interval in steps, for the requests that want previews. */
+  previewEvery?: Record<string, number>;
+}
+
 /** Stops one request between denoising steps; it finishes with an AbortedError in `errors`. */
 export interface AbortMessage {
   type: "abort";
@@ -90,53 +104,51 @@ export type RpcReplyMessage =
   | { type: "reply"; id: number; ok: true; result: unknown }
   | { type: "reply"; id: number; ok: false; error: SerializedError };
 
-/** One decoded preview image of a progress message (PNG, so it crosses the JSON channel compactly). */
-export interface PreviewImageDict {
+/** One decoded preview image of a progress item: raw RGB (the channel carries typed arrays as they are). */
+export interface PreviewImageTransfer {
   index: number;
   seed: number;
   width: number;
   height: number;
-  png_base64: string;
+  data: Uint8Array;
 }
 
 /**
  * Step `step` of `totalSteps` of `requestId` finished, inside call `id`. `preview` carries the decoded
  * predicted images when the call asked for previews of this request at this step (`previewEvery`).
  */
-export interface ProgressMessage {
-  type: "progress";
+export interface ProgressItem {
   id: number;
   requestId: string;
   step: number;
   totalSteps: number;
-  preview?: PreviewImageDict[];
+  preview?: PreviewImageTransfer[];
   /** The UNet call the step ran in. */
   batch?: StepBatchInfo;
 }
 
-/** Worker side: the wire form of one progress event of call `id` (previews encoded as PNG). */
-export function toProgressMessage(id: number, p: StepProgress): ProgressMessage {
-  const msg: ProgressMessage = { type: "progress", id, requestId: p.requestId, step: p.step, totalSteps: p.totalSteps };
-  if (p.batch) msg.batch = p.batch;
-  if (p.preview?.length) {
-    msg.preview = p.preview.map((img) => ({
-      index: img.index,
-      seed: img.seed,
-      width: img.width,
-      height: img.height,
-      png_base64: encodePng(img).toString("base64"),
-    }));
-  }
-  return msg;
+/**
+ * The progress of one step-loop iteration: every request that advanced, across every call sharing the
+ * loop, in one message (the worker coalesces them), in the order they happened.
+ */
+export interface ProgressMessage {
+  type: "progress";
+  items: ProgressItem[];
 }
 
-/** Parent side: the {@link StepProgress} a progress message stands for (previews decoded to RGB). */
-export function fromProgressMessage(msg: ProgressMessage): StepProgress {
-  const p: StepProgress = { requestId: msg.requestId, step: msg.step, totalSteps: msg.totalSteps };
-  if (msg.batch) p.batch = msg.batch;
-  if (msg.preview?.length) {
-    p.preview = msg.preview.map((d) => ({ ...decodePng(Buffer.from(d.png_base64, "base64")), requestId: msg.requestId, index: d.index, seed: d.seed }));
-  }
+/** Worker side: the transfer form of one progress event of call `id` (previews stay raw RGB). */
+export function toProgressItem(id: number, p: StepProgress): ProgressItem {
+  const item: ProgressItem = { id, requestId: p.requestId, step: p.step, totalSteps: p.totalSteps };
+  if (p.batch) item.batch = p.batch;
+  if (p.preview?.length) item.preview = p.preview.map((img) => ({ index: img.index, seed: img.seed, width: img.width, height: img.height, data: img.data }));
+  return item;
+}
+
+/** Parent side: the {@link StepProgress} a progress item stands for. */
+export function fromProgressItem(item: ProgressItem): StepProgress {
+  const p: StepProgress = { requestId: item.requestId, step: item.step, totalSteps: item.totalSteps };
+  if (item.batch) p.batch = item.batch;
+  if (item.preview?.length) p.preview = item.preview.map((d) => ({ ...d, requestId: item.requestId }));
   return p;
 }
 
@@ -145,14 +157,29 @@ export type WorkerMessage = ReadyMessage | LoadErrorMessage | RpcReplyMessage | 
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
 
-const isPreviewImageDict = (v: unknown): v is PreviewImageDict =>
-  isObject(v) && typeof v.index === "number" && typeof v.seed === "number" && typeof v.png_base64 === "string";
+const isPreviewImage = (v: unknown): v is PreviewImageTransfer =>
+  isObject(v) &&
+  typeof v.index === "number" &&
+  typeof v.seed === "number" &&
+  typeof v.width === "number" &&
+  typeof v.height === "number" &&
+  v.data instanceof Uint8Array &&
+  v.data.length === v.width * v.height * 3;
 
 const isStepBatchInfo = (v: unknown): v is StepBatchInfo =>
   isObject(v) && typeof v.rows === "number" && typeof v.requests === "number" && typeof v.ms === "number" && typeof v.primary === "boolean";
 
 const isSerializedError = (v: unknown): v is SerializedError =>
   isObject(v) && typeof v.name === "string" && typeof v.code === "string" && typeof v.message === "string";
+
+const isProgressItem = (v: unknown): v is ProgressItem =>
+  isObject(v) &&
+  typeof v.id === "number" &&
+  typeof v.requestId === "string" &&
+  typeof v.step === "number" &&
+  typeof v.totalSteps === "number" &&
+  (v.preview === undefined || (Array.isArray(v.preview) && v.preview.every(isPreviewImage))) &&
+  (v.batch === undefined || isStepBatchInfo(v.batch));
 
 /** Narrows an IPC payload received by the parent; anything else is a protocol violation. */
 export function isWorkerMessage(msg: unknown): msg is WorkerMessage {
@@ -165,14 +192,7 @@ export function isWorkerMessage(msg: unknown): msg is WorkerMessage {
     case "reply":
       return typeof msg.id === "number" && (msg.ok === true || (msg.ok === false && isSerializedError(msg.error)));
     case "progress":
-      return (
-        typeof msg.id === "number" &&
-        typeof msg.requestId === "string" &&
-        typeof msg.step === "number" &&
-        typeof msg.totalSteps === "number" &&
-        (msg.preview === undefined || (Array.isArray(msg.preview) && msg.preview.every(isPreviewImageDict))) &&
-        (msg.batch === undefined || isStepBatchInfo(msg.batch))
-      );
+      return Array.isArray(msg.items) && msg.items.every(isProgressItem);
     default:
       return false;
   }

@@ -1,5 +1,5 @@
 import { DiffusionOutput } from "../core/output.js";
-import { OmniDiffusionRequest } from "../core/request.js";
+import { OmniDiffusionRequest, type OmniDiffusionRequestTransfer } from "../core/request.js";
 import {
   AbortedError,
   ClosedError,
@@ -114,7 +114,16 @@ export class DiffusionWorker {
       }
     }
     this.#builtins = new Map<string, Builtin>([
-      ["generate", async (args, kw, ctx) => (await this.generateOutput(args[0], { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) })).toDict()],
+      [
+        "generate",
+        async (args, kw, ctx) => {
+          // `transfer: true` (our own parent, over advanced IPC): validated requests and a raw reply, no PNG.
+          const transfer = kw.transfer === true;
+          const requests = transfer && Array.isArray(args[0]) ? args[0].map((t) => OmniDiffusionRequest.fromTransfer(t as OmniDiffusionRequestTransfer)) : args[0];
+          const out = await this.generateOutput(requests, { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) });
+          return transfer ? out.toTransfer() : out.toDict();
+        },
+      ],
       ["ping", async () => this.ping()],
       ["getStats", async () => this.getStats()],
       ["describeModel", async () => this.describeModel()],
@@ -210,7 +219,7 @@ export class DiffusionWorker {
       const rawId = (dict as { request_id?: unknown } | null)?.request_id;
       const key = typeof rawId === "string" && rawId ? rawId : `#${i}`;
       try {
-        const req = OmniDiffusionRequest.fromDict(dict);
+        const req = dict instanceof OmniDiffusionRequest ? dict : OmniDiffusionRequest.fromDict(dict);
         if (valid.has(req.requestId) || errors[req.requestId]) {
           valid.delete(req.requestId);
           throw new ValidationError(`request_id "${req.requestId}" appears more than once in one batch`, { field: "request_id" });

@@ -16,7 +16,8 @@ import {
   WORKER_INIT_ENV,
   isParentMessage,
   parseWorkerInit,
-  toProgressMessage,
+  toProgressItem,
+  type ProgressItem,
   type RpcCallMessage,
   type WorkerMessage,
 } from "../protocol/worker-ipc.js";
@@ -24,8 +25,33 @@ import {
 let unsent = 0;
 let onAllSent: (() => void) | null = null;
 
+/**
+ * Progress items not yet sent. A step-loop iteration reports every request that advanced in one
+ * synchronous burst; they leave together in one message on the next turn of the event loop (while the
+ * next UNet call runs), instead of one message per request per step.
+ */
+let progress: ProgressItem[] = [];
+let flushQueued = false;
+
+function queueProgress(item: ProgressItem): void {
+  progress.push(item);
+  if (flushQueued) return;
+  flushQueued = true;
+  setImmediate(flushProgress);
+}
+
+function flushProgress(): void {
+  flushQueued = false;
+  if (!progress.length) return;
+  const items = progress;
+  progress = [];
+  send({ type: "progress", items });
+}
+
 /** Sends a message; a closed channel means the parent is gone, so the worker exits. */
 function send(msg: WorkerMessage, then?: () => void): void {
+  // A call's progress must reach the parent before its reply (the channel keeps order).
+  if (msg.type === "reply" && progress.length) flushProgress();
   if (!process.connected || !process.send) {
     process.exit(0);
   }
@@ -80,7 +106,7 @@ async function main(): Promise<void> {
     try {
       const result = await worker.call(msg.method, msg.args, msg.kwargs, {
         deadline: msg.deadline,
-        onProgress: (p) => send(toProgressMessage(msg.id, p)),
+        onProgress: (p) => queueProgress(toProgressItem(msg.id, p)),
       });
       send({ type: "reply", id: msg.id, ok: true, result: result === undefined ? null : result });
     } catch (err) {

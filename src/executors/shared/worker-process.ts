@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { WorkerDiedError, WorkerError, deserializeError, type OmniError } from "../../errors/omni-error.js";
 import type { StepProgress } from "../../core/progress.js";
 import { HeartbeatMonitor } from "./heartbeat-monitor.js";
-import { HEARTBEAT_FD, WORKER_INIT_ENV, fromProgressMessage, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../protocol/worker-ipc.js";
+import { HEARTBEAT_FD, WORKER_INIT_ENV, fromProgressItem, isWorkerMessage, type ParentMessage, type ReadyMessage, type WorkerInit, type WorkerMessage } from "../../protocol/worker-ipc.js";
 
 /** How a worker process ended. */
 export interface WorkerExit {
@@ -126,7 +126,8 @@ export class WorkerProcess {
       env: { ...process.env, [WORKER_INIT_ENV]: JSON.stringify(init) },
       // Slot 4 (HEARTBEAT_FD) is the heartbeat pipe: beats must not queue behind large IPC replies.
       stdio: ["ignore", "inherit", "pipe", "ipc", "pipe"],
-      serialization: "json",
+      // Structured clone: images and latents cross as typed arrays, with no PNG or base64 on either side.
+      serialization: "advanced",
     });
     liveChildren.add(this.child);
     const beats = this.child.stdio[HEARTBEAT_FD] as Readable | null;
@@ -268,11 +269,13 @@ export class WorkerProcess {
         this.#settleReady.reject(deserializeError(msg.error, { rank: this.rank, pid: msg.pid }));
         return;
       case "progress":
-        try {
-          this.#pending.get(msg.id)?.onProgress?.(fromProgressMessage(msg));
-        } catch (err) {
-          // A throwing progress callback must not crash the IPC listener (and with it the parent).
-          process.emitWarning(`onProgress callback threw: ${(err as Error)?.message ?? String(err)}`);
+        for (const item of msg.items) {
+          try {
+            this.#pending.get(item.id)?.onProgress?.(fromProgressItem(item));
+          } catch (err) {
+            // A throwing progress callback must not crash the IPC listener (and with it the parent).
+            process.emitWarning(`onProgress callback threw: ${(err as Error)?.message ?? String(err)}`);
+          }
         }
         return;
       case "reply": {
