@@ -216,7 +216,7 @@ export class DiffusionWorker {
     const errors: Record<string, OmniError> = {};
     const valid = new Map<string, OmniDiffusionRequest>();
     requestDicts.forEach((dict, i) => {
-      const rawId = (dict as { request_id?: unknown } | null)?.request_id;
+      const rawId = dict instanceof OmniDiffusionRequest ? dict.requestId : (dict as { request_id?: unknown } | null)?.request_id;
       const key = typeof rawId === "string" && rawId ? rawId : `#${i}`;
       try {
         const req = dict instanceof OmniDiffusionRequest ? dict : OmniDiffusionRequest.fromDict(dict);
