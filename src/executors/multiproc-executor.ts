@@ -152,15 +152,29 @@ export class MultiprocExecutor extends DiffusionExecutor {
     }
     const ms = opts.timeout ?? this.config.rpcTimeoutMs;
     const waiting = new Set(this.#slots.map((s) => s.rank));
-    const dl = new Deadline(ms, opts.signal, () => {
+    const timedOut = () => {
       const ranks = [...waiting].sort((a, b) => a - b);
       return new TimeoutError(`collectiveRpc("${method}") timed out after ${ms}ms; no reply from rank(s) ${ranks.join(", ")}`, {
         data: { method, ranks, timeoutMs: ms },
       });
-    });
+    };
     try {
       // Every rank gets the call and every reply is awaited, so an error on any rank surfaces.
-      const replies = await Promise.all(
+      const replies = opts.signal || !this.#slots.every((s) => s.status === "ready") ? await this.#collectiveWaiting(method, opts, ms, waiting, timedOut) : await this.#fanOut(method, opts, ms, waiting, timedOut);
+      return unique === undefined ? replies : replies[unique];
+    } catch (err) {
+      if (this.#closing && err instanceof WorkerDiedError) {
+        throw new ClosedError(`MultiprocExecutor was shut down while "${method}" was pending`, { cause: err, data: { ...err.data, method } });
+      }
+      throw err;
+    }
+  }
+
+  /** collectiveRpc when a rank is (re)starting or the caller may abort: waits share one {@link Deadline}. */
+  async #collectiveWaiting(method: string, opts: CollectiveRpcOptions, ms: number, waiting: Set<number>, timedOut: () => TimeoutError): Promise<unknown[]> {
+    const dl = new Deadline(ms, opts.signal, timedOut);
+    try {
+      return await Promise.all(
         this.#slots.map(async (slot) => {
           const proc = await slot.whenReady(dl.signal);
           const reply = await proc.call(method, opts.args ?? [], opts.kwargs ?? {}, { deadline: dl.at, signal: dl.signal });
@@ -168,15 +182,44 @@ export class MultiprocExecutor extends DiffusionExecutor {
           return reply;
         }),
       );
-      return unique === undefined ? replies : replies[unique];
-    } catch (err) {
-      if (this.#closing && err instanceof WorkerDiedError) {
-        throw new ClosedError(`MultiprocExecutor was shut down while "${method}" was pending`, { cause: err, data: { ...err.data, method } });
-      }
-      throw err;
     } finally {
       dl.dispose();
     }
+  }
+
+  /**
+   * The RPC hot path (every rank ready, no caller signal): one timer for the whole call and no
+   * AbortController, listeners or per-rank async frames; the first failure or the timer settles it.
+   */
+  #fanOut(method: string, opts: CollectiveRpcOptions, ms: number, waiting: Set<number>, timedOut: () => TimeoutError): Promise<unknown[]> {
+    return new Promise<unknown[]>((resolve, reject) => {
+      const deadline = Date.now() + ms;
+      const calls = this.#slots.map((slot) => ({ slot, proc: slot.proc!, id: 0 }));
+      const replies = new Array<unknown>(calls.length);
+      let left = calls.length;
+      let settled = false;
+      const finish = (err: unknown, value?: unknown[]) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err === undefined) return resolve(value!);
+        for (const c of calls) if (waiting.has(c.slot.rank)) c.proc.drop(c.id);
+        reject(err);
+      };
+      const timer = setTimeout(() => finish(timedOut()), ms);
+      calls.forEach((c, i) => {
+        const started = c.proc.start(method, opts.args ?? [], opts.kwargs ?? {}, { deadline });
+        c.id = started.id;
+        started.reply.then(
+          (v) => {
+            replies[i] = v;
+            waiting.delete(c.slot.rank);
+            if (--left === 0) finish(undefined, replies);
+          },
+          (e: unknown) => finish(e),
+        );
+      });
+    });
   }
 
   /** Data-parallel batch: requests go to the least-loaded ranks, outputs are merged. Per-request failures land in `errors`. */

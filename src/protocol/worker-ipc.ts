@@ -51,8 +51,10 @@ export interface RpcCallMessage {
   type: "call";
   id: number;
   method: string;
-  args: unknown[];
-  kwargs: Record<string, unknown>;
+  /** Absent: none. */
+  args?: unknown[];
+  /** Absent: none. */
+  kwargs?: Record<string, unknown>;
   deadline: number;
 }
 
@@ -206,8 +208,8 @@ export function isParentMessage(msg: unknown): msg is ParentMessage {
       return (
         typeof msg.id === "number" &&
         typeof msg.method === "string" &&
-        Array.isArray(msg.args) &&
-        isObject(msg.kwargs) &&
+        (msg.args === undefined || Array.isArray(msg.args)) &&
+        (msg.kwargs === undefined || isObject(msg.kwargs)) &&
         typeof msg.deadline === "number"
       );
     case "abort":

@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   let shuttingDown = false;
   const onCall = async (msg: RpcCallMessage) => {
     try {
-      const result = await worker.call(msg.method, msg.args, msg.kwargs, {
+      const result = await worker.call(msg.method, msg.args ?? [], msg.kwargs ?? {}, {
         deadline: msg.deadline,
         onProgress: (p) => queueProgress(toProgressItem(msg.id, p)),
       });
