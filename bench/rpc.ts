@@ -1,6 +1,6 @@
 /**
  * RPC round trip of the default executor (issue 3, Benchmarks): `collectiveRpc("ping")` through a
- * MultiprocExecutor with 1, 2 and 4 worker processes, p50/p99 after a warm-up. Target: p50 ≤ 200 µs at 2 workers.
+ * MultiprocExecutor with 1, 2 and 4 worker processes, p50/p99 after a warm-up. Target: p50 ≤ 150 µs at 2 workers.
  *
  * Every executor is started before any timing; the calls then run in rounds that rotate through the worker
  * counts (a slice of calls for each per round), so a change in machine load hits all of them alike.
@@ -82,7 +82,7 @@ try {
   }
   console.log(table(rows));
   const two = summary.find((s) => s.workers === 2);
-  if (two) console.log(`\np50 at 2 workers: ${(two.p50Us as number).toFixed(0)} µs (target <= 200 µs)`);
+  if (two) console.log(`\np50 at 2 workers: ${(two.p50Us as number).toFixed(0)} µs (target <= 150 µs)`);
   if (args.json) writeFileSync(args.json, JSON.stringify({ args, summary }, null, 2));
 } finally {
   await Promise.all([...executors.values()].map((ex) => ex.close()));
