@@ -7,6 +7,7 @@
  * SIGKILL leaves no orphan). A heartbeat thread proves the process is alive even while a UNet call holds
  * the main thread (`heartbeat.ts`). Imports only the protocol module and the worker, never the executor.
  */
+import { inspect } from "node:util";
 import { serializeError, toOmniError } from "../errors/omni-error.js";
 import { DiffusionWorker } from "./diffusion-worker.js";
 import { startHeartbeat } from "./heartbeat.js";
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
 
   process.on("message", (msg: unknown) => {
     if (!isParentMessage(msg)) {
-      process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${JSON.stringify(msg)?.slice(0, 200)}\n`);
+      process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${inspect(msg, { depth: 2, breakLength: Infinity }).slice(0, 200)}\n`);
       return;
     }
     switch (msg.type) {

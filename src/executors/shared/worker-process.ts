@@ -1,3 +1,4 @@
+import { inspect } from "node:util";
 import { fork, type ChildProcess } from "node:child_process";
 import type { Readable } from "node:stream";
 import { createRequire } from "node:module";
@@ -272,7 +273,7 @@ export class WorkerProcess {
 
   #onMessage(raw: unknown): void {
     if (!isWorkerMessage(raw)) {
-      process.emitWarning(`worker rank ${this.rank} sent a malformed message: ${JSON.stringify(raw)?.slice(0, 200)}`);
+      process.emitWarning(`worker rank ${this.rank} sent a malformed message: ${inspect(raw, { depth: 2, breakLength: Infinity }).slice(0, 200)}`);
       return;
     }
     const msg: WorkerMessage = raw;
