@@ -62,24 +62,9 @@ export interface OmniDiffusionRequestInit {
  * serialization): the validated fields as they are, `image` and `mask` as raw bytes. Built only from a
  * request that was validated when it was constructed, so the receiver does not validate it again.
  */
-export interface OmniDiffusionRequestTransfer {
-  readonly requestId: string;
-  prompt: string;
-  negativePrompt: string | null;
-  height: number | null;
-  width: number | null;
-  numInferenceSteps: number | null;
-  guidanceScale: number | null;
-  guidanceRescale: number | null;
-  seed: number | null;
-  numOutputsPerPrompt: number;
-  scheduler: string | null;
-  returnTrajectoryLatents: boolean;
-  returnTrajectoryTimesteps: boolean;
-  image: RgbImage | null;
-  mask: MaskImage | null;
-  strength: number | null;
-}
+export type OmniDiffusionRequestTransfer = {
+  readonly [K in keyof OmniDiffusionRequest as OmniDiffusionRequest[K] extends (...args: never[]) => unknown ? never : K]: OmniDiffusionRequest[K];
+};
 
 let counter = 0;
 /** Unique across processes and concurrent callers: a random UUID plus a per-process counter. */
