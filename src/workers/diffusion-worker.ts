@@ -204,7 +204,8 @@ export class DiffusionWorker {
   }
 
   /**
-   * Validates each request dict and runs the valid ones: in the step loop next to every other call's
+   * Validates each request dict (an `OmniDiffusionRequest` was validated when built: only the model's limits
+   * are checked) and runs the valid ones: in the step loop next to every other call's
    * requests (continuous batching), or else as one pipeline batch when this call's turn comes. A dict that fails
    * validation gets a ValidationError in `errors` (keyed by its `request_id`, or `#<index>` without one);
    * the others still run. A pipeline failure lands in `errors` of every request of the batch.
