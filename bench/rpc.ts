@@ -1,6 +1,8 @@
 /**
  * RPC round trip of the default executor (issue 3, Benchmarks): `collectiveRpc("ping")` through a
  * MultiprocExecutor with 1, 2 and 4 worker processes, p50/p99 after a warm-up. Target: p50 ≤ 150 µs at 2 workers.
+ * Beside the latencies, the CPU time one call costs the parent and the workers (summed): on a loaded machine
+ * latency mostly measures waiting for a core, while CPU per call still shows what the RPC path itself costs.
  *
  * Every executor is started before any timing; the calls then run in rounds that rotate through the worker
  * counts (a slice of calls for each per round), so a change in machine load hits all of them alike.
@@ -8,7 +10,7 @@
  *
  *   npx tsx bench/rpc.ts [--workers 1,2,4] [--calls 2000] [--warmup 200] [--rounds 10] [--threads 1] [--model DIR] [--json FILE]
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { DEFAULT_MODEL_DIR, MultiprocExecutor, parseConfig } from "../src/index.js";
 import { describeMachine } from "./lib/machine.js";
@@ -42,6 +44,21 @@ console.log(
     `${warmup} warm-up calls each, then ${calls} timed calls each in ${rounds} interleaved rounds, one call at a time\n`,
 );
 
+/** User + system CPU of these processes so far, µs, from /proc (Linux; elsewhere 0, and the column reads 0). */
+function workersCpuUs(pids: (number | undefined)[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the ")" that ends the command name: utime and stime are the 12th and 13th.
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return 0;
+    }
+  }
+  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+}
+
 const executors = new Map<number, MultiprocExecutor>();
 try {
   // One at a time: starting many workers at once on a small machine only slows every start.
@@ -60,6 +77,8 @@ try {
   for (const [n, ex] of executors) for (let i = 0; i < warmup; i++) await ping(ex, n);
 
   const samples = new Map<number, number[]>(workerCounts.map((n) => [n, []]));
+  // CPU time spent per call, parent and workers: unlike latency, it does not grow with the machine's load.
+  const cpu = new Map<number, { parentUs: number; workersUs: number }>(workerCounts.map((n) => [n, { parentUs: 0, workersUs: 0 }]));
   for (let r = 0; r < rounds; r++) {
     const per = Math.floor(calls / rounds) + (r < calls % rounds ? 1 : 0);
     // Rotate the order each round so no worker count always follows the same one.
@@ -67,18 +86,24 @@ try {
     for (const n of order) {
       const ex = executors.get(n)!;
       const s = samples.get(n)!;
+      const pids = ex.rankStatus.map((r) => r.pid);
+      const [p0, w0] = [process.cpuUsage(), workersCpuUs(pids)];
       for (let i = 0; i < per; i++) s.push(await ping(ex, n));
+      const p1 = process.cpuUsage(p0);
+      cpu.get(n)!.parentUs += p1.user + p1.system;
+      cpu.get(n)!.workersUs += workersCpuUs(pids) - w0;
     }
   }
 
-  const rows: (string | number)[][] = [["workers", "calls", "p50 µs", "p90 µs", "p99 µs", "max µs"]];
+  const rows: (string | number)[][] = [["workers", "calls", "p50 µs", "p90 µs", "p99 µs", "max µs", "parent CPU µs/call", "workers CPU µs/call"]];
   const summary: Record<string, unknown>[] = [];
   for (const n of workerCounts) {
     const s = samples.get(n)!;
     const [p50, p90, p99] = [50, 90, 99].map((p) => percentile(s, p));
     const max = Math.max(...s);
-    rows.push([n, s.length, p50!.toFixed(0), p90!.toFixed(0), p99!.toFixed(0), max.toFixed(0)]);
-    summary.push({ workers: n, calls: s.length, p50Us: p50, p90Us: p90, p99Us: p99, maxUs: max });
+    const { parentUs, workersUs } = cpu.get(n)!;
+    rows.push([n, s.length, p50!.toFixed(0), p90!.toFixed(0), p99!.toFixed(0), max.toFixed(0), (parentUs / s.length).toFixed(0), (workersUs / s.length).toFixed(0)]);
+    summary.push({ workers: n, calls: s.length, p50Us: p50, p90Us: p90, p99Us: p99, maxUs: max, parentCpuUsPerCall: parentUs / s.length, workersCpuUsPerCall: workersUs / s.length });
   }
   console.log(table(rows));
   const two = summary.find((s) => s.workers === 2);
