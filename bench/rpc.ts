@@ -10,10 +10,11 @@
  *
  *   npx tsx bench/rpc.ts [--workers 1,2,4] [--calls 2000] [--warmup 200] [--rounds 10] [--threads 1] [--model DIR] [--json FILE]
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { DEFAULT_MODEL_DIR, MultiprocExecutor, parseConfig } from "../src/index.js";
 import { describeMachine } from "./lib/machine.js";
+import { processesCpuUs } from "./lib/proc-cpu.js";
 import { intFlag, intListFlag, percentile, table } from "./lib/stats.js";
 
 const { values: args } = parseArgs({
@@ -44,21 +45,6 @@ console.log(
     `${warmup} warm-up calls each, then ${calls} timed calls each in ${rounds} interleaved rounds, one call at a time\n`,
 );
 
-/** User + system CPU of these processes so far, µs, from /proc (Linux; elsewhere 0, and the column reads 0). */
-function workersCpuUs(pids: (number | undefined)[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      // Fields after the ")" that ends the command name: utime and stime are the 12th and 13th.
-      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      return 0;
-    }
-  }
-  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
-}
-
 const executors = new Map<number, MultiprocExecutor>();
 try {
   // One at a time: starting many workers at once on a small machine only slows every start.
@@ -87,11 +73,11 @@ try {
       const ex = executors.get(n)!;
       const s = samples.get(n)!;
       const pids = ex.rankStatus.map((r) => r.pid);
-      const [p0, w0] = [process.cpuUsage(), workersCpuUs(pids)];
+      const [p0, w0] = [process.cpuUsage(), processesCpuUs(pids)];
       for (let i = 0; i < per; i++) s.push(await ping(ex, n));
       const p1 = process.cpuUsage(p0);
       cpu.get(n)!.parentUs += p1.user + p1.system;
-      cpu.get(n)!.workersUs += workersCpuUs(pids) - w0;
+      cpu.get(n)!.workersUs += processesCpuUs(pids) - w0;
     }
   }
 
