@@ -59,7 +59,7 @@ export function pngSize(bytes: Uint8Array, field = "image"): { width: number; he
 
 /** An RGB image that may also carry the PNG bytes of exactly its pixels (it arrived as PNG from a peer). */
 export interface PngCarrier extends RgbImage {
-  /** PNG of these pixels, when known: sent on as is instead of encoded again. */
+  /** PNG of these pixels, when known: sent on as is instead of encoded again (so never write to `data` of such an image). */
   readonly png?: Uint8Array;
 }
 
