@@ -16,6 +16,8 @@ import {
   EXIT_LOAD_FAILED,
   WORKER_INIT_ENV,
   isParentMessage,
+  packBinary,
+  unpackBinary,
   parseWorkerInit,
   toProgressItem,
   type ProgressItem,
@@ -58,7 +60,7 @@ function send(msg: WorkerMessage, then?: () => void): void {
   }
   try {
     unsent++;
-    process.send(msg, undefined, {}, (err) => {
+    process.send(packBinary(msg), undefined, {}, (err) => {
       unsent--;
       if (err && !process.connected) process.exit(0);
       then?.();
@@ -115,7 +117,8 @@ async function main(): Promise<void> {
     }
   };
 
-  process.on("message", (msg: unknown) => {
+  process.on("message", (packed: unknown) => {
+    const msg = unpackBinary(packed);
     if (!isParentMessage(msg)) {
       process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${inspect(msg, { depth: 2, breakLength: Infinity }).slice(0, 200)}\n`);
       return;
