@@ -6,9 +6,11 @@
  *
  * 1. Per-image time of the same requests, one at a time, through the local multi-process executor and
  *    through the `http` and `grpc` executors to an `omni-diffusion worker` started here with the same
- *    number of worker processes; printed side by side with the ratio to local (target ≤ 1.10): the median
+ *    number of worker processes; printed side by side with the ratio to local (target ≤ 1.05): the median
  *    of per-request ratios, each request against the same request run locally right beside it. The modes
- *    take turns request by request, so a busy machine slows each of them alike.
+ *    take turns request by request, so a busy machine slows each of them alike. Beside it, the PNG encodes
+ *    and decodes per image in this process (it holds the worker server and the clients): http and grpc
+ *    encode once on the wire and decode nothing; multiproc does neither (raw RGB over IPC).
  * 2. Throughput (images/s) of `--load` concurrent requests through one `http` executor, with one worker
  *    server behind it, then two.
  */
@@ -17,6 +19,7 @@ import { parseArgs } from "node:util";
 import { DiffusionEngine, OmniDiffusionRequest, startWorkerServer, type OmniDiffusionConfigInput, type WorkerServer } from "../src/index.js";
 import { HttpDiffusionExecutor } from "../src/executors/http-executor.js";
 import { parseConfig } from "../src/core/config.js";
+import { pngCounters, resetPngCounters } from "../src/utils/png.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -79,13 +82,18 @@ try {
   engines.push(...modes.map(([, e]) => e));
   for (const [name, e] of modes) await e.generate({ prompt: "warm-up", width: size, height: size, numInferenceSteps: steps, seed: 0, requestId: `warm-${name}` });
   const times = new Map<string, number[]>(modes.map(([name]) => [name, []]));
+  // PNG work this process does per image (the worker server and the clients live here; the worker processes do none).
+  const png = new Map<string, { encodes: number; decodes: number }>(modes.map(([name]) => [name, { encodes: 0, decodes: 0 }]));
   // Request by request the modes take turns (rotating who goes first), so drift in the machine's load hits each alike.
   for (let round = 0; round < rounds; round++) {
     const sets = new Map(modes.map(([name]) => [name, requestSet(`${name}-${round}`)]));
     for (let i = 0; i < nRequests; i++) {
       for (let k = 0; k < modes.length; k++) {
         const [name, engine] = modes[(i + k) % modes.length]!;
+        resetPngCounters();
         times.get(name)!.push(await timed(engine, sets.get(name)![i]!));
+        png.get(name)!.encodes += pngCounters.encodes;
+        png.get(name)!.decodes += pngCounters.decodes;
       }
     }
   }
@@ -100,7 +108,9 @@ try {
     // The median of per-request ratios: each request against the local run of the same request, run beside it.
     const ratio = median(xs.map((x, i) => x / base[i]!));
     perImage[name] = { medianMs: med, meanMs: mean, ratio };
-    console.log(`  ${name.padEnd(10)} ${med.toFixed(1).padStart(10)} ${mean.toFixed(1).padStart(9)} ${ratio.toFixed(3).padStart(13)}${name === "multiproc" ? "" : "  (target <= 1.10)"}`);
+    const work = png.get(name)!;
+    const perImg = `${(work.encodes / xs.length).toFixed(2)} / ${(work.decodes / xs.length).toFixed(2)}`;
+    console.log(`  ${name.padEnd(10)} ${med.toFixed(1).padStart(10)} ${mean.toFixed(1).padStart(9)} ${ratio.toFixed(3).padStart(13)} ${perImg.padStart(22)}${name === "multiproc" ? "" : "  (target <= 1.05)"}`);
   }
   for (const e of engines.splice(0)) await e.close();
 

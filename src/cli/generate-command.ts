@@ -9,7 +9,7 @@ import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
 import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../policies/retry-events.js";
-import { encodePng, type MaskImage, type RgbImage } from "../utils/png.js";
+import { pngOf, type MaskImage, type RgbImage } from "../utils/png.js";
 import {
   ALLOW_NON_NATIVE_FLAG,
   deviceOption,
@@ -108,7 +108,7 @@ export function addGenerateCommand(program: Command): void {
         bar?.stop();
         for (const [i, img] of out.images.entries()) {
           const file = outPath(flags.out, i, out.images.length);
-          await writeFile(file, encodePng(img));
+          await writeFile(file, pngOf(img));
           console.log(`wrote ${file} (${img.width}x${img.height}, seed ${img.seed})`);
         }
       } finally {

@@ -1,10 +1,14 @@
 import { z } from "zod";
 import { ValidationError, deserializeError, serializeError, type OmniError, type SerializedError } from "../errors/omni-error.js";
-import { decodePng, encodePng, type RgbImage } from "../utils/png.js";
+import { lazyPngImage, pngOf, type PngCarrier } from "../utils/png.js";
 import { zodToValidationError } from "../utils/zod-error.js";
 
-/** One generated image, tagged with the request it belongs to, so results can never be swapped. */
-export interface GeneratedImage extends RgbImage {
+/**
+ * One generated image, tagged with the request it belongs to, so results can never be swapped. An image
+ * that arrived as PNG from a remote peer keeps those bytes in `png` (and decodes `data` only when read), so
+ * it leaves again without a second encode.
+ */
+export interface GeneratedImage extends PngCarrier {
   requestId: string;
   /** Index among the request's `numOutputsPerPrompt` images. */
   index: number;
@@ -79,6 +83,31 @@ export const outputDictSchema = z
 
 export type DiffusionOutputDict = z.input<typeof outputDictSchema>;
 
+/** One image in {@link DiffusionOutputTransfer}: raw RGB, no PNG. */
+export interface GeneratedImageTransfer {
+  requestId: string;
+  index: number;
+  seed: number;
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/**
+ * The in-machine form of a {@link DiffusionOutput} (worker process → parent, over Node's `advanced` IPC
+ * serialization): images as raw RGB bytes, latents as a Float32Array, errors serialized. No PNG, no base64.
+ */
+export interface DiffusionOutputTransfer {
+  output: GeneratedImageTransfer[];
+  error: string | null;
+  errors: Record<string, SerializedError>;
+  trajectoryLatents: TrajectoryLatents[] | null;
+  trajectoryTimesteps: TrajectoryTimesteps[] | null;
+  metrics: Record<string, number>;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
 /**
  * What an executor returns for a batch of requests (vLLM-Omni's `DiffusionOutput`).
  * `output` holds every image of the batch, each tagged with its request id; `error` is a whole-batch
@@ -132,7 +161,7 @@ export class DiffusionOutput {
         seed: img.seed,
         width: img.width,
         height: img.height,
-        png_base64: encodePng(img).toString("base64"),
+        png_base64: pngOf(img).toString("base64"),
       })),
       error: this.error,
       errors: Object.fromEntries(Object.entries(this.errors).map(([k, e]) => [k, serializeError(e)])) as Record<string, SerializedError>,
@@ -146,18 +175,56 @@ export class DiffusionOutput {
     };
   }
 
+  /** The raw {@link DiffusionOutputTransfer} form, for a structured-clone channel (no PNG encode). */
+  toTransfer(): DiffusionOutputTransfer {
+    return {
+      output: this.output.map((img) => ({ requestId: img.requestId, index: img.index, seed: img.seed, width: img.width, height: img.height, data: img.data })),
+      error: this.error,
+      errors: Object.fromEntries(Object.entries(this.errors).map(([k, e]) => [k, serializeError(e)])),
+      trajectoryLatents: this.trajectoryLatents,
+      trajectoryTimesteps: this.trajectoryTimesteps,
+      metrics: Object.fromEntries(Object.entries(this.metrics).filter(([, v]) => v !== undefined)) as Record<string, number>,
+    };
+  }
+
+  /**
+   * Rebuilds an output from {@link DiffusionOutputTransfer} (sent by our own worker process). Only the
+   * shape is checked (each image's byte count, each latent's length), not re-validated field by field.
+   */
+  static fromTransfer(t: unknown): DiffusionOutput {
+    const bad = (what: string) => new ValidationError(`DiffusionOutput transfer: ${what}`, { field: what.split(" ")[0] });
+    if (!isRecord(t) || !Array.isArray(t.output)) throw bad("output must be an array");
+    const output = (t.output as unknown[]).map((o, i): GeneratedImage => {
+      if (!isRecord(o) || typeof o.requestId !== "string" || !(o.data instanceof Uint8Array) || typeof o.width !== "number" || typeof o.height !== "number") {
+        throw bad(`output.${i} is not an image`);
+      }
+      if (o.data.length !== o.width * o.height * 3) throw bad(`output.${i} has ${o.data.length} bytes for ${o.width}x${o.height} RGB`);
+      return { requestId: o.requestId, index: o.index as number, seed: o.seed as number, width: o.width, height: o.height, data: o.data };
+    });
+    const lat = Array.isArray(t.trajectoryLatents) ? (t.trajectoryLatents as TrajectoryLatents[]) : null;
+    lat?.forEach((l, i) => {
+      if (!(l.data instanceof Float32Array) || l.data.length !== l.shape.reduce((a, b) => a * b, 1)) throw bad(`trajectoryLatents.${i} does not match its shape`);
+    });
+    const errors = isRecord(t.errors) ? (t.errors as Record<string, SerializedError>) : {};
+    return new DiffusionOutput({
+      output,
+      error: typeof t.error === "string" ? t.error : null,
+      errors: Object.fromEntries(Object.entries(errors).map(([k, e]) => [k, deserializeError(e)])),
+      trajectoryLatents: lat,
+      trajectoryTimesteps: Array.isArray(t.trajectoryTimesteps) ? (t.trajectoryTimesteps as TrajectoryTimesteps[]) : null,
+      metrics: isRecord(t.metrics) ? (t.metrics as StageMetrics) : {},
+    });
+  }
+
   /** Validates a snake_case dict (from a worker, a remote peer) and builds the output; a ValidationError names every unknown or missing field. */
   static fromDict(dict: unknown): DiffusionOutput {
     const parsed = outputDictSchema.safeParse(dict);
     if (!parsed.success) throw zodToValidationError(parsed.error, "DiffusionOutput");
     const d = parsed.data;
-    const output = d.output.map((o, i) => {
-      const img = decodePng(Buffer.from(o.png_base64, "base64"));
-      if (img.width !== o.width || img.height !== o.height) {
-        throw new ValidationError(`output.${i}: PNG is ${img.width}x${img.height} but declared ${o.width}x${o.height}`, { field: `output.${i}` });
-      }
-      return { ...img, requestId: o.request_id, index: o.index, seed: o.seed };
-    });
+    // Kept as PNG: decoded only if someone reads the pixels, sent on unchanged otherwise.
+    const output = d.output.map((o, i): GeneratedImage =>
+      lazyPngImage(Buffer.from(o.png_base64, "base64"), o.width, o.height, { requestId: o.request_id, index: o.index, seed: o.seed }, `output.${i}`),
+    );
     const lat = d.trajectory_latents?.map((t, i) => {
       const buf = Buffer.from(t.data_base64, "base64");
       const n = t.shape.reduce((a, b) => a * b, 1);

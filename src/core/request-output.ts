@@ -1,5 +1,5 @@
 import { serializeError, type OmniError } from "../errors/omni-error.js";
-import { encodePng } from "../utils/png.js";
+import { pngOf } from "../utils/png.js";
 import type { DiffusionOutput, GeneratedImage, StageMetrics, TrajectoryLatents } from "./output.js";
 import type { OmniDiffusionRequest } from "./request.js";
 
@@ -44,7 +44,7 @@ export class OmniRequestOutput {
 
   /** PNG bytes of each image. */
   pngs(): Buffer[] {
-    return this.images.map((i) => encodePng(i));
+    return this.images.map((i) => pngOf(i));
   }
 
   /**
@@ -72,7 +72,7 @@ export class OmniRequestOutput {
       request_id: this.requestId,
       prompt: this.prompt,
       seed: this.seed,
-      images: this.images.map((i) => ({ index: i.index, seed: i.seed, width: i.width, height: i.height, png_base64: encodePng(i).toString("base64") })),
+      images: this.images.map((i) => ({ index: i.index, seed: i.seed, width: i.width, height: i.height, png_base64: pngOf(i).toString("base64") })),
       metrics: this.metrics,
       error: this.error ? serializeError(this.error) : null,
     };

@@ -57,6 +57,15 @@ export interface OmniDiffusionRequestInit {
   strength?: number | null;
 }
 
+/**
+ * The in-machine form of a request (parent → its own worker process, over Node's `advanced` IPC
+ * serialization): the validated fields as they are, `image` and `mask` as raw bytes. Built only from a
+ * request that was validated when it was constructed, so the receiver does not validate it again.
+ */
+export type OmniDiffusionRequestTransfer = {
+  readonly [K in keyof OmniDiffusionRequest as OmniDiffusionRequest[K] extends (...args: never[]) => unknown ? never : K]: OmniDiffusionRequest[K];
+};
+
 let counter = 0;
 /** Unique across processes and concurrent callers: a random UUID plus a per-process counter. */
 export function newRequestId(): string {
@@ -139,6 +148,22 @@ export class OmniDiffusionRequest {
       mask_image: this.mask ? encodeMaskPng(this.mask).toString("base64") : null,
       strength: this.strength,
     };
+  }
+
+  /** The {@link OmniDiffusionRequestTransfer} form: plain fields, images raw (no PNG, no base64). */
+  toTransfer(): OmniDiffusionRequestTransfer {
+    return { ...this };
+  }
+
+  /**
+   * Rebuilds a request from {@link OmniDiffusionRequestTransfer}, trusting it: the sender validated it
+   * once, at construction, and only our own parent process sends this form. Only its identity is checked.
+   */
+  static fromTransfer(t: OmniDiffusionRequestTransfer): OmniDiffusionRequest {
+    if (typeof t?.requestId !== "string" || typeof t.prompt !== "string") {
+      throw new ValidationError("request transfer: requestId and prompt must be strings", { field: "request_id" });
+    }
+    return Object.assign(Object.create(OmniDiffusionRequest.prototype) as OmniDiffusionRequest, t);
   }
 
   /** Validates a snake_case dict (from JSON, a Python peer, a worker) and builds the request. */

@@ -3,6 +3,7 @@ import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { ClosedError, OmniError, TimeoutError, UnhealthyError, ValidationError, WorkerDiedError, WorkerError, toOmniError } from "../errors/omni-error.js";
 import type { StepProgress } from "../core/progress.js";
+import type { GenerateTransferKwargs } from "../protocol/worker-ipc.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
 import { Deadline } from "../policies/deadline.js";
@@ -102,15 +103,30 @@ export class MultiprocExecutor extends DiffusionExecutor {
     }
     const ms = opts.timeout ?? this.config.rpcTimeoutMs;
     const waiting = new Set(this.#slots.map((s) => s.rank));
-    const dl = new Deadline(ms, opts.signal, () => {
+    const timedOut = () => {
       const ranks = [...waiting].sort((a, b) => a - b);
       return new TimeoutError(`collectiveRpc("${method}") timed out after ${ms}ms; no reply from rank(s) ${ranks.join(", ")}`, {
         data: { method, ranks, timeoutMs: ms },
       });
-    });
+    };
     try {
       // Every rank gets the call and every reply is awaited, so an error on any rank surfaces.
-      const replies = await Promise.all(
+      const allReady = this.#slots.every((s) => s.status === "ready");
+      const replies = opts.signal || !allReady ? await this.#collectiveWaiting(method, opts, ms, waiting, timedOut) : await this.#fanOut(method, opts, ms, waiting, timedOut);
+      return unique === undefined ? replies : replies[unique];
+    } catch (err) {
+      if (this.#ranks.closing && err instanceof WorkerDiedError) {
+        throw new ClosedError(`MultiprocExecutor was shut down while "${method}" was pending`, { cause: err, data: { ...err.data, method } });
+      }
+      throw err;
+    }
+  }
+
+  /** collectiveRpc when a rank is (re)starting or the caller may abort: waits share one {@link Deadline}. */
+  async #collectiveWaiting(method: string, opts: CollectiveRpcOptions, ms: number, waiting: Set<number>, timedOut: () => TimeoutError): Promise<unknown[]> {
+    const dl = new Deadline(ms, opts.signal, timedOut);
+    try {
+      return await Promise.all(
         this.#slots.map(async (slot) => {
           const proc = await slot.whenReady(dl.signal);
           const reply = await proc.call(method, opts.args ?? [], opts.kwargs ?? {}, { deadline: dl.at, signal: dl.signal });
@@ -118,15 +134,44 @@ export class MultiprocExecutor extends DiffusionExecutor {
           return reply;
         }),
       );
-      return unique === undefined ? replies : replies[unique];
-    } catch (err) {
-      if (this.#ranks.closing && err instanceof WorkerDiedError) {
-        throw new ClosedError(`MultiprocExecutor was shut down while "${method}" was pending`, { cause: err, data: { ...err.data, method } });
-      }
-      throw err;
     } finally {
       dl.dispose();
     }
+  }
+
+  /**
+   * The RPC hot path (every rank ready, no caller signal): one timer for the whole call and no
+   * AbortController, listeners or per-rank async frames; the first failure or the timer settles it.
+   */
+  #fanOut(method: string, opts: CollectiveRpcOptions, ms: number, waiting: Set<number>, timedOut: () => TimeoutError): Promise<unknown[]> {
+    return new Promise<unknown[]>((resolve, reject) => {
+      const deadline = Date.now() + ms;
+      const calls = this.#slots.map((slot) => ({ slot, proc: slot.proc!, id: 0 }));
+      const replies = new Array<unknown>(calls.length);
+      let left = calls.length;
+      let settled = false;
+      const finish = (err: unknown, value?: unknown[]) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err === undefined) return resolve(value!);
+        for (const c of calls) if (waiting.has(c.slot.rank)) c.proc.drop(c.id);
+        reject(err);
+      };
+      const timer = setTimeout(() => finish(timedOut()), ms);
+      calls.forEach((c, i) => {
+        const started = c.proc.start(method, opts.args ?? [], opts.kwargs ?? {}, { deadline });
+        c.id = started.id;
+        started.reply.then(
+          (v) => {
+            replies[i] = v;
+            waiting.delete(c.slot.rank);
+            if (--left === 0) finish(undefined, replies);
+          },
+          (e: unknown) => finish(e),
+        );
+      });
+    });
   }
 
   /** Data-parallel batch: requests go to the least-loaded ranks, outputs are merged. Per-request failures land in `errors`. */
@@ -221,7 +266,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   ): Promise<DiffusionOutput> {
     // Only this rank's share of the preview map travels with the call.
     const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery?.[r.requestId] ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
-    const kwargs = Object.keys(previews).length ? { previewEvery: previews } : {};
+    const kwargs: GenerateTransferKwargs = Object.keys(previews).length ? { transfer: true, previewEvery: previews } : { transfer: true };
     /** Attempts that reached a rank (the error message reports them). */
     let attempts = 0;
     let noRank = false;
@@ -248,7 +293,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   async #attempt(
     slot: RankSlot,
     batch: OmniDiffusionRequest[],
-    kwargs: Record<string, unknown>,
+    kwargs: GenerateTransferKwargs,
     dl: Deadline,
     onProgress?: (p: StepProgress) => void,
   ): Promise<DiffusionOutput> {
@@ -265,11 +310,12 @@ export class MultiprocExecutor extends DiffusionExecutor {
     for (const r of batch) this.#requestRank.set(r.requestId, slot);
     try {
       const proc = await slot.whenReady(dl.signal);
-      const dicts = batch.map((r) => r.toDict());
-      const reply = proc.call("generate", [dicts], kwargs, { deadline: dl.at, onProgress: progress, signal: dl.signal });
+      // Validated once, when built: they cross as they are (images raw), and the worker does not parse them again.
+      const transfers = batch.map((r) => r.toTransfer());
+      const reply = proc.call("generate", [transfers], { ...kwargs }, { deadline: dl.at, onProgress: progress, signal: dl.signal });
       // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
       for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
-      return DiffusionOutput.fromDict(await reply);
+      return DiffusionOutput.fromTransfer(await reply);
     } catch (err) {
       if (dl.callerAborted) {
         for (const r of batch) slot.proc?.abort(r.requestId);

@@ -67,14 +67,14 @@ export class UniprocExecutor extends DiffusionExecutor {
     }
   }
 
-  /** Runs the batch on the in-process worker without the PNG round trip of the RPC path. */
+  /** Runs the batch on the in-process worker: the validated requests as they are, no codec on either side. */
   override async executeModel(requests: OmniDiffusionRequest[], opts: ExecuteOptions = {}): Promise<DiffusionOutput> {
     const worker = this.worker;
     if (!requests.length) return new DiffusionOutput();
     const ms = opts.timeout ?? this.config.rpcTimeoutMs;
     const dl = new Deadline(ms, opts.signal, () => new TimeoutError(`executeModel timed out after ${ms}ms`, { data: { method: "generate", timeoutMs: ms } }));
     try {
-      return await dl.race(worker.generateOutput(requests.map((r) => r.toDict()), { deadline: dl.at, signal: dl.signal, onProgress: opts.onProgress, previewEvery: opts.previewEvery }));
+      return await dl.race(worker.generateOutput(requests, { deadline: dl.at, signal: dl.signal, onProgress: opts.onProgress, previewEvery: opts.previewEvery }));
     } finally {
       dl.dispose();
     }

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequestDict } from "../core/request.js";
 import { deserializeError, serializeError, type OmniError } from "../errors/omni-error.js";
-import { decodePng, encodePng } from "../utils/png.js";
+import { lazyPngImage, pngOf, pngSize } from "../utils/png.js";
 
 /** Path of the service definition (in the package root, next to `src/` and `dist/`). */
 export const PROTO_PATH = fileURLToPath(new URL("../../proto/omni_diffusion.proto", import.meta.url));
@@ -126,7 +126,7 @@ function errorFromProto(e: ProtoError): OmniError {
 /** A DiffusionOutput as a proto message (PNG bytes, raw float32 latents). */
 export function outputToProto(out: DiffusionOutput): ProtoOutput {
   return {
-    output: out.output.map((img) => ({ request_id: img.requestId, index: img.index, seed: img.seed, width: img.width, height: img.height, png: encodePng(img) })),
+    output: out.output.map((img) => ({ request_id: img.requestId, index: img.index, seed: img.seed, width: img.width, height: img.height, png: pngOf(img) })),
     error: out.error ?? undefined,
     errors: Object.fromEntries(Object.entries(out.errors).map(([id, e]) => [id, errorToProto(e)])),
     trajectory_latents: out.trajectoryLatents?.map((t) => ({ request_id: t.requestId, shape: t.shape, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) })) ?? [],
@@ -135,7 +135,7 @@ export function outputToProto(out: DiffusionOutput): ProtoOutput {
   };
 }
 
-/** A proto output back to a DiffusionOutput (PNG decoded, errors rebuilt into their classes). */
+/** A proto output back to a DiffusionOutput (images keep their PNG, decoded lazily; errors rebuilt into their classes). */
 export function outputFromProto(m: ProtoOutput): DiffusionOutput {
   const lat = (m.trajectory_latents ?? []).map((t) => {
     const data = new Float32Array(t.data.byteLength / 4);
@@ -144,7 +144,12 @@ export function outputFromProto(m: ProtoOutput): DiffusionOutput {
   });
   const ts = (m.trajectory_timesteps ?? []).map((t) => ({ requestId: t.request_id, timesteps: t.timesteps }));
   return new DiffusionOutput({
-    output: (m.output ?? []).map((o) => ({ ...decodePng(o.png), requestId: o.request_id, index: o.index, seed: o.seed })),
+    // Kept as PNG: decoded only if someone reads the pixels, sent on unchanged otherwise.
+    // A peer that leaves width/height unset (proto3 zero) gets the PNG's own size.
+    output: (m.output ?? []).map((o, i) => {
+      const size = o.width && o.height ? o : pngSize(o.png, `output.${i}`);
+      return lazyPngImage(o.png, size.width, size.height, { requestId: o.request_id, index: o.index, seed: o.seed }, `output.${i}`);
+    }),
     error: m.error || null,
     errors: Object.fromEntries(Object.entries(m.errors ?? {}).map(([id, e]) => [id, errorFromProto(e)])),
     trajectoryLatents: lat.length ? lat : null,

@@ -9,8 +9,21 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
+/**
+ * How many images this process has encoded to and decoded from PNG. Tests read it to prove an image is
+ * encoded once, where its bytes leave the process, and never decoded only to be encoded again.
+ */
+export const pngCounters = { encodes: 0, decodes: 0 };
+
+/** Zeroes {@link pngCounters}. */
+export function resetPngCounters(): void {
+  pngCounters.encodes = 0;
+  pngCounters.decodes = 0;
+}
+
 /** Encodes RGB to PNG bytes (pngjs, colour type 2, so the file is as small as the pixels allow). */
 export function encodePng(img: RgbImage): Buffer {
+  pngCounters.encodes++;
   const png = new PNG({ width: img.width, height: img.height, colorType: 2, inputColorType: 2, inputHasAlpha: false });
   png.data = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
   return PNG.sync.write(png, { colorType: 2, inputColorType: 2, inputHasAlpha: false });
@@ -18,6 +31,7 @@ export function encodePng(img: RgbImage): Buffer {
 
 /** Decodes PNG bytes (any colour type) to RGB. */
 export function decodePng(bytes: Uint8Array): RgbImage {
+  pngCounters.decodes++;
   let png: PNG;
   try {
     png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -31,6 +45,54 @@ export function decodePng(bytes: Uint8Array): RgbImage {
     rgb[j + 2] = png.data[i + 2]!;
   }
   return { width: png.width, height: png.height, data: rgb };
+}
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/** Width and height from a PNG's IHDR chunk, without decoding it; ValidationError when the bytes are no PNG. */
+export function pngSize(bytes: Uint8Array, field = "image"): { width: number; height: number } {
+  const ok = bytes.length >= 24 && PNG_SIGNATURE.every((b, i) => bytes[i] === b) && String.fromCharCode(...bytes.subarray(12, 16)) === "IHDR";
+  if (!ok) throw new ValidationError(`${field}: not a valid PNG image (no PNG signature and IHDR header)`, { field });
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { width: view.getUint32(16), height: view.getUint32(20) };
+}
+
+/** An RGB image that may also carry the PNG bytes of exactly its pixels (it arrived as PNG from a peer). */
+export interface PngCarrier extends RgbImage {
+  /** PNG of these pixels, when known: sent on as is instead of encoded again (so never write to `data` of such an image). */
+  readonly png?: Uint8Array;
+}
+
+/** The image's PNG bytes: the ones it arrived with, else a fresh encode. */
+export function pngOf(img: PngCarrier): Buffer {
+  const { png } = img;
+  return png ? Buffer.from(png.buffer, png.byteOffset, png.byteLength) : encodePng(img);
+}
+
+/**
+ * An image known by its PNG bytes: `data` is decoded on first read (and kept), so an image that only
+ * passes through (remote peer → this process → client) is never decoded. `width`/`height` are the
+ * declared ones; a PNG of another size throws a ValidationError naming `field` on that first read.
+ */
+export function lazyPngImage<T extends object>(png: Uint8Array, width: number, height: number, fields: T, field = "image"): T & PngCarrier {
+  // The header is read now (cheap): a payload that is no PNG, or one of another size, is refused up front.
+  const size = pngSize(png, field);
+  if (size.width !== width || size.height !== height) {
+    throw new ValidationError(`${field}: PNG is ${size.width}x${size.height} but declared ${width}x${height}`, { field });
+  }
+  let data: Uint8Array | null = null;
+  return Object.defineProperties(
+    { ...fields, width, height, png } as T & PngCarrier,
+    {
+      data: {
+        enumerable: true,
+        get(): Uint8Array {
+          if (data) return data;
+          return (data = decodePng(png).data);
+        },
+      },
+    },
+  );
 }
 
 /**

@@ -1,5 +1,5 @@
 import { DiffusionOutput } from "../core/output.js";
-import { OmniDiffusionRequest } from "../core/request.js";
+import { OmniDiffusionRequest, type OmniDiffusionRequestTransfer } from "../core/request.js";
 import {
   AbortedError,
   ClosedError,
@@ -122,7 +122,16 @@ export class DiffusionWorker {
       this.#loop = new StepLoop(pipeline, { maxBatchRows: pipeline.maxBatchRows, admission: opts.batching ?? "request", exclusive: (fn) => this.#exclusive(fn) });
     }
     this.#builtins = new Map<string, Builtin>([
-      ["generate", async (args, kw, ctx) => (await this.generateOutput(args[0], { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) })).toDict()],
+      [
+        "generate",
+        async (args, kw, ctx) => {
+          // `transfer: true` (our own parent, over advanced IPC): validated requests and a raw reply, no PNG.
+          const transfer = kw.transfer === true;
+          const requests = transfer && Array.isArray(args[0]) ? args[0].map((t) => OmniDiffusionRequest.fromTransfer(t as OmniDiffusionRequestTransfer)) : args[0];
+          const out = await this.generateOutput(requests, { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) });
+          return transfer ? out.toTransfer() : out.toDict();
+        },
+      ],
       ["ping", async () => this.ping()],
       ["getStats", async () => this.getStats()],
       ["describeModel", async () => this.describeModel()],

@@ -7,6 +7,7 @@
  * SIGKILL leaves no orphan). A heartbeat thread proves the process is alive even while a UNet call holds
  * the main thread (`heartbeat.ts`). Imports only the protocol module and the worker, never the executor.
  */
+import { inspect } from "node:util";
 import { serializeError, toOmniError } from "../errors/omni-error.js";
 import { DiffusionWorker } from "./diffusion-worker.js";
 import { startHeartbeat } from "./heartbeat.js";
@@ -15,8 +16,11 @@ import {
   EXIT_LOAD_FAILED,
   WORKER_INIT_ENV,
   isParentMessage,
+  packBinary,
+  unpackBinary,
   parseWorkerInit,
-  toProgressMessage,
+  toProgressItem,
+  type ProgressItem,
   type RpcCallMessage,
   type WorkerMessage,
 } from "../protocol/worker-ipc.js";
@@ -24,14 +28,39 @@ import {
 let unsent = 0;
 let onAllSent: (() => void) | null = null;
 
+/**
+ * Progress items not yet sent. A step-loop iteration reports every request that advanced in one
+ * synchronous burst; they leave together in one message on the next turn of the event loop (while the
+ * next UNet call runs), instead of one message per request per step.
+ */
+let progress: ProgressItem[] = [];
+let flushQueued = false;
+
+function queueProgress(item: ProgressItem): void {
+  progress.push(item);
+  if (flushQueued) return;
+  flushQueued = true;
+  setImmediate(flushProgress);
+}
+
+function flushProgress(): void {
+  flushQueued = false;
+  if (!progress.length) return;
+  const items = progress;
+  progress = [];
+  send({ type: "progress", items });
+}
+
 /** Sends a message; a closed channel means the parent is gone, so the worker exits. */
 function send(msg: WorkerMessage, then?: () => void): void {
+  // A call's progress must reach the parent before its reply (the channel keeps order).
+  if (msg.type === "reply" && progress.length) flushProgress();
   if (!process.connected || !process.send) {
     process.exit(0);
   }
   try {
     unsent++;
-    process.send(msg, undefined, {}, (err) => {
+    process.send(packBinary(msg), undefined, {}, (err) => {
       unsent--;
       if (err && !process.connected) process.exit(0);
       then?.();
@@ -78,9 +107,9 @@ async function main(): Promise<void> {
   let shuttingDown = false;
   const onCall = async (msg: RpcCallMessage) => {
     try {
-      const result = await worker.call(msg.method, msg.args, msg.kwargs, {
+      const result = await worker.call(msg.method, msg.args ?? [], msg.kwargs ?? {}, {
         deadline: msg.deadline,
-        onProgress: (p) => send(toProgressMessage(msg.id, p)),
+        onProgress: (p) => queueProgress(toProgressItem(msg.id, p)),
       });
       send({ type: "reply", id: msg.id, ok: true, result: result === undefined ? null : result });
     } catch (err) {
@@ -88,9 +117,10 @@ async function main(): Promise<void> {
     }
   };
 
-  process.on("message", (msg: unknown) => {
+  process.on("message", (packed: unknown) => {
+    const msg = unpackBinary(packed);
     if (!isParentMessage(msg)) {
-      process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${JSON.stringify(msg)?.slice(0, 200)}\n`);
+      process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${inspect(msg, { depth: 2, breakLength: Infinity }).slice(0, 200)}\n`);
       return;
     }
     switch (msg.type) {

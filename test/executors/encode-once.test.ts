@@ -1,0 +1,156 @@
+/**
+ * "One conversion per boundary", counted: how many PNG encodes and decodes an image costs on the
+ * multi-process path (worker → parent is raw RGB; the one encode is at the edge) and on the http/grpc path
+ * (the worker server encodes once; the client keeps those bytes and serves them on without a re-encode).
+ * The counters are per process: the worker side is counted on an in-process DiffusionWorker answering the
+ * same `generate` call the worker process answers.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { parseConfig } from "../../src/core/config.js";
+import { DiffusionOutput, type DiffusionOutputTransfer } from "../../src/core/output.js";
+import { OmniDiffusionRequest } from "../../src/core/request.js";
+import { OmniRequestOutput } from "../../src/core/request-output.js";
+import { OmniError } from "../../src/errors/omni-error.js";
+import { GrpcDiffusionExecutor } from "../../src/executors/grpc-executor.js";
+import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
+import { MultiprocExecutor } from "../../src/executors/multiproc-executor.js";
+import { WorkerProcess } from "../../src/executors/shared/worker-process.js";
+import type { ProgressMessage } from "../../src/protocol/worker-ipc.js";
+import type { WorkerServer } from "../../src/server/worker/worker-server.js";
+import { decodePng, encodePng, pngCounters, pngOf, resetPngCounters } from "../../src/utils/png.js";
+import { DiffusionWorker } from "../../src/workers/diffusion-worker.js";
+import { MODEL_DIR } from "../helpers/model.js";
+import { startTestWorker } from "../helpers/worker-servers.js";
+
+const T = 120_000;
+const req = (i: number, extra: Partial<ConstructorParameters<typeof OmniDiffusionRequest>[0]> = {}) =>
+  new OmniDiffusionRequest({ prompt: `a red circle on a blue background`, width: 32, height: 32, numInferenceSteps: 2, seed: 40 + i, ...extra });
+const counts = () => ({ ...pngCounters });
+
+describe("the worker answers generate in transfer form: no PNG in the worker", { timeout: 2 * T }, () => {
+  let worker: DiffusionWorker;
+  before(async () => {
+    worker = await DiffusionWorker.create({ rank: 0, modelDir: MODEL_DIR, load: { intraOpNumThreads: 1 } });
+  });
+  after(async () => {
+    await worker?.close();
+  });
+
+  it("takes validated requests (an img2img image raw) and returns raw RGB, encoding and decoding nothing", async () => {
+    const image = { width: 32, height: 32, data: new Uint8Array(32 * 32 * 3).fill(200) };
+    const requests = [req(1, { numOutputsPerPrompt: 2 }), req(2, { image, strength: 0.5 })];
+    resetPngCounters();
+    const reply = (await worker.call("generate", [requests.map((r) => r.toTransfer())], { transfer: true })) as DiffusionOutputTransfer;
+    assert.deepEqual(counts(), { encodes: 0, decodes: 0 }, "the worker side of the boundary");
+    assert.equal(reply.output.length, 3);
+    for (const img of reply.output) {
+      assert.ok(img.data instanceof Uint8Array);
+      assert.equal(img.data.length, 32 * 32 * 3);
+      assert.equal("png_base64" in img, false);
+    }
+    // The dict form (docs/wire-protocol.md, for callers of collectiveRpc("generate")) still answers PNG.
+    const dict = (await worker.call("generate", [[req(3).toDict()]])) as { output: { png_base64: string }[] };
+    assert.equal(typeof dict.output[0]!.png_base64, "string");
+  });
+});
+
+describe("MultiprocExecutor: raw RGB across IPC, one encode at the edge", { timeout: 3 * T }, () => {
+  let ex: MultiprocExecutor;
+  before(async () => {
+    ex = new MultiprocExecutor(parseConfig({ numGpus: 1, intraOpNumThreads: 1 }));
+    await ex.init();
+  });
+  after(async () => {
+    await ex?.close();
+  });
+
+  it("the parent decodes nothing; the edge encodes each image exactly once", async () => {
+    const requests = [req(4, { numOutputsPerPrompt: 2 }), req(5)];
+    resetPngCounters();
+    const out = await ex.executeModel(requests);
+    assert.deepEqual(counts(), { encodes: 0, decodes: 0 }, "nothing between the worker and the caller");
+    assert.equal(out.output.length, 3);
+    for (const img of out.output) assert.equal(img.data.length, 32 * 32 * 3);
+    const pngs = requests.flatMap((r) => OmniRequestOutput.fromDiffusionOutput(r, out, () => new OmniError("no output")).pngs());
+    assert.equal(pngs.length, 3);
+    assert.deepEqual(counts(), { encodes: 3, decodes: 0 }, "one encode per image, where the bytes leave");
+  });
+
+  it("previews arrive raw, and one IPC message carries every request's progress of a step", async () => {
+    // The WorkerProcess of rank 0, watched on its IPC channel.
+    const proc = new WorkerProcess(0, { rank: 0, modelDir: MODEL_DIR, load: { intraOpNumThreads: 1 } });
+    const messages: ProgressMessage[] = [];
+    proc.child.on("message", (m: { type?: string }) => {
+      if (m?.type === "progress") messages.push(m as ProgressMessage);
+    });
+    try {
+      await proc.ready;
+      const call = async (requests: OmniDiffusionRequest[], previewEvery?: Record<string, number>) => {
+        const seen: { requestId: string; step: number; previewBytes: number }[] = [];
+        messages.length = 0;
+        resetPngCounters();
+        const reply = await proc.call("generate", [requests.map((r) => r.toTransfer())], previewEvery ? { transfer: true, previewEvery } : { transfer: true }, {
+          deadline: Date.now() + T,
+          onProgress: (p) => seen.push({ requestId: p.requestId, step: p.step, previewBytes: p.preview?.[0]?.data.length ?? 0 }),
+        });
+        const out = DiffusionOutput.fromTransfer(reply);
+        assert.deepEqual(counts(), { encodes: 0, decodes: 0 });
+        assert.equal(out.output.length, requests.length);
+        return seen;
+      };
+      const three = () => [req(6), req(7), req(8)].map((r) => new OmniDiffusionRequest({ ...r, numInferenceSteps: 3 }));
+      // Without previews nothing awaits between the requests' reports of a step: one message per step.
+      const seen = await call(three());
+      assert.equal(seen.length, 9, "3 requests × 3 steps");
+      assert.equal(messages.flatMap((m) => m.items).length, 9);
+      assert.ok(messages.length <= 3, `at most one progress message per step, got ${messages.length} for 3 steps`);
+      for (const m of messages) assert.equal(new Set(m.items.map((i) => i.requestId)).size, 3, "each message carries all three requests");
+      // Previews of the steps before the last (the last step's image is the output itself), raw RGB.
+      const withPreview = three();
+      const previews = (await call(withPreview, { [withPreview[0]!.requestId]: 1 }))
+        .filter((s) => s.requestId === withPreview[0]!.requestId && s.previewBytes > 0)
+        .map((s) => s.previewBytes);
+      assert.ok(previews.length >= 1, "previews were sent");
+      assert.ok(previews.every((n) => n === 32 * 32 * 3), `raw 32x32 RGB previews, got ${previews}`);
+    } finally {
+      await proc.stop(5_000);
+    }
+  });
+});
+
+describe("http and grpc: the worker server encodes once, the client passes the PNG on", { timeout: 4 * T }, () => {
+  let server: WorkerServer;
+  before(async () => {
+    server = await startTestWorker({ httpPort: 0, grpcPort: 0 });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  for (const kind of ["http", "grpc"] as const) {
+    it(`${kind}: one encode per image in all, no decode unless the pixels are read`, async () => {
+      const config = parseConfig({ executorOptions: { endpoints: [kind === "http" ? server.httpUrl! : server.grpcAddress!] } });
+      const ex = kind === "http" ? new HttpDiffusionExecutor(config) : new GrpcDiffusionExecutor(config);
+      await ex.init();
+      try {
+        const r = req(9, { numOutputsPerPrompt: 2 });
+        resetPngCounters();
+        // This process holds the worker server (the one encode) and the client (no decode).
+        const out = await ex.executeModel([r]);
+        assert.deepEqual(counts(), { encodes: 2, decodes: 0 });
+        const pngs = OmniRequestOutput.fromDiffusionOutput(r, out, () => new OmniError("no output")).pngs();
+        assert.deepEqual(counts(), { encodes: 2, decodes: 0 }, "served on as the bytes that came in");
+        // The pixels are still there, decoded on first read, and they are what the PNG says.
+        const img = out.imagesFor(r.requestId)[0]!;
+        assert.equal(img.data.length, 32 * 32 * 3);
+        assert.equal(pngCounters.decodes, 1);
+        assert.deepEqual(decodePng(pngs[0]!).data, img.data);
+        assert.deepEqual(pngOf(img), pngs[0]);
+        assert.deepEqual(encodePng(img), pngs[0], "the PNG passed on is the one a fresh encode would make");
+      } finally {
+        await ex.close();
+      }
+    });
+  }
+});
