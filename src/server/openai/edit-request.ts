@@ -92,6 +92,8 @@ function decoded(bytes: Buffer, param: string): RgbaUpload {
  */
 export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits, model: ModelCard): Promise<ParsedEditRequest> {
   const form = await readForm(req, limits.maxUploadBytes);
+  // An empty `model` is "not set" (Open WebUI sends its edit model setting even when it is blank).
+  if (form.fields.model === "") delete form.fields.model;
   const r = imageEditFieldsSchema.safeParse(form.fields);
   if (!r.success) throw schemaError(r.error);
   const body = r.data;
