@@ -31,7 +31,8 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   app.setErrorHandler((err, req, reply) => {
     const detail = err instanceof ValidationError ? err.data.a1111Detail : undefined;
     if (Array.isArray(detail)) return reply.code(422).send({ detail });
-    const { statusCode, body } = toHttpError(err, ctx.config.limits, req.id);
+    // The txt2img/img2img bodies are bounded by the upload limit, which a 413's message names.
+    const { statusCode, body } = toHttpError(err, { maxBodyBytes: ctx.config.limits.maxUploadBytes }, req.id);
     if (statusCode >= 500) req.log.error({ err, requestId: req.id }, "A1111 request failed");
     else req.log.info({ status: statusCode, param: body.error.param }, body.error.message);
     if (statusCode === 401) reply.header("www-authenticate", 'Basic realm="omni-diffusion"').header("connection", "close");
