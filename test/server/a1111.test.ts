@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { PNG } from "pngjs";
 import { OmniServer, startServer } from "../../src/index.js";
+import { checkApiKey } from "../../src/server/shared/api-key.js";
+import { chooseSampler } from "../../src/server/a1111/a1111-samplers.js";
 import { decodeB64Png } from "../helpers/server.js";
 import { PIPELINE_EDITS_TODO, testPng } from "../fixtures/clients/edit-images.js";
 import * as librechat from "../fixtures/clients/librechat.js";
@@ -223,5 +225,34 @@ describe("A1111 /sdapi/v1 replayed from the clients that speak it", () => {
     } finally {
       await off.close();
     }
+  });
+});
+
+describe("A1111 helpers", () => {
+  test("checkApiKey: Bearer, or Basic with the key as password and any user name; nothing else", () => {
+    const b = (s: string) => `Basic ${Buffer.from(s).toString("base64")}`;
+    assert.equal(checkApiKey(`Bearer ${KEY}`, KEY), null);
+    assert.equal(checkApiKey(b(`anyone:${KEY}`), KEY), null);
+    assert.equal(checkApiKey(b(`:${KEY}`), KEY), null, "an empty user name");
+    assert.equal(checkApiKey(`basic   ${Buffer.from(`u:${KEY}`).toString("base64")}  `, KEY), null, "scheme case and spaces");
+    assert.ok(checkApiKey(b(KEY), KEY), "no colon: no password");
+    assert.ok(checkApiKey(b(`${KEY}:x`), KEY), "the key as user name is not the password");
+    assert.ok(checkApiKey("Basic !!!", KEY));
+    assert.ok(checkApiKey("Basic ", KEY), "SillyTavern's header with no auth set");
+    assert.ok(checkApiKey([b(`u:${KEY}`), `Bearer ${KEY}`], KEY), "two headers");
+  });
+
+  test("chooseSampler: A1111 names, old-style Karras names, closest samplers, Automatic", () => {
+    assert.deepEqual(chooseSampler("Euler a", null), { scheduler: "euler_a", unknown: false });
+    assert.deepEqual(chooseSampler("DPM++ 2M Karras", null), { scheduler: "dpmpp_2m_karras", unknown: false });
+    assert.deepEqual(chooseSampler("DPM++ 2M", "Karras"), { scheduler: "dpmpp_2m_karras", unknown: false });
+    assert.deepEqual(chooseSampler("Euler", "karras"), { scheduler: "euler_karras", unknown: false });
+    assert.deepEqual(chooseSampler("DDIM", "karras"), { scheduler: "ddim", unknown: false }, "no Karras DDIM: the schedule changes nothing");
+    assert.deepEqual(chooseSampler("k_dpmpp_2m", "normal"), { scheduler: "dpmpp_2m", unknown: false });
+    assert.deepEqual(chooseSampler("DPM++ 2M SDE Karras", null), { scheduler: "dpmpp_2m_karras", unknown: false });
+    assert.deepEqual(chooseSampler("Heun", null), { scheduler: "euler", unknown: false });
+    assert.deepEqual(chooseSampler("Automatic", "Automatic"), { scheduler: null, unknown: false });
+    assert.deepEqual(chooseSampler(null, null), { scheduler: null, unknown: false });
+    assert.deepEqual(chooseSampler("Foo", null), { scheduler: null, unknown: true });
   });
 });

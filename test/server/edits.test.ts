@@ -44,7 +44,7 @@ describe("POST /v1/images/edits with the official openai client", () => {
 
   test("stream: true sends image_edit.partial_image events, then image_edit.completed", async () => {
     const image = await toFile(testPng(), "in.png", { type: "image/png" });
-    const stream = await client.images.edit({ image, prompt: "a white cross on a green background", stream: true, partial_images: 2, num_inference_steps: 6, seed: 3 } as OpenAI.ImageEditParamsStreaming);
+    const stream = await client.images.edit({ image, prompt: "a white cross on a green background", stream: true, partial_images: 2, num_inference_steps: 6, strength: 1, seed: 3 } as OpenAI.ImageEditParamsStreaming);
     const types: string[] = [];
     for await (const ev of stream) {
       types.push(ev.type === "image_edit.partial_image" ? `partial ${ev.partial_image_index}` : ev.type);
