@@ -84,7 +84,7 @@ describe("POST /v1/images/edits with the official openai client", () => {
     await expectError(client.images.edit({ image: await toFile(PNG.sync.write(noisy), "big.png", { type: "image/png" }), prompt: "a red circle" }), 413, "image", "request_too_large");
   });
 
-  test("JSON instead of multipart is a 415; the image is required", async () => {
+  test("JSON instead of multipart is a 415; the image is required; a truncated form is a 400", async () => {
     const json = await fetch(`${server.url}/v1/images/edits`, { method: "POST", headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" }, body: JSON.stringify({ prompt: "x" }) });
     assert.equal(json.status, 415);
     const form = new FormData();
@@ -92,6 +92,13 @@ describe("POST /v1/images/edits with the official openai client", () => {
     const missing = await fetch(`${server.url}/v1/images/edits`, { method: "POST", headers: { authorization: `Bearer ${KEY}` }, body: form });
     assert.equal(missing.status, 400);
     assert.equal(((await missing.json()) as { error: { param: string } }).error.param, "image");
+    const truncated = await fetch(`${server.url}/v1/images/edits`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}`, "content-type": "multipart/form-data; boundary=xyz" },
+      body: '--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\nabc',
+    });
+    assert.equal(truncated.status, 400, "a malformed body is the client's error, not a 500");
+    assert.equal(((await truncated.json()) as { error: { code: string } }).error.code, "invalid_multipart");
   });
 
   test("HTTP Basic auth with the key as password works too; a wrong key is a 401", async () => {

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
-import { ValidationError } from "../../errors/omni-error.js";
+import { OmniError, ValidationError } from "../../errors/omni-error.js";
 import { decodeUpload, openAIMask, resizeMask, resizeRgb, rgbOf, type RgbaUpload } from "../shared/edit-images.js";
 import { imageGenerationBodySchema, schemaError, toImageRequest, type ParsedImageRequest } from "./image-request.js";
 import type { ModelCard } from "./model-card.js";
@@ -43,34 +43,45 @@ interface EditForm {
   mask: Buffer | null;
 }
 
-/** Reads the multipart form; a file over `maxUploadBytes` is a 413 naming its field. */
+/** Reads the multipart form; a file over `maxUploadBytes` is a 413 naming its field, a malformed body a 400. */
 async function readForm(req: FastifyRequest, maxUploadBytes: number): Promise<EditForm> {
   const form: EditForm = { fields: {}, images: [], mask: null };
   if (!req.isMultipart()) {
     throw requestError(415, "Send POST /v1/images/edits as multipart/form-data (fields image, prompt, optional mask).", null, "unsupported_media_type");
   }
-  for await (const part of req.parts()) {
-    if (part.type === "field") {
-      if (part.fieldname in form.fields) throw requestError(400, `The field '${part.fieldname}' was sent more than once.`, part.fieldname, "invalid_value");
-      form.fields[part.fieldname] = typedField(part.fieldname, String(part.value));
-      continue;
-    }
-    let bytes: Buffer;
-    try {
-      bytes = await part.toBuffer();
-    } catch (err) {
-      if ((err as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
-        throw requestError(413, `The file '${part.fieldname}' is larger than the limit of ${maxUploadBytes} bytes.`, part.fieldname, "request_too_large");
+  let field: string | null = null;
+  try {
+    for await (const part of req.parts()) {
+      field = part.fieldname;
+      if (part.type === "field") {
+        if (part.fieldname in form.fields) throw requestError(400, `The field '${part.fieldname}' was sent more than once.`, part.fieldname, "invalid_value");
+        form.fields[part.fieldname] = typedField(part.fieldname, String(part.value));
+        continue;
       }
-      throw err;
+      const bytes = await part.toBuffer();
+      if (part.fieldname === "image" || part.fieldname === "image[]") form.images.push({ field: part.fieldname, bytes });
+      else if (part.fieldname === "mask") {
+        if (form.mask) throw requestError(400, "Send one mask.", "mask", "invalid_value");
+        form.mask = bytes;
+      } else throw requestError(422, `Unknown file parameter: '${part.fieldname}'; send 'image' and optionally 'mask'.`, part.fieldname, "unknown_parameter");
     }
-    if (part.fieldname === "image" || part.fieldname === "image[]") form.images.push({ field: part.fieldname, bytes });
-    else if (part.fieldname === "mask") {
-      if (form.mask) throw requestError(400, "Send one mask.", "mask", "invalid_value");
-      form.mask = bytes;
-    } else throw requestError(422, `Unknown file parameter: '${part.fieldname}'; send 'image' and optionally 'mask'.`, part.fieldname, "unknown_parameter");
+  } catch (err) {
+    throw formError(err, field, maxUploadBytes);
   }
   return form;
+}
+
+/**
+ * What a failure while reading the form answers: our own errors as they are; @fastify/multipart's limits
+ * (file size, part counts: 413) with our message; anything else (busboy's parse errors on a malformed body,
+ * a missing boundary) is the client's fault, a 400, never a 500.
+ */
+function formError(err: unknown, field: string | null, maxUploadBytes: number): Error {
+  if (err instanceof OmniError) return err;
+  const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
+  if (e.code === "FST_REQ_FILE_TOO_LARGE") return requestError(413, `The file '${field}' is larger than the limit of ${maxUploadBytes} bytes.`, field, "request_too_large");
+  if (typeof e.statusCode === "number" && e.statusCode === 413) return requestError(413, `The multipart form has too many parts (${String(e.message)}).`, null, "request_too_large");
+  return requestError(400, `The multipart/form-data body could not be read: ${String(e.message)}.`, null, "invalid_multipart");
 }
 
 /** Decodes an upload, turning its ValidationError into the OpenAI 400 naming the parameter. */
