@@ -78,6 +78,7 @@ describe("POST /v1/images/edits with the official openai client", () => {
     await expectError(client.images.edit({ image: await png(), prompt: "a red circle", bogus: 1 } as OpenAI.ImageEditParamsNonStreaming), 422, "bogus", "unknown_parameter");
     await expectError(client.images.edit({ image: await png(), prompt: "a red circle", n: "two" as unknown as number }), 422, "n", "invalid_type");
     await expectError(client.images.edit({ image: [await png(), await png()], prompt: "a red circle" }), 400, "image[]", "invalid_value");
+    await expectError(client.images.edit({ image: await png(), prompt: "a".repeat(70_000) }), 413, "prompt", "request_too_large");
     // Random pixels do not compress: larger than the 8 KiB upload limit of this server.
     const noisy = new PNG({ width: 64, height: 64 });
     noisy.data.set(randomBytes(noisy.data.length));

@@ -55,6 +55,8 @@ async function readForm(req: FastifyRequest, maxUploadBytes: number): Promise<Ed
       field = part.fieldname;
       if (part.type === "field") {
         if (part.fieldname in form.fields) throw requestError(400, `The field '${part.fieldname}' was sent more than once.`, part.fieldname, "invalid_value");
+        // busboy cuts an oversized value silently: refuse it rather than use a truncated prompt.
+        if (part.valueTruncated) throw requestError(413, `The field '${part.fieldname}' is longer than a form field may be.`, part.fieldname, "request_too_large");
         form.fields[part.fieldname] = typedField(part.fieldname, String(part.value));
         continue;
       }
