@@ -217,6 +217,21 @@ describe("A1111 /sdapi/v1 replayed from the clients that speak it", () => {
     assert.deepEqual([idle.progress, idle.state.job_count], [0, 0]);
   });
 
+  test("hostile values in every known field are a 4xx or a 200, never a 5xx", async () => {
+    const fields = ["prompt", "negative_prompt", "seed", "sampler_name", "sampler_index", "scheduler", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "denoising_strength", "send_images", "init_images", "mask", "inpainting_mask_invert", "resize_mode", "include_init_images", "override_settings"];
+    const values: unknown[] = ["x", "", 1.5, -3, 0, true, null, [], {}, 1e308, "1e400", ["x"], [1], "data:image/png;base64,AAAA"];
+    for (const kind of ["txt2img", "img2img"]) {
+      for (const field of fields) {
+        for (const value of values) {
+          const body = { prompt: "a red circle", steps: 1, send_images: false, init_images: [testPng().toString("base64")], [field]: value };
+          const res = await post(`/sdapi/v1/${kind}`, body);
+          assert.ok(res.status < 500, `${kind} ${field}=${JSON.stringify(value)}: ${res.status} ${await res.text()}`);
+          await res.arrayBuffer().catch(() => undefined);
+        }
+      }
+    }
+  });
+
   test("a1111: false (serve --no-a1111) serves no /sdapi routes", async () => {
     const off = await OmniServer.create({ port: 0, engine: server.engine, a1111: false, logger: false });
     try {
