@@ -67,7 +67,9 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     const requests = plan.requests.map((init, i) => new OmniDiffusionRequest({ ...init, requestId: `${req.id}-${i}` }));
     req.log.info({ requestId: req.id, kind, iterations: requests.length, batchSize: plan.batchSize, width: plan.width, height: plan.height, steps: plan.steps, seed: plan.seed, sizeFallbackFrom: plan.sizeFallbackFrom }, "A1111 job accepted");
     const g = new Generation(reply);
-    const job = new A1111Job(kind, requests.map((r) => r.requestId), plan.steps ?? 0, (id) => void ctx.engine.abort(id));
+    // An abort that fails (the engine closing under it) has nothing left to stop: never an unhandled rejection.
+    const abort = (id: string) => void ctx.engine.abort(id).catch((err: unknown) => req.log.debug({ err, requestId: id }, "abort failed"));
+    const job = new A1111Job(kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort);
     const unwatch = g.begin(ctx);
     const remove = jobs.add(job);
     try {
@@ -89,7 +91,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
             logAbort(req, g, s.reason);
             return reply.hijack();
           }
-          for (const r of requests) void ctx.engine.abort(r.requestId);
+          for (const r of requests) abort(r.requestId);
           throw g.failure(s.reason);
         }
       }
