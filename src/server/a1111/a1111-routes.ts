@@ -74,10 +74,19 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     const remove = jobs.add(job);
     try {
       const every = previewEvery(plan.steps);
+      // The first iteration to fail fails the call: its siblings are stopped rather than run for nothing.
+      let firstFailure: unknown = null;
       const settled = await Promise.allSettled(
         requests.map((r) =>
           ctx.engine
             .generate(r, { signal: g.controller.signal, onProgress: (p) => ((g.last = p), job.onProgress(p)), previewEvery: every })
+            .catch((err: unknown) => {
+              if (firstFailure === null && !job.interrupted && !g.controller.signal.aborted) {
+                firstFailure = err;
+                for (const o of requests) if (o !== r) abort(o.requestId);
+              }
+              throw err;
+            })
             .finally(() => job.finished(r.requestId)),
         ),
       );
@@ -91,8 +100,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
             logAbort(req, g, s.reason);
             return reply.hijack();
           }
-          for (const r of requests) abort(r.requestId);
-          throw g.failure(s.reason);
+          throw g.failure(firstFailure ?? s.reason);
         }
       }
       ctx.metrics.generation("ok", g.seconds, undefined, images.length);
