@@ -28,7 +28,8 @@ const BOOLEAN = new Set(["stream"]);
 function typedField(name: string, value: string): unknown {
   const v = value.trim();
   if (NUMERIC.has(name) && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(v)) return Number(v);
-  if (BOOLEAN.has(name) && (v === "true" || v === "false")) return v === "true";
+  // Python clients that format values with str() send "True"/"False".
+  if (BOOLEAN.has(name) && /^(true|false)$/i.test(v)) return v.toLowerCase() === "true";
   return value;
 }
 
