@@ -232,6 +232,17 @@ describe("A1111 /sdapi/v1 replayed from the clients that speak it", () => {
     }
   });
 
+  test("a body over --max-upload-bytes is a 413 naming that limit, in A1111's shape", async () => {
+    const small = await OmniServer.create({ port: 0, engine: server.engine, limits: { maxUploadBytes: 4_096 }, logger: false });
+    try {
+      const res = await small.app.inject({ method: "POST", url: "/sdapi/v1/img2img", headers: { "content-type": "application/json" }, payload: JSON.stringify({ prompt: "x", init_images: ["A".repeat(8_000)] }) });
+      assert.equal(res.statusCode, 413);
+      assert.match((res.json() as { detail: string }).detail, /4096 bytes/);
+    } finally {
+      await small.close();
+    }
+  });
+
   test("a1111: false (serve --no-a1111) serves no /sdapi routes", async () => {
     const off = await OmniServer.create({ port: 0, engine: server.engine, a1111: false, logger: false });
     try {
