@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { PNG } from "pngjs";
 import { OmniServer, startServer } from "../../src/index.js";
+import { Command } from "commander";
+import { addServeCommand } from "../../src/cli/serve-command.js";
 import { checkApiKey } from "../../src/server/shared/api-key.js";
 import { chooseSampler } from "../../src/server/a1111/a1111-samplers.js";
 import { decodeB64Png } from "../helpers/server.js";
@@ -255,6 +257,16 @@ describe("A1111 /sdapi/v1 replayed from the clients that speak it", () => {
 });
 
 describe("A1111 helpers", () => {
+  test("serve --no-a1111 and --max-upload-bytes are flags of the serve command", () => {
+    const program = new Command();
+    addServeCommand(program);
+    const serve = program.commands.find((c) => c.name() === "serve")!;
+    const flag = serve.options.find((o) => o.long === "--no-a1111");
+    assert.ok(flag?.negate, "--no-a1111 negates a1111 (on by default)");
+    assert.equal(flag.attributeName(), "a1111");
+    assert.ok(serve.options.some((o) => o.long === "--max-upload-bytes" && o.required));
+  });
+
   test("checkApiKey: Bearer, or Basic with the key as password and any user name; nothing else", () => {
     const b = (s: string) => `Basic ${Buffer.from(s).toString("base64")}`;
     assert.equal(checkApiKey(`Bearer ${KEY}`, KEY), null);
