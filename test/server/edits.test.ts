@@ -61,6 +61,13 @@ describe("POST /v1/images/edits with the official openai client", () => {
     for (let y = 0; y < 32; y++) for (let x = 16; x < 32; x++) assert.deepEqual(rgbAt(out, x, y), [20, 30, 220], `kept pixel ${x},${y}`);
   });
 
+  test("without a mask, the image's own transparent pixels are the mask (OpenAI's DALL·E 2 rule)", { todo: PIPELINE_EDITS_TODO }, async () => {
+    const image = await toFile(testPng((x) => (x < 16 ? 0 : 255)), "in.png", { type: "image/png" });
+    const res = await client.images.edit({ image, prompt: "a yellow star on a black background", num_inference_steps: 4, seed: 9 } as OpenAI.ImageEditParamsNonStreaming);
+    const out = decodeB64Png(res.data![0]!.b64_json!);
+    for (let y = 0; y < 32; y++) for (let x = 16; x < 32; x++) assert.deepEqual(rgbAt(out, x, y), [20, 30, 220], `kept pixel ${x},${y}`);
+  });
+
   test("bad uploads are 4xx in OpenAI's shape, naming the parameter", async () => {
     const expectError = async (p: Promise<unknown>, status: number, param: string, code: string) => {
       const err = await p.then(() => null, (e: unknown) => e);
