@@ -6,7 +6,8 @@ import { PNG } from "pngjs";
 import { OmniServer, startServer } from "../../src/index.js";
 import { decodeUpload, openAIMask } from "../../src/server/shared/edit-images.js";
 import { decodeB64Png } from "../helpers/server.js";
-import { PIPELINE_EDITS_TODO, testPng } from "../fixtures/clients/edit-images.js";
+import { PIPELINE_EDITS_TODO, recordRequests, testPng } from "../fixtures/clients/edit-images.js";
+import type { OmniDiffusionRequest } from "../../src/index.js";
 
 const KEY = "edit-key-1";
 
@@ -40,6 +41,24 @@ describe("POST /v1/images/edits with the official openai client", () => {
     const file = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(file.headers.get("content-type"), "image/png");
     assert.equal(PNG.sync.read(Buffer.from(await file.arrayBuffer())).width, 32);
+  });
+
+  test("the engine receives the image's RGB, the mask in our convention (transparent → 255) and strength", async () => {
+    const rec = recordRequests<OmniDiffusionRequest>(server.engine);
+    try {
+      const image = await toFile(testPng(), "in.png", { type: "image/png" });
+      const mask = await toFile(testPng((x) => (x < 16 ? 0 : 255)), "mask.png", { type: "image/png" });
+      await client.images.edit({ image, mask, prompt: "a green square", strength: 0.5, num_inference_steps: 2 } as OpenAI.ImageEditParamsNonStreaming);
+      const r = rec.seen[0]!;
+      assert.deepEqual([r.width, r.height, r.strength], [32, 32, 0.5]);
+      assert.deepEqual([...r.image!.data.subarray(0, 3)], [220, 30, 20], "pixel 0,0 is red");
+      assert.deepEqual([...r.image!.data.subarray(31 * 3, 32 * 3)], [20, 30, 220], "pixel 31,0 is blue");
+      assert.deepEqual([r.mask!.data[0], r.mask!.data[15], r.mask!.data[16], r.mask!.data[31]], [255, 255, 0, 0]);
+      await client.images.edit({ image: await toFile(testPng(), "in.png", { type: "image/png" }), prompt: "a green square", num_inference_steps: 2 } as OpenAI.ImageEditParamsNonStreaming);
+      assert.equal(rec.seen[1]!.mask, null, "an opaque image without a mask: img2img of the whole image");
+    } finally {
+      rec.restore();
+    }
   });
 
   test("stream: true sends image_edit.partial_image events, then image_edit.completed", async () => {
