@@ -7,7 +7,8 @@ import { addServeCommand } from "../../src/cli/serve-command.js";
 import { checkApiKey } from "../../src/server/shared/api-key.js";
 import { chooseSampler } from "../../src/server/a1111/a1111-samplers.js";
 import { decodeB64Png } from "../helpers/server.js";
-import { PIPELINE_EDITS_TODO, testPng } from "../fixtures/clients/edit-images.js";
+import { PIPELINE_EDITS_TODO, recordRequests, testPng } from "../fixtures/clients/edit-images.js";
+import type { OmniDiffusionRequest } from "../../src/index.js";
 import * as librechat from "../fixtures/clients/librechat.js";
 import * as openWebui from "../fixtures/clients/open-webui.js";
 import * as sillytavern from "../fixtures/clients/sillytavern.js";
@@ -170,6 +171,25 @@ describe("A1111 /sdapi/v1 replayed from the clients that speak it", () => {
     const notPng = await post("/sdapi/v1/img2img", { prompt: "a red circle", steps: 2, init_images: ["/9j/4AAQSkZJRg=="] });
     assert.equal(notPng.status, 400);
     assert.match(((await notPng.json()) as { detail: string }).detail, /init_images: not a PNG/);
+  });
+
+  test("img2img hands the engine the decoded image, the mask (white → 255, or inverted) and denoising_strength", async () => {
+    const rec = recordRequests<OmniDiffusionRequest>(server.engine);
+    try {
+      const maskPng = new PNG({ width: 32, height: 32 });
+      for (let i = 0; i < 32 * 32; i++) maskPng.data.set(i % 32 < 16 ? [255, 255, 255, 255] : [0, 0, 0, 255], i * 4);
+      const mask = PNG.sync.write(maskPng).toString("base64");
+      const body = { prompt: "a yellow star", init_images: [`data:image/png;base64,${testPng().toString("base64")}`], mask, denoising_strength: 0.4, steps: 2, seed: 11, n_iter: 2 };
+      assert.equal((await post("/sdapi/v1/img2img", body)).status, 200);
+      assert.equal((await post("/sdapi/v1/img2img", { ...body, n_iter: 1, inpainting_mask_invert: 1 })).status, 200);
+      const [a, b, inverted] = rec.seen as [OmniDiffusionRequest, OmniDiffusionRequest, OmniDiffusionRequest];
+      assert.deepEqual([a.seed, b.seed, a.strength], [11, 12, 0.4]);
+      assert.deepEqual([...a.image!.data.subarray(0, 3)], [220, 30, 20]);
+      assert.deepEqual([a.mask!.data[0], a.mask!.data[31]], [255, 0], "white repaints");
+      assert.deepEqual([inverted.mask!.data[0], inverted.mask!.data[31]], [0, 255], "inpainting_mask_invert: 1 repaints black");
+    } finally {
+      rec.restore();
+    }
   });
 
   test("img2img inpainting keeps the unmasked half (mask white = repaint)", { todo: PIPELINE_EDITS_TODO }, async () => {
