@@ -21,6 +21,8 @@ export interface A1111Progress {
   state: A1111State;
   current_image: string | null;
   textinfo: string | null;
+  /** The running call's id (A1111 1.6+: the `task(...)` id of the job). */
+  current_task: string | null;
 }
 
 /** `20240131235959`, the form of A1111's `job_timestamp`. */
@@ -44,6 +46,7 @@ export class A1111Job {
   #last: { requestId: string; step: number; total: number } | null = null;
 
   constructor(
+    readonly id: string,
     readonly kind: "txt2img" | "img2img",
     readonly requestIds: readonly string[],
     readonly plannedSteps: number,
@@ -109,6 +112,7 @@ export class A1111Job {
       },
       current_image: image ? encode(image) : null,
       textinfo: null,
+      current_task: this.id,
     };
   }
 }
@@ -149,5 +153,6 @@ export function idleProgress(): A1111Progress {
     state: { skipped: false, interrupted: false, stopping_generation: false, job: "", job_count: 0, job_timestamp: "0", job_no: 0, sampling_step: 0, sampling_steps: 0 },
     current_image: null,
     textinfo: null,
+    current_task: null,
   };
 }

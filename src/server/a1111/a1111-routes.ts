@@ -45,7 +45,8 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   app.get<{ Querystring: { skip_current_image?: string } }>("/sdapi/v1/progress", async (req) => {
     const job = jobs.current();
     if (!job) return idleProgress();
-    return job.progress(req.query.skip_current_image !== "true", b64);
+    // FastAPI reads a bool query parameter from true/1/yes/on in any case.
+    return job.progress(!/^(true|1|yes|on)$/i.test(req.query.skip_current_image ?? ""), b64);
   });
 
   app.post("/sdapi/v1/interrupt", async () => {
@@ -69,7 +70,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     const g = new Generation(reply);
     // An abort that fails (the engine closing under it) has nothing left to stop: never an unhandled rejection.
     const abort = (id: string) => void ctx.engine.abort(id).catch((err: unknown) => req.log.debug({ err, requestId: id }, "abort failed"));
-    const job = new A1111Job(kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort);
+    const job = new A1111Job(req.id, kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort);
     const unwatch = g.begin(ctx);
     const remove = jobs.add(job);
     try {
