@@ -9,8 +9,20 @@ import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
 import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../policies/retry-events.js";
-import { encodePng } from "../utils/png.js";
-import { ALLOW_NON_NATIVE_FLAG, deviceOption, engineConfigFromFlags, floatArg, intArg, jsonObjectArg, sizeArg, type EngineFlags } from "./options.js";
+import { encodePng, type MaskImage, type RgbImage } from "../utils/png.js";
+import {
+  ALLOW_NON_NATIVE_FLAG,
+  deviceOption,
+  engineConfigFromFlags,
+  floatArg,
+  imageFileArg,
+  intArg,
+  jsonObjectArg,
+  maskFileArg,
+  sizeArg,
+  strengthArg,
+  type EngineFlags,
+} from "./options.js";
 
 interface GenerateFlags extends EngineFlags {
   out: string;
@@ -21,6 +33,9 @@ interface GenerateFlags extends EngineFlags {
   seed?: number;
   scheduler?: string;
   negative?: string;
+  image?: RgbImage;
+  mask?: MaskImage;
+  strength?: number;
 }
 
 /** Request fields as this command's flags, so a refused value names the flag to change. */
@@ -47,6 +62,9 @@ export function addGenerateCommand(program: Command): void {
     .option("--seed <s>", "random seed", intArg(0, 0xffffffff))
     .option("--scheduler <name>", `sampler, one that fits the model's prediction type (see \`info\`): ${SCHEDULER_NAMES.join(", ")}`)
     .option("--negative <text>", "negative prompt")
+    .option("--image <file.png>", "init image for img2img / inpainting (its size is the output size unless --size is given, which must then match)", imageFileArg)
+    .option("--mask <file.png>", "inpainting mask, same size as --image: white = repaint, black = keep", maskFileArg)
+    .option("--strength <s>", "how much of --image is re-noised, (0, 1]: floor(steps × s) steps run (default 0.8, 1.0 with --mask)", strengthArg)
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
@@ -65,6 +83,9 @@ export function addGenerateCommand(program: Command): void {
         seed: flags.seed,
         scheduler: flags.scheduler,
         negativePrompt: flags.negative,
+        image: flags.image,
+        mask: flags.mask,
+        strength: flags.strength,
       });
       const config = engineConfigFromFlags(flags);
       // The engine's own limits, checked before the model loads; the model's are checked once it has.

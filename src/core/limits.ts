@@ -51,6 +51,8 @@ export interface LimitedRequest {
   negativePrompt?: string | null;
   width?: number | null;
   height?: number | null;
+  /** An edit's init image: its size is the request's size when width/height are not given. */
+  image?: { width: number; height: number } | null;
   numInferenceSteps?: number | null;
   numOutputsPerPrompt?: number | null;
   guidanceScale?: number | null;
@@ -180,8 +182,9 @@ function checkSize(
   exceeded: (field: LimitField, message: string, data: Record<string, unknown>) => LimitExceededError,
 ): void {
   const max = maxSizeFor(limits, model);
-  const width = r.width ?? model?.nativeWidth ?? null;
-  const height = r.height ?? model?.nativeHeight ?? null;
+  // An edit without width/height runs at its image's size (the pipeline's rule), so that size is what is checked.
+  const width = r.width ?? r.image?.width ?? model?.nativeWidth ?? null;
+  const height = r.height ?? r.image?.height ?? model?.nativeHeight ?? null;
   const size = `${width ?? "(default)"}x${height ?? "(default)"}`;
   const allowed = () => (model ? `; allowed: ${allowedSizes(model, limits, max)}` : "");
   const overMax = (configuredOnly: boolean) => {

@@ -2,6 +2,7 @@ import type { TrajectoryLatents, TrajectoryTimesteps } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { AbortedError, OmniError, TimeoutError, toOmniError } from "../errors/omni-error.js";
 import type { Scheduler } from "../schedulers/types.js";
+import type { EditState } from "./init-image.js";
 import type { SeededNormal } from "./random.js";
 
 /** Request parameters after the model's defaults were applied. */
@@ -15,6 +16,8 @@ export interface ResolvedParams {
   seed: number;
   numOutputs: number;
   negativePrompt: string;
+  /** img2img / inpainting strength in (0, 1] after defaults (see `effectiveStrength`); absent or null for text-to-image. */
+  strength?: number | null;
 }
 
 /** One image being denoised: its own latents, scheduler instance and noise stream. */
@@ -47,6 +50,8 @@ export interface DenoiseState {
   error: OmniError | null;
   readonly startedAt: number;
   denoiseMs: number;
+  /** Init image, mask and noise of an img2img / inpainting request; absent or null for text-to-image. */
+  readonly edit?: EditState | null;
 }
 
 export function isFinished(s: DenoiseState): boolean {

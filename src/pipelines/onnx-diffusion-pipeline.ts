@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
@@ -12,6 +14,8 @@ import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal, randomSeed } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
 import { describeOnnxModel } from "./model-limits.js";
+import { checkCanEdit, effectiveStrength, encodeInitImage, latentMask, requestSize, startSample, type EditState } from "./init-image.js";
+import { blendKnownRegion, pasteKept } from "./inpaint.js";
 import { runToCompletion } from "./run-to-completion.js";
 import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
 
@@ -29,6 +33,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #textEncoder: OnnxModel;
   readonly #unet: OnnxModel;
   readonly #vae: OnnxModel;
+  /** Present when the folder has vae_encoder/model.onnx (diffusers ONNX layout): img2img on latent models needs it. */
+  readonly #vaeEncoder: OnnxModel | null;
   readonly #prompts: PromptEncoder;
   readonly #schedulerConfig: SchedulerConfig;
   readonly #latentChannels: number;
@@ -46,6 +52,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#textEncoder = new OnnxModel("text_encoder", componentPath(modelDir, "text_encoder"), opts);
     this.#unet = new OnnxModel("unet", componentPath(modelDir, "unet"), opts);
     this.#vae = new OnnxModel("vae_decoder", componentPath(modelDir, "vae_decoder"), opts);
+    const encoder = join(modelDir, "vae_encoder", "model.onnx");
+    this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, opts) : null;
     this.#prompts = new PromptEncoder(modelDir, this.#textEncoder);
     this.#schedulerConfig = readModelJson<SchedulerConfig>(modelDir, "scheduler/scheduler_config.json")!;
     const unetCfg = readModelJson<Record<string, any>>(modelDir, "unet/config.json", false) ?? {};
@@ -79,8 +87,13 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return p;
   }
 
+  /** The ONNX components this pipeline loads (the VAE encoder only when the folder has one). */
+  get #models(): OnnxModel[] {
+    return [this.#textEncoder, this.#unet, this.#vae, ...(this.#vaeEncoder ? [this.#vaeEncoder] : [])];
+  }
+
   get info(): PipelineInfo {
-    const models = [this.#textEncoder, this.#unet, this.#vae];
+    const models = this.#models;
     return {
       ...this.#info,
       components: [...models.filter((m) => m.loaded).map((m) => m.component), "tokenizer", "scheduler"],
@@ -89,7 +102,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   async reload(): Promise<void> {
-    await Promise.all([this.#textEncoder.load(), this.#unet.load(), this.#vae.load()]);
+    await Promise.all(this.#models.map((m) => m.load()));
     this.#unet.requireInputs(["sample", "timestep", "encoder_hidden_states"]);
     this.#vae.requireInputs(["latent_sample"]);
     this.#limits ??= describeOnnxModel({
@@ -137,22 +150,23 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.#textEncoder.release(), this.#unet.release(), this.#vae.release()]);
+    await Promise.all(this.#models.map((m) => m.release()));
   }
 
   /** Applies the model's defaults and checks the request fits the model. */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults, sizeMultiple } = this.#info;
     const limits = this.describe();
-    const width = r.width ?? limits.nativeWidth;
-    const height = r.height ?? limits.nativeHeight;
-    for (const [field, v] of [["width", width], ["height", height]] as const) {
+    const { width, height, fieldOf } = requestSize(r, limits.nativeWidth, limits.nativeHeight);
+    for (const [dim, v] of [["width", width], ["height", height]] as const) {
+      const field = fieldOf(dim);
       if (v % sizeMultiple !== 0) {
         throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field, data: { reason: "invalid_size" } });
       }
     }
     // Exports with a fixed spatial size accept only that size.
-    for (const [field, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
+    for (const [dim, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
+      const field = fieldOf(dim);
       if (limits.spatial === "fixed" && v !== native) {
         throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size and serves only ${limits.nativeWidth}x${limits.nativeHeight}, got ${width}x${height}`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
       }
@@ -166,7 +180,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       });
     }
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
-    createScheduler(scheduler, this.#schedulerConfig).setTimesteps(steps); // throws ValidationError on a bad name or count
+    const probe = createScheduler(scheduler, this.#schedulerConfig);
+    probe.setTimesteps(steps); // throws ValidationError on a bad name or count
+    if (r.image) checkCanEdit(probe, { latent: this.#vaeScale > 1, encoder: this.#vaeEncoder, className: this.className, modelDir: this.modelDir });
     return {
       width,
       height,
@@ -177,6 +193,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       seed: r.seed ?? randomSeed(),
       numOutputs: r.numOutputsPerPrompt,
       negativePrompt: r.negativePrompt ?? "",
+      strength: effectiveStrength(r),
     };
   }
 
@@ -196,18 +213,32 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const emb = await this.#prompts.encode(texts);
     const per = emb.tokens * emb.dim;
     const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
+    const shapes = params.map((p): [number, number, number] => [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale]);
+    const inits = await Promise.all(
+      requests.map((r, i) => (r.image ? encodeInitImage(r.image, this.#vaeEncoder, this.#scalingFactor, shapes[i]!.reduce((a, b) => a * b)) : null)),
+    );
     return requests.map((request, i) => {
       const p = params[i]!;
-      const shape: [number, number, number] = [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale];
+      const shape = shapes[i]!;
       const size = shape[0] * shape[1] * shape[2];
+      const init = inits[i];
+      let timesteps: number[] = [];
+      const noise: Float32Array[] = [];
       const samples = Array.from({ length: p.numOutputs }, (_, k) => {
         const scheduler = createScheduler(p.scheduler, this.#schedulerConfig);
         scheduler.setTimesteps(p.numInferenceSteps);
+        // The noise is drawn exactly as text-to-image draws it, so the same seed gives the same noise either way.
         const rng = new SeededNormal(p.seed + k);
-        const latents = rng.randn(new Float32Array(size));
-        for (let j = 0; j < size; j++) latents[j]! *= scheduler.initNoiseSigma;
+        const eps = rng.randn(new Float32Array(size));
+        noise.push(eps);
+        const start = startSample(scheduler, eps, init, p.strength ?? 1, p.numInferenceSteps);
+        timesteps = start.timesteps;
+        const latents = start.latents;
         return { seed: p.seed + k, latents, scheduler, rng, predX0: null };
       });
+      const edit: EditState | null = init
+        ? { image: request.image!, mask: request.mask, init, latentMask: request.mask ? latentMask(request.mask, this.#vaeScale) : null, noise }
+        : null;
       return {
         request,
         params: p,
@@ -215,12 +246,13 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         cond: embOf(request.prompt),
         uncond: useCfg[i] ? embOf(p.negativePrompt) : null,
         latentShape: shape,
-        timesteps: samples[0]!.scheduler.timesteps,
+        timesteps,
         stepIndex: 0,
         trajectory: request.returnTrajectoryLatents ? [concatFloat32(samples.map((s) => s.latents))] : null,
         error: null,
         startedAt: performance.now(),
         denoiseMs: 0,
+        edit,
       } satisfies DenoiseState;
     });
   }
@@ -346,7 +378,10 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
           const eps = s.uncond
             ? applyGuidance(pred.subarray(r0 * size, (r0 + 1) * size), pred.subarray((r0 + 1) * size, (r0 + 2) * size), s.params.guidanceScale, s.params.guidanceRescale)
             : pred.slice(r0 * size, (r0 + 1) * size);
-          return smp.scheduler.step(eps, t, smp.latents, smp.rng);
+          const stepped = smp.scheduler.step(eps, t, smp.latents, smp.rng);
+          // Inpainting: the kept region follows the init image, noised to the next timestep (clean after the last).
+          if (s.edit?.latentMask) stepped.prevSample = blendKnownRegion(stepped.prevSample, s.edit, k, smp.scheduler, s.timesteps[s.stepIndex + 1]);
+          return stepped;
         });
         s.samples.forEach((smp, k) => {
           smp.latents = next[k]!.prevSample;
@@ -384,7 +419,10 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       const [, , H, W] = img.dims as number[];
       const data = floatData(img);
       items.forEach(({ i, k, smp }, j) => {
-        const rgb = chwToRgb(data, j * 3 * H! * W!, W!, H!);
+        const edit = states[i]!.edit;
+        const decoded = chwToRgb(data, j * 3 * H! * W!, W!, H!);
+        // Inpainting keeps the unmasked pixels exactly: the blend above is in latent space, this is in pixels.
+        const rgb = edit?.mask ? pasteKept(decoded, edit.image, edit.mask) : decoded;
         result[i]!.push({ ...rgb, requestId: states[i]!.request.requestId, index: k, seed: smp.seed });
       });
     }

@@ -28,6 +28,11 @@ export interface ProtoRequest {
   scheduler?: string;
   return_trajectory_latents?: boolean;
   return_trajectory_timesteps?: boolean;
+  /** Init image, PNG bytes (img2img / inpainting). */
+  image?: Buffer;
+  /** Mask, PNG bytes (white = repaint). */
+  mask_image?: Buffer;
+  strength?: number;
 }
 
 export interface ProtoError {
@@ -87,6 +92,10 @@ export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequ
     scheduler: unset(d.scheduler),
     return_trajectory_latents: d.return_trajectory_latents ?? false,
     return_trajectory_timesteps: d.return_trajectory_timesteps ?? false,
+    // The JSON dict carries the PNGs as base64; proto carries the same PNG bytes raw.
+    image: d.image ? Buffer.from(d.image, "base64") : undefined,
+    mask_image: d.mask_image ? Buffer.from(d.mask_image, "base64") : undefined,
+    strength: unset(d.strength),
   };
 }
 
@@ -99,6 +108,9 @@ export function requestFromProto(m: ProtoRequest): Record<string, unknown> {
   }
   if (m.return_trajectory_latents) d.return_trajectory_latents = true;
   if (m.return_trajectory_timesteps) d.return_trajectory_timesteps = true;
+  // proto-loader's `defaults: true` fills unset bytes with an empty Buffer: empty means "no image".
+  for (const k of ["image", "mask_image"] as const) if (m[k]?.length) d[k] = Buffer.from(m[k]!).toString("base64");
+  if (m.strength !== undefined && m.strength !== null) d.strength = m.strength;
   return d;
 }
 

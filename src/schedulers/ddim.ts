@@ -3,6 +3,7 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  addNoiseVP,
   alphaCumprodAt,
   BASE_DEFAULTS,
   alphasCumprod,
@@ -114,12 +115,6 @@ export class DdimScheduler implements Scheduler {
 
   /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise. */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    assertSameLength(noise, original);
-    const a = this.alphaAt(t);
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    const out = new Float32Array(original.length);
-    for (let i = 0; i < out.length; i++) out[i] = sa * original[i]! + sb * noise[i]!;
-    return out;
+    return addNoiseVP(original, noise, this.alphaAt(t));
   }
 }

@@ -4,14 +4,16 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  checkBeginIndex,
   BASE_DEFAULTS,
   alphasCumprod,
   assertSameLength,
-  indexForTimestep,
   interp,
   karrasSigmas,
   linspace,
   makeBetas,
+  mixNoise,
+  noiseIndex,
   notReady,
   resolveConfig,
   resolveStepIndex,
@@ -165,6 +167,11 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.lowerOrderNums = 0;
   }
 
+  /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
+  setBeginIndex(index: number): void {
+    this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
+  }
+
   /** Identity: DPM-Solver works on the VP sample the model sees (returns the same array). */
   scaleModelInput(sample: Float32Array, _t: number): Float32Array {
     return sample;
@@ -236,13 +243,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
 
   /** VP forward process at the schedule's sigma for t: alpha_t * x0 + sigma_t * noise. */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    assertSameLength(noise, original);
-    if (this._timesteps.length === 0) throw notReady(this.name);
-    const i = indexForTimestep(this._timesteps, t);
-    if (i < 0) throw new ValidationError(`scheduler "${this.name}": timestep ${t} is not in the current schedule`, { field: "timestep" });
-    const { alpha, sig } = alphaSigma(this._sigmas[i]!);
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = alpha * original[k]! + sig * noise[k]!;
-    return out;
+    const { alpha, sig } = alphaSigma(this._sigmas[noiseIndex(this._timesteps, t, this.name)]!);
+    return mixNoise(original, noise, alpha, sig);
   }
 }

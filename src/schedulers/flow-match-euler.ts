@@ -5,6 +5,9 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  checkBeginIndex,
+  mixNoise,
+  noiseIndex,
   BASE_DEFAULTS,
   assertSameLength,
   flowShift,
@@ -132,6 +135,11 @@ export class FlowMatchEulerScheduler implements Scheduler {
     this.stepIndex = null;
   }
 
+  /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
+  setBeginIndex(index: number): void {
+    this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
+  }
+
   /** Identity: flow models take the sample as is (returns the same array). */
   scaleModelInput(sample: Float32Array, t: number): Float32Array {
     this.stepIndex = resolveStepIndex(this.stepIndex, this._timesteps, t, this.name);
@@ -161,11 +169,8 @@ export class FlowMatchEulerScheduler implements Scheduler {
 
   /** Forward process (diffusers `scale_noise`): sigma * noise + (1 - sigma) * x0 at the schedule's sigma for t. */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    assertSameLength(noise, original);
-    const i = resolveStepIndex(null, this._timesteps, t, this.name);
+    const i = noiseIndex(this._timesteps, t, this.name);
     const s = this._sigmas[i]!;
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = s * noise[k]! + (1 - s) * original[k]!;
-    return out;
+    return mixNoise(original, noise, 1 - s, s);
   }
 }

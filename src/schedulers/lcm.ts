@@ -5,6 +5,8 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
+  checkBeginIndex,
+  addNoiseVP,
   alphaCumprodAt,
   BASE_DEFAULTS,
   alphasCumprod,
@@ -113,6 +115,11 @@ export class LcmScheduler implements Scheduler {
     this.stepIndex = null;
   }
 
+  /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
+  setBeginIndex(index: number): void {
+    this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
+  }
+
   /** Identity: LCM feeds the model the sample as is (returns the same array). */
   scaleModelInput(sample: Float32Array, _t: number): Float32Array {
     return sample;
@@ -159,12 +166,6 @@ export class LcmScheduler implements Scheduler {
 
   /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise. */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    assertSameLength(noise, original);
-    const a = this.alphaAt(t);
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = sa * original[k]! + sb * noise[k]!;
-    return out;
+    return addNoiseVP(original, noise, this.alphaAt(t));
   }
 }

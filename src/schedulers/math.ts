@@ -422,6 +422,30 @@ export function resolveStepIndex(current: number | null, timesteps: readonly num
   throw unknownTimestep(name, t);
 }
 
+/**
+ * The schedule index `addNoise` uses for timestep `t`: diffusers' `index_for_timestep` (the second of two
+ * repeats, the one a mid-schedule start or an inpainting re-noise means), refusing a timestep off the schedule.
+ */
+export function noiseIndex(timesteps: readonly number[], t: number, name: string): number {
+  if (timesteps.length === 0) throw notReady(name);
+  const i = indexForTimestep(timesteps, t);
+  if (i < 0) throw unknownTimestep(name, t);
+  return i;
+}
+
+/**
+ * diffusers' `set_begin_index`: the step index a run that starts mid-schedule (img2img) begins at, checked
+ * against the schedule. Needed where rounded timesteps repeat (Karras sigmas on a cosine schedule: 999, 999, ...),
+ * since a lookup by timestep cannot tell the repeats apart.
+ */
+export function checkBeginIndex(index: number, timesteps: readonly number[], name: string): number {
+  if (timesteps.length === 0) throw notReady(name);
+  if (!Number.isInteger(index) || index < 0 || index >= timesteps.length) {
+    throw new ValidationError(`scheduler "${name}": begin index ${index} is outside the ${timesteps.length}-step schedule`, { field: "timestep" });
+  }
+  return index;
+}
+
 /** Throws the error every scheduler raises when `step` / `scaleModelInput` runs before `setTimesteps`. */
 export function notReady(name: string): ValidationError {
   return new ValidationError(`scheduler "${name}": call setTimesteps() before stepping`, { field: "scheduler" });
@@ -540,14 +564,22 @@ export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array 
   return out;
 }
 
-/** VE forward process x0 + sigma * noise, sigma taken from the schedule at timestep t. */
-export function addNoiseVE(original: Float32Array, noise: Float32Array, sigma: number): Float32Array {
+/**
+ * The forward process every scheduler's `addNoise` reduces to: `a * x0 + b * noise`, with (a, b) =
+ * (sqrt ᾱ, sqrt(1 - ᾱ)) for the VP samplers (DDIM, PNDM, LCM; DPM-Solver's alpha_t, sigma_t is the same pair),
+ * (1, sigma) for the VE Euler family and (1 - sigma, sigma) for flow matching. One loop instead of one per sampler.
+ */
+export function mixNoise(original: Float32Array, noise: Float32Array, a: number, b: number): Float32Array {
   assertSameLength(noise, original);
   const out = new Float32Array(original.length);
-  for (let i = 0; i < out.length; i++) out[i] = original[i]! + sigma * noise[i]!;
+  for (let i = 0; i < out.length; i++) out[i] = a * original[i]! + b * noise[i]!;
   return out;
 }
 
+/** VP forward process q(x_t | x0) at cumulative alpha ᾱ_t: sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) noise (diffusers' DDPM `add_noise`). */
+export function addNoiseVP(original: Float32Array, noise: Float32Array, alphaBar: number): Float32Array {
+  return mixNoise(original, noise, Math.sqrt(alphaBar), Math.sqrt(1 - alphaBar));
+}
 
 /**
  * ᾱ at an integer training timestep for DDIM-style samplers; a negative timestep (past the last step)

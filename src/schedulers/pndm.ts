@@ -5,6 +5,7 @@
  * Adams–Bashforth combinations of the last model outputs.
  */
 import {
+  addNoiseVP,
   alphaCumprodAt,
   BASE_DEFAULTS,
   alphasCumprod,
@@ -120,5 +121,10 @@ export class PndmScheduler implements Scheduler {
       prev[i] = sampleCoeff * sample[i]! - ((aPrev - aT) * eps) / denom;
     }
     return prev;
+  }
+
+  /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise (diffusers' PNDM `add_noise`). */
+  addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
+    return addNoiseVP(original, noise, alphaCumprodAt(this.alphasCumprod, this.finalAlphaCumprod, t, this.name));
   }
 }

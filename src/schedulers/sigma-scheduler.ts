@@ -3,10 +3,12 @@
  * input scaling and noising. Each subclass only says how one step moves the sample.
  */
 import {
+  checkBeginIndex,
   EULER_FAMILY_DEFAULTS,
   EulerSigmaTable,
-  addNoiseVE,
   eulerInitNoiseSigma,
+  mixNoise,
+  noiseIndex,
   resolveEulerConfig,
   resolveStepIndex,
   scaleBySigma,
@@ -53,6 +55,11 @@ export abstract class SigmaScheduler implements Scheduler {
     this.stepIndex = null;
   }
 
+  /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
+  setBeginIndex(index: number): void {
+    this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
+  }
+
   scaleModelInput(sample: Float32Array, t: number): Float32Array {
     this.stepIndex = resolveStepIndex(this.stepIndex, this._timesteps, t, this.name);
     return scaleBySigma(sample, this._sigmas[this.stepIndex]!);
@@ -60,9 +67,10 @@ export abstract class SigmaScheduler implements Scheduler {
 
   abstract step(modelOutput: Float32Array, t: number, sample: Float32Array, rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array };
 
+  /** VE forward process x0 + sigma(t) * noise (diffusers' Euler `add_noise`). */
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    const i = resolveStepIndex(null, this._timesteps, t, this.name);
-    return addNoiseVE(original, noise, this._sigmas[i]!);
+    const i = noiseIndex(this._timesteps, t, this.name);
+    return mixNoise(original, noise, 1, this._sigmas[i]!);
   }
 
   /** The index of timestep `t` for a step (the one scaleModelInput saw, or looked up). */

@@ -53,6 +53,11 @@ export interface Scheduler {
    * way this scheduler's sample space expects. Optional so third-party schedulers need not implement it.
    */
   addNoise?(original: Float32Array, noise: Float32Array, t: number): Float32Array;
+  /**
+   * diffusers' `set_begin_index`, after setTimesteps: the first step runs at this schedule index (img2img starts
+   * mid-schedule). Samplers that track a step index need it where timesteps repeat; the others omit it.
+   */
+  setBeginIndex?(index: number): void;
 }
 
 /** Per-call extras for {@link Scheduler.setTimesteps}. */
