@@ -61,9 +61,10 @@ describe("POST /v1/images/edits with the official openai client", () => {
     }
   });
 
+  // 8 steps at img2img's default strength 0.8 run 6: the partials are spread over those 6 (steps 2 and 4).
   test("stream: true sends image_edit.partial_image events, then image_edit.completed", async () => {
     const image = await toFile(testPng(), "in.png", { type: "image/png" });
-    const stream = await client.images.edit({ image, prompt: "a white cross on a green background", stream: true, partial_images: 2, num_inference_steps: 6, strength: 1, seed: 3 } as OpenAI.ImageEditParamsStreaming);
+    const stream = await client.images.edit({ image, prompt: "a white cross on a green background", stream: true, partial_images: 2, num_inference_steps: 8, seed: 3 } as OpenAI.ImageEditParamsStreaming);
     const types: string[] = [];
     for await (const ev of stream) {
       types.push(ev.type === "image_edit.partial_image" ? `partial ${ev.partial_image_index}` : ev.type);

@@ -4,6 +4,7 @@ import { OmniDiffusionRequest } from "../../core/request.js";
 import { AbortedError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { encodePng } from "../../utils/png.js";
 import { Generation, logAbort } from "../openai/generation-flow.js";
+import { stepsRun } from "../shared/edit-images.js";
 import { toHttpError } from "../openai/openai-errors.js";
 import type { ServerContext } from "../openai/server-context.js";
 import { registerCatalog } from "./a1111-catalog.js";
@@ -74,7 +75,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     const unwatch = g.begin(ctx);
     const remove = jobs.add(job);
     try {
-      const every = previewEvery(plan.steps);
+      const every = previewEvery(stepsRun(plan.steps, requests[0]!));
       // The first iteration to fail fails the call: its siblings are stopped rather than run for nothing.
       let firstFailure: unknown = null;
       const settled = await Promise.allSettled(

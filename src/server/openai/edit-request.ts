@@ -2,7 +2,7 @@ import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
-import { decodeUpload, openAIMask, resizeMask, resizeRgb, rgbOf, type RgbaUpload } from "../shared/edit-images.js";
+import { decodeUpload, openAIMask, resizeMask, resizeRgb, rgbOf, stepsRun, type RgbaUpload } from "../shared/edit-images.js";
 import { imageGenerationBodySchema, schemaError, toImageRequest, type ParsedImageRequest } from "./image-request.js";
 import type { ModelCard } from "./model-card.js";
 import { requestError } from "./openai-errors.js";
@@ -123,13 +123,6 @@ export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits
   const parsed = toImageRequest({ ...body, size }, limits, model);
   const { width, height } = parsed.init as { width: number; height: number };
   const mask = maskUpload ? openAIMask(maskUpload) : image.transparent ? openAIMask(image) : null;
-  return {
-    ...parsed,
-    init: {
-      ...parsed.init,
-      image: resizeRgb(rgbOf(image), width, height),
-      mask: mask ? resizeMask(mask, width, height) : null,
-      strength: body.strength ?? null,
-    },
-  };
+  const edit = { image: resizeRgb(rgbOf(image), width, height), mask: mask ? resizeMask(mask, width, height) : null, strength: body.strength ?? null };
+  return { ...parsed, steps: stepsRun(parsed.steps, edit), init: { ...parsed.init, ...edit } };
 }

@@ -1,5 +1,6 @@
 import { PNG } from "pngjs";
 import { ValidationError } from "../../errors/omni-error.js";
+import { effectiveStrength, strengthSchedule } from "../../pipelines/init-image.js";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
 
 /** A decoded upload: RGBA pixels and whether any pixel is not fully opaque. */
@@ -143,4 +144,15 @@ export function resizeMask(mask: MaskImage, width: number, height: number): Mask
     for (let x = 0; x < width; x++) out[y * width + x] = mask.data[sy * mask.width + Math.min(mask.width - 1, Math.floor(((x + 0.5) * mask.width) / width))]!;
   }
   return { width, height, data: out };
+}
+
+/**
+ * Denoising steps an edit actually runs (the pipeline's rule: `floor(steps × strength)`, at least one, with
+ * its default strength when none is given), so partial images and live previews are spread over those
+ * steps rather than over the ones skipped. `steps` unchanged for a request without an image.
+ */
+export function stepsRun(steps: number | null, edit: { image: RgbImage | null; mask: MaskImage | null; strength: number | null }): number | null {
+  const strength = effectiveStrength(edit);
+  if (steps === null || strength === null) return steps;
+  return strengthSchedule(Array.from({ length: steps }, (_, i) => i), steps, strength).timesteps.length;
 }
