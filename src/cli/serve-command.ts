@@ -19,11 +19,13 @@ interface ServeFlags extends EngineFlags, HttpLimitFlags {
   maxSize?: { width: number; height: number };
   maxSteps?: number;
   maxBodyBytes?: number;
+  maxUploadBytes?: number;
   shutdownTimeout: number;
   imageTtl?: number;
   publicUrl?: string;
   warmup?: boolean;
   ui: boolean;
+  a1111: boolean;
   logLevel: string;
 }
 
@@ -43,7 +45,7 @@ function maxSizeArg(v: string): { width: number; height: number } {
 export function addServeCommand(program: Command): void {
   const cmd = program
     .command("serve")
-    .description("serve the OpenAI images API (POST /v1/images/generations, /v1/models, /health, /metrics)")
+    .description("serve the OpenAI images API (POST /v1/images/generations and /edits, /v1/models, /health, /metrics) and the A1111 /sdapi/v1 API")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--port <port>", "port (0: any free port)", intArg(0, 65_535), 8000)
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
@@ -53,7 +55,7 @@ export function addServeCommand(program: Command): void {
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(deviceOption())
-    .option("--api-key <key>", "require 'Authorization: Bearer <key>' (default: env OMNI_DIFFUSION_API_KEY)")
+    .option("--api-key <key>", "require the key as 'Authorization: Bearer <key>' or as the HTTP Basic password (default: env OMNI_DIFFUSION_API_KEY)")
     .addOption(new Option("--batching <policy>", "continuous: requests join and leave between denoising steps; request: batch compatible requests, run each batch to completion; none: one at a time").choices(BATCHING_POLICIES))
     .option("--max-batch <n>", "most images per batch (continuous: in flight per worker)", intArg(1, 256))
     .option("--max-batch-rows <n>", "most UNet rows per UNet call (images, doubled under guidance)", intArg(1, 1024))
@@ -63,11 +65,13 @@ export function addServeCommand(program: Command): void {
     .option("--max-size <WxH>", "largest image size (N or WIDTHxHEIGHT)", maxSizeArg)
     .option("--max-steps <n>", "most denoising steps per request", intArg(1, 10_000))
     .option("--max-body-bytes <n>", "largest request body; larger get 413", intArg(1_024))
+    .option("--max-upload-bytes <n>", "largest uploaded image (edits) and A1111 txt2img/img2img body; larger get 413", intArg(1_024))
     .option("--shutdown-timeout <ms>", "how long SIGTERM lets in-flight requests finish", intArg(0), 30_000)
     .option("--image-ttl <ms>", "how long response_format=url images stay downloadable", intArg(1_000))
     .option("--public-url <url>", "base of response_format=url image URLs (default: relative /v1/images/files/<id>)")
     .option("--warmup", "run one tiny generation before accepting requests")
     .option("--no-ui", "do not serve the web playground at /")
+    .option("--no-a1111", "do not serve the AUTOMATIC1111-compatible /sdapi/v1 routes")
     .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info");
   addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
@@ -80,6 +84,7 @@ export function addServeCommand(program: Command): void {
       servedModelName: flags.servedModelName,
       shutdownTimeoutMs: flags.shutdownTimeout,
       ui: flags.ui,
+      a1111: flags.a1111,
       ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
       ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
       http: httpLimitsFromFlags(flags),
@@ -88,6 +93,7 @@ export function addServeCommand(program: Command): void {
         ...(flags.maxSize ? { maxWidth: flags.maxSize.width, maxHeight: flags.maxSize.height } : {}),
         ...(flags.maxSteps ? { maxSteps: flags.maxSteps } : {}),
         ...(flags.maxBodyBytes ? { maxBodyBytes: flags.maxBodyBytes } : {}),
+        ...(flags.maxUploadBytes ? { maxUploadBytes: flags.maxUploadBytes } : {}),
       },
       engineConfig: {
         ...engineConfigFromFlags(flags),

@@ -13,6 +13,8 @@ import { settleWithin } from "../../utils/settle-within.js";
 import { schemaError } from "./image-request.js";
 import { ImageStore } from "./image-store.js";
 import { imageRoutes } from "./images-route.js";
+import { editRoutes } from "./edits-route.js";
+import { a1111Routes } from "../a1111/a1111-routes.js";
 import { loadModelCard, type ModelCard } from "./model-card.js";
 import { requestError, toHttpError } from "./openai-errors.js";
 import type { ServerContext } from "./server-context.js";
@@ -38,8 +40,9 @@ function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLim
  * The OpenAI-compatible image server (`omni-diffusion serve`): fastify with pino logs in front of a
  * {@link DiffusionEngine} and whatever executor the operator configured.
  *
- * Routes: `POST /v1/images/generations` (JSON or SSE), `GET /v1/images/files/:id`, `GET /v1/models`,
- * `GET /health`, `GET /metrics`, and the web playground at `/` (unless `ui: false`). Every route but `/health`
+ * Routes: `POST /v1/images/generations` (JSON or SSE), `POST /v1/images/edits` (multipart, JSON or SSE),
+ * `GET /v1/images/files/:id`, `GET /v1/models`, `GET /health`, `GET /metrics`, the AUTOMATIC1111-compatible
+ * `/sdapi/v1/*` (unless `a1111: false`) and the web playground at `/` (unless `ui: false`). Every route but `/health`
  * and the playground's page and scripts needs the API key when one is set.
  * `close()` is graceful: no new requests, in-flight ones finish until `shutdownTimeoutMs` (then they are
  * aborted with a 503), and a server-owned engine is closed last, taking its worker processes with it.
@@ -249,7 +252,9 @@ export class OmniServer {
     // Each feature is its own encapsulated plugin; the hooks, validator and error handler above are inherited.
     const ctx = this.#context();
     void app.register(imageRoutes, { ctx });
+    void app.register(editRoutes, { ctx });
     void app.register(systemRoutes, { ctx });
+    if (config.a1111) void app.register(a1111Routes, { ctx });
     if (config.ui) void app.register(playgroundRoutes, { ctx });
   }
 }

@@ -20,6 +20,11 @@ export const serverLimitsSchema = z
     maxPromptChars: z.number().int().min(1).max(10_000).default(10_000),
     /** Request body size; larger bodies get a 413. */
     maxBodyBytes: z.number().int().min(1_024).default(1_048_576),
+    /**
+     * Bodies that carry images (`POST /v1/images/edits` multipart, the A1111 `img2img` JSON with base64
+     * images): each uploaded file, and the whole A1111 body, may be this large; larger get a 413.
+     */
+    maxUploadBytes: z.number().int().min(1_024).default(16 * 1_048_576),
   })
   .strict();
 
@@ -32,7 +37,10 @@ export const serverConfigSchema = z
     host: z.string().min(1).default("127.0.0.1"),
     /** 0 picks a free port. */
     port: z.number().int().min(0).max(65_535).default(8000),
-    /** Required as `Authorization: Bearer <key>` on every route but `/health`; null or absent: no auth. */
+    /**
+     * Required on every route but `/health`, as `Authorization: Bearer <key>` or as the password of HTTP Basic
+     * auth (any user name); null or absent: no auth.
+     */
     apiKey: z.string().min(1).nullish(),
     /** The id `/v1/models` lists and requests' `model` must match; defaults to the model folder's name. */
     servedModelName: z.string().min(1).optional(),
@@ -57,6 +65,8 @@ export const serverConfigSchema = z
     defaultMetrics: z.boolean().default(true),
     /** Serve the web playground at `/` (src/server/ui/); `serve --no-ui` turns it off. */
     ui: z.boolean().default(true),
+    /** Serve the AUTOMATIC1111-compatible `/sdapi/v1/*` routes (src/server/a1111/); `serve --no-a1111` turns them off. */
+    a1111: z.boolean().default(true),
   })
   .strict();
 

@@ -5,8 +5,9 @@ const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
 
 /**
  * The one API-key check of every server (serve, the worker's HTTP and SageMaker ports, gRPC), so the rules
- * are the same everywhere: exactly one `authorization` value, `Bearer <key>` (scheme case-insensitive,
- * surrounding whitespace trimmed), compared in constant time (both sides are hashed first, so neither the
+ * are the same everywhere: exactly one `authorization` value, `Bearer <key>` or HTTP Basic with the key as
+ * the password and any user name (`Basic base64(user:key)`, what AUTOMATIC1111 clients send for `--api-auth`;
+ * schemes case-insensitive, surrounding whitespace trimmed), compared in constant time (both sides are hashed first, so neither the
  * key's length nor its content leaks through timing). Several values (two headers, two metadata entries)
  * are refused: a proxy and the server could otherwise read different ones. Returns the 401 to send, or null.
  *
@@ -23,13 +24,28 @@ export function checkApiKey(authorization: string | readonly string[] | undefine
   }
   const value = values[0]?.trim();
   if (!value) {
-    return new UnauthorizedError("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", { data: { openaiCode: "missing_api_key" } });
+    return new UnauthorizedError("You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or as the password of HTTP Basic auth).", { data: { openaiCode: "missing_api_key" } });
   }
-  const m = /^Bearer\s+(.+)$/i.exec(value);
-  if (!m || !timingSafeEqual(digest(m[1]!.trim()), digest(key))) {
+  const presented = bearerToken(value) ?? basicPassword(value);
+  if (presented === null || !timingSafeEqual(digest(presented), digest(key))) {
     return new UnauthorizedError("Incorrect API key provided.", { data: { openaiCode: "invalid_api_key" } });
   }
   return null;
+}
+
+/** The token of `Bearer <token>`, or null for another scheme. */
+function bearerToken(value: string): string | null {
+  const m = /^Bearer\s+(.+)$/i.exec(value);
+  return m ? m[1]!.trim() : null;
+}
+
+/** The password of `Basic base64(user:password)` (RFC 7617: the user name ends at the first colon), or null. */
+function basicPassword(value: string): string | null {
+  const m = /^Basic\s+([A-Za-z0-9+/=_-]+)$/i.exec(value);
+  if (!m) return null;
+  const decoded = Buffer.from(m[1]!, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  return colon < 0 ? null : decoded.slice(colon + 1);
 }
 
 /**

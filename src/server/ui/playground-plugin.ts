@@ -18,6 +18,13 @@ export interface PlaygroundOptions {
  */
 export const PUBLIC_ROUTE = { public: true } as const;
 
+declare module "fastify" {
+  // Declared so route `config` stays typed once a plugin (@fastify/multipart) adds keys of its own.
+  interface FastifyContextConfig {
+    public?: boolean;
+  }
+}
+
 /** True for a route registered with {@link PUBLIC_ROUTE}. */
 export function isPublicRoute(req: FastifyRequest): boolean {
   return (req.routeOptions.config as { public?: unknown } | undefined)?.public === true;

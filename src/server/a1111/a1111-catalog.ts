@@ -1,0 +1,63 @@
+import type { FastifyInstance } from "fastify";
+import type { ServerContext } from "../openai/server-context.js";
+import { A1111_SCHEDULES, LISTED_SAMPLERS } from "./a1111-samplers.js";
+
+/** The options A1111 clients read or post; a POST may change these (only), as A1111 sets only known keys. */
+function defaultOptions(model: string): Record<string, unknown> {
+  return {
+    sd_model_checkpoint: model,
+    sd_checkpoint_hash: null,
+    sd_vae: "Automatic",
+    CLIP_stop_at_last_layers: 1,
+    samples_format: "png",
+    live_previews_enable: true,
+    show_progress_every_n_steps: 10,
+    eta_noise_seed_delta: 0,
+    sd_lora: "None",
+  };
+}
+
+/**
+ * The read-only catalogue routes of `/sdapi/v1` that clients call at start-up (model, sampler, scheduler,
+ * upscaler, VAE and LoRA lists) and `options`. Lists of things this server does not have are empty, never a
+ * 404, so a client's settings page loads. `POST options` accepts the whole options object back (Open WebUI
+ * posts what it read, with `sd_model_checkpoint` changed); naming a checkpoint other than the one served is a
+ * 400, as A1111 refuses a model it does not have.
+ */
+export function registerCatalog(app: FastifyInstance, ctx: ServerContext, badRequest: (field: string, message: string) => Error): void {
+  const id = ctx.model.id;
+  const options = defaultOptions(id);
+  app.get("/sdapi/v1/options", async () => options);
+  app.post("/sdapi/v1/options", async (req) => {
+    const body = req.body;
+    if (body === null || typeof body !== "object" || Array.isArray(body)) throw badRequest("body", "send the options as a JSON object");
+    const posted = body as Record<string, unknown>;
+    const ckpt = posted.sd_model_checkpoint;
+    if (ckpt !== undefined && ckpt !== null && ckpt !== id) throw badRequest("sd_model_checkpoint", `model '${String(ckpt)}' not found; this server serves '${id}'`);
+    for (const [k, v] of Object.entries(posted)) {
+      if (k !== "sd_model_checkpoint" && Object.hasOwn(options, k) && (options[k] === null || typeof options[k] === typeof v)) options[k] = v;
+    }
+    return null;
+  });
+  app.get("/sdapi/v1/sd-models", async () => [{ title: id, model_name: id, hash: null, sha256: null, filename: id, config: null }]);
+  app.get("/sdapi/v1/samplers", async () => LISTED_SAMPLERS.map((s) => ({ name: s.name, aliases: s.aliases, options: {} })));
+  app.get("/sdapi/v1/schedulers", async () => A1111_SCHEDULES.map((s) => ({ name: s.name, label: s.label, aliases: null, default_rho: -1, need_inner_model: false })));
+  app.get("/sdapi/v1/upscalers", async () => [{ name: "None", model_name: null, model_path: null, model_url: null, scale: 4 }]);
+  app.get("/sdapi/v1/latent-upscale-modes", async () => []);
+  app.get("/sdapi/v1/sd-vae", async () => []);
+  app.get("/sdapi/v1/sd-modules", async () => []);
+  app.get("/sdapi/v1/loras", async () => []);
+  app.get("/sdapi/v1/hypernetworks", async () => []);
+  app.get("/sdapi/v1/face-restorers", async () => []);
+  app.get("/sdapi/v1/realesrgan-models", async () => []);
+  app.get("/sdapi/v1/prompt-styles", async () => []);
+  app.get("/sdapi/v1/embeddings", async () => ({ loaded: {}, skipped: {} }));
+  app.get("/sdapi/v1/scripts", async () => ({ txt2img: [], img2img: [] }));
+  app.get("/sdapi/v1/script-info", async () => []);
+  app.get("/sdapi/v1/extensions", async () => []);
+  app.get("/sdapi/v1/cmd-flags", async () => ({ api: true, nowebui: true }));
+  for (const path of ["refresh-checkpoints", "refresh-vae", "refresh-loras", "reload-checkpoint", "unload-checkpoint"]) {
+    // Nothing to refresh or (un)load: one model stays loaded for the server's lifetime.
+    app.post(`/sdapi/v1/${path}`, async () => null);
+  }
+}

@@ -1,0 +1,123 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { GeneratedImage } from "../../core/output.js";
+import { OmniDiffusionRequest } from "../../core/request.js";
+import { AbortedError, ValidationError, toOmniError } from "../../errors/omni-error.js";
+import { encodePng } from "../../utils/png.js";
+import { Generation, logAbort } from "../openai/generation-flow.js";
+import { stepsRun } from "../shared/edit-images.js";
+import { toHttpError } from "../openai/openai-errors.js";
+import type { ServerContext } from "../openai/server-context.js";
+import { registerCatalog } from "./a1111-catalog.js";
+import { A1111Job, A1111Jobs, idleProgress } from "./a1111-jobs.js";
+import { a1111BodySchema, a1111SchemaError, planA1111, type A1111Plan } from "./a1111-request.js";
+import { a1111Info, a1111Parameters } from "./a1111-response.js";
+
+const b64 = (img: GeneratedImage) => encodePng(img).toString("base64");
+
+/** Live previews per job: about ten, as A1111's default `show_progress_every_n_steps` gives at 100 steps. */
+function previewEvery(steps: number | null): number {
+  return Math.max(1, Math.ceil((steps ?? 20) / 10));
+}
+
+/**
+ * The AUTOMATIC1111-compatible API (`/sdapi/v1/*`), shaped as A1111's `modules/api/api.py` answers, for the
+ * clients that speak it (SillyTavern, Open WebUI, LibreChat, ...): `txt2img`, `img2img`, `progress`,
+ * `interrupt`, `options` and the catalogue routes. Errors use A1111's shapes: a known field of the wrong type
+ * is FastAPI's 422 `{detail: [{loc, msg, type}]}`; anything else `{error, detail, body, errors}` with its
+ * status. Auth is the server's API key, as Bearer or as the password of HTTP Basic auth (`--api-auth`).
+ */
+export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
+  const jobs = new A1111Jobs();
+
+  app.setErrorHandler((err, req, reply) => {
+    const detail = err instanceof ValidationError ? err.data.a1111Detail : undefined;
+    if (Array.isArray(detail)) return reply.code(422).send({ detail });
+    // The txt2img/img2img bodies are bounded by the upload limit, which a 413's message names.
+    const { statusCode, body } = toHttpError(err, { maxBodyBytes: ctx.config.limits.maxUploadBytes }, req.id);
+    if (statusCode >= 500) req.log.error({ err, requestId: req.id }, "A1111 request failed");
+    else req.log.info({ status: statusCode, param: body.error.param }, body.error.message);
+    if (statusCode === 401) reply.header("www-authenticate", 'Basic realm="omni-diffusion"').header("connection", "close");
+    const name = err instanceof Error ? err.name : "Error";
+    return reply.code(statusCode).send({ error: name, detail: body.error.message, body: "", errors: body.error.message });
+  });
+
+  registerCatalog(app, ctx, (field, message) => new ValidationError(`${field}: ${message}`, { field }));
+
+  app.get<{ Querystring: { skip_current_image?: string } }>("/sdapi/v1/progress", async (req) => {
+    const job = jobs.current();
+    if (!job) return idleProgress();
+    // FastAPI reads a bool query parameter from true/1/yes/on in any case.
+    return job.progress(!/^(true|1|yes|on)$/i.test(req.query.skip_current_image ?? ""), b64);
+  });
+
+  app.post("/sdapi/v1/interrupt", async () => {
+    jobs.current()?.interrupt();
+    return {};
+  });
+
+  // Base64 images make these bodies large: they get the upload limit instead of the JSON one.
+  const opts = { bodyLimit: ctx.config.limits.maxUploadBytes };
+  app.post("/sdapi/v1/txt2img", opts, (req, reply) => generate("txt2img", req, reply));
+  app.post("/sdapi/v1/img2img", opts, (req, reply) => generate("img2img", req, reply));
+
+  async function generate(kind: "txt2img" | "img2img", req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const parsed = a1111BodySchema.safeParse(req.body ?? {});
+    if (!parsed.success) throw a1111SchemaError(parsed.error);
+    const plan = planA1111(kind, parsed.data, ctx.config.limits, ctx.model);
+    const refusal = ctx.refusal();
+    if (refusal) throw refusal;
+    const requests = plan.requests.map((init, i) => new OmniDiffusionRequest({ ...init, requestId: `${req.id}-${i}` }));
+    req.log.info({ requestId: req.id, kind, iterations: requests.length, batchSize: plan.batchSize, width: plan.width, height: plan.height, steps: plan.steps, seed: plan.seed, sizeFallbackFrom: plan.sizeFallbackFrom }, "A1111 job accepted");
+    const g = new Generation(reply);
+    // An abort that fails (the engine closing under it) has nothing left to stop: never an unhandled rejection.
+    const abort = (id: string) => void ctx.engine.abort(id).catch((err: unknown) => req.log.debug({ err, requestId: id }, "abort failed"));
+    const job = new A1111Job(req.id, kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort);
+    const unwatch = g.begin(ctx);
+    const remove = jobs.add(job);
+    try {
+      const every = previewEvery(stepsRun(plan.steps, requests[0]!));
+      // The first iteration to fail fails the call: its siblings are stopped rather than run for nothing.
+      let firstFailure: unknown = null;
+      const settled = await Promise.allSettled(
+        requests.map((r) =>
+          ctx.engine
+            .generate(r, { signal: g.controller.signal, onProgress: (p) => ((g.last = p), job.onProgress(p)), previewEvery: every })
+            .catch((err: unknown) => {
+              if (firstFailure === null && !job.interrupted && !g.controller.signal.aborted) {
+                firstFailure = err;
+                for (const o of requests) if (o !== r) abort(o.requestId);
+              }
+              throw err;
+            })
+            .finally(() => job.finished(r.requestId)),
+        ),
+      );
+      const images: GeneratedImage[] = [];
+      for (const [i, s] of settled.entries()) {
+        if (s.status === "fulfilled") images.push(...s.value.images);
+        else if (job.interrupted && toOmniError(s.reason) instanceof AbortedError) images.push(...job.previews(requests[i]!.requestId));
+        else {
+          ctx.metrics.generation(g.clientGone ? "aborted" : "error", g.seconds);
+          if (g.clientGone) {
+            logAbort(req, g, s.reason);
+            return reply.hijack();
+          }
+          throw g.failure(firstFailure ?? s.reason);
+        }
+      }
+      ctx.metrics.generation("ok", g.seconds, undefined, images.length);
+      return a1111Reply(plan, images, job, parsed.data);
+    } finally {
+      remove();
+      unwatch();
+    }
+  }
+
+  function a1111Reply(plan: A1111Plan, images: GeneratedImage[], job: A1111Job, body: typeof a1111BodySchema._output): unknown {
+    return {
+      images: plan.sendImages ? images.map(b64) : [],
+      parameters: a1111Parameters(body, plan),
+      info: a1111Info(plan, ctx.model.id, images.map((img) => img.seed), job.timestamp),
+    };
+  }
+};

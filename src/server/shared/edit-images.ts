@@ -1,0 +1,158 @@
+import { PNG } from "pngjs";
+import { ValidationError } from "../../errors/omni-error.js";
+import { effectiveStrength, strengthSchedule } from "../../pipelines/init-image.js";
+import type { MaskImage, RgbImage } from "../../utils/png.js";
+
+/** A decoded upload: RGBA pixels and whether any pixel is not fully opaque. */
+export interface RgbaUpload {
+  width: number;
+  height: number;
+  /** length = width * height * 4 */
+  rgba: Uint8Array;
+  /** True when some pixel has alpha < 255 (the image carries a transparency mask). */
+  transparent: boolean;
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/**
+ * Most pixels an upload may declare (4096²). Checked on the PNG header before decoding, so a small file
+ * that claims a huge size (a decompression bomb) is refused without allocating its pixels.
+ */
+export const MAX_UPLOAD_PIXELS = 4096 * 4096;
+
+function invalidImage(field: string, message: string, cause?: unknown): ValidationError {
+  return new ValidationError(`${field}: ${message}`, { field, cause, data: { reason: "invalid_image" } });
+}
+
+/**
+ * Decodes an uploaded image (PNG, any colour type). Other formats are refused naming the field: the server
+ * decodes PNG only, so a JPEG or WebP upload is a 400 that says so, never a garbled image.
+ */
+export function decodeUpload(bytes: Uint8Array, field: string): RgbaUpload {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length < 8 || !buf.subarray(0, 8).equals(PNG_SIGNATURE)) {
+    throw invalidImage(field, "not a PNG image (this server accepts PNG uploads only)");
+  }
+  // IHDR is the first chunk: width and height are the big-endian words at bytes 16 and 20.
+  if (buf.length >= 24 && buf.readUInt32BE(16) * buf.readUInt32BE(20) > MAX_UPLOAD_PIXELS) {
+    throw invalidImage(field, `${buf.readUInt32BE(16)}x${buf.readUInt32BE(20)} is larger than the ${MAX_UPLOAD_PIXELS} pixels an upload may have`);
+  }
+  let png: PNG;
+  try {
+    png = PNG.sync.read(buf);
+  } catch (err) {
+    throw invalidImage(field, `not a valid PNG image (${(err as Error).message})`, err);
+  }
+  const rgba = new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.byteLength);
+  let transparent = false;
+  for (let i = 3; i < rgba.length; i += 4) {
+    if (rgba[i]! < 255) {
+      transparent = true;
+      break;
+    }
+  }
+  return { width: png.width, height: png.height, rgba, transparent };
+}
+
+/** The RGB pixels of an upload (alpha dropped). */
+export function rgbOf(img: RgbaUpload): RgbImage {
+  const data = new Uint8Array(img.width * img.height * 3);
+  for (let i = 0, j = 0; i < img.rgba.length; i += 4, j += 3) {
+    data[j] = img.rgba[i]!;
+    data[j + 1] = img.rgba[i + 1]!;
+    data[j + 2] = img.rgba[i + 2]!;
+  }
+  return { width: img.width, height: img.height, data };
+}
+
+/** 255 where `pick(rgbaOffset)` is true, else 0: our mask convention (255 = repaint). */
+function maskWhere(img: RgbaUpload, pick: (i: number) => boolean): MaskImage {
+  const data = new Uint8Array(img.width * img.height);
+  for (let p = 0; p < data.length; p++) data[p] = pick(p * 4) ? 255 : 0;
+  return { width: img.width, height: img.height, data };
+}
+
+const luminance = (rgba: Uint8Array, i: number) => 0.299 * rgba[i]! + 0.587 * rgba[i + 1]! + 0.114 * rgba[i + 2]!;
+
+/**
+ * OpenAI's mask convention: the fully transparent pixels (alpha 0) are repainted. A mask without any
+ * transparency cannot mean that (it would repaint nothing), so it is read as a black-and-white mask
+ * instead: white (luminance ≥ 128) is repainted, as in diffusers and A1111.
+ */
+export function openAIMask(img: RgbaUpload): MaskImage {
+  if (img.transparent) return maskWhere(img, (i) => img.rgba[i + 3] === 0);
+  return maskWhere(img, (i) => luminance(img.rgba, i) >= 128);
+}
+
+/**
+ * AUTOMATIC1111's mask convention (`create_binary_mask`): a mask with transparency is read by its alpha
+ * channel, one without by its luminance; either way values above 128 are repainted. `invert`
+ * (`inpainting_mask_invert: 1`) repaints the other side.
+ */
+export function a1111Mask(img: RgbaUpload, invert: boolean): MaskImage {
+  const on = img.transparent ? (i: number) => img.rgba[i + 3]! > 128 : (i: number) => luminance(img.rgba, i) > 128;
+  return maskWhere(img, (i) => on(i) !== invert);
+}
+
+/**
+ * Decodes a base64 image as A1111 clients send it: plain base64, or a data URL (`data:image/png;base64,...`).
+ */
+export function decodeBase64Upload(value: string, field: string): RgbaUpload {
+  const comma = value.startsWith("data:") ? value.indexOf(",") : -1;
+  const b64 = (comma >= 0 ? value.slice(comma + 1) : value).trim();
+  if (b64 === "" || !/^[A-Za-z0-9+/=_\-\s]+$/.test(b64)) throw invalidImage(field, "not base64 image data");
+  return decodeUpload(Buffer.from(b64, "base64"), field);
+}
+
+/**
+ * Resizes RGB pixels bilinearly (pixel centres aligned, edges clamped). Used where a client's image does not
+ * match the size it asks for and its API resizes (A1111's `resize_mode` 0, "just resize").
+ */
+export function resizeRgb(img: RgbImage, width: number, height: number): RgbImage {
+  if (img.width === width && img.height === height) return img;
+  const out = new Uint8Array(width * height * 3);
+  const sx = img.width / width;
+  const sy = img.height / height;
+  for (let y = 0; y < height; y++) {
+    const fy = Math.min(img.height - 1, Math.max(0, (y + 0.5) * sy - 0.5));
+    const y0 = Math.floor(fy);
+    const y1 = Math.min(img.height - 1, y0 + 1);
+    const wy = fy - y0;
+    for (let x = 0; x < width; x++) {
+      const fx = Math.min(img.width - 1, Math.max(0, (x + 0.5) * sx - 0.5));
+      const x0 = Math.floor(fx);
+      const x1 = Math.min(img.width - 1, x0 + 1);
+      const wx = fx - x0;
+      for (let c = 0; c < 3; c++) {
+        const at = (xx: number, yy: number) => img.data[(yy * img.width + xx) * 3 + c]!;
+        const top = at(x0, y0) * (1 - wx) + at(x1, y0) * wx;
+        const bottom = at(x0, y1) * (1 - wx) + at(x1, y1) * wx;
+        out[(y * width + x) * 3 + c] = Math.round(top * (1 - wy) + bottom * wy);
+      }
+    }
+  }
+  return { width, height, data: out };
+}
+
+/** Resizes a mask by nearest neighbour, so it stays binary. */
+export function resizeMask(mask: MaskImage, width: number, height: number): MaskImage {
+  if (mask.width === width && mask.height === height) return mask;
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(mask.height - 1, Math.floor(((y + 0.5) * mask.height) / height));
+    for (let x = 0; x < width; x++) out[y * width + x] = mask.data[sy * mask.width + Math.min(mask.width - 1, Math.floor(((x + 0.5) * mask.width) / width))]!;
+  }
+  return { width, height, data: out };
+}
+
+/**
+ * Denoising steps an edit actually runs (the pipeline's rule: `floor(steps × strength)`, at least one, with
+ * its default strength when none is given), so partial images and live previews are spread over those
+ * steps rather than over the ones skipped. `steps` unchanged for a request without an image.
+ */
+export function stepsRun(steps: number | null, edit: { image: RgbImage | null; mask: MaskImage | null; strength: number | null }): number | null {
+  const strength = effectiveStrength(edit);
+  if (steps === null || strength === null) return steps;
+  return strengthSchedule(Array.from({ length: steps }, (_, i) => i), steps, strength).timesteps.length;
+}
