@@ -1,10 +1,11 @@
 import { randomInt } from "node:crypto";
+import { FormData } from "undici";
 import { z } from "zod";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { OmniError, TransportError, UnknownMethodError, ValidationError } from "../errors/omni-error.js";
-import { decodePng } from "../utils/png.js";
+import { decodePng, encodeOpenAIMaskPng, encodePng, type RgbImage } from "../utils/png.js";
 import type { CollectiveRpcOptions } from "./base.js";
 import type { Deadline } from "../policies/deadline.js";
 import type { Endpoint } from "../policies/endpoint-pool.js";
@@ -112,7 +113,8 @@ export class OpenAIImagesExecutor extends RemoteExecutor<HttpClient, OpenAIOptio
     if (r.scheduler !== null) body.scheduler = r.scheduler;
     let reply: { data?: { b64_json?: unknown }[] } | null;
     try {
-      reply = (await ctx.endpoint.client.call({ method: "POST", path: "/v1/images/generations", body, deadline: ctx.deadline })) as typeof reply;
+      const call = r.image ? { path: "/v1/images/edits", form: editForm(r, r.image, body) } : { path: "/v1/images/generations", body };
+      reply = (await ctx.endpoint.client.call({ method: "POST", ...call, deadline: ctx.deadline })) as typeof reply;
     } catch (err) {
       throw withRequestField(err);
     }
@@ -157,4 +159,18 @@ function withRequestField(err: unknown): unknown {
     data.field = FIELD_OF_PARAM[err.field];
   }
   return err;
+}
+
+/**
+ * An edit as OpenAI's `POST /v1/images/edits` takes it: multipart, the image as a PNG file, the mask folded
+ * into a second PNG's alpha (transparent = repaint; `encodeOpenAIMaskPng`), every other field as text, plus
+ * `strength` (our server's img2img extension; servers that do not know it may refuse it).
+ */
+function editForm(r: OmniDiffusionRequest, image: RgbImage, fields: Record<string, unknown>): FormData {
+  const form = new FormData();
+  form.append("image", new Blob([encodePng(image)], { type: "image/png" }), "image.png");
+  if (r.mask) form.append("mask", new Blob([encodeOpenAIMaskPng(image, r.mask)], { type: "image/png" }), "mask.png");
+  for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
+  if (r.strength !== null) form.append("strength", String(r.strength));
+  return form;
 }

@@ -130,3 +130,21 @@ export function decodeMaskPng(bytes: Uint8Array, field = "mask_image"): MaskImag
   }
   return { width: rgb.width, height: rgb.height, data };
 }
+
+/**
+ * An image with a mask as its alpha channel, in OpenAI's edit convention: fully transparent pixels are
+ * repainted. The API reads transparency as a yes/no, so mask values of 128 and above become alpha 0.
+ */
+export function encodeOpenAIMaskPng(image: RgbImage, mask: MaskImage): Buffer {
+  const n = image.width * image.height;
+  const rgba = Buffer.alloc(n * 4);
+  for (let i = 0; i < n; i++) {
+    rgba[i * 4] = image.data[i * 3]!;
+    rgba[i * 4 + 1] = image.data[i * 3 + 1]!;
+    rgba[i * 4 + 2] = image.data[i * 3 + 2]!;
+    rgba[i * 4 + 3] = mask.data[i]! >= 128 ? 0 : 255;
+  }
+  const png = new PNG({ width: image.width, height: image.height, colorType: 6, inputColorType: 6, inputHasAlpha: true });
+  png.data = rgba;
+  return PNG.sync.write(png, { colorType: 6, inputColorType: 6, inputHasAlpha: true });
+}

@@ -29,6 +29,35 @@ describe("OpenAIImagesExecutor against omni-diffusion serve", { timeout: 10 * T 
 
   runExecutorConformance("openai", () => ({ executorClass: "openai", executorOptions: { endpoints: [`${server.url}/v1`], apiKey: KEY } }), { expectedRanks: 1 });
 
+  it("forwards an inpainting edit to /v1/images/edits: the unmasked pixels come back exactly", { timeout: T }, async () => {
+    const ex = new OpenAIImagesExecutor(parseConfig({ executorOptions: { endpoints: [server.url!], apiKey: KEY } }));
+    await ex.init();
+    try {
+      // A 32x32 init image (left half red, right half blue); the mask repaints the left half only.
+      const image = { width: 32, height: 32, data: new Uint8Array(32 * 32 * 3) };
+      const mask = { width: 32, height: 32, data: new Uint8Array(32 * 32) };
+      for (let i = 0; i < 32 * 32; i++) {
+        const left = i % 32 < 16;
+        image.data.set(left ? [220, 20, 20] : [20, 20, 220], i * 3);
+        mask.data[i] = left ? 255 : 0;
+      }
+      const r = new OmniDiffusionRequest({ prompt: "a yellow circle on a green background", image, mask, strength: 0.9, seed: 5, numInferenceSteps: 6 });
+      const out = await ex.executeModel([r]);
+      assert.deepEqual(out.errors, {});
+      const [img] = out.imagesFor(r.requestId);
+      assert.ok(img, "one image back");
+      let repainted = 0;
+      for (let i = 0; i < 32 * 32; i++) {
+        const px = [...img.data.subarray(i * 3, i * 3 + 3)];
+        if (i % 32 >= 16) assert.deepEqual(px, [20, 20, 220], `kept pixel ${i} changed`);
+        else if (px.join() !== "220,20,20") repainted++;
+      }
+      assert.ok(repainted > 0, "the masked half was repainted");
+    } finally {
+      await ex.close();
+    }
+  });
+
   it("has no RPC but an emulated ping", { timeout: T }, async () => {
     const ex = new OpenAIImagesExecutor(parseConfig({ executorOptions: { endpoints: [server.url!], apiKey: KEY } }));
     await ex.init();

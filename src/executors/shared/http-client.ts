@@ -1,4 +1,4 @@
-import { Agent, request, type Dispatcher } from "undici";
+import { Agent, request, type Dispatcher, type FormData } from "undici";
 import { OmniError, TransportError } from "../../errors/omni-error.js";
 import type { Deadline } from "../../policies/deadline.js";
 import { SseParser, TIMEOUT_HEADER, connectionError, errorFromResponse, type SseEvent } from "../../protocol/wire.js";
@@ -12,6 +12,8 @@ export interface HttpCall {
   /** Path below the endpoint's base URL, starting with `/`. */
   path: string;
   body?: unknown;
+  /** A multipart body instead of JSON (undici sets the content type and boundary). */
+  form?: FormData;
   headers?: Record<string, string>;
   /** The call's deadline: aborts the request, and its remaining time is sent in `x-omni-timeout-ms`. */
   deadline: Deadline;
@@ -40,8 +42,9 @@ export class HttpClient {
     const headers: Record<string, string> = { accept: c.onEvent ? "text/event-stream" : "application/json", ...c.headers };
     if (this.#apiKey) headers.authorization = `Bearer ${this.#apiKey}`;
     headers[TIMEOUT_HEADER] = String(Math.max(1, Math.floor(c.deadline.remaining())));
-    let body: string | undefined;
-    if (c.body !== undefined) {
+    let body: string | FormData | undefined;
+    if (c.form) body = c.form;
+    else if (c.body !== undefined) {
       body = JSON.stringify(c.body);
       headers["content-type"] = "application/json";
     }

@@ -4,7 +4,7 @@ import type { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
 import type { StepProgress } from "../../core/progress.js";
 import { AbortedError, ClosedError, OmniError, toOmniError } from "../../errors/omni-error.js";
-import { encodePng } from "../../utils/png.js";
+import { pngOf } from "../../utils/png.js";
 import { previewInterval, type ParsedImageRequest } from "./image-request.js";
 import { toHttpError } from "./openai-errors.js";
 import type { ServerContext } from "./server-context.js";
@@ -137,7 +137,7 @@ export async function answerImages(
     }
     const t0 = performance.now();
     const data = out.images.map((img) => {
-      const png = encodePng(img);
+      const png = pngOf(img); // the PNG it arrived with from a remote peer, else the one encode
       if (parsed.responseFormat === "b64_json") return { b64_json: png.toString("base64"), revised_prompt: null };
       return { url: imageUrl(ctx, ctx.store.put(png).id), revised_prompt: null };
     });
@@ -156,7 +156,7 @@ async function stream(req: FastifyRequest, ctx: ServerContext, request: OmniDiff
   const sse = new SseWriter(g.reply.raw);
   const sent = new Map<number, number>();
   const common = (img: GeneratedImage) => ({
-    b64_json: encodePng(img).toString("base64"),
+    b64_json: pngOf(img).toString("base64"),
     created_at: Math.floor(Date.now() / 1000),
     size: `${img.width}x${img.height}`,
     quality: parsed.quality,
