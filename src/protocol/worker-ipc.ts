@@ -41,9 +41,12 @@ export interface WorkerInit {
   load: PipelineLoadOptions;
   /** `"module#Export"` of a class whose methods become RPC methods (vLLM's `worker_extension_cls`). */
   workerExtension?: string;
-  /** `continuous`: concurrent generate calls share a step loop; otherwise they run one at a time (default). */
+  /**
+   * The step loop's admission rule: `continuous` (concurrent generate calls share UNet calls), `request` (one
+   * call's requests together, the next call when they are done; the default) or `none` (one request at a time).
+   */
   batching?: BatchingPolicy;
-  /** Most UNet rows per call (and, under `continuous`, in the active set). */
+  /** Most UNet rows per call (and in the continuous active set). Default: the pipeline's own. */
   maxBatchRows?: number;
   /** Write a heartbeat to {@link HEARTBEAT_FD} this often, ms; absent or 0: no heartbeats. */
   heartbeatIntervalMs?: number;

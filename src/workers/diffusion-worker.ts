@@ -1,3 +1,4 @@
+import type { WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionOutput } from "../core/output.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestTransfer } from "../core/request.js";
 import {
@@ -18,21 +19,12 @@ import { StepLoop, type ResolvedRequest, type StepLoopStats } from "../pipelines
 import { isSteppable, type DiffusionPipeline, type GenerateOptions, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
 
-/** How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}. */
-export interface DiffusionWorkerInit {
-  rank: number;
-  modelDir: string;
-  load: PipelineLoadOptions;
-  /** `"module#Export"` of a class instantiated with the worker; its methods become RPC methods. */
-  workerExtension?: string;
-  /**
-   * The step loop's admission rule: `continuous` (concurrent generate calls share UNet calls), `request` (one
-   * call's requests together, the next call when they are done; the default) or `none` (one request at a time).
-   */
-  batching?: BatchingPolicy;
-  /** Most UNet rows per call (and in the continuous active set). Default: the pipeline's own. */
-  maxBatchRows?: number;
-}
+/**
+ * How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}: a worker process's start-up
+ * parameters (protocol/worker-ipc.ts) less the heartbeat, which belongs to the process, not the worker.
+ * `batching` is the step loop's admission rule (`request` when absent).
+ */
+export type DiffusionWorkerInit = Omit<WorkerInit, "heartbeatIntervalMs">;
 
 /** Per-call context the transport supplies with an RPC. */
 export interface WorkerCallContext {
