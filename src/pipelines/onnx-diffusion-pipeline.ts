@@ -2,19 +2,20 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { LimitExceededError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
+import { ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
-import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
-import type { Scheduler, SchedulerConfig } from "../schedulers/types.js";
+import { createScheduler } from "../schedulers/index.js";
+import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
 import { OnnxModel, floatData, floatTensor, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
 import { PromptEncoder } from "./prompt-encoder.js";
-import { SeededNormal, randomSeed } from "./random.js";
+import { SeededNormal } from "./random.js";
 import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
 import { describeOnnxModel } from "./model-limits.js";
-import { checkCanEdit, effectiveStrength, encodeInitImage, latentMask, requestSize, startSample, type EditState } from "./init-image.js";
+import { RequestResolver } from "./resolve-request.js";
+import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion, pasteKept } from "./inpaint.js";
 import { StepLoop, type ResolvedRequest } from "./step-loop.js";
 import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
@@ -43,8 +44,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
   #limits: ModelLimits | null = null;
-  /** `scheduler|steps` → a sampler that accepted the pair: resolve builds a sampler only for a pair not seen yet. */
-  readonly #checkedSchedules = new Map<string, Scheduler>();
+  /** Applies defaults and checks requests; caches the sampler checks per (scheduler, steps). */
+  readonly #resolver: RequestResolver;
   /** Rows per UNet call; bigger batches are split. */
   maxBatchRows = 64;
 
@@ -58,6 +59,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, opts) : null;
     this.#prompts = new PromptEncoder(modelDir, this.#textEncoder);
     this.#schedulerConfig = readModelJson<SchedulerConfig>(modelDir, "scheduler/scheduler_config.json")!;
+    this.#resolver = new RequestResolver(this.#schedulerConfig);
     const unetCfg = readModelJson<Record<string, any>>(modelDir, "unet/config.json", false) ?? {};
     const vaeCfg = readModelJson<Record<string, any>>(modelDir, "vae_decoder/config.json", false) ?? {};
     this.#latentChannels = unetCfg.in_channels ?? vaeCfg.latent_channels ?? 4;
@@ -155,67 +157,20 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     await Promise.all(this.#models.map((m) => m.release()));
   }
 
-  /** Applies the model's defaults and checks the request fits the model. */
+  /** Applies the model's defaults and checks the request fits the model (see resolve-request.ts). */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults, sizeMultiple } = this.#info;
-    const limits = this.describe();
-    const { width, height, fieldOf } = requestSize(r, limits.nativeWidth, limits.nativeHeight);
-    for (const [dim, v] of [["width", width], ["height", height]] as const) {
-      const field = fieldOf(dim);
-      if (v % sizeMultiple !== 0) {
-        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${this.className}, got ${v}`, { field, data: { reason: "invalid_size" } });
-      }
-    }
-    // Exports with a fixed spatial size accept only that size.
-    for (const [dim, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
-      const field = fieldOf(dim);
-      if (limits.spatial === "fixed" && v !== native) {
-        throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size and serves only ${limits.nativeWidth}x${limits.nativeHeight}, got ${width}x${height}`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
-      }
-    }
-    const scheduler = r.scheduler ?? defaults.scheduler;
-    const fits = this.describe().schedulers;
-    if (r.scheduler !== null && !fits.includes(normalizeSchedulerName(scheduler))) {
-      throw new ValidationError(`scheduler "${scheduler}" does not fit this model (prediction type ${this.describe().predictionType}); use one of: ${fits.join(", ")}`, {
-        field: "scheduler",
-        data: { reason: "unsupported_value", allowed: fits },
-      });
-    }
-    const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
-    const probe = this.#checkSchedule(scheduler, steps); // throws ValidationError on a bad name or count
-    if (r.image) checkCanEdit(probe, { latent: this.#vaeScale > 1, encoder: this.#vaeEncoder, className: this.className, modelDir: this.modelDir });
-    return {
-      width,
-      height,
-      numInferenceSteps: steps,
-      guidanceScale: r.guidanceScale ?? defaults.guidanceScale,
-      guidanceRescale: r.guidanceRescale ?? 0,
-      scheduler,
-      seed: r.seed ?? randomSeed(),
-      numOutputs: r.numOutputsPerPrompt,
-      negativePrompt: r.negativePrompt ?? "",
-      strength: effectiveStrength(r),
-    };
+    return this.#resolver.resolve(r, {
+      className: this.className,
+      defaults,
+      sizeMultiple,
+      limits: this.describe(),
+      edit: { latent: this.#vaeScale > 1, encoder: this.#vaeEncoder, className: this.className, modelDir: this.modelDir },
+    });
   }
 
   validate(r: OmniDiffusionRequest): void {
     this.resolve(r);
-  }
-
-  /**
-   * A sampler set to `steps` (never stepped): throws its ValidationError for a bad name or step count. Samplers
-   * own their step rules (LCM's `original_inference_steps`, ...), so the first request of a pair builds one;
-   * later requests of the pair get the cached one instead of a throwaway sampler each.
-   */
-  #checkSchedule(scheduler: string, steps: number): Scheduler {
-    const key = `${scheduler}|${steps}`;
-    const cached = this.#checkedSchedules.get(key);
-    if (cached) return cached;
-    const probe = createScheduler(scheduler, this.#schedulerConfig);
-    probe.setTimesteps(steps);
-    if (this.#checkedSchedules.size >= 1024) this.#checkedSchedules.clear(); // bounded: steps are client input
-    this.#checkedSchedules.set(key, probe);
-    return probe;
   }
 
   get #guidanceDistilled(): boolean {

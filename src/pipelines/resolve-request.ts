@@ -1,0 +1,92 @@
+import type { ModelLimits } from "../core/model-limits.js";
+import type { OmniDiffusionRequest } from "../core/request.js";
+import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
+import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
+import type { Scheduler, SchedulerConfig } from "../schedulers/types.js";
+import type { ResolvedParams } from "./denoise-state.js";
+import { checkCanEdit, effectiveStrength, requestSize } from "./init-image.js";
+import type { OnnxModel } from "./onnx-model.js";
+import { randomSeed } from "./random.js";
+import type { PipelineInfo } from "./types.js";
+
+/** What a pipeline knows about its model that resolving a request needs. */
+export interface ResolveContext {
+  className: string;
+  defaults: PipelineInfo["defaults"];
+  sizeMultiple: number;
+  limits: ModelLimits;
+  /** For img2img/inpainting: whether the model works in latent space and its VAE encoder, if any. */
+  edit: { latent: boolean; encoder: OnnxModel | null; className: string; modelDir: string };
+}
+
+/**
+ * Applies a model's defaults to a request and checks that the model can run it (size multiple, fixed-size
+ * exports, samplers that fit the prediction type, the sampler's own step rules, edits), once per request:
+ * the worker carries the result into the step loop. A ValidationError (or LimitExceededError) names the field.
+ */
+export class RequestResolver {
+  readonly #schedulerConfig: SchedulerConfig;
+  /** `scheduler|steps` → a sampler that accepted the pair: resolve builds a sampler only for a pair not seen yet. */
+  readonly #checked = new Map<string, Scheduler>();
+
+  constructor(schedulerConfig: SchedulerConfig) {
+    this.#schedulerConfig = schedulerConfig;
+  }
+
+  resolve(r: OmniDiffusionRequest, ctx: ResolveContext): ResolvedParams {
+    const { defaults, sizeMultiple, limits, className } = ctx;
+    const { width, height, fieldOf } = requestSize(r, limits.nativeWidth, limits.nativeHeight);
+    for (const [dim, v] of [["width", width], ["height", height]] as const) {
+      const field = fieldOf(dim);
+      if (v % sizeMultiple !== 0) {
+        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${className}, got ${v}`, { field, data: { reason: "invalid_size" } });
+      }
+    }
+    // Exports with a fixed spatial size accept only that size.
+    for (const [dim, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
+      const field = fieldOf(dim);
+      if (limits.spatial === "fixed" && v !== native) {
+        throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size and serves only ${limits.nativeWidth}x${limits.nativeHeight}, got ${width}x${height}`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
+      }
+    }
+    const scheduler = r.scheduler ?? defaults.scheduler;
+    const fits = limits.schedulers;
+    if (r.scheduler !== null && !fits.includes(normalizeSchedulerName(scheduler))) {
+      throw new ValidationError(`scheduler "${scheduler}" does not fit this model (prediction type ${limits.predictionType}); use one of: ${fits.join(", ")}`, {
+        field: "scheduler",
+        data: { reason: "unsupported_value", allowed: fits },
+      });
+    }
+    const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
+    const probe = this.#checkSchedule(scheduler, steps); // throws ValidationError on a bad name or count
+    if (r.image) checkCanEdit(probe, ctx.edit);
+    return {
+      width,
+      height,
+      numInferenceSteps: steps,
+      guidanceScale: r.guidanceScale ?? defaults.guidanceScale,
+      guidanceRescale: r.guidanceRescale ?? 0,
+      scheduler,
+      seed: r.seed ?? randomSeed(),
+      numOutputs: r.numOutputsPerPrompt,
+      negativePrompt: r.negativePrompt ?? "",
+      strength: effectiveStrength(r),
+    };
+  }
+
+  /**
+   * A sampler set to `steps` (never stepped): throws its ValidationError for a bad name or step count. Samplers
+   * own their step rules (LCM's `original_inference_steps`, ...), so the first request of a pair builds one;
+   * later requests of the pair get the cached one instead of a throwaway sampler each.
+   */
+  #checkSchedule(scheduler: string, steps: number): Scheduler {
+    const key = `${scheduler}|${steps}`;
+    const cached = this.#checked.get(key);
+    if (cached) return cached;
+    const probe = createScheduler(scheduler, this.#schedulerConfig);
+    probe.setTimesteps(steps);
+    if (this.#checked.size >= 1024) this.#checked.clear(); // bounded: steps are client input
+    this.#checked.set(key, probe);
+    return probe;
+  }
+}
