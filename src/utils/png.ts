@@ -29,8 +29,16 @@ export function encodePng(img: RgbImage): Buffer {
   return PNG.sync.write(png, { colorType: 2, inputColorType: 2, inputHasAlpha: false });
 }
 
-/** Decodes PNG bytes (any colour type) to RGB. */
-export function decodePng(bytes: Uint8Array): RgbImage {
+/** A decoded PNG as RGBA, 8 bits per channel (pngjs's output for every colour type). */
+export interface RgbaImage {
+  width: number;
+  height: number;
+  /** length = width * height * 4 */
+  rgba: Uint8Array;
+}
+
+/** Decodes PNG bytes (any colour type) to RGBA; counted in {@link pngCounters}. */
+export function decodePngRgba(bytes: Uint8Array): RgbaImage {
   pngCounters.decodes++;
   let png: PNG;
   try {
@@ -38,20 +46,40 @@ export function decodePng(bytes: Uint8Array): RgbImage {
   } catch (err) {
     throw new ValidationError(`not a valid PNG image: ${(err as Error).message}`, { field: "image", cause: err });
   }
-  const rgb = new Uint8Array(png.width * png.height * 3);
-  for (let i = 0, j = 0; i < png.data.length; i += 4, j += 3) {
-    rgb[j] = png.data[i]!;
-    rgb[j + 1] = png.data[i + 1]!;
-    rgb[j + 2] = png.data[i + 2]!;
+  return { width: png.width, height: png.height, rgba: new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.byteLength) };
+}
+
+/** The RGB pixels of an RGBA image (alpha dropped). */
+export function rgbOf(img: RgbaImage): RgbImage {
+  const rgb = new Uint8Array(img.width * img.height * 3);
+  for (let i = 0, j = 0; i < img.rgba.length; i += 4, j += 3) {
+    rgb[j] = img.rgba[i]!;
+    rgb[j + 1] = img.rgba[i + 1]!;
+    rgb[j + 2] = img.rgba[i + 2]!;
   }
-  return { width: png.width, height: png.height, data: rgb };
+  return { width: img.width, height: img.height, data: rgb };
+}
+
+/** Decodes PNG bytes (any colour type) to RGB. */
+export function decodePng(bytes: Uint8Array): RgbImage {
+  return rgbOf(decodePngRgba(bytes));
+}
+
+/** Luminance (BT.601 weights) of the pixel whose red byte is at `i`, 0–255: how masks are read as black and white. */
+export function luminance(px: Uint8Array, i: number): number {
+  return 0.299 * px[i]! + 0.587 * px[i + 1]! + 0.114 * px[i + 2]!;
 }
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
+/** True when the bytes start with the PNG signature. */
+export function hasPngSignature(bytes: Uint8Array): boolean {
+  return bytes.length >= 8 && PNG_SIGNATURE.every((b, i) => bytes[i] === b);
+}
+
 /** Width and height from a PNG's IHDR chunk, without decoding it; ValidationError when the bytes are no PNG. */
 export function pngSize(bytes: Uint8Array, field = "image"): { width: number; height: number } {
-  const ok = bytes.length >= 24 && PNG_SIGNATURE.every((b, i) => bytes[i] === b) && String.fromCharCode(...bytes.subarray(12, 16)) === "IHDR";
+  const ok = bytes.length >= 24 && hasPngSignature(bytes) && String.fromCharCode(...bytes.subarray(12, 16)) === "IHDR";
   if (!ok) throw new ValidationError(`${field}: not a valid PNG image (no PNG signature and IHDR header)`, { field });
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return { width: view.getUint32(16), height: view.getUint32(20) };
@@ -126,7 +154,7 @@ export function decodeMaskPng(bytes: Uint8Array, field = "mask_image"): MaskImag
   }
   const data = new Uint8Array(rgb.width * rgb.height);
   for (let i = 0; i < data.length; i++) {
-    data[i] = Math.round(0.299 * rgb.data[i * 3]! + 0.587 * rgb.data[i * 3 + 1]! + 0.114 * rgb.data[i * 3 + 2]!);
+    data[i] = Math.round(luminance(rgb.data, i * 3));
   }
   return { width: rgb.width, height: rgb.height, data };
 }

@@ -1,8 +1,8 @@
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { MaskImage, RgbImage } from "../../utils/png.js";
+import { rgbOf, type MaskImage, type RgbImage } from "../../utils/png.js";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
-import { decodeUpload, openAIMask, resizeMask, resizeRgb, rgbOf, stepsRun, type RgbaUpload } from "../shared/edit-images.js";
+import { decodeUpload, openAIMask, resizeMask, resizeRgb, stepsRun, type RgbaUpload } from "../shared/edit-images.js";
 import { imageGenerationBodySchema, schemaError, toImageRequest, type ParsedImageRequest } from "./image-request.js";
 import type { ModelCard } from "./model-card.js";
 import { requestError } from "./openai-errors.js";

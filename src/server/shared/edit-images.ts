@@ -1,19 +1,12 @@
-import { PNG } from "pngjs";
 import { ValidationError } from "../../errors/omni-error.js";
 import { effectiveStrength, strengthSchedule } from "../../pipelines/init-image.js";
-import type { MaskImage, RgbImage } from "../../utils/png.js";
+import { decodePngRgba, hasPngSignature, luminance, type MaskImage, type RgbImage, type RgbaImage } from "../../utils/png.js";
 
 /** A decoded upload: RGBA pixels and whether any pixel is not fully opaque. */
-export interface RgbaUpload {
-  width: number;
-  height: number;
-  /** length = width * height * 4 */
-  rgba: Uint8Array;
+export interface RgbaUpload extends RgbaImage {
   /** True when some pixel has alpha < 255 (the image carries a transparency mask). */
   transparent: boolean;
 }
-
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /**
  * Most pixels an upload may declare (4096²). Checked on the PNG header before decoding, so a small file
@@ -31,20 +24,22 @@ function invalidImage(field: string, message: string, cause?: unknown): Validati
  */
 export function decodeUpload(bytes: Uint8Array, field: string): RgbaUpload {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length < 8 || !buf.subarray(0, 8).equals(PNG_SIGNATURE)) {
+  if (!hasPngSignature(buf)) {
     throw invalidImage(field, "not a PNG image (this server accepts PNG uploads only)");
   }
   // IHDR is the first chunk: width and height are the big-endian words at bytes 16 and 20.
   if (buf.length >= 24 && buf.readUInt32BE(16) * buf.readUInt32BE(20) > MAX_UPLOAD_PIXELS) {
     throw invalidImage(field, `${buf.readUInt32BE(16)}x${buf.readUInt32BE(20)} is larger than the ${MAX_UPLOAD_PIXELS} pixels an upload may have`);
   }
-  let png: PNG;
+  let png: RgbaImage;
   try {
-    png = PNG.sync.read(buf);
+    png = decodePngRgba(buf);
   } catch (err) {
-    throw invalidImage(field, `not a valid PNG image (${(err as Error).message})`, err);
+    // decodePngRgba names no field; the upload's field and pngjs's own reason go in this message.
+    const reason = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
+    throw invalidImage(field, `not a valid PNG image (${reason})`, err);
   }
-  const rgba = new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.byteLength);
+  const { rgba } = png;
   let transparent = false;
   for (let i = 3; i < rgba.length; i += 4) {
     if (rgba[i]! < 255) {
@@ -55,25 +50,12 @@ export function decodeUpload(bytes: Uint8Array, field: string): RgbaUpload {
   return { width: png.width, height: png.height, rgba, transparent };
 }
 
-/** The RGB pixels of an upload (alpha dropped). */
-export function rgbOf(img: RgbaUpload): RgbImage {
-  const data = new Uint8Array(img.width * img.height * 3);
-  for (let i = 0, j = 0; i < img.rgba.length; i += 4, j += 3) {
-    data[j] = img.rgba[i]!;
-    data[j + 1] = img.rgba[i + 1]!;
-    data[j + 2] = img.rgba[i + 2]!;
-  }
-  return { width: img.width, height: img.height, data };
-}
-
 /** 255 where `pick(rgbaOffset)` is true, else 0: our mask convention (255 = repaint). */
 function maskWhere(img: RgbaUpload, pick: (i: number) => boolean): MaskImage {
   const data = new Uint8Array(img.width * img.height);
   for (let p = 0; p < data.length; p++) data[p] = pick(p * 4) ? 255 : 0;
   return { width: img.width, height: img.height, data };
 }
-
-const luminance = (rgba: Uint8Array, i: number) => 0.299 * rgba[i]! + 0.587 * rgba[i + 1]! + 0.114 * rgba[i + 2]!;
 
 /**
  * OpenAI's mask convention: the fully transparent pixels (alpha 0) are repainted. A mask without any
