@@ -94,8 +94,9 @@ export interface GeneratedImageTransfer {
 }
 
 /**
- * The in-machine form of a {@link DiffusionOutput} (worker process → parent, over Node's `advanced` IPC
- * serialization): images as raw RGB bytes, latents as a Float32Array, errors serialized. No PNG, no base64.
+ * The in-machine form of a {@link DiffusionOutput} (worker process → parent, over the IPC channel):
+ * images as raw RGB bytes, latents as a Float32Array, errors serialized. No PNG; the channel packs the typed
+ * arrays as base64 of their raw bytes (protocol/worker-ipc.ts `packBinary`).
  */
 export interface DiffusionOutputTransfer {
   output: GeneratedImageTransfer[];

@@ -58,8 +58,8 @@ export interface OmniDiffusionRequestInit {
 }
 
 /**
- * The in-machine form of a request (parent → its own worker process, over Node's `advanced` IPC
- * serialization): the validated fields as they are, `image` and `mask` as raw bytes. Built only from a
+ * The in-machine form of a request (parent → its own worker process, over the IPC channel): the
+ * validated fields as they are, `image` and `mask` as raw bytes (packed by protocol/worker-ipc.ts `packBinary`). Built only from a
  * request that was validated when it was constructed, so the receiver does not validate it again.
  */
 export type OmniDiffusionRequestTransfer = {

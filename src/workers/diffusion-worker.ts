@@ -117,7 +117,7 @@ export class DiffusionWorker {
       [
         "generate",
         async (args, kw, ctx) => {
-          // `transfer: true` (our own parent, over advanced IPC): validated requests and a raw reply, no PNG.
+          // `transfer: true` (our own parent, over IPC): validated requests and a raw reply, no PNG.
           const transfer = kw.transfer === true;
           const requests = transfer && Array.isArray(args[0]) ? args[0].map((t) => OmniDiffusionRequest.fromTransfer(t as OmniDiffusionRequestTransfer)) : args[0];
           const out = await this.generateOutput(requests, { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) });

@@ -27,7 +27,7 @@ export class Generation {
   }
 
   /** Watches the connection; returns the function that stops watching. */
-  watch(): () => void {
+  #watch(): () => void {
     const res = this.reply.raw;
     const onClose = () => {
       if (res.writableFinished) return;
@@ -47,7 +47,7 @@ export class Generation {
     // shutdown never closes a connection whose answer is still being written.
     const untrack = ctx.track((reason) => this.controller.abort(reason));
     this.reply.raw.once("finish", untrack).once("close", untrack);
-    return this.watch();
+    return this.#watch();
   }
 
   get seconds(): number {
@@ -63,7 +63,7 @@ export class Generation {
 }
 
 /** `Server-Timing` value: the engine's stage durations plus the server's PNG encoding, in ms. */
-export function serverTiming(m: StageMetrics, encodeMs: number): string {
+function serverTiming(m: StageMetrics, encodeMs: number): string {
   const parts: [string, number | undefined][] = [
     ["queue", m.queueMs],
     ["first_step", m.firstStepMs],
@@ -77,7 +77,7 @@ export function serverTiming(m: StageMetrics, encodeMs: number): string {
 }
 
 /** Resolves with how `p` settled if it does so before the next macrotask, else null. */
-export function settledNow<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown } | null> {
+function settledNow<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown } | null> {
   return new Promise((resolve) => {
     const t = setImmediate(() => resolve(null));
     p.then(
@@ -103,7 +103,7 @@ export function logAbort(req: FastifyRequest, g: Generation, err: unknown): void
 }
 
 /** The configured public base plus the file path; a relative path without one (never the client's Host header). */
-export function imageUrl(ctx: ServerContext, id: string): string {
+function imageUrl(ctx: ServerContext, id: string): string {
   const base = (ctx.config.publicBaseUrl ?? "").replace(/\/+$/, "");
   return `${base}/v1/images/files/${id}`;
 }
