@@ -1,3 +1,4 @@
+import { settleWithin } from "../../utils/settle-within.js";
 import { inspect } from "node:util";
 import { fork, type ChildProcess } from "node:child_process";
 import type { Readable } from "node:stream";
@@ -259,10 +260,12 @@ export class WorkerProcess {
   async stop(graceMs: number): Promise<WorkerExit | null> {
     if (this.#exit) return this.#exit;
     this.#send({ type: "shutdown" });
-    const exited = await waitFor(this.exited, graceMs);
-    if (exited) return exited;
+    // `exited` never rejects; the timers must not keep a parent that is exiting alive.
+    const graceful = await settleWithin(this.exited, graceMs, { unref: true });
+    if (graceful.status === "fulfilled") return graceful.value;
     this.kill();
-    return waitFor(this.exited, 5_000);
+    const killed = await settleWithin(this.exited, 5_000, { unref: true });
+    return killed.status === "fulfilled" ? killed.value : null;
   }
 
   /** SIGKILL now. The exit handler still runs when the process is reaped. */
@@ -352,22 +355,4 @@ export class WorkerProcess {
 export function describeEnd(exit: WorkerExit): string {
   if (exit.silentMs !== null) return `sent no heartbeat for ${exit.silentMs}ms and was killed (${exit.signal ?? "SIGKILL"})`;
   return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
-}
-
-/** Resolves with the value, or null after `ms` (the timer never keeps the process alive). */
-export function waitFor<T>(p: Promise<T>, ms: number): Promise<T | null> {
-  return new Promise<T | null>((resolve) => {
-    const t = setTimeout(() => resolve(null), Math.max(0, ms));
-    t.unref();
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      () => {
-        clearTimeout(t);
-        resolve(null);
-      },
-    );
-  });
 }
