@@ -3,10 +3,10 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { ConfigError } from "../errors/omni-error.js";
 
-/** Where the ONNX components run. */
-export const DEVICES = ["cpu", "cuda"] as const;
-/** A device name: `cpu` or `cuda`. */
-export type Device = (typeof DEVICES)[number];
+import type { Device } from "../core/devices.js";
+
+// The device list lives in core (the config validates names against it); this module checks a device is usable.
+export { DEVICES, type Device } from "../core/devices.js";
 
 /** Files onnxruntime-node loads for its CUDA execution provider, which its npm package does not bundle. */
 const CUDA_PROVIDER_FILES = ["libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"];
