@@ -13,6 +13,7 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { DEFAULT_MODEL_DIR, MultiprocExecutor, parseConfig } from "../src/index.js";
+import { BareIpc } from "./lib/bare-ipc.js";
 import { describeMachine } from "./lib/machine.js";
 import { processesCpuUs } from "./lib/proc-cpu.js";
 import { intFlag, intListFlag, percentile, table } from "./lib/stats.js";
@@ -42,10 +43,12 @@ const threads = intFlag("threads", args.threads, 1);
 console.log(describeMachine());
 console.log(
   `ran: collectiveRpc("ping") through MultiprocExecutor with ${workerCounts.join("/")} workers (intraOpNumThreads ${threads}); ` +
-    `${warmup} warm-up calls each, then ${calls} timed calls each in ${rounds} interleaved rounds, one call at a time\n`,
+    `${warmup} warm-up calls each, then ${calls} timed calls each in ${rounds} interleaved rounds, one call at a time; ` +
+    `beside each, the same ping to as many bare Node children (bench/lib/bare-ipc.ts: Node's own IPC, the floor)\n`,
 );
 
 const executors = new Map<number, MultiprocExecutor>();
+const bare = new Map<number, BareIpc>(workerCounts.map((n) => [n, new BareIpc(n)]));
 try {
   // One at a time: starting many workers at once on a small machine only slows every start.
   for (const n of workerCounts) {
@@ -60,41 +63,60 @@ try {
     if (!Array.isArray(replies) || replies.length !== n) throw new Error(`ping with ${n} workers returned ${JSON.stringify(replies)}`);
     return us;
   };
+  const pingBare = async (b: BareIpc): Promise<number> => {
+    const t0 = process.hrtime.bigint();
+    await b.ping();
+    return Number(process.hrtime.bigint() - t0) / 1000;
+  };
   for (const [n, ex] of executors) for (let i = 0; i < warmup; i++) await ping(ex, n);
+  for (const b of bare.values()) for (let i = 0; i < warmup; i++) await pingBare(b);
 
   const samples = new Map<number, number[]>(workerCounts.map((n) => [n, []]));
   // CPU time spent per call, parent and workers: unlike latency, it does not grow with the machine's load.
   const cpu = new Map<number, { parentUs: number; workersUs: number }>(workerCounts.map((n) => [n, { parentUs: 0, workersUs: 0 }]));
+  const bareSamples = new Map<number, number[]>(workerCounts.map((n) => [n, []]));
+  const bareCpu = new Map<number, { parentUs: number; workersUs: number }>(workerCounts.map((n) => [n, { parentUs: 0, workersUs: 0 }]));
+  /** Times `per` calls of `one`, adding the latencies to `s` and this process's and `pids`' CPU time to `c`. */
+  const timed = async (per: number, one: () => Promise<number>, s: number[], c: { parentUs: number; workersUs: number }, pids: (number | undefined)[]) => {
+    const [p0, w0] = [process.cpuUsage(), processesCpuUs(pids)];
+    for (let i = 0; i < per; i++) s.push(await one());
+    const p1 = process.cpuUsage(p0);
+    c.parentUs += p1.user + p1.system;
+    c.workersUs += processesCpuUs(pids) - w0;
+  };
   for (let r = 0; r < rounds; r++) {
     const per = Math.floor(calls / rounds) + (r < calls % rounds ? 1 : 0);
     // Rotate the order each round so no worker count always follows the same one.
     const order = workerCounts.map((_, i) => workerCounts[(i + r) % workerCounts.length]!);
     for (const n of order) {
       const ex = executors.get(n)!;
-      const s = samples.get(n)!;
-      const pids = ex.rankStatus.map((r) => r.pid);
-      const [p0, w0] = [process.cpuUsage(), processesCpuUs(pids)];
-      for (let i = 0; i < per; i++) s.push(await ping(ex, n));
-      const p1 = process.cpuUsage(p0);
-      cpu.get(n)!.parentUs += p1.user + p1.system;
-      cpu.get(n)!.workersUs += processesCpuUs(pids) - w0;
+      await timed(per, () => ping(ex, n), samples.get(n)!, cpu.get(n)!, ex.rankStatus.map((r) => r.pid));
+      const b = bare.get(n)!;
+      await timed(per, () => pingBare(b), bareSamples.get(n)!, bareCpu.get(n)!, b.pids);
     }
   }
 
-  const rows: (string | number)[][] = [["workers", "calls", "p50 µs", "p90 µs", "p99 µs", "max µs", "parent CPU µs/call", "workers CPU µs/call"]];
+  const rows: (string | number)[][] = [["path", "workers", "calls", "p50 µs", "p90 µs", "p99 µs", "max µs", "parent CPU µs/call", "workers CPU µs/call"]];
   const summary: Record<string, unknown>[] = [];
-  for (const n of workerCounts) {
-    const s = samples.get(n)!;
-    const [p50, p90, p99] = [50, 90, 99].map((p) => percentile(s, p));
-    const max = Math.max(...s);
-    const { parentUs, workersUs } = cpu.get(n)!;
-    rows.push([n, s.length, p50!.toFixed(0), p90!.toFixed(0), p99!.toFixed(0), max.toFixed(0), (parentUs / s.length).toFixed(0), (workersUs / s.length).toFixed(0)]);
-    summary.push({ workers: n, calls: s.length, p50Us: p50, p90Us: p90, p99Us: p99, maxUs: max, parentCpuUsPerCall: parentUs / s.length, workersCpuUsPerCall: workersUs / s.length });
+  for (const [path, all, allCpu] of [["collectiveRpc", samples, cpu], ["bare Node IPC", bareSamples, bareCpu]] as const) {
+    for (const n of workerCounts) {
+      const s = all.get(n)!;
+      const [p50, p90, p99] = [50, 90, 99].map((p) => percentile(s, p));
+      const max = Math.max(...s);
+      const { parentUs, workersUs } = allCpu.get(n)!;
+      rows.push([path, n, s.length, p50!.toFixed(0), p90!.toFixed(0), p99!.toFixed(0), max.toFixed(0), (parentUs / s.length).toFixed(0), (workersUs / s.length).toFixed(0)]);
+      summary.push({ path, workers: n, calls: s.length, p50Us: p50, p90Us: p90, p99Us: p99, maxUs: max, parentCpuUsPerCall: parentUs / s.length, workersCpuUsPerCall: workersUs / s.length });
+    }
   }
   console.log(table(rows));
-  const two = summary.find((s) => s.workers === 2);
-  if (two) console.log(`\np50 at 2 workers: ${(two.p50Us as number).toFixed(0)} µs (target <= 150 µs)`);
+  const two = summary.find((s) => s.workers === 2 && s.path === "collectiveRpc");
+  const bareTwo = summary.find((s) => s.workers === 2 && s.path === "bare Node IPC");
+  if (two && bareTwo) {
+    const [ours, floor] = [two.p50Us as number, bareTwo.p50Us as number];
+    console.log(`\np50 at 2 workers: ${ours.toFixed(0)} µs (target <= 150 µs); bare Node IPC ${floor.toFixed(0)} µs, ratio ${(ours / floor).toFixed(2)}x`);
+  }
   if (args.json) writeFileSync(args.json, JSON.stringify({ args, summary }, null, 2));
 } finally {
+  for (const b of bare.values()) b.close();
   await Promise.all([...executors.values()].map((ex) => ex.close()));
 }
