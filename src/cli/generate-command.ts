@@ -20,6 +20,7 @@ import {
   jsonObjectArg,
   maskFileArg,
   sizeArg,
+  spinThreadsOption,
   strengthArg,
   type EngineFlags,
 } from "./options.js";
@@ -68,6 +69,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
+    .addOption(spinThreadsOption())
     .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)

@@ -74,6 +74,8 @@ export interface EngineFlags {
   executor?: string;
   executorOptions?: Record<string, unknown>;
   threads?: number;
+  /** `--spin-threads on|off` (see {@link spinThreadsOption}). */
+  spinThreads?: "on" | "off";
   device?: Device;
   /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
   allowNonNativeSizes?: boolean;
@@ -82,6 +84,11 @@ export interface EngineFlags {
 /** `--device cpu|cuda`, shared by every command that loads the model. */
 export function deviceOption(): Option {
   return new Option("--device <device>", "where the model runs: cpu, or cuda (onnxruntime-node's CUDA provider; see docs/models.md)").choices(DEVICES);
+}
+
+/** `--spin-threads on|off` → `intraOpSpinning`, shared by every command that builds an engine. */
+export function spinThreadsOption(): Option {
+  return new Option("--spin-threads <on|off>", "let idle onnxruntime threads busy-wait for work (default: off under continuous batching, on otherwise)").choices(["on", "off"]);
 }
 
 /** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
@@ -94,6 +101,7 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.executor ? { executorClass: f.executor } : {}),
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
+    ...(f.spinThreads ? { intraOpSpinning: f.spinThreads === "on" } : {}),
     ...(f.device ? { device: f.device } : {}),
     ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
   };

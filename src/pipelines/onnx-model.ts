@@ -16,6 +16,8 @@ export interface SessionOptions {
   /** Where the sessions run (default `cpu`); `cuda` is checked before any session is created. */
   device?: Device;
   intraOpNumThreads?: number;
+  /** onnxruntime's `session.intra_op.allow_spinning`; absent: its default (on). */
+  intraOpSpinning?: boolean;
 }
 
 /**
@@ -50,6 +52,7 @@ export class OnnxModel {
         intraOpNumThreads: this.#opts.intraOpNumThreads,
         interOpNumThreads: 1,
         graphOptimizationLevel: "all",
+        ...(this.#opts.intraOpSpinning === undefined ? {} : { extra: { session: { intra_op: { allow_spinning: this.#opts.intraOpSpinning ? "1" : "0" } } } }),
       });
     } catch (err) {
       const deviceErr = deviceStartError(device, err);

@@ -15,6 +15,8 @@ export interface PipelineLoadOptions {
   device?: Device;
   /** onnxruntime intra-op threads for each session. */
   intraOpNumThreads?: number;
+  /** Let idle intra-op threads spin for work (onnxruntime's `session.intra_op.allow_spinning`; its default: on). */
+  intraOpSpinning?: boolean;
 }
 
 export interface GenerateOptions {

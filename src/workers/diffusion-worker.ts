@@ -74,7 +74,8 @@ export interface WorkerStats {
 /** A worker extension class (vLLM's `worker_extension_cls`): constructed with the worker it extends. */
 export type WorkerExtensionClass = new (worker: DiffusionWorker) => object;
 
-type Builtin = (args: unknown[], kwargs: Record<string, unknown>, ctx: WorkerCallContext) => Promise<unknown>;
+/** A built-in method: the cheap ones answer synchronously (see {@link DiffusionWorker.dispatch}). */
+type Builtin = (args: unknown[], kwargs: Record<string, unknown>, ctx: WorkerCallContext) => unknown;
 
 /**
  * One rank: holds a loaded {@link DiffusionPipeline} and answers RPC calls by name (`generate`, `ping`,
@@ -124,12 +125,12 @@ export class DiffusionWorker {
           return transfer ? out.toTransfer() : out.toDict();
         },
       ],
-      ["ping", async () => this.ping()],
-      ["getStats", async () => this.getStats()],
-      ["describeModel", async () => this.describeModel()],
-      ["sleep", async (args, kw) => this.sleep(args[0] ?? kw.level)],
-      ["wakeUp", async (args, kw) => this.wakeUp(args[0] ?? kw.tags)],
-      ["abort", async (args, kw) => this.abort(args[0] ?? kw.requestId)],
+      ["ping", () => this.ping()],
+      ["getStats", () => this.getStats()],
+      ["describeModel", () => this.describeModel()],
+      ["sleep", (args, kw) => this.sleep(args[0] ?? kw.level)],
+      ["wakeUp", (args, kw) => this.wakeUp(args[0] ?? kw.tags)],
+      ["abort", (args, kw) => this.abort(args[0] ?? kw.requestId)],
     ]);
   }
 
@@ -190,6 +191,15 @@ export class DiffusionWorker {
    * not empty. Unknown names throw UnknownMethodError; a call whose deadline already passed throws TimeoutError.
    */
   async call(method: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}, ctx: WorkerCallContext = {}): Promise<unknown> {
+    return this.dispatch(method, args, kwargs, ctx);
+  }
+
+  /**
+   * {@link call} without the promise where the method needs none: `ping`, `getStats`, `describeModel`, `abort`
+   * and synchronous extension methods return their value (or throw) at once; the others return a promise.
+   * The worker process answers from here, so a liveness ping costs no async hops (bench/rpc.ts).
+   */
+  dispatch(method: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}, ctx: WorkerCallContext = {}): unknown {
     if (this.#closed) throw new ClosedError(`worker rank ${this.rank} is closed`, { data: { rank: this.rank, method } });
     if (ctx.deadline !== undefined && Date.now() >= ctx.deadline) {
       throw new TimeoutError(`${method} reached worker rank ${this.rank} after its deadline`, { data: { rank: this.rank, method } });

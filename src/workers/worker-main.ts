@@ -78,6 +78,8 @@ function send(msg: WorkerMessage, then?: () => void): void {
   }
 }
 
+const isThenable = (v: unknown): v is PromiseLike<unknown> => typeof (v as PromiseLike<unknown> | null)?.then === "function";
+
 async function main(): Promise<void> {
   if (!process.send) {
     process.stderr.write("omni-diffusion worker: no IPC channel; start this file with child_process.fork\n");
@@ -105,27 +107,31 @@ async function main(): Promise<void> {
   }
 
   let shuttingDown = false;
-  const onCall = async (msg: RpcCallMessage) => {
+  const reply = (id: number, result: unknown) => send({ type: "reply", id, ok: true, result: result === undefined ? null : result });
+  const fail = (id: number, err: unknown) => send({ type: "reply", id, ok: false, error: serializeError(err) });
+  // Synchronous methods (ping, getStats) are answered inside this message's turn, with no promise in between.
+  const onCall = (msg: RpcCallMessage) => {
+    let result: unknown;
     try {
-      const result = await worker.call(msg.method, msg.args ?? [], msg.kwargs ?? {}, {
-        deadline: msg.deadline,
-        onProgress: (p) => queueProgress(toProgressItem(msg.id, p)),
-      });
-      send({ type: "reply", id: msg.id, ok: true, result: result === undefined ? null : result });
+      const args = msg.args ? (unpackBinary(msg.args) as unknown[]) : [];
+      const kwargs = msg.kwargs ? (unpackBinary(msg.kwargs) as Record<string, unknown>) : {};
+      result = worker.dispatch(msg.method, args, kwargs, { deadline: msg.deadline, onProgress: (p) => queueProgress(toProgressItem(msg.id, p)) });
     } catch (err) {
-      send({ type: "reply", id: msg.id, ok: false, error: serializeError(err) });
+      return fail(msg.id, err);
     }
+    if (isThenable(result)) result.then((v: unknown) => reply(msg.id, v), (err: unknown) => fail(msg.id, err));
+    else reply(msg.id, result);
   };
 
-  process.on("message", (packed: unknown) => {
-    const msg = unpackBinary(packed);
+  // Only a call's args and kwargs can hold packed bytes (packBinary): the rest is read as it came.
+  process.on("message", (msg: unknown) => {
     if (!isParentMessage(msg)) {
       process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${inspect(msg, { depth: 2, breakLength: Infinity }).slice(0, 200)}\n`);
       return;
     }
     switch (msg.type) {
       case "call":
-        void onCall(msg);
+        onCall(msg);
         break;
       case "abort":
         worker.abort(msg.requestId);

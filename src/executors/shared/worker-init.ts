@@ -11,7 +11,7 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
   return {
     rank,
     modelDir: resolvePath(config.model),
-    load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads },
+    load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads, intraOpSpinning: config.intraOpSpinning },
     workerExtension: config.workerExtension,
     batching: config.batching,
     maxBatchRows: config.maxBatchRows,
