@@ -5,8 +5,9 @@
  * overall and for the 4-step requests, mean UNet rows per call, and the ratios continuous/none and
  * continuous/request against the targets (issue 10: continuous/none ≥ 85 % of the physical bound, continuous ≥
  * request-level throughput, 4-step p95 ≤ 0.5× that of `request`). The physical bound is measured in-process in
- * the same run: rows/s of one UNet step at the continuous run's mean rows per call against 1 row (with
- * --unet-profile, the whole 1…32 curve too). Then, unless --split off, it replays the workload through an
+ * the same run: rows/s of one UNet step at the continuous run's mean rows per call against 1 row, each size at
+ * the faster of onnxruntime's two thread-waiting modes (with --unet-profile, the whole 1…32 curve too). Beside
+ * it, the bound against `none`'s own rows per call: a guided request is 2 rows even when it runs alone. Then, unless --split off, it replays the workload through an
  * in-process engine with real worker processes per --split policy and prints where the step time went
  * (UNet, scheduler math, text encode, VAE decode, previews, progress callbacks, the rest of the loop, outside
  * the loop), the per-request IPC/framing time (parent-observed minus worker time), and images per worker
@@ -30,7 +31,7 @@ import { startCliServer, stopCliServer } from "./lib/cli-server.js";
 import { describeMachine } from "./lib/machine.js";
 import { makeRequests, percentile, runLoad, sendOne, type LoadOptions, type LoadRequest, type LoadResult } from "./lib/serve-load.js";
 import { intFlag, intListFlag, table } from "./lib/stats.js";
-import { unetProfile } from "./lib/unet-profile.js";
+import { bestUnetProfile, msAtRows } from "./lib/unet-profile.js";
 import { loopSplit, splitRows, type LoopSplit } from "./lib/loop-split.js";
 
 const { values: args } = parseArgs({
@@ -260,13 +261,17 @@ console.log(
 const get = (p: BatchingPolicy) => results.find((r) => r.policy === p);
 const [cont, req, none] = [get("continuous"), get("request"), get("none")];
 
-// The physical bound: UNet rows/s at the loop's mean rows per call against 1 row, measured here, now.
+// The physical bound: UNet rows/s at the loop's mean rows per call against 1 row, measured here, now; and against
+// the rows per call `none` itself ran (guided requests are 2 rows even one at a time).
 const meanRows = cont && Number.isFinite(cont.meanRows) ? Math.max(1, Math.round(cont.meanRows)) : null;
-const profileRows = [...new Set([1, ...(args["unet-profile"] ? intListFlag("unet-rows", args["unet-rows"]) : []), ...(meanRows ? [meanRows] : [])])].sort((a, b) => a - b);
-let profile: Awaited<ReturnType<typeof unetProfile>> | null = null;
+const noneRows = none && Number.isFinite(none.meanRows) ? none.meanRows : null;
+const profileRows = [
+  ...new Set([1, ...(args["unet-profile"] ? intListFlag("unet-rows", args["unet-rows"]) : []), ...(meanRows ? [meanRows] : []), ...(noneRows ? [Math.floor(noneRows), Math.ceil(noneRows)] : [])]),
+].sort((a, b) => a - b);
+let profile: Awaited<ReturnType<typeof bestUnetProfile>> | null = null;
 if (profileRows.length > 1) {
-  console.log(`\nOne UNet step (pipeline.step, ${args.size}, no guidance) vs rows, in-process with ${threads} thread(s):`);
-  profile = await unetProfile({ modelDir: DEFAULT_MODEL_DIR, threads, size: args.size!, rows: profileRows });
+  console.log(`\nOne UNet step (pipeline.step, ${args.size}, no guidance) vs rows, in-process with ${threads} thread(s), the faster of idle threads spinning or sleeping per size:`);
+  profile = await bestUnetProfile({ modelDir: DEFAULT_MODEL_DIR, threads, size: args.size!, rows: profileRows, iters: 16 });
   console.log(
     table([
       ["rows", "ms/call", "ms/row", "rows/s", "gain vs 1 row", "CPU ms/row", "CPU gain vs 1 row"],
@@ -284,6 +289,7 @@ if (profileRows.length > 1) {
 }
 const cpuBound = meanRows && profile ? profile.find((p) => p.rows === meanRows)!.cpuGain : null;
 const bound = meanRows && profile ? profile.find((p) => p.rows === meanRows)!.gain : null;
+const matchedBound = meanRows && noneRows && profile ? meanRows / msAtRows(profile, meanRows) / (noneRows / msAtRows(profile, noneRows)) : null;
 
 console.log();
 if (cont && none) {
@@ -294,6 +300,12 @@ if (cont && none) {
     console.log(
       `physical bound at ${meanRows} rows/call:  ${bound.toFixed(2)}x  (UNet rows/s at ${meanRows} rows vs 1 row, in-process)\n` +
         `continuous efficiency vs bound: ${(100 * eff).toFixed(0)}%  (target >= 85%: ${eff >= 0.85 ? "met" : "MISSED"})`,
+    );
+  }
+  if (matchedBound) {
+    console.log(
+      `bound vs none's own ${noneRows!.toFixed(2)} rows/call: ${matchedBound.toFixed(2)}x  (what batching can add to this workload run one request at a time)\n` +
+        `continuous efficiency vs it:    ${((100 * x) / matchedBound).toFixed(0)}%`,
     );
   }
 }
@@ -351,4 +363,4 @@ if (splits.length) {
   }
   if (c && r) console.log(`per CPU-second continuous/request: ${(perCpuS(c) / perCpuS(r)).toFixed(2)}x`);
 }
-if (args.json) writeFileSync(args.json, JSON.stringify({ args, count: planned.value?.requests.length, rate: planned.value?.rate, calibratedMs: planned.value?.calibratedMs, results, profile, bound, splits }, null, 2));
+if (args.json) writeFileSync(args.json, JSON.stringify({ args, count: planned.value?.requests.length, rate: planned.value?.rate, calibratedMs: planned.value?.calibratedMs, results, profile, bound, matchedBound, splits }, null, 2));

@@ -2,7 +2,7 @@
  * What the engine and the multi-process executor add on top of the pipeline (issue 3, Benchmarks):
  * A = `engine.step(requests)` through the default MultiprocExecutor (1 worker process), against
  * B = the same pipeline loaded in this process (`loadPipeline`) and called directly (`generate`), with the
- * same requests and the same intraOpNumThreads. Target: median(A) / median(B) ≤ 1.03.
+ * same requests, the same intraOpNumThreads and the same intraOpSpinning (the engine's default). Target: median(A) / median(B) ≤ 1.03.
  *
  * Both are loaded before any timing; rounds alternate A/B and swap the order every round (ABBA), so drift in
  * machine load hits both alike. While one side runs the other is idle (the worker waits on IPC; this process
@@ -51,11 +51,11 @@ const requests = () =>
 // The whole set must go to the worker as one batch, as it goes to the pipeline in one generate call.
 const engine = await DiffusionEngine.create({ model: args.model, numGpus: 1, intraOpNumThreads: threads, limits: { maxBatchSize: Math.max(8, count) } });
 try {
-  const pipe = await loadPipeline(args.model!, { intraOpNumThreads: threads });
+  const pipe = await loadPipeline(args.model!, { intraOpNumThreads: threads, intraOpSpinning: engine.config.intraOpSpinning });
   const { defaults } = pipe.info;
   console.log(
     `ran: ${count} requests per call, ${steps ?? defaults.numInferenceSteps} steps${steps === null ? " (model default)" : ""}, ` +
-      `${defaults.scheduler} and guidance ${defaults.guidanceScale} (model defaults), intraOpNumThreads ${threads}; ` +
+      `${defaults.scheduler} and guidance ${defaults.guidanceScale} (model defaults), intraOpNumThreads ${threads}, intraOpSpinning ${engine.config.intraOpSpinning}; ` +
       `A = engine.step via MultiprocExecutor (1 worker, batchWindowMs ${engine.config.batchWindowMs}), B = pipeline.generate in-process; ` +
       `1 warm-up each, then ${rounds} rounds A/B, order swapped every round\n`,
   );

@@ -20,10 +20,10 @@ export interface UnetProfileRow {
   cpuGain: number;
 }
 
-export async function unetProfile(opts: { modelDir: string; threads: number; size: string; rows: number[]; iters?: number }): Promise<UnetProfileRow[]> {
+export async function unetProfile(opts: { modelDir: string; threads: number; size: string; rows: number[]; iters?: number; spinning?: boolean }): Promise<UnetProfileRow[]> {
   const iters = opts.iters ?? 8;
   const [width, height] = opts.size.split("x").map(Number) as [number, number];
-  const pipeline = await loadPipeline(opts.modelDir, { intraOpNumThreads: opts.threads });
+  const pipeline = await loadPipeline(opts.modelDir, { intraOpNumThreads: opts.threads, intraOpSpinning: opts.spinning });
   if (!isSteppable(pipeline)) throw new Error(`${pipeline.info.className} has no step-level interface to profile`);
   try {
     pipeline.maxBatchRows = Math.max(...opts.rows);
@@ -45,11 +45,34 @@ export async function unetProfile(opts: { modelDir: string; threads: number; siz
         cpu[k]!.push((c.user + c.system) / 1000);
       }
     }
-    const out = opts.rows.map((rows, k) => ({ rows, msPerCall: median(times[k]!), cpuMsPerCall: median(cpu[k]!) }));
-    const perRow1 = out[0]!.msPerCall / out[0]!.rows;
-    const cpuPerRow1 = out[0]!.cpuMsPerCall / out[0]!.rows;
-    return out.map((r) => ({ ...r, gain: perRow1 / (r.msPerCall / r.rows), cpuGain: cpuPerRow1 / (r.cpuMsPerCall / r.rows) }));
+    return withGains(opts.rows.map((rows, k) => ({ rows, msPerCall: median(times[k]!), cpuMsPerCall: median(cpu[k]!) })));
   } finally {
     await pipeline.release();
   }
+}
+
+/** Gains against the first row (the smallest batch) of a profile. */
+function withGains(out: Omit<UnetProfileRow, "gain" | "cpuGain">[]): UnetProfileRow[] {
+  const perRow1 = out[0]!.msPerCall / out[0]!.rows;
+  const cpuPerRow1 = out[0]!.cpuMsPerCall / out[0]!.rows;
+  return out.map((r) => ({ ...r, gain: perRow1 / (r.msPerCall / r.rows), cpuGain: cpuPerRow1 / (r.cpuMsPerCall / r.rows) }));
+}
+
+/**
+ * The machine's best at each row count, whichever way onnxruntime's threads wait: the profile with idle
+ * threads spinning and the one with them sleeping, the faster of the two per row count (spinning wins
+ * small calls on an idle machine, sleeping big ones). A bound no setting of ours can beat.
+ */
+export async function bestUnetProfile(opts: { modelDir: string; threads: number; size: string; rows: number[]; iters?: number }): Promise<UnetProfileRow[]> {
+  const spin = await unetProfile({ ...opts, spinning: true });
+  const sleep = await unetProfile({ ...opts, spinning: false });
+  return withGains(spin.map((a, i) => (sleep[i]!.msPerCall < a.msPerCall ? sleep[i]! : a)));
+}
+
+/** ms of one call at a fractional row count, linear between the profile's neighbouring rows (a mean rows/call). */
+export function msAtRows(profile: UnetProfileRow[], rows: number): number {
+  const below = [...profile].reverse().find((p) => p.rows <= rows) ?? profile[0]!;
+  const above = profile.find((p) => p.rows >= rows) ?? profile[profile.length - 1]!;
+  if (above.rows === below.rows) return below.msPerCall;
+  return below.msPerCall + ((rows - below.rows) / (above.rows - below.rows)) * (above.msPerCall - below.msPerCall);
 }
