@@ -9,8 +9,9 @@
  * {@link DiffusionOutputTransfer}.
  *
  * Why not `serialization: "advanced"` (structured clone, typed arrays as they are): measured on the RPC hot
- * path (bench/rpc.ts, 2 workers) it cost about 50 % more latency and CPU per call than JSON (p50 ≈ 425 vs
- * 283 µs, parent CPU ≈ 320 vs 200 µs per ping), while base64 of raw bytes costs little next to a UNet step.
+ * path (bench/rpc.ts, 2 workers, steady state after its warm-up) it cost about 25 % more latency and CPU per
+ * call than JSON (p50 ≈ 97–100 vs 73–82 µs, parent CPU ≈ 80 vs 58 µs per ping), while base64 of raw bytes
+ * costs little next to a UNet step.
  */
 import type { SerializedError } from "../errors/omni-error.js";
 import type { OmniDiffusionRequestTransfer } from "../core/request.js";
