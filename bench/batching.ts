@@ -15,7 +15,7 @@
  *
  *   npx tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45]
  *     [--num-requests N] [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4]
- *     [--size 32x32] [--workers 1] [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0]
+ *     [--size 32x32] [--workers 1] [--threads 2] [--spin-threads on|off] [--max-batch 16] [--max-batch-rows 32] [--seed 0]
  *     [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]
  *
  * With --num-requests or --request-rate left out, a short calibration on the first server (two requests
@@ -47,6 +47,7 @@ const { values: args } = parseArgs({
     size: { type: "string", default: "32x32" },
     workers: { type: "string", default: "1" },
     threads: { type: "string", default: "2" },
+    "spin-threads": { type: "string" },
     "max-batch": { type: "string", default: "16" },
     "max-batch-rows": { type: "string", default: "32" },
     seed: { type: "string", default: "0" },
@@ -60,7 +61,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`usage: tsx bench/batching.ts [--policies continuous,request,none] [--concurrency 16] [--target-s 45] [--num-requests N]
        [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4] [--size 32x32] [--workers 1]
-       [--threads 2] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]`);
+       [--threads 2] [--spin-threads on|off] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]`);
   process.exit(0);
 }
 
@@ -84,8 +85,13 @@ if (weights.length !== steps.length || guidances.some((g) => !Number.isFinite(g)
   console.error("--step-weights needs one weight per --steps entry, and --guidance non-negative numbers");
   process.exit(2);
 }
+const spin = args["spin-threads"];
+if (spin !== undefined && spin !== "on" && spin !== "off") {
+  console.error(`--spin-threads must be "on" or "off" (left out: each policy's default), got ${spin}`);
+  process.exit(2);
+}
 const serverFlags = (policy: BatchingPolicy) => [
-  "--workers", String(workers), "--threads", String(threads), "--batching", policy,
+  "--workers", String(workers), "--threads", String(threads), "--batching", policy, ...(spin ? ["--spin-threads", spin] : []),
   "--max-batch", String(intFlag("max-batch", args["max-batch"], 1)), "--max-batch-rows", String(intFlag("max-batch-rows", args["max-batch-rows"], 1)),
   "--max-queue", "100000", "--max-steps", String(Math.max(150, ...steps)),
 ];
@@ -326,6 +332,7 @@ for (const policy of splitPolicies) {
     concurrency,
     workers,
     threads,
+    ...(spin ? { spinning: spin === "on" } : {}),
     maxBatch: intFlag("max-batch", args["max-batch"], 1),
     maxBatchRows: intFlag("max-batch-rows", args["max-batch-rows"], 1),
   });

@@ -56,12 +56,15 @@ export async function loopSplit(opts: {
   concurrency: number;
   workers: number;
   threads: number;
+  /** `intraOpSpinning`; absent: the policy's default. */
+  spinning?: boolean;
   maxBatch: number;
   maxBatchRows: number;
 }): Promise<LoopSplit> {
   const engine = await DiffusionEngine.create({
     numGpus: opts.workers,
     intraOpNumThreads: opts.threads,
+    ...(opts.spinning === undefined ? {} : { intraOpSpinning: opts.spinning }),
     batching: opts.policy,
     maxBatchRows: opts.maxBatchRows,
     limits: { maxBatchSize: opts.maxBatch, maxQueue: 100_000, maxSteps: Math.max(150, ...opts.requests.map((r) => r.steps)) },
