@@ -45,6 +45,12 @@ type HttpOptions = z.output<typeof httpOptionsSchema>;
  */
 export class HttpDiffusionExecutor extends RemoteExecutor<HttpClient, HttpOptions> {
   static override readonly supportsAbortMidStep: boolean = true;
+  /**
+   * The far end is an `omni-diffusion worker`, whose own engine merges overlapping calls into its workers'
+   * step loops: sending each request at once beats holding it here for a batch window (and a batch there
+   * would only wait for its slowest member).
+   */
+  static override readonly supportsContinuousBatching: boolean = true;
 
   constructor(config: OmniDiffusionConfig) {
     super(config, httpOptionsSchema);
