@@ -9,10 +9,11 @@ import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
-import { OnnxModel, floatData, floatTensor, numericTensor, ort, type SessionOptions } from "./onnx-model.js";
+import { OnnxModel, floatData, floatTensor, type SessionOptions } from "./onnx-model.js";
 import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal } from "./random.js";
-import { applyGuidance, chwToRgb, guidanceScaleEmbedding } from "./tensor-ops.js";
+import { applyGuidance, chwToRgb } from "./tensor-ops.js";
+import { unetFeeds, type UnetRow } from "./unet-feeds.js";
 import { describeOnnxModel } from "./model-limits.js";
 import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
@@ -278,7 +279,6 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   async #stepGroup(states: DenoiseState[]): Promise<UnetCall[]> {
     const t0 = performance.now();
     const unet = this.#unet;
-    const tsInput = unet.input("timestep")!;
     // Exports with a scalar timestep cannot mix steps in one call: split by timestep then.
     const perRowTimestep = this.#perRowTimestep;
     if (!perRowTimestep) {
@@ -295,7 +295,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     }
     const [c, h, w] = states[0]!.latentShape;
     const size = c * h * w;
-    const rows: { input: Float32Array; t: number; ctx: Float32Array; w: number }[] = [];
+    const rows: UnetRow[] = [];
     const live: DenoiseState[] = [];
     for (const s of states) {
       // Each state's rows are built apart, so a sampler that throws fails its own request only.
@@ -315,27 +315,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       }
     }
     if (!live.length) return [];
-    const ctxLen = rows[0]!.ctx.length;
-    const sample = new Float32Array(rows.length * size);
-    const ctx = new Float32Array(rows.length * ctxLen);
-    rows.forEach((r, i) => {
-      sample.set(r.input, i * size);
-      ctx.set(r.ctx, i * ctxLen);
-    });
     const n = rows.length;
-    // Float inputs go in the dtype the export declares (fp16 exports are converted here, latents stay float32).
-    const feeds: Record<string, ort.Tensor> = {
-      sample: floatTensor(unet.input("sample")!.type, sample, [n, c, h, w]),
-      timestep: numericTensor(tsInput.type, perRowTimestep ? rows.map((r) => r.t) : [rows[0]!.t], perRowTimestep ? [n] : tsInput.shape.length ? [1] : []),
-      encoder_hidden_states: floatTensor(unet.input("encoder_hidden_states")!.type, ctx, [n, this.#prompts.maxLength, ctxLen / this.#prompts.maxLength]),
-    };
-    const tc = unet.input("timestep_cond");
-    if (tc) {
-      const dim = Number(tc.shape[1]) || 256;
-      const emb = new Float32Array(n * dim);
-      rows.forEach((r, i) => emb.set(guidanceScaleEmbedding(r.w - 1, dim), i * dim));
-      feeds.timestep_cond = floatTensor(tc.type, emb, [n, dim]);
-    }
+    const feeds = unetFeeds(unet, rows, [c, h, w], this.#prompts.maxLength, perRowTimestep);
     const tUnet = performance.now();
     const out = await unet.run(feeds);
     const unetMs = performance.now() - tUnet;

@@ -10,7 +10,6 @@ import {
   assertSameLength,
   clipInPlace,
   makeBetas,
-  notReady,
   resolveConfig,
   spacedTimesteps,
   validateNumSteps,
@@ -19,6 +18,7 @@ import {
   type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
+import { notReady } from "./step-index.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
 
 /** DDIM config: the shared keys plus `set_alpha_to_one`, `clip_sample(_range)` and our `eta` extension. */

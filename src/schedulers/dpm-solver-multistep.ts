@@ -4,7 +4,6 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
-  checkBeginIndex,
   BASE_DEFAULTS,
   alphasCumprod,
   assertSameLength,
@@ -13,10 +12,7 @@ import {
   linspace,
   makeBetas,
   mixNoise,
-  noiseIndex,
-  notReady,
   resolveConfig,
-  resolveStepIndex,
   roundHalfEven,
   sigmaToT,
   sigmasFromAlphasCumprod,
@@ -26,6 +22,7 @@ import {
   type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
+import { checkBeginIndex, noiseIndex, notReady, resolveStepIndex } from "./step-index.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
 
 /** DPM-Solver config: the shared keys plus the solver options we implement. */

@@ -5,21 +5,19 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
-  checkBeginIndex,
   mixNoise,
-  noiseIndex,
   BASE_DEFAULTS,
   assertSameLength,
   flowShift,
   karrasSigmas,
   linspace,
   resolveConfig,
-  resolveStepIndex,
   timeShift,
   validateNumSteps,
   type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
+import { checkBeginIndex, noiseIndex, resolveStepIndex } from "./step-index.js";
 import type { NoiseSource, Scheduler, SchedulerConfig, SetTimestepsOptions } from "./types.js";
 
 /** Flow-matching config: `shift` and the Flux dynamic-shift keys (beta keys are irrelevant here). */

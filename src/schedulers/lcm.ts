@@ -5,7 +5,6 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
-  checkBeginIndex,
   addNoiseVP,
   alphaCumprodAt,
   BASE_DEFAULTS,
@@ -14,13 +13,13 @@ import {
   clipInPlace,
   makeBetas,
   resolveConfig,
-  resolveStepIndex,
   validateNumSteps,
   vpToX0Eps,
   VP_PREDICTION_TYPES,
   type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
+import { checkBeginIndex, resolveStepIndex } from "./step-index.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
 
 /** LCM config: the shared keys plus the distillation schedule and boundary-condition scaling. */

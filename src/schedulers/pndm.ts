@@ -11,13 +11,13 @@ import {
   alphasCumprod,
   assertSameLength,
   makeBetas,
-  notReady,
   resolveConfig,
   spacedTimesteps,
   validateNumSteps,
   type PredictionType,
   type ResolvedSchedulerConfig,
 } from "./math.js";
+import { notReady } from "./step-index.js";
 import type { Scheduler, SchedulerConfig } from "./types.js";
 
 /** PNDM config: the shared keys plus `set_alpha_to_one`. */

@@ -2,21 +2,9 @@
  * What Euler and Euler ancestral share: the variance-exploding sigma table, step-index tracking,
  * input scaling and noising. Each subclass only says how one step moves the sample.
  */
-import {
-  checkBeginIndex,
-  EULER_FAMILY_DEFAULTS,
-  EulerSigmaTable,
-  eulerInitNoiseSigma,
-  mixNoise,
-  noiseIndex,
-  resolveEulerConfig,
-  resolveStepIndex,
-  scaleBySigma,
-  validateNumSteps,
-  VP_PREDICTION_TYPES,
-  type EulerConfig,
-  type PredictionType,
-} from "./math.js";
+import { mixNoise, validateNumSteps, VP_PREDICTION_TYPES, type PredictionType } from "./math.js";
+import { checkBeginIndex, noiseIndex, resolveStepIndex } from "./step-index.js";
+import { EULER_FAMILY_DEFAULTS, EulerSigmaTable, eulerInitNoiseSigma, resolveEulerConfig, scaleBySigma, type EulerConfig } from "./euler-family.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
 
 /** Base of the Euler-family samplers (sample space `x = x0 + sigma * eps`, fractional timesteps). */

@@ -5,7 +5,6 @@ import {
   BASE_DEFAULTS,
   alphasCumprod,
   flowShift,
-  indexForTimestep,
   interp,
   karrasSigmas,
   linspace,
@@ -21,6 +20,7 @@ import {
   veToX0,
   vpToX0Eps,
 } from "../../src/schedulers/math.js";
+import { indexForTimestep } from "../../src/schedulers/step-index.js";
 import type { SchedulerConfig } from "../../src/schedulers/types.js";
 import { SD_CONFIG, allClose, close } from "./helpers.js";
 
