@@ -54,13 +54,19 @@ export function callMetadata(apiKey: string | undefined): grpc.Metadata {
   return md;
 }
 
-/** Channel options both sides use: message limits for image payloads, quick reconnects after a server restart. */
+/**
+ * Channel options both sides use: message limits for image payloads, quick reconnects after a server
+ * restart. grpc-js's own retries are off (the remote policy retries, with its breaker and backoff, and a
+ * second layer would multiply attempts) and so is channelz, which nothing here reads: both cost per call.
+ */
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
   "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
   "grpc.initial_reconnect_backoff_ms": 100,
   "grpc.max_reconnect_backoff_ms": 1_000,
   "grpc.keepalive_time_ms": 30_000,
+  "grpc.enable_retries": 0,
+  "grpc.enable_channelz": 0,
 };
 
 /** The gRPC status a server answers an OmniError with. */
