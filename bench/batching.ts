@@ -6,9 +6,9 @@
  * continuous/request against the targets (issue 10: continuous/none ≥ 85 % of the physical bound, continuous ≥
  * request-level throughput, 4-step p95 ≤ 0.5× that of `request`). The physical bound is measured in-process in
  * the same run: rows/s of one UNet step at the continuous run's mean rows per call against 1 row, each size at
- * the faster of onnxruntime's two thread-waiting modes (with --unet-profile, the whole 1…32 curve too). Beside
- * it, the bound against `none`'s own rows per call: a guided request is 2 rows even when it runs alone. Then, unless --split off, it replays the workload through an
- * in-process engine with real worker processes per --split policy and prints where the step time went
+ * the faster of onnxruntime's two thread-waiting modes, both printed (with --unet-profile, the whole 1…32 curve
+ * too). Beside it, the bound against `none`'s own rows per call: a guided request is 2 rows even when it runs
+ * alone. Then, unless --split off, it replays the workload through an in-process engine with real worker processes per --split policy and prints where the step time went
  * (UNet, scheduler math, text encode, VAE decode, previews, progress callbacks, the rest of the loop, outside
  * the loop), the per-request IPC/framing time (parent-observed minus worker time), and images per worker
  * CPU-second, which other load on a shared machine does not inflate (the bound in CPU terms beside it).
@@ -280,10 +280,12 @@ if (profileRows.length > 1) {
   profile = await bestUnetProfile({ modelDir: DEFAULT_MODEL_DIR, threads, size: args.size!, rows: profileRows, iters: 16 });
   console.log(
     table([
-      ["rows", "ms/call", "ms/row", "rows/s", "gain vs 1 row", "CPU ms/row", "CPU gain vs 1 row"],
+      ["rows", "ms/call", "spinning", "sleeping", "ms/row", "rows/s", "gain vs 1 row", "CPU ms/row", "CPU gain vs 1 row"],
       ...profile.map((p) => [
         p.rows,
         p.msPerCall.toFixed(2),
+        p.spinningMs.toFixed(2),
+        p.sleepingMs.toFixed(2),
         (p.msPerCall / p.rows).toFixed(2),
         ((1000 * p.rows) / p.msPerCall).toFixed(0),
         `${p.gain.toFixed(2)}x`,

@@ -63,10 +63,17 @@ function withGains(out: Omit<UnetProfileRow, "gain" | "cpuGain">[]): UnetProfile
  * threads spinning and the one with them sleeping, the faster of the two per row count (spinning wins
  * small calls on an idle machine, sleeping big ones). A bound no setting of ours can beat.
  */
-export async function bestUnetProfile(opts: { modelDir: string; threads: number; size: string; rows: number[]; iters?: number }): Promise<UnetProfileRow[]> {
+export async function bestUnetProfile(opts: {
+  modelDir: string;
+  threads: number;
+  size: string;
+  rows: number[];
+  iters?: number;
+}): Promise<(UnetProfileRow & { spinningMs: number; sleepingMs: number })[]> {
   const spin = await unetProfile({ ...opts, spinning: true });
   const sleep = await unetProfile({ ...opts, spinning: false });
-  return withGains(spin.map((a, i) => (sleep[i]!.msPerCall < a.msPerCall ? sleep[i]! : a)));
+  const best = withGains(spin.map((a, i) => (sleep[i]!.msPerCall < a.msPerCall ? sleep[i]! : a)));
+  return best.map((b, i) => ({ ...b, spinningMs: spin[i]!.msPerCall, sleepingMs: sleep[i]!.msPerCall }));
 }
 
 /** ms of one call at a fractional row count, linear between the profile's neighbouring rows (a mean rows/call). */

@@ -41,11 +41,7 @@ type ServerStream = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions) =>
  */
 export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOptions> {
   static override readonly supportsAbortMidStep: boolean = true;
-  /**
-   * The far end is an `omni-diffusion worker`, whose own engine merges overlapping calls into its workers'
-   * step loops: sending each request at once beats holding it here for a batch window (and a batch there
-   * would only wait for its slowest member).
-   */
+  /** Its far end (an `omni-diffusion worker`) merges overlapping calls into its step loops: each request goes at once. */
   static override readonly supportsContinuousBatching: boolean = true;
 
   /** The codec (and with it grpc-js), imported when the executor starts: importing the package does not load gRPC. */

@@ -45,11 +45,7 @@ type HttpOptions = z.output<typeof httpOptionsSchema>;
  */
 export class HttpDiffusionExecutor extends RemoteExecutor<HttpClient, HttpOptions> {
   static override readonly supportsAbortMidStep: boolean = true;
-  /**
-   * The far end is an `omni-diffusion worker`, whose own engine merges overlapping calls into its workers'
-   * step loops: sending each request at once beats holding it here for a batch window (and a batch there
-   * would only wait for its slowest member).
-   */
+  /** Its far end (an `omni-diffusion worker`) merges overlapping calls into its step loops: each request goes at once. */
   static override readonly supportsContinuousBatching: boolean = true;
 
   constructor(config: OmniDiffusionConfig) {

@@ -73,11 +73,7 @@ type SageMakerOptions = z.output<typeof sagemakerOptionsSchema>;
  * ```
  */
 export class SageMakerDiffusionExecutor extends RemoteExecutor<SageMakerRuntimeClient, SageMakerOptions> {
-  /**
-   * The far end is an `omni-diffusion worker serve` container, whose own engine merges overlapping calls into its workers'
-   * step loops: sending each request at once beats holding it here for a batch window (and a batch there
-   * would only wait for its slowest member).
-   */
+  /** Its far end (an `omni-diffusion worker serve` container) merges overlapping calls into its step loops: each request goes at once. */
   static override readonly supportsContinuousBatching: boolean = true;
   /** Native image size of the served model (from `getStats` at start-up), for payload estimates. */
   #nativeSize = { width: FALLBACK_SIDE, height: FALLBACK_SIDE };
