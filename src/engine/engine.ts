@@ -12,6 +12,7 @@ import type { ModelLimits } from "../core/model-limits.js";
 import { fetchModelLimits } from "./model-limits-fetch.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "../core/request.js";
 import { OmniRequestOutput } from "../core/request-output.js";
+import type { StepProgress } from "../core/progress.js";
 
 export type { BatchEvent, EngineGenerateOptions, EngineStats, StepEvent };
 
@@ -124,7 +125,10 @@ export class DiffusionEngine {
     return this.#batchListeners.add(listener);
   }
 
-  /** Calls `listener` after every denoising step of every request; `dispose()` unsubscribes. */
+  /**
+   * Calls `listener` after every denoising step of every request dispatched while it is registered;
+   * `dispose()` unsubscribes. With no listener (and no request callback) workers report no steps at all.
+   */
   onStep(listener: (e: StepEvent) => void): { dispose(): void } {
     return this.#stepListeners.add(listener);
   }
@@ -298,6 +302,18 @@ export class DiffusionEngine {
     this.#stats.batchesRun++;
     const byId = new Map(batch.map((q) => [q.request.requestId, q]));
     const previews = batch.filter((q) => q.onProgress && q.previewEvery && q.previewEvery > 0);
+    // Step progress is asked of the executor only when something reads it: a request's own callback or an
+    // onStep listener present at dispatch. Without it, workers send no message per step.
+    const wantsSteps = this.#stepListeners.any || batch.some((q) => q.onProgress);
+    const onProgress = (p: StepProgress) => {
+      const q = byId.get(p.requestId);
+      if (!q) return;
+      const now = performance.now();
+      const firstStep = q.firstStepAt === undefined;
+      q.firstStepAt ??= now;
+      this.#stepListeners.emit({ requestId: p.requestId, step: p.step, totalSteps: p.totalSteps, firstStep, sinceQueuedMs: now - q.enqueuedAt, batch: p.batch });
+      q.onProgress?.(p);
+    };
     let failed = 0;
     const finish = (q: QueuedRequest, out: OmniRequestOutput) => {
       if (out.error) failed++;
@@ -308,15 +324,7 @@ export class DiffusionEngine {
         batch.map((q) => q.request),
         {
           timeout: this.config.rpcTimeoutMs,
-          onProgress: (p) => {
-            const q = byId.get(p.requestId);
-            if (!q) return;
-            const now = performance.now();
-            const firstStep = q.firstStepAt === undefined;
-            q.firstStepAt ??= now;
-            this.#stepListeners.emit({ requestId: p.requestId, step: p.step, totalSteps: p.totalSteps, firstStep, sinceQueuedMs: now - q.enqueuedAt, batch: p.batch });
-            q.onProgress?.(p);
-          },
+          onProgress: wantsSteps ? onProgress : undefined,
           ...(previews.length ? { previewEvery: Object.fromEntries(previews.map((q) => [q.request.requestId, q.previewEvery!])) } : {}),
         },
       );

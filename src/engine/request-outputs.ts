@@ -7,7 +7,7 @@ import type { QueuedRequest } from "./batch-queue.js";
 /**
  * One request's output from its batch's executor output, with its own timings: `queueMs` is the whole
  * wait before denoising (the engine's queue plus the worker's, e.g. waiting to join a full step loop);
- * `firstStepMs` counts from entering the engine's queue. A request the executor gave neither an image
+ * `firstStepMs` counts from entering the engine's queue (when the engine saw no step, it adds the worker's own figure to the wait before dispatch). A request the executor gave neither an image
  * nor an error for gets an OMNI_ERR_INTERNAL error (never a silent empty result).
  */
 export function requestOutputOf(q: QueuedRequest, out: DiffusionOutput, dispatchedAt: number): OmniRequestOutput {
@@ -18,6 +18,8 @@ export function requestOutputOf(q: QueuedRequest, out: DiffusionOutput, dispatch
   );
   const metrics: StageMetrics = { ...res.metrics, queueMs: dispatchedAt - q.enqueuedAt + (res.metrics.workerQueueMs ?? 0) };
   if (q.firstStepAt !== undefined) metrics.firstStepMs = q.firstStepAt - q.enqueuedAt;
+  // Nobody asked for steps, so the engine saw none: the worker's own count (from when it received the request) plus the wait before dispatch.
+  else if (res.metrics.firstStepMs !== undefined) metrics.firstStepMs = dispatchedAt - q.enqueuedAt + res.metrics.firstStepMs;
   return new OmniRequestOutput({ ...res, images: res.images, error: res.error, metrics });
 }
 

@@ -18,7 +18,10 @@ export interface CollectiveRpcOptions {
 /** Per-call options of {@link DiffusionExecutor.executeModel}. */
 export interface ExecuteOptions {
   signal?: AbortSignal;
-  /** Step progress of each request, where the executor can report it. */
+  /**
+   * Step progress of each request, where the executor can report it. The engine passes it only when
+   * something listens; without it an executor need not track steps at all.
+   */
   onProgress?: (p: StepProgress) => void;
   /** Deadline for the batch, ms. */
   timeout?: number;

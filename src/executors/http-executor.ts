@@ -14,7 +14,7 @@ import type { AttemptContext } from "../policies/remote-policy.js";
 import { PATHS, outputsOf } from "../protocol/wire.js";
 
 const httpOptionsSchema = remoteOptionsSchema.extend({
-  /** Stream step progress over server-sent events (one more frame per step); default: plain JSON. */
+  /** Stream step progress over server-sent events (one more frame per step) for calls someone listens to (a request's onProgress, engine.onStep); default: plain JSON. */
   stream: z.boolean().default(false),
 });
 

@@ -312,7 +312,9 @@ export class MultiprocExecutor extends DiffusionExecutor {
       const proc = await slot.whenReady(dl.signal);
       // Validated once, when built: they cross as they are (images raw), and the worker does not parse them again.
       const transfers = batch.map((r) => r.toTransfer());
-      const reply = proc.call("generate", [transfers], { ...kwargs }, { deadline: dl.at, onProgress: progress, signal: dl.signal });
+      // Steps are reported only when someone uses them: the caller, or routing across ranks (one rank has no choice to make).
+      const wanted = onProgress || this.#slots.length > 1;
+      const reply = proc.call("generate", [transfers], { ...kwargs }, { deadline: dl.at, onProgress: wanted ? progress : undefined, signal: dl.signal });
       // IPC keeps order, so an abort sent after the call reaches the worker while the request is in flight.
       for (const r of batch) if (this.#pendingAborts.has(r.requestId)) proc.abort(r.requestId);
       return DiffusionOutput.fromTransfer(await reply);

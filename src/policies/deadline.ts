@@ -17,6 +17,12 @@ import { AbortedError, OmniError, type TimeoutError } from "../errors/omni-error
  * }
  * ```
  */
+/**
+ * The reason a deadline's signal carries once the operation finished in time. One shared instance: an
+ * error's stack costs more to build than the rest of a deadline, and a request makes several of them.
+ */
+const FINISHED = new AbortedError("operation finished");
+
 export class Deadline {
   /** Absolute `Date.now()` time. */
   readonly at: number;
@@ -84,6 +90,6 @@ export class Deadline {
   dispose(): void {
     clearTimeout(this.#timer);
     this.#caller?.removeEventListener("abort", this.#onCallerAbort);
-    if (!this.#controller.signal.aborted) this.#controller.abort(new AbortedError("operation finished"));
+    if (!this.#controller.signal.aborted) this.#controller.abort(FINISHED);
   }
 }

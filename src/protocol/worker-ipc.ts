@@ -65,6 +65,11 @@ export interface RpcCallMessage {
   /** Absent: none. */
   kwargs?: Record<string, unknown>;
   deadline: number;
+  /**
+   * True when the caller wants step progress for this call. Absent: the worker sends none, as each
+   * progress message costs both processes a wake-up (about 0.1 ms of CPU each on a small VM).
+   */
+  progress?: true;
 }
 
 /**
@@ -261,7 +266,8 @@ export function isParentMessage(msg: unknown): msg is ParentMessage {
         typeof msg.method === "string" &&
         (msg.args === undefined || Array.isArray(msg.args)) &&
         (msg.kwargs === undefined || isObject(msg.kwargs)) &&
-        typeof msg.deadline === "number"
+        typeof msg.deadline === "number" &&
+        (msg.progress === undefined || msg.progress === true)
       );
     case "abort":
       return typeof msg.requestId === "string";

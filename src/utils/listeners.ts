@@ -17,6 +17,11 @@ export class Listeners<E> {
     return { dispose: () => void this.#set.delete(listener) };
   }
 
+  /** Whether any listener is registered (an emitter may skip building events nobody reads). */
+  get any(): boolean {
+    return this.#set.size > 0;
+  }
+
   emit(e: E): void {
     for (const l of this.#set) {
       try {

@@ -11,6 +11,7 @@ import { inspect } from "node:util";
 import { serializeError, toOmniError } from "../errors/omni-error.js";
 import { DiffusionWorker } from "./diffusion-worker.js";
 import { startHeartbeat } from "./heartbeat.js";
+import type { StepProgress } from "../core/progress.js";
 import {
   EXIT_BAD_INIT,
   EXIT_LOAD_FAILED,
@@ -115,7 +116,8 @@ async function main(): Promise<void> {
     try {
       const args = msg.args ? (unpackBinary(msg.args) as unknown[]) : [];
       const kwargs = msg.kwargs ? (unpackBinary(msg.kwargs) as Record<string, unknown>) : {};
-      result = worker.dispatch(msg.method, args, kwargs, { deadline: msg.deadline, onProgress: (p) => queueProgress(toProgressItem(msg.id, p)) });
+      const onProgress = msg.progress ? (p: StepProgress) => queueProgress(toProgressItem(msg.id, p)) : undefined;
+      result = worker.dispatch(msg.method, args, kwargs, { deadline: msg.deadline, onProgress });
     } catch (err) {
       return fail(msg.id, err);
     }

@@ -240,6 +240,7 @@ export class WorkerProcess {
       const msg: RpcCallMessage = { type: "call", id, method, deadline: opts.deadline };
       if (args.length) msg.args = args;
       if (Object.keys(kwargs).length) msg.kwargs = kwargs;
+      if (opts.onProgress) msg.progress = true;
       this.#send(msg);
     });
     return { id, reply };

@@ -179,7 +179,7 @@ export class WorkerService {
     if (done) return done.fingerprint === fingerprint ? done.out : conflict();
     let run = this.#running.get(id);
     if (run && run.fingerprint !== fingerprint) return conflict();
-    if (!run) run = this.#start(engine, r, fingerprint, timeoutMs);
+    if (!run) run = this.#start(engine, r, fingerprint, timeoutMs, onProgress !== undefined);
     if (onProgress) run.listeners.add(onProgress);
     // An attached caller waits for the shared work only as long as its own deadline allows.
     const wait = new Deadline(timeoutMs, undefined, () => deadlinePassed(id, timeoutMs));
@@ -193,12 +193,16 @@ export class WorkerService {
     }
   }
 
-  #start(engine: DiffusionEngine, r: OmniDiffusionRequest, fingerprint: string, timeoutMs: number): Running {
+  /**
+   * Starts the work of a request id. Steps are asked of the engine only when the starting call streams
+   * them; a caller attaching later (a retry of the same id) sees progress only if the first one streamed.
+   */
+  #start(engine: DiffusionEngine, r: OmniDiffusionRequest, fingerprint: string, timeoutMs: number, streams: boolean): Running {
     const id = r.requestId;
     const listeners = new Set<(p: StepProgress) => void>();
     const deadline = new Deadline(timeoutMs, undefined, () => deadlinePassed(id, timeoutMs));
     const result = engine
-      .generate(r, { signal: deadline.signal, onProgress: (p) => listeners.forEach((l) => l(p)) })
+      .generate(r, { signal: deadline.signal, ...(streams ? { onProgress: (p: StepProgress) => listeners.forEach((l) => l(p)) } : {}) })
       .then(
         (out) => {
           const d = toDiffusionOutput(out);
