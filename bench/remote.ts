@@ -2,8 +2,14 @@
  * What the remote executors cost, on the shipped model, over loopback.
  *
  *   npx tsx bench/remote.ts [--requests 24] [--rounds 3] [--size 32] [--steps 8] [--workers 1] [--threads N]
- *                           [--load 48] [--json FILE]
+ *                           [--warmup 2000] [--load 48] [--json FILE]
  *
+ * 0. Warm-up: --warmup one-step requests through each executor (taking turns) before anything is timed, so
+ *    what is measured is a server's steady state. V8 optimises a function only after some thousands of
+ *    calls, and a request runs most of its path (undici, fastify, grpc-js, the engine) once, so over the
+ *    first hundreds of requests the remote paths run unoptimised code: their main-thread CPU per request
+ *    drops from about 6 to 3.6 ms over 3000 requests here (local: 2.1 to 0.8). `--warmup 1` measures that
+ *    cold start instead.
  * 1. Per-image time of the same requests, one at a time, through the local multi-process executor and
  *    through the `http` and `grpc` executors to an `omni-diffusion worker` started here with the same
  *    number of worker processes; printed side by side with the ratio to local (target ≤ 1.05): the median
@@ -30,12 +36,13 @@ const { values: args } = parseArgs({
     workers: { type: "string", default: "1" },
     threads: { type: "string" },
     load: { type: "string", default: "48" },
+    warmup: { type: "string", default: "2000" },
     json: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  console.log("usage: tsx bench/remote.ts [--requests 24] [--rounds 3] [--size 32] [--steps 8] [--workers 1] [--threads N] [--load 48] [--json FILE]");
+  console.log("usage: tsx bench/remote.ts [--requests 24] [--rounds 3] [--size 32] [--steps 8] [--workers 1] [--threads N] [--warmup 2000] [--load 48] [--json FILE]");
   process.exit(0);
 }
 const int = (name: keyof typeof args): number => {
@@ -46,7 +53,7 @@ const int = (name: keyof typeof args): number => {
   }
   return v;
 };
-const [nRequests, rounds, size, steps, workers, load] = (["requests", "rounds", "size", "steps", "workers", "load"] as const).map(int) as [number, number, number, number, number, number];
+const [nRequests, rounds, size, steps, workers, load, warmup] = (["requests", "rounds", "size", "steps", "workers", "load", "warmup"] as const).map(int) as [number, number, number, number, number, number, number];
 const threads = args.threads ? int("threads") : undefined;
 const local: OmniDiffusionConfigInput = { numGpus: workers, ...(threads ? { intraOpNumThreads: threads } : {}) };
 
@@ -80,7 +87,14 @@ try {
     ["grpc", await DiffusionEngine.create({ executorClass: "grpc", executorOptions: { endpoints: [server.grpcAddress!] } })],
   ];
   engines.push(...modes.map(([, e]) => e));
-  for (const [name, e] of modes) await e.generate({ prompt: "warm-up", width: size, height: size, numInferenceSteps: steps, seed: 0, requestId: `warm-${name}` });
+  const warmStart = performance.now();
+  for (let i = 0; i < warmup; i++) {
+    for (const [name, e] of modes) {
+      const out = await e.generate({ prompt: `warm-up ${i}`, width: size, height: size, numInferenceSteps: 1, seed: i, requestId: `warm-${name}-${i}` });
+      if (out.error) throw out.error;
+    }
+  }
+  console.log(`warm-up: ${warmup} one-step requests per executor in ${((performance.now() - warmStart) / 1000).toFixed(1)} s`);
   const times = new Map<string, number[]>(modes.map(([name]) => [name, []]));
   // PNG work this process does per image (the worker server and the clients live here; the worker processes do none).
   const png = new Map<string, { encodes: number; decodes: number }>(modes.map(([name]) => [name, { encodes: 0, decodes: 0 }]));
@@ -98,7 +112,7 @@ try {
     }
   }
   const base = times.get("multiproc")!;
-  console.log(`\nper-image time: ${nRequests} requests x ${rounds} rounds, one at a time, ${size}x${size}, ${steps} steps, ${workers} worker process(es)`);
+  console.log(`\nper-image time: ${nRequests} requests x ${rounds} rounds, one at a time, ${size}x${size}, ${steps} steps, ${workers} worker process(es), after ${warmup} warm-up requests each`);
   console.log(`  ${"executor".padEnd(10)} ${"median ms".padStart(10)} ${"mean ms".padStart(9)} ${"vs multiproc".padStart(13)}`);
   const perImage: Record<string, { medianMs: number; meanMs: number; ratio: number }> = {};
   for (const [name] of modes) {
@@ -142,7 +156,7 @@ try {
   console.log(`  2 servers: ${two.imagesPerSecond.toFixed(2)} images/s (${two.seconds.toFixed(2)} s; requests per server ${two.perEndpoint.join(" / ")})`);
   console.log(`  ratio    : ${(two.imagesPerSecond / one.imagesPerSecond).toFixed(2)}x`);
   if (args.json) {
-    writeFileSync(args.json, JSON.stringify({ config: { nRequests, rounds, size, steps, workers, threads, load }, perImage, throughput: { one, two } }, null, 2));
+    writeFileSync(args.json, JSON.stringify({ config: { nRequests, rounds, size, steps, workers, threads, load, warmup }, perImage, throughput: { one, two } }, null, 2));
   }
 } finally {
   for (const e of engines) await e.close();
