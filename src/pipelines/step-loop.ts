@@ -156,6 +156,10 @@ export class StepLoop {
 
   async #loop(): Promise<void> {
     try {
+      // The first step waits one turn of the event loop: requests that arrived together (one engine.step, a
+      // burst of clients, read from the IPC channel in one go) then start together, instead of the first
+      // running a step alone and the rest following a step behind it (one more UNet call for the batch).
+      await yieldToEventLoop();
       while (this.#pending.length || this.#active.length) {
         await this.#exclusive(() => this.#iteration());
         // Lets new generate calls, aborts and pings in between steps.

@@ -94,6 +94,16 @@ export interface ShutdownMessage {
   type: "shutdown";
 }
 
+/**
+ * The messages the parent wrote in one turn of its event loop, in order, as one. A burst of calls (the
+ * requests of one `engine.step`, a burst of clients) then reaches the worker at once and starts denoising
+ * together, instead of the first running a step ahead of the rest.
+ */
+export interface BatchMessage {
+  type: "batch";
+  messages: ParentMessage[];
+}
+
 /** Every message a parent sends to a worker. */
 export type ParentMessage = RpcCallMessage | AbortMessage | ShutdownMessage;
 
@@ -256,7 +266,13 @@ export function isWorkerMessage(msg: unknown): msg is WorkerMessage {
   }
 }
 
-/** Narrows an IPC payload received by a worker. */
+/** Narrows an IPC payload received by a worker: one message, or a {@link BatchMessage} of them. */
+export function isParentEnvelope(msg: unknown): msg is ParentMessage | BatchMessage {
+  if (isObject(msg) && msg.type === "batch") return Array.isArray(msg.messages) && msg.messages.every(isParentMessage);
+  return isParentMessage(msg);
+}
+
+/** Narrows one parent message (not a batch). */
 export function isParentMessage(msg: unknown): msg is ParentMessage {
   if (!isObject(msg)) return false;
   switch (msg.type) {

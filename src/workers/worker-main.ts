@@ -16,11 +16,12 @@ import {
   EXIT_BAD_INIT,
   EXIT_LOAD_FAILED,
   WORKER_INIT_ENV,
-  isParentMessage,
+  isParentEnvelope,
   packBinary,
   unpackBinary,
   parseWorkerInit,
   toProgressItem,
+  type ParentMessage,
   type ProgressItem,
   type RpcCallMessage,
   type WorkerMessage,
@@ -126,11 +127,7 @@ async function main(): Promise<void> {
   };
 
   // Only a call's args and kwargs can hold packed bytes (packBinary): the rest is read as it came.
-  process.on("message", (msg: unknown) => {
-    if (!isParentMessage(msg)) {
-      process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${inspect(msg, { depth: 2, breakLength: Infinity }).slice(0, 200)}\n`);
-      return;
-    }
+  const onMessage = (msg: ParentMessage) => {
     switch (msg.type) {
       case "call":
         onCall(msg);
@@ -154,6 +151,14 @@ async function main(): Promise<void> {
           );
         break;
     }
+  };
+  process.on("message", (msg: unknown) => {
+    if (!isParentEnvelope(msg)) {
+      process.stderr.write(`omni-diffusion worker rank ${init.rank}: ignoring malformed message ${inspect(msg, { depth: 2, breakLength: Infinity }).slice(0, 200)}\n`);
+      return;
+    }
+    if (msg.type === "batch") msg.messages.forEach(onMessage);
+    else onMessage(msg);
   });
 
   send({ type: "ready", rank: init.rank, pid: process.pid, info: worker.pipeline.info });

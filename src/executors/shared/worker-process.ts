@@ -15,6 +15,7 @@ import {
   isWorkerMessage,
   packBinary,
   unpackBinary,
+  type BatchMessage,
   type ParentMessage,
   type ReadyMessage,
   type RpcCallMessage,
@@ -111,6 +112,8 @@ export class WorkerProcess {
   readonly exited: Promise<WorkerExit>;
   #pending = new Map<number, PendingCall>();
   #nextId = 1;
+  /** Messages of this turn of the event loop, not yet written (see #send). */
+  #outbox: ParentMessage[] = [];
   #state: "starting" | "ready" | "exited" = "starting";
   #exit: WorkerExit | null = null;
   #stderrTail = "";
@@ -279,11 +282,19 @@ export class WorkerProcess {
     }
   }
 
+  /** Queues a message; every message queued in one turn of the event loop leaves in one write, in order. */
   #send(msg: ParentMessage): void {
     if (this.#exit || !this.child.connected) return; // the exit handler fails pending calls
-    this.child.send(msg.type === "call" && (msg.args || msg.kwargs) ? packBinary(msg) as ParentMessage : msg, (err) => {
+    if (this.#outbox.push(msg.type === "call" && (msg.args || msg.kwargs) ? (packBinary(msg) as ParentMessage) : msg) === 1) setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    const messages = this.#outbox.splice(0);
+    if (!messages.length || this.#exit || !this.child.connected) return;
+    const envelope: ParentMessage | BatchMessage = messages.length === 1 ? messages[0]! : { type: "batch", messages };
+    this.child.send(envelope, (err) => {
       // The channel closed under us: the process is exiting, and its exit fails the pending calls.
-      if (err && this.child.connected) process.emitWarning(`worker rank ${this.rank}: send ${msg.type} failed: ${err.message}`);
+      if (err && this.child.connected) process.emitWarning(`worker rank ${this.rank}: send ${messages.map((m) => m.type).join(", ")} failed: ${err.message}`);
     });
   }
 
