@@ -282,14 +282,19 @@ export class WorkerProcess {
     }
   }
 
-  /** Queues a message; every message queued in one turn of the event loop leaves in one write, in order. */
+  /**
+   * Sends a message. A `generate` call waits for the end of this turn of the event loop, and leaves with
+   * every message queued after it in one write (in order): the calls of a burst reach the worker together.
+   * Anything else goes at once (a ping pays no wait), unless the outbox holds messages it must follow.
+   */
   #send(msg: ParentMessage): void {
     if (this.#exit || !this.child.connected) return; // the exit handler fails pending calls
-    if (this.#outbox.push(msg.type === "call" && (msg.args || msg.kwargs) ? (packBinary(msg) as ParentMessage) : msg) === 1) setImmediate(() => this.#flush());
+    const packed = msg.type === "call" && (msg.args || msg.kwargs) ? (packBinary(msg) as ParentMessage) : msg;
+    if (!this.#outbox.length && !(msg.type === "call" && msg.method === "generate")) return this.#write([packed]);
+    if (this.#outbox.push(packed) === 1) setImmediate(() => this.#write(this.#outbox.splice(0)));
   }
 
-  #flush(): void {
-    const messages = this.#outbox.splice(0);
+  #write(messages: ParentMessage[]): void {
     if (!messages.length || this.#exit || !this.child.connected) return;
     const envelope: ParentMessage | BatchMessage = messages.length === 1 ? messages[0]! : { type: "batch", messages };
     this.child.send(envelope, (err) => {
