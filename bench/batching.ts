@@ -16,7 +16,7 @@
  *
  *   npx tsx bench/batching.ts [--policies continuous,request,none] [--rounds 2] [--concurrency 16] [--target-s 30]
  *     [--num-requests N] [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4]
- *     [--size 32x32] [--workers 1] [--threads 2] [--spin-threads on|off] [--max-batch 16] [--max-batch-rows 32] [--seed 0]
+ *     [--size 32x32] [--workers 1] [--threads 2] [--spin-threads on|off] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--warmup 400]
  *     [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]
  *
  * With --num-requests or --request-rate left out, a short calibration on the first server (two requests
@@ -56,6 +56,7 @@ const { values: args } = parseArgs({
     "max-batch-rows": { type: "string", default: "32" },
     seed: { type: "string", default: "0" },
     rounds: { type: "string", default: "2" },
+    warmup: { type: "string", default: "400" },
     "unet-profile": { type: "boolean", default: false },
     "unet-rows": { type: "string", default: "1,2,4,8,16,24,32" },
     split: { type: "string", default: "continuous,request,none" },
@@ -66,7 +67,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`usage: tsx bench/batching.ts [--policies continuous,request,none] [--rounds 2] [--concurrency 16] [--target-s 30] [--num-requests N]
        [--request-rate auto|R] [--steps 4,20,50] [--step-weights 5,3,2] [--guidance 1,4] [--size 32x32] [--workers 1]
-       [--threads 2] [--spin-threads on|off] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]`);
+       [--threads 2] [--spin-threads on|off] [--max-batch 16] [--max-batch-rows 32] [--seed 0] [--warmup 400] [--unet-profile] [--unet-rows 1,2,4,8,16,24,32] [--split continuous,request,none|off] [--json FILE]`);
   process.exit(0);
 }
 
@@ -86,6 +87,7 @@ const workers = intFlag("workers", args.workers, 1);
 const threads = intFlag("threads", args.threads, 1);
 const seed = intFlag("seed", args.seed, 0);
 const rounds = intFlag("rounds", args.rounds, 1);
+const warmupRequests = intFlag("warmup", args.warmup, 0);
 const shortSteps = Math.min(...steps);
 if (weights.length !== steps.length || guidances.some((g) => !Number.isFinite(g) || g < 0)) {
   console.error("--step-weights needs one weight per --steps entry, and --guidance non-negative numbers");
@@ -123,11 +125,20 @@ async function must(r: Promise<LoadResult>): Promise<LoadResult> {
   return res;
 }
 
-/** Warm-up: each guidance setting alone, then one concurrent burst, so lazy initialisation is not measured. */
+/**
+ * Warm-up: each guidance setting alone, then --warmup one-step requests from --concurrency clients, so
+ * neither lazy initialisation nor the server's JavaScript before V8 has optimised it (a fresh server runs
+ * its request path unoptimised for its first hundreds of requests, and on 2 cores that CPU comes out of the
+ * UNet's) is measured.
+ */
 async function warmup(url: string): Promise<void> {
   const opts = loadOpts(url, Infinity);
   for (const g of guidances) await must(sendOne({ prompt: "warm-up", size: args.size!, steps: 2, n: 1, seed: 0, guidance: g }, opts));
-  await Promise.all(Array.from({ length: Math.min(concurrency, 8) }, (_, i) => must(sendOne({ prompt: "warm-up", size: args.size!, steps: 2, n: 1, seed: i, guidance: guidances[i % guidances.length] }, opts))));
+  let next = 0;
+  const client = async () => {
+    for (let i = next++; i < warmupRequests; i = next++) await must(sendOne({ prompt: "warm-up", size: args.size!, steps: 1, n: 1, seed: i, guidance: guidances[i % guidances.length]! }, opts));
+  };
+  await Promise.all(Array.from({ length: concurrency }, client));
 }
 
 /** Mean service time of one request of the workload served alone, from a short and a long guided request. */

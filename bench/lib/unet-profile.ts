@@ -20,19 +20,23 @@ export interface UnetProfileRow {
   cpuGain: number;
 }
 
-export async function unetProfile(opts: { modelDir: string; threads: number; size: string; rows: number[]; iters?: number; spinning?: boolean }): Promise<UnetProfileRow[]> {
+export async function unetProfile(opts: { modelDir: string; threads: number; size: string; rows: number[]; iters?: number; warmup?: number; spinning?: boolean }): Promise<UnetProfileRow[]> {
   const iters = opts.iters ?? 8;
+  const warmup = opts.warmup ?? 50;
   const [width, height] = opts.size.split("x").map(Number) as [number, number];
   const pipeline = await loadPipeline(opts.modelDir, { intraOpNumThreads: opts.threads, intraOpSpinning: opts.spinning });
   if (!isSteppable(pipeline)) throw new Error(`${pipeline.info.className} has no step-level interface to profile`);
   try {
     pipeline.maxBatchRows = Math.max(...opts.rows);
     const requests = opts.rows.map(
-      (rows) => new OmniDiffusionRequest({ prompt: "a red circle on a blue background", width, height, numInferenceSteps: iters + 2, guidanceScale: 1, numOutputsPerPrompt: rows, seed: 1 }),
+      (rows) => new OmniDiffusionRequest({ prompt: "a red circle on a blue background", width, height, numInferenceSteps: warmup + iters, guidanceScale: 1, numOutputsPerPrompt: rows, seed: 1 }),
     );
     const states = await pipeline.prepare(requests);
-    // First calls at a new batch size pay for allocation; rounds interleave the sizes so drift in machine load hits them alike.
-    for (let i = 0; i < 2; i++) for (const s of states) await pipeline.step([s]);
+    // Warm-up rounds: the first calls at a new batch size pay for allocation, and the step's own JavaScript
+    // (tensor packing, scheduler math) runs unoptimised until V8 has seen it often; in a worker that has served
+    // for a while it is optimised, and a cold 1-row call here read ~20 % slower than `none`'s calls in its worker.
+    // Rounds interleave the sizes so drift in machine load hits them alike.
+    for (let i = 0; i < warmup; i++) for (const s of states) await pipeline.step([s]);
     const times = opts.rows.map(() => [] as number[]);
     const cpu = opts.rows.map(() => [] as number[]);
     for (let i = 0; i < iters; i++) {
@@ -69,6 +73,7 @@ export async function bestUnetProfile(opts: {
   size: string;
   rows: number[];
   iters?: number;
+  warmup?: number;
 }): Promise<(UnetProfileRow & { spinningMs: number; sleepingMs: number })[]> {
   const spin = await unetProfile({ ...opts, spinning: true });
   const sleep = await unetProfile({ ...opts, spinning: false });
