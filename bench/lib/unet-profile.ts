@@ -33,9 +33,8 @@ export async function unetProfile(opts: { modelDir: string; threads: number; siz
     );
     const states = await pipeline.prepare(requests);
     // Warm-up rounds: the first calls at a new batch size pay for allocation, and the step's own JavaScript
-    // (tensor packing, scheduler math) runs unoptimised until V8 has seen it often; in a worker that has served
-    // for a while it is optimised, and a cold 1-row call here read ~20 % slower than `none`'s calls in its worker.
-    // Rounds interleave the sizes so drift in machine load hits them alike.
+    // (tensor packing, scheduler math) runs unoptimised until V8 has seen it often, as it has in a worker that
+    // has served for a while. Rounds interleave the sizes so drift in machine load hits them alike.
     for (let i = 0; i < warmup; i++) for (const s of states) await pipeline.step([s]);
     const times = opts.rows.map(() => [] as number[]);
     const cpu = opts.rows.map(() => [] as number[]);

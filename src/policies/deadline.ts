@@ -1,6 +1,12 @@
 import { AbortedError, OmniError, type TimeoutError } from "../errors/omni-error.js";
 
 /**
+ * The reason a deadline's signal carries once the operation finished in time. One shared instance: an
+ * error's stack costs more to build than the rest of a deadline, and a request makes several of them.
+ */
+const FINISHED = new AbortedError("operation finished");
+
+/**
  * One deadline for one operation (vLLM's "one deadline per RPC"): an absolute time every wait of the
  * operation shares, and a `signal` that aborts when the deadline passes (reason: the TimeoutError built by
  * `onTimeout` at that moment, so it can name what was still outstanding) or when the caller's signal aborts
@@ -17,12 +23,6 @@ import { AbortedError, OmniError, type TimeoutError } from "../errors/omni-error
  * }
  * ```
  */
-/**
- * The reason a deadline's signal carries once the operation finished in time. One shared instance: an
- * error's stack costs more to build than the rest of a deadline, and a request makes several of them.
- */
-const FINISHED = new AbortedError("operation finished");
-
 export class Deadline {
   /** Absolute `Date.now()` time. */
   readonly at: number;
