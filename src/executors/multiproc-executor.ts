@@ -10,6 +10,7 @@ import { Deadline } from "../policies/deadline.js";
 import { workerRetryPolicy } from "../policies/worker-policies.js";
 import type { RankSlot } from "./shared/rank-slot.js";
 import { RankSupervisor, describeExit, type WorkerEvent } from "./shared/rank-supervisor.js";
+import type { Clock } from "../utils/clock.js";
 
 export type { WorkerEvent };
 
@@ -61,11 +62,14 @@ export class MultiprocExecutor extends DiffusionExecutor {
   #pendingAborts = new Set<string>();
   readonly #opts: MultiprocOptions;
 
-  /** Throws ConfigError for a bad `executorOptions` value before any process starts. */
-  constructor(config: OmniDiffusionConfig) {
+  /**
+   * Throws ConfigError for a bad `executorOptions` value before any process starts. `deps.clock` times the
+   * heartbeat deadlines (tests pass a manual clock; default: the real one).
+   */
+  constructor(config: OmniDiffusionConfig, deps: { clock?: Clock } = {}) {
     super(config);
     this.#opts = readMultiprocOptions(config.executorOptions);
-    this.#ranks = new RankSupervisor(config, this.#opts, (err) => this.notifyFailure(err));
+    this.#ranks = new RankSupervisor(config, this.#opts, (err) => this.notifyFailure(err), deps.clock);
   }
 
   /** assertOpen, plus: init() has run (before it there are no ranks to talk to). */

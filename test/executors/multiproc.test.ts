@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -24,7 +24,8 @@ import { MultiprocExecutor, type WorkerEvent } from "../../src/executors/multipr
 import { UniprocExecutor } from "../../src/executors/uniproc-executor.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
 import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
-import { isAlive, waitGone } from "../helpers/processes.js";
+import { ManualClock, type ManualTimer } from "../helpers/manual-clock.js";
+import { isAlive, waitGone, waitStopped } from "../helpers/processes.js";
 
 const EXTENSION = `${fileURLToPath(new URL("../fixtures/workers/test-extension.ts", import.meta.url))}#TestWorkerExtension`;
 const ORPHAN_PARENT = fileURLToPath(new URL("../fixtures/executors/orphan-parent.ts", import.meta.url));
@@ -37,8 +38,8 @@ type Ping = { rank: number; pid: number };
 const req = (i: number, steps = 2, extra: Partial<ConstructorParameters<typeof OmniDiffusionRequest>[0]> = {}) =>
   new OmniDiffusionRequest({ prompt: `a blue square ${i}`, width: 32, height: 32, numInferenceSteps: steps, seed: i, ...extra });
 
-async function started(input: OmniDiffusionConfigInput): Promise<MultiprocExecutor> {
-  const ex = new MultiprocExecutor(parseConfig({ numGpus: 2, intraOpNumThreads: 1, ...input }));
+async function started(input: OmniDiffusionConfigInput, clock?: ManualClock): Promise<MultiprocExecutor> {
+  const ex = new MultiprocExecutor(parseConfig({ numGpus: 2, intraOpNumThreads: 1, ...input }), { clock });
   await ex.init();
   return ex;
 }
@@ -266,8 +267,14 @@ describe("MultiprocExecutor shutdown", { timeout: 3 * TEST_TIMEOUT }, () => {
 });
 
 describe("MultiprocExecutor heartbeats", { timeout: 5 * TEST_TIMEOUT }, () => {
+  // The heartbeat deadlines run on a ManualClock: the test decides when time passes, and lets it pass only
+  // after the live workers have beaten (real beats, from their heartbeat threads). A loaded machine can make
+  // beats late but never makes a live worker look hung, and a stopped one is found however fast the machine.
+  const TIMEOUT_MS = 2_000;
+
   it("a SIGSTOPped worker is SIGKILLed when its heartbeats stop, replaced, and its requests retried; a long blocking call is not a hang", { timeout: TEST_TIMEOUT }, async () => {
-    const ex = await started({ workerExtension: EXTENSION, maxWorkerRetries: 1, executorOptions: { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 2_000 } });
+    const clock = new ManualClock();
+    const ex = await started({ workerExtension: EXTENSION, maxWorkerRetries: 1, executorOptions: { heartbeatIntervalMs: 50, heartbeatTimeoutMs: TIMEOUT_MS } }, clock);
     const events: WorkerEvent[] = [];
     let restarted!: (e: WorkerEvent) => void;
     const restartedLatch = new Promise<WorkerEvent>((resolve) => (restarted = resolve));
@@ -277,17 +284,44 @@ describe("MultiprocExecutor heartbeats", { timeout: 5 * TEST_TIMEOUT }, () => {
     });
     try {
       const pids = (await ex.collectiveRpc("ping")) as Ping[];
-      // A call holding rank 0's main thread for two and a half heartbeat deadlines (like a long UNet call) keeps
-      // beating: the beats come from a thread of their own.
-      const blocked = (await ex.collectiveRpc("blockOnRanks", { args: [[0], 5_000] })) as Ping[];
-      assert.deepEqual(blocked.map((p) => p.rank), [0, 1]);
+      await clock.armed(2);
+      const [first, second] = clock.timers as [ManualTimer, ManualTimer];
+
+      // A call holds rank 0's main thread (like a long UNet call) while 2.5 heartbeat deadlines pass, each
+      // half-deadline only after both ranks beat again: the beats come from a thread of their own.
+      const release = latchFile();
+      const began = `${release.path}.began`;
+      const blocked = ex.collectiveRpc("blockUntilFile", { args: [[0], release.path, 120_000, began] });
+      while (!existsSync(began)) await delay(5);
+      for (let i = 0; i < 5; i++) {
+        clock.advance(TIMEOUT_MS / 2);
+        await Promise.all([clock.nextRefresh(first), clock.nextRefresh(second)]);
+      }
+      release.open();
+      assert.deepEqual(((await blocked) as Ping[]).map((p) => p.rank), [0, 1]);
       assert.equal(events.length, 0, `no worker was taken for hung while it computed: ${JSON.stringify(events)}`);
 
       // Rank 1 stops (still alive, never answering); a batch is then spread over both ranks.
       const stopped = pids[1]!.pid;
       process.kill(stopped, "SIGSTOP");
+      await waitStopped(stopped);
+      // Rank 0's timer is the one that beats twice after the stop (rank 1 can flush at most one read's worth
+      // of beats it wrote before stopping).
+      const seen = new Map<ManualTimer, number>();
+      let live: ManualTimer | undefined;
+      while (!live) {
+        const t = await clock.nextRefresh();
+        seen.set(t, (seen.get(t) ?? 0) + 1);
+        if (seen.get(t)! >= 2) live = t;
+      }
       const requests = [0, 1, 2, 3].map((i) => req(60 + i, 2));
-      const out = await ex.executeModel(requests);
+      const running = ex.executeModel(requests);
+      while (!events.some((e) => e.type === "unresponsive")) {
+        clock.advance(TIMEOUT_MS / 2);
+        if (events.some((e) => e.type === "unresponsive")) break;
+        await clock.nextRefresh(live);
+      }
+      const out = await running;
       for (const r of requests) {
         assert.equal(out.errors[r.requestId], undefined, `request ${r.requestId}: ${out.errors[r.requestId]?.message}`);
         assert.equal(out.imagesFor(r.requestId).length, 1);
@@ -303,7 +337,7 @@ describe("MultiprocExecutor heartbeats", { timeout: 5 * TEST_TIMEOUT }, () => {
       );
       const exited = events[1] as Extract<WorkerEvent, { type: "exited" }>;
       assert.equal(exited.signal, "SIGKILL");
-      assert.ok(exited.silentMs! >= 2_000);
+      assert.ok(exited.silentMs! >= TIMEOUT_MS);
       assert.equal(isAlive(stopped), false);
       const now = (await ex.collectiveRpc("ping")) as Ping[];
       assert.deepEqual(now.map((p) => p.pid), [pids[0]!.pid, back.pid]);
@@ -313,11 +347,16 @@ describe("MultiprocExecutor heartbeats", { timeout: 5 * TEST_TIMEOUT }, () => {
   });
 
   it("without retries, the hung worker's call fails with a WorkerDiedError saying it missed its heartbeats", { timeout: TEST_TIMEOUT }, async () => {
-    const ex = await started({ numGpus: 1, maxWorkerRetries: 0, executorOptions: { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 500 } });
+    const clock = new ManualClock();
+    const ex = await started({ numGpus: 1, maxWorkerRetries: 0, executorOptions: { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 500 } }, clock);
     try {
       const [{ pid }] = (await ex.collectiveRpc("ping")) as [Ping];
+      await clock.armed(1);
       process.kill(pid, "SIGSTOP");
-      await assert.rejects(ex.collectiveRpc("ping"), (err: unknown) => {
+      await waitStopped(pid);
+      const ping = ex.collectiveRpc("ping");
+      clock.advance(500);
+      await assert.rejects(ping, (err: unknown) => {
         assert.ok(err instanceof WorkerDiedError, `WorkerDiedError, got ${(err as Error).name}: ${(err as Error).message}`);
         assert.match(err.message, /sent no heartbeat for \d+ms and was killed \(SIGKILL\)/);
         assert.equal(err.data.rank, 0);

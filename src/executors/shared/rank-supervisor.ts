@@ -2,6 +2,7 @@ import type { OmniDiffusionConfig } from "../../core/config.js";
 import { ClosedError, TimeoutError, WorkerDiedError, WorkerError, toOmniError, type OmniError } from "../../errors/omni-error.js";
 import { Deadline } from "../../policies/deadline.js";
 import { restartPolicy } from "../../policies/worker-policies.js";
+import type { Clock } from "../../utils/clock.js";
 import { Listeners } from "../../utils/listeners.js";
 import type { MultiprocOptions } from "../multiproc-options.js";
 import { RankSlot } from "./rank-slot.js";
@@ -36,11 +37,14 @@ export class RankSupervisor {
   readonly #config: OmniDiffusionConfig;
   readonly #opts: MultiprocOptions;
   readonly #onAllFailed: (err: OmniError) => void;
+  readonly #clock: Clock | undefined;
   #closing = false;
   #failureNotified = false;
 
-  constructor(config: OmniDiffusionConfig, opts: MultiprocOptions, onAllFailed: (err: OmniError) => void) {
+  /** `clock` times the heartbeat deadlines (default: the real clock). */
+  constructor(config: OmniDiffusionConfig, opts: MultiprocOptions, onAllFailed: (err: OmniError) => void, clock?: Clock) {
     this.#config = config;
+    this.#clock = clock;
     this.#opts = opts;
     this.#onAllFailed = onAllFailed;
     this.slots = Array.from({ length: config.numGpus }, (_, rank) => new RankSlot(rank));
@@ -106,6 +110,7 @@ export class RankSupervisor {
   #spawn(slot: RankSlot, restart: boolean): WorkerProcess {
     const heartbeat = {
       timeoutMs: this.#opts.heartbeatTimeoutMs,
+      clock: this.#clock,
       onMissed: (silentMs: number) => {
         process.emitWarning(`MultiprocExecutor: worker rank ${slot.rank} (pid ${proc.pid}) sent no heartbeat for ${silentMs}ms; killing and replacing it`);
         this.#events.emit({ type: "unresponsive", rank: slot.rank, pid: proc.pid, silentMs });

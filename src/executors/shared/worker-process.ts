@@ -7,6 +7,7 @@ import { extname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { WorkerDiedError, WorkerError, deserializeError, type OmniError } from "../../errors/omni-error.js";
 import type { StepProgress } from "../../core/progress.js";
+import type { Clock } from "../../utils/clock.js";
 import { HeartbeatMonitor } from "./heartbeat-monitor.js";
 import {
   HEARTBEAT_FD,
@@ -41,6 +42,8 @@ export interface WorkerHeartbeat {
   timeoutMs: number;
   /** Called once, just before the kill. */
   onMissed?: (silentMs: number) => void;
+  /** Time source of the deadline (default: the real clock). */
+  clock?: Clock;
 }
 
 /** Options of one {@link WorkerProcess.call}. */
@@ -156,7 +159,7 @@ export class WorkerProcess {
           this.#silentMs = silentMs;
           heartbeat.onMissed?.(silentMs);
           this.kill();
-        });
+        }, heartbeat.clock);
       } else {
         beats.resume();
       }
