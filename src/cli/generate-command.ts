@@ -2,7 +2,8 @@ import { subscribe } from "node:diagnostics_channel";
 import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { SingleBar } from "cli-progress";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
+import { VAE_CHOICES, type VaeChoice } from "../core/decoders.js";
 import { parseConfig, requestLimitsOf } from "../core/config.js";
 import { DiffusionEngine } from "../engine/engine.js";
 import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
@@ -21,6 +22,8 @@ import {
   maskFileArg,
   sizeArg,
   spinThreadsOption,
+  previewVaeOption,
+  previewDecoderOption,
   strengthArg,
   type EngineFlags,
 } from "./options.js";
@@ -37,11 +40,12 @@ interface GenerateFlags extends EngineFlags {
   image?: RgbImage;
   mask?: MaskImage;
   strength?: number;
+  vae?: VaeChoice;
 }
 
 /** Request fields as this command's flags, so a refused value names the flag to change. */
 const flagOf: FieldNamer = (f) =>
-  ({ prompt: "<prompt>", negativePrompt: "--negative", width: "--size", height: "--size", numInferenceSteps: "--steps", numOutputsPerPrompt: "--n", scheduler: "--scheduler" })[f];
+  ({ prompt: "<prompt>", negativePrompt: "--negative", width: "--size", height: "--size", numInferenceSteps: "--steps", numOutputsPerPrompt: "--n", scheduler: "--scheduler", vae: "--vae" })[f];
 
 /** Output file for image i of n: "out.png" for one image, "out-1.png", "out-2.png", ... for several. */
 function outPath(base: string, i: number, n: number): string {
@@ -65,11 +69,14 @@ export function addGenerateCommand(program: Command): void {
     .option("--negative <text>", "negative prompt")
     .option("--image <file.png>", "init image for img2img / inpainting (its size is the output size unless --size is given, which must then match)", imageFileArg)
     .option("--mask <file.png>", "inpainting mask, same size as --image: white = repaint, black = keep", maskFileArg)
+    .addOption(new Option("--vae <which>", "decode with the model's full VAE (default) or its tiny VAE (faster, coarser; docs/models.md#tiny-vae)").choices(VAE_CHOICES))
     .option("--strength <s>", "how much of --image is re-noised, (0, 1]: floor(steps × s) steps run (default 0.8, 1.0 with --mask)", strengthArg)
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())
+    .addOption(previewVaeOption())
+    .addOption(previewDecoderOption())
     .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
@@ -88,6 +95,7 @@ export function addGenerateCommand(program: Command): void {
         image: flags.image,
         mask: flags.mask,
         strength: flags.strength,
+        vae: flags.vae,
       });
       const config = engineConfigFromFlags(flags);
       // The engine's own limits, checked before the model loads; the model's are checked once it has.

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEVICES, type Device } from "../pipelines/device.js";
+import { PREVIEW_DECODERS, type PreviewDecoder } from "../core/decoders.js";
 import { decodeMaskPng, decodePng, type MaskImage, type RgbImage } from "../utils/png.js";
 
 /** Commander argument parsers that fail with a message naming the flag's expected form. */
@@ -79,6 +80,9 @@ export interface EngineFlags {
   device?: Device;
   /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
   allowNonNativeSizes?: boolean;
+  /** `--preview-vae DIR` and `--preview-decoder` (see {@link previewVaeOption}, {@link previewDecoderOption}). */
+  previewVae?: string;
+  previewDecoder?: PreviewDecoder;
 }
 
 /** `--device cpu|cuda`, shared by every command that loads the model. */
@@ -89,6 +93,16 @@ export function deviceOption(): Option {
 /** `--spin-threads on|off` → `intraOpSpinning`, shared by every command that builds an engine. */
 export function spinThreadsOption(): Option {
   return new Option("--spin-threads <on|off>", "let idle onnxruntime threads busy-wait for work (default: off under continuous batching, on otherwise)").choices(["on", "off"]);
+}
+
+/** `--preview-vae DIR`: a tiny VAE for previews and `--vae tiny`, shared by every command that loads the model. */
+export function previewVaeOption(): Option {
+  return new Option("--preview-vae <dir>", "tiny VAE folder (AutoencoderTiny ONNX export) for previews and --vae tiny; default: the model's tiny_vae/ (docs/models.md#tiny-vae)");
+}
+
+/** `--preview-decoder auto|tiny|approx|full`, shared by every command that loads the model. */
+export function previewDecoderOption(): Option {
+  return new Option("--preview-decoder <how>", "what decodes previews: auto (tiny VAE, else the latent approximation), tiny, approx, or full (the full VAE: costly)").choices(PREVIEW_DECODERS);
 }
 
 /** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
@@ -104,6 +118,8 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.spinThreads ? { intraOpSpinning: f.spinThreads === "on" } : {}),
     ...(f.device ? { device: f.device } : {}),
     ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
+    ...(f.previewVae ? { tinyVae: f.previewVae } : {}),
+    ...(f.previewDecoder ? { previewDecoder: f.previewDecoder } : {}),
   };
 }
 

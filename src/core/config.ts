@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ConfigError } from "../errors/omni-error.js";
 import { zodToConfigError } from "../utils/zod-error.js";
 import { DEVICES } from "./devices.js";
+import { PREVIEW_DECODERS } from "./decoders.js";
 import { resolveModelSpec } from "./model-path.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
 
@@ -97,6 +98,10 @@ export const configSchema = z
      * a model runs at sizes it was never trained at only when the operator opts in.
      */
     allowNonNativeSizes: z.boolean().default(false),
+    /** A tiny VAE folder (AutoencoderTiny ONNX export) for previews and `vae: "tiny"` requests; default: the model's `tiny_vae/`. */
+    tinyVae: z.string().min(1).optional(),
+    /** What decodes step previews (core/decoders.ts): `auto` (default) takes the cheapest the model has. */
+    previewDecoder: z.enum(PREVIEW_DECODERS).default("auto"),
     limits: limitsSchema.default(limitsSchema.parse({})),
   })
   .strict();

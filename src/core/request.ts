@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ValidationError } from "../errors/omni-error.js";
 import { decodeMaskPng, decodePng, encodeMaskPng, encodePng, type MaskImage, type RgbImage } from "../utils/png.js";
 import { zodToValidationError } from "../utils/zod-error.js";
+import { VAE_CHOICES, type VaeChoice } from "./decoders.js";
 
 /** Wire shape of a request (snake_case, readable from Python). */
 export const requestDictSchema = z
@@ -29,6 +30,8 @@ export const requestDictSchema = z
     mask_image: z.string().min(1).nullish(),
     /** How much of the init image is re-noised, (0, 1]: `floor(steps × strength)` steps run (diffusers' semantics). */
     strength: z.number().gt(0).max(1).nullish(),
+    /** Which VAE decodes the final image: `full` (the model's own; default) or `tiny` (its tiny VAE, for speed). */
+    vae: z.enum(VAE_CHOICES).nullish(),
   })
   .strict();
 
@@ -55,6 +58,8 @@ export interface OmniDiffusionRequestInit {
   mask?: MaskImage | null;
   /** (0, 1]; only with `image`. Null: 1.0 with a mask, else the model's img2img default. */
   strength?: number | null;
+  /** `full` (default) or `tiny`: decode (and encode an init image) with the model's tiny VAE, faster and coarser (docs/models.md). */
+  vae?: VaeChoice | null;
 }
 
 /**
@@ -96,6 +101,7 @@ export class OmniDiffusionRequest {
   image: RgbImage | null;
   mask: MaskImage | null;
   strength: number | null;
+  vae: VaeChoice | null;
 
   constructor(init: OmniDiffusionRequestInit) {
     const { image, mask, ...plain } = (init ?? {}) as OmniDiffusionRequestInit;
@@ -118,6 +124,7 @@ export class OmniDiffusionRequest {
     this.image = image ?? null;
     this.mask = mask ?? null;
     this.strength = d.strength ?? null;
+    this.vae = d.vae ?? null;
     checkEditFields(this);
   }
 
@@ -147,6 +154,7 @@ export class OmniDiffusionRequest {
       image: this.image ? encodePng(this.image).toString("base64") : null,
       mask_image: this.mask ? encodeMaskPng(this.mask).toString("base64") : null,
       strength: this.strength,
+      vae: this.vae,
     };
   }
 
@@ -188,6 +196,7 @@ export class OmniDiffusionRequest {
       image: d.image ? decodeField(d.image, "image", decodePng) : null,
       mask: d.mask_image ? decodeField(d.mask_image, "mask_image", (b) => decodeMaskPng(b)) : null,
       strength: d.strength,
+      vae: d.vae,
     });
   }
 }

@@ -33,6 +33,7 @@ const FIELD_OF_PARAM: Record<string, string> = {
   guidance_rescale: "guidanceRescale",
   negative_prompt: "negativePrompt",
   scheduler: "scheduler",
+  vae: "vae",
 };
 
 /** Reply of the emulated `ping` RPC: the OpenAI API exposes no process, so `pid` is -1. */
@@ -47,7 +48,7 @@ interface OpenAIPing {
  * Sends each request to any server with the OpenAI images API (`POST /v1/images/generations`): vLLM-Omni's
  * server, omni-diffusion's own `serve`, or OpenAI. Fields map as `numOutputsPerPrompt` → `n`,
  * width × height → `size` ("WxH", both or neither), and as vLLM-Omni's extensions `seed`,
- * `num_inference_steps`, `guidance_scale`, `negative_prompt` (plus `guidance_rescale` and `scheduler` when
+ * `num_inference_steps`, `guidance_scale`, `negative_prompt` (plus `guidance_rescale`, `scheduler` and `vae` when
  * set); images come back as `b64_json` PNGs. A request without a seed gets a random one, so every image's
  * seed is known (image i used `seed + i`).
  *
@@ -111,6 +112,7 @@ export class OpenAIImagesExecutor extends RemoteExecutor<HttpClient, OpenAIOptio
     if (r.guidanceRescale !== null) body.guidance_rescale = r.guidanceRescale;
     if (r.negativePrompt !== null) body.negative_prompt = r.negativePrompt;
     if (r.scheduler !== null) body.scheduler = r.scheduler;
+    if (r.vae !== null) body.vae = r.vae;
     let reply: { data?: { b64_json?: unknown }[] } | null;
     try {
       const call = r.image ? { path: "/v1/images/edits", form: editForm(r, r.image, body) } : { path: "/v1/images/generations", body };

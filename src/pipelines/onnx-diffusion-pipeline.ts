@@ -9,17 +9,19 @@ import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
-import { OnnxModel, floatData, floatTensor, type SessionOptions } from "./onnx-model.js";
+import { OnnxModel, floatData } from "./onnx-model.js";
+import { ImageDecoder } from "./image-decoder.js";
+import { TINY_VAE_FOLDER, TinyVae } from "./tiny-vae.js";
 import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal } from "./random.js";
-import { applyGuidance, chwToRgb } from "./tensor-ops.js";
+import { applyGuidance } from "./tensor-ops.js";
 import { unetFeeds, type UnetRow } from "./unet-feeds.js";
 import { describeOnnxModel } from "./model-limits.js";
 import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
-import { blendKnownRegion, pasteKept } from "./inpaint.js";
+import { blendKnownRegion } from "./inpaint.js";
 import { StepLoop, type ResolvedRequest } from "./step-loop.js";
-import type { GenerateOptions, PipelineInfo, SteppablePipeline, UnetCall } from "./types.js";
+import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "./types.js";
 
 /**
  * Text-to-image on ONNX components in the diffusers ONNX layout (text_encoder → unet → vae_decoder),
@@ -37,6 +39,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #vae: OnnxModel;
   /** Present when the folder has vae_encoder/model.onnx (diffusers ONNX layout): img2img on latent models needs it. */
   readonly #vaeEncoder: OnnxModel | null;
+  /** The model's tiny VAE (its `tiny_vae/` folder or `tinyVae`), for previews and `vae: "tiny"` requests. */
+  readonly #tinyVae: TinyVae | null;
+  readonly #decoder: ImageDecoder;
   readonly #prompts: PromptEncoder;
   readonly #schedulerConfig: SchedulerConfig;
   readonly #latentChannels: number;
@@ -50,7 +55,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   /** Rows per UNet call; bigger batches are split. */
   maxBatchRows = 64;
 
-  private constructor(modelDir: string, index: ModelIndex, opts: SessionOptions) {
+  private constructor(modelDir: string, index: ModelIndex, opts: PipelineLoadOptions) {
     this.modelDir = modelDir;
     this.className = index._class_name;
     this.#textEncoder = new OnnxModel("text_encoder", componentPath(modelDir, "text_encoder"), opts);
@@ -58,6 +63,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#vae = new OnnxModel("vae_decoder", componentPath(modelDir, "vae_decoder"), opts);
     const encoder = join(modelDir, "vae_encoder", "model.onnx");
     this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, opts) : null;
+    const tinyDir = TinyVae.locate(modelDir, opts.tinyVae);
+    this.#tinyVae = tinyDir ? new TinyVae(tinyDir, opts) : null;
     this.#prompts = new PromptEncoder(modelDir, this.#textEncoder);
     this.#schedulerConfig = readModelJson<SchedulerConfig>(modelDir, "scheduler/scheduler_config.json")!;
     this.#resolver = new RequestResolver(this.#schedulerConfig);
@@ -67,6 +74,10 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#vaeScale = 2 ** (((vaeCfg.block_out_channels as unknown[] | undefined)?.length ?? 4) - 1);
     this.#scalingFactor = vaeCfg.scaling_factor ?? 0.18215;
     this.#unetConfig = unetCfg;
+    this.#decoder = new ImageDecoder(
+      { vae: this.#vae, tiny: this.#tinyVae, scalingFactor: this.#scalingFactor, vaeScale: this.#vaeScale, latentChannels: this.#latentChannels, previewDecoder: opts.previewDecoder ?? "auto" },
+      modelDir,
+    );
     const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
     const d = (index._omni_defaults ?? {}) as Record<string, any>;
     // Guidance-distilled (LCM) exports: diffusers' LatentConsistencyModelPipeline defaults, 4 steps at guidance 8.5.
@@ -86,7 +97,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   /** Loads the three sessions and checks the UNet's inputs. */
-  static async load(modelDir: string, index: ModelIndex, opts: SessionOptions): Promise<OnnxDiffusionPipeline> {
+  static async load(modelDir: string, index: ModelIndex, opts: PipelineLoadOptions): Promise<OnnxDiffusionPipeline> {
     const p = new OnnxDiffusionPipeline(modelDir, index, opts);
     await p.reload();
     return p;
@@ -94,7 +105,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
 
   /** The ONNX components this pipeline loads (the VAE encoder only when the folder has one). */
   get #models(): OnnxModel[] {
-    return [this.#textEncoder, this.#unet, this.#vae, ...(this.#vaeEncoder ? [this.#vaeEncoder] : [])];
+    return [this.#textEncoder, this.#unet, this.#vae, ...(this.#vaeEncoder ? [this.#vaeEncoder] : []), ...(this.#tinyVae?.models ?? [])];
   }
 
   get info(): PipelineInfo {
@@ -103,6 +114,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       ...this.#info,
       components: [...models.filter((m) => m.loaded).map((m) => m.component), "tokenizer", "scheduler"],
       asleep: !models.some((m) => m.loaded),
+      previews: this.#decoder.previewPath,
+      tinyVae: this.#tinyVae?.dir ?? null,
     };
   }
 
@@ -161,6 +174,12 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   /** Applies the model's defaults and checks the request fits the model (see resolve-request.ts). */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults, sizeMultiple } = this.#info;
+    if (r.vae === "tiny" && !this.#tinyVae) {
+      throw new ValidationError(`vae "tiny" needs a tiny VAE, and ${this.className} has none: add an AutoencoderTiny export as ${TINY_VAE_FOLDER}/ in the model folder or start with --preview-vae DIR (docs/models.md#tiny-vae)`, {
+        field: "vae",
+        data: { reason: "unsupported_value", allowed: ["full"] },
+      });
+    }
     return this.#resolver.resolve(r, {
       className: this.className,
       defaults,
@@ -187,8 +206,15 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const per = emb.tokens * emb.dim;
     const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
     const shapes = params.map((p): [number, number, number] => [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale]);
+    const tinyEncoder = this.#decoder.tinyEncoder;
     const inits = await Promise.all(
-      requests.map((r, i) => (r.image ? encodeInitImage(r.image, this.#vaeEncoder, this.#scalingFactor, shapes[i]!.reduce((a, b) => a * b)) : null)),
+      requests.map((r, i) => {
+        if (!r.image) return null;
+        const size = shapes[i]!.reduce((a, b) => a * b);
+        // `vae: "tiny"` encodes with the tiny encoder when there is one; both land in the same UNet latent space.
+        if (r.vae === "tiny" && tinyEncoder) return encodeInitImage(r.image, tinyEncoder.model, tinyEncoder.scalingFactor, size);
+        return encodeInitImage(r.image, this.#vaeEncoder, this.#scalingFactor, size);
+      }),
     );
     return requests.map((request, i) => {
       const p = params[i]!;
@@ -354,34 +380,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return stepped.length ? [{ states: stepped, rows: n, ms: dt, unetMs }] : [];
   }
 
-  /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images. */
-  async decode(states: DenoiseState[], preview = false): Promise<GeneratedImage[][]> {
-    if (states.length === 0) return [];
-    const result: GeneratedImage[][] = states.map(() => []);
-    const groups = new Map<string, number[]>();
-    states.forEach((s, i) => groups.set(shapeKey(s), [...(groups.get(shapeKey(s)) ?? []), i]));
-    for (const idx of groups.values()) {
-      const [c, h, w] = states[idx[0]!]!.latentShape;
-      const size = c * h * w;
-      const items = idx.flatMap((i) => states[i]!.samples.map((smp, k) => ({ i, k, smp })));
-      const lat = new Float32Array(items.length * size);
-      items.forEach(({ smp }, j) => {
-        const src = preview && smp.predX0 ? smp.predX0 : smp.latents;
-        for (let q = 0; q < size; q++) lat[j * size + q] = src[q]! / this.#scalingFactor;
-      });
-      const out = await this.#vae.run({ latent_sample: floatTensor(this.#vae.input("latent_sample")!.type, lat, [items.length, c, h, w]) });
-      const img = out[this.#vae.outputs[0]!.name] ?? Object.values(out)[0]!;
-      const [, , H, W] = img.dims as number[];
-      const data = floatData(img);
-      items.forEach(({ i, k, smp }, j) => {
-        const edit = states[i]!.edit;
-        const decoded = chwToRgb(data, j * 3 * H! * W!, W!, H!);
-        // Inpainting keeps the unmasked pixels exactly: the blend above is in latent space, this is in pixels.
-        const rgb = edit?.mask ? pasteKept(decoded, edit.image, edit.mask) : decoded;
-        result[i]!.push({ ...rgb, requestId: states[i]!.request.requestId, index: k, seed: smp.seed });
-      });
-    }
-    return result;
+  /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images (see ImageDecoder). */
+  decode(states: DenoiseState[], preview = false): Promise<GeneratedImage[][]> {
+    return this.#decoder.decode(states, preview);
   }
 
   /**

@@ -4,6 +4,7 @@ import type { ModelLimits } from "../core/model-limits.js";
 import type { DenoiseState, ResolvedParams } from "./denoise-state.js";
 import type { Device } from "./device.js";
 import type { StepProgress } from "../core/progress.js";
+import type { PreviewDecoder } from "../core/decoders.js";
 
 export type { StepBatchInfo, StepProgress } from "../core/progress.js";
 
@@ -17,6 +18,10 @@ export interface PipelineLoadOptions {
   intraOpNumThreads?: number;
   /** Let idle intra-op threads spin for work (onnxruntime's `session.intra_op.allow_spinning`; its default: on). */
   intraOpSpinning?: boolean;
+  /** A tiny VAE folder (AutoencoderTiny export) for previews and `vae: "tiny"`; default: the model's `tiny_vae/`. */
+  tinyVae?: string;
+  /** What decodes step previews (core/decoders.ts; default `auto`: the cheapest the model has). */
+  previewDecoder?: PreviewDecoder;
 }
 
 export interface GenerateOptions {
@@ -43,6 +48,10 @@ export interface PipelineInfo {
   sizeMultiple: number;
   defaults: { numInferenceSteps: number; guidanceScale: number; scheduler: string };
   asleep: boolean;
+  /** What decodes previews: `tiny` (≤ 256 px), `approx` (the latent's size) or `full`. Absent: not reported. */
+  previews?: "tiny" | "approx" | "full";
+  /** The tiny VAE's folder, or null when the model has none. */
+  tinyVae?: string | null;
 }
 
 /** One UNet call made by {@link SteppablePipeline.step}: which states it advanced, its rows and duration. */

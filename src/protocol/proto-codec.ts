@@ -33,6 +33,7 @@ export interface ProtoRequest {
   /** Mask, PNG bytes (white = repaint). */
   mask_image?: Buffer;
   strength?: number;
+  vae?: string;
 }
 
 export interface ProtoError {
@@ -96,6 +97,7 @@ export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequ
     image: d.image ? Buffer.from(d.image, "base64") : undefined,
     mask_image: d.mask_image ? Buffer.from(d.mask_image, "base64") : undefined,
     strength: unset(d.strength),
+    vae: unset(d.vae),
   };
 }
 
@@ -103,7 +105,7 @@ export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequ
 export function requestFromProto(m: ProtoRequest): Record<string, unknown> {
   const d: Record<string, unknown> = { prompt: m.prompt };
   if (m.request_id) d.request_id = m.request_id;
-  for (const k of ["negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "guidance_rescale", "seed", "num_outputs_per_prompt", "scheduler"] as const) {
+  for (const k of ["negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "guidance_rescale", "seed", "num_outputs_per_prompt", "scheduler", "vae"] as const) {
     if (m[k] !== undefined && m[k] !== null) d[k] = m[k];
   }
   if (m.return_trajectory_latents) d.return_trajectory_latents = true;

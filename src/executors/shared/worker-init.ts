@@ -11,7 +11,7 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
   return {
     rank,
     modelDir: resolvePath(config.model),
-    load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads, intraOpSpinning: config.intraOpSpinning },
+    load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads, intraOpSpinning: config.intraOpSpinning, tinyVae: config.tinyVae && resolvePath(config.tinyVae), previewDecoder: config.previewDecoder },
     workerExtension: config.workerExtension,
     batching: config.batching,
     maxBatchRows: config.maxBatchRows,

@@ -5,6 +5,7 @@ import { ValidationError } from "../../errors/omni-error.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
 import type { ModelCard } from "./model-card.js";
 import { requestError } from "./openai-errors.js";
+import { VAE_CHOICES } from "../../core/decoders.js";
 import type { ServerLimits } from "./server-options.js";
 
 /**
@@ -35,6 +36,8 @@ export const imageGenerationBodySchema = z
     guidance_rescale: z.number().min(0).max(1).nullish(),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER - 16).nullish(),
     scheduler: z.string().min(1).nullish(),
+    /** Our extension: `tiny` decodes with the model's tiny VAE (faster, coarser); `full` (default) with its own. */
+    vae: z.enum(VAE_CHOICES).nullish(),
   })
   .strict();
 
@@ -119,6 +122,7 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     seed: body.seed ?? null,
     numOutputsPerPrompt: n,
     scheduler: body.scheduler ?? null,
+    vae: body.vae ?? null,
   };
   const own = { maxWidth: limits.maxWidth, maxHeight: limits.maxHeight, maxSteps: limits.maxSteps, maxOutputsPerPrompt: limits.maxN, maxPromptChars: limits.maxPromptChars };
   try {
