@@ -25,6 +25,8 @@ export interface ModelLimits {
    * with the pixel count (quadratically above the native size, for attention).
    */
   bytesPerRowAtNative: number;
+  /** Bytes of the weights a worker loads (ONNX files and their external data); absent when unknown (remote peers of older versions). */
+  weightBytes?: number;
 }
 
 /** Strict codec of {@link ModelLimits}, for replies that cross a process or the network (`describeModel`). */
@@ -37,6 +39,7 @@ export const modelLimitsSchema = z
     predictionType: z.string().min(1),
     schedulers: z.array(z.string().min(1)),
     bytesPerRowAtNative: z.number().nonnegative(),
+    weightBytes: z.number().nonnegative().optional(),
   })
   .strict();
 

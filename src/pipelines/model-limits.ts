@@ -41,6 +41,8 @@ export interface ModelDescriptionInput {
   textDim: number;
   /** Width/height multiple the pipeline requires. */
   sizeMultiple: number;
+  /** Bytes of the weights the pipeline loads (pipelines/model-files.ts `onnxWeightBytes`). */
+  weightBytes?: number;
 }
 
 const staticDim = (d: number | string | undefined): number | null => (typeof d === "number" && d > 0 ? d : null);
@@ -82,6 +84,7 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
         ? latentUnetRowElements(m.unetConfig, nativeHeight / m.vaeScale, nativeWidth / m.vaeScale, staticDim(tokens) ?? m.textTokens)
         : // Input sample, its prediction (same shape) and the text states.
           (2 * latentElems + textElems) * ACTIVATION_FACTOR),
+    ...(m.weightBytes !== undefined ? { weightBytes: m.weightBytes } : {}),
   };
 }
 

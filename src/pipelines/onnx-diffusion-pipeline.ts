@@ -7,7 +7,7 @@ import type { ModelLimits } from "../core/model-limits.js";
 import { createScheduler } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
-import { componentPath, readModelJson, type ModelIndex } from "./model-files.js";
+import { componentPath, onnxWeightBytes, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
 import { OnnxModel, floatData } from "./onnx-model.js";
 import { ImageDecoder } from "./image-decoder.js";
@@ -133,6 +133,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       textTokens: this.#prompts.maxLength,
       textDim: Number(this.#unetConfig.cross_attention_dim) || 768,
       sizeMultiple: this.#info.sizeMultiple,
+      weightBytes: onnxWeightBytes(this.#models.map((m) => m.path)),
     });
     // One source for the native size: what describe() found (config, else the export's static dims).
     this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };

@@ -18,7 +18,24 @@ export interface SessionOptions {
   intraOpNumThreads?: number;
   /** onnxruntime's `session.intra_op.allow_spinning`; absent: its default (on). */
   intraOpSpinning?: boolean;
+  /** Memory-related session settings; absent fields take {@link DEFAULT_MEMORY_TUNING}. */
+  memory?: Partial<MemoryTuning>;
 }
+
+/**
+ * onnxruntime session settings that decide a worker's resident memory (bench/realscale.ts measures each).
+ * The defaults are the measured best for big models on a CPU; see docs/models.md#memory.
+ */
+export interface MemoryTuning {
+  /** The CPU arena (`enableCpuMemArena`): keeps each session's peak activations allocated after a run. */
+  cpuMemArena: boolean;
+  /** The memory pattern planner (`enableMemPattern`): one pre-planned block for every activation of a shape. */
+  memPattern: boolean;
+  /** Pre-packing of MatMul/Conv weights into MLAS's layouts (`session.disable_prepacking` off): a second copy of those weights. */
+  prepacking: boolean;
+}
+
+export const DEFAULT_MEMORY_TUNING: Readonly<MemoryTuning> = { cpuMemArena: true, memPattern: true, prepacking: true };
 
 /**
  * One ONNX component (text encoder, UNet, VAE decoder) on one onnxruntime session, with its input and
@@ -46,13 +63,19 @@ export class OnnxModel {
     if (this.#session) return;
     const device = this.#opts.device ?? "cpu";
     assertDeviceAvailable(device);
+    const mem = { ...DEFAULT_MEMORY_TUNING, ...this.#opts.memory };
+    const session: Record<string, unknown> = {};
+    if (this.#opts.intraOpSpinning !== undefined) session.intra_op = { allow_spinning: this.#opts.intraOpSpinning ? "1" : "0" };
+    if (!mem.prepacking) session.disable_prepacking = "1";
     try {
       this.#session = await ort.InferenceSession.create(this.path, {
         executionProviders: executionProviders(device),
         intraOpNumThreads: this.#opts.intraOpNumThreads,
         interOpNumThreads: 1,
         graphOptimizationLevel: "all",
-        ...(this.#opts.intraOpSpinning === undefined ? {} : { extra: { session: { intra_op: { allow_spinning: this.#opts.intraOpSpinning ? "1" : "0" } } } }),
+        enableCpuMemArena: mem.cpuMemArena,
+        enableMemPattern: mem.memPattern,
+        ...(Object.keys(session).length ? { extra: { session } } : {}),
       });
     } catch (err) {
       const deviceErr = deviceStartError(device, err);

@@ -5,6 +5,7 @@ import type { DenoiseState, ResolvedParams } from "./denoise-state.js";
 import type { Device } from "./device.js";
 import type { StepProgress } from "../core/progress.js";
 import type { PreviewDecoder } from "../core/decoders.js";
+import type { MemoryTuning } from "./onnx-model.js";
 
 export type { StepBatchInfo, StepProgress } from "../core/progress.js";
 
@@ -22,6 +23,8 @@ export interface PipelineLoadOptions {
   tinyVae?: string;
   /** What decodes step previews (core/decoders.ts; default `auto`: the cheapest the model has). */
   previewDecoder?: PreviewDecoder;
+  /** onnxruntime memory settings (arena, pattern planner, pre-packing); absent: the measured defaults. */
+  memory?: Partial<MemoryTuning>;
 }
 
 export interface GenerateOptions {

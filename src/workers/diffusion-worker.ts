@@ -69,6 +69,9 @@ export interface WorkerStats {
   loop: StepLoopStats | null;
   /** CPU time this process used so far (all its threads, onnxruntime's included), ms: a load-independent cost. */
   cpuMs: number;
+  /** Resident memory now and its peak since the process started, bytes (what the OOM killer looks at). */
+  rssBytes: number;
+  peakRssBytes: number;
 }
 
 /** A worker extension class (vLLM's `worker_extension_cls`): constructed with the worker it extends. */
@@ -337,6 +340,9 @@ export class DiffusionWorker {
       waiting: loop.pending,
       loop: this.#loop?.stats ?? null,
       cpuMs: cpuMs(),
+      rssBytes: process.memoryUsage.rss(),
+      // maxRSS is in KiB (getrusage).
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
     };
   }
 

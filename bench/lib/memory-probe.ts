@@ -1,0 +1,65 @@
+/**
+ * One measurement of a worker's memory, in a process of its own (peak RSS is per process and never goes
+ * down): loads a model with the given session memory settings, generates one image, and prints one JSON line
+ * with the weight bytes it loaded, RSS after load, peak RSS, and the load / generate times.
+ *
+ *   npx tsx bench/lib/memory-probe.ts '{"model":"DIR","width":512,"height":512,"batch":1,"steps":1,"guidance":1}'
+ *
+ * bench/realscale.ts runs it once per setting; it is not meant to be run by hand, but can be.
+ */
+import { performance } from "node:perf_hooks";
+import { OmniDiffusionRequest } from "../../src/core/request.js";
+import { loadPipeline } from "../../src/pipelines/load.js";
+import type { MemoryTuning } from "../../src/pipelines/onnx-model.js";
+import type { SteppablePipeline } from "../../src/pipelines/types.js";
+
+interface ProbeArgs {
+  model: string;
+  width: number;
+  height: number;
+  batch: number;
+  steps: number;
+  guidance: number;
+  threads?: number;
+  memory?: Partial<MemoryTuning>;
+  vae?: "full" | "tiny";
+}
+
+const args = JSON.parse(process.argv[2] ?? "{}") as ProbeArgs;
+const peak = () => process.resourceUsage().maxRSS * 1024;
+const rssBefore = process.memoryUsage.rss();
+const t0 = performance.now();
+const pipeline = (await loadPipeline(args.model, { intraOpNumThreads: args.threads, memory: args.memory })) as SteppablePipeline;
+const loadMs = performance.now() - t0;
+const rssAfterLoad = process.memoryUsage.rss();
+const peakAfterLoad = peak();
+const t1 = performance.now();
+const out = await pipeline.generate([
+  new OmniDiffusionRequest({
+    prompt: "a red circle on a blue background",
+    width: args.width,
+    height: args.height,
+    numInferenceSteps: args.steps,
+    guidanceScale: args.guidance,
+    numOutputsPerPrompt: args.batch,
+    seed: 1,
+    vae: args.vae ?? null,
+  }),
+]);
+const generateMs = performance.now() - t1;
+const err = Object.values(out.errors)[0];
+if (err) throw err;
+console.log(
+  JSON.stringify({
+    weightBytes: pipeline.describe!().weightBytes,
+    rssBefore,
+    rssAfterLoad,
+    peakAfterLoad,
+    peakRss: peak(),
+    rssEnd: process.memoryUsage.rss(),
+    loadMs,
+    generateMs,
+    stages: out.metrics,
+  }),
+);
+await pipeline.release();
