@@ -56,6 +56,8 @@ export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./
 export { loadPipeline } from "./pipelines/load.js";
 export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";
 export { OnnxDiffusionPipeline } from "./pipelines/onnx-diffusion-pipeline.js";
+export { UnetProfile, type FixedUnetCost, type UnetKnee, type UnetProfileOptions, type UnetProfileSize } from "./pipelines/unet-profile.js";
+export type { CallBudgetStats, MaxCallMs } from "./pipelines/call-planner.js";
 export { isSteppable } from "./pipelines/types.js";
 export { DEVICES, type Device } from "./pipelines/device.js";
 export type { ModelLayout } from "./pipelines/model-layout.js";

@@ -13,6 +13,7 @@ interface ServeFlags extends EngineFlags, HttpLimitFlags {
   maxBatch?: number;
   batching?: "continuous" | "request" | "none";
   maxBatchRows?: number;
+  maxCallMs?: number | "auto" | "off";
   maxQueue?: number;
   batchWindowMs?: number;
   maxN?: number;
@@ -35,6 +36,13 @@ function maxSizeArg(v: string): { width: number; height: number } {
   const m = /^(\d+)x(\d+)$/i.exec(v.trim());
   if (!m) throw new InvalidArgumentError(`expected N or WIDTHxHEIGHT, got "${v}"`);
   return { width: Number(m[1]), height: Number(m[2]) };
+}
+
+function maxCallMsArg(v: string): number | "auto" | "off" {
+  if (v === "auto" || v === "off") return v;
+  const n = Number(v);
+  if (!(n > 0 && n <= 3_600_000)) throw new InvalidArgumentError(`expected ms (0 < ms <= 3600000), "auto" or "off", got "${v}"`);
+  return n;
 }
 
 /**
@@ -62,6 +70,7 @@ export function addServeCommand(program: Command): void {
     .addOption(new Option("--batching <policy>", "continuous: requests join and leave between denoising steps; request: batch compatible requests, run each batch to completion; none: one at a time").choices(BATCHING_POLICIES))
     .option("--max-batch <n>", "most images per batch (continuous: in flight per worker)", intArg(1, 256))
     .option("--max-batch-rows <n>", "most UNet rows per UNet call (images, doubled under guidance)", intArg(1, 1024))
+    .option("--max-call-ms <ms|auto|off>", "compute budget of one UNet call: ms, auto (learned per image size) or off (rows alone)", maxCallMsArg)
     .option("--max-queue <n>", "most requests waiting; more get 429", intArg(1))
     .option("--batch-window-ms <ms>", "how long the batcher waits for compatible requests", intArg(0, 10_000))
     .option("--max-n <n>", "most images per request", intArg(1, 10))
@@ -104,6 +113,7 @@ export function addServeCommand(program: Command): void {
         ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
         ...(flags.batching ? { batching: flags.batching } : {}),
         ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),
+        ...(flags.maxCallMs !== undefined ? { maxCallMs: flags.maxCallMs } : {}),
         limits: {
           ...(flags.maxBatch ? { maxBatchSize: flags.maxBatch } : {}),
           ...(flags.maxQueue ? { maxQueue: flags.maxQueue } : {}),

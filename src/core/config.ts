@@ -89,6 +89,12 @@ export const configSchema = z
      * also caps a worker's active set: requests beyond it wait to join.
      */
     maxBatchRows: z.number().int().min(1).max(1024).default(32),
+    /**
+     * Compute budget of one UNet call under `continuous`: `"auto"` (per image size, the cost past which more
+     * rows stop paying for themselves, from the UNet profile each worker learns from its own calls), a number
+     * of ms for every size, or `"off"` (rows alone, the rule before budgets). See docs/batching.md.
+     */
+    maxCallMs: z.union([z.number().positive().max(3_600_000), z.enum(["auto", "off"])]).default("auto"),
     /** How long the batcher waits for more compatible requests before dispatching, ms. */
     batchWindowMs: z.number().min(0).max(10_000).default(2),
     /** Python-style worker extension: "module#Export" of a class whose methods become RPC methods. */

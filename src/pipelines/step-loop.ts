@@ -4,8 +4,12 @@ import type { BatchingPolicy } from "../core/config.js";
 import { rowsOfRequest } from "../core/limits.js";
 import type { StepProgress } from "../core/progress.js";
 import { AbortedError, OmniError, toOmniError } from "../errors/omni-error.js";
-import { abortedAt, denoiseFailure, isFinished, rowsOf, shapeKey, trajectoriesOf, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
+import { abortedAt, denoiseFailure, isFinished, trajectoriesOf, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
+import type { CallBudgetStats, CallPlanner, MaxCallMs } from "./call-planner.js";
+import { CostPlanner } from "./cost-planner.js";
+import { RowsPlanner } from "./rows-planner.js";
 import type { SteppablePipeline, UnetCall } from "./types.js";
+import { UnetProfile } from "./unet-profile.js";
 
 /** Options of one {@link StepLoop.run} call (one generate call). */
 export interface StepLoopRunOptions {
@@ -71,42 +75,60 @@ export type Exclusive = <T>(fn: () => Promise<T>) => Promise<T>;
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 const now = () => performance.now();
 
+/** Options of a {@link StepLoop}. */
+export interface StepLoopOptions {
+  /** Most UNet rows per call: a hard cap under every budget (a single request bigger than it still runs, alone). */
+  maxBatchRows: number;
+  /** Who joins the active set when (default `continuous`). */
+  admission?: BatchingPolicy;
+  /** Runs each iteration when no other exclusive pipeline work runs (the worker's sleep/wakeUp/close). */
+  exclusive?: Exclusive;
+  /** The compute budget of one UNet call (default `"auto"`); see {@link MaxCallMs} and docs/batching.md. */
+  maxCallMs?: MaxCallMs;
+  /** The cost profile that prices calls (default: a fresh one, learned from this loop's calls); tests give a fixed one. */
+  unetProfile?: UnetProfile;
+}
+
 /**
  * The one denoise driver: an active set of request states, advanced one denoising step per iteration in
- * one UNet call over every state of the same latent shape. The batching policy is only its admission rule:
+ * one UNet call over the states of one image size (a shape group). The batching policy is only its
+ * admission rule:
  *
- * - `continuous`: requests join at the next iteration, FIFO, while the active set stays within
- *   `maxBatchRows` UNet rows (a request bigger than that runs alone); the head of the queue is never
- *   bypassed, so a large request cannot be starved by a stream of small ones.
+ * - `continuous`: requests join at the next iteration while their size group's call stays within
+ *   `maxBatchRows` rows and the compute budget (`maxCallMs`, priced by the {@link UnetProfile}); a request
+ *   bigger than that runs alone. Within a size, the head of the queue is never bypassed, so a large request
+ *   cannot be starved by a stream of small ones; other sizes, with budgets of their own, may pass it.
  * - `request`: the requests of one {@link run} call join together, once the active set is empty; the next
  *   call waits until every one of them finished (request-level batching: `step` splits at `maxBatchRows`).
  * - `none`: one request at a time.
  *
- * Finished states are decoded and answered at once; aborted ones (and ones past their call's deadline)
- * leave between steps. Every state keeps its own scheduler, step count and noise stream, so a request's
- * images do not depend on who else was in the crowd. With several latent shapes active, each iteration
- * steps one shape group: the one with the largest rows × (1 + iterations it was skipped), so big groups go
- * first and a skipped group's claim grows until it is served. Each iteration runs under `exclusive`, so
- * sleep/wakeUp/close slot in between steps.
+ * With several sizes active, each iteration steps the group that has received the least UNet time, so
+ * groups share the UNet equally in cost (see {@link CostPlanner}); `maxCallMs: "off"` keeps the rule of
+ * rows alone ({@link RowsPlanner}). Finished states are decoded and answered at once; aborted ones (and ones
+ * past their call's deadline) leave between steps. Every state keeps its own scheduler, step count and noise
+ * stream, so a request's images do not depend on who else was in the crowd. Each iteration runs under
+ * `exclusive`, so sleep/wakeUp/close slot in between steps.
  */
 export class StepLoop {
   readonly #pipeline: SteppablePipeline;
   readonly #exclusive: Exclusive;
-  readonly #maxRows: number;
   readonly #admission: BatchingPolicy;
+  readonly #planner: CallPlanner;
   #pending: Ticket[] = [];
   #active: Ticket[] = [];
-  #skipped = new Map<string, number>();
   #running = false;
   #calls = 0;
   #idleWaiters: (() => void)[] = [];
   readonly #stats: StepLoopStats = { iterations: 0, unetCalls: 0, unetRows: 0, unetMs: 0, stepMs: 0, encodeTextMs: 0, decodeMs: 0, previewMs: 0, progressMs: 0, busyMs: 0 };
 
-  constructor(pipeline: SteppablePipeline, opts: { maxBatchRows: number; admission?: BatchingPolicy; exclusive?: Exclusive }) {
+  constructor(pipeline: SteppablePipeline, opts: StepLoopOptions) {
     this.#pipeline = pipeline;
-    this.#maxRows = opts.maxBatchRows;
     this.#admission = opts.admission ?? "continuous";
     this.#exclusive = opts.exclusive ?? ((fn) => fn());
+    const maxCallMs = opts.maxCallMs ?? "auto";
+    const profile = opts.unetProfile ?? new UnetProfile();
+    this.#planner =
+      maxCallMs === "off" ? new RowsPlanner({ maxBatchRows: opts.maxBatchRows, profile }) : new CostPlanner({ maxBatchRows: opts.maxBatchRows, maxCallMs, profile });
   }
 
   /** The admission rule (`continuous`, `request` or `none`). */
@@ -122,6 +144,11 @@ export class StepLoop {
   /** A copy of the time counters. */
   get stats(): StepLoopStats {
     return { ...this.#stats };
+  }
+
+  /** The compute budget in effect and the UNet profile behind it, per image size. */
+  get callBudget(): CallBudgetStats {
+    return this.#planner.stats();
   }
 
   /**
@@ -191,7 +218,7 @@ export class StepLoop {
       if (e) this.#fail(t, e);
     }
     await this.#admit();
-    const group = this.#pickGroup();
+    const group = this.#planner.pick(this.#active);
     if (!group.length) return;
     let calls: UnetCall[];
     const t0 = now();
@@ -207,6 +234,7 @@ export class StepLoop {
     }
     // The pipeline's own isolation: a state whose step failed carries its error, the others stepped.
     for (const t of group) if (t.state!.error) this.#fail(t, t.state!.error);
+    this.#planner.stepped(calls);
     const stepped = now();
     const byState = new Map(group.map((t) => [t.state!, t]));
     for (const call of calls) {
@@ -234,14 +262,9 @@ export class StepLoop {
       this.#pending = this.#pending.filter((t) => t.call !== call);
       return joining;
     }
-    let rows = this.#active.reduce((a, t) => a + rowsOf(t.state!), 0);
-    const joining: Ticket[] = [];
-    while (this.#pending.length) {
-      const next = this.#pending[0]!;
-      if ((this.#active.length || joining.length) && rows + next.rows > this.#maxRows) break;
-      joining.push(this.#pending.shift()!);
-      rows += next.rows;
-    }
+    const joining = this.#planner.admit(this.#pending, this.#active);
+    const set = new Set(joining);
+    this.#pending = this.#pending.filter((t) => !set.has(t));
     return joining;
   }
 
@@ -267,31 +290,6 @@ export class StepLoop {
     } finally {
       this.#stats.encodeTextMs += now() - t0;
     }
-  }
-
-  /** The shape group to step now: largest rows × (1 + times skipped); ties go to the group of the oldest request. */
-  #pickGroup(): Ticket[] {
-    const groups = new Map<string, Ticket[]>();
-    for (const t of this.#active) {
-      if (isFinished(t.state!)) continue;
-      const key = shapeKey(t.state!);
-      const g = groups.get(key);
-      if (g) g.push(t);
-      else groups.set(key, [t]);
-    }
-    if (groups.size <= 1) {
-      this.#skipped.clear();
-      return groups.values().next().value ?? [];
-    }
-    let best: { key: string; score: number } | null = null;
-    for (const [key, ts] of groups) {
-      const score = ts.reduce((a, t) => a + rowsOf(t.state!), 0) * (1 + (this.#skipped.get(key) ?? 0));
-      if (!best || score > best.score) best = { key, score };
-    }
-    const skipped = new Map<string, number>();
-    for (const key of groups.keys()) if (key !== best?.key) skipped.set(key, (this.#skipped.get(key) ?? 0) + 1);
-    this.#skipped = skipped;
-    return groups.get(best!.key)!;
   }
 
   async #report(t: Ticket, batch: StepProgress["batch"]): Promise<void> {

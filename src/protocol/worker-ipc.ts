@@ -49,6 +49,8 @@ export interface WorkerInit {
   batching?: BatchingPolicy;
   /** Most UNet rows per call (and in the continuous active set). Default: the pipeline's own. */
   maxBatchRows?: number;
+  /** Compute budget of one UNet call: ms, `"auto"` (the default) or `"off"` (see docs/batching.md). */
+  maxCallMs?: number | "auto" | "off";
   /** Write a heartbeat to {@link HEARTBEAT_FD} this often, ms; absent or 0: no heartbeats. */
   heartbeatIntervalMs?: number;
 }
@@ -313,6 +315,9 @@ export function parseWorkerInit(raw: string | undefined): WorkerInit | string {
   }
   if (v.maxBatchRows !== undefined && !(typeof v.maxBatchRows === "number" && Number.isInteger(v.maxBatchRows) && v.maxBatchRows >= 1)) {
     return `${WORKER_INIT_ENV}.maxBatchRows must be an integer >= 1`;
+  }
+  if (v.maxCallMs !== undefined && v.maxCallMs !== "auto" && v.maxCallMs !== "off" && !(typeof v.maxCallMs === "number" && v.maxCallMs > 0)) {
+    return `${WORKER_INIT_ENV}.maxCallMs must be a number > 0, "auto" or "off"`;
   }
   if (v.heartbeatIntervalMs !== undefined && !(typeof v.heartbeatIntervalMs === "number" && Number.isFinite(v.heartbeatIntervalMs) && v.heartbeatIntervalMs >= 0)) {
     return `${WORKER_INIT_ENV}.heartbeatIntervalMs must be a number >= 0`;

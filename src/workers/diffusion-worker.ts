@@ -15,7 +15,9 @@ import type { BatchingPolicy } from "../core/config.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { internalFailure, type ResolvedParams } from "../pipelines/denoise-state.js";
 import { loadPipeline } from "../pipelines/load.js";
+import type { CallBudgetStats, MaxCallMs } from "../pipelines/call-planner.js";
 import { StepLoop, type ResolvedRequest, type StepLoopStats } from "../pipelines/step-loop.js";
+import type { UnetProfile } from "../pipelines/unet-profile.js";
 import { isSteppable, type DiffusionPipeline, type GenerateOptions, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
 
@@ -67,6 +69,8 @@ export interface WorkerStats {
   waiting: number;
   /** Where the step loop's time went (null for a pipeline without the step-level interface). */
   loop: StepLoopStats | null;
+  /** The compute budget of a UNet call and the learned UNet profile per image size (null without a step loop). */
+  callBudget: CallBudgetStats | null;
   /** CPU time this process used so far (all its threads, onnxruntime's included), ms: a load-independent cost. */
   cpuMs: number;
   /** Resident memory now and its peak since the process started, bytes (what the OOM killer looks at). */
@@ -110,12 +114,22 @@ export class DiffusionWorker {
   #closed = false;
   #loop: StepLoop | null = null;
 
-  constructor(pipeline: DiffusionPipeline, opts: { rank: number; batching?: BatchingPolicy; maxBatchRows?: number }) {
+  /**
+   * `maxCallMs` is the step loop's compute budget per UNet call (default `"auto"`, see docs/batching.md);
+   * `unetProfile` prices the calls (default: learned from the loop's own calls; tests give a fixed one).
+   */
+  constructor(pipeline: DiffusionPipeline, opts: { rank: number; batching?: BatchingPolicy; maxBatchRows?: number; maxCallMs?: MaxCallMs; unetProfile?: UnetProfile }) {
     this.pipeline = pipeline;
     this.rank = opts.rank;
     if (isSteppable(pipeline)) {
       if (opts.maxBatchRows !== undefined) pipeline.maxBatchRows = opts.maxBatchRows;
-      this.#loop = new StepLoop(pipeline, { maxBatchRows: pipeline.maxBatchRows, admission: opts.batching ?? "request", exclusive: (fn) => this.#exclusive(fn) });
+      this.#loop = new StepLoop(pipeline, {
+        maxBatchRows: pipeline.maxBatchRows,
+        admission: opts.batching ?? "request",
+        exclusive: (fn) => this.#exclusive(fn),
+        maxCallMs: opts.maxCallMs,
+        unetProfile: opts.unetProfile,
+      });
     }
     this.#builtins = new Map<string, Builtin>([
       [
@@ -140,7 +154,7 @@ export class DiffusionWorker {
   /** Loads the pipeline, then the extension; a failing extension releases the loaded pipeline. */
   static async create(init: DiffusionWorkerInit): Promise<DiffusionWorker> {
     const pipeline = await loadPipeline(init.modelDir, init.load);
-    const worker = new DiffusionWorker(pipeline, { rank: init.rank, batching: init.batching, maxBatchRows: init.maxBatchRows });
+    const worker = new DiffusionWorker(pipeline, { rank: init.rank, batching: init.batching, maxBatchRows: init.maxBatchRows, maxCallMs: init.maxCallMs });
     if (init.workerExtension) {
       try {
         await worker.loadExtension(init.workerExtension);
@@ -339,6 +353,7 @@ export class DiffusionWorker {
       active: loop.active,
       waiting: loop.pending,
       loop: this.#loop?.stats ?? null,
+      callBudget: this.#loop?.callBudget ?? null,
       cpuMs: cpuMs(),
       rssBytes: process.memoryUsage.rss(),
       // maxRSS is in KiB (getrusage).

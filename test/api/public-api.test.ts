@@ -194,6 +194,14 @@ const MINIMAL: Record<keyof typeof api, Check> = {
     needs: "nothing: created by loadPipeline (see loadPipeline's check), registered under its _class_name",
     run: () => assert.ok(api.registeredPipelines().includes("OmniTinyShapesPipeline")),
   },
+  UnetProfile: {
+    run: () => {
+      const profile = new api.UnetProfile();
+      assert.equal(profile.estimate("512x512", 1), null, "a fresh profile knows no size");
+      profile.observe("512x512", 1, 10);
+      assert.equal(profile.estimate("512x512", 2), 20);
+    },
+  },
   isSteppable: { needs: "a pipeline (see loadPipeline's check)", run: () => assert.equal(api.isSteppable({} as never), false) },
   registeredPipelines: { run: () => assert.ok(api.registeredPipelines().length >= 1) },
   registerPipeline: {

@@ -61,12 +61,17 @@ describe("batching policies are admission rules of one step loop", { timeout: 12
     assert.ok(log.of("Y1").every((e) => e.batch?.requests === 1));
   });
 
-  it("continuous: the two calls share UNet calls; getStats reports where the loop's time went", async () => {
+  it("continuous: the two calls share UNet calls; getStats reports where the loop's time went and the UNet profile", async () => {
     const { log, stats } = await twoCalls("continuous");
     assert.ok(log.of("Y1").some((e) => e.batch?.requests === 3), JSON.stringify(log.of("Y1").map((e) => e.batch)));
     const l = stats.loop!;
     assert.ok(l.unetCalls >= 4 && l.unetRows >= l.unetCalls, JSON.stringify(l));
     assert.ok(l.unetMs > 0 && l.stepMs >= l.unetMs && l.busyMs >= l.stepMs + l.encodeTextMs + l.decodeMs);
+    // The UNet profile the worker learned from its own calls, per image size (its figures are this machine's).
+    assert.equal(stats.callBudget?.maxCallMs, "auto");
+    const sizes = stats.callBudget!.sizes;
+    assert.deepEqual(sizes.map((s) => s.size), ["32x32"]);
+    assert.ok(sizes[0]!.calls.length >= 1 && sizes[0]!.calls.every((c) => c.rows >= 1 && c.n >= 1 && c.ms > 0), JSON.stringify(sizes));
   });
 
   it("pipeline.generate is the same loop with request admission: per-request failures, the rest run", async () => {

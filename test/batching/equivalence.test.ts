@@ -95,12 +95,16 @@ describe("batching policies give the same images", { timeout: 150_000 }, () => {
 });
 
 describe("batching config", () => {
-  it("defaults to continuous with 32 rows per UNet call, and rejects bad values naming the field", () => {
+  it("defaults to continuous with 32 rows per UNet call and a learned compute budget, and rejects bad values naming the field", () => {
     const c = parseConfig({});
     assert.equal(c.batching, "continuous");
     assert.equal(c.maxBatchRows, 32);
     assert.throws(() => parseConfig({ batching: "greedy" as never }), (e: unknown) => e instanceof ConfigError && e.data.field === "batching");
     assert.throws(() => parseConfig({ maxBatchRows: 0 }), (e: unknown) => e instanceof ConfigError && e.data.field === "maxBatchRows");
     assert.throws(() => parseConfig({ maxBatchRows: 2.5 }), (e: unknown) => e instanceof ConfigError && e.data.field === "maxBatchRows");
+    assert.equal(c.maxCallMs, "auto", "the compute budget of a UNet call is learned by default");
+    assert.equal(parseConfig({ maxCallMs: 250 }).maxCallMs, 250);
+    assert.equal(parseConfig({ maxCallMs: "off" }).maxCallMs, "off");
+    for (const bad of [0, -1, "fast"]) assert.throws(() => parseConfig({ maxCallMs: bad as never }), (e: unknown) => e instanceof ConfigError && e.data.field === "maxCallMs");
   });
 });

@@ -15,5 +15,6 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
     workerExtension: config.workerExtension,
     batching: config.batching,
     maxBatchRows: config.maxBatchRows,
+    maxCallMs: config.maxCallMs,
   };
 }
