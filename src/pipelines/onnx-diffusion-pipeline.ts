@@ -186,8 +186,16 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       defaults,
       sizeMultiple,
       limits: this.describe(),
-      edit: { latent: this.#vaeScale > 1, encoder: this.#vaeEncoder, className: this.className, modelDir: this.modelDir },
+      edit: { latent: this.#vaeScale > 1, encoder: this.#encoderFor(r), className: this.className, modelDir: this.modelDir },
     });
+  }
+
+  /**
+   * The encoder an edit request starts from: `vae: "tiny"` takes the tiny encoder when there is one (its latents
+   * land in the same UNet space as the full encoder's), else the model's own.
+   */
+  #encoderFor(r: OmniDiffusionRequest): OnnxModel | null {
+    return (r.vae === "tiny" ? this.#decoder.tinyEncoder?.model : null) ?? this.#vaeEncoder;
   }
 
   validate(r: OmniDiffusionRequest): void {
@@ -207,14 +215,12 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const per = emb.tokens * emb.dim;
     const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
     const shapes = params.map((p): [number, number, number] => [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale]);
-    const tinyEncoder = this.#decoder.tinyEncoder;
     const inits = await Promise.all(
       requests.map((r, i) => {
         if (!r.image) return null;
+        const tiny = r.vae === "tiny" ? this.#decoder.tinyEncoder : null;
         const size = shapes[i]!.reduce((a, b) => a * b);
-        // `vae: "tiny"` encodes with the tiny encoder when there is one; both land in the same UNet latent space.
-        if (r.vae === "tiny" && tinyEncoder) return encodeInitImage(r.image, tinyEncoder.model, tinyEncoder.scalingFactor, size);
-        return encodeInitImage(r.image, this.#vaeEncoder, this.#scalingFactor, size);
+        return tiny ? encodeInitImage(r.image, tiny.model, tiny.scalingFactor, size) : encodeInitImage(r.image, this.#vaeEncoder, this.#scalingFactor, size);
       }),
     );
     return requests.map((request, i) => {
