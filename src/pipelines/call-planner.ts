@@ -33,8 +33,8 @@ export interface CallBudgetStats {
 export interface CallPlanner {
   /** The waiting requests (in arrival order) that join the active set now, under `continuous` admission. */
   admit<T extends PlannedRequest>(pending: readonly T[], active: readonly T[]): T[];
-  /** The shape group to step in this iteration, from the active requests that are not finished. */
-  pick<T extends PlannedRequest>(active: readonly T[]): T[];
+  /** The shape group to step in this iteration, from the active requests that are not finished (`pending`: those waiting to join). */
+  pick<T extends PlannedRequest>(active: readonly T[], pending: readonly T[]): T[];
   /** The calls the last step made (a profile learns from them). */
   stepped(calls: readonly UnetCall[]): void;
   readonly profile: UnetProfile;

@@ -102,12 +102,12 @@ export interface StepLoopOptions {
  *   call waits until every one of them finished (request-level batching: `step` splits at `maxBatchRows`).
  * - `none`: one request at a time.
  *
- * With several sizes active, each iteration steps the group that has received the least UNet time, so
- * groups share the UNet equally in cost (see {@link CostPlanner}); `maxCallMs: "off"` keeps the rule of
- * rows alone ({@link RowsPlanner}). Finished states are decoded and answered at once; aborted ones (and ones
- * past their call's deadline) leave between steps. Every state keeps its own scheduler, step count and noise
- * stream, so a request's images do not depend on who else was in the crowd. Each iteration runs under
- * `exclusive`, so sleep/wakeUp/close slot in between steps.
+ * With several sizes active, each iteration steps the group that has received the least UNet time per row,
+ * so every row gets an equal share of the UNet's time, priced by the profile (see {@link CostPlanner});
+ * `maxCallMs: "off"` keeps the rule of rows alone ({@link RowsPlanner}). Finished states are decoded and
+ * answered at once; aborted ones (and ones past their call's deadline) leave between steps. Every state
+ * keeps its own scheduler, step count and noise stream, so a request's images do not depend on who else was
+ * in the crowd. Each iteration runs under `exclusive`, so sleep/wakeUp/close slot in between steps.
  */
 export class StepLoop {
   readonly #pipeline: SteppablePipeline;
@@ -218,7 +218,7 @@ export class StepLoop {
       if (e) this.#fail(t, e);
     }
     await this.#admit();
-    const group = this.#planner.pick(this.#active);
+    const group = this.#planner.pick(this.#active, this.#pending);
     if (!group.length) return;
     let calls: UnetCall[];
     const t0 = now();

@@ -17,8 +17,13 @@ export interface UnetProfileOptions {
   learn?: boolean;
   /** A call grows only while a bigger one is more than this share cheaper per row (default 0.05). */
   epsilon?: number;
-  /** Weight of a new observation in its call size's moving average (default 0.25). */
-  alpha?: number;
+  /** How many recent calls of a call size its figure is the median of (default 15). */
+  window?: number;
+  /**
+   * A call size not seen in this many calls of its image size is forgotten (default 200), so the loop measures
+   * it again: a figure taken on a cold or briefly loaded machine does not pin the knee for good.
+   */
+  forgetAfter?: number;
 }
 
 /** Where a size's knee comes from: its own calls, the fixed figures, or another size scaled by pixel count. */
@@ -33,8 +38,8 @@ export interface UnetKnee {
   ms: number;
   source: UnetKneeSource;
   /**
-   * The biggest call measured was still the cheapest per row by more than epsilon: the knee is set at twice
-   * its size, so the loop may find out whether bigger calls keep gaining.
+   * A call size not measured yet: twice the biggest one measured while that one was still the cheapest per
+   * row by more than epsilon, or half the only one measured; the loop finds out what it gains.
    */
   exploring: boolean;
 }
@@ -43,7 +48,7 @@ export interface UnetKnee {
 export interface UnetProfileSize {
   /** Image size, `WxH`. */
   size: string;
-  /** Measured call sizes: rows, moving average of the call's ms, calls seen. Empty for a fixed size. */
+  /** Measured call sizes: rows, median ms of its recent calls, calls seen. Empty for a fixed size. */
   calls: { rows: number; ms: number; n: number }[];
   /** The fixed figures, for a size given in {@link UnetProfileOptions.fixed}. */
   fixed?: FixedUnetCost;
@@ -53,8 +58,12 @@ export interface UnetProfileSize {
 
 interface Bucket {
   rows: number;
+  /** Median of `recent`. */
   ms: number;
   n: number;
+  recent: number[];
+  /** The image size's call count when this call size was last seen. */
+  seen: number;
 }
 
 const pixels = (size: string): number => {
@@ -66,16 +75,19 @@ const pixels = (size: string): number => {
  * Per image size, the ms of one UNet call (the whole `pipeline.step` of its rows: tensor packing, UNet,
  * sampler math) as a function of its rows, learned from the calls the step loop makes.
  *
- * Each call size seen (rows) keeps a moving average of its ms; the first call at a new size is replaced by
- * the second (onnxruntime plans its memory on the first run at a new input shape, which a steady server
- * does not pay). A call size between two measured ones is interpolated; below the smallest, the cost falls
+ * Each call size seen (rows) keeps the median ms of its recent calls (robust to a call slowed by another
+ * process); the first call at a new size is dropped once a second comes (onnxruntime plans its memory on
+ * the first run at a new input shape, which a steady server does not pay), and a call size not seen for a
+ * while is forgotten, so it is measured again. A call size between two measured ones is interpolated; below the smallest, the cost falls
  * no lower than in proportion to rows; above the largest, it grows in proportion to rows (no further gain
  * assumed, so a budget never admits more than the measurements support). A size not measured yet is priced
  * from the measured size nearest in pixel count, a row of it counting as its pixel ratio of rows of that one.
  *
  * The knee of a size is the smallest measured call size from which no bigger measured call is more than
  * epsilon cheaper per row: batching past it only adds latency. While the biggest measured call is itself the
- * knee (still gaining), the knee is put at twice its rows, so bigger calls get tried.
+ * knee (still gaining), the knee is put at twice its rows, so bigger calls get tried; while only one call
+ * size of 4 rows or more was measured (steady traffic repeats one size), at half its rows, so a second size
+ * gets measured.
  *
  * @example
  * ```ts
@@ -92,30 +104,40 @@ export class UnetProfile {
   readonly #fixed: ReadonlyMap<string, FixedUnetCost>;
   readonly #learn: boolean;
   readonly #epsilon: number;
-  readonly #alpha: number;
+  readonly #window: number;
+  readonly #forgetAfter: number;
   /** Size → measured call sizes, ascending by rows. */
   readonly #buckets = new Map<string, Bucket[]>();
+  /** Size → calls observed. */
+  readonly #calls = new Map<string, number>();
 
   constructor(opts: UnetProfileOptions = {}) {
     this.#fixed = new Map(Object.entries(opts.fixed ?? {}));
     this.#learn = opts.learn ?? true;
     this.#epsilon = opts.epsilon ?? 0.05;
-    this.#alpha = opts.alpha ?? 0.25;
+    this.#window = opts.window ?? 15;
+    this.#forgetAfter = opts.forgetAfter ?? 200;
   }
 
   /** Records one call of `rows` rows at image size `size` that took `ms`. */
   observe(size: string, rows: number, ms: number): void {
     if (!this.#learn || this.#fixed.has(size) || !(rows > 0) || !(ms >= 0) || !Number.isFinite(ms)) return;
-    let buckets = this.#buckets.get(size);
-    if (!buckets) this.#buckets.set(size, (buckets = []));
+    const calls = (this.#calls.get(size) ?? 0) + 1;
+    this.#calls.set(size, calls);
+    const buckets = (this.#buckets.get(size) ?? []).filter((x) => x.rows === rows || calls - x.seen <= this.#forgetAfter);
+    this.#buckets.set(size, buckets);
     const b = buckets.find((x) => x.rows === rows);
     if (!b) {
-      buckets.push({ rows, ms, n: 1 });
+      buckets.push({ rows, ms, n: 1, recent: [ms], seen: calls });
       buckets.sort((x, y) => x.rows - y.rows);
       return;
     }
-    b.ms = b.n === 1 ? ms : b.ms + this.#alpha * (ms - b.ms);
+    if (b.n === 1) b.recent = [];
+    b.recent.push(ms);
+    if (b.recent.length > this.#window) b.recent.shift();
+    b.ms = median(b.recent);
     b.n++;
+    b.seen = calls;
   }
 
   /** Estimated ms of one call of `rows` rows at `size`; null when nothing is known of any size. */
@@ -129,9 +151,9 @@ export class UnetProfile {
   }
 
   /**
-   * The knee of `size` (calls of at most `maxRows` rows): from its own measurements once it has two call
-   * sizes, else scaled from the nearest size that has a knee of its own; null while neither exists (the loop
-   * then lets calls grow to `maxRows` and learns).
+   * The knee of `size` (calls of at most `maxRows` rows): from its own measurements (two call sizes, or one
+   * of 4 rows or more to probe below), else scaled from the nearest size that has a knee of its own; null
+   * while neither exists (the loop then lets calls grow to `maxRows` and learns).
    */
   knee(size: string, maxRows: number): UnetKnee | null {
     const own = this.#ownKnee(size, maxRows);
@@ -161,6 +183,10 @@ export class UnetProfile {
       return { rows, ms: f.fixedMs + f.perRowMs * rows, source: "fixed", exploring: false };
     }
     const buckets = (this.#buckets.get(size) ?? []).filter((b) => b.rows <= maxRows);
+    if (buckets.length === 1 && buckets[0]!.rows >= 4) {
+      const probe = Math.floor(buckets[0]!.rows / 2);
+      return { rows: probe, ms: interpolate(buckets, probe), source: "learned", exploring: true };
+    }
     if (buckets.length < 2) return null;
     const rows = kneeOf(buckets, this.#epsilon);
     const largest = buckets[buckets.length - 1]!.rows;
@@ -212,3 +238,9 @@ function interpolate(buckets: readonly Bucket[], rows: number): number {
 }
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000;
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

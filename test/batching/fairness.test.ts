@@ -69,13 +69,14 @@ describe("continuous batching fairness", { timeout: 120_000 }, () => {
     assert.deepEqual(out.errors, {});
     assert.equal(out.imagesFor("big-shape").length, 1);
     assert.ok(streaming, `the 64x64 request finished while the stream still ran (${smallsDone} small requests finished meanwhile)`);
-    // Between two of its steps, the big group (5 ms a call) waits while the small group catches up those
-    // 5 ms: at most two of its calls (3 to 7 ms each, one to three requests), three with a tie.
+    // Every row is owed the same UNet time. Between two of its steps (5 ms for its 1 row), the big request
+    // waits while the 32x32 group catches up those 5 ms per row: its calls cost at least 7/6 ms per row
+    // (three guided requests, 7 ms for 6 rows), so at most five of them, six with a tie.
     const idx = log.events.map((e, i) => (e.requestId === "big-shape" ? i : -1)).filter((i) => i >= 0);
     for (let k = 1; k < idx.length; k++) {
       // Each UNet call has exactly one primary progress event.
       const between = log.events.slice(idx[k - 1]! + 1, idx[k]).filter((e) => e.batch?.primary).length;
-      assert.ok(between <= 3, `${between} UNet calls ran between steps ${k} and ${k + 1} of the 64x64 request`);
+      assert.ok(between <= 6, `${between} UNet calls ran between steps ${k} and ${k + 1} of the 64x64 request`);
     }
   });
 

@@ -21,15 +21,28 @@ describe("UnetProfile", () => {
     assert.equal(p.estimate("32x32", 0.5), 2.5, "below the smallest: along the line through the two smallest");
   });
 
-  it("the first call at a new size is replaced by the second, then a moving average follows", () => {
-    const p = new UnetProfile({ alpha: 0.25 });
+  it("the first call at a new size is dropped once a second comes, then the median of the recent calls counts", () => {
+    const p = new UnetProfile({ window: 3 });
     p.observe("32x32", 1, 100);
     assert.equal(p.estimate("32x32", 1), 100);
     p.observe("32x32", 1, 10);
     assert.equal(p.estimate("32x32", 1), 10);
+    p.observe("32x32", 1, 50);
+    p.observe("32x32", 1, 12);
+    assert.equal(p.estimate("32x32", 1), 12, "one slow call does not move the figure");
     p.observe("32x32", 1, 14);
-    assert.equal(p.estimate("32x32", 1), 11);
-    assert.deepEqual(p.snapshot(32)[0]!.calls, [{ rows: 1, ms: 11, n: 3 }]);
+    p.observe("32x32", 1, 16);
+    assert.equal(p.estimate("32x32", 1), 14, "the window has moved on");
+    assert.deepEqual(p.snapshot(32)[0]!.calls, [{ rows: 1, ms: 14, n: 6 }]);
+  });
+
+  it("a call size not seen for a while is forgotten, so it gets measured again", () => {
+    const p = new UnetProfile({ forgetAfter: 10 });
+    feed(p, "32x32", [1, 8], 0, 1);
+    for (let i = 0; i < 10; i++) p.observe("32x32", 1, 1);
+    assert.deepEqual(p.snapshot(32)[0]!.calls.map((c) => c.rows), [1, 8]);
+    p.observe("32x32", 1, 1);
+    assert.deepEqual(p.snapshot(32)[0]!.calls.map((c) => c.rows), [1]);
   });
 
   it("the knee: calls grow while a bigger call is more than 5 % cheaper per row, trying twice the largest while it is", () => {
@@ -46,6 +59,14 @@ describe("UnetProfile", () => {
     feed(p, "32x32", [32], 1, 1);
     // 1.03125 per row at 32 is not 5 % below 16's 1.0625: the knee stays at 16.
     assert.deepEqual(p.knee("32x32", 32), { rows: 16, ms: 17, source: "learned", exploring: false });
+  });
+
+  it("with one call size of 4 rows or more measured (steady traffic), the knee probes half of it", () => {
+    const p = new UnetProfile();
+    feed(p, "512x512", [4], 0, 10);
+    assert.deepEqual(p.knee("512x512", 32), { rows: 2, ms: 40, source: "learned", exploring: true }, "priced no lower than the call measured");
+    feed(p, "512x512", [2], 0, 10);
+    assert.deepEqual(p.knee("512x512", 32), { rows: 2, ms: 20, source: "learned", exploring: false });
   });
 
   it("a size whose cost grows in proportion to rows (512x512 on a CPU) gets calls of one row", () => {
