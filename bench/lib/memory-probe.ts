@@ -1,7 +1,7 @@
 /**
  * One measurement of a worker's memory, in a process of its own (peak RSS is per process and never goes
  * down): loads a model with the given session memory settings, generates one image, and prints one JSON line
- * with the weight bytes it loaded, RSS after load, peak RSS, and the load / generate times.
+ * with the weight bytes it loaded, RSS after load, peak RSS, the load time, each UNet call's time and the decode time.
  *
  *   npx tsx bench/lib/memory-probe.ts '{"model":"DIR","width":512,"height":512,"batch":1,"steps":1,"guidance":1}'
  *
@@ -34,24 +34,29 @@ const loadMs = performance.now() - t0;
 const rssAfterLoad = process.memoryUsage.rss();
 const peakAfterLoad = peak();
 const t1 = performance.now();
-const out = await pipeline.generate([
-  new OmniDiffusionRequest({
-    prompt: "a red circle on a blue background",
-    width: args.width,
-    height: args.height,
-    numInferenceSteps: args.steps,
-    guidanceScale: args.guidance,
-    numOutputsPerPrompt: args.batch,
-    seed: 1,
-    vae: args.vae ?? null,
-  }),
-]);
+const request = new OmniDiffusionRequest({
+  prompt: "a red circle on a blue background",
+  width: args.width,
+  height: args.height,
+  numInferenceSteps: args.steps,
+  guidanceScale: args.guidance,
+  numOutputsPerPrompt: args.batch,
+  seed: 1,
+  vae: args.vae ?? null,
+});
+// The step-level interface, so each UNet call is timed apart (the first one pays onnxruntime's first-run costs).
+const states = await pipeline.prepare([request]);
+const unetMs: number[] = [];
+for (let i = 0; i < args.steps; i++) for (const call of await pipeline.step(states)) unetMs.push(call.unetMs ?? call.ms);
+const t2 = performance.now();
+const images = (await pipeline.decode(states))[0]!;
+const decodeMs = performance.now() - t2;
 const generateMs = performance.now() - t1;
-const err = Object.values(out.errors)[0];
-if (err) throw err;
+if (states[0]!.error) throw states[0]!.error;
+if (images.length !== args.batch) throw new Error(`decoded ${images.length} images, expected ${args.batch}`);
 console.log(
   JSON.stringify({
-    weightBytes: pipeline.describe!().weightBytes,
+    weightBytes: pipeline.describe!().memory!.weightBytes,
     rssBefore,
     rssAfterLoad,
     peakAfterLoad,
@@ -59,7 +64,8 @@ console.log(
     rssEnd: process.memoryUsage.rss(),
     loadMs,
     generateMs,
-    stages: out.metrics,
+    unetMs,
+    decodeMs,
   }),
 );
 await pipeline.release();

@@ -10,6 +10,7 @@
 import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
 import { normalizeSchedulerName } from "../schedulers/index.js";
 import type { ModelLimits } from "./model-limits.js";
+import { describeWorkerBytes, estimateWorkerBytes } from "./memory-estimate.js";
 
 /** What one request may ask for. Built from `OmniDiffusionConfig` by {@link requestLimitsOf}. */
 export interface RequestLimits {
@@ -104,6 +105,9 @@ export function estimateRequestBytes(model: ModelLimits, width: number, height: 
   const ratio = (width * height) / (model.nativeWidth * model.nativeHeight);
   return model.bytesPerRowAtNative * rows * ratio * Math.max(1, ratio);
 }
+
+/** Images of a request: `numOutputsPerPrompt`, 1 when unset. */
+const imagesOf = (r: Pick<LimitedRequest, "numOutputsPerPrompt">) => r.numOutputsPerPrompt ?? 1;
 
 /**
  * UNet rows of a request: one per image, two under classifier-free guidance (assumed unless it is off). The one
@@ -233,6 +237,21 @@ function checkSize(
       `size ${size} (${name(field)}) with ${rows} UNet row(s) needs an estimated ${mib(bytes)} MiB, above the budget of ${mib(limits.maxRequestBytes)} MiB (maxRequestBytes); ask for a smaller size or fewer images`,
       { limit: limits.maxRequestBytes, estimatedBytes: Math.round(bytes) },
     );
+  }
+  const memory = model.memory;
+  if (memory && memory.budgetBytes > 0) {
+    const est = estimateWorkerBytes({ ...model, memory }, width, height, rows, imagesOf(r));
+    if (est.total > memory.budgetBytes) {
+      // Blame the image count when one image would fit, else the size.
+      const one = estimateWorkerBytes({ ...model, memory }, width, height, rows / imagesOf(r), 1);
+      const field: LimitField = imagesOf(r) > 1 && one.total <= memory.budgetBytes ? "numOutputsPerPrompt" : width >= height ? "width" : "height";
+      throw exceeded(
+        field,
+        `size ${size} with ${rows} UNet row(s) (${name(field)}) needs an estimated ${describeWorkerBytes(est)} in its worker, more than the ${(memory.budgetBytes / 1024 ** 3).toFixed(2)} GiB it may use ` +
+          `(its share of this machine's memory); ask for a smaller size or fewer images`,
+        { limit: memory.budgetBytes, estimatedBytes: Math.round(est.total) },
+      );
+    }
   }
 }
 

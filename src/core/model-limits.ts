@@ -25,8 +25,25 @@ export interface ModelLimits {
    * with the pixel count (quadratically above the native size, for attention).
    */
   bytesPerRowAtNative: number;
-  /** Bytes of the weights a worker loads (ONNX files and their external data); absent when unknown (remote peers of older versions). */
-  weightBytes?: number;
+  /**
+   * What a worker's memory is made of (core/memory-estimate.ts): weights, activations per row and per image,
+   * and the worker's share of its machine. Absent when unknown (custom pipelines, peers of older versions).
+   */
+  memory?: ModelMemory;
+}
+
+/** What a model's worker memory is made of (core/memory-estimate.ts estimates from it), at its native size (`ModelLimits.memory`). Plain data: crosses IPC and wires. */
+export interface ModelMemory {
+  /** Bytes of weights loaded (ONNX files and their external data). */
+  weightBytes: number;
+  /** Peak UNet activation bytes of one row that grow with the pixel count (convolutions, skip connections). */
+  unetLinearBytes: number;
+  /** Those that grow with its square: self-attention's score matrices, and the softmax of them, live together. */
+  unetQuadraticBytes: number;
+  /** Peak VAE-decode activation bytes of one image (grow with the pixel count: im2col buffers of the last convolutions). */
+  decodeBytes: number;
+  /** What one worker may use, bytes: the machine's memory share of this worker (see `memoryBudgetBytes`). 0: unchecked. */
+  budgetBytes: number;
 }
 
 /** Strict codec of {@link ModelLimits}, for replies that cross a process or the network (`describeModel`). */
@@ -39,7 +56,16 @@ export const modelLimitsSchema = z
     predictionType: z.string().min(1),
     schedulers: z.array(z.string().min(1)),
     bytesPerRowAtNative: z.number().nonnegative(),
-    weightBytes: z.number().nonnegative().optional(),
+    memory: z
+      .object({
+        weightBytes: z.number().nonnegative(),
+        unetLinearBytes: z.number().nonnegative(),
+        unetQuadraticBytes: z.number().nonnegative(),
+        decodeBytes: z.number().nonnegative(),
+        budgetBytes: z.number().nonnegative(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -11,6 +11,7 @@ import { workerRetryPolicy } from "../policies/worker-policies.js";
 import type { RankSlot } from "./shared/rank-slot.js";
 import { RankSupervisor, describeExit, type WorkerEvent } from "./shared/rank-supervisor.js";
 import type { Clock } from "../utils/clock.js";
+import { checkWorkersFit } from "./shared/worker-memory.js";
 
 export type { WorkerEvent };
 
@@ -94,6 +95,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   protected async initExecutor(): Promise<void> {
+    checkWorkersFit(this.config.model, this.config.numGpus);
     this.#slots = this.#ranks.slots;
     await this.#ranks.start();
   }

@@ -4,6 +4,7 @@
  * fixed-shape exports) extend {@link ModelDescriptionInput} rather than this function's reading of files.
  */
 import type { ModelLimits } from "../core/model-limits.js";
+import type { ModelMemory } from "../core/memory-estimate.js";
 import { schedulersFor } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import type { OnnxIO } from "./onnx-model.js";
@@ -43,6 +44,10 @@ export interface ModelDescriptionInput {
   sizeMultiple: number;
   /** Bytes of the weights the pipeline loads (pipelines/model-files.ts `onnxWeightBytes`). */
   weightBytes?: number;
+  /** vae_decoder/config.json (may be empty): its first `block_out_channels` sizes the decode's largest buffers. */
+  vaeConfig?: Record<string, unknown>;
+  /** What this worker may use, bytes (core/memory-estimate.ts `memoryBudgetBytes`); 0 leaves it unchecked. */
+  budgetBytes?: number;
 }
 
 const staticDim = (d: number | string | undefined): number | null => (typeof d === "number" && d > 0 ? d : null);
@@ -84,7 +89,32 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
         ? latentUnetRowElements(m.unetConfig, nativeHeight / m.vaeScale, nativeWidth / m.vaeScale, staticDim(tokens) ?? m.textTokens)
         : // Input sample, its prediction (same shape) and the text states.
           (2 * latentElems + textElems) * ACTIVATION_FACTOR),
-    ...(m.weightBytes !== undefined ? { weightBytes: m.weightBytes } : {}),
+    memory: memoryOf(m, nativeHeight / m.vaeScale, nativeWidth / m.vaeScale, staticDim(tokens) ?? m.textTokens, latentElems, textElems),
+  };
+}
+
+/**
+ * The {@link ModelMemory} of a model at its native latent size h × w. Latent UNets (SD family): the attention
+ * score matrices and their softmax, both alive at once (2 × heads × (hw)² elements per row), grow with the
+ * square of the pixel count; the rest of {@link latentUnetRowParts} linearly. The VAE decode's peak is the
+ * im2col buffer of a 3×3 convolution at full resolution plus a few feature maps of its first
+ * `block_out_channels` (13 × channels × H × W elements per image). Pixel-space models (tiny-shapes): the
+ * ACTIVATION_FACTOR estimate, all of it quadratic above the native size (as `estimateRequestBytes` always did), no decode.
+ */
+function memoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: number, latentElems: number, textElems: number): ModelMemory {
+  const bytes = elementBytes(m.sample);
+  const base = { weightBytes: m.weightBytes ?? 0, budgetBytes: m.budgetBytes ?? 0 };
+  if (!(m.vaeScale > 1 && Array.isArray(m.unetConfig.block_out_channels))) {
+    return { ...base, unetLinearBytes: 0, unetQuadraticBytes: bytes * (2 * latentElems + textElems) * ACTIVATION_FACTOR, decodeBytes: 0 };
+  }
+  const parts = latentUnetRowParts(m.unetConfig, h, w, tokens);
+  const vaeChannels = Number((m.vaeConfig?.block_out_channels as unknown[] | undefined)?.[0]) || 128;
+  return {
+    ...base,
+    unetLinearBytes: bytes * parts.linear,
+    unetQuadraticBytes: bytes * 2 * parts.attention,
+    // A float16 export ships its VAE in float16 too: the same element size as the UNet.
+    decodeBytes: bytes * 13 * vaeChannels * h * m.vaeScale * w * m.vaeScale,
   };
 }
 
@@ -96,6 +126,12 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
  * SD 1.5 at 512²: ~147 M elements, ~590 MB in float32. An estimate for refusing what cannot fit, not a measurement.
  */
 export function latentUnetRowElements(unetConfig: Record<string, unknown>, h: number, w: number, tokens: number): number {
+  const p = latentUnetRowParts(unetConfig, h, w, tokens);
+  return p.linear + p.attention;
+}
+
+/** {@link latentUnetRowElements} in two parts: self-attention's score matrices (heads × (hw)²) and the rest. */
+export function latentUnetRowParts(unetConfig: Record<string, unknown>, h: number, w: number, tokens: number): { linear: number; attention: number } {
   const channels = (unetConfig.block_out_channels as unknown[]).map(Number).filter((c) => c > 0);
   const hw = h * w;
   let skips = 0;
@@ -108,5 +144,5 @@ export function latentUnetRowElements(unetConfig: Record<string, unknown>, h: nu
   const headDim = unetConfig.attention_head_dim;
   // SD 2.x lists head sizes per level (channels / 64 heads); SD 1.x one head count.
   const heads = Array.isArray(headDim) ? Math.max(1, Math.round((channels[0] ?? 320) / 64)) : typeof headDim === "number" && headDim > 0 ? headDim : DEFAULT_HEADS;
-  return skips + 4 * widest + heads * hw * (hw + tokens);
+  return { linear: skips + 4 * widest + heads * hw * tokens, attention: heads * hw * hw };
 }

@@ -1,9 +1,11 @@
 import { existsSync } from "node:fs";
+import { totalmem } from "node:os";
 import { join } from "node:path";
 import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
+import { memoryBudgetBytes } from "../core/memory-estimate.js";
 import { createScheduler } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
@@ -49,6 +51,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #scalingFactor: number;
   #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
+  readonly #vaeConfig: Record<string, unknown>;
+  /** What this worker may use, bytes (requests whose estimate is above it are refused; 0: unchecked). */
+  readonly #memoryBudget: number;
   #limits: ModelLimits | null = null;
   /** Applies defaults and checks requests; caches the sampler checks per (scheduler, steps). */
   readonly #resolver: RequestResolver;
@@ -70,6 +75,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#resolver = new RequestResolver(this.#schedulerConfig);
     const unetCfg = readModelJson<Record<string, any>>(modelDir, "unet/config.json", false) ?? {};
     const vaeCfg = readModelJson<Record<string, any>>(modelDir, "vae_decoder/config.json", false) ?? {};
+    this.#vaeConfig = vaeCfg;
+    this.#memoryBudget = opts.memoryBudgetBytes ?? memoryBudgetBytes(totalmem(), 1);
     this.#latentChannels = unetCfg.in_channels ?? vaeCfg.latent_channels ?? 4;
     this.#vaeScale = 2 ** (((vaeCfg.block_out_channels as unknown[] | undefined)?.length ?? 4) - 1);
     this.#scalingFactor = vaeCfg.scaling_factor ?? 0.18215;
@@ -134,6 +141,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       textDim: Number(this.#unetConfig.cross_attention_dim) || 768,
       sizeMultiple: this.#info.sizeMultiple,
       weightBytes: onnxWeightBytes(this.#models.map((m) => m.path)),
+      vaeConfig: this.#vaeConfig,
+      budgetBytes: this.#memoryBudget,
     });
     // One source for the native size: what describe() found (config, else the export's static dims).
     this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };

@@ -25,6 +25,8 @@ export interface PipelineLoadOptions {
   previewDecoder?: PreviewDecoder;
   /** onnxruntime memory settings (arena, pattern planner, pre-packing); absent: the measured defaults. */
   memory?: Partial<MemoryTuning>;
+  /** What this worker may use, bytes (core/memory-estimate.ts); default: 90 % of the machine's memory; 0: unchecked. */
+  memoryBudgetBytes?: number;
 }
 
 export interface GenerateOptions {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { totalmem } from "node:os";
 import { after, before, describe, test } from "node:test";
 import {
   AbortedError,
@@ -76,7 +77,10 @@ describe("DiffusionEngine on the default multi-process executor", () => {
       predictionType: "v_prediction",
       schedulers: ["euler", "euler_karras", "euler_a", "euler_ancestral", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "pndm"],
       bytesPerRowAtNative: (2 * 3 * 32 * 32 + 16 * 128) * 4 * 32,
+      // The weights on disk, the pixel-space estimate (all of it quadratic above the native size), and the worker's share of this machine.
+      memory: { weightBytes: engine.modelLimits!.memory!.weightBytes, unetLinearBytes: 0, unetQuadraticBytes: (2 * 3 * 32 * 32 + 16 * 128) * 4 * 32, decodeBytes: 0, budgetBytes: Math.floor((totalmem() * 0.9) / 2) },
     });
+    assert.ok(engine.modelLimits!.memory!.weightBytes > 1_000_000);
     // Was: accepted up to the old 1024 default, then 5.8 GB (384²) or an onnxruntime allocation failure (512²+).
     for (const size of [64, 384, 1024]) {
       await assert.rejects(engine.generate({ prompt: "x", width: size, height: size }), (e: unknown) => e instanceof LimitExceededError && /32x32 only/.test(e.message));

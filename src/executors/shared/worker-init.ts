@@ -1,4 +1,6 @@
+import { totalmem } from "node:os";
 import { resolve as resolvePath } from "node:path";
+import { memoryBudgetBytes } from "../../core/memory-estimate.js";
 import type { OmniDiffusionConfig } from "../../core/config.js";
 import type { DiffusionWorkerInit } from "../../workers/diffusion-worker.js";
 
@@ -11,7 +13,10 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
   return {
     rank,
     modelDir: resolvePath(config.model),
-    load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads, intraOpSpinning: config.intraOpSpinning, tinyVae: config.tinyVae && resolvePath(config.tinyVae), previewDecoder: config.previewDecoder },
+    load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads, intraOpSpinning: config.intraOpSpinning, tinyVae: config.tinyVae && resolvePath(config.tinyVae), previewDecoder: config.previewDecoder,
+      // The workers of one executor share this machine: each may use its part of it.
+      memoryBudgetBytes: memoryBudgetBytes(totalmem(), config.numGpus),
+    },
     workerExtension: config.workerExtension,
     batching: config.batching,
     maxBatchRows: config.maxBatchRows,

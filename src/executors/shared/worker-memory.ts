@@ -1,0 +1,35 @@
+import { existsSync } from "node:fs";
+import { totalmem } from "node:os";
+import { join } from "node:path";
+import { MACHINE_MEMORY_SHARE, RUNTIME_BYTES } from "../../core/memory-estimate.js";
+import { ConfigError } from "../../errors/omni-error.js";
+import { onnxWeightBytes } from "../../pipelines/model-files.js";
+import { TINY_VAE_FOLDER } from "../../pipelines/tiny-vae.js";
+
+const COMPONENTS = ["text_encoder", "unet", "vae_decoder", "vae_encoder", `${TINY_VAE_FOLDER}/vae_decoder`, `${TINY_VAE_FOLDER}/vae_encoder`];
+
+/** Bytes of weights a worker of the model in `modelDir` loads, read from disk before any process starts. */
+export function modelWeightBytesOnDisk(modelDir: string): number {
+  const paths = COMPONENTS.map((c) => join(modelDir, c, "model.onnx")).filter((p) => existsSync(p));
+  return paths.length ? onnxWeightBytes(paths) : 0;
+}
+
+/**
+ * Refuses a worker count whose weights alone (each worker process holds its own copy, plus its runtime) would
+ * not fit in this machine's memory, before any worker starts: a ConfigError naming the numbers and the count that
+ * fits, instead of the kernel's OOM killer picking a process mid-load.
+ */
+export function checkWorkersFit(modelDir: string, workers: number, machineBytes = totalmem()): void {
+  const weights = modelWeightBytesOnDisk(modelDir);
+  const perWorker = weights + RUNTIME_BYTES;
+  const budget = machineBytes * MACHINE_MEMORY_SHARE;
+  if (workers * perWorker <= budget) return;
+  const gib = (b: number) => (b / 1024 ** 3).toFixed(2);
+  const fits = Math.floor(budget / perWorker);
+  throw new ConfigError(
+    `${workers} workers of ${modelDir} need at least ${workers} × ${gib(perWorker)} GiB (weights ${gib(weights)} + runtime ${gib(RUNTIME_BYTES)}) = ${gib(workers * perWorker)} GiB ` +
+      `before any image, more than ${Math.round(MACHINE_MEMORY_SHARE * 100)} % of this machine's ${gib(machineBytes)} GiB; ` +
+      (fits >= 1 ? `run ${fits} worker${fits === 1 ? "" : "s"} (numGpus / --workers)` : "this model does not fit this machine"),
+    { field: "numGpus", data: { workers, weightBytes: weights, perWorkerBytes: perWorker, machineBytes, fits } },
+  );
+}
