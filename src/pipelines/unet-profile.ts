@@ -85,9 +85,10 @@ const pixels = (size: string): number => {
  *
  * The knee of a size is the smallest measured call size from which no bigger measured call is more than
  * epsilon cheaper per row: batching past it only adds latency. While the biggest measured call is itself the
- * knee (still gaining), the knee is put at twice its rows, so bigger calls get tried; while only one call
- * size of 4 rows or more was measured (steady traffic repeats one size), at half its rows, so a second size
- * gets measured.
+ * knee (still gaining), and again once no bigger call was seen for `forgetAfter` calls (a curve may be flat
+ * for a while and gain again further on), the knee is put at twice its rows, so bigger calls get tried;
+ * while only one call size of 4 rows or more was measured (steady traffic repeats one size), at half its
+ * rows, so a second size gets measured.
  *
  * @example
  * ```ts
@@ -110,6 +111,8 @@ export class UnetProfile {
   readonly #buckets = new Map<string, Bucket[]>();
   /** Size → calls observed. */
   readonly #calls = new Map<string, number>();
+  /** Size → its call count when a call bigger than any measured was last seen. */
+  readonly #grownAt = new Map<string, number>();
 
   constructor(opts: UnetProfileOptions = {}) {
     this.#fixed = new Map(Object.entries(opts.fixed ?? {}));
@@ -128,6 +131,7 @@ export class UnetProfile {
     this.#buckets.set(size, buckets);
     const b = buckets.find((x) => x.rows === rows);
     if (!b) {
+      if (rows > (buckets[buckets.length - 1]?.rows ?? 0)) this.#grownAt.set(size, calls);
       buckets.push({ rows, ms, n: 1, recent: [ms], seen: calls });
       buckets.sort((x, y) => x.rows - y.rows);
       return;
@@ -190,7 +194,9 @@ export class UnetProfile {
     if (buckets.length < 2) return null;
     const rows = kneeOf(buckets, this.#epsilon);
     const largest = buckets[buckets.length - 1]!.rows;
-    if (rows === largest && largest < maxRows) {
+    // A curve may be flat for a while and gain again further on: bigger calls get tried again once in a while.
+    const stale = (this.#calls.get(size) ?? 0) - (this.#grownAt.get(size) ?? 0) > this.#forgetAfter;
+    if ((rows === largest || stale) && largest < maxRows) {
       const probe = Math.min(maxRows, 2 * largest);
       return { rows: probe, ms: interpolate(buckets, probe), source: "learned", exploring: true };
     }

@@ -69,9 +69,14 @@ describe("UnetProfile", () => {
     assert.deepEqual(p.knee("512x512", 32), { rows: 2, ms: 20, source: "learned", exploring: false });
   });
 
-  it("a size whose cost grows in proportion to rows (512x512 on a CPU) gets calls of one row", () => {
-    const p = new UnetProfile();
+  it("a size whose cost grows in proportion to rows (512x512 on a CPU) gets calls of one row, and tries bigger ones once in a while", () => {
+    const p = new UnetProfile({ forgetAfter: 50 });
     feed(p, "512x512", [1, 2, 4], 0, 10);
+    assert.deepEqual(p.knee("512x512", 32), { rows: 1, ms: 10, source: "learned", exploring: false });
+    // Calls of 2 and 4 rows keep coming now and then, so they are not forgotten; none bigger for 50 calls.
+    for (let i = 0; i < 16; i++) feed(p, "512x512", [1, 1, 2, 4], 0, 10);
+    assert.deepEqual(p.knee("512x512", 32), { rows: 8, ms: 80, source: "learned", exploring: true });
+    feed(p, "512x512", [8], 0, 10);
     assert.deepEqual(p.knee("512x512", 32), { rows: 1, ms: 10, source: "learned", exploring: false });
   });
 
