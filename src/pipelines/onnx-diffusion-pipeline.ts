@@ -11,7 +11,7 @@ import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, onnxWeightBytes, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
-import { OnnxModel, floatData } from "./onnx-model.js";
+import { OnnxModel, floatData, memoryTuningFor } from "./onnx-model.js";
 import { ImageDecoder } from "./image-decoder.js";
 import { TINY_VAE_FOLDER, TinyVae } from "./tiny-vae.js";
 import { PromptEncoder } from "./prompt-encoder.js";
@@ -52,6 +52,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   #info: Omit<PipelineInfo, "components" | "asleep">;
   readonly #unetConfig: Record<string, unknown>;
   readonly #vaeConfig: Record<string, unknown>;
+  /** Bytes of the weights its sessions load (ModelLimits.memory.weightBytes). */
+  readonly #weightBytes: number;
   /** What this worker may use, bytes (requests whose estimate is above it are refused; 0: unchecked). */
   readonly #memoryBudget: number;
   #limits: ModelLimits | null = null;
@@ -63,13 +65,17 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   private constructor(modelDir: string, index: ModelIndex, opts: PipelineLoadOptions) {
     this.modelDir = modelDir;
     this.className = index._class_name;
-    this.#textEncoder = new OnnxModel("text_encoder", componentPath(modelDir, "text_encoder"), opts);
-    this.#unet = new OnnxModel("unet", componentPath(modelDir, "unet"), opts);
-    this.#vae = new OnnxModel("vae_decoder", componentPath(modelDir, "vae_decoder"), opts);
+    const paths = { text_encoder: componentPath(modelDir, "text_encoder"), unet: componentPath(modelDir, "unet"), vae_decoder: componentPath(modelDir, "vae_decoder") };
     const encoder = join(modelDir, "vae_encoder", "model.onnx");
-    this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, opts) : null;
     const tinyDir = TinyVae.locate(modelDir, opts.tinyVae);
-    this.#tinyVae = tinyDir ? new TinyVae(tinyDir, opts) : null;
+    // Sized before any session exists: big models run their sessions without the arena (memoryTuningFor).
+    this.#weightBytes = onnxWeightBytes([...Object.values(paths), ...(existsSync(encoder) ? [encoder] : []), ...(tinyDir ? TinyVae.onnxPaths(tinyDir) : [])]);
+    const sessionOpts = { ...opts, memory: memoryTuningFor(this.#weightBytes, opts.memory) };
+    this.#textEncoder = new OnnxModel("text_encoder", paths.text_encoder, sessionOpts);
+    this.#unet = new OnnxModel("unet", paths.unet, sessionOpts);
+    this.#vae = new OnnxModel("vae_decoder", paths.vae_decoder, sessionOpts);
+    this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, sessionOpts) : null;
+    this.#tinyVae = tinyDir ? new TinyVae(tinyDir, sessionOpts) : null;
     this.#prompts = new PromptEncoder(modelDir, this.#textEncoder);
     this.#schedulerConfig = readModelJson<SchedulerConfig>(modelDir, "scheduler/scheduler_config.json")!;
     this.#resolver = new RequestResolver(this.#schedulerConfig);
@@ -140,7 +146,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       textTokens: this.#prompts.maxLength,
       textDim: Number(this.#unetConfig.cross_attention_dim) || 768,
       sizeMultiple: this.#info.sizeMultiple,
-      weightBytes: onnxWeightBytes(this.#models.map((m) => m.path)),
+      weightBytes: this.#weightBytes,
       vaeConfig: this.#vaeConfig,
       budgetBytes: this.#memoryBudget,
     });

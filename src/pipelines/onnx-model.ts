@@ -23,8 +23,8 @@ export interface SessionOptions {
 }
 
 /**
- * onnxruntime session settings that decide a worker's resident memory (bench/realscale.ts measures each).
- * The defaults are the measured best for big models on a CPU; see docs/models.md#memory.
+ * onnxruntime session settings that decide a worker's resident memory (bench/realscale.ts measures each;
+ * docs/models.md#memory has the figures).
  */
 export interface MemoryTuning {
   /** The CPU arena (`enableCpuMemArena`): keeps each session's peak activations allocated after a run. */
@@ -35,7 +35,22 @@ export interface MemoryTuning {
   prepacking: boolean;
 }
 
+/** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */
 export const DEFAULT_MEMORY_TUNING: Readonly<MemoryTuning> = { cpuMemArena: true, memPattern: true, prepacking: true };
+
+/** Weights from which a model counts as big: its sessions run without the arena. */
+export const ARENA_MAX_WEIGHT_BYTES = 256 * 1024 ** 2;
+
+/**
+ * The settings for a model of `weightBytes`: without the arena for big ones. Each session's arena keeps its own
+ * peak after a run, so a worker held the UNet's and the VAE decoder's peaks at once (SD 1.5 at 512²: +2 GiB,
+ * peak RSS 1.88× the weights, against 1.38× without; bench/realscale.ts); small models keep it (their buffers
+ * are kilobytes and a step allocates many). Pre-packing and the pattern planner stay on: measured, neither
+ * lowers the peak (packed copies replace the originals; the planner's block is the activations' own).
+ */
+export function memoryTuningFor(weightBytes: number, override: Partial<MemoryTuning> = {}): MemoryTuning {
+  return { ...DEFAULT_MEMORY_TUNING, cpuMemArena: weightBytes < ARENA_MAX_WEIGHT_BYTES, ...override };
+}
 
 /**
  * One ONNX component (text encoder, UNet, VAE decoder) on one onnxruntime session, with its input and

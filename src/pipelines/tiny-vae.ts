@@ -48,6 +48,11 @@ export class TinyVae {
     return existsSync(own) ? own : null;
   }
 
+  /** The ONNX files of the tiny VAE in `dir` (the encoder only when there is one). */
+  static onnxPaths(dir: string): string[] {
+    return ["vae_decoder", "vae_encoder"].map((c) => join(dir, c, "model.onnx")).filter((p) => existsSync(p));
+  }
+
   /** Its ONNX sessions (the encoder only when the folder has one). */
   get models(): OnnxModel[] {
     return [this.decoder, ...(this.encoder ? [this.encoder] : [])];
