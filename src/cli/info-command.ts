@@ -1,6 +1,9 @@
 import type { Command } from "commander";
 import { parseConfig } from "../core/config.js";
+import { availableParallelism } from "node:os";
+import { describeWorkerBytes, estimateWorkerBytes, type WorkerBytesEstimate } from "../core/memory-estimate.js";
 import type { ModelLimits } from "../core/model-limits.js";
+import { OmniDiffusionRequest } from "../core/request.js";
 import { builtinExecutorNames } from "../executors/resolve-executor.js";
 import { loadPipeline } from "../pipelines/load.js";
 import { formatLayout, type ModelLayout } from "../pipelines/model-layout.js";
@@ -28,15 +31,21 @@ export function addInfoCommand(program: Command): void {
     .description("print the model's layout, dtypes, native size, fitting schedulers and guidance, and the available executors")
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .addOption(deviceOption())
+    .option("--measure", "also generate one 1-step image at the native size and print the peak RSS measured next to the estimate")
     .option("--json", "print JSON")
-    .action(async (flags: Pick<EngineFlags, "model" | "device"> & { json?: boolean }) => {
+    .action(async (flags: Pick<EngineFlags, "model" | "device"> & { json?: boolean; measure?: boolean }) => {
       const config = parseConfig({ ...(flags.model ? { model: flags.model } : {}), ...(flags.device ? { device: flags.device } : {}) });
-      const pipeline = await loadPipeline(config.model, { intraOpNumThreads: 1, device: config.device });
+      // Measuring runs a real image: with every core, as a worker would.
+      const pipeline = await loadPipeline(config.model, { intraOpNumThreads: flags.measure ? availableParallelism() : 1, device: config.device });
       const described = isDescribed(pipeline) ? { layout: pipeline.layout(), limits: pipeline.describe() } : null;
+      const memory = described?.limits.memory ? memoryLines(described.limits) : null;
+      const measured = flags.measure ? await measurePeak(pipeline, described?.limits ?? null) : null;
       const info = {
         model: pipeline.info,
         device: config.device,
         ...(described ?? {}),
+        ...(memory ? { memoryEstimate: memory.estimate } : {}),
+        ...(measured !== null ? { measuredPeakRssBytes: measured } : {}),
         executors: builtinExecutorNames(),
         pipelines: registeredPipelines(),
       };
@@ -49,8 +58,33 @@ export function addInfoCommand(program: Command): void {
       if (described) for (const line of formatLayout(described.layout, described.limits)) console.log(line);
       else console.log(`size:       ${m.width}x${m.height} (multiples of ${m.sizeMultiple})`);
       console.log(`defaults:   ${m.defaults.numInferenceSteps} steps, guidance ${m.defaults.guidanceScale}, scheduler ${m.defaults.scheduler}`);
+      console.log(`previews:   ${m.previews ?? "full"}${m.tinyVae ? ` (tiny VAE: ${m.tinyVae})` : ""}`);
+      for (const line of memory?.lines ?? []) console.log(line);
+      if (measured !== null) console.log(`measured:   peak RSS ${(measured / 1024 ** 3).toFixed(2)} GiB for one 1-step image at the native size (this process, model loaded)`);
       console.log(`device:     ${config.device}`);
       console.log(`executors:  ${info.executors.join(", ")}`);
       console.log(`pipelines:  ${info.pipelines.join(", ")}`);
     });
+}
+
+/** The estimate at the native size, one image without guidance: "memory: weights …; one image …; budget …". */
+function memoryLines(limits: ModelLimits): { lines: string[]; estimate: WorkerBytesEstimate } {
+  const estimate = estimateWorkerBytes({ ...limits, memory: limits.memory! }, limits.nativeWidth, limits.nativeHeight, 1, 1);
+  const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
+  return {
+    estimate,
+    lines: [
+      `memory:     weights ${gib(limits.memory!.weightBytes)}; estimated worker peak for one ${limits.nativeWidth}x${limits.nativeHeight} image: ${describeWorkerBytes(estimate)}`,
+      `            budget per worker ${limits.memory!.budgetBytes ? gib(limits.memory!.budgetBytes) : "unchecked"} (90 % of this machine's memory, shared by the workers)`,
+    ],
+  };
+}
+
+/** Peak RSS of this process after one 1-step image at the native size (guidance off), bytes. */
+async function measurePeak(pipeline: DiffusionPipeline, limits: ModelLimits | null): Promise<number> {
+  const request = new OmniDiffusionRequest({ prompt: "a red circle on a blue background", numInferenceSteps: 1, guidanceScale: 1, seed: 1, width: limits?.nativeWidth, height: limits?.nativeHeight });
+  const out = await pipeline.generate([request]);
+  const err = Object.values(out.errors)[0];
+  if (err) throw err;
+  return process.resourceUsage().maxRSS * 1024;
 }
