@@ -8,6 +8,7 @@
  * bench/realscale.ts runs it once per setting; it is not meant to be run by hand, but can be.
  */
 import { performance } from "node:perf_hooks";
+import { estimateWorkerBytes } from "../../src/core/memory-estimate.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
 import type { MemoryTuning } from "../../src/pipelines/onnx-model.js";
@@ -57,6 +58,13 @@ if (images.length !== args.batch) throw new Error(`decoded ${images.length} imag
 console.log(
   JSON.stringify({
     weightBytes: pipeline.describe!().memory!.weightBytes,
+    estimate: estimateWorkerBytes(
+      { ...pipeline.describe!(), memory: pipeline.describe!().memory! },
+      args.width,
+      args.height,
+      args.batch * (args.guidance > 1 ? 2 : 1),
+      args.batch,
+    ),
     rssBefore,
     rssAfterLoad,
     peakAfterLoad,
