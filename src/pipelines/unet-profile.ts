@@ -77,8 +77,8 @@ const pixels = (size: string): number => {
  *
  * Each call size seen (rows) keeps the median ms of its recent calls (robust to a call slowed by another
  * process); the first call at a new size is dropped once a second comes (onnxruntime plans its memory on
- * the first run at a new input shape, which a steady server does not pay), and a call size not seen for a
- * while is forgotten, so it is measured again. A call size between two measured ones is interpolated; below the smallest, the cost falls
+ * the first run at a new input shape, which a steady server does not pay), the knee counts only call sizes
+ * seen twice, and a call size not seen for a while is forgotten, so it is measured again. A call size between two measured ones is interpolated; below the smallest, the cost falls
  * no lower than in proportion to rows; above the largest, it grows in proportion to rows (no further gain
  * assumed, so a budget never admits more than the measurements support). A size not measured yet is priced
  * from the measured size nearest in pixel count, a row of it counting as its pixel ratio of rows of that one.
@@ -186,7 +186,8 @@ export class UnetProfile {
       const rows = kneeOf(Array.from({ length: maxRows }, (_, i) => ({ rows: i + 1, ms: f.fixedMs + f.perRowMs * (i + 1) })), this.#epsilon);
       return { rows, ms: f.fixedMs + f.perRowMs * rows, source: "fixed", exploring: false };
     }
-    const buckets = (this.#buckets.get(size) ?? []).filter((b) => b.rows <= maxRows);
+    // A call size seen once is not measured yet: its only call may have paid for a new input shape.
+    const buckets = (this.#buckets.get(size) ?? []).filter((b) => b.rows <= maxRows && b.n >= 2);
     if (buckets.length === 1 && buckets[0]!.rows >= 4) {
       const probe = Math.floor(buckets[0]!.rows / 2);
       return { rows: probe, ms: interpolate(buckets, probe), source: "learned", exploring: true };

@@ -50,6 +50,8 @@ describe("UnetProfile", () => {
     assert.equal(p.knee("32x32", 32), null, "nothing measured");
     feed(p, "32x32", [1], 1, 1);
     assert.equal(p.knee("32x32", 32), null, "one call size says nothing about gains");
+    p.observe("32x32", 2, 3);
+    assert.equal(p.knee("32x32", 32), null, "a call size seen once is not measured yet (it may have paid for a new input shape)");
     feed(p, "32x32", [2, 4, 8], 1, 1);
     // Per row 2, 1.5, 1.25, 1.125: the largest is still the cheapest by more than 5 %, so 16 rows get tried.
     assert.deepEqual(p.knee("32x32", 32), { rows: 16, ms: 18, source: "learned", exploring: true });
