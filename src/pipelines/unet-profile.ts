@@ -78,10 +78,11 @@ const pixels = (size: string): number => {
  * Each call size seen (rows) keeps the median ms of its recent calls (robust to a call slowed by another
  * process); the first call at a new size is dropped once a second comes (onnxruntime plans its memory on
  * the first run at a new input shape, which a steady server does not pay), the knee counts only call sizes
- * seen twice, and a call size not seen for a while is forgotten, so it is measured again. A call size between two measured ones is interpolated; below the smallest, the cost falls
- * no lower than in proportion to rows; above the largest, it grows in proportion to rows (no further gain
- * assumed, so a budget never admits more than the measurements support). A size not measured yet is priced
- * from the measured size nearest in pixel count, a row of it counting as its pixel ratio of rows of that one.
+ * seen twice, and a call size not seen for a while is forgotten, so it is measured again. A call size
+ * between two measured ones is interpolated; below the smallest, the cost falls no lower than in proportion
+ * to rows; above the largest, it grows in proportion to rows (no further gain assumed, so a budget never
+ * admits more than the measurements support). A size not measured yet is priced from the measured size
+ * nearest in pixel count, a row of it counting as its pixel ratio of rows of that one.
  *
  * The knee of a size is the smallest measured call size from which no bigger measured call is more than
  * epsilon cheaper per row: batching past it only adds latency. While the biggest measured call is itself the
