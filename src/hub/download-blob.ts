@@ -1,6 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync } from "node:fs";
 import { rename, stat, truncate, unlink } from "node:fs/promises";
+import { once } from "node:events";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { AbortedError, IntegrityError, OmniError, TransportError } from "../errors/omni-error.js";
@@ -87,10 +88,15 @@ export async function downloadBlob(client: HubClient, repoId: string, commit: st
         done(null, chunk);
       },
     });
+    const out = createWriteStream(partial, { flags: have > 0 ? "a" : "w" });
     try {
-      await pipeline(res.body, counter, createWriteStream(partial, { flags: have > 0 ? "a" : "w" }), { signal: opts.signal });
+      await pipeline(res.body, counter, out, { signal: opts.signal });
       break;
     } catch (err) {
+      // pipeline() rejects as soon as the source breaks, while the file stream may still be writing its last chunk:
+      // measure the file only once that stream has closed, or the resume's Range starts short of the bytes that land
+      // and the file ends up with a chunk twice (seen under load: 65,333 bytes too many).
+      if (!out.closed) await once(out, "close").catch(() => undefined);
       if (opts.signal?.aborted) throw new AbortedError(`pull aborted during ${blob.path}; pulling again resumes it`, { cause: err });
       if (err instanceof OmniError) throw err;
       // Bytes hashed may not all have reached the disk: rehash what did.
