@@ -6,7 +6,7 @@
  *   a process of its own: bench/lib/memory-probe.ts); load time and time to the first image;
  * - onnxruntime vs PyTorch eager on the same weights (torch_bench.py): one UNet call, one full VAE decode,
  *   one tiny-VAE decode;
- * - previews as a share of a UNet step: the tiny VAE (at most 256 px), the latent approximation, the full VAE;
+ * - previews as a share of a UNet step: the tiny VAE (at most 192 px), the latent approximation, the full VAE;
  *   the tiny-VAE final decode against the full one;
  * - the UNet's GFLOP/s against the CPU's peak (FLOPs counted on the torch modules: count_flops.py);
  * - images per minute through the engine (one worker process, continuous batching) for a 1-step no-guidance
@@ -30,6 +30,7 @@ import { parseArgs } from "node:util";
 import { estimateWorkerBytes } from "../src/core/memory-estimate.js";
 import { OmniDiffusionRequest } from "../src/core/request.js";
 import { DiffusionEngine } from "../src/engine/engine.js";
+import { PREVIEW_MAX_SIDE } from "../src/pipelines/image-decoder.js";
 import { approximateRgb } from "../src/pipelines/latent-preview.js";
 import { loadPipeline } from "../src/pipelines/load.js";
 import { ARENA_MAX_WEIGHT_BYTES, memoryTuningFor, type MemoryTuning } from "../src/pipelines/onnx-model.js";
@@ -186,7 +187,7 @@ console.log(
   table([
     ["what", "ms", "share of a UNet step"],
     ["UNet step (1 row)", ms(step), "100 %"],
-    [`preview, ${previewPath === "tiny" ? "tiny VAE (<= 256 px)" : previewPath}`, median(previewMs).toFixed(1), pct(median(previewMs) / step)],
+    [`preview, ${previewPath === "tiny" ? `tiny VAE (${PREVIEW_MAX_SIDE} px max)` : previewPath}`, median(previewMs).toFixed(1), pct(median(previewMs) / step)],
     [`preview, latent approximation (${w}x${h} px)`, median(approxMs).toFixed(2), pct(median(approxMs) / step)],
     [`preview, full VAE (${size} px; only with previewDecoder: full)`, ms(median(fullDecodeMs)), pct(median(fullDecodeMs) / step)],
     ["final decode, full VAE", ms(median(fullDecodeMs)), pct(median(fullDecodeMs) / step)],

@@ -34,8 +34,8 @@ export function approximateRgb(latents: Float32Array, offset: number, width: num
 }
 
 /**
- * Averages [C, h, w] latents over f×f cells: a tiny VAE then decodes a preview 1/f the final image's side, at
- * 1/f² the cost. Returns the input itself for f = 1.
+ * Averages [C, h, w] latents over f×f cells (a ragged edge of fewer than f cells is dropped): a tiny VAE then
+ * decodes a preview 1/f the final image's side, at 1/f² the cost. Returns the input itself for f = 1.
  */
 export function poolLatents(latents: Float32Array, channels: number, height: number, width: number, f: number): Float32Array {
   if (f === 1) return latents;

@@ -53,7 +53,7 @@ export interface PipelineInfo {
   sizeMultiple: number;
   defaults: { numInferenceSteps: number; guidanceScale: number; scheduler: string };
   asleep: boolean;
-  /** What decodes previews: `tiny` (≤ 256 px), `approx` (the latent's size) or `full`. Absent: not reported. */
+  /** What decodes previews: `tiny` (≤ 192 px), `approx` (the latent's size) or `full`. Absent: not reported. */
   previews?: "tiny" | "approx" | "full";
   /** The tiny VAE's folder, or null when the model has none. */
   tinyVae?: string | null;
