@@ -22,6 +22,7 @@ import {
   maskFileArg,
   sizeArg,
   spinThreadsOption,
+  cpuArenaOption,
   previewVaeOption,
   previewDecoderOption,
   strengthArg,
@@ -75,6 +76,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())
+    .addOption(cpuArenaOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
     .addOption(deviceOption())

@@ -77,6 +77,8 @@ export interface EngineFlags {
   threads?: number;
   /** `--spin-threads on|off` (see {@link spinThreadsOption}). */
   spinThreads?: "on" | "off";
+  /** `--cpu-arena on|off` (see {@link cpuArenaOption}). */
+  cpuArena?: "on" | "off";
   device?: Device;
   /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
   allowNonNativeSizes?: boolean;
@@ -105,6 +107,11 @@ export function previewDecoderOption(): Option {
   return new Option("--preview-decoder <how>", "what decodes previews: auto (tiny VAE, else the latent approximation), tiny, approx, or full (the full VAE: costly)").choices(PREVIEW_DECODERS);
 }
 
+/** `--cpu-arena on|off` → `cpuMemArena`, shared by every command that builds an engine. */
+export function cpuArenaOption(): Option {
+  return new Option("--cpu-arena <on|off>", "onnxruntime's CPU arena: faster, but keeps every session's peak memory (default: off for models over 256 MiB of weights)").choices(["on", "off"]);
+}
+
 /** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
 export const ALLOW_NON_NATIVE_FLAG = ["--allow-non-native-sizes", "serve sizes other than the model's native one (never trained at; off by default)"] as const;
 
@@ -116,6 +123,7 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
     ...(f.spinThreads ? { intraOpSpinning: f.spinThreads === "on" } : {}),
+    ...(f.cpuArena ? { cpuMemArena: f.cpuArena === "on" } : {}),
     ...(f.device ? { device: f.device } : {}),
     ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
     ...(f.previewVae ? { tinyVae: f.previewVae } : {}),

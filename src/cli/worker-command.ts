@@ -3,7 +3,7 @@ import { ConfigError } from "../errors/omni-error.js";
 import { assertPortsFree, type PortClaim } from "../server/shared/port-check.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
 import type { Device } from "../pipelines/device.js";
-import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
 import { addQueueWorkerFlags, runQueueWorker, type QueueWorkerFlags } from "./queue-worker-flags.js";
 
 interface WorkerFlags extends HttpLimitFlags, QueueWorkerFlags {
@@ -43,6 +43,7 @@ export function addWorkerCommand(program: Command): void {
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())
+    .addOption(cpuArenaOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
     .addOption(deviceOption())

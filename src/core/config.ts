@@ -106,6 +106,12 @@ export const configSchema = z
     allowNonNativeSizes: z.boolean().default(false),
     /** A tiny VAE folder (AutoencoderTiny ONNX export) for previews and `vae: "tiny"` requests; default: the model's `tiny_vae/`. */
     tinyVae: z.string().min(1).optional(),
+    /**
+     * onnxruntime's CPU arena for the worker's sessions. Absent: on for small models, off for models over 256 MiB of
+     * weights (the arena keeps every session's peak after its run: SD 1.5 at 512² peaks at 1.86× its weights with it,
+     * 1.36-1.46× without, for +5-14 % UNet time and +35 % full-VAE decode time; docs/models.md#memory).
+     */
+    cpuMemArena: z.boolean().optional(),
     /** What decodes step previews (core/decoders.ts): `auto` (default) takes the cheapest the model has. */
     previewDecoder: z.enum(PREVIEW_DECODERS).default("auto"),
     limits: limitsSchema.default(limitsSchema.parse({})),

@@ -1,7 +1,7 @@
 import type { GeneratedImage } from "../core/output.js";
 import type { PreviewDecoder } from "../core/decoders.js";
 import { ModelLoadError } from "../errors/omni-error.js";
-import { shapeKey, type DenoiseState, type SampleState } from "./denoise-state.js";
+import { shapeKey, type DenoiseState } from "./denoise-state.js";
 import { pasteKept } from "./inpaint.js";
 import { SD_LATENT_RGB_FACTORS, approximateRgb, poolLatents } from "./latent-preview.js";
 import { floatData, floatTensor, type OnnxModel } from "./onnx-model.js";
@@ -72,7 +72,7 @@ export class ImageDecoder {
         const decoded = images[j]!;
         // Inpainting keeps the unmasked pixels exactly (the latent blend is approximate); only where sizes match.
         const rgb = edit?.mask && decoded.width === edit.image.width && decoded.height === edit.image.height ? pasteKept(decoded, edit.image, edit.mask) : decoded;
-        result[i]!.push({ ...rgb, requestId: states[i]!.request.requestId, index: k, seed: (smp as SampleState).seed });
+        result[i]!.push({ ...rgb, requestId: states[i]!.request.requestId, index: k, seed: smp.seed });
       });
     }
     return result;

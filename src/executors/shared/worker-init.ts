@@ -16,6 +16,7 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
     load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads, intraOpSpinning: config.intraOpSpinning, tinyVae: config.tinyVae && resolvePath(config.tinyVae), previewDecoder: config.previewDecoder,
       // The workers of one executor share this machine: each may use its part of it.
       memoryBudgetBytes: memoryBudgetBytes(totalmem(), config.numGpus),
+      ...(config.cpuMemArena === undefined ? {} : { memory: { cpuMemArena: config.cpuMemArena } }),
     },
     workerExtension: config.workerExtension,
     batching: config.batching,
