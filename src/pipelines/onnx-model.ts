@@ -44,7 +44,7 @@ export const ARENA_MAX_WEIGHT_BYTES = 256 * 1024 ** 2;
 /**
  * The settings for a model of `weightBytes`: without the arena for big ones. Each session's arena keeps its own
  * peak after a run, so a worker held the UNet's and the VAE decoder's peaks at once (SD 1.5 at 512²: +2 GiB,
- * peak RSS 1.88× the weights, against 1.38× without; bench/realscale.ts); small models keep it (their buffers
+ * peak RSS 1.86× the weights, against 1.36-1.46× without; bench/realscale.ts); small models keep it (their buffers
  * are kilobytes and a step allocates many). Pre-packing and the pattern planner stay on: measured, neither
  * lowers the peak (packed copies replace the originals; the planner's block is the activations' own).
  */
