@@ -2,7 +2,8 @@
 export { DiffusionEngine, type BatchEvent, type EngineGenerateOptions, type EngineStats, type StepEvent } from "./engine/engine.js";
 export { parseConfig, configSchema, BATCHING_POLICIES, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "./core/config.js";
 export { checkRequestLimits, camelCaseFields, snakeCaseFields, prefixedFields, estimateRequestBytes, DEFAULT_REQUEST_LIMITS, type RequestLimits, type LimitedRequest, type FieldNamer } from "./core/limits.js";
-export { parseModelLimits, type ModelLimits } from "./core/model-limits.js";
+export { parseModelLimits, type ModelLimits, type ModelMemory } from "./core/model-limits.js";
+export type { PreviewDecoder, VaeChoice } from "./core/decoders.js";
 export { OmniDiffusionRequest, newRequestId, type OmniDiffusionRequestInit, type OmniDiffusionRequestDict } from "./core/request.js";
 export {
   DiffusionOutput,
