@@ -20,8 +20,8 @@
  *   npx tsx bench/realscale.ts [--kind sd15|sd21] [--size 512] [--repeat 3] [--images 2] [--clients 1,4]
  *     [--skip-memory] [--skip-torch] [--skip-throughput] [--calibrate] [--flops-per-cycle N] [--json FILE]
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -72,8 +72,10 @@ const results: Record<string, unknown> = { kind, size };
 const ms = (v: number) => v.toFixed(0);
 const pct = (v: number) => `${(100 * v).toFixed(1)} %`;
 
+/** This file's header comment, as --help. */
 function readHeader(): string {
-  return execFileSync("sed", ["-n", "2,18p", fileURLToPath(import.meta.url)], { encoding: "utf8" }).replace(/^ \* ?/gm, "");
+  const src = readFileSync(fileURLToPath(import.meta.url), "utf8");
+  return src.slice(src.indexOf("/**") + 3, src.indexOf(" */")).replace(/^ \* ?/gm, "").trim();
 }
 
 const machine = machineInfo();
