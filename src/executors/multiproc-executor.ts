@@ -95,7 +95,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   protected async initExecutor(): Promise<void> {
-    checkWorkersFit(this.config.model, this.config.numGpus);
+    checkWorkersFit(this.config.model, this.config.numGpus, undefined, this.config.tinyVae);
     this.#slots = this.#ranks.slots;
     await this.#ranks.start();
   }

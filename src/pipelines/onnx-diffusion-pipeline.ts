@@ -69,7 +69,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const encoder = join(modelDir, "vae_encoder", "model.onnx");
     const tinyDir = TinyVae.locate(modelDir, opts.tinyVae);
     // Sized before any session exists: big models run their sessions without the arena (memoryTuningFor).
-    this.#weightBytes = onnxWeightBytes([...Object.values(paths), ...(existsSync(encoder) ? [encoder] : []), ...(tinyDir ? TinyVae.onnxPaths(tinyDir) : [])]);
+    this.#weightBytes = onnxWeightBytes(TinyVae.modelOnnxPaths(modelDir, opts.tinyVae));
     const sessionOpts = { ...opts, memory: memoryTuningFor(this.#weightBytes, opts.memory) };
     this.#textEncoder = new OnnxModel("text_encoder", paths.text_encoder, sessionOpts);
     this.#unet = new OnnxModel("unet", paths.unet, sessionOpts);

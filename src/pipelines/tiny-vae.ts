@@ -53,6 +53,16 @@ export class TinyVae {
     return ["vae_decoder", "vae_encoder"].map((c) => join(dir, c, "model.onnx")).filter((p) => existsSync(p));
   }
 
+  /**
+   * Every ONNX file a worker of the model in `modelDir` loads that exists: text encoder, UNet, VAE decoder and
+   * encoder, and the tiny VAE (`tinyVae`, else the folder's own). What its weight bytes are summed over.
+   */
+  static modelOnnxPaths(modelDir: string, tinyVae: string | undefined): string[] {
+    const own = ["text_encoder", "unet", "vae_decoder", "vae_encoder"].map((c) => join(modelDir, c, "model.onnx")).filter((p) => existsSync(p));
+    const tinyDir = TinyVae.locate(modelDir, tinyVae);
+    return [...own, ...(tinyDir ? TinyVae.onnxPaths(tinyDir) : [])];
+  }
+
   /** Its ONNX sessions (the encoder only when the folder has one). */
   get models(): OnnxModel[] {
     return [this.decoder, ...(this.encoder ? [this.encoder] : [])];

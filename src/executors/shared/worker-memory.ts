@@ -1,17 +1,12 @@
-import { existsSync } from "node:fs";
 import { totalmem } from "node:os";
-import { join } from "node:path";
 import { MACHINE_MEMORY_SHARE, RUNTIME_BYTES } from "../../core/memory-estimate.js";
 import { ConfigError } from "../../errors/omni-error.js";
 import { onnxWeightBytes } from "../../pipelines/model-files.js";
-import { TINY_VAE_FOLDER } from "../../pipelines/tiny-vae.js";
+import { TinyVae } from "../../pipelines/tiny-vae.js";
 
-const COMPONENTS = ["text_encoder", "unet", "vae_decoder", "vae_encoder", `${TINY_VAE_FOLDER}/vae_decoder`, `${TINY_VAE_FOLDER}/vae_encoder`];
-
-/** Bytes of weights a worker of the model in `modelDir` loads, read from disk before any process starts. */
-export function modelWeightBytesOnDisk(modelDir: string): number {
-  const paths = COMPONENTS.map((c) => join(modelDir, c, "model.onnx")).filter((p) => existsSync(p));
-  return paths.length ? onnxWeightBytes(paths) : 0;
+/** Bytes of weights a worker of the model in `modelDir` loads (with `tinyVae`, if given), read from disk before any process starts. */
+export function modelWeightBytesOnDisk(modelDir: string, tinyVae?: string): number {
+  return onnxWeightBytes(TinyVae.modelOnnxPaths(modelDir, tinyVae));
 }
 
 /**
@@ -19,8 +14,8 @@ export function modelWeightBytesOnDisk(modelDir: string): number {
  * not fit in this machine's memory, before any worker starts: a ConfigError naming the numbers and the count that
  * fits, instead of the kernel's OOM killer picking a process mid-load.
  */
-export function checkWorkersFit(modelDir: string, workers: number, machineBytes = totalmem()): void {
-  const weights = modelWeightBytesOnDisk(modelDir);
+export function checkWorkersFit(modelDir: string, workers: number, machineBytes = totalmem(), tinyVae?: string): void {
+  const weights = modelWeightBytesOnDisk(modelDir, tinyVae);
   const perWorker = weights + RUNTIME_BYTES;
   const budget = machineBytes * MACHINE_MEMORY_SHARE;
   if (workers * perWorker <= budget) return;
