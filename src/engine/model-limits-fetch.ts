@@ -1,4 +1,4 @@
-import { parseModelLimits, type ModelLimits } from "../core/model-limits.js";
+import { modelLimitsSchema, type ModelLimits } from "../core/model-limits.js";
 import { UnknownMethodError, toOmniError } from "../errors/omni-error.js";
 import type { DiffusionExecutor } from "../executors/base.js";
 
@@ -6,19 +6,49 @@ import type { DiffusionExecutor } from "../executors/base.js";
 const DESCRIBE_TIMEOUT_MS = 30_000;
 
 /**
+ * Why a `describeModel` reply is not a ModelLimits, in one short line: the first bad field and how many
+ * other problems there are. The full zod report (every field of a generic reply) helps nobody at start-up.
+ */
+function checkLimits(reply: unknown): { limits: ModelLimits } | { problem: string } {
+  if (Array.isArray(reply)) return { problem: "an array: with uniqueReplyRank 0, return rank 0's reply alone" };
+  const r = modelLimitsSchema.safeParse(reply);
+  if (r.success) return { limits: r.data };
+  const [first, ...rest] = r.error.issues;
+  const field = first!.path.map(String).join(".") || "(the reply)";
+  const more = rest.length ? `, and ${rest.length} more problem${rest.length === 1 ? "" : "s"}` : "";
+  return { problem: `${field}: ${first!.message}${more}` };
+}
+
+/**
  * Asks rank 0 what its model can serve (the worker's `describeModel` RPC), once, after the executor started.
- * Executors that cannot answer (no such RPC, e.g. the OpenAI executor) give null: then only the config's
- * limits apply, and the workers still refuse what their model cannot run. Other failures warn and give null.
+ * Executors that do not implement it (UnknownMethodError, or a reply of undefined/null: a custom executor
+ * written before the method was documented) give null silently: then only the config's limits apply, and
+ * the workers still refuse what their model cannot run. A malformed reply or another failure warns in one
+ * line and gives null.
  */
 export async function fetchModelLimits(executor: DiffusionExecutor, rpcTimeoutMs: number): Promise<ModelLimits | null> {
+  const who = executor.constructor.name || "the executor";
+  let reply: unknown;
   try {
-    const reply = await executor.collectiveRpc("describeModel", { uniqueReplyRank: 0, timeout: Math.min(rpcTimeoutMs, DESCRIBE_TIMEOUT_MS) });
-    return parseModelLimits(reply);
+    reply = await executor.collectiveRpc("describeModel", { uniqueReplyRank: 0, timeout: Math.min(rpcTimeoutMs, DESCRIBE_TIMEOUT_MS) });
   } catch (err) {
     const e = toOmniError(err);
     if (!(e instanceof UnknownMethodError) && e.code !== "OMNI_ERR_UNKNOWN_METHOD") {
-      process.emitWarning(`omni-diffusion: the executor did not describe its model (${e.message}); only the config limits apply`);
+      process.emitWarning(`omni-diffusion: ${who} did not describe its model (${firstLine(e.message)}); only the config's limits apply`);
     }
     return null;
   }
+  if (reply === undefined || reply === null) return null;
+  const checked = checkLimits(reply);
+  if ("problem" in checked) {
+    process.emitWarning(`omni-diffusion: ${who}'s describeModel reply was ignored (${checked.problem}); only the config's limits apply`);
+    return null;
+  }
+  return checked.limits;
+}
+
+/** The first line of a message, at most 200 characters: a warning printed on every start stays one line. */
+function firstLine(message: string): string {
+  const line = message.split("\n", 1)[0]!;
+  return line.length > 200 ? `${line.slice(0, 197)}...` : line;
 }
