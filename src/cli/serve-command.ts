@@ -27,8 +27,14 @@ interface ServeFlags extends EngineFlags, HttpLimitFlags {
   warmup?: boolean;
   ui: boolean;
   a1111: boolean;
+  a1111SharedProgress?: boolean;
+  corsOrigin: string[];
+  allowedHost: string[];
   logLevel: string;
 }
+
+/** A repeatable flag; each value may also list several, comma-separated. */
+const collect = (v: string, prev: string[]) => [...prev, ...v.split(",").map((x) => x.trim()).filter(Boolean)];
 
 function maxSizeArg(v: string): { width: number; height: number } {
   const n = Number(v);
@@ -85,6 +91,9 @@ export function addServeCommand(program: Command): void {
     .option("--warmup", "run one tiny generation before accepting requests")
     .option("--no-ui", "do not serve the web playground at /")
     .option("--no-a1111", "do not serve the AUTOMATIC1111-compatible /sdapi/v1 routes")
+    .option("--a1111-shared-progress", "A1111 progress/interrupt act on every client's calls (A1111's behaviour), not only the caller's")
+    .option("--cors-origin <origin>", "let pages on this origin (https://app.example.com; * for any, needs --api-key) call the API; other sites' POSTs get 403 (repeatable)", collect, [])
+    .option("--allowed-host <name>", "without --api-key, also answer this Host name (.example.com: and its subdomains; *: any) besides IPs and localhost (repeatable)", collect, [])
     .option(...ALLOW_NON_NATIVE_FLAG)
     .option("--log-level <level>", "pino level: fatal, error, warn, info, debug, trace, silent", "info");
   addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
@@ -98,6 +107,9 @@ export function addServeCommand(program: Command): void {
       shutdownTimeoutMs: flags.shutdownTimeout,
       ui: flags.ui,
       a1111: flags.a1111,
+      a1111SharedJobs: flags.a1111SharedProgress === true,
+      corsOrigins: flags.corsOrigin,
+      allowedHosts: flags.allowedHost,
       ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
       ...(flags.publicUrl ? { publicBaseUrl: flags.publicUrl } : {}),
       http: httpLimitsFromFlags(flags),

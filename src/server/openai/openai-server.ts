@@ -1,3 +1,4 @@
+import cors from "@fastify/cors";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { ZodType } from "zod";
 import { DiffusionEngine } from "../../engine/engine.js";
@@ -9,6 +10,7 @@ import { authorizationHeaders, checkApiKey } from "../shared/api-key.js";
 import { hardenedServerFactory } from "../shared/http-limits.js";
 import { installJsonBodyParser } from "../shared/json-body.js";
 import { portError } from "../shared/port-check.js";
+import { HostAllowList, OriginAllowList, crossSiteRefusal, hostRefusal } from "../shared/site-guard.js";
 import { settleWithin } from "../../utils/settle-within.js";
 import { schemaError } from "./image-request.js";
 import { ImageStore } from "./image-store.js";
@@ -43,7 +45,9 @@ function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLim
  * Routes: `POST /v1/images/generations` (JSON or SSE), `POST /v1/images/edits` (multipart, JSON or SSE),
  * `GET /v1/images/files/:id`, `GET /v1/models`, `GET /health`, `GET /metrics`, the AUTOMATIC1111-compatible
  * `/sdapi/v1/*` (unless `a1111: false`) and the web playground at `/` (unless `ui: false`). Every route but `/health`
- * and the playground's page and scripts needs the API key when one is set.
+ * and the playground's page and scripts needs the API key when one is set. POSTs from another site's page are
+ * refused (403) unless `corsOrigins` allows that origin; without a key, so are `Host` names other than IP
+ * addresses, `localhost`, the bound host and `allowedHosts` (DNS rebinding).
  * `close()` is graceful: no new requests, in-flight ones finish until `shutdownTimeoutMs` (then they are
  * aborted with a 503), and a server-owned engine is closed last, taking its worker processes with it.
  *
@@ -212,6 +216,9 @@ export class OmniServer {
 
   #install(): void {
     const { app, config } = this;
+    const origins = new OriginAllowList(config.corsOrigins);
+    // With a key, the key keeps other sites' pages out; without one, only the Host header tells a rebound name apart.
+    const hosts = config.apiKey ? null : new HostAllowList([...config.allowedHosts, ...(config.publicBaseUrl ? [new URL(config.publicBaseUrl).hostname] : [])], config.host);
     // Route schemas are zod schemas, compiled once at module load; a mismatch is a 422 naming the field.
     app.setValidatorCompiler(({ schema }) => (data: unknown) => {
       const r = (schema as ZodType).safeParse(data);
@@ -226,7 +233,16 @@ export class OmniServer {
         this.metrics.httpRequest(req.method, req.routeOptions.url ?? "unmatched", status, (performance.now() - t0) / 1000);
       });
       reply.header("x-request-id", req.id);
-      if (config.apiKey && req.routeOptions.url !== "/health" && !isPublicRoute(req)) {
+      // Where a request comes from is checked before its key: a browser may hold Basic credentials for this server.
+      if (hosts && req.routeOptions.url !== "/health") {
+        const refused = hostRefusal(req.headers, hosts);
+        if (refused) throw refused;
+      }
+      const crossSite = crossSiteRefusal(req.method, req.headers, origins);
+      if (crossSite) throw crossSite;
+      // A CORS preflight carries no credentials by design; @fastify/cors answers it.
+      const preflight = req.method === "OPTIONS" && origins.size > 0;
+      if (config.apiKey && req.routeOptions.url !== "/health" && !isPublicRoute(req) && !preflight) {
         const denied = checkApiKey(authorizationHeaders(req.raw.rawHeaders), config.apiKey);
         if (denied) throw denied;
       }
@@ -250,6 +266,14 @@ export class OmniServer {
       return reply.code(statusCode).send(body);
     });
     // Each feature is its own encapsulated plugin; the hooks, validator and error handler above are inherited.
+    if (origins.size > 0) {
+      void app.register(cors, {
+        origin: (origin, cb) => cb(null, origins.allows(origin)),
+        methods: ["GET", "POST"],
+        exposedHeaders: ["x-request-id", "retry-after"],
+        maxAge: 600,
+      });
+    }
     const ctx = this.#context();
     void app.register(imageRoutes, { ctx });
     void app.register(editRoutes, { ctx });

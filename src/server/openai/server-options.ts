@@ -28,6 +28,17 @@ export const serverLimitsSchema = z
   })
   .strict();
 
+/** `scheme://host[:port]` with nothing after it (what a browser sends in `Origin`), or `*`. */
+function isOrigin(v: string): boolean {
+  if (v === "*") return true;
+  try {
+    const u = new URL(v);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.origin === v.replace(/\/+$/, "").toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
 /** Per-request limits, every field filled in. */
 export type ServerLimits = z.output<typeof serverLimitsSchema>;
 
@@ -67,8 +78,27 @@ export const serverConfigSchema = z
     ui: z.boolean().default(true),
     /** Serve the AUTOMATIC1111-compatible `/sdapi/v1/*` routes (src/server/a1111/); `serve --no-a1111` turns them off. */
     a1111: z.boolean().default(true),
+    /**
+     * A1111 `progress` and `interrupt` see every client's calls (A1111's own behaviour, one job for everyone)
+     * instead of only the caller's (same credentials and client address); `serve --a1111-shared-progress`.
+     */
+    a1111SharedJobs: z.boolean().default(false),
+    /**
+     * Origins whose pages may call the API across sites (`serve --cors-origin`): each `scheme://host[:port]`,
+     * or `*` for any (only with an `apiKey`). They get CORS headers; POSTs from any other site's page are a 403.
+     */
+    corsOrigins: z.array(z.string().refine(isOrigin, { message: "must be an origin such as https://app.example.com (scheme, host and port; no path), or *" })).default([]),
+    /**
+     * Host names a server without an API key answers besides IP addresses, `localhost` and the bound host
+     * (`serve --allowed-host`): a name, `.example.com` for it and its subdomains, or `*` for any.
+     */
+    allowedHosts: z.array(z.string().regex(/^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/, "must be a host name, .domain for it and its subdomains, or *")).default([]),
   })
-  .strict();
+  .strict()
+  .refine((c) => !c.corsOrigins.includes("*") || !!c.apiKey, {
+    message: "corsOrigins '*' needs an apiKey: without one, any web page a user opens could run generations on this server",
+    path: ["corsOrigins"],
+  });
 
 /** The validated data options of a server, defaults applied. */
 export type ServerConfig = z.output<typeof serverConfigSchema>;
