@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { GeneratedImage } from "../../core/output.js";
 import type { StepProgress } from "../../core/progress.js";
 
@@ -45,12 +46,17 @@ export class A1111Job {
   readonly #previews = new Map<string, GeneratedImage[]>();
   #last: { requestId: string; step: number; total: number } | null = null;
 
+  /**
+   * @param id the call's task id: the client's `force_task_id`, else the request id (`current_task`).
+   * @param owner who may see and stop it ({@link jobOwner}).
+   */
   constructor(
     readonly id: string,
     readonly kind: "txt2img" | "img2img",
     readonly requestIds: readonly string[],
     readonly plannedSteps: number,
     readonly abort: (requestId: string) => void,
+    readonly owner = "",
   ) {}
 
   get interrupted(): boolean {
@@ -118,12 +124,25 @@ export class A1111Job {
 }
 
 /**
+ * Who a call belongs to: its credentials (the whole `Authorization` value, so two Basic user names sharing
+ * the key are two owners) and its client address, hashed so no credential is kept in the clear.
+ */
+export function jobOwner(authorization: string | undefined, address: string | undefined): string {
+  const ip = (address ?? "").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+  return createHash("sha256").update(`${(authorization ?? "").trim()}\n${ip}`, "utf8").digest("hex");
+}
+
+/**
  * The A1111 calls in flight, oldest first. A1111 runs one job at a time; this server runs them side by side
- * (the engine batches them), so `progress` and `interrupt` act on the oldest one still running: the job
- * A1111 would be running.
+ * (the engine batches them), so `progress` and `interrupt` act on the oldest call still running, among the
+ * caller's own ({@link jobOwner}): one client must not watch or stop another's job. `shared` restores A1111's
+ * view (everyone's calls, `serve --a1111-shared-progress`). A task id (`id_task`, the `force_task_id` the
+ * call was sent with) picks one call instead of the oldest.
  */
 export class A1111Jobs {
   readonly #jobs: A1111Job[] = [];
+
+  constructor(readonly shared = false) {}
 
   /** Registers a job; returns the function that removes it. */
   add(job: A1111Job): () => void {
@@ -134,9 +153,11 @@ export class A1111Jobs {
     };
   }
 
-  /** The job `progress` reports and `interrupt` stops, or null when idle. */
-  current(): A1111Job | null {
-    return this.#jobs[0] ?? null;
+  /** The job `progress` reports and `interrupt` stops for `caller` (and `taskId`, when given), or null. */
+  current(caller: string, taskId?: string | null): A1111Job | null {
+    const visible = this.shared ? this.#jobs : this.#jobs.filter((j) => j.owner === caller);
+    if (taskId) return visible.find((j) => j.id === taskId) ?? null;
+    return visible[0] ?? null;
   }
 
   /** Jobs in flight. */

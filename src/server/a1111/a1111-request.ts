@@ -46,6 +46,8 @@ export const a1111BodySchema = z.looseObject({
   inpainting_mask_invert: z.preprocess((v) => (v === true ? 1 : v === false ? 0 : numeric(v)), z.number().int().min(0).max(1)).nullish(),
   resize_mode: int(),
   include_init_images: bool(),
+  /** A1111 1.8+: the task id the client will ask `progress` (`id_task`) and `interrupt` about. */
+  force_task_id: z.string().max(256).nullish(),
 });
 
 /** A body that passed {@link a1111BodySchema}. */

@@ -8,11 +8,16 @@ import { stepsRun } from "../shared/edit-images.js";
 import { toHttpError } from "../openai/openai-errors.js";
 import type { ServerContext } from "../openai/server-context.js";
 import { registerCatalog } from "./a1111-catalog.js";
-import { A1111Job, A1111Jobs, idleProgress } from "./a1111-jobs.js";
+import { A1111Job, A1111Jobs, idleProgress, jobOwner } from "./a1111-jobs.js";
 import { a1111BodySchema, a1111SchemaError, planA1111, type A1111Plan } from "./a1111-request.js";
 import { a1111Info, a1111Parameters } from "./a1111-response.js";
 
 const b64 = (img: GeneratedImage) => encodePng(img).toString("base64");
+
+/** A client's task id (`id_task`), or null for none or a value that is not one. */
+function taskIdOf(v: unknown): string | null {
+  return typeof v === "string" && v.length > 0 && v.length <= 256 ? v : null;
+}
 
 /** Live previews per job: about ten, as A1111's default `show_progress_every_n_steps` gives at 100 steps. */
 function previewEvery(steps: number | null): number {
@@ -27,7 +32,8 @@ function previewEvery(steps: number | null): number {
  * status. Auth is the server's API key, as Bearer or as the password of HTTP Basic auth (`--api-auth`).
  */
 export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
-  const jobs = new A1111Jobs();
+  const jobs = new A1111Jobs(ctx.config.a1111SharedJobs);
+  const ownerOf = (req: FastifyRequest) => jobOwner(req.headers.authorization, req.ip);
 
   app.setErrorHandler((err, req, reply) => {
     const detail = err instanceof ValidationError ? err.data.a1111Detail : undefined;
@@ -43,15 +49,18 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
 
   registerCatalog(app, ctx, (field, message) => new ValidationError(`${field}: ${message}`, { field }));
 
-  app.get<{ Querystring: { skip_current_image?: string } }>("/sdapi/v1/progress", async (req) => {
-    const job = jobs.current();
+  app.get<{ Querystring: { skip_current_image?: string; id_task?: string } }>("/sdapi/v1/progress", async (req) => {
+    const job = jobs.current(ownerOf(req), taskIdOf(req.query.id_task));
     if (!job) return idleProgress();
     // FastAPI reads a bool query parameter from true/1/yes/on in any case.
     return job.progress(!/^(true|1|yes|on)$/i.test(req.query.skip_current_image ?? ""), b64);
   });
 
-  app.post("/sdapi/v1/interrupt", async () => {
-    jobs.current()?.interrupt();
+  // A1111 sends no body; a task id may come as `{"id_task": ...}` or `?id_task=`.
+  app.post<{ Querystring: { id_task?: string } }>("/sdapi/v1/interrupt", async (req) => {
+    const body = req.body as { id_task?: unknown } | null | undefined;
+    const taskId = taskIdOf(body && typeof body === "object" ? body.id_task : undefined) ?? taskIdOf(req.query.id_task);
+    jobs.current(ownerOf(req), taskId)?.interrupt();
     return {};
   });
 
@@ -71,7 +80,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     const g = new Generation(reply);
     // An abort that fails (the engine closing under it) has nothing left to stop: never an unhandled rejection.
     const abort = (id: string) => void ctx.engine.abort(id).catch((err: unknown) => req.log.debug({ err, requestId: id }, "abort failed"));
-    const job = new A1111Job(req.id, kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort);
+    const job = new A1111Job(parsed.data.force_task_id || req.id, kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort, ownerOf(req));
     const unwatch = g.begin(ctx);
     const remove = jobs.add(job);
     try {
@@ -104,6 +113,11 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
           }
           throw g.failure(firstFailure ?? s.reason);
         }
+      }
+      if (job.interrupted && images.length === 0) {
+        // A1111 answers 200 with no images here; a client could not tell that from a success that sent none.
+        ctx.metrics.generation("aborted", g.seconds);
+        throw new AbortedError("interrupted (POST /sdapi/v1/interrupt) before any image or preview was ready: nothing to return", { data: { openaiCode: "interrupted" } });
       }
       ctx.metrics.generation("ok", g.seconds, undefined, images.length);
       return a1111Reply(plan, images, job, parsed.data);
