@@ -9,6 +9,7 @@ import { DiffusionEngine } from "../engine/engine.js";
 import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
+import { ValidationError } from "../errors/omni-error.js";
 import { RETRY_CHANNEL, formatRetry, type RetryEvent } from "../policies/retry-events.js";
 import { pngOf, type MaskImage, type RgbImage } from "../utils/png.js";
 import {
@@ -16,10 +17,8 @@ import {
   deviceOption,
   engineConfigFromFlags,
   floatArg,
-  imageFileArg,
   intArg,
   jsonObjectArg,
-  maskFileArg,
   sizeArg,
   spinThreadsOption,
   cpuArenaOption,
@@ -28,6 +27,7 @@ import {
   strengthArg,
   type EngineFlags,
 } from "./options.js";
+import { checkOutPath, imageFileArg, maskFileArg } from "./image-files.js";
 
 interface GenerateFlags extends EngineFlags {
   out: string;
@@ -60,7 +60,7 @@ export function addGenerateCommand(program: Command): void {
     .command("generate")
     .description("generate image(s) from a prompt")
     .argument("<prompt>", "text prompt")
-    .option("-o, --out <file>", "output PNG path", "out.png")
+    .option("-o, --out <file>", "output PNG path (its folder must exist)", "out.png")
     .option("-n, --n <count>", "number of images", intArg(1), 1)
     .option("--size <WxH>", "image size (default: the model's native size)", sizeArg)
     .option("--steps <n>", "denoising steps", intArg(1))
@@ -69,7 +69,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--scheduler <name>", `sampler, one that fits the model's prediction type (see \`info\`): ${SCHEDULER_NAMES.join(", ")}`)
     .option("--negative <text>", "negative prompt")
     .option("--image <file.png>", "init image for img2img / inpainting (its size is the output size unless --size is given, which must then match)", imageFileArg)
-    .option("--mask <file.png>", "inpainting mask, same size as --image: white = repaint, black = keep", maskFileArg)
+    .option("--mask <file.png>", "inpainting mask, same size as --image: white = repaint, black = keep; a mask with transparency repaints its fully transparent pixels", (p: string) => maskFileArg(p))
     .addOption(new Option("--vae <which>", "decode with the model's full VAE (default) or its tiny VAE (faster, coarser; docs/models.md#tiny-vae)").choices(VAE_CHOICES))
     .option("--strength <s>", "how much of --image is re-noised, (0, 1]: floor(steps × s) steps run (default 0.8, 1.0 with --mask)", strengthArg)
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
@@ -84,6 +84,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
     .option(...ALLOW_NON_NATIVE_FLAG)
     .action(async (prompt: string, flags: GenerateFlags) => {
+      checkOutPath(flags.out); // before the model loads: a wrong path should not cost a generation
       const request = new OmniDiffusionRequest({
         prompt,
         numOutputsPerPrompt: flags.n,
@@ -120,7 +121,9 @@ export function addGenerateCommand(program: Command): void {
         bar?.stop();
         for (const [i, img] of out.images.entries()) {
           const file = outPath(flags.out, i, out.images.length);
-          await writeFile(file, pngOf(img));
+          await writeFile(file, pngOf(img)).catch((err: NodeJS.ErrnoException) => {
+            throw new ValidationError(`--out: cannot write ${file}: ${err.code ?? err.message}`, { field: "--out", cause: err });
+          });
           console.log(`wrote ${file} (${img.width}x${img.height}, seed ${img.seed})`);
         }
       } finally {

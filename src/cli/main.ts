@@ -10,12 +10,21 @@ const program = new Command("omni-diffusion")
   .description("diffusion inference engine for Node.js with pluggable executors")
   .version("0.1.0")
   .option("--debug", "print the stack and cause of an error (or set OMNI_DIFFUSION_DEBUG=1)")
-  .showHelpAfterError();
+  // A usage error (bad flag value, unknown option, missing argument) is one line in the shape of every
+  // other error, not commander's "error: ..." followed by the whole help; subcommands inherit this.
+  .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, "omni-diffusion: ").replace(/\n\(Did you mean (.*)\?\)/, " (did you mean $1?)")) });
 addGenerateCommand(program);
 addInfoCommand(program);
 addPullCommand(program);
 addServeCommand(program);
 addWorkerCommand(program);
+
+/** Points each command's usage errors at its own help, in one line after the error. */
+function pointAtHelp(cmd: Command, path: string): void {
+  cmd.showHelpAfterError(`(see '${path} --help')`);
+  for (const sub of cmd.commands) pointAtHelp(sub, `${path} ${sub.name()}`);
+}
+pointAtHelp(program, "omni-diffusion");
 
 /** Read before parsing too: an error can come from parsing itself, before commander has set the option. */
 const debug = (): boolean =>

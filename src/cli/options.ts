@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEVICES, type Device } from "../pipelines/device.js";
 import { PREVIEW_DECODERS, type PreviewDecoder } from "../core/decoders.js";
-import { decodeMaskPng, decodePng, type MaskImage, type RgbImage } from "../utils/png.js";
 
 /** Commander argument parsers that fail with a message naming the flag's expected form. */
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -27,28 +25,6 @@ export function strengthArg(v: string): number {
   if (!Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`expected a number in (0, 1], got "${v}"`);
   return n;
 }
-
-/** Reads and decodes a PNG file when the flag is parsed, so a missing or broken file is refused like any bad flag value. */
-function pngFileArg<T>(decode: (bytes: Uint8Array) => T) {
-  return (path: string): T => {
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(path);
-    } catch (err) {
-      throw new InvalidArgumentError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    try {
-      return decode(bytes);
-    } catch (err) {
-      throw new InvalidArgumentError(`${path}: ${(err as Error).message}`);
-    }
-  };
-}
-
-/** `--image <file.png>`: the init image (RGB; alpha dropped). */
-export const imageFileArg: (path: string) => RgbImage = pngFileArg(decodePng);
-/** `--mask <file.png>`: white = repaint, black = keep (luminance). */
-export const maskFileArg: (path: string) => MaskImage = pngFileArg((b) => decodeMaskPng(b));
 
 /** "WxH" → {width, height}. */
 export function sizeArg(v: string): { width: number; height: number } {
