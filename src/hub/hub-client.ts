@@ -1,7 +1,9 @@
 import type { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
-import { AbortedError, ConfigError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
+import { ConfigError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
 import { connectionError } from "../protocol/wire.js";
+import { abortReason, discard, readUpTo } from "./bounded-read.js";
+import { checkListing } from "./listing-check.js";
 
 /** One file of a repository as `GET /api/models/{id}/revision/{rev}?blobs=true` lists it. */
 export interface HubSibling {
@@ -34,6 +36,10 @@ export interface HubFileResponse {
   commit: string | undefined;
   /** First byte of a 206 answer (`Content-Range`). */
   rangeStart: number | undefined;
+  /** The whole file's size a 206 answer gives (`Content-Range: bytes a-b/<size>`), undefined for `*`. */
+  rangeTotal: number | undefined;
+  /** `Content-Length`: the bytes this answer's body announces, undefined for a chunked body. */
+  contentLength: number | undefined;
 }
 
 export interface HubClientOptions {
@@ -43,7 +49,20 @@ export interface HubClientOptions {
   token?: string;
   signal?: AbortSignal;
   dispatcher?: Dispatcher;
+  /** Most bytes of a listing read before it is refused (default {@link MAX_LISTING_BYTES}). */
+  maxListingBytes?: number;
+  /** Called on every answer's headers and every chunk of a listing: progress for a no-progress deadline. */
+  onActivity?: () => void;
 }
+
+/**
+ * Largest listing read (16 MiB). A diffusers repository lists a few dozen files at about 250 bytes each; 16 MiB holds
+ * some 60,000, and parsing it costs well under 200 MB where a 150 MB listing took 892 MB.
+ */
+export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
+
+/** Most bytes of an error answer read for its message. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 const MAX_REDIRECTS = 10;
 const USER_AGENT = "omni-diffusion/0.1.0; hf_hub-compatible";
@@ -69,6 +88,8 @@ export class HubClient {
   readonly #token: string | undefined;
   readonly #signal: AbortSignal | undefined;
   readonly #dispatcher: Dispatcher | undefined;
+  readonly #maxListingBytes: number;
+  readonly #onActivity: () => void;
 
   constructor(opts: HubClientOptions) {
     let url: URL | null = null;
@@ -84,15 +105,43 @@ export class HubClient {
     this.#token = opts.token || undefined;
     this.#signal = opts.signal;
     this.#dispatcher = opts.dispatcher;
+    this.#maxListingBytes = opts.maxListingBytes ?? MAX_LISTING_BYTES;
+    this.#onActivity = opts.onActivity ?? (() => undefined);
   }
 
-  /** Files and commit of `repoId` at `revision` (a branch, tag or commit). */
+  /**
+   * Files and commit of `repoId` at `revision` (a branch, tag or commit). The listing is read up to
+   * `maxListingBytes` and its siblings checked ({@link checkListing}): a malformed or oversized listing is a
+   * non-retryable {@link TransportError}.
+   */
   async repoInfo(repoId: string, revision: string): Promise<HubRepoInfo> {
     const url = `${this.endpoint}/api/models/${repoId}/revision/${encodeURIComponent(revision)}?blobs=true`;
+    const subject = `${repoId}@${revision}`;
     const res = await this.#get(url, {}, { repoId, revision });
+    const max = this.#maxListingBytes;
+    const tooBig = () =>
+      new TransportError(`the Hub's listing of ${subject} is larger than ${max / 1024 / 1024} MiB; refusing to read it (a model repository lists a few dozen files)`, {
+        retryable: false,
+        data: { url, maxListingBytes: max },
+      });
+    const announced = Number(header(res.headers, "content-length") ?? NaN);
+    if (announced > max) {
+      discard(res.body);
+      throw tooBig();
+    }
+    let body: Buffer;
+    try {
+      const read = await readUpTo(res.body, max, this.#onActivity);
+      if (!read.complete) throw tooBig();
+      body = read.bytes;
+    } catch (err) {
+      if (this.#signal?.aborted) throw abortReason(this.#signal, "pull aborted", err);
+      if (err instanceof OmniError) throw err;
+      throw connectionError(err, new URL(url).origin);
+    }
     let info: unknown;
     try {
-      info = await res.body.json();
+      info = JSON.parse(body.toString("utf8"));
     } catch (err) {
       throw new TransportError(`${url}: the Hub's answer is not JSON`, { cause: err, retryable: false });
     }
@@ -100,7 +149,7 @@ export class HubClient {
     if (!i || typeof i.sha !== "string" || !Array.isArray(i.siblings)) {
       throw new TransportError(`${url}: the Hub's answer lacks "sha" or "siblings"`, { retryable: false, data: { url } });
     }
-    return { id: typeof i.id === "string" ? i.id : repoId, sha: i.sha, siblings: i.siblings.filter((s) => typeof s?.rfilename === "string") };
+    return { id: typeof i.id === "string" ? i.id : repoId, sha: i.sha, siblings: checkListing(subject, i.siblings) };
   }
 
   /** Opens `resolve/{commit}/{path}`, following the redirect to the CDN; `from` > 0 asks for the bytes from there on. */
@@ -108,12 +157,16 @@ export class HubClient {
     const url = `${this.endpoint}/${repoId}/resolve/${encodeURIComponent(commit)}/${path.split("/").map(encodeURIComponent).join("/")}`;
     const headers: Record<string, string> = from > 0 ? { range: `bytes=${from}-` } : {};
     const res = await this.#get(url, headers, { repoId, revision: commit, file: path });
+    const range = res.statusCode === 206 ? /bytes (\d+)-\d+\/(\d+|\*)/.exec(header(res.headers, "content-range") ?? "") : null;
+    const length = header(res.headers, "content-length");
     return {
       status: res.statusCode,
       body: res.body,
       etag: normalizeEtag(res.linkedEtag ?? header(res.headers, "etag")),
       commit: res.commit,
-      rangeStart: res.statusCode === 206 ? Number(/bytes (\d+)-/.exec(header(res.headers, "content-range") ?? "")?.[1] ?? NaN) : undefined,
+      rangeStart: res.statusCode === 206 ? Number(range?.[1] ?? NaN) : undefined,
+      rangeTotal: range && range[2] !== "*" ? Number(range[2]) : undefined,
+      contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
     };
   }
 
@@ -133,9 +186,10 @@ export class HubClient {
       try {
         res = await request(current, { method: "GET", headers, signal: this.#signal, dispatcher: this.#dispatcher });
       } catch (err) {
-        if (this.#signal?.aborted) throw new AbortedError("pull aborted", { cause: err });
+        if (this.#signal?.aborted) throw abortReason(this.#signal, "pull aborted", err);
         throw connectionError(err, current.origin);
       }
+      this.#onActivity();
       linkedEtag ??= header(res.headers, "x-linked-etag");
       commit ??= header(res.headers, "x-repo-commit");
       if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304) {
@@ -146,7 +200,7 @@ export class HubClient {
         continue;
       }
       if (res.statusCode >= 200 && res.statusCode < 300) return Object.assign(res, { linkedEtag, commit });
-      const body = await res.body.text().catch(() => "");
+      const body = await readUpTo(res.body, MAX_ERROR_BODY_BYTES).then((r) => r.bytes.toString("utf8"), () => "");
       throw hubHttpError(res.statusCode, res.headers, current.toString(), what, this.#token !== undefined, body);
     }
     throw new TransportError(`${url}: more than ${MAX_REDIRECTS} redirects`, { retryable: false });

@@ -6,7 +6,9 @@
  *   inline with `ETag` (git blob sha1) and `X-Repo-Commit`, LFS files as a 302 to the CDN with `X-Linked-Etag`
  *   (sha256) and `X-Linked-Size`; errors with `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`, `GatedRepo`).
  * - cdn: another origin serving blobs by sha256, with `Range` support (206 + `Content-Range`).
- * Faults for tests: drop a file's connection after N bytes (once), corrupt a file's bytes, ignore ranges.
+ * Faults for tests: drop a file's connection after N bytes (once), corrupt a file's bytes, ignore ranges; and for
+ * the hostile-hub tests, a listed size that differs from the content, a listing or a file served by the test's
+ * own handler (test/hub/hostile-faults.ts).
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -40,6 +42,31 @@ interface FakeRepo {
   token?: string;
 }
 
+/** A file as the hub or the CDN is about to send it, handed to a {@link FileFault}. */
+export interface FaultedFile {
+  path: string;
+  content: Buffer;
+  /** The size the listing gave. */
+  listedSize: number;
+  /** First byte asked for with `Range: bytes=N-` (0 without one). */
+  rangeStart: number;
+  /** Headers the server would send (etag, commit), without the length. */
+  headers: Record<string, string>;
+}
+
+/** Takes over the answer for one file: the test decides what goes on the wire. */
+export type FileFault = (req: IncomingMessage, res: ServerResponse, file: FaultedFile) => void;
+
+/** The listing the hub would send, as an object. */
+export interface FakeListing {
+  id: string;
+  sha: string;
+  siblings: { rfilename: string; size: number; blobId: string; lfs?: { sha256: string; size: number; pointerSize: number } }[];
+}
+
+/** Takes over the listing's answer for one repository. */
+export type ListingFault = (req: IncomingMessage, res: ServerResponse, listing: FakeListing) => void;
+
 /** One request either server received. */
 export interface SeenRequest {
   server: "hub" | "cdn";
@@ -72,6 +99,12 @@ export class FakeHub {
   readonly corrupt = new Set<string>();
   /** When set, the CDN ignores `Range` and answers 200 with the whole file. */
   ignoreRanges = false;
+  /** path → the size the listing gives instead of the content's. */
+  readonly listedSize = new Map<string, number>();
+  /** path → a handler that answers for that file (on the hub for small files, on the CDN for LFS files). */
+  readonly fileFaults = new Map<string, FileFault>();
+  /** repository id → a handler that answers its listing. */
+  readonly listingFaults = new Map<string, ListingFault>();
   url = "";
   cdnUrl = "";
   readonly #repos = new Map<string, FakeRepo>();
@@ -132,14 +165,20 @@ export class FakeHub {
     const rev = decodeURIComponent((api ?? resolve)![2]!);
     if (rev !== "main" && rev !== repo.sha) return this.#error(res, 404, "RevisionNotFound", "Invalid rev id: " + rev);
     if (api) {
-      const siblings = [...repo.files.values()].map((f) => ({
-        rfilename: f.path,
-        size: f.content.length,
-        blobId: f.lfs ? gitBlobSha1(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${f.content.length}\n`)) : f.blobId,
-        ...(f.lfs ? { lfs: { sha256: f.sha256, size: f.content.length, pointerSize: 134 } } : {}),
-      }));
+      const siblings = [...repo.files.values()].map((f) => {
+        const size = this.listedSize.get(f.path) ?? f.content.length;
+        return {
+          rfilename: f.path,
+          size,
+          blobId: f.lfs ? gitBlobSha1(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${size}\n`)) : f.blobId,
+          ...(f.lfs ? { lfs: { sha256: f.sha256, size, pointerSize: 134 } } : {}),
+        };
+      });
+      const listing: FakeListing = { id: repo.id, sha: repo.sha, siblings };
+      const fault = this.listingFaults.get(repo.id);
+      if (fault) return fault(req, res, listing);
       res.writeHead(200, { "content-type": "application/json" });
-      return void res.end(JSON.stringify({ id: repo.id, sha: repo.sha, gated: repo.token ? "manual" : false, siblings }));
+      return void res.end(JSON.stringify({ ...listing, gated: repo.token ? "manual" : false }));
     }
     if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) {
       const status = req.headers.authorization ? 403 : 401;
@@ -165,6 +204,11 @@ export class FakeHub {
 
   /** Sends a file or the requested range of it, applying the faults set for it. */
   #send(req: IncomingMessage, res: ServerResponse, file: FakeFile, headers: Record<string, string>): void {
+    const fault = this.fileFaults.get(file.path);
+    if (fault) {
+      const rangeStart = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? "")?.[1] ?? 0);
+      return fault(req, res, { path: file.path, content: file.content, listedSize: this.listedSize.get(file.path) ?? file.content.length, rangeStart, headers });
+    }
     let content = file.content;
     if (this.corrupt.has(file.path)) {
       content = Buffer.from(content);
