@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { ValidationError } from "../errors/omni-error.js";
-import { decodeMaskPng, decodePng, encodeMaskPng, encodePng, type MaskImage, type RgbImage } from "../utils/png.js";
+import { decodeMaskPng, decodePng, encodeMaskPng, encodePng, type MaskImage, type PngDecodeOptions, type RgbImage } from "../utils/png.js";
 import { zodToValidationError } from "../utils/zod-error.js";
 import { VAE_CHOICES, type VaeChoice } from "./decoders.js";
 
@@ -174,8 +174,12 @@ export class OmniDiffusionRequest {
     return Object.assign(Object.create(OmniDiffusionRequest.prototype) as OmniDiffusionRequest, t);
   }
 
-  /** Validates a snake_case dict (from JSON, a Python peer, a worker) and builds the request. */
-  static fromDict(dict: unknown): OmniDiffusionRequest {
+  /**
+   * Validates a snake_case dict (from JSON, a Python peer, a worker) and builds the request. `opts.images`
+   * bounds the decode of `image` and `mask_image` (a server passes its upload cap; by default at most 4096²
+   * pixels, and never more than a PNG's header implies).
+   */
+  static fromDict(dict: unknown, opts: { images?: Omit<PngDecodeOptions, "field"> } = {}): OmniDiffusionRequest {
     const parsed = requestDictSchema.safeParse(dict);
     if (!parsed.success) throw zodToValidationError(parsed.error, "request");
     const d = parsed.data;
@@ -193,8 +197,8 @@ export class OmniDiffusionRequest {
       scheduler: d.scheduler,
       returnTrajectoryLatents: d.return_trajectory_latents ?? undefined,
       returnTrajectoryTimesteps: d.return_trajectory_timesteps ?? undefined,
-      image: d.image ? decodeField(d.image, "image", decodePng) : null,
-      mask: d.mask_image ? decodeField(d.mask_image, "mask_image", (b) => decodeMaskPng(b)) : null,
+      image: d.image ? decodeField(d.image, "image", (b) => decodePng(b, { ...opts.images, field: "image" })) : null,
+      mask: d.mask_image ? decodeField(d.mask_image, "mask_image", (b) => decodeMaskPng(b, { ...opts.images, field: "mask_image" })) : null,
       strength: d.strength,
       vae: d.vae,
     });
@@ -205,7 +209,8 @@ function decodeField<T>(b64: string, field: string, decode: (bytes: Uint8Array) 
   try {
     return decode(Buffer.from(b64, "base64"));
   } catch (err) {
-    // decodePng's message already says what is wrong with the bytes; this names the field.
+    // The decoder's errors name the field and keep their class (a pixel cap is a LimitExceededError).
+    if (err instanceof ValidationError) throw err;
     throw new ValidationError(`${field}: ${(err as Error).message} (expected a base64 PNG)`, { field, cause: err });
   }
 }

@@ -1,5 +1,8 @@
 import { PNG } from "pngjs";
 import { ValidationError } from "../errors/omni-error.js";
+import { guardPng, type PngDecodeOptions } from "./png-guard.js";
+
+export type { PngDecodeOptions } from "./png-guard.js";
 
 /** An RGB image, 8 bits per channel, row-major, no padding. */
 export interface RgbImage {
@@ -37,14 +40,28 @@ export interface RgbaImage {
   rgba: Uint8Array;
 }
 
-/** Decodes PNG bytes (any colour type) to RGBA; counted in {@link pngCounters}. */
-export function decodePngRgba(bytes: Uint8Array): RgbaImage {
+/**
+ * Decodes PNG bytes to RGBA, bounded: `guardPng` first checks the header (8-bit or packed samples, at most
+ * `opts.maxPixels`) and that the pixel data inflates to no more than the header implies, so a decompression
+ * bomb costs at most the size it declares. Errors are ValidationErrors naming `opts.field`. Counted in
+ * {@link pngCounters}. Blocks for as long as the decode takes: servers use `decodePngRgbaAsync`
+ * (png-decode-pool.ts), which runs big images on a worker thread.
+ */
+export function decodePngRgba(bytes: Uint8Array, opts: PngDecodeOptions = {}): RgbaImage {
   pngCounters.decodes++;
+  return decodePngRgbaUncounted(bytes, opts);
+}
+
+/** {@link decodePngRgba} without the count (the decode pool counts on the caller's thread). */
+export function decodePngRgbaUncounted(bytes: Uint8Array, opts: PngDecodeOptions = {}): RgbaImage {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  guardPng(buf, opts);
   let png: PNG;
   try {
-    png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    png = PNG.sync.read(buf);
   } catch (err) {
-    throw new ValidationError(`not a valid PNG image: ${(err as Error).message}`, { field: "image", cause: err });
+    const field = opts.field ?? "image";
+    throw new ValidationError(`${field}: not a valid PNG image (${(err as Error).message})`, { field, cause: err, data: { reason: "invalid_image" } });
   }
   return { width: png.width, height: png.height, rgba: new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.byteLength) };
 }
@@ -60,9 +77,9 @@ export function rgbOf(img: RgbaImage): RgbImage {
   return { width: img.width, height: img.height, data: rgb };
 }
 
-/** Decodes PNG bytes (any colour type) to RGB. */
-export function decodePng(bytes: Uint8Array): RgbImage {
-  return rgbOf(decodePngRgba(bytes));
+/** Decodes PNG bytes (8-bit or packed, any colour type) to RGB, bounded as {@link decodePngRgba}. */
+export function decodePng(bytes: Uint8Array, opts: PngDecodeOptions = {}): RgbImage {
+  return rgbOf(decodePngRgba(bytes, opts));
 }
 
 /** Luminance (BT.601 weights) of the pixel whose red byte is at `i`, 0–255: how masks are read as black and white. */
@@ -116,7 +133,8 @@ export function lazyPngImage<T extends object>(png: Uint8Array, width: number, h
         enumerable: true,
         get(): Uint8Array {
           if (data) return data;
-          return (data = decodePng(png).data);
+          // The declared size is the cap: a payload that inflates past it is refused, not decoded.
+          return (data = decodePng(png, { maxPixels: width * height, field }).data);
         },
       },
     },
@@ -144,14 +162,13 @@ export function encodeMaskPng(mask: MaskImage): Buffer {
   return PNG.sync.write(png, { colorType: 0, inputColorType: 2, inputHasAlpha: false });
 }
 
-/** Decodes a PNG (any colour type) to a mask by luminance: white = repaint, black = keep. */
-export function decodeMaskPng(bytes: Uint8Array, field = "mask_image"): MaskImage {
-  let rgb: RgbImage;
-  try {
-    rgb = decodePng(bytes);
-  } catch (err) {
-    throw new ValidationError((err as Error).message, { field, cause: err });
-  }
+/** Decodes a PNG (any colour type) to a mask by luminance: white = repaint, black = keep. Bounded as {@link decodePngRgba}. */
+export function decodeMaskPng(bytes: Uint8Array, opts: PngDecodeOptions = {}): MaskImage {
+  return maskOfRgb(decodePng(bytes, { field: "mask_image", ...opts }));
+}
+
+/** A mask by luminance of RGB pixels: white = repaint, black = keep. */
+export function maskOfRgb(rgb: RgbImage): MaskImage {
   const data = new Uint8Array(rgb.width * rgb.height);
   for (let i = 0; i < data.length; i++) {
     data[i] = Math.round(luminance(rgb.data, i * 3));

@@ -146,13 +146,14 @@ describe("POST /v1/images/edits with the official openai client", () => {
 });
 
 describe("OpenAI's mask convention", () => {
-  test("transparent pixels are repainted (255), opaque kept (0); an opaque mask is read black/white", () => {
-    const m = openAIMask(decodeUpload(testPng((x) => (x < 16 ? 0 : 255)), "mask"));
+  test("transparent pixels are repainted (255), opaque kept (0); an opaque mask is read black/white", async () => {
+    const cap = { maxPixels: 64 * 64, capNote: "pixels" };
+    const m = openAIMask(await decodeUpload(testPng((x) => (x < 16 ? 0 : 255)), "mask", cap));
     assert.equal(m.data[0], 255);
     assert.equal(m.data[31], 0);
     const bw = new PNG({ width: 2, height: 1, colorType: 0 });
     bw.data.set([255, 255, 255, 255, 0, 0, 0, 255]);
-    const m2 = openAIMask(decodeUpload(PNG.sync.write(bw), "mask"));
+    const m2 = openAIMask(await decodeUpload(PNG.sync.write(bw), "mask", cap));
     assert.deepEqual([...m2.data], [255, 0]);
   });
 });

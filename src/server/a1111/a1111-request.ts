@@ -5,7 +5,7 @@ import { ValidationError } from "../../errors/omni-error.js";
 import { MAX_SEED, randomSeed } from "../../pipelines/random.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
 import { rgbOf, type MaskImage, type RgbImage } from "../../utils/png.js";
-import { a1111Mask, decodeBase64Upload, resizeMask, resizeRgb } from "../shared/edit-images.js";
+import { a1111Mask, decodeBase64Upload, resizeMask, resizeRgb, uploadCapOf, type UploadCap } from "../shared/edit-images.js";
 import type { ModelCard } from "../openai/model-card.js";
 import type { ServerLimits } from "../openai/server-options.js";
 import { A1111_SCHEDULES, LISTED_SAMPLERS, a1111SamplerName, chooseSampler } from "./a1111-samplers.js";
@@ -106,11 +106,11 @@ export interface A1111Plan {
 }
 
 /** Decodes `init_images[0]` and `mask` of an img2img body, resized to `width`×`height` (A1111's "just resize"). */
-function editImages(body: A1111Body, width: number, height: number): { image: RgbImage; mask: MaskImage | null } {
+async function editImages(body: A1111Body, width: number, height: number, cap: UploadCap): Promise<{ image: RgbImage; mask: MaskImage | null }> {
   const first = body.init_images?.[0];
   if (!first) throw a1111Unprocessable([{ loc: ["body", "init_images"], msg: "img2img needs at least one init image (base64 PNG)", type: "value_error.missing" }]);
-  const image = rgbOf(decodeBase64Upload(first, "init_images"));
-  const mask = body.mask ? a1111Mask(decodeBase64Upload(body.mask, "mask"), body.inpainting_mask_invert === 1) : null;
+  const image = rgbOf(await decodeBase64Upload(first, "init_images", cap));
+  const mask = body.mask ? a1111Mask(await decodeBase64Upload(body.mask, "mask", cap), body.inpainting_mask_invert === 1) : null;
   return { image: resizeRgb(image, width, height), mask: mask ? resizeMask(mask, width, height) : null };
 }
 
@@ -120,7 +120,7 @@ function editImages(body: A1111Body, width: number, height: number): { image: Rg
  * for. A size the model cannot serve runs at the model's native size instead (A1111 clients hard-code sizes,
  * LibreChat 1024²), reported in `info`; other limits are a 400 naming the field.
  */
-export function planA1111(kind: "txt2img" | "img2img", body: A1111Body, limits: ServerLimits, model: ModelCard): A1111Plan {
+export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, limits: ServerLimits, model: ModelCard): Promise<A1111Plan> {
   const prompt = body.prompt ?? "";
   if (prompt.trim() === "") throw a1111Unprocessable([{ loc: ["body", "prompt"], msg: "must not be empty (this server needs a prompt)", type: "value_error" }]);
   const choice = chooseSampler(body.sampler_name ?? body.sampler_index, body.scheduler);
@@ -172,7 +172,8 @@ export function planA1111(kind: "txt2img" | "img2img", body: A1111Body, limits: 
     if (width === null || height === null) {
       throw a1111Unprocessable([{ loc: ["body", "width"], msg: "set width and height: the executor does not report the model's size", type: "value_error.missing" }]);
     }
-    edit = editImages(body, width, height);
+    // Decoded off the event loop, held to the upload cap of the limits just checked.
+    edit = await editImages(body, width, height, uploadCapOf(requestLimits, model.limits));
   }
   const requests = Array.from({ length: iterations }, (_, i) => ({
     ...base,

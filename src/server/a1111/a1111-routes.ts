@@ -72,7 +72,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   async function generate(kind: "txt2img" | "img2img", req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     const parsed = a1111BodySchema.safeParse(req.body ?? {});
     if (!parsed.success) throw a1111SchemaError(parsed.error);
-    const plan = planA1111(kind, parsed.data, ctx.config.limits, ctx.model);
+    const plan = await planA1111(kind, parsed.data, ctx.config.limits, ctx.model);
     const refusal = ctx.refusal();
     if (refusal) throw refusal;
     const requests = plan.requests.map((init, i) => new OmniDiffusionRequest({ ...init, requestId: `${req.id}-${i}` }));

@@ -2,7 +2,7 @@ import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { rgbOf, type MaskImage, type RgbImage } from "../../utils/png.js";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
-import { decodeUpload, openAIMask, resizeMask, resizeRgb, stepsRun, type RgbaUpload } from "../shared/edit-images.js";
+import { decodeUpload, openAIMask, resizeMask, resizeRgb, serverUploadCap, stepsRun, type RgbaUpload, type UploadCap } from "../shared/edit-images.js";
 import { imageGenerationBodySchema, schemaError, toImageRequest, type ParsedImageRequest } from "./image-request.js";
 import type { ModelCard } from "./model-card.js";
 import { requestError } from "./openai-errors.js";
@@ -87,12 +87,12 @@ function formError(err: unknown, field: string | null, maxUploadBytes: number): 
   return requestError(400, `The multipart/form-data body could not be read: ${String(e.message)}.`, null, "invalid_multipart");
 }
 
-/** Decodes an upload, turning its ValidationError into the OpenAI 400 naming the parameter. */
-function decoded(bytes: Buffer, param: string): RgbaUpload {
+/** Decodes an upload (off the event loop), turning its ValidationError into the OpenAI 400 naming the parameter. */
+async function decoded(bytes: Buffer, param: string, cap: UploadCap): Promise<RgbaUpload> {
   try {
-    return decodeUpload(bytes, param);
+    return await decodeUpload(bytes, param, cap);
   } catch (err) {
-    if (err instanceof ValidationError) throw requestError(400, `${err.message}.`, param, "invalid_image");
+    if (err instanceof ValidationError) throw requestError(400, `${err.message}.`, param, err.data.reason === "limit_exceeded" ? "limit_exceeded" : "invalid_image");
     throw err;
   }
 }
@@ -114,8 +114,9 @@ export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits
   const [first, ...rest] = form.images;
   if (!first) throw requestError(400, "Missing required parameter: 'image' (a PNG file).", "image", "missing_required_parameter");
   if (rest.length > 0) throw requestError(400, `This server edits one image per request; ${form.images.length} were sent.`, first.field, "invalid_value");
-  const image = decoded(first.bytes, "image");
-  const maskUpload = form.mask ? decoded(form.mask, "mask") : null;
+  const cap = serverUploadCap(limits, model);
+  const image = await decoded(first.bytes, "image", cap);
+  const maskUpload = form.mask ? await decoded(form.mask, "mask", cap) : null;
   if (maskUpload && (maskUpload.width !== image.width || maskUpload.height !== image.height)) {
     throw requestError(400, `The mask is ${maskUpload.width}x${maskUpload.height} but the image is ${image.width}x${image.height}; they must be the same size.`, "mask", "invalid_image");
   }

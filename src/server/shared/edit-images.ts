@@ -1,6 +1,10 @@
+import { maxSizeFor, tightenLimits, type RequestLimits } from "../../core/limits.js";
+import type { ModelLimits } from "../../core/model-limits.js";
 import { ValidationError } from "../../errors/omni-error.js";
 import { effectiveStrength, strengthSchedule } from "../../pipelines/init-image.js";
-import { decodePngRgba, hasPngSignature, luminance, type MaskImage, type RgbImage, type RgbaImage } from "../../utils/png.js";
+import { decodePngRgbaAsync } from "../../utils/png-decode-pool.js";
+import { DEFAULT_MAX_PNG_PIXELS } from "../../utils/png-header.js";
+import { hasPngSignature, luminance, type MaskImage, type RgbImage, type RgbaImage } from "../../utils/png.js";
 
 /** A decoded upload: RGBA pixels and whether any pixel is not fully opaque. */
 export interface RgbaUpload extends RgbaImage {
@@ -9,36 +13,53 @@ export interface RgbaUpload extends RgbaImage {
 }
 
 /**
- * Most pixels an upload may declare (4096²). Checked on the PNG header before decoding, so a small file
- * that claims a huge size (a decompression bomb) is refused without allocating its pixels.
+ * An upload may be up to this many times the largest size the model serves, per side: a client may send a
+ * bigger picture to be resized down, but not one the model could never use.
  */
-export const MAX_UPLOAD_PIXELS = 4096 * 4096;
+export const UPLOAD_SIDE_FACTOR = 2;
+
+/** The most pixels an uploaded image may have, and where that number comes from (said in the error). */
+export interface UploadCap {
+  maxPixels: number;
+  /** Follows "more than the N" in the error. */
+  capNote: string;
+}
+
+/**
+ * The upload pixel cap of a server (serve, the worker's HTTP, gRPC and SageMaker ports, the queue worker):
+ * {@link UPLOAD_SIDE_FACTOR} times the largest size `limits` and `model` allow (core/limits.ts `maxSizeFor`),
+ * per side, at most {@link DEFAULT_MAX_PNG_PIXELS}. Checked on the PNG header before anything is inflated.
+ */
+export function uploadCapOf(limits: RequestLimits, model: ModelLimits | null | undefined): UploadCap {
+  const max = maxSizeFor(limits, model);
+  const [w, h] = [max.width * UPLOAD_SIDE_FACTOR, max.height * UPLOAD_SIDE_FACTOR];
+  if (w * h >= DEFAULT_MAX_PNG_PIXELS) return { maxPixels: DEFAULT_MAX_PNG_PIXELS, capNote: "pixels an upload may have" };
+  return { maxPixels: w * h, capNote: `pixels an upload may have here (${w}x${h}: ${UPLOAD_SIDE_FACTOR}x the largest size served, ${max.width}x${max.height}, per side)` };
+}
+
+/**
+ * {@link uploadCapOf} for `serve`: its own `maxWidth`/`maxHeight` over the engine's limits, as its request
+ * checks use them.
+ */
+export function serverUploadCap(server: { maxWidth?: number; maxHeight?: number }, model: { requestLimits: RequestLimits; limits: ModelLimits | null }): UploadCap {
+  return uploadCapOf(tightenLimits(model.requestLimits, { maxWidth: server.maxWidth, maxHeight: server.maxHeight }), model.limits);
+}
 
 function invalidImage(field: string, message: string, cause?: unknown): ValidationError {
   return new ValidationError(`${field}: ${message}`, { field, cause, data: { reason: "invalid_image" } });
 }
 
 /**
- * Decodes an uploaded image (PNG, any colour type). Other formats are refused naming the field: the server
- * decodes PNG only, so a JPEG or WebP upload is a 400 that says so, never a garbled image.
+ * Decodes an uploaded image (PNG, 8 bits per channel or fewer, any colour type) off the event loop, bounded by
+ * `cap` and by what its header implies (utils/png-guard.ts: a decompression bomb is refused having cost at
+ * most its declared size). Other formats are refused naming the field: the server decodes PNG only, so a
+ * JPEG or WebP upload is a 400 that says so, never a garbled image.
  */
-export function decodeUpload(bytes: Uint8Array, field: string): RgbaUpload {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (!hasPngSignature(buf)) {
+export async function decodeUpload(bytes: Uint8Array, field: string, cap: UploadCap, signal?: AbortSignal): Promise<RgbaUpload> {
+  if (!hasPngSignature(bytes)) {
     throw invalidImage(field, "not a PNG image (this server accepts PNG uploads only)");
   }
-  // IHDR is the first chunk: width and height are the big-endian words at bytes 16 and 20.
-  if (buf.length >= 24 && buf.readUInt32BE(16) * buf.readUInt32BE(20) > MAX_UPLOAD_PIXELS) {
-    throw invalidImage(field, `${buf.readUInt32BE(16)}x${buf.readUInt32BE(20)} is larger than the ${MAX_UPLOAD_PIXELS} pixels an upload may have`);
-  }
-  let png: RgbaImage;
-  try {
-    png = decodePngRgba(buf);
-  } catch (err) {
-    // decodePngRgba names no field; the upload's field and pngjs's own reason go in this message.
-    const reason = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
-    throw invalidImage(field, `not a valid PNG image (${reason})`, err);
-  }
+  const png = await decodePngRgbaAsync(bytes, { field, maxPixels: cap.maxPixels, capNote: cap.capNote, signal });
   const { rgba } = png;
   let transparent = false;
   for (let i = 3; i < rgba.length; i += 4) {
@@ -80,11 +101,11 @@ export function a1111Mask(img: RgbaUpload, invert: boolean): MaskImage {
 /**
  * Decodes a base64 image as A1111 clients send it: plain base64, or a data URL (`data:image/png;base64,...`).
  */
-export function decodeBase64Upload(value: string, field: string): RgbaUpload {
+export async function decodeBase64Upload(value: string, field: string, cap: UploadCap, signal?: AbortSignal): Promise<RgbaUpload> {
   const comma = value.startsWith("data:") ? value.indexOf(",") : -1;
   const b64 = (comma >= 0 ? value.slice(comma + 1) : value).trim();
   if (b64 === "" || !/^[A-Za-z0-9+/=_\-\s]+$/.test(b64)) throw invalidImage(field, "not base64 image data");
-  return decodeUpload(Buffer.from(b64, "base64"), field);
+  return decodeUpload(Buffer.from(b64, "base64"), field, cap, signal);
 }
 
 /**

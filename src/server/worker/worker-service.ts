@@ -9,6 +9,7 @@ import { AbortedError, ClosedError, LimitExceededError, OmniError, QueueFullErro
 import { Deadline } from "../../policies/deadline.js";
 import type { z } from "zod";
 import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../protocol/wire.js";
+import { uploadCapOf } from "../shared/edit-images.js";
 import type { StepProgress } from "../../core/progress.js";
 
 /** How long a finished result stays available to a retry of the same request id, ms. */
@@ -143,7 +144,8 @@ export class WorkerService {
   #parse(dict: unknown, i: number, engine: DiffusionEngine): OmniDiffusionRequest {
     let r: OmniDiffusionRequest;
     try {
-      r = OmniDiffusionRequest.fromDict(dict);
+      // Images are held to serve's upload cap for this model before they are inflated.
+      r = OmniDiffusionRequest.fromDict(dict, { images: uploadCapOf(engine.requestLimits, engine.modelLimits) });
     } catch (err) {
       const e = toOmniError(err);
       const at = (path: unknown) => (typeof path === "string" && path ? `requests.${i}.${path}` : `requests.${i}`);

@@ -1,0 +1,85 @@
+/**
+ * PNG decoding off the event loop. pngjs decodes in JavaScript: a 4096² upload held `serve`'s thread for
+ * 1.7 s and eight of them kept `/health` waiting 15.7 s. Images above {@link INLINE_MAX_PIXELS} are decoded
+ * on a small piscina worker-thread pool instead; smaller ones (a few milliseconds) inline, where a thread hop
+ * would cost more than the decode.
+ */
+import { availableParallelism } from "node:os";
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import { AbortedError, deserializeError, OmniError } from "../errors/omni-error.js";
+import { checkPngHeader, DEFAULT_MAX_PNG_PIXELS, readPngHeader } from "./png-header.js";
+import type { PngDecodeOptions } from "./png-guard.js";
+import { decodePngRgbaUncounted, pngCounters, type RgbaImage } from "./png.js";
+import type { DecodeReply, DecodeTask } from "./png-decode-protocol.js";
+
+/** Images up to this many pixels (256², a few ms in pngjs) decode on the calling thread. */
+export const INLINE_MAX_PIXELS = 256 * 256;
+
+/**
+ * An idle decode thread exits after this, ms: a spike of big uploads leaves no threads (nor the memory their
+ * decodes took) behind.
+ */
+const IDLE_TIMEOUT_MS = 2_000;
+
+let pool: Piscina<DecodeTask, DecodeReply> | null = null;
+
+/** The pool's thread count: half the cores, 1 to 4, so decodes never starve the model's own workers. */
+function threads(): number {
+  return Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
+}
+
+function decodePool(): Piscina<DecodeTask, DecodeReply> {
+  if (pool) return pool;
+  // The worker file beside this one: .ts under tsx (the thread inherits its --import), .js from dist/.
+  const ext = extname(fileURLToPath(import.meta.url));
+  return (pool = new Piscina<DecodeTask, DecodeReply>({
+    filename: new URL(`./png-decode-worker${ext}`, import.meta.url).href,
+    minThreads: 0,
+    maxThreads: threads(),
+    idleTimeout: IDLE_TIMEOUT_MS,
+  }));
+}
+
+/** Options of {@link decodePngRgbaAsync}. */
+export interface AsyncPngDecodeOptions extends PngDecodeOptions {
+  /** Abandons a decode still waiting for a thread (or running on one). */
+  signal?: AbortSignal;
+}
+
+/**
+ * {@link decodePngRgba} without blocking the event loop: the same bounds and errors (ValidationError naming
+ * `opts.field`, LimitExceededError naming the pixel cap), the header checked here before any thread is asked.
+ * Counted in `pngCounters`.
+ */
+export async function decodePngRgbaAsync(bytes: Uint8Array, opts: AsyncPngDecodeOptions = {}): Promise<RgbaImage> {
+  pngCounters.decodes++;
+  const field = opts.field ?? "image";
+  const maxPixels = Math.min(opts.maxPixels ?? DEFAULT_MAX_PNG_PIXELS, DEFAULT_MAX_PNG_PIXELS);
+  const header = readPngHeader(bytes, field);
+  checkPngHeader(bytes, header, { maxPixels, field, capNote: opts.capNote });
+  if (header.width * header.height <= INLINE_MAX_PIXELS) return decodePngRgbaUncounted(bytes, { maxPixels, field });
+  let reply: DecodeReply;
+  try {
+    reply = await decodePool().run({ bytes, maxPixels, field }, { signal: opts.signal ?? null });
+  } catch (err) {
+    if (opts.signal?.aborted) throw new AbortedError(`${field}: the PNG decode was abandoned`, { cause: err });
+    // A thread that died (out of memory, killed): the decode did not happen; say so, not piscina's internals.
+    throw new OmniError(`${field}: the PNG decode thread failed: ${(err as Error).message}`, "OMNI_ERR_INTERNAL", { cause: err });
+  }
+  if (!reply.ok) throw deserializeError(reply.error);
+  return { width: reply.width, height: reply.height, rgba: reply.rgba };
+}
+
+/** Stops the pool's threads (a later decode starts a new pool); for tests and benches that count threads. */
+export async function closePngDecodePool(): Promise<void> {
+  const p = pool;
+  pool = null;
+  await p?.destroy();
+}
+
+/** Threads the pool runs now (0 when idle long enough, or never used). */
+export function pngDecodeThreads(): number {
+  return pool?.threads.length ?? 0;
+}
