@@ -4,10 +4,13 @@ import type { Command } from "commander";
 import { ValidationError } from "../errors/omni-error.js";
 import { hubCacheDir, parseRepoSpec } from "../core/hub-cache.js";
 import { pullModel } from "../hub/pull-model.js";
+import { DEFAULT_STALL_TIMEOUT_MS } from "../hub/stall-watch.js";
+import { intArg } from "./options.js";
 
 interface PullFlags {
   revision?: string;
   dir?: string;
+  stallTimeout: number;
 }
 
 const mb = (n: number) => (n / 1e6).toFixed(n < 1e7 ? 2 : 0);
@@ -24,6 +27,12 @@ export function addPullCommand(program: Command): void {
     .argument("<repo-id>", "Hugging Face model id, owner/name (owner/name@revision also works)")
     .option("--revision <rev>", "branch, tag or commit (default: main)")
     .option("--dir <dir>", "Hub cache folder to fill (default: $HF_HUB_CACHE, else $HF_HOME/hub)")
+    .option(
+      "--stall-timeout <seconds>",
+      "give up when the Hub sends nothing for this long; the partial file is kept and the next pull resumes it",
+      intArg(1, 86_400),
+      DEFAULT_STALL_TIMEOUT_MS / 1000,
+    )
     .action(async (spec: string, flags: PullFlags) => {
       const parsed = parseRepoSpec(spec);
       if (!parsed) throw new ValidationError(`"${spec}" is not a Hugging Face model id (owner/name, optionally @revision)`, { field: "repo-id" });
@@ -38,6 +47,7 @@ export function addPullCommand(program: Command): void {
         const result = await pullModel(parsed.repoId, {
           revision,
           cacheDir,
+          stallTimeoutMs: flags.stallTimeout * 1000,
           onProgress: (p) => {
             if (bar) {
               if (!started) bar.start(p.totalBytes, 0, { doneMb: "0", totalMb: mb(p.totalBytes), file: p.file });

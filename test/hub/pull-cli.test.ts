@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "../../src/core/paths.js";
 import { FakeHub } from "./fake-hub.js";
+import { editedListing, stallListing } from "./hostile-faults.js";
 
 const MAIN = join(PACKAGE_ROOT, "src", "cli", "main.ts");
 // `--import tsx` resolves from the working directory, which here is outside the package: pass tsx's own path.
@@ -80,5 +81,37 @@ describe("omni-diffusion pull and --model <repo-id>, from outside the package", 
     assert.equal(gated.code, 1);
     assert.match(gated.stderr, /set HF_TOKEN.*\[OMNI_ERR_HUB_AUTH\]/);
     assert.doesNotMatch(gated.stderr, /\n\s+at /, "no stack trace");
+  });
+
+  it("a hub that stops answering ends the pull after --stall-timeout, in one line", async () => {
+    // The hub holds the listing for as long as the test runs, so the deadline is the only way this pull can end.
+    const { fault, hold } = stallListing();
+    hub.listingFaults.set("fixtures/tiny-shapes-onnx", fault);
+    try {
+      const pull = await cli(["pull", "fixtures/tiny-shapes-onnx", "--stall-timeout", "1", "--dir", "stalled"], cwd, env);
+      assert.equal(pull.code, 1);
+      assert.match(pull.stderr, /^omni-diffusion: the Hub sent nothing for 1 s while pulling the listing of fixtures\/tiny-shapes-onnx@main; .*\[OMNI_ERR_TRANSPORT\]\n$/);
+      assert.equal(pull.stdout, "");
+    } finally {
+      hub.listingFaults.clear();
+      hold.release();
+    }
+    const bad = await cli(["pull", "fixtures/tiny-shapes-onnx", "--stall-timeout", "0"], cwd, env);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--stall-timeout.*expected an integer in \[1, 86400\], got "0"/);
+  });
+
+  it("a listing with a NUL byte in a path is one line, not a stack", async () => {
+    hub.listingFaults.set(
+      "fixtures/tiny-shapes-onnx",
+      editedListing((l) => ({ ...l, siblings: l.siblings.map((s) => (s.rfilename === "unet/model.onnx" ? { ...s, rfilename: "unet/mo\0del.onnx" } : s)) })),
+    );
+    try {
+      const pull = await cli(["pull", "fixtures/tiny-shapes-onnx", "--dir", "nul"], cwd, env);
+      assert.equal(pull.code, 1);
+      assert.match(pull.stderr, /^omni-diffusion: the Hub's listing of fixtures\/tiny-shapes-onnx@main is malformed: siblings\[\d+\]\.rfilename "unet\/mo\\u0000del\.onnx" has a NUL byte \[OMNI_ERR_TRANSPORT\]\n$/);
+    } finally {
+      hub.listingFaults.clear();
+    }
   });
 });
