@@ -42,7 +42,7 @@ export function resolveModelSpec(spec: string, opts: ModelSpecOptions = {}): str
   const expanded = spec === "~" || spec.startsWith("~/") ? join(homedir(), spec.slice(1)) : spec;
   const asPath = resolve(opts.cwd ?? process.cwd(), expanded);
   if (isDir(asPath) || isExplicitPath(spec)) return asPath;
-  const builtin = BUILTIN_MODELS[spec];
+  const builtin = Object.hasOwn(BUILTIN_MODELS, spec) ? BUILTIN_MODELS[spec] : undefined;
   if (builtin) return builtin;
   const tried = [`folder ${asPath}`, `built-in models (${Object.keys(BUILTIN_MODELS).join(", ")})`];
   const repo = parseRepoSpec(spec);

@@ -53,7 +53,8 @@ export class OmniRequestOutput {
    */
   static fromDiffusionOutput(request: OmniDiffusionRequest, out: DiffusionOutput, missing: () => OmniError): OmniRequestOutput {
     const images = out.imagesFor(request.requestId);
-    const own = out.errors[request.requestId];
+    // hasOwn: request ids come from clients, and "constructor" must not read Object.prototype's.
+    const own = Object.hasOwn(out.errors, request.requestId) ? out.errors[request.requestId] : undefined;
     const error = own ?? (images.length === 0 ? missing() : null);
     return new OmniRequestOutput({
       requestId: request.requestId,

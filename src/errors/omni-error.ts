@@ -256,7 +256,8 @@ export function serializeError(err: unknown): SerializedError {
 
 /** Rebuilds an error received from a worker or a remote peer into its original class. */
 export function deserializeError(e: SerializedError, extraData: Record<string, unknown> = {}): OmniError {
-  const Cls = CLASSES[e.name];
+  // hasOwn: the name comes from a peer; "constructor" or "toString" must not pick Object.prototype's members.
+  const Cls = typeof e.name === "string" && Object.hasOwn(CLASSES, e.name) ? CLASSES[e.name] : undefined;
   const data = { ...e.data, ...extraData };
   if (Cls) {
     const err = new Cls(e.message, { data });

@@ -271,7 +271,7 @@ export class MultiprocExecutor extends DiffusionExecutor {
     previewEvery?: Readonly<Record<string, number>>,
   ): Promise<DiffusionOutput> {
     // Only this rank's share of the preview map travels with the call.
-    const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery?.[r.requestId] ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
+    const previews = Object.fromEntries(batch.flatMap((r) => (previewEvery && Object.hasOwn(previewEvery, r.requestId) ? [[r.requestId, previewEvery[r.requestId]!]] : [])));
     const kwargs: GenerateTransferKwargs = Object.keys(previews).length ? { transfer: true, previewEvery: previews } : { transfer: true };
     /** Attempts that reached a rank (the error message reports them). */
     let attempts = 0;

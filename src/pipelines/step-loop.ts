@@ -296,7 +296,7 @@ export class StepLoop {
     const { onProgress, previewEvery } = t.opts;
     if (!onProgress) return;
     const s = t.state!;
-    const every = previewEvery?.[s.request.requestId] ?? 0;
+    const every = previewEvery && Object.hasOwn(previewEvery, s.request.requestId) ? (previewEvery[s.request.requestId] ?? 0) : 0;
     const p: StepProgress = { requestId: s.request.requestId, step: s.stepIndex, totalSteps: s.timesteps.length, batch };
     if (every > 0 && s.stepIndex % every === 0 && s.stepIndex < s.timesteps.length) {
       const t0 = now();

@@ -107,7 +107,8 @@ export function createScheduler(name: string | null | undefined, config: Schedul
   let key: string;
   if (name === null || name === undefined || name.trim() === "") {
     const cls = cfg._class_name;
-    const mapped = typeof cls === "string" ? CLASS_NAME_TO_SCHEDULER[cls] : undefined;
+    // hasOwn: `_class_name` comes from a model's file (maybe a pulled one): "constructor" must not match.
+    const mapped = typeof cls === "string" && Object.hasOwn(CLASS_NAME_TO_SCHEDULER, cls) ? CLASS_NAME_TO_SCHEDULER[cls] : undefined;
     if (!mapped) {
       throw new ValidationError(
         `no scheduler name given and scheduler config _class_name ${cls === undefined ? "is missing" : `"${String(cls)}" is not supported`}; ` +

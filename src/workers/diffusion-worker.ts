@@ -249,7 +249,7 @@ export class DiffusionWorker {
       const key = typeof rawId === "string" && rawId ? rawId : `#${i}`;
       try {
         const request = dict instanceof OmniDiffusionRequest ? dict : OmniDiffusionRequest.fromDict(dict);
-        if (valid.has(request.requestId) || errors[request.requestId]) {
+        if (valid.has(request.requestId) || Object.hasOwn(errors, request.requestId)) {
           valid.delete(request.requestId);
           throw new ValidationError(`request_id "${request.requestId}" appears more than once in one batch`, { field: "request_id" });
         }

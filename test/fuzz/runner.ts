@@ -23,6 +23,8 @@ export interface HttpTarget {
   key: string;
   maxBodyBytes: number;
   routes: HttpRoute[];
+  /** The server refuses other sites' POSTs (serve): a cross-site POST it answers with 2xx is a finding. */
+  refusesCrossSite?: boolean;
 }
 
 /** An answer that broke the contract, with what was sent (enough to reproduce it from the seed). */
@@ -68,8 +70,11 @@ function hostilePath(rng: Rng, path: string): string {
   return `${path}${"/".repeat(int(rng, 2, 5))}`;
 }
 
-/** One hostile HTTP request as bytes, with a summary. */
-export function hostileHttpRequest(rng: Rng, t: HttpTarget): { bytes: Buffer; summary: string } {
+/** Names that are Object.prototype members: a lookup in a plain object must not find them (issue 21). */
+export const PROTOTYPE_KEYS = ["__proto__", "constructor", "toString", "hasOwnProperty", "valueOf", "__defineGetter__"] as const;
+
+/** One hostile HTTP request as bytes, with a summary; `crossSite` when it came "from another site's page". */
+export function hostileHttpRequest(rng: Rng, t: HttpTarget): { bytes: Buffer; summary: string; crossSite: boolean } {
   const route = pick(rng, t.routes);
   const method = chance(rng, 0.85) ? route.method : pick(rng, ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]);
   const path = hostilePath(rng, route.path);
@@ -78,6 +83,14 @@ export function hostileHttpRequest(rng: Rng, t: HttpTarget): { bytes: Buffer; su
   if (chance(rng, 0.05)) headers.push(["x-omni-timeout-ms", pick(rng, ["1", "0", "-5", "soon", "99999999999", "1.5"])]);
   if (chance(rng, 0.05)) headers.push(["X-Amzn-SageMaker-Custom-Attributes", pick(rng, ["timeout_ms=1", "timeout_ms=abc", "=,=,", "timeout_ms=50000000000"])]);
   if (chance(rng, 0.03)) headers.push(["X-Weird", "\xe9\xff"]);
+  // A page on another site (or another port of this host) posting to the server, as a browser marks it.
+  let crossSite = false;
+  if (chance(rng, 0.12)) {
+    headers.push(["Origin", pick(rng, ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1.evil.example"])]);
+    const site = pick(rng, ["cross-site", "same-site", null]);
+    if (site) headers.push(["Sec-Fetch-Site", site]);
+    crossSite = !["GET", "HEAD", "OPTIONS"].includes(method);
+  }
   let body: Buffer = Buffer.alloc(0);
   if (method !== "GET" && method !== "HEAD" && (route.body || chance(rng, 0.3))) {
     const b = hostileBody(rng, () => (route.body ? route.body(rng) : randomValue(rng, 3)), t.maxBodyBytes);
@@ -86,17 +99,27 @@ export function hostileHttpRequest(rng: Rng, t: HttpTarget): { bytes: Buffer; su
   }
   const head = `${method} ${path} HTTP/1.1\r\n${headers.map(([k, v]) => `${k}: ${v}`).join("\r\n")}\r\n\r\n`;
   const summary = `${method} ${path.slice(0, 80)} [${headers.map(([k, v]) => `${k}: ${v.slice(0, 40)}`).join("; ")}] body ${body.length}B ${body.subarray(0, 80).toString("latin1")}`;
-  return { bytes: Buffer.concat([Buffer.from(head, "latin1"), body]), summary };
+  return { bytes: Buffer.concat([Buffer.from(head, "latin1"), body]), summary, crossSite };
 }
 
 /** Sends `count` hostile requests to `t`, one at a time; returns the findings. */
 export async function fuzzHttp(rng: Rng, t: HttpTarget, count: number, hangMs: number, offset = 0): Promise<Finding[]> {
   const findings: Finding[] = [];
   for (let i = 0; i < count; i++) {
-    const { bytes, summary } = hostileHttpRequest(rng, t);
+    const { bytes, summary, crossSite } = hostileHttpRequest(rng, t);
     const { text, hung } = await rawExchange(t.url, bytes, hangMs);
     const status = Number(HTTP_STATUS.exec(text)?.[1] ?? 0);
-    const problem = hung ? `no answer within ${hangMs} ms` : status === 0 ? "closed without an HTTP answer" : status >= 500 ? `status ${status}` : INTERNAL_IN_BODY.test(text) ? "an internal error in the body" : null;
+    const problem = hung
+      ? `no answer within ${hangMs} ms`
+      : status === 0
+        ? "closed without an HTTP answer"
+        : status >= 500
+          ? `status ${status}`
+          : INTERNAL_IN_BODY.test(text)
+            ? "an internal error in the body"
+            : crossSite && t.refusesCrossSite && status >= 200 && status < 300
+              ? `a cross-site POST was served (${status})`
+              : null;
     if (problem) findings.push({ target: t.name, index: offset + i, sent: summary, problem: `${problem}: ${text.slice(0, 300)}` });
   }
   return findings;
@@ -198,6 +221,16 @@ export function serveRoutes(): HttpRoute[] {
     { method: "GET", path: "/health" },
     { method: "GET", path: "/metrics" },
     { method: "GET", path: "/v1/images/files/img_doesnotexist" },
+    // A1111: prototype names as sampler, schedule and option keys must be a 4xx, never a 500.
+    {
+      method: "POST",
+      path: "/sdapi/v1/txt2img",
+      body: (rng) => ({ prompt: "a red circle on a blue background", steps: int(rng, 1, 2), send_images: false, sampler_name: pick(rng, ["Euler a", "DPM++ 2M Karras", ...PROTOTYPE_KEYS]), scheduler: pick(rng, ["karras", "Automatic", ...PROTOTYPE_KEYS]), ...(chance(rng, 0.3) ? { force_task_id: pick(rng, ["task(x)", ...PROTOTYPE_KEYS]) } : {}) }),
+    },
+    { method: "POST", path: "/sdapi/v1/options", body: (rng) => (chance(rng, 0.5) ? { [pick(rng, PROTOTYPE_KEYS.slice(1))]: randomValue(rng, 1) } : { sd_model_checkpoint: "tiny-shapes", samples_format: pick(rng, ["png", 1, null]), show_progress_every_n_steps: randomValue(rng, 0) }) },
+    { method: "GET", path: "/sdapi/v1/progress" },
+    { method: "POST", path: "/sdapi/v1/interrupt", body: (rng) => ({ id_task: pick(rng, ["task(x)", ...PROTOTYPE_KEYS]) }) },
+    { method: "GET", path: "/sdapi/v1/progress?id_task=constructor" },
   ];
 }
 

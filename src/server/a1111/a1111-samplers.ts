@@ -23,7 +23,7 @@ export const LISTED_SAMPLERS: readonly ListedSampler[] = [
  * A1111 samplers we do not implement, run by the closest one we do (same noise schedule, same order of
  * solver), so client presets that name them still work; `info.sampler_name` reports what ran.
  */
-const CLOSEST: Readonly<Record<string, string>> = {
+const CLOSEST: ReadonlyMap<string, string> = new Map(Object.entries({
   "dpm++ 2m sde": "DPM++ 2M",
   "dpm++ 2m sde heun": "DPM++ 2M",
   "dpm++ 3m sde": "DPM++ 2M",
@@ -40,7 +40,7 @@ const CLOSEST: Readonly<Record<string, string>> = {
   "ddim cfg++": "DDIM",
   "euler cfg++": "Euler",
   "euler a cfg++": "Euler a",
-};
+}));
 
 /** The schedules of `GET /sdapi/v1/schedulers` (A1111's names and labels). Only `karras` changes what runs. */
 export const A1111_SCHEDULES: readonly { name: string; label: string }[] = [
@@ -86,7 +86,9 @@ export function chooseSampler(samplerName: string | null | undefined, schedule: 
   }
   if (name === "" || name === "automatic") return { scheduler: null, unknown: false };
   const listed = (n: string) => LISTED_SAMPLERS.find((s) => s.name.toLowerCase() === n || s.aliases.includes(n));
-  const s = listed(name) ?? (CLOSEST[name] ? listed(CLOSEST[name]!.toLowerCase()) : undefined);
+  // A Map, not an object: a client's "__proto__" or "constructor" must not find Object.prototype's members.
+  const closest = CLOSEST.get(name);
+  const s = listed(name) ?? (closest ? listed(closest.toLowerCase()) : undefined);
   if (!s) return { scheduler: null, unknown: true };
   return { scheduler: karras && s.karras ? s.karras : s.ours, unknown: false };
 }

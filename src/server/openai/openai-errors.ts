@@ -18,8 +18,8 @@ export interface HttpErrorResponse {
   body: OpenAIErrorBody;
 }
 
-/** Engine field names (camelCase) → the request parameter a client sent. */
-const PARAM_OF_FIELD: Record<string, string> = {
+/** Engine field names (camelCase) → the request parameter a client sent. Maps: a field can be a client's key ("constructor"). */
+const PARAM_OF_FIELD: ReadonlyMap<string, string> = new Map(Object.entries({
   numInferenceSteps: "num_inference_steps",
   numOutputsPerPrompt: "n",
   guidanceScale: "guidance_scale",
@@ -27,15 +27,15 @@ const PARAM_OF_FIELD: Record<string, string> = {
   negativePrompt: "negative_prompt",
   width: "size",
   height: "size",
-};
+}));
 
 /** fastify's client-error codes → the OpenAI error `code` a client sees. */
-const OPENAI_CODE_OF_FASTIFY: Record<string, string> = {
+const OPENAI_CODE_OF_FASTIFY: ReadonlyMap<string, string> = new Map(Object.entries({
   FST_ERR_CTP_BODY_TOO_LARGE: "request_too_large",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
   FST_ERR_CTP_EMPTY_JSON_BODY: "invalid_json",
   FST_ERR_CTP_INVALID_JSON_BODY: "invalid_json",
-};
+}));
 
 function typeFor(status: number): string {
   if (status === 429) return "rate_limit_error";
@@ -68,7 +68,7 @@ export function toHttpError(err: unknown, limits: { maxBodyBytes: number }, requ
     if (!isPublicError(err)) return internal(err.code.replace(/^OMNI_ERR_/, "").toLowerCase());
     const status = httpStatusOf(err);
     const field = typeof err.data.field === "string" ? err.data.field : null;
-    const param = field ? (PARAM_OF_FIELD[field] ?? field) : null;
+    const param = field ? (PARAM_OF_FIELD.get(field) ?? field) : null;
     // `reason` is core/limits.ts' request-level code (`limit_exceeded`, `invalid_size`, ...).
     const reason = err.data.openaiCode ?? err.data.reason;
     const code = typeof reason === "string" ? reason : err.code.replace(/^OMNI_ERR_/, "").toLowerCase();
@@ -77,7 +77,7 @@ export function toHttpError(err: unknown, limits: { maxBodyBytes: number }, requ
   const fce = fastifyClientError(err, limits.maxBodyBytes);
   if (fce) {
     const fastifyCode = String(fce.data.fastifyCode);
-    const code = OPENAI_CODE_OF_FASTIFY[fastifyCode] ?? (fce.statusCode === 400 ? "invalid_json" : "invalid_request");
+    const code = OPENAI_CODE_OF_FASTIFY.get(fastifyCode) ?? (fce.statusCode === 400 ? "invalid_json" : "invalid_request");
     return { statusCode: fce.statusCode, body: { error: { message: fce.message, type: typeFor(fce.statusCode), param: null, code } } };
   }
   return internal("internal");

@@ -20,5 +20,5 @@ export function fastifyClientError(err: unknown, bodyLimit: number): ValidationE
     FST_ERR_CTP_INVALID_JSON_BODY: `the request body is not valid JSON: ${String(fe.message)}`,
   };
   const code = typeof fe.code === "string" ? fe.code : "";
-  return new ValidationError(messages[code] ?? String(fe.message), { field: "body", statusCode: fe.statusCode, data: { fastifyCode: code } });
+  return new ValidationError((Object.hasOwn(messages, code) ? messages[code] : undefined) ?? String(fe.message), { field: "body", statusCode: fe.statusCode, data: { fastifyCode: code } });
 }
