@@ -94,8 +94,8 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
         return new ValidationError(e.message, opts);
       case GRPC.UNAVAILABLE:
         // No connection could be made at all (refused, no route): the channel says so, not the message text.
-        if (endpoint.client.getChannel().getConnectivityState(false) === TRANSIENT_FAILURE) (e.data as Record<string, unknown>).unreachable = true;
-        return e;
+        if (endpoint.client.getChannel().getConnectivityState(false) !== TRANSIENT_FAILURE) return e;
+        return unreachableError(err, endpoint.url, e.data);
       default:
         return e;
     }
@@ -165,3 +165,29 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
     await this.#unary(endpoint, "Abort", { request_ids: requestIds }, deadline);
   }
 }
+
+/**
+ * A channel that could not connect, in one clean line. grpc-js says "No connection established. Last
+ * error: Error: connect ECONNREFUSED 127.0.0.1:50051. Resolution note: " (the note often empty); this keeps
+ * the socket error, names it in words, and records its errno as the HTTP transport does.
+ */
+function unreachableError(err: grpc.ServiceError, endpoint: string, data: Record<string, unknown>): TransportError {
+  const details = err.details || err.message;
+  const last = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note: (.*))?$/s.exec(details);
+  const cause = (last?.[1] ?? details).trim();
+  const note = last?.[2]?.trim();
+  const errno = /\b(E[A-Z]{3,})\b/.exec(cause)?.[1];
+  const words = errno ? ERRNO_WORDS[errno] : undefined;
+  const message = `${endpoint}: gRPC UNAVAILABLE: ${words ? `${words} (${cause})` : cause}${note ? `; ${note}` : ""}`;
+  return new TransportError(message, { cause: err, data: { ...data, unreachable: true, ...(errno ? { errno } : {}) } });
+}
+
+/** What a socket errno means, for the messages above. */
+const ERRNO_WORDS: Record<string, string> = {
+  ECONNREFUSED: "connection refused: nothing listens there",
+  EHOSTUNREACH: "no route to the host",
+  ENETUNREACH: "the network is unreachable",
+  ENOTFOUND: "unknown host",
+  ETIMEDOUT: "the connection timed out",
+  ECONNRESET: "the connection was reset",
+};

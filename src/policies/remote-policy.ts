@@ -71,7 +71,9 @@ const isCircuitOpen = (err: OmniError): boolean => err.data.circuitOpen === true
  */
 export function allUnreachableError(failures: ReadonlyMap<string, OmniError>, last: OmniError): TransportError {
   const list = [...failures].map(([url, e]) => withEndpoint(url, e));
-  return new TransportError(`no endpoint can be reached: ${list.join("; ")}`, {
+  // Something answered at each, in another protocol (a gRPC port given to the http executor): say that.
+  const what = [...failures.values()].every((e) => e.data.protocolMismatch === true) ? "no endpoint speaks the expected protocol" : "no endpoint can be reached";
+  return new TransportError(`${what}: ${list.join("; ")}`, {
     cause: last,
     retryable: false,
     data: { endpoints: [...failures.keys()], errno: last.data.errno, unreachable: true },

@@ -1,4 +1,4 @@
-import { Agent, request, type Dispatcher, type FormData } from "undici";
+import { Agent, errors, request, type Dispatcher, type FormData } from "undici";
 import { OmniError, TransportError } from "../../errors/omni-error.js";
 import type { Deadline } from "../../policies/deadline.js";
 import { SseParser, TIMEOUT_HEADER, connectionError, errorFromResponse, type SseEvent } from "../../protocol/wire.js";
@@ -93,12 +93,33 @@ export class HttpClient {
 
   #failure(err: unknown, deadline: Deadline): OmniError {
     if (deadline.signal.aborted) return deadline.signal.reason as OmniError;
-    return err instanceof OmniError ? err : connectionError(err, this.baseUrl);
+    if (err instanceof OmniError) return err;
+    return protocolMismatch(err, this.baseUrl) ?? connectionError(err, this.baseUrl);
   }
 
   close(): Promise<void> {
     return this.#dispatcher.close();
   }
+}
+
+/**
+ * Something answers at the endpoint, but not in HTTP/1.1 (a gRPC port: HTTP/2 frames), or not in TLS
+ * where `https://` was asked for. No retry changes that, so it counts as unreachable (`data.unreachable`):
+ * calls and `init` give up within `refusedTimeoutMs`, like a refused connection, naming the mismatch.
+ */
+function protocolMismatch(err: unknown, endpoint: string): TransportError | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  let what: string;
+  if (err instanceof errors.HTTPParserError) {
+    what = `the server there does not speak HTTP/1.1 (is it a gRPC port? use executorClass "grpc" for those)`;
+  } else if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || code === "EPROTO") {
+    what = `the server there does not speak TLS (is it a plain http:// port?)`;
+  } else return null;
+  const detail = String((err as Error).message ?? "").split("\n")[0]!.trim();
+  return new TransportError(`${endpoint}: protocol mismatch: ${what}: ${detail}`, {
+    cause: err,
+    data: { endpoint, errno: "EPROTO", unreachable: true, protocolMismatch: true },
+  });
 }
 
 function parseJson(text: string): unknown {
