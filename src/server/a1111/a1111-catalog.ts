@@ -1,42 +1,21 @@
 import type { FastifyInstance } from "fastify";
 import type { ServerContext } from "../openai/server-context.js";
+import { A1111Options } from "./a1111-options.js";
 import { A1111_SCHEDULES, LISTED_SAMPLERS } from "./a1111-samplers.js";
-
-/** The options A1111 clients read or post; a POST may change these (only), as A1111 sets only known keys. */
-function defaultOptions(model: string): Record<string, unknown> {
-  return {
-    sd_model_checkpoint: model,
-    sd_checkpoint_hash: null,
-    sd_vae: "Automatic",
-    CLIP_stop_at_last_layers: 1,
-    samples_format: "png",
-    live_previews_enable: true,
-    show_progress_every_n_steps: 10,
-    eta_noise_seed_delta: 0,
-    sd_lora: "None",
-  };
-}
 
 /**
  * The read-only catalogue routes of `/sdapi/v1` that clients call at start-up (model, sampler, scheduler,
  * upscaler, VAE and LoRA lists) and `options`. Lists of things this server does not have are empty, never a
- * 404, so a client's settings page loads. `POST options` accepts the whole options object back (Open WebUI
- * posts what it read, with `sd_model_checkpoint` changed); naming a checkpoint other than the one served is a
- * 400, as A1111 refuses a model it does not have.
+ * 404, so a client's settings page loads. `POST options` accepts the options object back (Open WebUI posts
+ * what it read, with `sd_model_checkpoint` changed), known keys and types only ({@link A1111Options}); naming
+ * a checkpoint other than the one served is a 400, as A1111 refuses a model it does not have.
  */
-export function registerCatalog(app: FastifyInstance, ctx: ServerContext, badRequest: (field: string, message: string) => Error): void {
+export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void {
   const id = ctx.model.id;
-  const options = defaultOptions(id);
-  app.get("/sdapi/v1/options", async () => options);
+  const options = new A1111Options(id);
+  app.get("/sdapi/v1/options", async () => options.get());
   app.post("/sdapi/v1/options", async (req) => {
-    const body = req.body;
-    if (body === null || typeof body !== "object" || Array.isArray(body)) throw badRequest("body", "send the options as a JSON object");
-    const posted = body as Record<string, unknown>;
-    const ckpt = posted.sd_model_checkpoint;
-    if (ckpt !== undefined && ckpt !== null && ckpt !== id) throw badRequest("sd_model_checkpoint", `model '${String(ckpt)}' not found; this server serves '${id}'`);
-    for (const [k, v] of Object.entries(posted)) {
-      if (k !== "sd_model_checkpoint" && Object.hasOwn(options, k) && (options[k] === null || typeof options[k] === typeof v)) options[k] = v;
-    }
+    options.set(req.body);
     return null;
   });
   app.get("/sdapi/v1/sd-models", async () => [{ title: id, model_name: id, hash: null, sha256: null, filename: id, config: null }]);

@@ -47,7 +47,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     return reply.code(statusCode).send({ error: name, detail: body.error.message, body: "", errors: body.error.message });
   });
 
-  registerCatalog(app, ctx, (field, message) => new ValidationError(`${field}: ${message}`, { field }));
+  registerCatalog(app, ctx);
 
   app.get<{ Querystring: { skip_current_image?: string; id_task?: string } }>("/sdapi/v1/progress", async (req) => {
     const job = jobs.current(ownerOf(req), taskIdOf(req.query.id_task));
