@@ -44,6 +44,9 @@ let running = null;
 /** @type {any} */
 let serverStatus = null;
 let defaultsApplied = false;
+/** Ids of the form fields the person changed: the model's defaults do not overwrite them. */
+const edited = new Set();
+el.form.addEventListener("input", (e) => edited.add(/** @type {HTMLElement} */ (e.target).id));
 
 /** @param {unknown} err */
 function showError(err) {
@@ -104,10 +107,11 @@ function applyStatus(status) {
   el.n.max = String(limits.maxN);
   if (defaultsApplied) return;
   defaultsApplied = true;
-  el.size.value = model.nativeSize ?? el.size.options[0]?.value ?? "auto";
+  // The model's defaults, where the person has not already chosen (a key given only at Generate loads them late).
+  if (!edited.has("size")) el.size.value = model.nativeSize ?? el.size.options[0]?.value ?? "auto";
   if (model.defaults) {
-    el.steps.value = String(model.defaults.steps);
-    el.guidance.value = String(model.defaults.guidance);
+    if (!edited.has("steps")) el.steps.value = String(model.defaults.steps);
+    if (!edited.has("guidance")) el.guidance.value = String(model.defaults.guidance);
   }
 }
 
@@ -156,13 +160,23 @@ function pollProgress(requestId, signal) {
   void tick();
 }
 
+/**
+ * Uses `key` from now on: kept in this browser, and the status panel polls with it.
+ * @param {string} key
+ */
+function useKey(key) {
+  apiKey = key;
+  localStorage.setItem(KEY_STORAGE, apiKey);
+  panel.start();
+}
+
 async function generate() {
   if (running) return;
-  if (apiKey === null) {
-    showError("Enter the API key first (leave it empty if the server has none) and press Save key.");
-    el.key.focus();
-    return;
-  }
+  // The key in the box is the one to send, saved or not (empty: none); Save key is not a required step.
+  const typed = el.key.value.trim();
+  if (typed !== apiKey) useKey(typed);
+  // Never polled yet (no key until now): the sizes and samplers come from the server; a refused poll shows why.
+  if (!serverStatus && !(await panel.refresh())) return;
   let parsed;
   try {
     parsed = parseForm(formValues(), serverStatus?.limits);
@@ -182,7 +196,7 @@ async function generate() {
   const images = [];
   try {
     const body = toRequestBody(params, { model: serverStatus?.model.id });
-    await streamGeneration(body, apiKey, ctrl.signal, {
+    await streamGeneration(body, apiKey ?? "", ctrl.signal, {
       onStart: (id) => {
         el.progressText.textContent = "Accepted; waiting for the first step…";
         if (id) pollProgress(id, polling.signal);
@@ -225,15 +239,13 @@ el.seedReuse.addEventListener("click", () => {
 });
 el.keyForm.addEventListener("submit", (e) => {
   e.preventDefault();
-  apiKey = el.key.value.trim();
-  localStorage.setItem(KEY_STORAGE, apiKey);
+  useKey(el.key.value.trim());
   showError(null);
   notice(apiKey ? "API key saved in this browser." : "No API key: requests go without one.");
-  panel.start();
 });
 
 if (apiKey === null) {
-  notice("Enter the server's API key (leave it empty if it has none) and press Save key.");
+  notice("Enter the server's API key (leave it empty if it has none).");
   el.key.focus();
 } else {
   el.key.value = apiKey;

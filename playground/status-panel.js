@@ -1,7 +1,7 @@
 // @ts-check
 import { getApi } from "./lib/api.js";
 import { pushBounded, sparklinePath } from "./lib/chart.js";
-import { rates, snapshot } from "./lib/metrics.js";
+import { busyRate, rates, snapshot } from "./lib/metrics.js";
 
 /** How often the panel polls `/ui/api/status` and `/metrics`, ms. */
 const POLL_MS = 2_000;
@@ -12,8 +12,9 @@ const CHART_POINTS = 60;
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 /**
- * The status panel: model, executor, endpoint health, queue, and images/s plus rows per UNet call from
- * `/metrics`, with a live chart of images/s. Polls while started; a failed poll shows why and stops
+ * The status panel: model, executor, endpoint health, queue, the server's images/s while generating (from
+ * the status' throughput), rows per UNet call from `/metrics`, and a live chart of images/s over wall-clock
+ * time. Polls while started; a failed poll shows why and stops
  * (a wrong key would fail every time) until {@link StatusPanel.start} is called again.
  */
 export class StatusPanel {
@@ -33,6 +34,8 @@ export class StatusPanel {
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.timer = null;
     this.generation = 0;
+    /** @type {{ images: number, busySeconds: number } | null} */
+    this.prevThroughput = null;
   }
 
   /** (Re)starts polling now. */
@@ -87,7 +90,10 @@ export class StatusPanel {
     const cur = snapshot(metricsText, performance.now());
     const r = rates(this.prev, cur);
     this.prev = cur;
-    byId("status-rate").textContent = r.imagesPerSecond.toFixed(2);
+    // The speed while generating, kept while idle: the last figure stays until the server generates again.
+    const speed = busyRate(this.prevThroughput, status.throughput);
+    this.prevThroughput = status.throughput;
+    if (speed !== null) byId("status-rate").textContent = speed.toFixed(2);
     byId("status-rows").textContent = r.rowsPerCall === null ? "–" : r.rowsPerCall.toFixed(1);
     pushBounded(this.series, r.imagesPerSecond, CHART_POINTS);
     byId("status-chart-line").setAttribute("d", sparklinePath(this.series, 240, 58, 1));

@@ -81,3 +81,19 @@ export function rates(prev, cur) {
   else if (cur.rowsCount > 0) rowsPerCall = cur.rowsSum / cur.rowsCount;
   return { imagesPerSecond, rowsPerCall };
 }
+
+/**
+ * The server's speed: images per second of the time it spent generating (`/ui/api/status` `throughput`),
+ * over the interval between two polls when it generated in it, else over its lifetime (first poll) or null
+ * (idle: keep showing the last figure). Images over wall-clock time would read 0.00 a poll after a run.
+ * @param {{ images: number, busySeconds: number } | null} prev
+ * @param {{ images: number, busySeconds: number }} cur
+ * @returns {number | null}
+ */
+export function busyRate(prev, cur) {
+  // Totals that went down mean the server restarted: count from zero.
+  const restarted = prev !== null && (cur.busySeconds < prev.busySeconds || cur.images < prev.images);
+  const from = prev === null || restarted ? { images: 0, busySeconds: 0 } : prev;
+  const seconds = cur.busySeconds - from.busySeconds;
+  return seconds > 0 ? (cur.images - from.images) / seconds : null;
+}

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ApiError, errorFromResponse, authHeaders } from "../../playground/lib/api.js";
 import { pushBounded, sparklinePath } from "../../playground/lib/chart.js";
-import { parsePrometheus, rates, snapshot, total } from "../../playground/lib/metrics.js";
+import { busyRate, parsePrometheus, rates, snapshot, total } from "../../playground/lib/metrics.js";
 import { FieldError, MAX_SEED, describeParams, parseForm, randomSeed, toFormValues, toRequestBody } from "../../playground/lib/params.js";
 import { SseParser, readSse } from "../../playground/lib/sse.js";
 
@@ -151,4 +151,13 @@ test("api: refusals read as sentences a person can act on", () => {
   assert.equal(errorFromResponse(500, "").message, "HTTP 500 (HTTP 500)");
   assert.deepEqual(authHeaders(""), {});
   assert.deepEqual(authHeaders("k"), { authorization: "Bearer k" });
+});
+
+test("metrics: Images/s is images over the server's busy time; an idle interval gives null (the page keeps the last figure)", () => {
+  assert.equal(busyRate(null, { images: 0, busySeconds: 0 }), null, "nothing generated yet");
+  assert.equal(busyRate(null, { images: 6, busySeconds: 2 }), 3, "first poll: the server's lifetime");
+  assert.equal(busyRate({ images: 6, busySeconds: 2 }, { images: 10, busySeconds: 3 }), 4, "over the interval");
+  assert.equal(busyRate({ images: 10, busySeconds: 3 }, { images: 10, busySeconds: 3 }), null, "idle");
+  assert.equal(busyRate({ images: 10, busySeconds: 3 }, { images: 10, busySeconds: 4 }), 0, "busy and nothing made (a failed request)");
+  assert.equal(busyRate({ images: 10, busySeconds: 3 }, { images: 2, busySeconds: 0.5 }), 4, "totals went down: the server restarted");
 });

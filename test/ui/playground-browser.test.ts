@@ -32,6 +32,8 @@ interface DomEl {
   naturalHeight: number;
   labels: { length: number } | null;
   getClientRects(): { length: number };
+  getBoundingClientRect(): { left: number; right: number; width: number };
+  style: { width: string };
 }
 declare const document: { querySelector(s: string): DomEl; querySelectorAll(s: string): { length: number }; getElementById(id: string): DomEl };
 declare const localStorage: { getItem(key: string): string | null };
@@ -108,6 +110,29 @@ test("the page loads without a key, from the server alone, and asks for the key"
   assert.deepEqual(errors.take(), [], "no console errors before any key was given");
 });
 
+test("a key typed but not saved is used: Generate works without pressing Save key", { skip: skip ?? false, timeout: 120_000 }, async () => {
+  // Its own browser context: no key saved in its storage, and the other tests' page keeps its own.
+  const context = await browser.createBrowserContext();
+  try {
+    const fresh = await context.newPage();
+    const freshErrors = new ConsoleErrors(fresh);
+    await fresh.setViewport({ width: 1280, height: 760 });
+    await fresh.goto(`${server.url}/`, { waitUntil: "networkidle0" });
+    await fresh.type(tid("api-key"), KEY);
+    await fresh.click(tid("generate"));
+    // Was: "Enter the API key first (leave it empty if the server has none) and press Save key."
+    await fresh.waitForSelector(`${tid("result-image")}, ${tid("error")}:not([hidden])`);
+    const error = await fresh.$eval(tid("error"), (e) => ((e as DomEl).hidden ? null : (e as DomEl).textContent));
+    assert.equal(error, null, "no error");
+    const img = await fresh.$eval(tid("result-image"), (e) => [(e as DomEl).naturalWidth, (e as DomEl).naturalHeight]);
+    assert.deepEqual(img, [32, 32], "the model's native size, from the status the key unlocked");
+    assert.equal(await fresh.evaluate(() => localStorage.getItem("omni-diffusion.apiKey")), KEY, "the key used is kept, as Save key would");
+    assert.deepEqual(freshErrors.take(), []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a wrong key shows a readable error", { skip: skip ?? false, timeout: 60_000 }, async () => {
   await fill("api-key", "not-the-key");
   await page.click("#save-key");
@@ -137,6 +162,32 @@ test("with the right key the status panel shows the model, executor, workers and
   assert.equal(await page.$eval(tid("steps"), (e) => (e as DomEl).value), "20", "the model's default steps");
 });
 
+test("at 1280 px wide the Size and Sampler selects show their longest option whole, inside the form", { skip: skip ?? false, timeout: 60_000 }, async () => {
+  const vw = await page.evaluate(() => document.querySelector("html").getBoundingClientRect().width);
+  assert.equal(vw, 1280);
+  // A DOMRect does not cross from the page as JSON: its fields are copied.
+  const form = await page.$eval("#generate-form", (e) => {
+    const r = (e as DomEl).getBoundingClientRect();
+    return { left: r.left, right: r.right };
+  });
+  for (const id of ["size", "sampler"]) {
+    // The width the select asks for to show its longest option (text, padding, arrow), measured, then put back.
+    const { box, wanted } = await page.$eval(tid(id), (e) => {
+      const el = e as DomEl;
+      const r = el.getBoundingClientRect();
+      const box = { left: r.left, right: r.right, width: r.width };
+      el.style.width = "max-content";
+      const wanted = el.getBoundingClientRect().width;
+      el.style.width = "";
+      return { box, wanted };
+    });
+    // Was: 115 px wide for 149 px (size) and 197 px (sampler) of options, showing "32x32 (na" and "model def".
+    assert.ok(box.width >= wanted - 0.5, `${id} is ${box.width} px wide but its options need ${wanted} px: the text is cut off`);
+    assert.ok(box.left >= form.left - 0.5 && box.right <= form.right + 0.5, `${id} (${box.left}-${box.right}) lies inside the form (${form.left}-${form.right})`);
+    assert.ok(box.right <= vw, `${id} ends inside the viewport`);
+  }
+});
+
 test("Generate shows progress and a live preview, then a result image of the requested size", { skip: skip ?? false, timeout: 120_000 }, async () => {
   await page.select(tid("size"), "32x32");
   await fill("steps", "12");
@@ -162,6 +213,28 @@ test("Generate shows progress and a live preview, then a result image of the req
   // The status panel reads /metrics: rows per UNet call is known once a UNet call ran.
   await page.waitForFunction(() => /\d/.test(document.getElementById("status-rows").textContent ?? ""));
   assert.deepEqual(errors.take(), []);
+});
+
+test("Images/s shows the server's speed after a generation, and keeps it while idle", { skip: skip ?? false, timeout: 60_000 }, async () => {
+  // The previous test generated an image. Each status answer that arrives means the panel drew the one
+  // before it (a poll starts only after the last one was drawn), so after three the panel has drawn at
+  // least two polls made after the generation, the later one a whole poll interval with no new image.
+  let onResponse = (_r: { url(): string }) => {};
+  const threeAnswers = new Promise<void>((resolve) => {
+    let answers = 0;
+    onResponse = (r) => {
+      if (new URL(r.url()).pathname === "/ui/api/status" && ++answers === 3) resolve();
+    };
+  });
+  page.on("response", onResponse);
+  try {
+    await threeAnswers;
+  } finally {
+    page.off("response", onResponse);
+  }
+  const shown = await page.$eval("#status-rate", (e) => (e as DomEl).innerText);
+  // Was: 0.00 a poll after the run (images over wall-clock time between two polls).
+  assert.ok(Number(shown) > 0, `Images/s reads ${shown}`);
 });
 
 test("clicking a gallery image restores its parameters; Reuse last fills the last seed", { skip: skip ?? false, timeout: 60_000 }, async () => {

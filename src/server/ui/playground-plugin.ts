@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { requestError } from "../openai/openai-errors.js";
 import type { ServerContext } from "../openai/server-context.js";
+import { BusyTime } from "./busy-time.js";
 import { playgroundStatus } from "./playground-status.js";
 import { loadStaticAssets, type StaticAsset } from "./static-assets.js";
 import { StepTracker } from "./step-tracker.js";
@@ -62,7 +63,13 @@ function sendAsset(req: FastifyRequest, reply: FastifyReply, asset: StaticAsset)
 export const playgroundRoutes: FastifyPluginAsync<PlaygroundOptions> = async (app, { ctx, assetsDir }) => {
   const assets = await loadStaticAssets(assetsDir);
   const tracker = new StepTracker(ctx.engine);
-  app.addHook("onClose", async () => tracker.dispose());
+  const busy = new BusyTime();
+  // A batch event says how many requests failed, not which images: count the successful share of its images.
+  const batches = ctx.engine.onBatch((e) => busy.record(performance.now(), e.durationMs, e.requests ? Math.round((e.images * (e.requests - e.failed)) / e.requests) : 0));
+  app.addHook("onClose", async () => {
+    tracker.dispose();
+    batches.dispose();
+  });
 
   app.get("/", { config: PUBLIC_ROUTE }, (req, reply) => sendAsset(req, reply, assets.get("index.html")!));
   app.get<{ Params: { "*": string } }>("/ui/*", { config: PUBLIC_ROUTE }, (req, reply) => {
@@ -71,6 +78,6 @@ export const playgroundRoutes: FastifyPluginAsync<PlaygroundOptions> = async (ap
     return sendAsset(req, reply, asset);
   });
 
-  app.get("/ui/api/status", async () => playgroundStatus(ctx));
+  app.get("/ui/api/status", async () => playgroundStatus(ctx, busy.totals));
   app.get<{ Params: { requestId: string } }>("/ui/api/progress/:requestId", async (req) => tracker.progress(req.params.requestId));
 };

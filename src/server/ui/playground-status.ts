@@ -1,6 +1,7 @@
 import { maxSizeFor, tightenLimits } from "../../core/limits.js";
 import type { EndpointState } from "../../executors/base.js";
 import type { ServerContext } from "../openai/server-context.js";
+import type { Throughput } from "./busy-time.js";
 
 /** What the playground's status panel and its form need to know about the server (`GET /ui/api/status`). */
 export interface PlaygroundStatus {
@@ -17,6 +18,8 @@ export interface PlaygroundStatus {
   executor: { name: string; remote: boolean; batching: string };
   endpoints: EndpointState[];
   queue: { depth: number; running: number };
+  /** Images made and time spent making them, since the server started (the page's "Images/s"). */
+  throughput: Throughput;
   /** Why generation requests are refused now (shutting down, executor failed), or null. */
   refusal: string | null;
 }
@@ -41,7 +44,7 @@ function offeredSizes(ctx: ServerContext): string[] {
 }
 
 /** Builds the status answer from what the server already holds; no RPC, so polling it is cheap. */
-export function playgroundStatus(ctx: ServerContext): PlaygroundStatus {
+export function playgroundStatus(ctx: ServerContext, throughput: Throughput): PlaygroundStatus {
   const { engine, model, config } = ctx;
   const info = model.info;
   const executorClass = engine.executor.constructor as { name: string; isRemote?: boolean };
@@ -62,6 +65,7 @@ export function playgroundStatus(ctx: ServerContext): PlaygroundStatus {
     executor: { name: executorClass.name, remote: executorClass.isRemote === true, batching: engine.batching },
     endpoints: engine.executor.endpointStates(),
     queue: { depth: stats.queued, running: stats.inFlight },
+    throughput,
     refusal: ctx.refusal()?.message ?? null,
   };
 }
