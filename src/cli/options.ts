@@ -113,6 +113,7 @@ export interface HttpLimitFlags {
   requestTimeout?: number;
   keepAliveTimeout?: number;
   maxConnections?: number;
+  maxConnectionsPerAddress?: number;
   maxJsonDepth?: number;
 }
 
@@ -123,6 +124,7 @@ export function addHttpLimitFlags(cmd: Command): Command {
     .option("--request-timeout <ms>", "the whole request, headers and body, must arrive within this (default 30000)", intArg(50))
     .option("--keep-alive-timeout <ms>", "idle keep-alive connections close after this (default 5000)", intArg(50))
     .option("--max-connections <n>", "most open connections; more are closed at once (default 1024)", intArg(1))
+    .option("--max-connections-per-address <n>", "most open connections from one client address (default: a quarter of --max-connections; raise it behind a proxy)", intArg(1))
     .option("--max-json-depth <n>", "deepest nesting of a JSON body or RPC args (deeper: 400; default 64)", intArg(2, 1_000));
 }
 
@@ -133,6 +135,7 @@ export function httpLimitsFromFlags(f: HttpLimitFlags) {
     ...(f.requestTimeout !== undefined ? { requestTimeoutMs: f.requestTimeout } : {}),
     ...(f.keepAliveTimeout !== undefined ? { keepAliveTimeoutMs: f.keepAliveTimeout } : {}),
     ...(f.maxConnections !== undefined ? { maxConnections: f.maxConnections } : {}),
+    ...(f.maxConnectionsPerAddress !== undefined ? { maxConnectionsPerAddress: f.maxConnectionsPerAddress } : {}),
     ...(f.maxJsonDepth !== undefined ? { maxJsonDepth: f.maxJsonDepth } : {}),
   };
 }

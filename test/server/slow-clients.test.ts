@@ -96,7 +96,7 @@ for (const [name, start] of targets) {
       }));
 
     it("closes connections beyond maxConnections at once, and keeps serving the ones it has", GUARD, () =>
-      withServer({ maxConnections: 2, headersTimeoutMs: 60_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 60_000 }, async (t) => {
+      withServer({ maxConnections: 2, maxConnectionsPerAddress: 2, headersTimeoutMs: 60_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 60_000 }, async (t) => {
         const held = [await RawClient.open(t.url), await RawClient.open(t.url)];
         // An answer on each proves the server counted both before the third arrives.
         for (const c of held) {

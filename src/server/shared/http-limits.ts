@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { z } from "zod";
+import { limitConnectionsPerAddress } from "./connection-share.js";
 import { DEFAULT_MAX_JSON_DEPTH } from "./safe-json.js";
 
 /**
@@ -19,6 +20,12 @@ export const httpLimitsSchema = z
     keepAliveTimeoutMs: z.number().int().min(50).default(5_000),
     /** Most open connections; more are closed as soon as they are accepted. */
     maxConnections: z.number().int().min(1).default(1_024),
+    /**
+     * Most open connections from one client address (default: a quarter of `maxConnections`), so one client
+     * cannot hold them all; more are closed as soon as they are accepted. Raise it behind a proxy, whose
+     * address every client shares.
+     */
+    maxConnectionsPerAddress: z.number().int().min(1).optional(),
     /** Deepest nesting of arrays/objects in a JSON body (deeper: 400). */
     maxJsonDepth: z.number().int().min(2).max(1_000).default(DEFAULT_MAX_JSON_DEPTH),
   })
@@ -32,6 +39,11 @@ export type HttpLimitsInput = z.input<typeof httpLimitsSchema>;
 
 /** The defaults of {@link httpLimitsSchema}. */
 export const DEFAULT_HTTP_LIMITS: HttpLimits = httpLimitsSchema.parse({});
+
+/** Connections one address may hold: the configured share, else a quarter of `maxConnections`. */
+export function perAddressLimit(limits: HttpLimits): number {
+  return limits.maxConnectionsPerAddress ?? Math.max(1, Math.ceil(limits.maxConnections / 4));
+}
 
 /**
  * A fastify `serverFactory` building a Node HTTP server with `limits` applied. Node checks the header and
@@ -51,6 +63,7 @@ export function hardenedServerFactory(limits: HttpLimits) {
     );
     server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     server.maxConnections = limits.maxConnections;
+    limitConnectionsPerAddress(server, perAddressLimit(limits));
     return server;
   };
 }
