@@ -3,21 +3,23 @@
  * `omni-diffusion worker` processes (HTTP, SageMaker port, gRPC), then RSS of each server process (and
  * its worker processes) before and after, and every finding (5xx, internal error, no answer, hang).
  *
- *   npx tsx bench/fuzz.ts --count 2000 [--seed 42]
+ *   npx tsx bench/fuzz.ts --count 2000 [--seed 42] [--hang-ms 60000]
  *
- * Exits 1 when there is a finding or a server died.
+ * Exits 1 when there is a finding or a server died. A 504 TimeoutError to a request that carried its own
+ * short deadline (`x-omni-timeout-ms: 1`, SageMaker `timeout_ms=1`) is the right answer, not a finding
+ * (test/fuzz/http-oracle.ts).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { makeRng } from "../test/fuzz/hostile.js";
 import { fuzzGrpc, fuzzHttp, sagemakerRoutes, serveRoutes, workerRoutes, type Finding } from "../test/fuzz/runner.js";
+import { benchArgs } from "./lib/bench-args.js";
 import { startCliServer, stopCliServer } from "./lib/cli-server.js";
 import { rssLine } from "./lib/rss.js";
 import { intFlag } from "./lib/stats.js";
 
-const { values: args } = parseArgs({ options: { count: { type: "string", default: "2000" }, seed: { type: "string" }, "hang-ms": { type: "string", default: "60000" } } });
+const args = benchArgs(import.meta.url, { count: { type: "string", default: "2000" }, seed: { type: "string" }, "hang-ms": { type: "string", default: "60000" } });
 const COUNT = intFlag("count", args.count, 1);
 const SEED = args.seed !== undefined ? intFlag("seed", args.seed, 0) : Math.floor(Math.random() * 2 ** 31);
 const HANG_MS = intFlag("hang-ms", args["hang-ms"], 1_000);

@@ -3,7 +3,10 @@
  *
  * Against any server (this one, vLLM-Omni, anything speaking POST /v1/images/generations):
  *   npx tsx bench/serve.ts --base-url http://127.0.0.1:8000 --num-prompts 50 --concurrency 16 \
- *     --request-rate inf --sizes 32x32,64x64 --steps 2,4,8
+ *     --request-rate inf --sizes 32x32 --steps 2,4,8
+ *
+ * The default size, 32x32, is the shipped model's only one (other sizes are a 400 unless the server runs
+ * with --allow-non-native-sizes); against another model pass its sizes, e.g. --sizes 512x512,768x768.
  *
  * Side by side on the shipped model: starts `omni-diffusion serve --batching request` twice (--max-batch 1,
  * then batching), runs the same load against each and prints the throughput ratio (bench/batching.ts
@@ -26,7 +29,7 @@ const { values: args } = parseArgs({
     "num-prompts": { type: "string", default: "50" },
     concurrency: { type: "string", default: "16" },
     "request-rate": { type: "string", default: "inf" },
-    sizes: { type: "string", default: "32x32,64x64" },
+    sizes: { type: "string", default: "32x32" },
     steps: { type: "string", default: "2,4,8" },
     n: { type: "string", default: "1" },
     seed: { type: "string", default: "0" },
@@ -43,7 +46,7 @@ const { values: args } = parseArgs({
 
 if (args.help || (!args["base-url"] && !args["compare-batching"])) {
   console.log(`usage: tsx bench/serve.ts (--base-url URL | --compare-batching [--max-batch 8] [--workers 1] [--threads N])
-       [--num-prompts 50] [--concurrency 16] [--request-rate inf|R] [--sizes 32x32,64x64] [--steps 2,4,8]
+       [--num-prompts 50] [--concurrency 16] [--request-rate inf|R] [--sizes 32x32] [--steps 2,4,8]
        [--n 1] [--seed 0] [--warmup K] [--api-key KEY] [--model ID] [--timeout MS] [--json FILE]`);
   process.exit(args.help ? 0 : 2);
 }

@@ -7,21 +7,19 @@
  *
  *   npx tsx bench/soak.ts --n 400 --concurrency 16 --abort-every 3 [--workers 1] [--steps 2]
  */
-import { parseArgs } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
+import { benchArgs } from "./lib/bench-args.js";
 import { startCliServer, stopCliServer } from "./lib/cli-server.js";
 import { makeRequests, sendOne, type LoadRequest } from "./lib/serve-load.js";
 import { rssLine } from "./lib/rss.js";
 import { intFlag, percentile, table } from "./lib/stats.js";
 
-const { values: args } = parseArgs({
-  options: {
-    n: { type: "string", default: "400" },
-    concurrency: { type: "string", default: "16" },
-    "abort-every": { type: "string", default: "3" },
-    workers: { type: "string", default: "1" },
-    steps: { type: "string", default: "2" },
-  },
+const args = benchArgs(import.meta.url, {
+  n: { type: "string", default: "400" },
+  concurrency: { type: "string", default: "16" },
+  "abort-every": { type: "string", default: "3" },
+  workers: { type: "string", default: "1" },
+  steps: { type: "string", default: "2" },
 });
 const N = intFlag("n", args.n, 4);
 const C = intFlag("concurrency", args.concurrency, 1);
