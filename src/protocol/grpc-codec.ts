@@ -50,7 +50,8 @@ export function createClient(address: string): grpc.Client {
 /** Call metadata carrying `authorization: Bearer <key>` when there is a key. */
 export function callMetadata(apiKey: string | undefined): grpc.Metadata {
   const md = new grpc.Metadata();
-  if (apiKey) md.set("authorization", `Bearer ${apiKey}`);
+  // Trimmed as the server trims keys (normalizeApiKey): HTTP/2 drops a header value with surrounding whitespace.
+  if (apiKey?.trim()) md.set("authorization", `Bearer ${apiKey.trim()}`);
   return md;
 }
 

@@ -52,7 +52,7 @@ export const serverConfigSchema = z
      * Required on every route but `/health`, as `Authorization: Bearer <key>` or as the password of HTTP Basic
      * auth (any user name); null or absent: no auth.
      */
-    apiKey: z.string().min(1).nullish(),
+    apiKey: z.string().min(1).refine((k) => k.trim() !== "", "must not be blank (surrounding whitespace is not part of a key)").nullish(),
     /** The id `/v1/models` lists and requests' `model` must match; defaults to the model folder's name. */
     servedModelName: z.string().min(1).optional(),
     limits: serverLimitsSchema.default(serverLimitsSchema.parse({})),

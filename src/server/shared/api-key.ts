@@ -4,10 +4,19 @@ import { UnauthorizedError } from "../../errors/omni-error.js";
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
 
 /**
+ * A key as every side uses it: without surrounding whitespace. HTTP/1.1 strips it from header values and
+ * HTTP/2 (gRPC) drops a value that has it, so a key is only the same key on every transport once trimmed;
+ * both the server's configured key and the key a client sends go through this.
+ */
+export function normalizeApiKey(key: string): string {
+  return key.trim();
+}
+
+/**
  * The one API-key check of every server (serve, the worker's HTTP and SageMaker ports, gRPC), so the rules
  * are the same everywhere: exactly one `authorization` value, `Bearer <key>` or HTTP Basic with the key as
  * the password and any user name (`Basic base64(user:key)`, what AUTOMATIC1111 clients send for `--api-auth`;
- * schemes case-insensitive, surrounding whitespace trimmed), compared in constant time (both sides are hashed first, so neither the
+ * schemes case-insensitive, surrounding whitespace trimmed from the value and from both keys, {@link normalizeApiKey}), compared in constant time (both sides are hashed first, so neither the
  * key's length nor its content leaks through timing). Several values (two headers, two metadata entries)
  * are refused: a proxy and the server could otherwise read different ones. Returns the 401 to send, or null.
  *
@@ -27,7 +36,7 @@ export function checkApiKey(authorization: string | readonly string[] | undefine
     return new UnauthorizedError("You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or as the password of HTTP Basic auth).", { data: { openaiCode: "missing_api_key" } });
   }
   const presented = bearerToken(value) ?? basicPassword(value);
-  if (presented === null || !timingSafeEqual(digest(presented), digest(key))) {
+  if (presented === null || !timingSafeEqual(digest(presented), digest(normalizeApiKey(key)))) {
     return new UnauthorizedError("Incorrect API key provided.", { data: { openaiCode: "invalid_api_key" } });
   }
   return null;
