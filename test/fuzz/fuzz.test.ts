@@ -15,7 +15,9 @@ import { createClient } from "../../src/protocol/grpc-codec.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 import { makeRng } from "./hostile.js";
-import { fuzzGrpc, fuzzHttp, sagemakerRoutes, serveRoutes, workerRoutes, type Finding } from "./runner.js";
+import { PROTOTYPE_KEYS, fuzzGrpc, fuzzHttp, sagemakerRoutes, serveRoutes, workerRoutes, type Finding } from "./runner.js";
+
+const INTERNAL = /OMNI_ERR_INTERNAL|"code":"internal"/;
 
 const SEED = process.env.FUZZ_SEED === "random" ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.FUZZ_SEED ?? 20_261_130);
 const COUNT = Number(process.env.FUZZ_COUNT ?? 80);
@@ -62,6 +64,36 @@ describe(`fuzz (seed ${SEED})`, { timeout: 20 * 60_000 }, () => {
       body: JSON.stringify({ prompt: "a red circle on a blue background", size: "32x32", num_inference_steps: 2 }),
     });
     assert.equal(res.status, 200);
+  });
+
+  it("serve: every prototype name in every name field is a 4xx, and every cross-site POST a 403 (issue 21)", async () => {
+    const send = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${serve.url}${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEY}`, ...headers }, body: JSON.stringify(body) });
+    const problems: string[] = [];
+    const check = async (what: string, res: Response, ok: (status: number) => boolean) => {
+      const text = await res.text();
+      if (!ok(res.status) || INTERNAL.test(text)) problems.push(`${what}: ${res.status} ${text.slice(0, 200)}`);
+    };
+    const is4xx = (s: number) => s >= 400 && s < 500;
+    for (const name of PROTOTYPE_KEYS) {
+      const a1111 = { prompt: "a red circle", steps: 1, send_images: false };
+      await check(`txt2img sampler_name=${name}`, await send("/sdapi/v1/txt2img", { ...a1111, sampler_name: name }), is4xx);
+      await check(`txt2img sampler_name="${name} Karras"`, await send("/sdapi/v1/txt2img", { ...a1111, sampler_name: `${name} Karras` }), is4xx);
+      await check(`txt2img sampler_index=${name}`, await send("/sdapi/v1/txt2img", { ...a1111, sampler_index: name }), is4xx);
+      await check(`generations scheduler=${name}`, await send("/v1/images/generations", { prompt: "a red circle", num_inference_steps: 1, scheduler: name }), is4xx);
+      if (name !== "__proto__") {
+        await check(`options {${name}}`, await send("/sdapi/v1/options", { [name]: 1 }), is4xx);
+        await check(`generations {${name}: 1}`, await send("/v1/images/generations", { prompt: "a red circle", [name]: 1 }), is4xx);
+      }
+      await check(`interrupt id_task=${name}`, await send("/sdapi/v1/interrupt", { id_task: name }), (s) => s === 200);
+      await check(`progress id_task=${name}`, await fetch(`${serve.url}/sdapi/v1/progress?id_task=${name}`, { headers: { authorization: `Bearer ${KEY}` } }), (s) => s === 200);
+    }
+    for (const route of serveRoutes().filter((r) => r.method === "POST")) {
+      for (const origin of ["http://evil.example", "null", "http://127.0.0.1:1"]) {
+        await check(`cross-site POST ${route.path} from ${origin}`, await send(route.path, route.body?.(makeRng(SEED)) ?? {}, { origin, "sec-fetch-site": "cross-site" }), (s) => s === 403);
+      }
+    }
+    assert.deepEqual(problems, []);
   });
 
   for (const [kind, routes] of [["http", workerRoutes], ["sagemaker", sagemakerRoutes]] as const) {
