@@ -81,7 +81,7 @@ describe("a page on another origin attacks a keyless serve from a real browser (
         await page.goto(`${pageOrigin}/`);
         // Refused requests answer at once and the page finishes; an admitted one waits at the gate instead.
         if (extra.corsOrigins) await until(() => rec.seen.length > 0, "a request to reach the engine");
-        else await Promise.race([page.waitForFunction(() => document.title.startsWith("done"), { timeout: 30_000 }), until(() => rec.seen.length > 0, "a request to reach the engine")]);
+        else await Promise.race([page.waitForFunction('document.title.startsWith("done")', { timeout: 30_000 }), until(() => rec.seen.length > 0, "a request to reach the engine")]);
         const title = await page.title();
         const metrics = await (await fetch(`${server.url}/metrics`)).text();
         const refused = [...metrics.matchAll(/^omni_http_requests_total\{[^}]*status_code="403"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
