@@ -9,7 +9,7 @@ import type { Deadline } from "../policies/deadline.js";
 import type { Endpoint } from "../policies/endpoint-pool.js";
 import { outputFromProto, requestToProto, type ProtoGenerateEvent, type ProtoGenerateReply, type ProtoHealthReply } from "../protocol/proto-codec.js";
 import { RemoteExecutor } from "./shared/remote-executor.js";
-import { hostPort, remoteOptionsSchema, requireEndpoints, type RemoteOptions } from "./shared/remote-options.js";
+import { hostPort, requireEndpoints, workerRemoteOptionsSchema, type RemoteOptions } from "./shared/remote-options.js";
 import type { AttemptContext } from "../policies/remote-policy.js";
 
 /** gRPC status codes this executor tells apart (grpc-js itself is imported only when the executor starts). */
@@ -48,7 +48,7 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
   #codec: typeof import("../protocol/grpc-codec.js") | null = null;
 
   constructor(config: OmniDiffusionConfig) {
-    super(config, remoteOptionsSchema);
+    super(config, workerRemoteOptionsSchema);
   }
 
   get #c(): typeof import("../protocol/grpc-codec.js") {

@@ -9,11 +9,11 @@ import type { Deadline } from "../policies/deadline.js";
 import type { Endpoint } from "../policies/endpoint-pool.js";
 import { HttpClient } from "./shared/http-client.js";
 import { RemoteExecutor } from "./shared/remote-executor.js";
-import { httpBaseUrl, remoteOptionsSchema, requireEndpoints } from "./shared/remote-options.js";
+import { httpBaseUrl, requireEndpoints, workerRemoteOptionsSchema } from "./shared/remote-options.js";
 import type { AttemptContext } from "../policies/remote-policy.js";
 import { PATHS, outputsOf } from "../protocol/wire.js";
 
-const httpOptionsSchema = remoteOptionsSchema.extend({
+const httpOptionsSchema = workerRemoteOptionsSchema.extend({
   /** Stream step progress over server-sent events (one more frame per step) for calls someone listens to (a request's onProgress, engine.onStep); default: plain JSON. */
   stream: z.boolean().default(false),
 });

@@ -1,50 +1,27 @@
 /**
  * Every code block of README.md and docs/*.md that a user would paste runs, verbatim, from a folder
- * outside the repository where the package is installed: the files `npm pack` would publish (its
- * `files` list, built dist/ included) are copied to <tmp>/node_modules/omni-diffusion, with the
- * dependencies npm would install beside them and tsx (which the docs tell TypeScript users to add), in a
- * package with `"type": "module"`; node_modules/.bin holds the `omni-diffusion` and `tsx` commands.
+ * outside the repository where the package is installed (install-package.ts: as from its tarball, with
+ * what the docs ask the user to add beside it).
  * Each document's blocks run in order in their own folder, so a later block may use a file an earlier
  * one saved. TypeScript/JavaScript blocks run with `node --import tsx` (`--test` for `*.test.*` files),
  * shell blocks with bash. A block that must not run carries `<!-- not-run: reason -->` (test/docs/code-blocks.ts),
  * and is reported as skipped with that reason.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { PACKAGE_ROOT } from "../../src/core/paths.js";
-import { ensureBuilt } from "../helpers/built-package.js";
 import { extractCodeBlocks, type CodeBlock } from "./code-blocks.js";
+import { installPackage } from "./install-package.js";
 
 /** Hang guard per block: a CLI run loads the model in a worker process; a conformance run does it several times. */
 const BLOCK_TIMEOUT_MS = 300_000;
 const DOCS = ["README.md", ...readdirSync(join(PACKAGE_ROOT, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)];
 
 let base = "";
-
-/** Installs the package as `npm install <tarball>` would lay it out, without the network. */
-function installPackage(dir: string): void {
-  ensureBuilt();
-  const packed = JSON.parse(execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: PACKAGE_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })) as [{ files: { path: string }[] }];
-  const pkg = join(dir, "node_modules", "omni-diffusion");
-  for (const { path } of packed[0].files) {
-    mkdirSync(dirname(join(pkg, path)), { recursive: true });
-    cpSync(join(PACKAGE_ROOT, path), join(pkg, path));
-  }
-  // Its dependencies, where npm would put them for it (the repository's own install, which has them all).
-  symlinkSync(join(PACKAGE_ROOT, "node_modules"), join(pkg, "node_modules"), "dir");
-  // What the docs ask a TypeScript user to install next to it.
-  symlinkSync(join(PACKAGE_ROOT, "node_modules", "tsx"), join(dir, "node_modules", "tsx"), "dir");
-  const bin = join(dir, "node_modules", ".bin");
-  mkdirSync(bin);
-  symlinkSync("../omni-diffusion/bin/omni-diffusion.js", join(bin, "omni-diffusion"));
-  symlinkSync("../tsx/dist/cli.mjs", join(bin, "tsx"));
-  chmodSync(join(pkg, "bin", "omni-diffusion.js"), 0o755);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "docs-check", private: true, type: "module", dependencies: { "omni-diffusion": "*", tsx: "*" } }, null, 2));
-}
 
 /** The environment of a user's shell in that folder: no settings inherited from this test run. */
 function userEnv(): NodeJS.ProcessEnv {

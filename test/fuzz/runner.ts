@@ -36,7 +36,6 @@ export interface Finding {
   problem: string;
 }
 
-
 /** Sends raw bytes on a fresh connection (`Connection: close`) and resolves with the whole answer, or "hang". */
 export function rawExchange(url: string, bytes: Buffer, hangMs: number): Promise<{ text: string; hung: boolean }> {
   const { hostname, port } = new URL(url);

@@ -35,6 +35,22 @@ export const remoteOptionsSchema = z.object({
 
 export type RemoteOptions = z.output<typeof remoteOptionsSchema>;
 
+/** Where `omni-diffusion worker` and `serve` read their API key when `--api-key` is not given. */
+export const API_KEY_ENV = "OMNI_DIFFUSION_API_KEY";
+
+/**
+ * {@link remoteOptionsSchema} for the executors that call `omni-diffusion worker` (http, grpc): without an
+ * `apiKey` they send the key in {@link API_KEY_ENV}, so one variable serves the worker and its clients. The
+ * `openai` executor keeps the plain schema: its servers (OpenAI, vLLM-Omni) are not ours to send that key to.
+ */
+export const workerRemoteOptionsSchema = remoteOptionsSchema.extend({
+  apiKey: z
+    .string()
+    .min(1)
+    .optional()
+    .transform((key) => key ?? (process.env[API_KEY_ENV] || undefined)),
+});
+
 /**
  * Validates `executorOptions` against a remote executor's schema (the shared one, or an extension of it);
  * unknown keys are rejected so a typo does not silently fall back to a default.
