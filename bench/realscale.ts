@@ -88,6 +88,8 @@ interface Probe {
   weightBytes: number;
   estimate: { total: number; unet: number; decode: number };
   rssAfterLoad: number;
+  /** Peak RSS once the UNet steps ran, before the VAE decode. */
+  peakAfterSteps: number;
   peakRss: number;
   loadMs: number;
   generateMs: number;
@@ -102,7 +104,7 @@ function probe(memory: Partial<MemoryTuning>, at = { width: size, height: size, 
   if (r.status !== 0 || !line) throw new Error(`memory probe ${JSON.stringify(memory)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(line) as Probe;
 }
-const ORT_DEFAULTS: MemoryTuning = { cpuMemArena: true, memPattern: true, prepacking: true };
+const ORT_DEFAULTS: MemoryTuning = { cpuMemArena: true, memPattern: true, prepacking: true, attentionSlices: 1, mapInlineWeights: false };
 let shipped: Probe | null = null;
 if (!args["skip-memory"]) {
   const settings: [string, Partial<MemoryTuning>][] = [
@@ -110,14 +112,16 @@ if (!args["skip-memory"]) {
     ["  arena off", { ...ORT_DEFAULTS, cpuMemArena: false }],
     ["  pre-packing off", { ...ORT_DEFAULTS, prepacking: false }],
     ["  pattern planner off", { ...ORT_DEFAULTS, memPattern: false }],
+    ["  arena off, attention in 16 slices", { ...ORT_DEFAULTS, cpuMemArena: false, attentionSlices: 16 }],
+    ["  arena off, inline weights mapped", { ...ORT_DEFAULTS, cpuMemArena: false, mapInlineWeights: true }],
     [`shipped (${JSON.stringify(memoryTuningFor(Infinity))} for models over ${ARENA_MAX_WEIGHT_BYTES / 1024 ** 2} MiB of weights)`, {}],
   ];
-  const rows: (string | number)[][] = [["setting", "after load GiB", "peak GiB", "peak / weights", "1st UNet ms", "next UNet ms", "VAE decode ms", "load ms"]];
+  const rows: (string | number)[][] = [["setting", "after load GiB", "peak in UNet GiB", "peak GiB", "peak / weights", "1st UNet ms", "next UNet ms", "VAE decode ms", "load ms"]];
   const measured: Record<string, Probe> = {};
   for (const [name, memory] of settings) {
     const p = probe(memory);
     measured[name.trim()] = p;
-    rows.push([name, (p.rssAfterLoad / GiB).toFixed(2), (p.peakRss / GiB).toFixed(2), (p.peakRss / p.weightBytes).toFixed(2), ms(p.unetMs[0]!), ms(median(p.unetMs.slice(1))), ms(p.decodeMs), ms(p.loadMs)]);
+    rows.push([name, (p.rssAfterLoad / GiB).toFixed(2), (p.peakAfterSteps / GiB).toFixed(2), (p.peakRss / GiB).toFixed(2), (p.peakRss / p.weightBytes).toFixed(2), ms(p.unetMs[0]!), ms(median(p.unetMs.slice(1))), ms(p.decodeMs), ms(p.loadMs)]);
     console.log(`  probed: ${name.trim()}`);
   }
   shipped = measured[settings.at(-1)![0].trim()]!;

@@ -49,6 +49,7 @@ const request = new OmniDiffusionRequest({
 const states = await pipeline.prepare([request]);
 const unetMs: number[] = [];
 for (let i = 0; i < args.steps; i++) for (const call of await pipeline.step(states)) unetMs.push(call.unetMs ?? call.ms);
+const peakAfterSteps = peak();
 const t2 = performance.now();
 const images = (await pipeline.decode(states))[0]!;
 const decodeMs = performance.now() - t2;
@@ -68,6 +69,7 @@ console.log(
     rssBefore,
     rssAfterLoad,
     peakAfterLoad,
+    peakAfterSteps,
     peakRss: peak(),
     rssEnd: process.memoryUsage.rss(),
     loadMs,

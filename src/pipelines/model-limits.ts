@@ -48,6 +48,8 @@ export interface ModelDescriptionInput {
   vaeConfig?: Record<string, unknown>;
   /** What this worker may use, bytes (core/memory-estimate.ts `memoryBudgetBytes`); 0 leaves it unchecked. */
   budgetBytes?: number;
+  /** Query-row slices the loaded UNet's attention runs in (onnx-graph/attention-slicing.ts); 1: as exported. */
+  attentionSlices?: number;
 }
 
 const staticDim = (d: number | string | undefined): number | null => (typeof d === "number" && d > 0 ? d : null);
@@ -112,7 +114,8 @@ function memoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: number
   return {
     ...base,
     unetLinearBytes: bytes * parts.linear,
-    unetQuadraticBytes: bytes * 2 * parts.attention,
+    // Scores and their softmax for one slice of the query rows at a time.
+    unetQuadraticBytes: (bytes * 2 * parts.attention) / Math.max(1, m.attentionSlices ?? 1),
     // A float16 export ships its VAE in float16 too: the same element size as the UNet.
     decodeBytes: bytes * 13 * vaeChannels * h * m.vaeScale * w * m.vaeScale,
   };

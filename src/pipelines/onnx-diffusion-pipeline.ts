@@ -56,6 +56,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #weightBytes: number;
   /** What this worker may use, bytes (requests whose estimate is above it are refused; 0: unchecked). */
   readonly #memoryBudget: number;
+  /** Query-row slices asked for the UNet's attention (memoryTuningFor); in effect where the UNet had attention to slice. */
+  readonly #attentionSlices: number;
   #limits: ModelLimits | null = null;
   /** Applies defaults and checks requests; caches the sampler checks per (scheduler, steps). */
   readonly #resolver: RequestResolver;
@@ -71,6 +73,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     // Sized before any session exists: big models run their sessions without the arena (memoryTuningFor).
     this.#weightBytes = onnxWeightBytes(TinyVae.modelOnnxPaths(modelDir, opts.tinyVae));
     const sessionOpts = { ...opts, memory: memoryTuningFor(this.#weightBytes, opts.memory) };
+    this.#attentionSlices = sessionOpts.memory.attentionSlices;
     this.#textEncoder = new OnnxModel("text_encoder", paths.text_encoder, sessionOpts);
     this.#unet = new OnnxModel("unet", paths.unet, sessionOpts);
     this.#vae = new OnnxModel("vae_decoder", paths.vae_decoder, sessionOpts);
@@ -149,6 +152,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       weightBytes: this.#weightBytes,
       vaeConfig: this.#vaeConfig,
       budgetBytes: this.#memoryBudget,
+      attentionSlices: this.#unet.slicedAttention ? this.#attentionSlices : 1,
     });
     // One source for the native size: what describe() found (config, else the export's static dims).
     this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };

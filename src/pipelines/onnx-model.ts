@@ -1,7 +1,11 @@
+import { readFileSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ModelLoadError } from "../errors/omni-error.js";
 import { assertDeviceAvailable, deviceStartError, executionProviders, type Device } from "./device.js";
 import { float32ToHalf, halfToFloat32 } from "./float16.js";
+import { sliceAttention } from "./onnx-graph/attention-slicing.js";
+import { externalizeInlineWeights } from "./onnx-graph/external-weights.js";
 
 export type OnnxDType = "float32" | "float16" | "int64" | "int32" | "string" | "other";
 
@@ -33,10 +37,30 @@ export interface MemoryTuning {
   memPattern: boolean;
   /** Pre-packing of MatMul/Conv weights into MLAS's layouts (`session.disable_prepacking` off): a second copy of those weights. */
   prepacking: boolean;
+  /**
+   * Query-row chunks per attention in the UNet and VAE decoder graphs (onnx-graph/attention-slicing.ts): only one
+   * chunk's score matrix is alive at a time. 1 leaves the graphs as exported.
+   */
+  attentionSlices: number;
+  /**
+   * Load a model file with inline weights as a graph whose weights point into that file (onnx-graph/
+   * external-weights.ts), as exports with `weights.pb` load: onnxruntime's layout optimisations otherwise keep a
+   * second copy of rewritten weights (SD 1.5's text encoder and VAEs: +0.6 GiB resident).
+   */
+  mapInlineWeights: boolean;
 }
 
 /** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */
-export const DEFAULT_MEMORY_TUNING: Readonly<MemoryTuning> = { cpuMemArena: true, memPattern: true, prepacking: true };
+export const DEFAULT_MEMORY_TUNING: Readonly<MemoryTuning> = { cpuMemArena: true, memPattern: true, prepacking: true, attentionSlices: 1, mapInlineWeights: false };
+
+/** Attention slices for big models: SD 1.5's 512² self-attention scores go from 1 GiB per row to 64 MiB. */
+export const BIG_MODEL_ATTENTION_SLICES = 16;
+
+/** Components whose attention is sliced (the text encoder's is 77 tokens wide: nothing to gain). */
+const SLICED_COMPONENTS = new Set(["unet", "vae_decoder"]);
+
+/** Graph files above this carry their weights inline: rewritten only through {@link externalizeInlineWeights}, never read whole. */
+const MAX_GRAPH_BYTES = 64 * 1024 ** 2;
 
 /** Weights from which a model counts as big: its sessions run without the arena. */
 export const ARENA_MAX_WEIGHT_BYTES = 256 * 1024 ** 2;
@@ -49,7 +73,8 @@ export const ARENA_MAX_WEIGHT_BYTES = 256 * 1024 ** 2;
  * lowers the peak (packed copies replace the originals; the planner's block is the activations' own).
  */
 export function memoryTuningFor(weightBytes: number, override: Partial<MemoryTuning> = {}): MemoryTuning {
-  return { ...DEFAULT_MEMORY_TUNING, cpuMemArena: weightBytes < ARENA_MAX_WEIGHT_BYTES, ...override };
+  const big = weightBytes >= ARENA_MAX_WEIGHT_BYTES;
+  return { ...DEFAULT_MEMORY_TUNING, cpuMemArena: !big, attentionSlices: big ? BIG_MODEL_ATTENTION_SLICES : 1, mapInlineWeights: big, ...override };
 }
 
 /**
@@ -63,6 +88,8 @@ export class OnnxModel {
   #session: ort.InferenceSession | null = null;
   inputs: OnnxIO[] = [];
   outputs: OnnxIO[] = [];
+  /** Attention blocks the loaded graph had sliced (0: loaded as exported). */
+  slicedAttention = 0;
 
   constructor(component: string, path: string, opts: SessionOptions) {
     this.component = component;
@@ -82,8 +109,12 @@ export class OnnxModel {
     const session: Record<string, unknown> = {};
     if (this.#opts.intraOpSpinning !== undefined) session.intra_op = { allow_spinning: this.#opts.intraOpSpinning ? "1" : "0" };
     if (!mem.prepacking) session.disable_prepacking = "1";
+    let graph: { bytes: Uint8Array; sliced: number } | null = null;
     try {
-      this.#session = await ort.InferenceSession.create(this.path, {
+      graph = this.#rewrittenGraph(mem);
+      // A rewritten graph is handed over as bytes; its external weights are still read from the export's folder.
+      if (graph) session.model_external_initializers_file_folder_path = dirname(this.path);
+      const options: ort.InferenceSession.SessionOptions = {
         executionProviders: executionProviders(device),
         intraOpNumThreads: this.#opts.intraOpNumThreads,
         interOpNumThreads: 1,
@@ -91,7 +122,8 @@ export class OnnxModel {
         enableCpuMemArena: mem.cpuMemArena,
         enableMemPattern: mem.memPattern,
         ...(Object.keys(session).length ? { extra: { session } } : {}),
-      });
+      };
+      this.#session = graph ? await ort.InferenceSession.create(graph.bytes, options) : await ort.InferenceSession.create(this.path, options);
     } catch (err) {
       const deviceErr = deviceStartError(device, err);
       if (deviceErr) throw deviceErr;
@@ -102,8 +134,30 @@ export class OnnxModel {
     }
     const describe = (m: ort.InferenceSession.ValueMetadata): OnnxIO =>
       m.isTensor ? { name: m.name, type: normalizeType(String(m.type)), shape: [...m.shape] } : { name: m.name, type: "other", shape: [] };
+    this.slicedAttention = graph?.sliced ?? 0;
     this.inputs = this.#session.inputMetadata.map(describe);
     this.outputs = this.#session.outputMetadata.map(describe);
+  }
+
+  /**
+   * The graph to load when it differs from the file: inline weights turned into references to the file's own
+   * bytes (`mapInlineWeights`), attention sliced (`attentionSlices`, UNet and VAE decoder). Null: load the file.
+   */
+  #rewrittenGraph(mem: MemoryTuning): { bytes: Uint8Array; sliced: number } | null {
+    let size: number;
+    try {
+      size = statSync(this.path).size;
+    } catch {
+      return null; // the create call reports the missing file
+    }
+    const inline = size > MAX_GRAPH_BYTES;
+    const slices = SLICED_COMPONENTS.has(this.component) ? mem.attentionSlices : 1;
+    if (inline && !mem.mapInlineWeights) return null;
+    if (!inline && slices < 2) return null;
+    const original = inline ? externalizeInlineWeights(this.path) : readFileSync(this.path);
+    if (!original) return null;
+    const sliced = sliceAttention(original, slices);
+    return sliced ?? (inline ? { bytes: original, sliced: 0 } : null);
   }
 
   async release(): Promise<void> {
