@@ -3,19 +3,9 @@ import { request, type Dispatcher } from "undici";
 import { ConfigError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
 import { connectionError } from "../protocol/wire.js";
 import { abortReason, discard, readUpTo } from "./bounded-read.js";
-import { checkListing } from "./listing-check.js";
+import { checkListing, type HubSibling } from "./listing-check.js";
 
-/** One file of a repository as `GET /api/models/{id}/revision/{rev}?blobs=true` lists it. */
-export interface HubSibling {
-  /** Path inside the repository, `/`-separated. */
-  rfilename: string;
-  /** Size in bytes (of the real file for LFS files). */
-  size?: number;
-  /** Git blob sha1; for LFS files that of the pointer. */
-  blobId?: string;
-  /** Present for files stored in LFS (or Xet): the real content's sha256 and size. */
-  lfs?: { sha256: string; size: number; pointerSize?: number };
-}
+export type { HubSibling } from "./listing-check.js";
 
 /** The parts of the Hub's model-info answer the puller reads. */
 export interface HubRepoInfo {

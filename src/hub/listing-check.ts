@@ -1,5 +1,16 @@
 import { TransportError } from "../errors/omni-error.js";
-import type { HubSibling } from "./hub-client.js";
+
+/** One file of a repository as `GET /api/models/{id}/revision/{rev}?blobs=true` lists it. */
+export interface HubSibling {
+  /** Path inside the repository, `/`-separated. */
+  rfilename: string;
+  /** Size in bytes (of the real file for LFS files). */
+  size?: number;
+  /** Git blob sha1; for LFS files that of the pointer. */
+  blobId?: string;
+  /** Present for files stored in LFS (or Xet): the real content's sha256 and size. */
+  lfs?: { sha256: string; size: number; pointerSize?: number };
+}
 
 /** A path as an error message shows it: JSON-quoted (a NUL or a newline stays visible) and cut short. */
 function shown(p: string): string {

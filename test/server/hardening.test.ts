@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { OmniServer, WorkerError, type OpenAIErrorBody, type ServerOptions } from "../../src/index.js";
 import { GatedExecutor } from "../fixtures/server/gated-executor.js";
+import { RawClient } from "../helpers/raw-http.js";
 import { LogCapture } from "../helpers/server.js";
 
 const KEY = "sekret";
@@ -26,6 +27,14 @@ async function gated(extra: Partial<ServerOptions> = {}, logs?: LogCapture) {
 
 const post = (server: OmniServer, payload: string | Buffer, headers: Record<string, string> = {}) =>
   server.app.inject({ method: "POST", url: "/v1/images/generations", headers: { "content-type": "application/json", ...auth, ...headers }, payload });
+
+/** GET /v1/models with the right key and a second Authorization header, sent as raw HTTP/1.1 on a listening server. */
+async function twoAuthorizationHeaders(server: OmniServer): Promise<{ statusCode: number; body: string }> {
+  const c = await RawClient.open(server.url ?? (await server.listen()));
+  c.write(`GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY}\r\nAuthorization: Bearer other\r\nConnection: close\r\n\r\n`);
+  const answer = await c.closed;
+  return { statusCode: Number(/^HTTP\/1\.1 (\d+)/.exec(answer)?.[1]), body: answer.slice(answer.indexOf("\r\n\r\n") + 4) };
+}
 
 const errorOf = (res: { body: string }) => (JSON.parse(res.body) as OpenAIErrorBody).error;
 
@@ -87,7 +96,7 @@ describe("serve leaks nothing internal (finding 7)", () => {
 
 describe("serve refuses what it cannot read (findings 8, 15)", () => {
   let server: OmniServer;
-  before(async () => ({ server } = await gated()));
+  before(async () => ({ server } = await gated({ host: "127.0.0.1", port: 0 })));
   after(() => server.close({ timeoutMs: 0 }));
 
   const cases: [string, () => Promise<{ statusCode: number; body: string }>, number, string, RegExp][] = [
@@ -96,7 +105,8 @@ describe("serve refuses what it cannot read (findings 8, 15)", () => {
     ["a latin-1 body", () => post(server, Buffer.from('{"prompt": "caf\xe9"}', "latin1"), { "content-type": "application/json; charset=ISO-8859-1" }), 415, "unsupported_media_type", /charset "iso-8859-1"/],
     ["bytes that are not UTF-8", () => post(server, Buffer.from('{"prompt": "caf\xe9"}', "latin1")), 400, "invalid_json", /not valid UTF-8/],
     ["a __proto__ key", () => post(server, '{"prompt": "x", "__proto__": {"admin": true}}'), 400, "invalid_json", /__proto__/],
-    ["two Authorization headers", () => server.app.inject({ method: "GET", url: "/v1/models", headers: { authorization: [`Bearer ${KEY}`, "Bearer other"] as unknown as string } }), 401, "invalid_api_key", /exactly one/],
+    // Over a real socket: inject() (light-my-request) joins repeated header values into one.
+    ["two Authorization headers", () => twoAuthorizationHeaders(server), 401, "invalid_api_key", /exactly one/],
   ];
   for (const [what, send, status, code, message] of cases) {
     test(`${what}: ${status} ${code}`, async () => {
