@@ -63,9 +63,12 @@ export interface EngineFlags {
   previewDecoder?: PreviewDecoder;
 }
 
-/** `--device cpu|cuda`, shared by every command that loads the model. */
+/** `--device cpu|cuda|webgpu`, shared by every command that loads the model. */
 export function deviceOption(): Option {
-  return new Option("--device <device>", "where the model runs: cpu, or cuda (onnxruntime-node's CUDA provider; see docs/models.md)").choices(DEVICES);
+  return new Option(
+    "--device <device>",
+    "where the model runs: cpu, cuda (onnxruntime-node's CUDA provider) or webgpu (any GPU with a Vulkan/Metal/D3D12 driver; experimental); see docs/models.md",
+  ).choices(DEVICES);
 }
 
 /** `--spin-threads on|off` → `intraOpSpinning`, shared by every command that builds an engine. */

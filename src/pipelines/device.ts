@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { ConfigError } from "../errors/omni-error.js";
+import { assertWebGpuAdapter, webGpuUnavailableError } from "./webgpu-adapter.js";
 
 import type { Device } from "../core/devices.js";
 
@@ -21,9 +22,19 @@ export function onnxruntimeBinDir(): string {
   return join(pkg, "bin", "napi-v6", process.platform, process.arch);
 }
 
-/** Execution providers for a device: CUDA first, with CPU for the operators CUDA lacks. */
+/** Execution providers for a device: CUDA or WebGPU first, with CPU for the operators they lack. */
 export function executionProviders(device: Device): string[] {
-  return device === "cuda" ? ["cuda", "cpu"] : ["cpu"];
+  return device === "cpu" ? ["cpu"] : [device, "cpu"];
+}
+
+/**
+ * Checks that `device` can run here before a session is created: {@link assertDeviceAvailable} for cuda; for webgpu,
+ * a probe process opens an adapter (once per process), so a machine without one gets a one-line ConfigError instead
+ * of Dawn's stack lines on stderr.
+ */
+export async function prepareDevice(device: Device): Promise<void> {
+  if (device === "webgpu") return assertWebGpuAdapter();
+  assertDeviceAvailable(device);
 }
 
 /**
@@ -48,13 +59,19 @@ export function assertDeviceAvailable(device: Device): void {
   }
 }
 
+function firstLine(message: string): string {
+  return message.split("\n")[0]!.replace(/^.*?\.cc:\d+ /, "").trim();
+}
+
 /**
- * The error for a session onnxruntime could not create on `device`: a CUDA provider that failed to start
+ * The error for a session onnxruntime could not create on `device`: a WebGPU adapter that could not be opened, a CUDA provider that failed to start
  * (no GPU, driver too old, CUDA/cuDNN libraries missing) becomes a ConfigError naming the device; anything
  * else is returned as null for the caller's own error.
  */
 export function deviceStartError(device: Device, err: unknown): ConfigError | null {
   const message = err instanceof Error ? err.message : String(err);
+  // The probe found an adapter, but this session could not get one (the adapter went away, or the environment differs).
+  if (device === "webgpu") return /WebGPU adapter|webgpu_context/i.test(message) ? webGpuUnavailableError(firstLine(message), err) : null;
   if (device !== "cuda" || !/cuda|cudnn|cublas|provider/i.test(message)) return null;
   return new ConfigError(`device "cuda": onnxruntime's CUDA execution provider could not start (${message}); ${INSTALL_HINT}`, {
     field: "device",

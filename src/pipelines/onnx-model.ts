@@ -2,10 +2,11 @@ import { readFileSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ModelLoadError } from "../errors/omni-error.js";
-import { assertDeviceAvailable, deviceStartError, executionProviders, type Device } from "./device.js";
+import { deviceStartError, executionProviders, prepareDevice, type Device } from "./device.js";
 import { float32ToHalf, halfToFloat32 } from "./float16.js";
 import { sliceAttention } from "./onnx-graph/attention-slicing.js";
 import { externalizeInlineWeights } from "./onnx-graph/external-weights.js";
+import { PlacementReport } from "./webgpu-placement.js";
 
 export type OnnxDType = "float32" | "float16" | "int64" | "int32" | "string" | "other";
 
@@ -86,6 +87,8 @@ export class OnnxModel {
   readonly path: string;
   readonly #opts: SessionOptions;
   #session: ort.InferenceSession | null = null;
+  /** A WebGPU session's first run is profiled to log which nodes fell back to the CPU (once per model). */
+  #placement: PlacementReport | null = null;
   inputs: OnnxIO[] = [];
   outputs: OnnxIO[] = [];
   /** Attention blocks the loaded graph had sliced (0: loaded as exported). */
@@ -104,7 +107,7 @@ export class OnnxModel {
   async load(): Promise<void> {
     if (this.#session) return;
     const device = this.#opts.device ?? "cpu";
-    assertDeviceAvailable(device);
+    await prepareDevice(device);
     const mem = { ...DEFAULT_MEMORY_TUNING, ...this.#opts.memory };
     const session: Record<string, unknown> = {};
     if (this.#opts.intraOpSpinning !== undefined) session.intra_op = { allow_spinning: this.#opts.intraOpSpinning ? "1" : "0" };
@@ -123,8 +126,14 @@ export class OnnxModel {
         enableMemPattern: mem.memPattern,
         ...(Object.keys(session).length ? { extra: { session } } : {}),
       };
+      // onnxruntime's own placement warning says only "some nodes" and "rerun verbose": the report names them instead.
+      if (device === "webgpu") Object.assign(options, { logSeverityLevel: 3 });
+      if (device === "webgpu") this.#placement = PlacementReport.for(this.component, this.path);
+      if (this.#placement) Object.assign(options, this.#placement.sessionOptions);
       this.#session = graph ? await ort.InferenceSession.create(graph.bytes, options) : await ort.InferenceSession.create(this.path, options);
     } catch (err) {
+      this.#placement?.discard();
+      this.#placement = null;
       const deviceErr = deviceStartError(device, err);
       if (deviceErr) throw deviceErr;
       throw new ModelLoadError(`cannot load ${this.component} from ${this.path}: ${(err as Error).message}`, {
@@ -163,6 +172,8 @@ export class OnnxModel {
   async release(): Promise<void> {
     const s = this.#session;
     this.#session = null;
+    this.#placement?.discard();
+    this.#placement = null;
     await s?.release();
   }
 
@@ -183,7 +194,12 @@ export class OnnxModel {
 
   async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
     if (!this.#session) await this.load();
-    return (await this.#session!.run(feeds)) as Record<string, ort.Tensor>;
+    const session = this.#session!;
+    const out = (await session.run(feeds)) as Record<string, ort.Tensor>;
+    const placement = this.#placement;
+    this.#placement = null;
+    placement?.finish(session);
+    return out;
   }
 }
 
