@@ -21,7 +21,7 @@ import {
   jsonObjectArg,
   sizeArg,
   spinThreadsOption,
-  cpuArenaOption,
+  cpuArenaOption, attentionSlicesOption,
   previewVaeOption,
   previewDecoderOption,
   strengthArg,
@@ -77,6 +77,7 @@ export function addGenerateCommand(program: Command): void {
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())
     .addOption(cpuArenaOption())
+    .addOption(attentionSlicesOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
     .addOption(deviceOption())

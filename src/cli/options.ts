@@ -55,6 +55,8 @@ export interface EngineFlags {
   spinThreads?: "on" | "off";
   /** `--cpu-arena on|off` (see {@link cpuArenaOption}). */
   cpuArena?: "on" | "off";
+  /** `--attention-slices N` (see {@link attentionSlicesOption}). */
+  attentionSlices?: number;
   device?: Device;
   /** `--allow-non-native-sizes` (see {@link ALLOW_NON_NATIVE_FLAG}). */
   allowNonNativeSizes?: boolean;
@@ -91,6 +93,11 @@ export function cpuArenaOption(): Option {
   return new Option("--cpu-arena <on|off>", "onnxruntime's CPU arena: faster, but keeps every session's peak memory (default: off for models over 256 MiB of weights)").choices(["on", "off"]);
 }
 
+/** `--attention-slices N` → `attentionSlices`, shared by every command that builds an engine. */
+export function attentionSlicesOption(): Option {
+  return new Option("--attention-slices <n>", "query-row slices per attention in the UNet and VAE decoder: less memory, same images (default: 16 for models over 256 MiB of weights; 1 turns it off)").argParser(intArg(1, 64));
+}
+
 /** The flag and help of the `allowNonNativeSizes` opt-in, shared by every command that builds an engine. */
 export const ALLOW_NON_NATIVE_FLAG = ["--allow-non-native-sizes", "serve sizes other than the model's native one (never trained at; off by default)"] as const;
 
@@ -103,6 +110,7 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.threads ? { intraOpNumThreads: f.threads } : {}),
     ...(f.spinThreads ? { intraOpSpinning: f.spinThreads === "on" } : {}),
     ...(f.cpuArena ? { cpuMemArena: f.cpuArena === "on" } : {}),
+    ...(f.attentionSlices ? { attentionSlices: f.attentionSlices } : {}),
     ...(f.device ? { device: f.device } : {}),
     ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
     ...(f.previewVae ? { tinyVae: f.previewVae } : {}),

@@ -3,7 +3,7 @@ import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/openai/openai-server.js";
 import { assertPortsFree } from "../server/shared/port-check.js";
-import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, attentionSlicesOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 
 interface ServeFlags extends EngineFlags, HttpLimitFlags {
   host: string;
@@ -70,6 +70,7 @@ export function addServeCommand(program: Command): void {
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())
     .addOption(cpuArenaOption())
+    .addOption(attentionSlicesOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
     .addOption(deviceOption())

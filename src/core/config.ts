@@ -1,4 +1,4 @@
-import { availableParallelism } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { z } from "zod";
 import { ConfigError } from "../errors/omni-error.js";
 import { zodToConfigError } from "../utils/zod-error.js";
@@ -6,6 +6,7 @@ import { DEVICES } from "./devices.js";
 import { PREVIEW_DECODERS } from "./decoders.js";
 import { resolveModelSpec } from "./model-path.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
+import { defaultWorkerCount, onnxFilesUnder, onnxWeightBytes, type WorkerCountChoice } from "./worker-count.js";
 
 /** Resource limits every request is checked against before it is queued. */
 export const limitsSchema = z
@@ -51,8 +52,11 @@ export const configSchema = z
     model: z.string().min(1).default("tiny-shapes").transform(modelFolder),
     /** Pipeline class; read from model_index.json's `_class_name` when absent. */
     modelClassName: z.string().min(1).optional(),
-    /** Number of worker ranks (on CPU: worker processes). */
-    numGpus: z.number().int().min(1).max(64).default(1),
+    /**
+     * Number of worker ranks (on CPU: worker processes). Absent: for the local executor, as many as fit in memory
+     * with the cores shared (core/worker-count.ts: one for an SD-size model on a machine under 16 cores); else 1.
+     */
+    numGpus: z.number().int().min(1).max(64).optional(),
     /** Built-in name, "module#Export" path, or a DiffusionExecutor subclass. Absent → multi-process. */
     executorClass: z
       .union([z.string().min(1), z.custom<ExecutorClassRef>((v) => typeof v === "function")], {
@@ -112,6 +116,12 @@ export const configSchema = z
      * 1.36-1.46× without, for +5-14 % UNet time and +35 % full-VAE decode time; docs/models.md#memory).
      */
     cpuMemArena: z.boolean().optional(),
+    /**
+     * Query-row slices each attention of the UNet and VAE decoder runs in (pipelines/onnx-graph/attention-slicing.ts):
+     * the score matrices of one slice alive at a time. Absent: 16 for models over 256 MiB of weights, 1 (the graph
+     * as exported) below; 1 turns it off.
+     */
+    attentionSlices: z.number().int().min(1).max(64).optional(),
     /** What decodes step previews (core/decoders.ts): `auto` (default) takes the cheapest the model has. */
     previewDecoder: z.enum(PREVIEW_DECODERS).default("auto"),
     limits: limitsSchema.default(limitsSchema.parse({})),
@@ -129,7 +139,13 @@ function modelFolder(spec: string, ctx: z.RefinementCtx): string {
 }
 
 export type OmniDiffusionConfigInput = z.input<typeof configSchema>;
-export type OmniDiffusionConfig = z.output<typeof configSchema> & { intraOpNumThreads: number; intraOpSpinning: boolean };
+export type OmniDiffusionConfig = Omit<z.output<typeof configSchema>, "numGpus"> & {
+  numGpus: number;
+  /** Why `numGpus` has its value when the config left it out (logged once at start); null when the config set it. */
+  numGpusReason: string | null;
+  intraOpNumThreads: number;
+  intraOpSpinning: boolean;
+};
 
 /** Validates a config object; throws one ConfigError naming each bad field. */
 export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusionConfig {
@@ -144,9 +160,19 @@ export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusion
     }
     cfg.device = executionProvider;
   }
+  const chosen = cfg.numGpus === undefined ? defaultWorkers(cfg) : null;
+  const numGpus = cfg.numGpus ?? chosen?.workers ?? 1;
   // workers × threads ≤ cores: onnxruntime's default of one thread per core per session oversubscribes.
-  const threads = cfg.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / cfg.numGpus));
-  return { ...cfg, intraOpNumThreads: threads, intraOpSpinning: cfg.intraOpSpinning ?? cfg.batching !== "continuous" };
+  const threads = cfg.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / numGpus));
+  return { ...cfg, numGpus, numGpusReason: chosen?.reason ?? null, intraOpNumThreads: threads, intraOpSpinning: cfg.intraOpSpinning ?? cfg.batching !== "continuous" };
+}
+
+/** The local executor's default worker count for the configured model; other executors' ranks default to 1. */
+function defaultWorkers(cfg: z.output<typeof configSchema>): WorkerCountChoice | null {
+  const local = cfg.executorClass === undefined || cfg.executorClass === "multiproc";
+  if (!local) return null;
+  const onnx = [...onnxFilesUnder(cfg.model), ...(cfg.tinyVae ? onnxFilesUnder(cfg.tinyVae) : [])];
+  return defaultWorkerCount({ weightBytes: onnxWeightBytes(onnx), machineBytes: totalmem(), cores: availableParallelism(), device: cfg.device });
 }
 
 /** The per-request limits of a parsed config, as core/limits.ts checks them. */

@@ -96,6 +96,8 @@ export class MultiprocExecutor extends DiffusionExecutor {
 
   protected async initExecutor(): Promise<void> {
     checkWorkersFit(this.config.model, this.config.numGpus, undefined, this.config.tinyVae);
+    // The one line that says why a big model got the worker count it did when the config left it out.
+    if (this.config.numGpusReason) process.stderr.write(`omni-diffusion: ${this.config.numGpusReason}\n`);
     this.#slots = this.#ranks.slots;
     await this.#ranks.start();
   }

@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { ModelLoadError } from "../errors/omni-error.js";
 
 /** model_index.json of a diffusers folder: `_class_name` plus one entry per component. */
@@ -42,16 +42,4 @@ export function componentPath(modelDir: string, component: string): string {
   return path;
 }
 
-/**
- * Bytes of weights behind ONNX files: each `model.onnx` plus the external-data files beside it (diffusers'
- * `weights.pb`, Optimum's `model.onnx_data`, per-tensor files): everything in its folder but JSON configs.
- */
-export function onnxWeightBytes(onnxPaths: readonly string[]): number {
-  let total = 0;
-  for (const dir of new Set(onnxPaths.map((p) => dirname(p)))) {
-    for (const f of readdirSync(dir, { withFileTypes: true })) {
-      if (f.isFile() && !f.name.endsWith(".json")) total += statSync(join(dir, f.name)).size;
-    }
-  }
-  return total;
-}
+export { onnxWeightBytes } from "../core/worker-count.js";

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
+import { BIG_MODEL_WEIGHT_BYTES } from "../core/worker-count.js";
 import { ModelLoadError } from "../errors/omni-error.js";
 import { deviceStartError, executionProviders, prepareDevice, type Device } from "./device.js";
 import { float32ToHalf, halfToFloat32 } from "./float16.js";
@@ -64,7 +65,7 @@ const SLICED_COMPONENTS = new Set(["unet", "vae_decoder"]);
 const MAX_GRAPH_BYTES = 64 * 1024 ** 2;
 
 /** Weights from which a model counts as big: its sessions run without the arena. */
-export const ARENA_MAX_WEIGHT_BYTES = 256 * 1024 ** 2;
+export const ARENA_MAX_WEIGHT_BYTES = BIG_MODEL_WEIGHT_BYTES;
 
 /**
  * The settings for a model of `weightBytes`: without the arena for big ones. Each session's arena keeps its own

@@ -16,7 +16,10 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
     load: { modelClassName: config.modelClassName, device: config.device, intraOpNumThreads: config.intraOpNumThreads, intraOpSpinning: config.intraOpSpinning, tinyVae: config.tinyVae && resolvePath(config.tinyVae), previewDecoder: config.previewDecoder,
       // The workers of one executor share this machine: each may use its part of it.
       memoryBudgetBytes: memoryBudgetBytes(totalmem(), config.numGpus),
-      ...(config.cpuMemArena === undefined ? {} : { memory: { cpuMemArena: config.cpuMemArena } }),
+      memory: {
+        ...(config.cpuMemArena === undefined ? {} : { cpuMemArena: config.cpuMemArena }),
+        ...(config.attentionSlices === undefined ? {} : { attentionSlices: config.attentionSlices }),
+      },
     },
     workerExtension: config.workerExtension,
     batching: config.batching,
