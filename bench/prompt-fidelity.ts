@@ -4,6 +4,10 @@
  * (bench/lib/classify.ts). Prints the share of images whose foreground colour and shape match the prompt.
  *
  *   npx tsx bench/prompt-fidelity.ts [--model DIR] [--seeds 2] [--steps N] [--guidance G] [--scheduler NAME] [--sheet out.png]
+ *
+ * `--grid` instead measures the sampler grid: every sampler the model lists × `--grid-steps` (8,12,20) ×
+ * `--grid-prompts` (4 prompts) × `--seeds` seeds, and prints a Markdown table of how many images draw both of the
+ * prompt's colours (foreground and background), per sampler and step count (`--grid-samplers a,b` picks others).
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -21,10 +25,22 @@ const { values } = parseArgs({
     scheduler: { type: "string" },
     sheet: { type: "string" },
     threads: { type: "string", default: "2" },
+    grid: { type: "boolean", default: false },
+    "grid-steps": { type: "string", default: "8,12,20" },
+    "grid-samplers": { type: "string" },
+    "grid-prompts": {
+      type: "string",
+      default: "a red circle on a blue background;a green square on a white background;a yellow triangle on a black background;a purple star on a yellow background",
+    },
   },
 });
 
 const pipe = await loadPipeline(values.model!, { intraOpNumThreads: Number(values.threads) });
+if (values.grid) {
+  await samplerGrid(pipe);
+  await pipe.release();
+  process.exit(0);
+}
 const cases: { prompt: string; color: string; shape: string; bg: string; seed: number }[] = [];
 COLOR_NAMES.forEach((color, ci) =>
   SHAPES.forEach((shape, si) => {
@@ -98,3 +114,43 @@ if (values.sheet) {
   console.log(`contact sheet: ${values.sheet}`);
 }
 await pipe.release();
+
+/** The sampler grid (`--grid`): colour fidelity of every listed sampler at each step count, as a Markdown table. */
+async function samplerGrid(p: typeof pipe): Promise<void> {
+  const steps = values["grid-steps"]!.split(",").map(Number);
+  const prompts = values["grid-prompts"]!.split(";").map((s) => s.trim());
+  const seeds = Number(values.seeds);
+  const parsed = prompts.map((prompt) => {
+    const m = /^a (\w+) (\w+) on a (\w+) background$/.exec(prompt);
+    if (!m) throw new Error(`--grid-prompts: "${prompt}" is not "a {colour} {shape} on a {colour} background"`);
+    return { prompt, fg: m[1]!, bg: m[3]! };
+  });
+  // euler_ancestral is euler_a under diffusers' name: the same sampler, measured once.
+  const listed = p.describe!().schedulers.filter((s) => s !== "euler_ancestral");
+  const samplers = values["grid-samplers"] ? values["grid-samplers"].split(",") : listed;
+  const t0 = performance.now();
+  const rows: string[] = [];
+  for (const scheduler of samplers) {
+    const cells: string[] = [];
+    for (const n of steps) {
+      const reqs = parsed.flatMap((c) =>
+        Array.from({ length: seeds }, (_, s) => new OmniDiffusionRequest({ prompt: c.prompt, seed: 1000 + s, numInferenceSteps: n, scheduler })),
+      );
+      const out = await p.generate(reqs);
+      let ok = 0;
+      reqs.forEach((r, k) => {
+        const img = out.imagesFor(r.requestId)[0];
+        const c = parsed[Math.floor(k / seeds)]!;
+        const got = img ? classify(img.data, img.width) : null;
+        if (got && got.foreground === c.fg && got.background === c.bg) ok++;
+      });
+      cells.push(`${ok}/${reqs.length}`);
+    }
+    rows.push(`| \`${scheduler}\` | ${cells.join(" | ")} |`);
+  }
+  console.log(`model ${p.info.modelDir}; ${prompts.length} prompts × ${seeds} seeds (1000…); guidance ${p.info.defaults.guidanceScale}; ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`images drawing both of the prompt's colours:\n`);
+  console.log(`| sampler | ${steps.map((n) => `${n} steps`).join(" | ")} |`);
+  console.log(`| --- | ${steps.map(() => "---").join(" | ")} |`);
+  for (const r of rows) console.log(r);
+}

@@ -8,7 +8,7 @@
  * model cannot serve.
  */
 import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
-import { normalizeSchedulerName } from "../schedulers/index.js";
+import { normalizeSchedulerName, schedulerMisfitMessage } from "../schedulers/index.js";
 import type { ModelLimits } from "./model-limits.js";
 import { describeWorkerBytes, estimateWorkerBytes } from "./memory-estimate.js";
 
@@ -172,11 +172,7 @@ function checkScheduler(
     throw invalid("unsupported_value", `Unknown scheduler '${scheduler}'; use one of: ${known.join(", ")}`, { allowed: known });
   }
   if (model && !model.schedulers.includes(key)) {
-    throw invalid(
-      "unsupported_value",
-      `scheduler "${scheduler}" does not fit this model (prediction type ${model.predictionType}); use one of: ${model.schedulers.join(", ")}`,
-      { allowed: model.schedulers },
-    );
+    throw invalid("unsupported_value", schedulerMisfitMessage(scheduler, model), { allowed: model.schedulers });
   }
 }
 

@@ -21,6 +21,11 @@ export interface ModelLimits {
   /** Scheduler names that apply to this model; others are refused at validation, naming these. */
   schedulers: readonly string[];
   /**
+   * Samplers that fit the prediction type but that the model's scheduler config declares unfit for it (measured to
+   * draw wrong images), each with the reason; not in `schedulers`. Absent when none.
+   */
+  unfitSchedulers?: Readonly<Record<string, string>>;
+  /**
    * Estimated peak bytes of one UNet row at the native size. core/limits.ts `estimateRequestBytes` scales it
    * with the pixel count (quadratically above the native size, for attention).
    */
@@ -55,6 +60,7 @@ export const modelLimitsSchema = z
     sizeMultiple: z.number().int().positive(),
     predictionType: z.string().min(1),
     schedulers: z.array(z.string().min(1)),
+    unfitSchedulers: z.record(z.string().min(1), z.string().min(1)).optional(),
     bytesPerRowAtNative: z.number().nonnegative(),
     memory: z
       .object({

@@ -1,4 +1,5 @@
 import type { ModelLimits } from "../core/model-limits.js";
+import { closestOffered } from "../schedulers/index.js";
 import type { OnnxDType, OnnxIO } from "./onnx-model.js";
 
 /** The ONNX components of a diffusers text-to-image export. */
@@ -49,6 +50,10 @@ export function formatLayout(layout: ModelLayout, limits: ModelLimits): string[]
     `size:       ${size}`,
     `prediction: ${limits.predictionType}${layout.schedulerClass ? ` (scheduler_config: ${layout.schedulerClass})` : ""}`,
     `schedulers: ${limits.schedulers.join(", ")} (those fitting ${limits.predictionType})`,
+    ...Object.entries(limits.unfitSchedulers ?? {}).map(([name, why]) => {
+      const instead = closestOffered(name, limits.schedulers);
+      return `            not ${name}: ${why}${instead ? ` (an A1111 request for it runs ${instead})` : ""}`;
+    }),
     `guidance:   ${guidance}`,
   ];
 }

@@ -5,7 +5,7 @@
  */
 import type { ModelLimits } from "../core/model-limits.js";
 import type { ModelMemory } from "../core/memory-estimate.js";
-import { schedulersFor } from "../schedulers/index.js";
+import { schedulersFor, unfitSchedulers } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import type { OnnxIO } from "./onnx-model.js";
 
@@ -60,7 +60,8 @@ const staticDim = (d: number | string | undefined): number | null => (typeof d =
  *   they are the only size it can run.
  * - `fixed` when the ONNX `sample` input has static H and W, else `dynamic`.
  * - prediction type from the scheduler config (`flow_prediction` for flow-matching schedulers without one).
- * - schedulers: those declaring that prediction type (schedulers/index.ts `schedulersFor`).
+ * - schedulers: those declaring that prediction type (schedulers/index.ts `schedulersFor`), less the ones the
+ *   scheduler config declares unfit (`_omni_unfit_samplers`, reported as `unfitSchedulers`).
  * - bytesPerRowAtNative, for latent UNets whose config lists `block_out_channels` (Stable Diffusion exports):
  *   {@link latentUnetRowElements} at the native latent size; otherwise (pixel-space tiny-shapes) (sample +
  *   encoder states + output elements of one row) × {@link ACTIVATION_FACTOR}. Either × 2 bytes for float16
@@ -78,13 +79,16 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
   const [, tokens, dim] = m.encoderHiddenStates?.shape ?? [];
   const latentElems = m.latentChannels * (nativeHeight / m.vaeScale) * (nativeWidth / m.vaeScale);
   const textElems = (staticDim(tokens) ?? m.textTokens) * (staticDim(dim) ?? m.textDim);
+  const fitting = schedulersFor(predictionType);
+  const unfit = Object.fromEntries(Object.entries(unfitSchedulers(m.schedulerConfig)).filter(([name]) => (fitting as string[]).includes(name)));
   return {
     nativeWidth,
     nativeHeight,
     spatial: fixed ? "fixed" : "dynamic",
     sizeMultiple: m.sizeMultiple,
     predictionType,
-    schedulers: schedulersFor(predictionType),
+    schedulers: schedulersFor(predictionType, m.schedulerConfig),
+    ...(Object.keys(unfit).length > 0 ? { unfitSchedulers: unfit } : {}),
     bytesPerRowAtNative:
       elementBytes(m.sample) *
       (m.vaeScale > 1 && Array.isArray(m.unetConfig.block_out_channels)

@@ -1,7 +1,7 @@
 import type { ModelLimits } from "../core/model-limits.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
-import { createScheduler, normalizeSchedulerName } from "../schedulers/index.js";
+import { createScheduler, normalizeSchedulerName, schedulerMisfitMessage } from "../schedulers/index.js";
 import type { Scheduler, SchedulerConfig } from "../schedulers/types.js";
 import type { ResolvedParams } from "./denoise-state.js";
 import { checkCanEdit, effectiveStrength, requestSize } from "./init-image.js";
@@ -52,7 +52,7 @@ export class RequestResolver {
     const scheduler = r.scheduler ?? defaults.scheduler;
     const fits = limits.schedulers;
     if (r.scheduler !== null && !fits.includes(normalizeSchedulerName(scheduler))) {
-      throw new ValidationError(`scheduler "${scheduler}" does not fit this model (prediction type ${limits.predictionType}); use one of: ${fits.join(", ")}`, {
+      throw new ValidationError(schedulerMisfitMessage(scheduler, limits), {
         field: "scheduler",
         data: { reason: "unsupported_value", allowed: fits },
       });

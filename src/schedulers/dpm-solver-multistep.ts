@@ -8,6 +8,7 @@ import {
   alphasCumprod,
   assertSameLength,
   interp,
+  karrasRange,
   karrasSigmas,
   linspace,
   makeBetas,
@@ -150,7 +151,8 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     let sigmas: number[];
     if (c.use_karras_sigmas) {
       // Karras over the full training range; timesteps are the (rounded) matching training steps.
-      sigmas = karrasSigmas(this.trainSigmas[0]!, this.trainSigmas[T - 1]!, n);
+      const { sigmaMin, sigmaMax } = karrasRange(c, this.trainSigmas[0]!, this.trainSigmas[T - 1]!);
+      sigmas = karrasSigmas(sigmaMin, sigmaMax, n);
       timesteps = sigmas.map((s) => roundHalfEven(sigmaToT(s, this.logSigmas)));
     } else {
       const grid = Array.from(this.trainSigmas, (_, i) => i);

@@ -7,6 +7,7 @@ import {
   alphasCumprod,
   BASE_DEFAULTS,
   interp,
+  karrasRange,
   karrasSigmas,
   linspace,
   makeBetas,
@@ -88,7 +89,8 @@ export class EulerSigmaTable {
     let sigmas = timesteps.map((t) => interp(t, grid, this.trainSigmas));
     if (useKarras) {
       // The Karras range is the interpolated schedule's own ends (so `leading` keeps its offset end).
-      sigmas = karrasSigmas(sigmas[sigmas.length - 1]!, sigmas[0]!, n);
+      const { sigmaMin, sigmaMax } = karrasRange(c, sigmas[sigmas.length - 1]!, sigmas[0]!);
+      sigmas = karrasSigmas(sigmaMin, sigmaMax, n);
       timesteps = sigmas.map((s) => sigmaToT(s, this.logSigmas));
     }
     const last = c.final_sigmas_type === "sigma_min" ? this.trainSigmas[0]! : 0;

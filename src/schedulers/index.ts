@@ -53,10 +53,69 @@ const PREDICTION_TYPES: Readonly<Record<keyof typeof FACTORIES, readonly Predict
 
 /**
  * The sampler names that can drive a model of `predictionType` (`epsilon`, `v_prediction`, `sample`,
- * `flow_prediction`); the others are refused at validation, naming these.
+ * `flow_prediction`); the others are refused at validation, naming these. With the model's scheduler config,
+ * the samplers it declares unfit ({@link unfitSchedulers}) are left out too.
  */
-export function schedulersFor(predictionType: string): SchedulerName[] {
-  return SCHEDULER_NAMES.filter((n) => (PREDICTION_TYPES[n] as readonly string[]).includes(predictionType));
+export function schedulersFor(predictionType: string, config?: SchedulerConfig | null): SchedulerName[] {
+  const unfit = config ? unfitSchedulers(config) : {};
+  return SCHEDULER_NAMES.filter((n) => (PREDICTION_TYPES[n] as readonly string[]).includes(predictionType) && !Object.hasOwn(unfit, n));
+}
+
+/** The scheduler_config.json key where a model names the samplers it must not be offered, each with the reason. */
+export const UNFIT_SAMPLERS_KEY = "_omni_unfit_samplers";
+
+/**
+ * The samplers a model's scheduler config declares unfit (`"_omni_unfit_samplers": { "pndm": "why" }`): ones that
+ * fit its prediction type but were measured to draw wrong images on this model at the step counts it is used at.
+ * A private key (leading underscore), which diffusers ignores. Anything but an object of known sampler names to
+ * non-empty reasons is a ValidationError naming the key.
+ */
+export function unfitSchedulers(config: SchedulerConfig): Record<string, string> {
+  const raw = config[UNFIT_SAMPLERS_KEY];
+  if (raw === undefined || raw === null) return {};
+  const bad = (message: string) =>
+    new ValidationError(`scheduler config ${UNFIT_SAMPLERS_KEY}: ${message}`, { field: "scheduler", data: { key: UNFIT_SAMPLERS_KEY } });
+  if (typeof raw !== "object" || Array.isArray(raw)) throw bad(`must be an object of sampler name → reason, got ${JSON.stringify(raw)}`);
+  const out: Record<string, string> = {};
+  for (const [name, reason] of Object.entries(raw as Record<string, unknown>)) {
+    const key = normalizeSchedulerName(name);
+    if (!Object.hasOwn(FACTORIES, key)) throw bad(`unknown sampler "${name}" (known: ${SCHEDULER_NAMES.join(", ")})`);
+    if (typeof reason !== "string" || reason.trim() === "") throw bad(`the reason for "${name}" must be a non-empty string`);
+    out[key] = reason;
+  }
+  return out;
+}
+
+/**
+ * Where a client names a sampler by a product's name (A1111's "PLMS", "DPM++ 2M Karras") and the model does not
+ * offer ours, the closest it does, first that fits: the same solver without Karras sigmas, or for PLMS the DDIM
+ * update its multistep extrapolation is built on.
+ */
+const SUBSTITUTES: Readonly<Partial<Record<SchedulerName, readonly SchedulerName[]>>> = {
+  pndm: ["ddim", "dpmpp_2m"],
+  dpmpp_2m_karras: ["dpmpp_2m", "euler_karras"],
+  euler_karras: ["euler", "dpmpp_2m_karras"],
+  euler_ancestral: ["euler_a"],
+  euler_a: ["euler_ancestral"],
+};
+
+/** The sampler to run for `name` on a model offering `offered`: itself when offered, else its closest offered substitute, else null. */
+export function closestOffered(name: string, offered: readonly string[]): SchedulerName | null {
+  const key = normalizeSchedulerName(name);
+  if (!Object.hasOwn(FACTORIES, key)) return null;
+  if (offered.includes(key)) return key as SchedulerName;
+  return SUBSTITUTES[key as SchedulerName]?.find((s) => offered.includes(s)) ?? null;
+}
+
+/**
+ * Why `scheduler` cannot run on a model, for the 400 that refuses it: the model's own reason where its config
+ * declares the sampler unfit, else the prediction type it does not drive; then the samplers that do fit.
+ */
+export function schedulerMisfitMessage(scheduler: string, model: { predictionType: string; schedulers: readonly string[]; unfitSchedulers?: Readonly<Record<string, string>> }): string {
+  const key = normalizeSchedulerName(scheduler);
+  const reason = model.unfitSchedulers && Object.hasOwn(model.unfitSchedulers, key) ? model.unfitSchedulers[key] : undefined;
+  const why = reason ? `is not offered for this model: ${reason}` : `does not fit this model (prediction type ${model.predictionType})`;
+  return `scheduler "${scheduler}" ${why}; use one of: ${model.schedulers.join(", ")}`;
 }
 
 /** A registered sampler name. */

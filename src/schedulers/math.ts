@@ -87,6 +87,16 @@ export function resolveConfig<T extends ResolvedSchedulerConfig>(
   for (const key of ["beta_start", "beta_end", "steps_offset"] as const) {
     if (typeof c[key] !== "number" || !Number.isFinite(c[key])) throw configError(key, `must be a finite number, got ${String(c[key])}`);
   }
+  // The Karras range override (EulerDiscreteScheduler's keys; see karrasRange). null / absent = the schedule's ends.
+  for (const key of ["sigma_min", "sigma_max"] as const) {
+    const v = c[key];
+    if (v !== undefined && v !== null && !(typeof v === "number" && Number.isFinite(v) && v > 0)) {
+      throw configError(key, `must be a positive number (or null for the schedule's own), got ${JSON.stringify(v)}`);
+    }
+  }
+  if (typeof c.sigma_min === "number" && typeof c.sigma_max === "number" && !(c.sigma_min < c.sigma_max)) {
+    throw configError("sigma_min", `must be below sigma_max (${c.sigma_max}), got ${c.sigma_min}`);
+  }
   if (c.trained_betas !== null) {
     const tb = c.trained_betas;
     if (!Array.isArray(tb) || tb.length !== T_ || tb.some((b) => typeof b !== "number" || !(b >= 0 && b < 1))) {
@@ -272,6 +282,16 @@ export function karrasSigmas(sigmaMin: number, sigmaMax: number, n: number, rho 
   const minInv = sigmaMin ** (1 / rho);
   const maxInv = sigmaMax ** (1 / rho);
   return linspace(0, 1, n).map((r) => (maxInv + r * (minInv - maxInv)) ** rho);
+}
+
+/**
+ * The ends of a Karras schedule: the config's `sigma_min` / `sigma_max` where set, else the schedule's own.
+ * They are EulerDiscreteScheduler's config keys, and diffusers' `_convert_to_karras` reads them from any
+ * scheduler's config (DPM-Solver's too: a scheduler_config.json key the class does not take is still registered
+ * on its config), so one scheduler_config.json clamps every Karras sampler of a model.
+ */
+export function karrasRange(config: SchedulerConfig, sigmaMin: number, sigmaMax: number): { sigmaMin: number; sigmaMax: number } {
+  return { sigmaMin: config.sigma_min ?? sigmaMin, sigmaMax: config.sigma_max ?? sigmaMax };
 }
 
 /**

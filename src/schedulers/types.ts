@@ -19,6 +19,9 @@ export interface SchedulerConfig {
   clip_sample?: boolean;
   clip_sample_range?: number;
   use_karras_sigmas?: boolean;
+  /** Karras schedules' ends instead of the training schedule's (EulerDiscreteScheduler's keys; null = unset). */
+  sigma_min?: number | null;
+  sigma_max?: number | null;
   rescale_betas_zero_snr?: boolean;
   shift?: number;
   original_inference_steps?: number;

@@ -75,12 +75,15 @@ describe("DiffusionEngine on the default multi-process executor", () => {
       spatial: "dynamic",
       sizeMultiple: 8,
       predictionType: "v_prediction",
-      schedulers: ["euler", "euler_karras", "euler_a", "euler_ancestral", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm", "pndm"],
+      // pndm fits v_prediction, but the model's scheduler_config.json declares it unfit (with the reason, checked below).
+      schedulers: ["euler", "euler_karras", "euler_a", "euler_ancestral", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "lcm"],
+      unfitSchedulers: { pndm: engine.modelLimits!.unfitSchedulers!.pndm! },
       bytesPerRowAtNative: (2 * 3 * 32 * 32 + 16 * 128) * 4 * 32,
       // The weights on disk, the pixel-space estimate (all of it quadratic above the native size), and the worker's share of this machine.
       memory: { weightBytes: engine.modelLimits!.memory!.weightBytes, unetLinearBytes: 0, unetQuadraticBytes: (2 * 3 * 32 * 32 + 16 * 128) * 4 * 32, decodeBytes: 0, budgetBytes: Math.floor((totalmem() * 0.9) / 2) },
     });
     assert.ok(engine.modelLimits!.memory!.weightBytes > 1_000_000);
+    assert.match(engine.modelLimits!.unfitSchedulers!.pndm!, /^PLMS .*wrong colours/);
     // Was: accepted up to the old 1024 default, then 5.8 GB (384²) or an onnxruntime allocation failure (512²+).
     for (const size of [64, 384, 1024]) {
       await assert.rejects(engine.generate({ prompt: "x", width: size, height: size }), (e: unknown) => e instanceof LimitExceededError && /32x32 only/.test(e.message));

@@ -49,7 +49,8 @@ describe("img2img and inpainting on tiny-shapes", { timeout: 10 * T }, () => {
   after(() => pipe.release());
 
   it("strength 1.0 equals text-to-image from the same seed, byte for byte, with every sampler", { timeout: T }, async () => {
-    for (const scheduler of ["ddim", "euler", "euler_a", "dpmpp_2m", "pndm", "lcm"]) {
+    // pndm is not offered for tiny-shapes (PLMS on its cosine v-prediction schedule); img2img-latent.test.ts runs it on SD 1.5
+    for (const scheduler of ["ddim", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm"]) {
       const t2i = await one(req({ scheduler, numInferenceSteps: 4 }));
       const edit = await one(req({ scheduler, numInferenceSteps: 4, image: star, strength: 1 }));
       assert.ok(identical(edit, t2i), `${scheduler}: strength 1 is text-to-image`);

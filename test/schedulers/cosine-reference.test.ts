@@ -3,6 +3,7 @@
  * (training/fixtures/schedulers.py via make_sampler_fixture.py) on the shipped model's schedule: cosine
  * `squaredcos_cap_v2`, v-prediction, trailing spacing, T = 1000, for 4-20 steps. The "model" is a fixed smooth
  * function of sample and timestep (the same formula on both sides); ancestral noise is replayed from the file.
+ * The "+sd_range" cases set the Karras range to SD's (`sigma_min` / `sigma_max`), as the shipped model does.
  *
  * This is what rules out a porting bug behind the few-step failures of `dpmpp_2m_karras` and `pndm` on
  * tiny-shapes (docs/schedulers.md): every timestep, sigma and sample agrees with the reference.
@@ -21,7 +22,8 @@ interface Trajectory {
 }
 interface Fixture {
   config: SchedulerConfig;
-  lcmExtra: SchedulerConfig;
+  /** Per case, config keys over `config` (LCM's class keys, the Karras range); the case's name before "+" is the sampler. */
+  extraConfig: Record<string, SchedulerConfig>;
   mu: number[];
   dim: number;
   xT: string;
@@ -60,12 +62,13 @@ function replay(noise: Float32Array, dim: number): NoiseSource & { used: () => n
 describe("samplers step by step against diffusers' algorithm on a cosine v-prediction schedule (4-20 steps)", () => {
   const xT = f32(fixture.xT);
   for (const [name, byN] of Object.entries(fixture.samplers)) {
+    const sampler = name.split("+")[0]!;
     it(name, () => {
       let worst = 0;
       for (const [nText, ref] of Object.entries(byN)) {
         const n = Number(nText);
         const where = `${name} ${n} steps`;
-        const s = createScheduler(name, name === "lcm" ? { ...fixture.config, ...fixture.lcmExtra } : fixture.config);
+        const s = createScheduler(sampler, { ...fixture.config, ...fixture.extraConfig[name] });
         s.setTimesteps(n);
         assert.equal(s.timesteps.length, ref.timesteps.length, `${where}: timestep count`);
         s.timesteps.forEach((t, i) => assert.ok(Math.abs(t - ref.timesteps[i]!) <= 1e-6 * Math.max(1, t), `${where}: timestep ${i} is ${t}, reference ${ref.timesteps[i]}`));

@@ -1,7 +1,15 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ValidationError } from "../../src/errors/omni-error.js";
-import { SCHEDULER_NAMES, createScheduler, isSchedulerName } from "../../src/schedulers/index.js";
+import {
+  SCHEDULER_NAMES,
+  closestOffered,
+  createScheduler,
+  isSchedulerName,
+  schedulerMisfitMessage,
+  schedulersFor,
+  unfitSchedulers,
+} from "../../src/schedulers/index.js";
 import { SD_CONFIG } from "./helpers.js";
 
 describe("scheduler registry", () => {
@@ -92,5 +100,41 @@ describe("scheduler registry", () => {
         );
       }
     }
+  });
+});
+
+describe("samplers a model declares unfit (_omni_unfit_samplers)", () => {
+  const cfg = { prediction_type: "v_prediction", _omni_unfit_samplers: { PNDM: "draws wrong colours here" } } as const;
+
+  it("are left out of schedulersFor with the config, and their reasons read back by normalised name", () => {
+    assert.ok(schedulersFor("v_prediction").includes("pndm"));
+    assert.ok(!schedulersFor("v_prediction", cfg).includes("pndm"));
+    assert.deepEqual(unfitSchedulers(cfg), { pndm: "draws wrong colours here" });
+    assert.deepEqual(unfitSchedulers({}), {});
+  });
+
+  it("a bad declaration is a ValidationError naming the key", () => {
+    for (const bad of [["pndm"], "pndm", { nope: "x" }, { pndm: "" }, { pndm: 3 }, JSON.parse('{"__proto__": "x"}') as unknown]) {
+      assert.throws(
+        () => unfitSchedulers({ _omni_unfit_samplers: bad }),
+        (e: unknown) => e instanceof ValidationError && e.field === "scheduler" && (e.data as { key: string }).key === "_omni_unfit_samplers",
+        JSON.stringify(bad),
+      );
+    }
+  });
+
+  it("closestOffered: itself when offered, else the closest offered substitute, else null", () => {
+    const offered = schedulersFor("v_prediction", cfg);
+    assert.equal(closestOffered("pndm", offered), "ddim");
+    assert.equal(closestOffered("dpmpp_2m_karras", ["dpmpp_2m", "ddim"]), "dpmpp_2m");
+    assert.equal(closestOffered("Euler-A", offered), "euler_a");
+    assert.equal(closestOffered("ddim", ["flow_euler"]), null);
+    assert.equal(closestOffered("__proto__", offered), null);
+  });
+
+  it("the refusal message gives the model's reason, else the prediction type", () => {
+    const model = { predictionType: "v_prediction", schedulers: ["ddim"], unfitSchedulers: { pndm: "draws wrong colours here" } };
+    assert.equal(schedulerMisfitMessage("PNDM", model), 'scheduler "PNDM" is not offered for this model: draws wrong colours here; use one of: ddim');
+    assert.equal(schedulerMisfitMessage("flow_euler", model), 'scheduler "flow_euler" does not fit this model (prediction type v_prediction); use one of: ddim');
   });
 });

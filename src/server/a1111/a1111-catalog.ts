@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { ServerContext } from "../openai/server-context.js";
 import { A1111Options } from "./a1111-options.js";
-import { A1111_SCHEDULES, LISTED_SAMPLERS } from "./a1111-samplers.js";
+import { A1111_SCHEDULES, a1111SamplerList } from "./a1111-samplers.js";
 
 /**
  * The read-only catalogue routes of `/sdapi/v1` that clients call at start-up (model, sampler, scheduler,
@@ -19,7 +19,7 @@ export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void 
     return null;
   });
   app.get("/sdapi/v1/sd-models", async () => [{ title: id, model_name: id, hash: null, sha256: null, filename: id, config: null }]);
-  app.get("/sdapi/v1/samplers", async () => LISTED_SAMPLERS.map((s) => ({ name: s.name, aliases: s.aliases, options: {} })));
+  app.get("/sdapi/v1/samplers", async () => a1111SamplerList(ctx.model.limits));
   app.get("/sdapi/v1/schedulers", async () => A1111_SCHEDULES.map((s) => ({ name: s.name, label: s.label, aliases: null, default_rho: -1, need_inner_model: false })));
   app.get("/sdapi/v1/upscalers", async () => [{ name: "None", model_name: null, model_path: null, model_url: null, scale: 4 }]);
   app.get("/sdapi/v1/latent-upscale-modes", async () => []);

@@ -8,7 +8,7 @@ import { rgbOf, type MaskImage, type RgbImage } from "../../utils/png.js";
 import { a1111Mask, decodeBase64Upload, resizeMask, resizeRgb, uploadCapOf, type UploadCap } from "../shared/edit-images.js";
 import type { ModelCard } from "../openai/model-card.js";
 import type { ServerLimits } from "../openai/server-options.js";
-import { A1111_SCHEDULES, LISTED_SAMPLERS, a1111SamplerName, chooseSampler } from "./a1111-samplers.js";
+import { A1111_SCHEDULES, LISTED_SAMPLERS, a1111SamplerName, chooseSampler, samplerForModel } from "./a1111-samplers.js";
 
 /** Most `n_iter` iterations of one call (A1111 has no limit; each is one engine request). */
 export const MAX_N_ITER = 100;
@@ -128,8 +128,9 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
     const names = LISTED_SAMPLERS.map((s) => s.name).join(", ");
     throw a1111BadRequest("sampler_name", `Sampler not found: '${body.sampler_name ?? body.sampler_index}'; use one of ${names} (schedules: ${A1111_SCHEDULES.map((s) => s.label).join(", ")})`);
   }
-  // A sampler that cannot drive this model (an epsilon sampler on a flow model) falls back to the model's own.
-  const scheduler = choice.scheduler && model.limits && !model.limits.schedulers.includes(choice.scheduler) ? null : choice.scheduler;
+  // A sampler this model does not offer runs as its closest offered one (PLMS → DDIM on tiny-shapes), else as the
+  // model's own (an epsilon sampler on a flow model).
+  const scheduler = samplerForModel(choice.scheduler, model.limits);
   const batchSize = body.batch_size ?? 1;
   const iterations = body.n_iter ?? 1;
   const seed = body.seed == null || body.seed < 0 ? randomSeed() % (MAX_SEED - batchSize * iterations) : body.seed;

@@ -1,4 +1,5 @@
-import { normalizeSchedulerName, type SchedulerName } from "../../schedulers/index.js";
+import type { ModelLimits } from "../../core/model-limits.js";
+import { closestOffered, normalizeSchedulerName, type SchedulerName } from "../../schedulers/index.js";
 
 /** One A1111 sampler we list at `GET /sdapi/v1/samplers`, and the sampler of ours it runs. */
 interface ListedSampler {
@@ -103,4 +104,41 @@ export function a1111SamplerName(ours: string): string {
 /** A1111's `Schedule type` of one of our samplers. */
 export function a1111ScheduleLabel(ours: string): string {
   return normalizeSchedulerName(ours).endsWith("_karras") ? "Karras" : "Automatic";
+}
+
+/**
+ * Ours to run for a client's choice on this model: the choice when the model offers it, else its closest offered
+ * substitute ("PLMS" → DDIM where a model does not offer PLMS), else null (the model's default sampler).
+ */
+export function samplerForModel(choice: SchedulerName | null, limits: Pick<ModelLimits, "schedulers"> | null): SchedulerName | null {
+  if (!choice || !limits) return choice;
+  return closestOffered(choice, limits.schedulers);
+}
+
+/** One entry of `GET /sdapi/v1/samplers`; `options` says what runs instead where the model does not offer ours. */
+export interface A1111SamplerItem {
+  name: string;
+  aliases: string[];
+  options: Record<string, string>;
+}
+
+/**
+ * `GET /sdapi/v1/samplers` for this model: every A1111 name we take. Where the model does not offer the sampler
+ * behind a name (with or without the Karras schedule), `options` names what runs instead (`runs_as`, or
+ * `karras_runs_as`) and why (`note`), so a client's sampler menu can tell.
+ */
+export function a1111SamplerList(limits: Pick<ModelLimits, "schedulers" | "predictionType" | "unfitSchedulers"> | null): A1111SamplerItem[] {
+  return LISTED_SAMPLERS.map((s) => {
+    const options: Record<string, string> = {};
+    const notes: string[] = [];
+    for (const [ours, key] of [[s.ours, "runs_as"], [s.karras, "karras_runs_as"]] as const) {
+      if (!ours || !limits || limits.schedulers.includes(ours)) continue;
+      const instead = closestOffered(ours, limits.schedulers);
+      options[key] = instead ? a1111SamplerName(instead) + (a1111ScheduleLabel(instead) === "Karras" ? " Karras" : "") : "the model's default sampler";
+      const reason = limits.unfitSchedulers && Object.hasOwn(limits.unfitSchedulers, ours) ? limits.unfitSchedulers[ours] : `${ours} does not fit prediction type ${limits.predictionType}`;
+      notes.push(`${ours} is not offered for this model: ${reason}`);
+    }
+    if (notes.length) options.note = notes.join("; ");
+    return { name: s.name, aliases: s.aliases, options };
+  });
 }
