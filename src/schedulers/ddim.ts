@@ -12,6 +12,7 @@ import {
   makeBetas,
   resolveConfig,
   spacedTimesteps,
+  checkTimestepsInRange,
   validateNumSteps,
   vpToX0Eps,
   VP_PREDICTION_TYPES,
@@ -72,6 +73,7 @@ export class DdimScheduler implements Scheduler {
     validateNumSteps(numInferenceSteps, c.num_train_timesteps);
     this.numInferenceSteps = numInferenceSteps;
     this._timesteps = spacedTimesteps(c.timestep_spacing, c.num_train_timesteps, numInferenceSteps, c.steps_offset, true);
+    checkTimestepsInRange(this.name, this._timesteps, c.num_train_timesteps, numInferenceSteps, c.steps_offset);
   }
 
   /** Identity: DDIM feeds the model the sample as is (returns the same array). */

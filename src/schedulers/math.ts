@@ -110,6 +110,20 @@ export function resolveConfig<T extends ResolvedSchedulerConfig>(
  * Checks a requested step count. More steps than training timesteps would repeat timesteps (and, for
  * some spacings, produce negative ones), so diffusers refuses it too.
  */
+/**
+ * For samplers that index ᾱ by training timestep (DDIM, PNDM): refuses a step count whose spaced timesteps
+ * (with `steps_offset`) run past the last training timestep, as 1000 steps with steps_offset 1 do on a
+ * 1000-timestep schedule. Caught when the request is checked (a 400 naming the field), not at its first step.
+ */
+export function checkTimestepsInRange(schedulerName: string, timesteps: readonly number[], numTrainTimesteps: number, numInferenceSteps: number, stepsOffset: number): void {
+  const last = Math.max(...timesteps);
+  if (last < numTrainTimesteps) return;
+  throw new ValidationError(
+    `num_inference_steps (${numInferenceSteps}) is too many for scheduler "${schedulerName}" on this model: with steps_offset ${stepsOffset} its timesteps reach ${last}, past the last of the model's ${numTrainTimesteps} training timesteps; ask for at most ${numInferenceSteps - 1}`,
+    { field: "num_inference_steps" },
+  );
+}
+
 export function validateNumSteps(numInferenceSteps: number, numTrainTimesteps: number): void {
   if (typeof numInferenceSteps !== "number" || !Number.isInteger(numInferenceSteps) || numInferenceSteps < 1) {
     throw new ValidationError(`num_inference_steps must be an integer >= 1, got ${String(numInferenceSteps)}`, {

@@ -13,6 +13,7 @@ import {
   makeBetas,
   resolveConfig,
   spacedTimesteps,
+  checkTimestepsInRange,
   validateNumSteps,
   type PredictionType,
   type ResolvedSchedulerConfig,
@@ -59,6 +60,7 @@ export class PndmScheduler implements Scheduler {
     validateNumSteps(numInferenceSteps, c.num_train_timesteps);
     this.numInferenceSteps = numInferenceSteps;
     const ts = spacedTimesteps(c.timestep_spacing, c.num_train_timesteps, numInferenceSteps, c.steps_offset, true);
+    checkTimestepsInRange(this.name, ts, c.num_train_timesteps, numInferenceSteps, c.steps_offset);
     // diffusers: concatenate([ts[:-1], ts[-2:-1], ts[-1:]]) on the ascending list, reversed: the second step repeats.
     this._timesteps = ts.length > 1 ? [ts[0]!, ts[1]!, ...ts.slice(1)] : ts;
     this.ets = [];

@@ -16,7 +16,7 @@ describe("previews through serve on a latent model", { timeout: 300_000 }, () =>
   let server: OmniServer;
   let client: OpenAI;
   before(async () => {
-    server = await startServer({ port: 0, engineConfig: { model: SD15, numGpus: 1, intraOpNumThreads: 1, allowNonNativeSizes: true }, logger: false });
+    server = await startServer({ port: 0, limits: { maxSteps: 1_000 }, engineConfig: { model: SD15, numGpus: 1, intraOpNumThreads: 1, allowNonNativeSizes: true }, logger: false });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 120_000 });
   });
   after(() => server?.close());
@@ -43,5 +43,36 @@ describe("previews through serve on a latent model", { timeout: 300_000 }, () =>
       assert.deepEqual([png.width, png.height], [side, side], e.type);
       assert.equal(e.size, `${side}x${side}`, `${e.type} says its own size`);
     }
+  });
+
+  test("A1111's progress shows the latest preview as current_image: the approximation, then interrupt returns it", async () => {
+    const base = server.url!;
+    let requestId: string | null = null;
+    // A1111 previews every steps/10 steps: past step 101 of 1000 one has been made. The job runs until interrupted.
+    const previewed = new Promise<void>((resolve) => {
+      const sub = server.engine.onStep((e) => {
+        requestId ??= e.requestId;
+        if (e.requestId === requestId && e.step >= 101) {
+          sub.dispose();
+          resolve();
+        }
+      });
+    });
+    const job = fetch(`${base}/sdapi/v1/txt2img`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "a photo of a cat", width: 128, height: 128, steps: 1000, sampler_name: "Euler", cfg_scale: 1, seed: 4 }),
+    });
+    // A job that ends before its 101st step (refused, failed) fails the test instead of leaving it waiting.
+    await Promise.race([previewed, job.then(async (r) => assert.fail(`the job ended early: ${r.status} ${await r.clone().text()}`))]);
+    const p = (await (await fetch(`${base}/sdapi/v1/progress`)).json()) as { progress: number; current_image: string | null };
+    assert.ok(p.progress > 0 && p.progress < 1, `progress ${p.progress}`);
+    const current = decodeB64Png(p.current_image!);
+    assert.deepEqual([current.width, current.height], [16, 16], "one pixel per latent cell: the approximation, not the full VAE");
+    assert.equal((await fetch(`${base}/sdapi/v1/interrupt`, { method: "POST" })).status, 200);
+    const res = await job;
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { images: string[] };
+    assert.deepEqual(body.images.map((b) => decodeB64Png(b).width), [16], "the interrupted job returns its latest preview");
   });
 });
