@@ -11,7 +11,8 @@ import { Piscina } from "piscina";
 import { AbortedError, deserializeError, OmniError } from "../errors/omni-error.js";
 import { checkPngHeader, DEFAULT_MAX_PNG_PIXELS, readPngHeader } from "./png-header.js";
 import type { PngDecodeOptions } from "./png-guard.js";
-import { decodePngRgbaUncounted, pngCounters, type RgbaImage } from "./png.js";
+import { decodedPng, type DecodedPng } from "./png-decoded.js";
+import { pngCounters } from "./png.js";
 import type { DecodeReply, DecodeTask } from "./png-decode-protocol.js";
 
 /** Images up to this many pixels (256², a few ms in pngjs) decode on the calling thread. */
@@ -42,24 +43,26 @@ function decodePool(): Piscina<DecodeTask, DecodeReply> {
   }));
 }
 
-/** Options of {@link decodePngRgbaAsync}. */
+export type { DecodedPng } from "./png-decoded.js";
+
+/** Options of {@link decodePngAsync}. */
 export interface AsyncPngDecodeOptions extends PngDecodeOptions {
   /** Abandons a decode still waiting for a thread (or running on one). */
   signal?: AbortSignal;
 }
 
 /**
- * {@link decodePngRgba} without blocking the event loop: the same bounds and errors (ValidationError naming
+ * `decodePngRgba` without blocking the event loop: the same bounds and errors (ValidationError naming
  * `opts.field`, LimitExceededError naming the pixel cap), the header checked here before any thread is asked.
- * Counted in `pngCounters`.
+ * Returns RGBA, RGB and the transparency flag, all computed off the event loop. Counted in `pngCounters`.
  */
-export async function decodePngRgbaAsync(bytes: Uint8Array, opts: AsyncPngDecodeOptions = {}): Promise<RgbaImage> {
+export async function decodePngAsync(bytes: Uint8Array, opts: AsyncPngDecodeOptions = {}): Promise<DecodedPng> {
   pngCounters.decodes++;
   const field = opts.field ?? "image";
   const maxPixels = Math.min(opts.maxPixels ?? DEFAULT_MAX_PNG_PIXELS, DEFAULT_MAX_PNG_PIXELS);
   const header = readPngHeader(bytes, field);
   checkPngHeader(bytes, header, { maxPixels, field, capNote: opts.capNote });
-  if (header.width * header.height <= INLINE_MAX_PIXELS) return decodePngRgbaUncounted(bytes, { maxPixels, field });
+  if (header.width * header.height <= INLINE_MAX_PIXELS) return decodedPng(bytes, { maxPixels, field });
   let reply: DecodeReply;
   try {
     reply = await decodePool().run({ bytes, maxPixels, field }, { signal: opts.signal ?? null });
@@ -69,7 +72,7 @@ export async function decodePngRgbaAsync(bytes: Uint8Array, opts: AsyncPngDecode
     throw new OmniError(`${field}: the PNG decode thread failed: ${(err as Error).message}`, "OMNI_ERR_INTERNAL", { cause: err });
   }
   if (!reply.ok) throw deserializeError(reply.error);
-  return { width: reply.width, height: reply.height, rgba: reply.rgba };
+  return { width: reply.width, height: reply.height, rgba: reply.rgba, rgb: reply.rgb, transparent: reply.transparent };
 }
 
 /** Stops the pool's threads (a later decode starts a new pool); for tests and benches that count threads. */

@@ -11,5 +11,9 @@ export interface DecodeTask {
   field: string;
 }
 
-/** The decoded RGBA (its buffer moved, not copied, back), or the error as it travels between threads. */
-export type DecodeReply = { ok: true; width: number; height: number; rgba: Uint8Array } | { ok: false; error: SerializedError };
+/**
+ * The decoded image, its buffers moved (not copied) back: RGB (alpha dropped), whether any pixel is not
+ * opaque and then RGBA, all computed on the thread so the caller's event loop does no per-pixel work. Or the
+ * error as it travels between threads.
+ */
+export type DecodeReply = { ok: true; width: number; height: number; rgb: Uint8Array; transparent: boolean; rgba: Uint8Array | null } | { ok: false; error: SerializedError };

@@ -4,18 +4,19 @@
  */
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { serializeError } from "../errors/omni-error.js";
-import { decodePngRgbaUncounted } from "./png.js";
+import { decodedPng } from "./png-decoded.js";
 import type { DecodeReply, DecodeTask } from "./png-decode-protocol.js";
 
 export default function decode(task: DecodeTask): DecodeReply {
   let reply: DecodeReply;
   try {
-    const img = decodePngRgbaUncounted(task.bytes, { maxPixels: task.maxPixels, field: task.field });
-    // The pixels' buffer moves to the parent, so it must hold nothing else (pngjs allocates it on its own).
-    const own = img.rgba.byteOffset === 0 && img.rgba.byteLength === img.rgba.buffer.byteLength ? img.rgba : img.rgba.slice();
-    reply = { ok: true, width: img.width, height: img.height, rgba: own };
-    const buffer = own.buffer;
-    return move({ [transferableSymbol]: [buffer], [valueSymbol]: reply } as never) as unknown as DecodeReply;
+    const img = decodedPng(task.bytes, { maxPixels: task.maxPixels, field: task.field });
+    // The buffers move to the parent, so each must hold nothing else (pngjs allocates its output on its own).
+    const own = (a: Uint8Array) => (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice());
+    const rgb = own(img.rgb);
+    const rgba = img.rgba && own(img.rgba);
+    reply = { ok: true, width: img.width, height: img.height, rgb, transparent: img.transparent, rgba };
+    return move({ [transferableSymbol]: rgba ? [rgb.buffer, rgba.buffer] : [rgb.buffer], [valueSymbol]: reply } as never) as unknown as DecodeReply;
   } catch (err) {
     return { ok: false, error: serializeError(err) };
   }

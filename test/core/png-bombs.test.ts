@@ -10,7 +10,7 @@ import { PNG } from "pngjs";
 import { DiffusionOutput } from "../../src/core/output.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { LimitExceededError, ValidationError } from "../../src/errors/omni-error.js";
-import { decodePngRgbaAsync, INLINE_MAX_PIXELS } from "../../src/utils/png-decode-pool.js";
+import { decodePngAsync, INLINE_MAX_PIXELS } from "../../src/utils/png-decode-pool.js";
 import { DEFAULT_MAX_PNG_PIXELS, inflatedSize, readPngHeader } from "../../src/utils/png-header.js";
 import { decodeMaskPng, decodePng, decodePngRgba, encodePng } from "../../src/utils/png.js";
 import { bombPng, pngWith, zeroStream } from "../helpers/png-bombs.js";
@@ -97,7 +97,7 @@ describe("bounded PNG decoding", () => {
 describe("decoding off the event loop (the decode pool)", () => {
   const big = (() => {
     const png = new PNG({ width: 700, height: 700 });
-    for (let i = 0; i < png.data.length; i++) png.data[i] = (i * 31) & 255;
+    for (let i = 0; i < png.data.length; i++) png.data[i] = i % 4 === 3 ? 255 : (i * 31) & 255;
     return PNG.sync.write(png);
   })();
 
@@ -105,15 +105,22 @@ describe("decoding off the event loop (the decode pool)", () => {
     assert.ok(700 * 700 > INLINE_MAX_PIXELS);
     let turned = false;
     setImmediate(() => (turned = true));
-    const img = await decodePngRgbaAsync(big, { field: "image" });
+    const img = await decodePngAsync(big, { field: "image" });
     assert.ok(turned, "a setImmediate queued before the decode ran before it finished: the decode did not hold the event loop");
-    assert.deepEqual(img.rgba, decodePngRgba(big).rgba);
+    assert.deepEqual(img.rgb, decodePng(big).data);
+    assert.deepEqual([img.transparent, img.rgba], [false, null], "an opaque image brings no RGBA back");
+    const seeThrough = new PNG({ width: 300, height: 300 });
+    seeThrough.data.fill(7);
+    const bytes = PNG.sync.write(seeThrough);
+    const clear = await decodePngAsync(bytes);
+    assert.equal(clear.transparent, true);
+    assert.deepEqual(clear.rgba, decodePngRgba(bytes).rgba);
   });
 
   it("errors from a pool thread keep their class and field; the cap is checked before a thread is asked", async () => {
     const bomb = bombPng(512 * 1024, { width: 600, height: 600, interlaced: true });
-    await assert.rejects(decodePngRgbaAsync(bomb, { field: "init_images" }), invalid("init_images", /600x600 interlaced PNG holds \(a decompression bomb\)/));
-    await assert.rejects(decodePngRgbaAsync(big, { field: "image", maxPixels: 4096, capNote: "pixels an upload may have here" }), (e: unknown) => e instanceof LimitExceededError && e.data.limit === 4096);
-    await assert.rejects(decodePngRgbaAsync(Buffer.from("GIF89a...."), { field: "mask" }), invalid("mask", /not a PNG image/));
+    await assert.rejects(decodePngAsync(bomb, { field: "init_images" }), invalid("init_images", /600x600 interlaced PNG holds \(a decompression bomb\)/));
+    await assert.rejects(decodePngAsync(big, { field: "image", maxPixels: 4096, capNote: "pixels an upload may have here" }), (e: unknown) => e instanceof LimitExceededError && e.data.limit === 4096);
+    await assert.rejects(decodePngAsync(Buffer.from("GIF89a...."), { field: "mask" }), invalid("mask", /not a PNG image/));
   });
 });

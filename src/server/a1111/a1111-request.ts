@@ -4,7 +4,7 @@ import type { OmniDiffusionRequestInit } from "../../core/request.js";
 import { ValidationError } from "../../errors/omni-error.js";
 import { MAX_SEED, randomSeed } from "../../pipelines/random.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
-import { rgbOf, type MaskImage, type RgbImage } from "../../utils/png.js";
+import type { MaskImage, RgbImage } from "../../utils/png.js";
 import { a1111Mask, decodeBase64Upload, resizeMask, resizeRgb, uploadCapOf, type UploadCap } from "../shared/edit-images.js";
 import type { ModelCard } from "../openai/model-card.js";
 import type { ServerLimits } from "../openai/server-options.js";
@@ -109,7 +109,7 @@ export interface A1111Plan {
 async function editImages(body: A1111Body, width: number, height: number, cap: UploadCap): Promise<{ image: RgbImage; mask: MaskImage | null }> {
   const first = body.init_images?.[0];
   if (!first) throw a1111Unprocessable([{ loc: ["body", "init_images"], msg: "img2img needs at least one init image (base64 PNG)", type: "value_error.missing" }]);
-  const image = rgbOf(await decodeBase64Upload(first, "init_images", cap));
+  const image = (await decodeBase64Upload(first, "init_images", cap)).rgb;
   const mask = body.mask ? a1111Mask(await decodeBase64Upload(body.mask, "mask", cap), body.inpainting_mask_invert === 1) : null;
   return { image: resizeRgb(image, width, height), mask: mask ? resizeMask(mask, width, height) : null };
 }

@@ -1,8 +1,8 @@
 import type { FastifyRequest } from "fastify";
 import { z } from "zod";
-import { rgbOf, type MaskImage, type RgbImage } from "../../utils/png.js";
+import type { MaskImage, RgbImage } from "../../utils/png.js";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
-import { decodeUpload, openAIMask, resizeMask, resizeRgb, serverUploadCap, stepsRun, type RgbaUpload, type UploadCap } from "../shared/edit-images.js";
+import { decodeUpload, openAIMask, resizeMask, resizeRgb, serverUploadCap, stepsRun, type DecodedUpload, type UploadCap } from "../shared/edit-images.js";
 import { imageGenerationBodySchema, schemaError, toImageRequest, type ParsedImageRequest } from "./image-request.js";
 import type { ModelCard } from "./model-card.js";
 import { requestError } from "./openai-errors.js";
@@ -88,7 +88,7 @@ function formError(err: unknown, field: string | null, maxUploadBytes: number): 
 }
 
 /** Decodes an upload (off the event loop), turning its ValidationError into the OpenAI 400 naming the parameter. */
-async function decoded(bytes: Buffer, param: string, cap: UploadCap): Promise<RgbaUpload> {
+async function decoded(bytes: Buffer, param: string, cap: UploadCap): Promise<DecodedUpload> {
   try {
     return await decodeUpload(bytes, param, cap);
   } catch (err) {
@@ -124,6 +124,6 @@ export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits
   const parsed = toImageRequest({ ...body, size }, limits, model);
   const { width, height } = parsed.init as { width: number; height: number };
   const mask = maskUpload ? openAIMask(maskUpload) : image.transparent ? openAIMask(image) : null;
-  const edit = { image: resizeRgb(rgbOf(image), width, height), mask: mask ? resizeMask(mask, width, height) : null, strength: body.strength ?? null };
+  const edit = { image: resizeRgb(image.rgb, width, height), mask: mask ? resizeMask(mask, width, height) : null, strength: body.strength ?? null };
   return { ...parsed, steps: stepsRun(parsed.steps, edit), init: { ...parsed.init, ...edit } };
 }

@@ -2,7 +2,7 @@ import { maxSizeFor, tightenLimits, type RequestLimits } from "../../core/limits
 import type { ModelLimits } from "../../core/model-limits.js";
 import { ValidationError } from "../../errors/omni-error.js";
 import { effectiveStrength, strengthSchedule } from "../../pipelines/init-image.js";
-import { decodePngRgbaAsync } from "../../utils/png-decode-pool.js";
+import { decodePngAsync } from "../../utils/png-decode-pool.js";
 import { DEFAULT_MAX_PNG_PIXELS } from "../../utils/png-header.js";
 import { hasPngSignature, luminance, type MaskImage, type RgbImage, type RgbaImage } from "../../utils/png.js";
 
@@ -11,6 +11,23 @@ export interface RgbaUpload extends RgbaImage {
   /** True when some pixel has alpha < 255 (the image carries a transparency mask). */
   transparent: boolean;
 }
+
+/**
+ * An upload as {@link decodeUpload} returns it: its RGB pixels (made on the decode thread), and its RGBA only
+ * when some pixel is transparent (an opaque upload's alpha says nothing, and a 2048² one is 16 MiB).
+ */
+export interface DecodedUpload {
+  width: number;
+  height: number;
+  /** The pixels with alpha dropped. */
+  rgb: RgbImage;
+  transparent: boolean;
+  /** RGBA when `transparent`, else null. */
+  rgba: Uint8Array | null;
+}
+
+/** What the mask readers take: a decoded upload, or RGBA with its transparency flag (the CLI's --mask). */
+export type MaskSource = RgbaUpload | DecodedUpload;
 
 /**
  * An upload may be up to this many times the largest size the model serves, per side: a client may send a
@@ -55,26 +72,24 @@ function invalidImage(field: string, message: string, cause?: unknown): Validati
  * most its declared size). Other formats are refused naming the field: the server decodes PNG only, so a
  * JPEG or WebP upload is a 400 that says so, never a garbled image.
  */
-export async function decodeUpload(bytes: Uint8Array, field: string, cap: UploadCap, signal?: AbortSignal): Promise<RgbaUpload> {
+export async function decodeUpload(bytes: Uint8Array, field: string, cap: UploadCap, signal?: AbortSignal): Promise<DecodedUpload> {
   if (!hasPngSignature(bytes)) {
     throw invalidImage(field, "not a PNG image (this server accepts PNG uploads only)");
   }
-  const png = await decodePngRgbaAsync(bytes, { field, maxPixels: cap.maxPixels, capNote: cap.capNote, signal });
-  const { rgba } = png;
-  let transparent = false;
-  for (let i = 3; i < rgba.length; i += 4) {
-    if (rgba[i]! < 255) {
-      transparent = true;
-      break;
-    }
-  }
-  return { width: png.width, height: png.height, rgba, transparent };
+  const png = await decodePngAsync(bytes, { field, maxPixels: cap.maxPixels, capNote: cap.capNote, signal });
+  return { width: png.width, height: png.height, rgb: { width: png.width, height: png.height, data: png.rgb }, transparent: png.transparent, rgba: png.rgba };
 }
 
-/** 255 where `pick(rgbaOffset)` is true, else 0: our mask convention (255 = repaint). */
-function maskWhere(img: RgbaUpload, pick: (i: number) => boolean): MaskImage {
+/** 255 where `pick(alpha, luminance)` of a pixel is true, else 0: our mask convention (255 = repaint). */
+function maskWhere(img: MaskSource, pick: (alpha: number, luma: number) => boolean): MaskImage {
   const data = new Uint8Array(img.width * img.height);
-  for (let p = 0; p < data.length; p++) data[p] = pick(p * 4) ? 255 : 0;
+  const rgba = img.rgba;
+  const rgb = "rgb" in img ? img.rgb.data : null;
+  for (let p = 0; p < data.length; p++) {
+    const alpha = rgba ? rgba[p * 4 + 3]! : 255;
+    const luma = rgb ? luminance(rgb, p * 3) : luminance(rgba!, p * 4);
+    data[p] = pick(alpha, luma) ? 255 : 0;
+  }
   return { width: img.width, height: img.height, data };
 }
 
@@ -83,9 +98,9 @@ function maskWhere(img: RgbaUpload, pick: (i: number) => boolean): MaskImage {
  * transparency cannot mean that (it would repaint nothing), so it is read as a black-and-white mask
  * instead: white (luminance ≥ 128) is repainted, as in diffusers and A1111.
  */
-export function openAIMask(img: RgbaUpload): MaskImage {
-  if (img.transparent) return maskWhere(img, (i) => img.rgba[i + 3] === 0);
-  return maskWhere(img, (i) => luminance(img.rgba, i) >= 128);
+export function openAIMask(img: MaskSource): MaskImage {
+  if (img.transparent) return maskWhere(img, (alpha) => alpha === 0);
+  return maskWhere(img, (_, luma) => luma >= 128);
 }
 
 /**
@@ -93,15 +108,15 @@ export function openAIMask(img: RgbaUpload): MaskImage {
  * channel, one without by its luminance; either way values above 128 are repainted. `invert`
  * (`inpainting_mask_invert: 1`) repaints the other side.
  */
-export function a1111Mask(img: RgbaUpload, invert: boolean): MaskImage {
-  const on = img.transparent ? (i: number) => img.rgba[i + 3]! > 128 : (i: number) => luminance(img.rgba, i) > 128;
-  return maskWhere(img, (i) => on(i) !== invert);
+export function a1111Mask(img: MaskSource, invert: boolean): MaskImage {
+  const on = img.transparent ? (alpha: number) => alpha > 128 : (_: number, luma: number) => luma > 128;
+  return maskWhere(img, (alpha, luma) => on(alpha, luma) !== invert);
 }
 
 /**
  * Decodes a base64 image as A1111 clients send it: plain base64, or a data URL (`data:image/png;base64,...`).
  */
-export async function decodeBase64Upload(value: string, field: string, cap: UploadCap, signal?: AbortSignal): Promise<RgbaUpload> {
+export async function decodeBase64Upload(value: string, field: string, cap: UploadCap, signal?: AbortSignal): Promise<DecodedUpload> {
   const comma = value.startsWith("data:") ? value.indexOf(",") : -1;
   const b64 = (comma >= 0 ? value.slice(comma + 1) : value).trim();
   if (b64 === "" || !/^[A-Za-z0-9+/=_\-\s]+$/.test(b64)) throw invalidImage(field, "not base64 image data");
