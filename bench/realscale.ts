@@ -104,7 +104,7 @@ function probe(memory: Partial<MemoryTuning>, at = { width: size, height: size, 
   if (r.status !== 0 || !line) throw new Error(`memory probe ${JSON.stringify(memory)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(line) as Probe;
 }
-const ORT_DEFAULTS: MemoryTuning = { cpuMemArena: true, memPattern: true, prepacking: true, attentionSlices: 1, mapInlineWeights: false };
+const ORT_DEFAULTS: MemoryTuning = { cpuMemArena: true, memPattern: true, prepacking: true, attentionSlices: 1, mapInlineWeights: false, vaeSlicing: false };
 let shipped: Probe | null = null;
 if (!args["skip-memory"]) {
   const settings: [string, Partial<MemoryTuning>][] = [

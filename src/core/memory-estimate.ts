@@ -35,7 +35,7 @@ export function estimateWorkerBytes(model: Pick<ModelLimits, "nativeWidth" | "na
   const m = model.memory;
   const ratio = (width * height) / (model.nativeWidth * model.nativeHeight);
   const unet = rows * (m.unetLinearBytes * ratio + m.unetQuadraticBytes * ratio * ratio);
-  const decode = images * m.decodeBytes * ratio;
+  const decode = Math.min(images, m.decodeImagesPerCall ?? images) * m.decodeBytes * ratio;
   const total = RUNTIME_BYTES + m.weightBytes + Math.max(unet, decode);
   return { total, weights: m.weightBytes, runtime: RUNTIME_BYTES, unet, decode };
 }

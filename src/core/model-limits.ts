@@ -47,6 +47,8 @@ export interface ModelMemory {
   unetQuadraticBytes: number;
   /** Peak VAE-decode activation bytes of one image (grow with the pixel count: im2col buffers of the last convolutions). */
   decodeBytes: number;
+  /** Images the full VAE decodes per call (1 when the pipeline decodes a batch one image at a time); absent: all at once. */
+  decodeImagesPerCall?: number;
   /** What one worker may use, bytes: the machine's memory share of this worker (see `memoryBudgetBytes`). 0: unchecked. */
   budgetBytes: number;
 }
@@ -68,6 +70,7 @@ export const modelLimitsSchema = z
         unetLinearBytes: z.number().nonnegative(),
         unetQuadraticBytes: z.number().nonnegative(),
         decodeBytes: z.number().nonnegative(),
+        decodeImagesPerCall: z.number().int().positive().optional(),
         budgetBytes: z.number().nonnegative(),
       })
       .strict()

@@ -5,6 +5,7 @@ import { shapeKey, type DenoiseState } from "./denoise-state.js";
 import { pasteKept } from "./inpaint.js";
 import { SD_LATENT_RGB_FACTORS, approximateRgb, poolLatents } from "./latent-preview.js";
 import { floatData, floatTensor, type OnnxModel } from "./onnx-model.js";
+import type { RgbImage } from "../utils/png.js";
 import { chwToRgb } from "./tensor-ops.js";
 import type { TinyVae } from "./tiny-vae.js";
 
@@ -29,6 +30,11 @@ export interface ImageDecoderParts {
   vaeScale: number;
   latentChannels: number;
   previewDecoder: PreviewDecoder;
+  /**
+   * Images per call of the full VAE: a batch is decoded in calls of at most this many (diffusers' VAE slicing), so
+   * the decode's activations are one image's, not the batch's (SD 1.5 at 512²: ~0.75 GiB per image). Infinity: one call.
+   */
+  fullDecodeImagesPerCall: number;
 }
 
 /**
@@ -66,7 +72,7 @@ export class ImageDecoder {
     });
     for (const { path, idx } of groups.values()) {
       const items = idx.flatMap((i) => states[i]!.samples.map((smp, k) => ({ i, k, src: preview && smp.predX0 ? smp.predX0 : smp.latents, smp })));
-      const images = path === "approx" ? this.#approximate(states[idx[0]!]!, items) : await this.#run(path, states[idx[0]!]!, items, preview);
+      const images = path === "approx" ? this.#approximate(states[idx[0]!]!, items) : await this.#runSliced(path, states[idx[0]!]!, items, preview);
       items.forEach(({ i, k, smp }, j) => {
         const edit = states[i]!.edit;
         const decoded = images[j]!;
@@ -81,6 +87,14 @@ export class ImageDecoder {
   #approximate(state: DenoiseState, items: { src: Float32Array }[]) {
     const [, h, w] = state.latentShape;
     return items.map(({ src }) => approximateRgb(src, 0, w, h));
+  }
+
+  async #runSliced(path: "full" | "tiny", state: DenoiseState, items: { src: Float32Array }[], preview: boolean) {
+    const per = path === "full" ? this.#p.fullDecodeImagesPerCall : Infinity;
+    if (items.length <= per) return this.#run(path, state, items, preview);
+    const images: RgbImage[] = [];
+    for (let at = 0; at < items.length; at += per) images.push(...(await this.#run(path, state, items.slice(at, at + per), preview)));
+    return images;
   }
 
   async #run(path: "full" | "tiny", state: DenoiseState, items: { src: Float32Array }[], preview: boolean) {

@@ -50,6 +50,8 @@ export interface ModelDescriptionInput {
   budgetBytes?: number;
   /** Query-row slices the loaded UNet's attention runs in (onnx-graph/attention-slicing.ts); 1: as exported. */
   attentionSlices?: number;
+  /** Images the full VAE decodes per call (image-decoder.ts); absent or Infinity: the whole batch at once. */
+  decodeImagesPerCall?: number;
 }
 
 const staticDim = (d: number | string | undefined): number | null => (typeof d === "number" && d > 0 ? d : null);
@@ -100,11 +102,17 @@ export function describeOnnxModel(m: ModelDescriptionInput): ModelLimits {
 }
 
 /**
+ * Live elements of the full VAE decode per output pixel and channel of its last level. Measured on SD 1.5 at 512²
+ * (bench/realscale.ts): 0.76-0.85 GiB above the loaded weights for 128 channels × 512², 6.1-6.8 per pixel-channel.
+ */
+const DECODE_ELEMENTS_PER_PIXEL_CHANNEL = 7;
+
+/**
  * The {@link ModelMemory} of a model at its native latent size h × w. Latent UNets (SD family): the attention
  * score matrices and their softmax, both alive at once (2 × heads × (hw)² elements per row), grow with the
- * square of the pixel count; the rest of {@link latentUnetRowParts} linearly. The VAE decode's peak is the
- * im2col buffer of a 3×3 convolution at full resolution plus a few feature maps of its first
- * `block_out_channels` (13 × channels × H × W elements per image). Pixel-space models (tiny-shapes): the
+ * square of the pixel count, divided by the attention slices; the rest of {@link latentUnetRowParts} linearly.
+ * The VAE decode's peak is a few feature maps of its first `block_out_channels` at full resolution
+ * ({@link DECODE_ELEMENTS_PER_PIXEL_CHANNEL} × channels × H × W elements per image). Pixel-space models (tiny-shapes): the
  * ACTIVATION_FACTOR estimate, all of it quadratic above the native size (as `estimateRequestBytes` always did), no decode.
  */
 function memoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: number, latentElems: number, textElems: number): ModelMemory {
@@ -121,7 +129,8 @@ function memoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: number
     // Scores and their softmax for one slice of the query rows at a time.
     unetQuadraticBytes: (bytes * 2 * parts.attention) / Math.max(1, m.attentionSlices ?? 1),
     // A float16 export ships its VAE in float16 too: the same element size as the UNet.
-    decodeBytes: bytes * 13 * vaeChannels * h * m.vaeScale * w * m.vaeScale,
+    decodeBytes: bytes * DECODE_ELEMENTS_PER_PIXEL_CHANNEL * vaeChannels * h * m.vaeScale * w * m.vaeScale,
+    ...(m.decodeImagesPerCall !== undefined && Number.isFinite(m.decodeImagesPerCall) ? { decodeImagesPerCall: m.decodeImagesPerCall } : {}),
   };
 }
 

@@ -58,6 +58,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #memoryBudget: number;
   /** Query-row slices asked for the UNet's attention (memoryTuningFor); in effect where the UNet had attention to slice. */
   readonly #attentionSlices: number;
+  /** Images per full-VAE call (1 with VAE slicing). */
+  readonly #decodeImagesPerCall: number;
   #limits: ModelLimits | null = null;
   /** Applies defaults and checks requests; caches the sampler checks per (scheduler, steps). */
   readonly #resolver: RequestResolver;
@@ -74,6 +76,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#weightBytes = onnxWeightBytes(TinyVae.modelOnnxPaths(modelDir, opts.tinyVae));
     const sessionOpts = { ...opts, memory: memoryTuningFor(this.#weightBytes, opts.memory) };
     this.#attentionSlices = sessionOpts.memory.attentionSlices;
+    this.#decodeImagesPerCall = sessionOpts.memory.vaeSlicing ? 1 : Infinity;
     this.#textEncoder = new OnnxModel("text_encoder", paths.text_encoder, sessionOpts);
     this.#unet = new OnnxModel("unet", paths.unet, sessionOpts);
     this.#vae = new OnnxModel("vae_decoder", paths.vae_decoder, sessionOpts);
@@ -91,7 +94,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#scalingFactor = vaeCfg.scaling_factor ?? 0.18215;
     this.#unetConfig = unetCfg;
     this.#decoder = new ImageDecoder(
-      { vae: this.#vae, tiny: this.#tinyVae, scalingFactor: this.#scalingFactor, vaeScale: this.#vaeScale, latentChannels: this.#latentChannels, previewDecoder: opts.previewDecoder ?? "auto" },
+      { vae: this.#vae, tiny: this.#tinyVae, scalingFactor: this.#scalingFactor, vaeScale: this.#vaeScale, latentChannels: this.#latentChannels, previewDecoder: opts.previewDecoder ?? "auto", fullDecodeImagesPerCall: this.#decodeImagesPerCall },
       modelDir,
     );
     const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
@@ -153,6 +156,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       vaeConfig: this.#vaeConfig,
       budgetBytes: this.#memoryBudget,
       attentionSlices: this.#unet.slicedAttention ? this.#attentionSlices : 1,
+      decodeImagesPerCall: this.#decodeImagesPerCall,
     });
     // One source for the native size: what describe() found (config, else the export's static dims).
     this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };

@@ -50,10 +50,12 @@ export interface MemoryTuning {
    * second copy of rewritten weights (SD 1.5's text encoder and VAEs: +0.6 GiB resident).
    */
   mapInlineWeights: boolean;
+  /** Decode a batch with the full VAE one image per call (image-decoder.ts): one image's activations alive, not the batch's. */
+  vaeSlicing: boolean;
 }
 
 /** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */
-export const DEFAULT_MEMORY_TUNING: Readonly<MemoryTuning> = { cpuMemArena: true, memPattern: true, prepacking: true, attentionSlices: 1, mapInlineWeights: false };
+export const DEFAULT_MEMORY_TUNING: Readonly<MemoryTuning> = { cpuMemArena: true, memPattern: true, prepacking: true, attentionSlices: 1, mapInlineWeights: false, vaeSlicing: false };
 
 /** Attention slices for big models: SD 1.5's 512² self-attention scores go from 1 GiB per row to 64 MiB. */
 export const BIG_MODEL_ATTENTION_SLICES = 16;
@@ -76,7 +78,7 @@ export const ARENA_MAX_WEIGHT_BYTES = BIG_MODEL_WEIGHT_BYTES;
  */
 export function memoryTuningFor(weightBytes: number, override: Partial<MemoryTuning> = {}): MemoryTuning {
   const big = weightBytes >= ARENA_MAX_WEIGHT_BYTES;
-  return { ...DEFAULT_MEMORY_TUNING, cpuMemArena: !big, attentionSlices: big ? BIG_MODEL_ATTENTION_SLICES : 1, mapInlineWeights: big, ...override };
+  return { ...DEFAULT_MEMORY_TUNING, cpuMemArena: !big, attentionSlices: big ? BIG_MODEL_ATTENTION_SLICES : 1, mapInlineWeights: big, vaeSlicing: big, ...override };
 }
 
 /**

@@ -11,13 +11,17 @@ import { RUNTIME_BYTES, estimateWorkerBytes, memoryBudgetBytes } from "../../src
 import { parseModelLimits, type ModelLimits } from "../../src/core/model-limits.js";
 import { ConfigError, LimitExceededError } from "../../src/errors/omni-error.js";
 import { checkWorkersFit, modelWeightBytesOnDisk } from "../../src/executors/shared/worker-memory.js";
-import { describeOnnxModel } from "../../src/pipelines/model-limits.js";
+import { describeOnnxModel, type ModelDescriptionInput } from "../../src/pipelines/model-limits.js";
 
 const GiB = 1024 ** 3;
 const SD15_UNET = { sample_size: 64, block_out_channels: [320, 640, 1280, 1280], attention_head_dim: 8, cross_attention_dim: 768 };
 
 function sd15(budgetBytes: number): ModelLimits {
-  return describeOnnxModel({
+  return describeOnnxModel(sd15Input(budgetBytes));
+}
+
+function sd15Input(budgetBytes: number): ModelDescriptionInput {
+  return {
     unetConfig: SD15_UNET,
     schedulerConfig: { _class_name: "PNDMScheduler", prediction_type: "epsilon" },
     vaeScale: 8,
@@ -30,20 +34,32 @@ function sd15(budgetBytes: number): ModelLimits {
     weightBytes: 4 * GiB,
     vaeConfig: { block_out_channels: [128, 256, 512, 512] },
     budgetBytes,
-  });
+  };
 }
 
 describe("the worker memory estimate", () => {
   it("an SD 1.5 UNet at 512²: attention scores and their softmax (2 × 8 heads × 4096²) grow with the square of the pixels", () => {
     const m = sd15(0).memory!;
     assert.equal(m.unetQuadraticBytes, 2 * 8 * 4096 * 4096 * 4);
-    assert.equal(m.decodeBytes, 4 * 13 * 128 * 512 * 512);
+    assert.equal(m.decodeBytes, 4 * 7 * 128 * 512 * 512);
     assert.equal(m.weightBytes, 4 * GiB);
     const at512 = estimateWorkerBytes({ ...sd15(0), memory: m }, 512, 512, 1, 1);
     const at768 = estimateWorkerBytes({ ...sd15(0), memory: m }, 768, 768, 1, 1);
     assert.equal(at512.total, RUNTIME_BYTES + 4 * GiB + Math.max(at512.unet, at512.decode));
     assert.ok(Math.abs(at768.unet - (m.unetLinearBytes * 2.25 + m.unetQuadraticBytes * 2.25 ** 2)) < 1);
     assert.ok(at768.unet / at512.unet > 4.5, "attention dominates: close to the square of 2.25");
+  });
+
+  it("attention slices divide the quadratic part; VAE slicing bounds the decode to one image's", () => {
+    const plain = sd15(0).memory!;
+    const lean = describeOnnxModel({ ...sd15Input(0), attentionSlices: 16, decodeImagesPerCall: 1 }).memory!;
+    assert.equal(lean.unetQuadraticBytes, plain.unetQuadraticBytes / 16);
+    assert.equal(lean.unetLinearBytes, plain.unetLinearBytes);
+    assert.equal(lean.decodeImagesPerCall, 1);
+    assert.equal(plain.decodeImagesPerCall, undefined, "absent: the batch in one call");
+    const limits = (memory: typeof plain) => ({ ...sd15(0), memory });
+    assert.equal(estimateWorkerBytes(limits(lean), 512, 512, 4, 4).decode, lean.decodeBytes);
+    assert.equal(estimateWorkerBytes(limits(plain), 512, 512, 4, 4).decode, 4 * plain.decodeBytes);
   });
 
   it("crosses the wire: ModelLimits with memory parse, and an unknown memory field is refused", () => {

@@ -2,7 +2,7 @@
  * Graph rewrites that bound a worker's memory on big models, checked on the SD 1.5-layout fixture against the
  * graphs as exported: attention sliced into query-row chunks computes the same outputs (even and uneven chunks,
  * batch 2), inline weights turned into references to the file's own bytes load the same model, and a pipeline
- * with both draws the same image as one without.
+ * with both and VAE slicing (a batch decoded one image per call) draws the same images as one without.
  */
 import assert from "node:assert/strict";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -106,27 +106,28 @@ describe("inline weights mapped from the file", () => {
 
 describe("a pipeline with both", { timeout: 300_000 }, () => {
   it("draws the same image as the graphs as exported, and reports the slices in its memory estimate", async () => {
-    const request = () => new OmniDiffusionRequest({ prompt: "a red circle on a blue background", width: 64, height: 64, numInferenceSteps: 2, guidanceScale: 3, seed: 5 });
+    const request = () => new OmniDiffusionRequest({ prompt: "a red circle on a blue background", width: 64, height: 64, numInferenceSteps: 2, guidanceScale: 3, seed: 5, numOutputsPerPrompt: 2 });
     const run = async (memory: Partial<MemoryTuning>) => {
       const p = (await loadPipeline(SD15, { intraOpNumThreads: 1, memory })) as SteppablePipeline;
       try {
-        return { image: (await p.generate([request()])).output[0]!, memory: p.describe!().memory! };
+        return { images: (await p.generate([request()])).output, memory: p.describe!().memory! };
       } finally {
         await p.release();
       }
     };
-    const plain = await run({ attentionSlices: 1, mapInlineWeights: false });
-    const lean = await run({ attentionSlices: 4, mapInlineWeights: true });
-    assert.deepEqual(Buffer.from(lean.image.data), Buffer.from(plain.image.data));
+    const plain = await run({ attentionSlices: 1, mapInlineWeights: false, vaeSlicing: false });
+    const lean = await run({ attentionSlices: 4, mapInlineWeights: true, vaeSlicing: true });
+    assert.equal(lean.images.length, 2);
+    lean.images.forEach((img, i) => assert.deepEqual(Buffer.from(img.data), Buffer.from(plain.images[i]!.data), `image ${i}`));
+    assert.equal(lean.memory.decodeImagesPerCall, 1, "two images, decoded one per call");
     assert.ok(plain.memory.unetQuadraticBytes > 0);
     assert.equal(lean.memory.unetQuadraticBytes, plain.memory.unetQuadraticBytes / 4, "a quarter of the score matrices alive at once");
   });
 
-  it("big models get both by default, small ones neither", () => {
-    assert.deepEqual(
-      [memoryTuningFor(4 * 1024 ** 3).attentionSlices > 1, memoryTuningFor(4 * 1024 ** 3).mapInlineWeights],
-      [true, true],
-    );
-    assert.deepEqual([memoryTuningFor(3 * 1024 ** 2).attentionSlices, memoryTuningFor(3 * 1024 ** 2).mapInlineWeights], [1, false]);
+  it("big models get all three by default, small ones none", () => {
+    const big = memoryTuningFor(4 * 1024 ** 3);
+    const small = memoryTuningFor(3 * 1024 ** 2);
+    assert.deepEqual([big.attentionSlices > 1, big.mapInlineWeights, big.vaeSlicing], [true, true, true]);
+    assert.deepEqual([small.attentionSlices, small.mapInlineWeights, small.vaeSlicing], [1, false, false]);
   });
 });
