@@ -5,7 +5,8 @@ import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { OmniError, TransportError, UnknownMethodError, ValidationError } from "../errors/omni-error.js";
-import { decodePng, encodeOpenAIMaskPng, encodePng, type RgbImage } from "../utils/png.js";
+import { encodeOpenAIMaskPng, encodePng, type RgbImage } from "../utils/png.js";
+import { decodePngAsync } from "../utils/png-decode-pool.js";
 import type { CollectiveRpcOptions } from "./base.js";
 import type { Deadline } from "../policies/deadline.js";
 import type { Endpoint } from "../policies/endpoint-pool.js";
@@ -124,7 +125,20 @@ export class OpenAIImagesExecutor extends RemoteExecutor<HttpClient, OpenAIOptio
     if (data.length !== r.numOutputsPerPrompt || data.some((d) => typeof d.b64_json !== "string")) {
       throw new TransportError(`${ctx.endpoint.url}: expected ${r.numOutputsPerPrompt} b64_json image(s), got ${data.length}`, { retryable: false, data: { endpoint: ctx.endpoint.url } });
     }
-    const output: GeneratedImage[] = data.map((d, index) => ({ ...decodePng(Buffer.from(d.b64_json as string, "base64")), requestId: r.requestId, index, seed: seed + index }));
+    // A peer's image is untrusted bytes: decoded off the event loop, at most the size asked for (a bomb is refused).
+    const maxPixels = r.width !== null && r.height !== null ? r.width * r.height : undefined;
+    const output: GeneratedImage[] = await Promise.all(
+      data.map(async (d, index) => {
+        let img: RgbImage;
+        try {
+          const png = await decodePngAsync(Buffer.from(d.b64_json as string, "base64"), { field: `data.${index}.b64_json`, maxPixels });
+          img = { width: png.width, height: png.height, data: png.rgb };
+        } catch (err) {
+          throw new TransportError(`${ctx.endpoint.url}: ${(err as Error).message}`, { retryable: false, cause: err, data: { endpoint: ctx.endpoint.url } });
+        }
+        return { ...img, requestId: r.requestId, index, seed: seed + index };
+      }),
+    );
     return new DiffusionOutput({ output });
   }
 
