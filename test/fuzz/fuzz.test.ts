@@ -14,7 +14,7 @@ import { startServer, type OmniServer } from "../../src/index.js";
 import { createClient } from "../../src/protocol/grpc-codec.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
-import { makeRng } from "./hostile.js";
+import { HOSTILE_PNGS, makeRng } from "./hostile.js";
 import { PROTOTYPE_KEYS, fuzzGrpc, fuzzHttp, sagemakerRoutes, serveRoutes, workerRoutes, type Finding } from "./runner.js";
 
 const INTERNAL = /OMNI_ERR_INTERNAL|"code":"internal"/;
@@ -91,6 +91,39 @@ describe(`fuzz (seed ${SEED})`, { timeout: 20 * 60_000 }, () => {
     for (const route of serveRoutes().filter((r) => r.method === "POST")) {
       for (const origin of ["http://evil.example", "null", "http://127.0.0.1:1"]) {
         await check(`cross-site POST ${route.path} from ${origin}`, await send(route.path, route.body?.(makeRng(SEED)) ?? {}, { origin, "sec-fetch-site": "cross-site" }), (s) => s === 403);
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  it("every hostile PNG (bombs, 4096², 16-bit, ...) at every image field of serve and the worker is a 4xx; a valid one is served (issue 21)", async () => {
+    const problems: string[] = [];
+    const auth = { authorization: `Bearer ${KEY}` };
+    const valid = HOSTILE_PNGS["valid 32x32"]!();
+    const record = async (what: string, res: Response, expectOk: boolean) => {
+      const text = await res.text();
+      const good = expectOk ? res.status === 200 : res.status >= 400 && res.status < 500;
+      if (!good || INTERNAL.test(text)) problems.push(`${what}: ${res.status} ${text.slice(0, 200)}`);
+    };
+    for (const [name, make] of Object.entries(HOSTILE_PNGS)) {
+      const png = make();
+      const expectOk = name === "valid 32x32";
+      for (const [part, files] of [["image", { image: png }], ["mask", { image: valid, mask: png }]] as const) {
+        const form = new FormData();
+        form.set("prompt", "a red circle");
+        form.set("num_inference_steps", "1");
+        for (const [k, v] of Object.entries(files)) form.set(k, new Blob([v], { type: "image/png" }), `${k}.png`);
+        await record(`edits ${part}=${name}`, await fetch(`${serve.url}/v1/images/edits`, { method: "POST", headers: auth, body: form }), expectOk);
+      }
+      const json = (url: string, body: unknown) => fetch(url, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(body) });
+      const b64 = png.toString("base64");
+      for (const [field, body] of [["init_images", { init_images: [b64] }], ["mask", { init_images: [valid.toString("base64")], mask: b64 }]] as const) {
+        await record(`img2img ${field}=${name}`, await json(`${serve.url}/sdapi/v1/img2img`, { prompt: "a red circle", steps: 1, send_images: false, ...body }), expectOk);
+      }
+      for (const [field, extra] of [["image", { image: b64 }], ["mask_image", { image: valid.toString("base64"), mask_image: b64 }]] as const) {
+        const req = { prompt: "a red circle", width: 32, height: 32, num_inference_steps: 1, ...extra };
+        await record(`worker generate ${field}=${name}`, await json(`${worker.httpUrl}/v1/diffusion/generate`, { requests: [req] }), expectOk);
+        await record(`sagemaker ${field}=${name}`, await json(`${worker.sagemakerUrl}/invocations`, { requests: [req] }), expectOk);
       }
     }
     assert.deepEqual(problems, []);

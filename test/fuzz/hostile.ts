@@ -4,6 +4,8 @@
  * seed reproduces a run exactly (`FUZZ_SEED`).
  */
 import { seededRandom } from "../../bench/lib/serve-load.js";
+import { inflatedSize } from "../../src/utils/png-header.js";
+import { bombPng, pngWith, zeroStream } from "../helpers/png-bombs.js";
 
 /** The benchmarks' seedable PRNG (mulberry32, uniform in [0, 1)): one seed, one run. */
 export const makeRng: (seed: number) => () => number = seededRandom;
@@ -133,4 +135,30 @@ export function hostileAuth(rng: Rng, key: string): [string, string][] {
     [["Authorization", `Bearer ${key}`], ["Authorization", "Bearer other"]],
     [["Authorization", `Bearer ${"k".repeat(10_000)}`]],
   ] as [string, string][][]);
+}
+
+/**
+ * Every kind of hostile PNG a decoder meets (issue 21): decompression bombs (interlaced and not; 32 KiB files
+ * that inflate to 32 MiB), a real 4096² image (a grey one of ~16 KiB), a header claiming 50,000², 16-bit
+ * samples, a truncated file, a colour type that does not exist, random bytes and, for contrast, a valid
+ * 32x32 image.
+ */
+export const HOSTILE_PNGS: Readonly<Record<string, () => Buffer>> = {
+  "interlaced bomb": () => bombPng(32 * 1024),
+  "flat bomb": () => bombPng(32 * 1024, { width: 32, height: 32, interlaced: false }),
+  "4096x4096": () => {
+    const h = { width: 4096, height: 4096, colourType: 0 };
+    return pngWith(h, zeroStream(inflatedSize({ ...h, bitDepth: 8, interlaced: false })));
+  },
+  "50000x50000 header": () => pngWith({ width: 50_000, height: 50_000 }, zeroStream(1024)),
+  "16-bit": () => pngWith({ width: 8, height: 8, bitDepth: 16, colourType: 2 }, zeroStream(8 * 49)),
+  truncated: () => bombPng(32 * 1024).subarray(0, 200),
+  "colour type 5": () => pngWith({ width: 8, height: 8, colourType: 5 }, zeroStream(8 * 33)),
+  "random bytes": () => Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 73 + 11) & 255)),
+  "valid 32x32": () => pngWith({ width: 32, height: 32, colourType: 2 }, zeroStream(32 * 97)),
+};
+
+/** One of {@link HOSTILE_PNGS}, base64 (as JSON bodies carry images). */
+export function hostilePngB64(rng: Rng): string {
+  return HOSTILE_PNGS[pick(rng, Object.keys(HOSTILE_PNGS))]!().toString("base64");
 }

@@ -7,7 +7,7 @@ import { connect } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { createClient, omniDiffusionService } from "../../src/protocol/grpc-codec.js";
 import { carriedDeadline, httpAnswerProblem } from "./http-oracle.js";
-import { chance, deepJson, hostileAuth, hostileBody, int, mutate, pick, randomValue, validRequestDict, type Rng } from "./hostile.js";
+import { chance, deepJson, hostileAuth, hostileBody, hostilePngB64, int, mutate, pick, randomValue, validRequestDict, type Rng } from "./hostile.js";
 
 /** One route of an HTTP server. */
 export interface HttpRoute {
@@ -121,6 +121,8 @@ const u32 = (rng: Rng) => pick(rng, [0, 1, 2, 8, 32, 33, 64, 4096, 65_535, 4_294
 
 function protoRequest(rng: Rng): Record<string, unknown> {
   const base = { request_id: "", ...validRequestDict(rng) };
+  // A hostile PNG (bomb, 4096², 16-bit, ...) as the init image or mask.
+  if (chance(rng, 0.1)) return { ...base, [pick(rng, ["image", "mask_image"])]: Buffer.from(hostilePngB64(rng), "base64") };
   if (chance(rng, 0.4)) return base;
   const field = pick(rng, ["request_id", "prompt", "negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "seed", "num_outputs_per_prompt", "scheduler"]);
   const numeric = ["height", "width", "num_inference_steps", "num_outputs_per_prompt", "seed"].includes(field);
@@ -221,13 +223,21 @@ export function serveRoutes(): HttpRoute[] {
     { method: "GET", path: "/sdapi/v1/progress" },
     { method: "POST", path: "/sdapi/v1/interrupt", body: (rng) => ({ id_task: pick(rng, ["task(x)", ...PROTOTYPE_KEYS]) }) },
     { method: "GET", path: "/sdapi/v1/progress?id_task=constructor" },
+    // Hostile PNGs (bombs, 4096², 16-bit, ...) as init image or mask.
+    { method: "POST", path: "/sdapi/v1/img2img", body: (rng) => ({ prompt: "a red circle", steps: 1, send_images: false, init_images: [hostilePngB64(rng)], ...(chance(rng, 0.3) ? { mask: hostilePngB64(rng) } : {}) }) },
   ];
+}
+
+/** A valid request dict, or one whose `image` or `mask_image` is a hostile PNG. */
+function requestWithImages(rng: Rng): Record<string, unknown> {
+  const r = validRequestDict(rng);
+  return chance(rng, 0.3) ? { ...r, [pick(rng, ["image", "mask_image"])]: hostilePngB64(rng) } : r;
 }
 
 /** The routes of the worker's HTTP API. */
 export function workerRoutes(): HttpRoute[] {
   return [
-    { method: "POST", path: "/v1/diffusion/generate", body: (rng) => ({ requests: [validRequestDict(rng)] }) },
+    { method: "POST", path: "/v1/diffusion/generate", body: (rng) => ({ requests: [requestWithImages(rng)] }) },
     { method: "POST", path: "/v1/diffusion/rpc", body: (rng) => ({ method: pick(rng, ["ping", "getStats", "wakeUp", "formatDisk"]), args: [] }) },
     { method: "POST", path: "/v1/diffusion/abort", body: (rng) => ({ request_ids: [String(randomValue(rng, 0)) || "x"] }) },
     { method: "GET", path: "/health" },
@@ -240,7 +250,7 @@ export function sagemakerRoutes(): HttpRoute[] {
     {
       method: "POST",
       path: "/invocations",
-      body: (rng) => pick(rng, [{ requests: [validRequestDict(rng)] }, [validRequestDict(rng)], { rpc: { method: "ping" } }, { health: {} }, mutate(rng, { requests: [validRequestDict(rng)] })]),
+      body: (rng) => pick(rng, [{ requests: [requestWithImages(rng)] }, [validRequestDict(rng)], { rpc: { method: "ping" } }, { health: {} }, mutate(rng, { requests: [validRequestDict(rng)] })]),
     },
     { method: "GET", path: "/ping" },
   ];
