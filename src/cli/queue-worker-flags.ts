@@ -2,6 +2,8 @@ import type { Command } from "commander";
 import { assertPortsFree } from "../server/shared/port-check.js";
 import { startQueueWorker } from "../server/queue/queue-worker.js";
 import type { OmniDiffusionConfigInput } from "../core/config.js";
+import { toOmniError } from "../errors/omni-error.js";
+import { describeRedis, redisOptions } from "../protocol/queue-protocol.js";
 import { intArg } from "./options.js";
 
 /** The flags `omni-diffusion worker` takes in queue mode. */
@@ -31,7 +33,8 @@ export function addQueueWorkerFlags(cmd: Command): Command {
 
 /**
  * Runs `omni-diffusion worker --queue`: prints `omni-diffusion worker ready: queue=<url> id=<id>[ metrics=<url>]`
- * once it pulls jobs; SIGTERM/SIGINT stop pulling, drain held jobs and exit 0.
+ * once it pulls jobs (the URL without its password); SIGTERM/SIGINT stop pulling, drain held jobs, print one
+ * `omni-diffusion worker stopped (<signal>): ...` line saying what the drain did, and exit 0.
  */
 export async function runQueueWorker(flags: QueueWorkerFlags & { host?: string }, engine: OmniDiffusionConfigInput): Promise<void> {
   // Before the engine starts: a taken metrics port is one line naming it and its flag.
@@ -48,8 +51,20 @@ export async function runQueueWorker(flags: QueueWorkerFlags & { host?: string }
     drainTimeoutMs: flags.drainTimeout,
     engine,
   });
-  const stop = () => void worker.close().finally(() => process.exit(0));
+  const where = `queue=${describeRedis(redisOptions(flags.queue!, { field: "--queue" }))} id=${worker.id}`;
+  // One line when it leaves, saying what the drain did (operators otherwise saw the process just vanish).
+  const stop = (signal: NodeJS.Signals) =>
+    void worker.close().then(
+      (s) => {
+        console.log(`omni-diffusion worker stopped (${signal}): ${where} drained ${s.heldAtClose - s.handedBack} of ${s.heldAtClose} held jobs, handed back ${s.handedBack}; jobs since start: ${s.ok} ok, ${s.error} with an error`);
+        process.exit(0);
+      },
+      (err: unknown) => {
+        console.error(`omni-diffusion worker: shutdown failed: ${toOmniError(err).message}`);
+        process.exit(1);
+      },
+    );
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
-  console.log(`omni-diffusion worker ready: queue=${flags.queue} id=${worker.id}${worker.metricsUrl ? ` metrics=${worker.metricsUrl}` : ""}`);
+  console.log(`omni-diffusion worker ready: ${where}${worker.metricsUrl ? ` metrics=${worker.metricsUrl}` : ""}`);
 }

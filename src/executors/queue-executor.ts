@@ -9,11 +9,25 @@ import { AbortedError, ClosedError, QueueFullError, TimeoutError, TransportError
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { EventReader } from "./queue/event-reader.js";
 import { JobWaiters, errorOutput } from "./queue/job-waiters.js";
-import { ABORT_TTL_MS, DEFAULT_QUEUE_NAME, KEEP_FINISHED_S, describeRedis, jobIdFor, queueKeys, redisNow, redisOptions, type JobData, type WorkerInfo } from "../protocol/queue-protocol.js";
+import {
+  ABORT_TTL_MS,
+  DEFAULT_QUEUE_NAME,
+  KEEP_FINISHED_S,
+  RedisConnectionWatch,
+  describeRedis,
+  jobIdFor,
+  queueKeys,
+  redisNow,
+  redisOptions,
+  whenReady,
+  type JobData,
+  type WorkerInfo,
+} from "../protocol/queue-protocol.js";
 import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
 import { Deadline } from "../policies/deadline.js";
+import { DEFAULT_REFUSED_TIMEOUT_MS } from "../policies/remote-policy.js";
 import { pollPolicy } from "../policies/worker-policies.js";
 import { orTimeout, settleWithin } from "../utils/settle-within.js";
 
@@ -32,6 +46,8 @@ const queueOptionsSchema = z.object({
   healthTimeoutMs: z.number().int().min(1).default(5_000),
   /** Total budget of one request, ms; the engine's `rpcTimeoutMs` applies when absent, the smaller when both are set. */
   timeoutMs: z.number().int().min(1).optional(),
+  /** How long `init` keeps trying while Redis refuses connections (nothing listens), ms; then it fails naming the refusal. */
+  refusedTimeoutMs: z.number().int().min(0).default(DEFAULT_REFUSED_TIMEOUT_MS),
 });
 
 type QueueOptions = z.output<typeof queueOptionsSchema>;
@@ -56,7 +72,9 @@ const CLOSE_TIMEOUT_MS = 2_000;
  * itself when Redis is back.
  *
  * `executorOptions`: `url` (required), `queue` ("omni-diffusion"), `maxWaiting` (1000), `maxInFlight` (256),
- * `attempts` (3), `healthTimeoutMs` (5000), `timeoutMs`.
+ * `attempts` (3), `healthTimeoutMs` (5000), `timeoutMs`, `refusedTimeoutMs` (5000). Redis refusing the
+ * credentials fails `init` at once with an UnauthorizedError; refusing connections for `refusedTimeoutMs`,
+ * with a TransportError naming host and port.
  *
  * @example
  * ```ts
@@ -84,6 +102,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   #eventsConn: Redis | null = null;
   #waiters: JobWaiters | null = null;
   #rpc: RpcBroadcast | null = null;
+  #watch: RedisConnectionWatch | null = null;
   #lostConnections = 0;
 
   /** Throws ConfigError for bad `executorOptions` before anything connects. */
@@ -100,19 +119,26 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     const failFast = { ...this.#redis, enableOfflineQueue: false };
     // The connections are ours, handed to BullMQ: shutdown can always cut them, even while Redis is unreachable.
     this.#client = new Redis(failFast);
+    // Credentials Redis refuses, or an address that keeps refusing connections: init stops at once, naming it.
+    const watch = (this.#watch = new RedisConnectionWatch(this.#client, this.#redis, this.options.refusedTimeoutMs));
     this.#sub = new Redis(this.#redis);
     this.#eventsConn = new Redis(this.#redis);
-    this.#queue = new Queue(this.options.queue, { connection: this.#client, streams: { events: { maxLen: 2_000 } } });
 
     // Connection errors are reported through the calls and health checks that meet them, not as events.
     const quiet = () => undefined;
     this.#client.on("error", quiet);
     this.#sub.on("error", quiet);
     this.#eventsConn.on("error", quiet);
-    this.#queue.on("error", quiet);
     const waiters = (this.#waiters = new JobWaiters());
-    this.#events = new EventReader(this.#eventsConn, this.#queue.keys.events!, (e) => waiters.handle(e));
-    this.#rpc = new RpcBroadcast(this.#client, this.#sub, this.options.queue);
+    // BullMQ's queue, the event reader and the RPC channel start once Redis has answered (below): a
+    // refusal then leaves no BullMQ connection behind to fail after shutdown.
+    const startQueue = () => {
+      if (this.#queue || this.isClosed) return;
+      this.#queue = new Queue(this.options.queue, { connection: this.#client!, streams: { events: { maxLen: 2_000 } } });
+      this.#queue.on("error", quiet);
+      this.#events = new EventReader(this.#eventsConn!, this.#queue.keys.events!, (e) => waiters.handle(e));
+      this.#rpc = new RpcBroadcast(this.#client!, this.#sub!, this.options.queue);
+    };
     // A lost connection may have lost events (and, without persistence, the jobs): fail what waits on it now.
     const onClose = () => {
       if (this.isClosed || !this.#waiters?.size) return;
@@ -122,24 +148,32 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     this.#client.on("close", onClose);
     this.#eventsConn.on("close", onClose);
     const until = Date.now() + this.config.workerStartTimeoutMs;
-    const events = this.#events;
-    // Each round is bounded: an unreachable Redis must end in the TimeoutError below, not a hang.
-    const poll = pollPolicy(READY_POLL_MS, () => !this.isClosed && Date.now() + READY_POLL_MS < until);
+    // Each round is bounded: an unreachable Redis must end in the TimeoutError below, not a hang; a failure
+    // no waiting can cure (refused credentials, refused connections for refusedTimeoutMs) ends it at once.
+    let hopeless: unknown = null;
+    void watch.failed.catch((err: unknown) => (hopeless = err));
+    const poll = pollPolicy(READY_POLL_MS, () => !this.isClosed && hopeless === null && Date.now() + READY_POLL_MS < until);
     try {
       await poll.execute(async () => {
         const left = Math.max(1, until - Date.now());
         await orTimeout(
-          (async () => {
-            if (this.#client!.status === "wait" || this.#client!.status === "end") await this.#client!.connect();
-            await events.ready;
-          })(),
+          Promise.race([
+            (async () => {
+              if (this.#client!.status === "wait" || this.#client!.status === "end") await this.#client!.connect();
+              await whenReady(this.#client!);
+              startQueue();
+              await this.#events?.ready;
+            })(),
+            watch.failed,
+          ]),
           left,
-          () => new TimeoutError(`Redis did not answer within ${left}ms`),
+          () => new TimeoutError(`Redis did not answer within ${left}ms${watch.last ? ` (last error: ${watch.last.message})` : ""}`),
         );
         await this.checkHealth({ timeout: Math.max(1, Math.min(this.options.healthTimeoutMs, until - Date.now())) });
       });
     } catch (err) {
       if (this.isClosed) throw new ClosedError("QueueDiffusionExecutor was closed while starting", { cause: err });
+      if (hopeless !== null) throw hopeless;
       throw new TimeoutError(`no worker became live on ${this.#where} within ${this.config.workerStartTimeoutMs}ms (workerStartTimeoutMs): ${toOmniError(err).message}`, {
         cause: err,
         data: { method: "init", timeoutMs: this.config.workerStartTimeoutMs },
@@ -155,7 +189,12 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
 
   /** Redis failures as a retryable TransportError that says where. */
   #redisError(err: unknown, what: string): TransportError {
-    return new TransportError(`${what}: Redis at ${this.#where} is unreachable: ${toOmniError(err).message}`, { cause: err, data: { url: describeRedis(this.#redis) } });
+    return new TransportError(`${what}: Redis at ${this.#where} is unreachable: ${this.#why(err)}`, { cause: err, data: { url: describeRedis(this.#redis) } });
+  }
+
+  /** The connection's own last error ("connection refused at host:port") over ioredis's "Stream isn't writeable". */
+  #why(err: unknown): string {
+    return this.#watch?.last?.message ?? toOmniError(err).message;
   }
 
   override get maxConcurrentBatches(): number {
@@ -299,7 +338,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     } catch (err) {
       if (dl.callerAborted) throw opts.signal!.reason;
       if (dl.signal.aborted && err === dl.signal.reason) throw err;
-      throw new UnhealthyError(`Redis at ${this.#where} is unreachable: ${toOmniError(err).message}`, { cause: err });
+      throw new UnhealthyError(`Redis at ${this.#where} is unreachable: ${this.#why(err)}`, { cause: err });
     } finally {
       dl.dispose();
     }
@@ -309,6 +348,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   protected async shutdown(): Promise<void> {
     this.#waiters?.failAll(new ClosedError("QueueDiffusionExecutor is shut down"));
     this.#rpc?.dispose();
+    this.#watch?.dispose();
     // A graceful close waits for a connection that may never come (Redis down): bounded, then the connections are cut.
     this.#events?.stop();
     await settleWithin(Promise.allSettled([this.#queue?.close()]), CLOSE_TIMEOUT_MS);

@@ -4,7 +4,9 @@
  * connection options. The worker side imports only this module, never the executor.
  */
 import type { Redis, RedisOptions } from "ioredis";
-import { ConfigError, type SerializedError } from "../errors/omni-error.js";
+import { z } from "zod";
+import { ConfigError, OmniError, TransportError, UnauthorizedError, type SerializedError } from "../errors/omni-error.js";
+import { zodToValidationError } from "../utils/zod-error.js";
 
 /** Default BullMQ queue name. */
 export const DEFAULT_QUEUE_NAME = "omni-diffusion";
@@ -68,6 +70,24 @@ export interface JobData {
   previewEvery?: number;
   /** When the executor enqueued it, epoch ms (enqueue-to-start latency). */
   enqueuedAt: number;
+}
+
+/**
+ * What a worker accepts as job data. Anyone who can write to Redis can add a job, so nothing in it is
+ * trusted: a malformed job is answered with a ValidationError on that job, never a crash elsewhere
+ * (an `enqueuedAt` of "x" once reached prom-client's histogram as NaN and threw there).
+ */
+const jobDataSchema = z.object({
+  request: z.record(z.string(), z.unknown()),
+  previewEvery: z.number().int().min(1).max(10_000).optional(),
+  enqueuedAt: z.number().finite().min(0),
+});
+
+/** Checks a job's data (see {@link JobData}); throws a ValidationError naming the bad field (`enqueuedAt`, `request`, ...). */
+export function parseJobData(raw: unknown): JobData {
+  const r = jobDataSchema.safeParse(raw);
+  if (!r.success) throw zodToValidationError(r.error, "queue job data");
+  return r.data;
 }
 
 /** A job's progress, as `job.updateProgress` stores it. */
@@ -141,7 +161,7 @@ export function redisOptions(url: string, opts: { failFast?: boolean; field?: st
 
 /** `host:port/db` of a connection, for messages (never the password). */
 export function describeRedis(o: RedisOptions): string {
-  return `redis://${o.host}:${o.port}/${o.db ?? 0}`;
+  return `${o.tls ? "rediss" : "redis"}://${o.host}:${o.port}/${o.db ?? 0}`;
 }
 
 /**
@@ -151,4 +171,84 @@ export function describeRedis(o: RedisOptions): string {
 export async function redisNow(client: Redis): Promise<number> {
   const [s, us] = await client.time();
   return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+}
+
+/** Resolves once `client` is connected and past its ready check (now, if it already is). */
+export function whenReady(client: Redis): Promise<void> {
+  if (client.status === "ready") return Promise.resolve();
+  return new Promise((resolve) => client.once("ready", () => resolve()));
+}
+
+/** Redis replies that mean the credentials are missing or wrong: a retry with the same URL cannot help. */
+const AUTH_REPLY = /^(NOAUTH|WRONGPASS)\b|invalid password|Client sent AUTH, but no password is set/i;
+/** Socket errors that mean nothing can be reached at the address. */
+const UNREACHABLE_ERRNOS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+
+/**
+ * A connection error from ioredis as the typed error it means, or null for one a reconnect may cure
+ * (a reset, a timeout). Credentials Redis refuses → UnauthorizedError; nothing listening, no route or an
+ * unknown host → TransportError with `data.unreachable` and `data.errno`. Messages name `host:port`, never
+ * the password.
+ */
+export function redisConnectionError(err: unknown, o: RedisOptions): OmniError | null {
+  const where = describeRedis(o);
+  const message = err instanceof Error ? err.message : String(err);
+  if (AUTH_REPLY.test(message)) {
+    const hint = o.password ? "the password in the URL is wrong" : "it needs a password: redis://:<password>@host:port/db (or rediss:// for TLS)";
+    return new UnauthorizedError(`Redis at ${where} refused the credentials (${message.split("\n")[0]}): ${hint}`, { cause: err, data: { url: where } });
+  }
+  const errno = (err as { code?: unknown } | null)?.code;
+  if (typeof errno === "string" && UNREACHABLE_ERRNOS.has(errno)) {
+    const words = errno === "ECONNREFUSED" ? "connection refused" : errno === "ENOTFOUND" || errno === "EAI_AGAIN" ? "unknown host" : "no route";
+    return new TransportError(`Redis at ${where}: ${words} at ${o.host}:${o.port} (${message}); is redis-server running there?`, {
+      cause: err,
+      data: { url: where, errno, unreachable: true },
+    });
+  }
+  return null;
+}
+
+/**
+ * Watches one ioredis connection for failures no reconnect will cure, so a caller waiting on it can stop
+ * at once: `failed` rejects with an UnauthorizedError when Redis refuses the credentials, or with the
+ * unreachable TransportError once the address has refused connections for `refusedTimeoutMs` without a
+ * success between (never, for `Infinity`: a worker waits for a Redis that is not up yet). `last` is the latest connection error, typed where it can be, for other messages.
+ */
+export class RedisConnectionWatch {
+  readonly failed: Promise<never>;
+  last: OmniError | null = null;
+  #timer: NodeJS.Timeout | undefined;
+  #dispose: () => void;
+
+  constructor(client: Redis, o: RedisOptions, refusedTimeoutMs: number) {
+    let reject!: (e: OmniError) => void;
+    this.failed = new Promise<never>((_, r) => (reject = r));
+    this.failed.catch(() => undefined); // Read by whoever races it; never an unhandled rejection.
+    const onError = (err: Error) => {
+      const e = redisConnectionError(err, o);
+      this.last = e ?? new TransportError(`Redis at ${describeRedis(o)}: ${err.message}`, { cause: err, data: { url: describeRedis(o) } });
+      if (e instanceof UnauthorizedError) return reject(e);
+      if (!e?.data.unreachable || this.#timer || !Number.isFinite(refusedTimeoutMs)) return;
+      // Refused from now on: give it refusedTimeoutMs (a Redis restarting), then stop, unless it answers meanwhile.
+      this.#timer = setTimeout(() => reject((this.last?.data.unreachable ? this.last : e) as OmniError), refusedTimeoutMs);
+      this.#timer.unref?.();
+    };
+    const onReady = () => {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.last = null;
+    };
+    client.on("error", onError);
+    client.on("ready", onReady);
+    this.#dispose = () => {
+      clearTimeout(this.#timer);
+      client.off("error", onError);
+      client.off("ready", onReady);
+    };
+  }
+
+  /** Stops watching (the timer included). */
+  dispose(): void {
+    this.#dispose();
+  }
 }

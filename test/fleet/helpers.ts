@@ -38,26 +38,35 @@ export async function freePort(): Promise<number> {
 export class TestRedis {
   readonly port: number;
   readonly dir: string;
+  /** Arguments after the defaults (e.g. `--requirepass`, as the deploy manifests set it). */
+  readonly extraArgs: string[];
+  /** The password clients need (from `--requirepass` in `extraArgs`), or undefined. */
+  readonly password: string | undefined;
   #child: ChildProcess | null = null;
 
-  private constructor(port: number, dir: string) {
+  private constructor(port: number, dir: string, extraArgs: string[]) {
     this.port = port;
     this.dir = dir;
+    this.extraArgs = extraArgs;
+    const i = extraArgs.indexOf("--requirepass");
+    this.password = i >= 0 ? extraArgs[i + 1] : undefined;
   }
 
-  static async start(): Promise<TestRedis> {
-    const r = new TestRedis(await freePort(), mkdtempSync(join(tmpdir(), "omni-redis-")));
+  static async start(extraArgs: string[] = []): Promise<TestRedis> {
+    const r = new TestRedis(await freePort(), mkdtempSync(join(tmpdir(), "omni-redis-")), extraArgs);
     await r.startAgain();
     return r;
   }
 
+  /** `redis://[:password@]127.0.0.1:port/0`, with the password when the server requires one. */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}/0`;
+    return `redis://${this.password ? `:${encodeURIComponent(this.password)}@` : ""}127.0.0.1:${this.port}/0`;
   }
 
   /** Starts the server (again) and resolves once it accepts connections. */
   async startAgain(): Promise<void> {
-    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "pipe"] });
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "no", ...this.extraArgs];
+    const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
     this.#child = child;
     let out = "";
     await new Promise<void>((resolve, reject) => {
@@ -102,9 +111,9 @@ export class QueueWorkerChild {
   readonly exited: Promise<unknown>;
   /** The `omni-diffusion worker ready: ...` line. */
   readonly readyLine: string;
-  #log: { out: string };
+  #log: { out: string; stdout: string };
 
-  private constructor(child: ChildProcess, readyLine: string, exited: Promise<unknown>, log: { out: string }) {
+  private constructor(child: ChildProcess, readyLine: string, exited: Promise<unknown>, log: { out: string; stdout: string }) {
     this.child = child;
     this.readyLine = readyLine;
     this.id = /\bid=(\S+)/.exec(readyLine)![1]!;
@@ -116,14 +125,13 @@ export class QueueWorkerChild {
     const args = ["--import", "tsx", CLI, "worker", "--queue", url, "--queue-name", queueName, "--executor", "uniproc", "--threads", "1", "--allow-non-native-sizes", ...FAST_QUEUE_FLAGS, ...extra];
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     const exited = once(child, "exit");
-    const log = { out: "" };
+    const log = { out: "", stdout: "" };
     child.stderr!.on("data", (d: Buffer) => (log.out = (log.out + d.toString()).slice(-4000)));
-    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (log.stdout = (log.stdout + d.toString()).slice(-4000)));
     const line = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`queue worker not ready; stderr: ${log.out}`)), 120_000);
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        const m = /omni-diffusion worker ready: .*\bid=\S+.*/.exec(out);
+      child.stdout!.on("data", () => {
+        const m = /omni-diffusion worker ready: .*\bid=\S+.*/.exec(log.stdout);
         if (m) {
           clearTimeout(timer);
           resolve(m[0]);
@@ -147,6 +155,11 @@ export class QueueWorkerChild {
 
   get stderr(): string {
     return this.#log.out;
+  }
+
+  /** What it printed on stdout (the last 4,000 characters). */
+  get stdout(): string {
+    return this.#log.stdout;
   }
 
   get running(): boolean {

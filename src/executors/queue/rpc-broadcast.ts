@@ -17,13 +17,15 @@ export class RpcBroadcast {
   readonly #sub: Redis;
   readonly #keys: ReturnType<typeof queueKeys>;
   #calls = new Map<string, (r: RpcReply) => void>();
-  #ready: Promise<unknown>;
+  #ready: Promise<unknown> | null = null;
 
   constructor(pub: Redis, sub: Redis, queue: string) {
     this.#pub = pub;
     this.#sub = sub;
     this.#keys = queueKeys(queue);
-    this.#ready = sub.subscribe(this.#keys.rpcReply);
+    // Subscribed now so replies are heard from the first call; a failure (Redis refusing the credentials) is
+    // met again, and the subscription retried, by that call, never left as an unhandled rejection.
+    void this.#subscribed().catch(() => undefined);
     sub.on("message", (channel: string, text: string) => {
       if (channel !== this.#keys.rpcReply) return;
       let reply: RpcReply;
@@ -36,9 +38,17 @@ export class RpcBroadcast {
     });
   }
 
+  #subscribed(): Promise<unknown> {
+    this.#ready ??= this.#sub.subscribe(this.#keys.rpcReply).catch((err: unknown) => {
+      this.#ready = null;
+      throw err;
+    });
+    return this.#ready;
+  }
+
   /** Calls `method` on every live worker; every rank's reply in rank order, or only `uniqueReplyRank`'s. */
   async call(method: string, workers: string[], o: { args: unknown[]; kwargs: Record<string, unknown>; timeoutMs: number; uniqueReplyRank?: number; signal?: AbortSignal }): Promise<unknown> {
-    await this.#ready;
+    await this.#subscribed();
     if (!workers.length) throw new TransportError(`collectiveRpc("${method}"): no live worker on queue ${this.#keys.rpc}`, { data: { method } });
     const id = randomUUID();
     const replies = new Map<string, RpcReply>();

@@ -16,11 +16,13 @@ import {
   DEFAULT_QUEUE_NAME,
   DEFAULT_STALLED_INTERVAL_MS,
   HEARTBEAT_TTL_FACTOR,
+  RedisConnectionWatch,
   describeRedis,
+  parseJobData,
   queueKeys,
+  whenReady,
   redisNow,
   redisOptions,
-  type JobData,
   type JobProgress,
   type RpcMessage,
   type RpcReply,
@@ -58,14 +60,29 @@ export interface QueueWorkerOptions {
   host?: string;
 }
 
+/** What a queue worker did, as {@link QueueWorker.close} reports it. */
+export interface QueueWorkerSummary {
+  /** Jobs that ended with images since the worker started. */
+  ok: number;
+  /** Jobs that ended with an error result (bad job data, a failed request, an abort). */
+  error: number;
+  /** Jobs handed back to the queue at shutdown, past the drain deadline. */
+  handedBack: number;
+  /** Jobs it held when close began (those drained, or handed back). */
+  heldAtClose: number;
+}
+
 /** A running queue worker. */
 export interface QueueWorker {
   /** This worker's id in the fleet (heartbeats, RPC replies, progress). */
   readonly id: string;
   /** `http://host:port` of `/metrics` and `/health`, when served. */
   readonly metricsUrl: string | undefined;
-  /** Stops pulling, lets held jobs finish (handing back what is left after `drainTimeoutMs`), then closes. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Stops pulling, lets held jobs finish (handing back what is left after `drainTimeoutMs`), then closes;
+   * resolves with what it did. Idempotent.
+   */
+  close(): Promise<QueueWorkerSummary>;
 }
 
 /**
@@ -89,24 +106,38 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const concurrency = opts.concurrency ?? 4;
   const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
-  const engine = await DiffusionEngine.create({ batchWindowMs: 0, ...opts.engine });
   const pub = new Redis(conn);
   const sub = new Redis(conn);
   const quiet = () => undefined; // connection errors: ioredis reconnects; heartbeats and jobs resume when Redis is back
+  pub.on("error", quiet);
+  sub.on("error", quiet);
+  // Redis refusing the credentials is fatal at start (no reconnect fixes a password); a Redis not up yet is
+  // waited for. Nothing BullMQ is created before Redis has answered: a refusal then leaves nothing behind.
+  const watch = new RedisConnectionWatch(pub, conn, Number.POSITIVE_INFINITY);
+  let engine: DiffusionEngine;
+  const creating = DiffusionEngine.create({ batchWindowMs: 0, ...opts.engine });
+  try {
+    engine = await Promise.race([creating, watch.failed]);
+    await Promise.race([whenReady(pub), watch.failed]);
+  } catch (err) {
+    void creating.then((e) => e.close(), quiet); // an engine still loading is closed once it is up
+    watch.dispose();
+    for (const c of [pub, sub]) c.disconnect();
+    throw err;
+  }
   // Say once per outage that Redis is unreachable (the worker keeps retrying), and once that it is back.
   let outage = false;
-  pub.on("error", (err: Error) => {
+  pub.on("error", () => {
     if (outage) return;
     outage = true;
-    process.emitWarning(`omni-diffusion worker: Redis at ${describeRedis(conn)} is unreachable (${err.message}); retrying`);
+    process.emitWarning(`omni-diffusion worker: Redis at ${describeRedis(conn)} is unreachable (${watch.last?.message ?? "connection error"}); retrying`);
   });
   pub.on("ready", () => {
     if (outage) process.emitWarning(`omni-diffusion worker: Redis at ${describeRedis(conn)} is reachable again`);
     outage = false;
   });
-  sub.on("error", quiet);
 
-  let closing: Promise<void> | null = null;
+  let closing: Promise<QueueWorkerSummary> | null = null;
   const registry = new Registry();
   const started = new Histogram({ name: "omni_queue_enqueue_to_start_seconds", help: "Time from enqueueing a job to this worker starting it.", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: [registry] });
   const jobsDone = new Counter({ name: "omni_queue_worker_jobs_total", help: "Jobs this worker finished, by outcome (ok, error, handed_back).", labelNames: ["outcome"], registers: [registry] });
@@ -115,18 +146,28 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const held = new Map<string, { job: Job; token?: string }>();
   const handingBack = new Set<string>();
 
+  const counts = { ok: 0, error: 0, handedBack: 0 };
   const processor = async (job: Job, token?: string): Promise<unknown> => {
-    const data = job.data as JobData;
-    const requestId = String(data.request?.request_id ?? job.id);
-    started.observe(Math.max(0, Date.now() - data.enqueuedAt) / 1000);
+    const raw = job.data as { request?: { request_id?: unknown } } | null;
+    // Anyone who can write to Redis can add a job: its data is checked before anything reads it.
+    const rawId = typeof raw?.request?.request_id === "string" ? raw.request.request_id : undefined;
+    let requestId = rawId ?? String(job.id);
     const failed = (err: OmniError) => {
       jobsDone.inc({ outcome: "error" });
+      counts.error++;
       return new DiffusionOutput({ errors: { [requestId]: err } }).toDict();
     };
+    let data: ReturnType<typeof parseJobData>;
+    try {
+      data = parseJobData(job.data);
+    } catch (err) {
+      return failed(toOmniError(err));
+    }
+    requestId = String(data.request.request_id ?? job.id);
+    started.observe(Math.max(0, Date.now() - data.enqueuedAt) / 1000);
     if (await pub.exists(keys.aborted(requestId))) return failed(new AbortedError(`request ${requestId} was aborted before it started`));
     let r: OmniDiffusionRequest;
     try {
-      // Images are held to serve's upload cap for this model before they are inflated.
       r = OmniDiffusionRequest.fromDict(data.request, { images: uploadCapOf(engine.requestLimits, engine.modelLimits) });
     } catch (err) {
       return failed(toOmniError(err));
@@ -141,12 +182,14 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         },
       });
       jobsDone.inc({ outcome: "ok" });
+      counts.ok++;
       return toDiffusionOutput(out).toDict();
     } catch (err) {
       if (handingBack.has(requestId)) {
         // Shutting down past the drain deadline: the job goes back to the queue for another worker, not failed.
         await job.moveToWait(token);
         jobsDone.inc({ outcome: "handed_back" });
+        counts.handedBack++;
         throw new WaitingError();
       }
       return failed(toOmniError(err));
@@ -234,6 +277,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     metricsUrl,
     close() {
       closing ??= (async () => {
+        const heldAtClose = held.size;
         clearInterval(heartbeat);
         await pub.zrem(keys.workers, id).catch(quiet);
         // Stop pulling now; held jobs finish, or are handed back to the queue once the drain deadline passes.
@@ -249,7 +293,9 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         await settleWithin(drained, drainMs + CLOSE_GRACE_MS, { unref: true });
         clearTimeout(deadline);
         await Promise.allSettled([engine.close(), statsQueue.close(), new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)))]);
+        watch.dispose();
         for (const c of [pub, sub]) c.disconnect();
+        return { ...counts, heldAtClose };
       })();
       return closing;
     },
