@@ -86,7 +86,8 @@ export function addWorkerCommand(program: Command): void {
       apiKey,
       bodyLimitBytes: flags.bodyLimit,
       http: httpLimitsFromFlags(flags),
-      logger: flags.log ? { level: "info" } : false,
+      // stdout carries only the worker's own plain lines (listening, ready) that scripts wait for; the JSON logs go to stderr.
+      logger: flags.log ? { level: "info", stream: process.stderr } : false,
     });
     const where = endpoints(server);
     console.log(`omni-diffusion worker listening: ${where}`);

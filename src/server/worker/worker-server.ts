@@ -171,5 +171,8 @@ export function exposureWarnings(o: WorkerServerOptions & { host: string; sagema
 /** A pino logger for the gRPC API, silent unless the worker logs. */
 function grpcLogger(logger: WorkerServerOptions["logger"]) {
   if (!logger) return pino({ enabled: false });
-  return pino(typeof logger === "object" ? (logger as pino.LoggerOptions) : {});
+  if (typeof logger !== "object") return pino({});
+  // fastify's `stream` option (the CLI sends logs to stderr): the gRPC API logs to the same place.
+  const { stream, ...options } = logger as pino.LoggerOptions & { stream?: pino.DestinationStream };
+  return stream ? pino(options, stream) : pino(options);
 }
