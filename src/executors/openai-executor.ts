@@ -169,7 +169,8 @@ export class OpenAIImagesExecutor extends RemoteExecutor<HttpClient, OpenAIOptio
 
 /** A 4xx naming an OpenAI parameter, renamed to the request field it came from (the parameter stays in `data.param`). */
 function withRequestField(err: unknown): unknown {
-  if (err instanceof ValidationError && typeof err.field === "string" && FIELD_OF_PARAM[err.field]) {
+  // hasOwn: `param` comes from the remote server's error body.
+  if (err instanceof ValidationError && typeof err.field === "string" && Object.hasOwn(FIELD_OF_PARAM, err.field)) {
     const data = err.data as Record<string, unknown>;
     data.param = err.field;
     data.field = FIELD_OF_PARAM[err.field];
