@@ -52,7 +52,7 @@ export {
   type ProtoRequest,
 } from "./protocol/proto-codec.js";
 export { startWorkerServer, type WorkerServer, type WorkerServerOptions } from "./server/worker/worker-server.js";
-export { startQueueWorker, type QueueWorker, type QueueWorkerOptions } from "./server/queue/queue-worker.js";
+export { startQueueWorker, type QueueWorker, type QueueWorkerOptions, type QueueWorkerSummary } from "./server/queue/queue-worker.js";
 export { DiffusionWorker, type WorkerExtensionClass, type WorkerStats } from "./workers/diffusion-worker.js";
 export { loadPipeline } from "./pipelines/load.js";
 export { registerPipeline, registeredPipelines, type PipelineFactory } from "./pipelines/registry.js";
