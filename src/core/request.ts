@@ -8,7 +8,8 @@ import { VAE_CHOICES, type VaeChoice } from "./decoders.js";
 /** Wire shape of a request (snake_case, readable from Python). */
 export const requestDictSchema = z
   .object({
-    request_id: z.string().min(1).max(256).optional(),
+    // "__proto__" as a key of a plain object sets its prototype instead of an entry: outputs and errors are keyed by id.
+    request_id: z.string().min(1).max(256).refine((id) => id !== "__proto__", { message: 'must not be "__proto__"' }).optional(),
     prompt: z
       .string()
       .max(10_000)

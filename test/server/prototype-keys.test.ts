@@ -51,6 +51,17 @@ describe("prototype names are never looked up as table entries (issue 21 item 7)
     assert.deepEqual(out.outputs.map((o) => o.output.map((i) => i.request_id)), ids.map((id) => [id]), "one image per request, each its own");
   });
 
+  test('a request id "__proto__" is refused where requests are made, naming the field (it would set prototypes where ids key objects)', async () => {
+    assert.throws(() => new OmniDiffusionRequest({ prompt: "x", requestId: "__proto__" }), (e: unknown) => e instanceof OmniError && e.code === "OMNI_ERR_VALIDATION" && /request_id|requestId/.test(e.message) && /__proto__/.test(e.message));
+    const res = await fetch(`${worker.httpUrl}/v1/diffusion/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ requests: [{ request_id: "__proto__", prompt: "a red circle", width: 32, height: 32, num_inference_steps: 1 }] }),
+    });
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /request_id/);
+  });
+
   test("a request whose id is a prototype name gets its own images, not Object.prototype's member as its error", () => {
     const request = new OmniDiffusionRequest({ prompt: "x", requestId: "constructor" });
     const image = { requestId: "constructor", index: 0, seed: 1, width: 1, height: 1, data: new Uint8Array(3) };
