@@ -2,7 +2,7 @@ import type { DiffusionEngine } from "../../engine/engine.js";
 import { modelDisplayName } from "../../core/model-path.js";
 import type { RequestLimits } from "../../core/limits.js";
 import type { ModelLimits } from "../../core/model-limits.js";
-import { toOmniError } from "../../errors/omni-error.js";
+import { UnknownMethodError, toOmniError } from "../../errors/omni-error.js";
 import type { PipelineInfo } from "../../pipelines/types.js";
 import type { WorkerStats } from "../../workers/diffusion-worker.js";
 
@@ -24,7 +24,7 @@ export interface ModelCard {
 
 /**
  * Builds the card: `getStats` on rank 0 within `timeoutMs`. A failure is not fatal (the card has no `info`);
- * `warn` receives the reason.
+ * `warn` receives the reason, except for an executor that does not implement the method (silent).
  */
 export async function loadModelCard(engine: DiffusionEngine, servedName: string | undefined, timeoutMs: number, warn: (msg: string) => void): Promise<ModelCard> {
   let info: ModelCard["info"] = null;
@@ -32,7 +32,11 @@ export async function loadModelCard(engine: DiffusionEngine, servedName: string 
     const stats = (await engine.collectiveRpc("getStats", { uniqueReplyRank: 0, timeout: timeoutMs })) as WorkerStats | null;
     if (stats?.model && typeof stats.model.width === "number") info = stats.model;
   } catch (err) {
-    warn(`the executor did not report the model (getStats: ${toOmniError(err).message}); requests are checked by the workers only`);
+    const e = toOmniError(err);
+    // An executor that does not implement getStats (docs/custom-executors.md lets it) has nothing to report.
+    if (!(e instanceof UnknownMethodError) && e.code !== "OMNI_ERR_UNKNOWN_METHOD") {
+      warn(`the executor did not report the model (getStats: ${e.message}); requests are checked by the workers only`);
+    }
   }
   return {
     id: servedName ?? modelDisplayName(engine.config.model),
