@@ -181,13 +181,15 @@ export function whenReady(client: Redis): Promise<void> {
 
 /** Redis replies that mean the credentials are missing or wrong: a retry with the same URL cannot help. */
 const AUTH_REPLY = /^(NOAUTH|WRONGPASS)\b|invalid password|Client sent AUTH, but no password is set/i;
+/** TLS errors no reconnect cures: the certificate is not trusted or not for this host, or the port is not TLS. */
+const TLS_FAILURE = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_|ERR_SSL_/;
 /** Socket errors that mean nothing can be reached at the address. */
 const UNREACHABLE_ERRNOS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
 
 /**
  * A connection error from ioredis as the typed error it means, or null for one a reconnect may cure
- * (a reset, a timeout). Credentials Redis refuses → UnauthorizedError; nothing listening, no route or an
- * unknown host → TransportError with `data.unreachable` and `data.errno`. Messages name `host:port`, never
+ * (a reset, a timeout). Credentials Redis refuses → UnauthorizedError; nothing listening, no route, an
+ * unknown host or a TLS handshake that cannot succeed → TransportError with `data.unreachable` and `data.errno`. Messages name `host:port`, never
  * the password.
  */
 export function redisConnectionError(err: unknown, o: RedisOptions): OmniError | null {
@@ -198,6 +200,13 @@ export function redisConnectionError(err: unknown, o: RedisOptions): OmniError |
     return new UnauthorizedError(`Redis at ${where} refused the credentials (${message.split("\n")[0]}): ${hint}`, { cause: err, data: { url: where } });
   }
   const errno = (err as { code?: unknown } | null)?.code;
+  if (typeof errno === "string" && TLS_FAILURE.test(errno)) {
+    // A certificate this process does not trust, or TLS against a plain port: no reconnect changes that.
+    return new TransportError(`Redis at ${where}: the TLS connection to ${o.host}:${o.port} failed (${errno}: ${message.split("\n")[0]}); for a private CA start with NODE_EXTRA_CA_CERTS=<ca.pem>`, {
+      cause: err,
+      data: { url: where, errno, unreachable: true },
+    });
+  }
   if (typeof errno === "string" && UNREACHABLE_ERRNOS.has(errno)) {
     const words = errno === "ECONNREFUSED" ? "connection refused" : errno === "ENOTFOUND" || errno === "EAI_AGAIN" ? "unknown host" : "no route";
     return new TransportError(`Redis at ${where}: ${words} at ${o.host}:${o.port} (${message}); is redis-server running there?`, {
