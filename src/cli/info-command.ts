@@ -8,6 +8,7 @@ import { builtinExecutorNames } from "../executors/resolve-executor.js";
 import { loadPipeline } from "../pipelines/load.js";
 import { formatLayout, type ModelLayout } from "../pipelines/model-layout.js";
 import { registeredPipelines } from "../pipelines/registry.js";
+import { describeWebGpu } from "../pipelines/webgpu-info.js";
 import type { DiffusionPipeline } from "../pipelines/types.js";
 import { deviceOption, type EngineFlags } from "./options.js";
 
@@ -35,6 +36,8 @@ export function addInfoCommand(program: Command): void {
     .option("--json", "print JSON")
     .action(async (flags: Pick<EngineFlags, "model" | "device"> & { json?: boolean; measure?: boolean }) => {
       const config = parseConfig({ ...(flags.model ? { model: flags.model } : {}), ...(flags.device ? { device: flags.device } : {}) });
+      // Before the model loads: a machine without an adapter gets the error with the Vulkan drivers it has.
+      const webgpu = config.device === "webgpu" ? await describeWebGpu() : null;
       // Measuring runs a real image: with every core, as a worker would.
       const pipeline = await loadPipeline(config.model, { intraOpNumThreads: flags.measure ? availableParallelism() : 1, device: config.device });
       const described = isDescribed(pipeline) ? { layout: pipeline.layout(), limits: pipeline.describe() } : null;
@@ -43,6 +46,7 @@ export function addInfoCommand(program: Command): void {
       const info = {
         model: pipeline.info,
         device: config.device,
+        ...(webgpu ? { webgpu } : {}),
         ...(described ?? {}),
         ...(memory ? { memoryEstimate: memory.estimate } : {}),
         ...(measured !== null ? { measuredPeakRssBytes: measured } : {}),
@@ -62,6 +66,11 @@ export function addInfoCommand(program: Command): void {
       for (const line of memory?.lines ?? []) console.log(line);
       if (measured !== null) console.log(`measured:   peak RSS ${(measured / 1024 ** 3).toFixed(2)} GiB for one 1-step image at the native size (this process, model loaded)`);
       console.log(`device:     ${config.device}`);
+      if (webgpu) {
+        console.log(`webgpu:     adapter found${webgpu.vulkanDevices.length ? ` (vulkaninfo: ${webgpu.vulkanDevices.join("; ")})` : ""}; experimental (docs/models.md#gpu-without-cuda)`);
+        if (webgpu.vulkanDrivers.length) console.log(`            Vulkan drivers: ${webgpu.vulkanDrivers.join(", ")}`);
+        for (const w of webgpu.warnings) console.log(`            driver said: ${w}`);
+      }
       console.log(`executors:  ${info.executors.join(", ")}`);
       console.log(`pipelines:  ${info.pipelines.join(", ")}`);
     });
