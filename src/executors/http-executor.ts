@@ -11,6 +11,7 @@ import { HttpClient } from "./shared/http-client.js";
 import { RemoteExecutor } from "./shared/remote-executor.js";
 import { httpBaseUrl, requireEndpoints, workerRemoteOptionsSchema } from "./shared/remote-options.js";
 import type { AttemptContext } from "../policies/remote-policy.js";
+import type { Clock } from "../utils/clock.js";
 import { PATHS, outputsOf } from "../protocol/wire.js";
 
 const httpOptionsSchema = workerRemoteOptionsSchema.extend({
@@ -48,8 +49,9 @@ export class HttpDiffusionExecutor extends RemoteExecutor<HttpClient, HttpOption
   /** Its far end (an `omni-diffusion worker`) merges overlapping calls into its step loops: each request goes at once. */
   static override readonly supportsContinuousBatching: boolean = true;
 
-  constructor(config: OmniDiffusionConfig) {
-    super(config, httpOptionsSchema);
+  /** `deps.clock` times the endpoints' circuit breakers (default: the real clock). */
+  constructor(config: OmniDiffusionConfig, deps: { clock?: Clock } = {}) {
+    super(config, httpOptionsSchema, deps);
   }
 
   protected endpointNames(): string[] {

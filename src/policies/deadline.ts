@@ -33,6 +33,8 @@ export class Deadline {
   #callerAborted = false;
   #onCallerAbort = () => {
     this.#callerAborted = true;
+    // The operation is over: no timeout to build at the deadline, and no timer holding the event loop till then.
+    clearTimeout(this.#timer);
     const reason: unknown = this.#caller?.reason;
     this.#controller.abort(
       reason instanceof OmniError ? reason : new AbortedError(`aborted by the caller${reason instanceof Error ? `: ${reason.message}` : ""}`, { cause: reason }),

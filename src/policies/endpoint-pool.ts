@@ -1,5 +1,6 @@
-import { CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, type CircuitBreakerPolicy } from "cockatiel";
+import { CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, type CircuitBreakerPolicy, type IBackoff } from "cockatiel";
 import { AbortedError, OmniError, QueueFullError, TimeoutError, TransportError, toOmniError } from "../errors/omni-error.js";
+import { systemClock, type Clock } from "../utils/clock.js";
 
 /** Circuit state of one endpoint, as metrics and health pages show it. */
 export type CircuitStateName = "closed" | "open" | "half-open" | "isolated";
@@ -31,6 +32,27 @@ export interface BreakerOptions {
   threshold: number;
   /** How long an open circuit rejects calls before one probe may go through (half-open), ms. */
   halfOpenAfterMs: number;
+  /** Times the half-open wait (default: the real clock; tests pass a manual one). */
+  clock?: Clock;
+}
+
+/**
+ * cockatiel's half-open wait, decided by the endpoint's clock. cockatiel compares its own `Date.now()`
+ * since opening with the backoff's `duration`; this duration answers "wait" (Infinity) or "probe now"
+ * (-Infinity) from {@link Endpoint.msUntilProbe}, so one clock decides both what metrics show and
+ * whether the breaker lets the probe through.
+ */
+class ProbeDue implements IBackoff<unknown> {
+  readonly #msUntilProbe: () => number;
+  constructor(msUntilProbe: () => number) {
+    this.#msUntilProbe = msUntilProbe;
+  }
+  get duration(): number {
+    return this.#msUntilProbe() > 0 ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+  }
+  next(): IBackoff<unknown> {
+    return this;
+  }
 }
 
 /**
@@ -59,6 +81,7 @@ export class Endpoint<C> {
   outstanding = 0;
   readonly #breaker: CircuitBreakerPolicy;
   readonly #halfOpenAfterMs: number;
+  readonly #clock: Clock;
   #openedAt = 0;
   #lastFailure: OmniError | null = null;
   #m = { attempts: 0, retries: 0, successes: 0, failures: 0, breakerOpens: 0, latencySum: 0, lastError: null as string | null };
@@ -67,12 +90,13 @@ export class Endpoint<C> {
     this.url = url;
     this.client = client;
     this.#halfOpenAfterMs = opts.halfOpenAfterMs;
+    this.#clock = opts.clock ?? systemClock;
     this.#breaker = circuitBreaker(handleWhen(isEndpointFailure), {
       breaker: new ConsecutiveBreaker(opts.threshold),
-      halfOpenAfter: opts.halfOpenAfterMs,
+      halfOpenAfter: new ProbeDue(() => this.msUntilProbe()),
     });
     this.#breaker.onBreak(() => {
-      this.#openedAt = Date.now();
+      this.#openedAt = this.#clock.now();
       this.#m.breakerOpens++;
     });
   }
@@ -95,7 +119,7 @@ export class Endpoint<C> {
   /** Milliseconds until an open circuit lets a probe through (0 when it would now, or is not open). */
   msUntilProbe(): number {
     if (this.#breaker.state !== CircuitState.Open) return 0;
-    return Math.max(0, this.#openedAt + this.#halfOpenAfterMs - Date.now());
+    return Math.max(0, this.#openedAt + this.#halfOpenAfterMs - this.#clock.now());
   }
 
   /**

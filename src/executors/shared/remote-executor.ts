@@ -10,6 +10,7 @@ import { Deadline } from "../../policies/deadline.js";
 import { Endpoint, EndpointPool, type EndpointMetrics } from "../../policies/endpoint-pool.js";
 import { RemotePolicy, allUnreachableError, isUnreachable, type AttemptContext, type RemoteCallOptions } from "../../policies/remote-policy.js";
 import { describeFailure, withEndpoint, type RetryEvent } from "../../policies/retry-events.js";
+import type { Clock } from "../../utils/clock.js";
 import { parseRemoteOptions, type RemoteOptions, type remoteOptionsSchema } from "./remote-options.js";
 
 /** First wait of `init` between health rounds while no endpoint is ready, ms (doubles up to `backoffMaxMs`). */
@@ -41,12 +42,17 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
 
   /** Endpoint names, checked at construction. */
   readonly #names: string[];
+  readonly #clock: Clock | undefined;
 
-  /** Throws ConfigError for bad `executorOptions` (endpoints included) before anything connects. */
-  constructor(config: OmniDiffusionConfig, schema: typeof remoteOptionsSchema | z.ZodObject) {
+  /**
+   * Throws ConfigError for bad `executorOptions` (endpoints included) before anything connects. `deps.clock`
+   * times the circuit breakers' half-open waits (tests pass a manual clock; default: the real one).
+   */
+  constructor(config: OmniDiffusionConfig, schema: typeof remoteOptionsSchema | z.ZodObject, deps: { clock?: Clock } = {}) {
     super(config);
     this.options = parseRemoteOptions(schema as typeof remoteOptionsSchema, config.executorOptions, new.target.name) as O;
     this.#names = this.endpointNames();
+    this.#clock = deps.clock;
   }
 
   /**
@@ -122,7 +128,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
    */
   protected async initExecutor(): Promise<void> {
     const o = this.options;
-    const breaker = { threshold: o.breakerThreshold, halfOpenAfterMs: o.halfOpenAfterMs };
+    const breaker = { threshold: o.breakerThreshold, halfOpenAfterMs: o.halfOpenAfterMs, clock: this.#clock };
     const endpoints = this.#names.map((name) => new Endpoint(name, this.connect(name), breaker));
     const retry = { retries: o.retries, backoffInitialMs: o.backoffInitialMs, backoffMaxMs: o.backoffMaxMs, refusedTimeoutMs: o.refusedTimeoutMs };
     this.#policy = new RemotePolicy(new EndpointPool(endpoints), retry);
