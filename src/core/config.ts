@@ -57,6 +57,8 @@ export const configSchema = z
      * with the cores shared (core/worker-count.ts: one for an SD-size model on a machine under 16 cores); else 1.
      */
     numGpus: z.number().int().min(1).max(64).optional(),
+    /** Set by parseConfig with a defaulted `numGpus` (why that count); kept when a parsed config is parsed again. */
+    numGpusReason: z.string().nullable().optional(),
     /** Built-in name, "module#Export" path, or a DiffusionExecutor subclass. Absent → multi-process. */
     executorClass: z
       .union([z.string().min(1), z.custom<ExecutorClassRef>((v) => typeof v === "function")], {
@@ -139,7 +141,7 @@ function modelFolder(spec: string, ctx: z.RefinementCtx): string {
 }
 
 export type OmniDiffusionConfigInput = z.input<typeof configSchema>;
-export type OmniDiffusionConfig = Omit<z.output<typeof configSchema>, "numGpus"> & {
+export type OmniDiffusionConfig = Omit<z.output<typeof configSchema>, "numGpus" | "numGpusReason"> & {
   numGpus: number;
   /** Why `numGpus` has its value when the config left it out (logged once at start); null when the config set it. */
   numGpusReason: string | null;
@@ -164,7 +166,7 @@ export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusion
   const numGpus = cfg.numGpus ?? chosen?.workers ?? 1;
   // workers × threads ≤ cores: onnxruntime's default of one thread per core per session oversubscribes.
   const threads = cfg.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / numGpus));
-  return { ...cfg, numGpus, numGpusReason: chosen?.reason ?? null, intraOpNumThreads: threads, intraOpSpinning: cfg.intraOpSpinning ?? cfg.batching !== "continuous" };
+  return { ...cfg, numGpus, numGpusReason: chosen ? chosen.reason : (cfg.numGpusReason ?? null), intraOpNumThreads: threads, intraOpSpinning: cfg.intraOpSpinning ?? cfg.batching !== "continuous" };
 }
 
 /** The local executor's default worker count for the configured model; other executors' ranks default to 1. */

@@ -52,6 +52,8 @@ describe("parseConfig's numGpus default", () => {
       assert.ok(cfg.numGpus >= 1);
       assert.match(cfg.numGpusReason!, /3\.84 GiB of weights/);
       assert.equal(parseConfig({ model: dir, executorClass: "http" }).numGpusReason, null, "remote executors' ranks are not sized by local memory");
+      const again = parseConfig(cfg);
+      assert.deepEqual([again.numGpus, again.numGpusReason], [cfg.numGpus, cfg.numGpusReason], "a parsed config parses again to itself");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
