@@ -16,13 +16,16 @@ import {
   ValidationError,
 } from "../../src/index.js";
 import { MyExecutor } from "../../examples/example_custom_executor.js";
+import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
 const quick = { numInferenceSteps: 2 };
 
 describe("DiffusionEngine on the default multi-process executor", () => {
   let engine: DiffusionEngine;
+  // The workers' denoising steps pass a gate the tests can close (test/fixtures/workers/step-gate.ts): a
+  // request held at a step is surely still running when a test aborts it, however fast the machine.
   before(async () => {
-    engine = await DiffusionEngine.create({ numGpus: 2, intraOpNumThreads: 1, limits: { maxSteps: 1000 } });
+    engine = await DiffusionEngine.create({ numGpus: 2, intraOpNumThreads: 1, limits: { maxSteps: 1000 }, workerExtension: STEP_GATE });
   });
   after(() => engine.close());
 
@@ -116,22 +119,36 @@ describe("DiffusionEngine on the default multi-process executor", () => {
   });
 
   test("abort() stops a running request between steps; the others finish", async () => {
-    const long = new OmniDiffusionRequest({ prompt: "a red circle", numInferenceSteps: 400, seed: 1 });
+    const gate = stepGate(engine);
+    const long = new OmniDiffusionRequest({ prompt: "a red circle", numInferenceSteps: 40, seed: 1 });
     const short = new OmniDiffusionRequest({ prompt: "a blue square", numInferenceSteps: 2, seed: 2 });
+    // The long request waits after its first step until it is aborted (an abort opens its gate).
+    await gate.hold(1, long.requestId);
     let started!: () => void;
     const progressed = new Promise<void>((r) => (started = r));
     const pLong = engine.generate(long, { onProgress: (p) => p.step >= 1 && started() });
     const pShort = engine.generate(short);
-    await progressed;
-    assert.equal(await engine.abort(long.requestId), true);
-    await assert.rejects(pLong, AbortedError);
-    assert.equal((await pShort).images.length, 1);
+    try {
+      await progressed;
+      assert.equal(await engine.abort(long.requestId), true);
+      await assert.rejects(pLong, (e: unknown) => e instanceof AbortedError && (e.data.step as number) === 2);
+      assert.equal((await pShort).images.length, 1);
+    } finally {
+      await gate.release();
+    }
   });
 
   test("an AbortSignal aborts a request", async () => {
+    const gate = stepGate(engine);
+    const r = new OmniDiffusionRequest({ prompt: "a red circle", numInferenceSteps: 40 });
+    await gate.hold(1, r.requestId);
     const ac = new AbortController();
-    const p = engine.generate({ prompt: "a red circle", numInferenceSteps: 400 }, { signal: ac.signal, onProgress: () => ac.abort() });
-    await assert.rejects(p, AbortedError);
+    try {
+      const p = engine.generate(r, { signal: ac.signal, onProgress: () => ac.abort() });
+      await assert.rejects(p, AbortedError);
+    } finally {
+      await gate.release();
+    }
   });
 
   test("collectiveRpc passes through to every rank", async () => {

@@ -26,8 +26,12 @@ import type { StepProgress } from "../../src/pipelines/types.js";
 import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 import { ManualClock, type ManualTimer } from "../helpers/manual-clock.js";
 import { isAlive, waitGone, waitStopped } from "../helpers/processes.js";
+import { until } from "../helpers/server.js";
+import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
 const EXTENSION = `${fileURLToPath(new URL("../fixtures/workers/test-extension.ts", import.meta.url))}#TestWorkerExtension`;
+/** The test extension plus the step gate (test/fixtures/workers/step-gate.ts): requests wait at a step until released or aborted. */
+const GATED_EXTENSION = `${fileURLToPath(new URL("../fixtures/workers/gated-test-extension.ts", import.meta.url))}#GatedTestExtension`;
 const ORPHAN_PARENT = fileURLToPath(new URL("../fixtures/executors/orphan-parent.ts", import.meta.url));
 const TEST_TIMEOUT = 120_000;
 
@@ -70,6 +74,17 @@ function latchFile(): { path: string; open: () => void } {
   };
 }
 
+/** Resolves at the first `type` event of rank `rank` (a latch on the executor's worker events). */
+function nextWorkerEvent(ex: MultiprocExecutor, type: WorkerEvent["type"], rank: number): Promise<WorkerEvent> {
+  return new Promise((resolve) => {
+    const sub = ex.onWorkerEvent((e) => {
+      if (e.type !== type || e.rank !== rank) return;
+      sub.dispose();
+      resolve(e);
+    });
+  });
+}
+
 /** Resolves with the first progress event (a latch), rejecting if none arrives within `ms`. */
 function firstProgress(ms = 30_000): { onProgress: (p: StepProgress) => void; first: Promise<StepProgress> } {
   let resolve!: (p: StepProgress) => void;
@@ -88,7 +103,7 @@ function firstProgress(ms = 30_000): { onProgress: (p: StepProgress) => void; fi
 describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEOUT }, () => {
   let ex: MultiprocExecutor;
   before(async () => {
-    ex = await started({ workerExtension: EXTENSION, maxWorkerRetries: 1, executorOptions: { shutdownGraceMs: 500 } });
+    ex = await started({ workerExtension: GATED_EXTENSION, maxWorkerRetries: 1, executorOptions: { shutdownGraceMs: 500 } });
   });
   after(async () => {
     await ex?.close();
@@ -185,30 +200,46 @@ describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEO
   });
 
   it("abortRequest stops a running request between steps", { timeout: TEST_TIMEOUT }, async () => {
-    const r = req(20, 500);
-    const { onProgress, first } = firstProgress();
-    const run = ex.executeModel([r], { onProgress });
-    await first;
-    await ex.abortRequest(r.requestId);
-    const out = await run;
-    const err = out.errors[r.requestId];
-    assert.ok(err instanceof AbortedError, `AbortedError, got ${err?.name}: ${err?.message}`);
-    assert.ok((err.data.step as number) < 500);
-    assert.equal(out.imagesFor(r.requestId).length, 0);
+    // The request waits after its first step until the abort reaches its worker (which opens the gate), so
+    // it is surely still running then, and stops at the next step boundary: step 2.
+    const gate = stepGate(ex);
+    const r = req(20, 40);
+    await gate.hold(1, r.requestId);
+    try {
+      const { onProgress, first } = firstProgress();
+      const run = ex.executeModel([r], { onProgress });
+      await first;
+      await ex.abortRequest(r.requestId);
+      const out = await run;
+      const err = out.errors[r.requestId];
+      assert.ok(err instanceof AbortedError, `AbortedError, got ${err?.name}: ${err?.message}`);
+      assert.equal(err.data.step, 2);
+      assert.equal(out.imagesFor(r.requestId).length, 0);
+    } finally {
+      await gate.release();
+    }
   });
 
   it("an aborted signal rejects executeModel and stops the work on the worker", { timeout: TEST_TIMEOUT }, async () => {
-    const ac = new AbortController();
-    const { onProgress, first } = firstProgress();
-    const run = ex.executeModel([req(21, 500)], { onProgress, signal: ac.signal });
-    await first;
-    ac.abort();
-    await assert.rejects(run, AbortedError);
-    // The worker stopped the request (it is no longer in flight) and keeps serving.
-    const out = await ex.executeModel([req(22)]);
-    assert.equal(out.output.length, 1);
-    const stats = (await ex.collectiveRpc("getStats")) as { inFlight: number }[];
-    assert.deepEqual(stats.map((s) => s.inFlight), [0, 0]);
+    // Held after its first step: only the abort the signal sends to the worker lets the request leave.
+    const gate = stepGate(ex);
+    const r = req(21, 40);
+    await gate.hold(1, r.requestId);
+    try {
+      const ac = new AbortController();
+      const { onProgress, first } = firstProgress();
+      const run = ex.executeModel([r], { onProgress, signal: ac.signal });
+      await first;
+      ac.abort();
+      await assert.rejects(run, AbortedError);
+      // The worker stopped the request (it is no longer in flight) and keeps serving.
+      const out = await ex.executeModel([req(22)]);
+      assert.equal(out.output.length, 1);
+      const stats = (await ex.collectiveRpc("getStats")) as { inFlight: number }[];
+      assert.deepEqual(stats.map((s) => s.inFlight), [0, 0]);
+    } finally {
+      await gate.release();
+    }
   });
 
   it("a batch past its deadline reports TimeoutError for the unfinished requests", { timeout: TEST_TIMEOUT }, async () => {
@@ -229,13 +260,19 @@ describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEO
   });
 
   it("SIGKILL of a worker during a batch: its requests are retried, every request gets an image, the worker comes back", { timeout: TEST_TIMEOUT }, async () => {
+    const gate = stepGate(ex);
     const pids = (await ex.collectiveRpc("ping")) as Ping[];
-    const requests = [0, 1, 2, 3].map((i) => req(30 + i, 40));
-    const { onProgress, first } = firstProgress();
-    const run = ex.executeModel(requests, { onProgress });
-    await first;
+    const requests = [0, 1, 2, 3].map((i) => req(30 + i, 4));
+    // Every request waits after its first step (those not admitted yet wait behind them), so nothing can
+    // finish: rank 1 surely dies with its two requests unfinished.
+    await gate.hold(1);
+    const run = ex.executeModel(requests);
+    await until(async () => (await gate.status()).every((r) => r.held.length > 0), "a request held on each rank");
+    const exited = nextWorkerEvent(ex, "exited", 1);
     process.kill(pids[1]!.pid, "SIGKILL");
-    const out = await run;
+    await exited;
+    // Rank 0 is released at once; the call completes once the restarted rank 1 (no holds) answers it too.
+    const [out] = await Promise.all([run, gate.release()]);
     for (const r of requests) {
       assert.equal(out.errors[r.requestId], undefined, `request ${r.requestId}: ${out.errors[r.requestId]?.message}`);
       assert.equal(out.imagesFor(r.requestId).length, 1);
@@ -392,20 +429,24 @@ describe("local executors refuse unknown executorOptions", () => {
 describe("MultiprocExecutor without retries", { timeout: 5 * TEST_TIMEOUT }, () => {
   let ex: MultiprocExecutor;
   before(async () => {
-    ex = await started({ maxWorkerRetries: 0 });
+    ex = await started({ maxWorkerRetries: 0, workerExtension: STEP_GATE });
   });
   after(async () => {
     await ex?.close();
   });
 
   it("SIGKILL during a batch: the dead rank's requests fail with WorkerDiedError, the others succeed, health recovers", { timeout: TEST_TIMEOUT }, async () => {
+    const gate = stepGate(ex);
     const pids = (await ex.collectiveRpc("ping")) as Ping[];
-    const requests = [0, 1, 2, 3].map((i) => req(40 + i, 40));
-    const { onProgress, first } = firstProgress();
-    const run = ex.executeModel(requests, { onProgress });
-    await first;
+    const requests = [0, 1, 2, 3].map((i) => req(40 + i, 4));
+    // Every request waits after its first step (or behind one that does): rank 1's two are surely unfinished when it dies.
+    await gate.hold(1);
+    const run = ex.executeModel(requests);
+    await until(async () => (await gate.status()).every((r) => r.held.length > 0), "a request held on each rank");
+    const exited = nextWorkerEvent(ex, "exited", 1);
     process.kill(pids[1]!.pid, "SIGKILL");
-    const out = await run;
+    await exited;
+    const [out] = await Promise.all([run, gate.release()]);
     let died = 0;
     for (const r of requests) {
       const err = out.errors[r.requestId];

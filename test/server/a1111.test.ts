@@ -12,6 +12,7 @@ import type { OmniDiffusionRequest } from "../../src/index.js";
 import * as librechat from "../fixtures/clients/librechat.js";
 import * as openWebui from "../fixtures/clients/open-webui.js";
 import * as sillytavern from "../fixtures/clients/sillytavern.js";
+import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
 const KEY = "a1111-key";
 const AUTH = `someone:${KEY}`;
@@ -24,7 +25,8 @@ describe("A1111 /sdapi/v1 replayed from the clients that speak it", () => {
     fetch(`${base}${path}`, { method: "POST", headers: { authorization: auth, "content-type": "application/json" }, body: JSON.stringify(body) });
 
   before(async () => {
-    server = await startServer({ port: 0, apiKey: KEY, limits: { maxSteps: 1_000 }, engineConfig: { numGpus: 1, intraOpNumThreads: 1 }, logger: false });
+    // The step gate (test/fixtures/workers/step-gate.ts) lets a test hold a job at a chosen step; open otherwise.
+    server = await startServer({ port: 0, apiKey: KEY, limits: { maxSteps: 1_000 }, engineConfig: { numGpus: 1, intraOpNumThreads: 1, workerExtension: STEP_GATE }, logger: false });
     base = server.url!;
   });
   after(() => server.close());
@@ -201,42 +203,52 @@ describe("A1111 /sdapi/v1 replayed from the clients that speak it", () => {
   });
 
   test("progress and interrupt on a 200-step job: a live preview, then the interrupted call returns it", async () => {
-    let requestId: string | null = null;
-    const reachedStep = new Promise<void>((resolve) => {
-      const sub = server.engine.onStep((e) => {
-        requestId ??= e.requestId;
-        // Previews come every 20 steps at 200 steps: past step 21 one has arrived.
-        if (e.requestId === requestId && e.step >= 21) {
-          sub.dispose();
-          resolve();
-        }
+    // The job waits after step 21 until the interrupt aborts it (an abort opens the gate): it is surely
+    // running, at exactly step 21 of 200, when progress and interrupt arrive, however fast the machine.
+    const gate = stepGate(server.engine);
+    await gate.hold(21);
+    try {
+      let requestId: string | null = null;
+      const reachedStep = new Promise<void>((resolve) => {
+        const sub = server.engine.onStep((e) => {
+          requestId ??= e.requestId;
+          // Previews come every 20 steps at 200 steps: the one of step 20 arrived before step 21.
+          if (e.requestId === requestId && e.step >= 21) {
+            sub.dispose();
+            resolve();
+          }
+        });
       });
-    });
-    const job = post("/sdapi/v1/txt2img", { prompt: "a red circle on a blue background", steps: 200, seed: 3 });
-    await reachedStep;
-    const p = (await (await fetch(`${base}/sdapi/v1/progress`, { headers: { authorization: basic(AUTH) } })).json()) as {
-      progress: number;
-      eta_relative: number;
-      state: { job_count: number; sampling_steps: number; interrupted: boolean };
-      current_image: string | null;
-    };
-    assert.ok(p.progress > 0.1 && p.progress < 1, `progress ${p.progress}`);
-    assert.equal(p.state.job_count, 1);
-    assert.equal(p.state.sampling_steps, 200);
-    assert.equal(p.state.interrupted, false);
-    assert.ok(p.eta_relative >= 0);
-    assert.equal(decodeB64Png(p.current_image!).width, 32, "current_image is the latest preview");
-    const skip = (await (await fetch(`${base}/sdapi/v1/progress?skip_current_image=true`, { headers: { authorization: basic(AUTH) } })).json()) as { current_image: unknown };
-    assert.equal(skip.current_image, null);
-    // As SillyTavern sends it: POST without a body.
-    assert.equal((await fetch(`${base}/sdapi/v1/interrupt`, { method: "POST", headers: { authorization: basic(AUTH) } })).status, 200);
-    const res = await job;
-    assert.equal(res.status, 200);
-    const body = (await res.json()) as { images: string[] };
-    assert.equal(body.images.length, 1, "the interrupted job returns its latest preview");
-    assert.equal(decodeB64Png(body.images[0]!).width, 32);
-    const idle = (await (await fetch(`${base}/sdapi/v1/progress`, { headers: { authorization: basic(AUTH) } })).json()) as { progress: number; state: { job_count: number } };
-    assert.deepEqual([idle.progress, idle.state.job_count], [0, 0]);
+      const job = post("/sdapi/v1/txt2img", { prompt: "a red circle on a blue background", steps: 200, seed: 3 });
+      await reachedStep;
+      const p = (await (await fetch(`${base}/sdapi/v1/progress`, { headers: { authorization: basic(AUTH) } })).json()) as {
+        progress: number;
+        eta_relative: number;
+        state: { job_count: number; sampling_step: number; sampling_steps: number; interrupted: boolean };
+        current_image: string | null;
+      };
+      assert.ok(Math.abs(p.progress - (0.01 + 21 / 200)) < 1e-9, `progress ${p.progress}: A1111's 0.01 + 21/200`);
+      assert.equal(p.state.sampling_step, 21);
+      assert.equal(p.state.job_count, 1);
+      assert.equal(p.state.sampling_steps, 200);
+      assert.equal(p.state.interrupted, false);
+      assert.ok(p.eta_relative >= 0);
+      assert.equal(decodeB64Png(p.current_image!).width, 32, "current_image is the latest preview");
+      const skip = (await (await fetch(`${base}/sdapi/v1/progress?skip_current_image=true`, { headers: { authorization: basic(AUTH) } })).json()) as { current_image: unknown };
+      assert.equal(skip.current_image, null);
+      // As SillyTavern sends it: POST without a body.
+      assert.equal((await fetch(`${base}/sdapi/v1/interrupt`, { method: "POST", headers: { authorization: basic(AUTH) } })).status, 200);
+      const res = await job;
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { images: string[] };
+      assert.equal(body.images.length, 1, "the interrupted job returns its latest preview");
+      assert.equal(decodeB64Png(body.images[0]!).width, 32);
+      assert.equal(body.images[0], p.current_image, "held at step 21 and stopped at 22: the preview is still the one of step 20");
+      const idle = (await (await fetch(`${base}/sdapi/v1/progress`, { headers: { authorization: basic(AUTH) } })).json()) as { progress: number; state: { job_count: number } };
+      assert.deepEqual([idle.progress, idle.state.job_count], [0, 0]);
+    } finally {
+      await gate.release();
+    }
   });
 
   test("hostile values in every known field are a 4xx or a 200, never a 5xx", async () => {

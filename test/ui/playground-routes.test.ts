@@ -8,6 +8,7 @@ import { PLAYGROUND_DIR, assetBytes, loadStaticAssets } from "../../src/server/u
 import { rates, snapshot } from "../../playground/lib/metrics.js";
 import { readSse } from "../../playground/lib/sse.js";
 import { until } from "../helpers/server.js";
+import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
 // The playground's server side, over real HTTP: the public page, the authorized JSON routes, `ui: false`.
 const KEY = "routes-test-key";
@@ -18,7 +19,8 @@ let withoutUi: OmniServer;
 
 before(async () => {
   // Request batching on one worker runs one batch at a time, so a second request really waits in the queue.
-  engine = await DiffusionEngine.create({ numGpus: 1, intraOpNumThreads: 1, batching: "request" });
+  // The step gate (test/fixtures/workers/step-gate.ts) lets a test hold a running request at a chosen step.
+  engine = await DiffusionEngine.create({ numGpus: 1, intraOpNumThreads: 1, batching: "request", workerExtension: STEP_GATE });
   withUi = await OmniServer.create({ engine, port: 0, apiKey: KEY, logger: false });
   withoutUi = await OmniServer.create({ engine, port: 0, apiKey: KEY, logger: false, ui: false });
   await withUi.listen();
@@ -104,6 +106,10 @@ async function startStream(body: Record<string, unknown>, signal: AbortSignal) {
 const progress = async (id: string) => (await (await get(`/ui/api/progress/${id}`, auth)).json()) as Record<string, unknown>;
 
 test("progress: a running request reports its step, a waiting one its place in the queue", { timeout: 120_000 }, async () => {
+  // The running request waits after its first step until the streams close (their aborts open the gate),
+  // so it is surely still running, at step 1, through every poll below, however fast the machine.
+  const gate = stepGate(engine);
+  await gate.hold(1);
   const stop = new AbortController();
   try {
     const a = await startStream({ num_inference_steps: 150, seed: 1 }, stop.signal);
@@ -113,13 +119,14 @@ test("progress: a running request reports its step, a waiting one its place in t
     const pa = await progress(a.id);
     assert.equal(pa.state, "running");
     assert.equal(pa.totalSteps, 150);
-    assert.ok((pa.step as number) >= 1 && (pa.step as number) < 150);
+    assert.equal(pa.step, 1);
     assert.deepEqual(await progress(b.id), { requestId: b.id, state: "queued", queuePosition: 1, queueDepth: 1, step: 0, totalSteps: null });
     assert.deepEqual(await progress("req-never-seen"), { requestId: "req-never-seen", state: "unknown", queuePosition: 0, queueDepth: 1, step: 0, totalSteps: null });
     const status = (await (await get("/ui/api/status", auth)).json()) as { queue: unknown };
     assert.deepEqual(status.queue, { depth: 1, running: 1 });
   } finally {
     stop.abort(); // both streams close; the server aborts both requests
+    await gate.release();
   }
   await until(() => withUi.inFlight === 0 && engine.stats.inFlight === 0 && engine.stats.queued === 0, "the aborted requests to leave the engine", 60_000);
 });
