@@ -5,22 +5,25 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as delay } from "node:timers/promises";
 import { parseConfig } from "../../src/core/config.js";
 import type { DiffusionOutput } from "../../src/core/output.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
 import type { EndpointMetrics } from "../../src/policies/endpoint-pool.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
+import { ManualClock } from "../helpers/manual-clock.js";
 import { waitGone } from "../helpers/processes.js";
 import { ChildWorker, startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 240_000; // generous: a starved machine; it takes ~15 s on two idle cores
+/** The breakers' half-open wait: on the executor's manual clock, so only the test decides when it is over. */
+const HALF_OPEN_MS = 60_000;
 
 describe("failover between two worker servers", { timeout: T }, () => {
   let a: ChildWorker;
   let b: WorkerServer;
   let ex: HttpDiffusionExecutor;
+  const clock = new ManualClock();
   const metrics = (url: string): EndpointMetrics => ex.endpointMetrics().find((m) => m.endpoint === url)!;
 
   before(async () => {
@@ -30,8 +33,9 @@ describe("failover between two worker servers", { timeout: T }, () => {
     if (ca.status === "rejected" || cb.status === "rejected") throw ca.status === "rejected" ? ca.reason : (cb as PromiseRejectedResult).reason;
     ex = new HttpDiffusionExecutor(
       parseConfig({
-        executorOptions: { endpoints: [a.httpUrl!, b.httpUrl!], retries: 4, breakerThreshold: 2, halfOpenAfterMs: 300, backoffInitialMs: 20, timeoutMs: 60_000 },
+        executorOptions: { endpoints: [a.httpUrl!, b.httpUrl!], retries: 4, breakerThreshold: 2, halfOpenAfterMs: HALF_OPEN_MS, backoffInitialMs: 20, timeoutMs: 60_000 },
       }),
+      { clock },
     );
     await ex.init();
   });
@@ -76,15 +80,24 @@ describe("failover between two worker servers", { timeout: T }, () => {
 
     const deadA = metrics(a.httpUrl!);
     assert.equal(deadA.state, "open", "the dead endpoint's circuit is open");
-    assert.ok(deadA.breakerOpens >= 1);
+    // The clock has not moved since it opened: no probe went to the dead server, however long all this took.
+    assert.equal(deadA.breakerOpens, 1);
+    assert.equal(deadA.probeDueInMs, HALF_OPEN_MS);
     assert.ok(metrics(b.httpUrl!).retries >= 1, "requests failed over to the live server");
     assert.deepEqual(await waitGone([workerPidA], 15_000), [], "the killed server's worker process went with it");
 
-    // The server comes back on the same port (ready: a latch on its "ready" line). Once the open circuit's
-    // probe is due, one health round trip is that probe, and it closes the circuit: no polling.
+    // The server comes back on the same port (ready: a latch on its "ready" line). Back or not, its circuit
+    // stays open until the clock says the probe is due; then one health round trip is that probe, and it
+    // closes the circuit: no polling, no waiting on the real clock.
     const port = new URL(a.httpUrl!).port;
     a = await ChildWorker.start(["--http-port", port]);
-    await delay(metrics(a.httpUrl!).probeDueInMs);
+    await ex.checkHealth();
+    assert.equal(metrics(a.httpUrl!).state, "open", "a health check before the probe is due does not touch the open circuit");
+    clock.advance(HALF_OPEN_MS - 1);
+    await ex.checkHealth();
+    assert.equal(metrics(a.httpUrl!).state, "open", "nor 1 ms before");
+    clock.advance(1);
+    assert.equal(metrics(a.httpUrl!).probeDueInMs, 0);
     await ex.checkHealth();
     assert.equal(metrics(a.httpUrl!).state, "closed", `the probe closed the circuit (last error: ${metrics(a.httpUrl!).lastError})`);
     const before = metrics(a.httpUrl!).successes;
