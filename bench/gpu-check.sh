@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Device check for an NVIDIA GPU machine: installs onnxruntime-node's CUDA provider if it is missing, runs every
-# layout fixture and the shipped model on cpu and cuda (bench/gpu-check.ts), and prints the speed of each.
-# Self-contained and bounded (each step has a timeout; about 6 minutes at most). Run from anywhere:
+# Device check for a GPU machine (or any machine with a Vulkan driver): installs onnxruntime-node's CUDA provider if
+# it is missing, lists the Vulkan drivers and adapters WebGPU can use, runs every layout fixture and the shipped model
+# on cpu, cuda and webgpu (bench/gpu-check.ts), and prints the speed of each and how far each GPU image is from the
+# cpu's (levels). Needs no network once node_modules (or .gpu-bundle/) is there. Self-contained and bounded (each
+# step has a timeout; about 8 minutes at most, 3 on this repo's 2-core CI machine). Run from anywhere:
 #
 #   bash bench/gpu-check.sh
 #
@@ -10,11 +12,13 @@
 #   ORT_CUDA_NUPKG=FILE      an offline copy of the Microsoft.ML.OnnxRuntime.Gpu.Linux .nupkg matching
 #                            onnxruntime-node's version: its CUDA provider libraries are unpacked from it
 #                            instead of downloading (the download needs api.nuget.org)
-#   GPU_CHECK_ROUNDS=N       timed generations per model and device (default 3)
+#   GPU_CHECK_ROUNDS=N       timed generations per model and device (default 3; 1 on webgpu when the only Vulkan
+#                            adapters are software ones, as lavapipe is)
 #
 # A machine without node can take a bundle made on one that has it: `bash bench/gpu-check.sh --bundle` writes
 # .gpu-bundle/ (node, the check compiled to one file, onnxruntime-node for linux-x64, xz-compressed); copy it along.
-# Exit status: 0 when cuda ran, 3 when it could not (the reason is printed), 2 when the check itself could not run.
+# Exit status: 0 when cuda and webgpu both ran, 3 when either could not (the reasons are printed), 2 when the check
+# itself could not run.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -129,16 +133,39 @@ else
   say "$REASON"
 fi
 
-section "speed (each model on cpu and cuda; 4 minutes at most)"
-timeout 240 "${RUN_CHECK[@]}" --devices cpu,cuda --rounds "$ROUNDS"
-rc=$?
-section "result"
-if [ $rc -eq 0 ]; then
-  say "cuda ran every model: speed-ups above"
-elif [ $rc -eq 3 ]; then
-  say "cuda did NOT run${REASON:+: $REASON}; cpu figures above"
-  exit 3
+section "Vulkan drivers and WebGPU adapters (webgpu: Dawn over Vulkan on Linux)"
+# Mesa's Wayland code prints "XDG_RUNTIME_DIR is invalid or not set" without one; headless needs none, a private
+# empty folder keeps it quiet (omni-diffusion does the same for itself).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then XDG_RUNTIME_DIR=$(mktemp -d); export XDG_RUNTIME_DIR; fi
+icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json 2>/dev/null | tr '\n' ' ')
+say "Vulkan driver manifests: ${icds:-none}${VK_ICD_FILENAMES:+ (VK_ICD_FILENAMES=$VK_ICD_FILENAMES overrides them)}"
+ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' || say "libvulkan.so.1 (the Vulkan loader, Debian/Ubuntu package libvulkan1) is not on the library path"
+WEBGPU_ROUNDS=$ROUNDS
+if command -v vulkaninfo >/dev/null 2>&1; then
+  summary=$(DISPLAY= WAYLAND_DISPLAY= timeout 30 vulkaninfo --summary 2>/dev/null)
+  printf '%s\n' "$summary" | grep -E '^GPU[0-9]+:|deviceType|deviceName|driverInfo' | sed 's/^[[:space:]]*/    /'
+  types=$(printf '%s\n' "$summary" | grep -o 'PHYSICAL_DEVICE_TYPE_[A-Z_]*' | sort -u)
+  [ "$types" = "PHYSICAL_DEVICE_TYPE_CPU" ] && WEBGPU_ROUNDS=1 && say "software adapter only (a CPU emulation): 1 timed round on webgpu"
 else
+  say "vulkaninfo not installed (Debian/Ubuntu: vulkan-tools); the probe below still says whether an adapter works"
+  nvidia-smi -L >/dev/null 2>&1 || WEBGPU_ROUNDS=1
+fi
+timeout 60 "${RUN_CHECK[@]}" --probe-webgpu
+probe_rc=$?
+WEBGPU_REASON=""
+[ $probe_rc -ne 0 ] && WEBGPU_REASON="no usable WebGPU adapter (Linux: install your GPU's Vulkan driver; without a GPU, mesa-vulkan-drivers >= 24)"
+
+section "speed and images (each model on cpu, cuda and webgpu; 6 minutes at most)"
+timeout 360 "${RUN_CHECK[@]}" --devices cpu,cuda,webgpu --rounds "$ROUNDS" --webgpu-rounds "$WEBGPU_ROUNDS" --json /tmp/gpu-check.json 2>&1 |
+  grep --line-buffered -v -E '^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced|trace-warnings'
+rc=${PIPESTATUS[0]}
+section "result"
+if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
   say "the check failed (exit $rc)"
   exit 2
 fi
+ran() { "$NODE" -e "const r=require('/tmp/gpu-check.json').results.filter(x=>x.device==='$1'); process.exit(r.length && r.every(x=>!x.error) ? 0 : 1)" 2>/dev/null; }
+status=0
+if ran cuda; then say "cuda ran every model: speed-ups and image differences above"; else say "cuda did NOT run${REASON:+: $REASON}"; status=3; fi
+if ran webgpu; then say "webgpu ran every model: speed-ups and image differences above"; else say "webgpu did NOT run${WEBGPU_REASON:+: $WEBGPU_REASON}"; status=3; fi
+exit $status

@@ -1,10 +1,11 @@
 /**
- * Device check (run by bench/gpu-check.sh): every layout fixture and the shipped model on `cpu` and, where the
- * CUDA provider starts, on `cuda`. Per model and device: load time, then the median of `--rounds` timed
- * generations after one warm-up, and the CUDA/CPU speed ratio. A device that cannot start prints its error
- * (the ConfigError naming what is missing) instead of numbers, and the run goes on.
+ * Device check (run by bench/gpu-check.sh): every layout fixture and the shipped model on `cpu` and, where they
+ * start, on `cuda` and `webgpu`. Per model and device: load time, then the median of `--rounds` timed generations
+ * after one warm-up, the speed ratio against cpu, and how far the warm-up image is from cpu's (largest difference
+ * in levels, 0-255). A device that cannot start prints its error (the ConfigError naming what is missing) instead
+ * of numbers, and the run goes on. `--webgpu-rounds` keeps a software adapter (lavapipe: a CPU emulation) short.
  *
- *   npx tsx bench/gpu-check.ts [--devices cpu,cuda] [--rounds 3] [--threads N] [--json FILE]
+ *   npx tsx bench/gpu-check.ts [--devices cpu,cuda,webgpu] [--rounds 3] [--webgpu-rounds N] [--threads N] [--json FILE]
  */
 import { writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -13,19 +14,30 @@ import { DEFAULT_MODEL_DIR } from "../src/core/paths.js";
 import { OmniDiffusionRequest } from "../src/core/request.js";
 import { DEVICES, type Device } from "../src/pipelines/device.js";
 import { loadPipeline } from "../src/pipelines/load.js";
+import { probeWebGpu } from "../src/pipelines/webgpu-adapter.js";
 import { intFlag, median, table } from "./lib/stats.js";
 
 const { values: args } = parseArgs({
   options: {
     devices: { type: "string", default: "cpu,cuda" },
     rounds: { type: "string", default: "3" },
+    "webgpu-rounds": { type: "string" },
     threads: { type: "string", default: String(availableParallelism()) },
     json: { type: "string" },
+    "probe-webgpu": { type: "boolean", default: false },
   },
 });
+if (args["probe-webgpu"]) {
+  // `--probe-webgpu`: only say whether a WebGPU adapter works here (gpu-check.sh's adapter section); exit 3 if not.
+  const probe = await probeWebGpu();
+  console.log(probe.ok ? "webgpu: an adapter computed on onnxruntime's WebGPU provider" : `webgpu: no usable adapter: ${probe.reason}`);
+  for (const line of probe.stderr.split("\n").filter((l) => l.trim() && !/^\s+at /.test(l))) console.log(`  driver said: ${line.replace(/^Warning:\s*/, "")}`);
+  process.exit(probe.ok ? 0 : 3);
+}
 const devices = args.devices!.split(",").map((d) => d.trim()) as Device[];
 for (const d of devices) if (!(DEVICES as readonly string[]).includes(d)) throw new RangeError(`--devices: unknown device "${d}" (known: ${DEVICES.join(", ")})`);
 const rounds = intFlag("rounds", args.rounds, 1);
+const roundsOn = (d: Device) => (d === "webgpu" && args["webgpu-rounds"] ? intFlag("webgpu-rounds", args["webgpu-rounds"], 1) : rounds);
 const threads = intFlag("threads", args.threads, 1);
 
 const FIXTURES = new URL("../test/fixtures/models/", import.meta.url).pathname;
@@ -45,6 +57,8 @@ interface Result {
   device: Device;
   loadMs?: number;
   msPerRequest?: number;
+  /** The warm-up request's first image (RGB), compared with cpu's. */
+  image?: Uint8Array;
   error?: string;
 }
 
@@ -62,15 +76,16 @@ async function measure(c: (typeof CASES)[number], device: Device): Promise<Resul
       const out = await pipeline.generate([new OmniDiffusionRequest({ ...c.req, seed: i, requestId: `r${i}` })]);
       const err = Object.values(out.errors)[0];
       if (err) throw err;
+      return out.output[0]!.data;
     };
-    await run(0); // warm-up: kernel selection, allocator growth
+    const image = await run(0); // warm-up: kernel selection, shader compilation, allocator growth
     const times: number[] = [];
-    for (let i = 1; i <= rounds; i++) {
+    for (let i = 1; i <= roundsOn(device); i++) {
       const t = performance.now();
       await run(i);
       times.push(performance.now() - t);
     }
-    return { model: c.name, device, loadMs, msPerRequest: median(times) };
+    return { model: c.name, device, loadMs, msPerRequest: median(times), image };
   } catch (err) {
     return { model: c.name, device, loadMs, error: (err as Error).message };
   } finally {
@@ -94,16 +109,29 @@ for (const c of CASES) {
   }
 }
 
-const rows: (string | number)[][] = [["model", ...devices.map((d) => `${d} ms/request`), ...(devices.includes("cuda") && devices.includes("cpu") ? ["cuda speed-up"] : [])]];
+/** Largest per-value difference of two RGB images, in levels (Infinity when their sizes differ). */
+function levels(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return Infinity;
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+const gpus = devices.includes("cpu") ? devices.filter((d) => d !== "cpu") : [];
+const rows: (string | number)[][] = [["model", ...devices.map((d) => `${d} ms/request`), ...gpus.flatMap((d) => [`${d} speed-up`, `${d} vs cpu (levels)`])]];
 for (const c of CASES) {
   const of = (d: Device) => results.find((r) => r.model === c.name && r.device === d);
   const cells = devices.map((d) => (of(d)?.msPerRequest !== undefined ? of(d)!.msPerRequest!.toFixed(1) : "failed"));
-  const cpu = of("cpu")?.msPerRequest;
-  const cuda = of("cuda")?.msPerRequest;
-  rows.push([c.name, ...cells, ...(rows[0]!.length > devices.length + 1 ? [cpu && cuda ? `${(cpu / cuda).toFixed(2)}x` : "-"] : [])]);
+  const cpu = of("cpu");
+  const versus = gpus.flatMap((d) => {
+    const g = of(d);
+    return [cpu?.msPerRequest && g?.msPerRequest ? `${(cpu.msPerRequest / g.msPerRequest).toFixed(2)}x` : "-", cpu?.image && g?.image ? levels(cpu.image, g.image) : "-"];
+  });
+  rows.push([c.name, ...cells, ...versus]);
 }
-console.log(`\nmedian of ${rounds} timed requests after one warm-up, ${threads} onnxruntime threads (fixtures: tiny random weights in the real layouts, so GPU gains are small)`);
+const roundsNote = devices.map((d) => `${roundsOn(d)} on ${d}`).join(", ");
+console.log(`\nmedian of timed requests (${roundsNote}) after one warm-up, ${threads} onnxruntime threads (fixtures: tiny random weights in the real layouts, so GPU gains are small)`);
 console.log(table(rows));
-if (args.json) writeFileSync(args.json, JSON.stringify({ threads, rounds, results }, null, 2));
-const cudaFailed = devices.includes("cuda") && results.some((r) => r.device === "cuda" && r.error);
-process.exitCode = cudaFailed ? 3 : 0;
+if (args.json) writeFileSync(args.json, JSON.stringify({ threads, rounds, results: results.map(({ image: _, ...r }) => r) }, null, 2));
+// Exit 3 when a requested GPU device could not run (bench/gpu-check.sh says which).
+process.exitCode = results.some((r) => r.device !== "cpu" && r.error) ? 3 : 0;

@@ -6,18 +6,22 @@
  *   /usr/bin/python3, same thread count), and the onnxruntime/PyTorch speed ratio per image and per UNet call;
  * - the UNet's FLOPs per row and the achieved GFLOP/s against this machine's peak.
  *
+ * - with `--device webgpu` (or cuda), the bytes that cross between host memory and the device per denoising step:
+ *   every UNet call's input tensors (latents, timestep, text states) and output, counted at OnnxModel.run.
+ *
  * onnxruntime and PyTorch runs are interleaved round by round (which goes first alternates) and medians are
  * reported, so a change in machine load hits both alike. Without torch or a checkpoint (CI) the PyTorch
  * columns are skipped and the rest still runs.
  *
  *   npx tsx bench/pipeline.ts [--threads 2] [--rounds 5] [--batches 1,4,16] [--unet-batches 1,2,8,16]
  *     [--unet-iters 20] [--steps 20] [--guidance 4] [--ckpt /work/train-run/ckpt.pt] [--python /usr/bin/python3]
- *     [--no-torch] [--flops-per-cycle N] [--model DIR] [--json FILE]
+ *     [--no-torch] [--flops-per-cycle N] [--model DIR] [--device cpu|cuda|webgpu] [--json FILE]
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { DEFAULT_MODEL_DIR, OmniDiffusionRequest, loadPipeline } from "../src/index.js";
 import { componentPath, readModelJson } from "../src/pipelines/model-files.js";
+import { DEVICES, type Device } from "../src/pipelines/device.js";
 import { OnnxModel, numericTensor, ort } from "../src/pipelines/onnx-model.js";
 import { describeMachine, fp32FlopsPerCycle, machineInfo } from "./lib/machine.js";
 import { intFlag, intListFlag, median, table } from "./lib/stats.js";
@@ -27,6 +31,7 @@ import { tinyUnetFlops, tinyUnetShape } from "./lib/unet-flops.js";
 const { values: args } = parseArgs({
   options: {
     model: { type: "string", default: DEFAULT_MODEL_DIR },
+    device: { type: "string", default: "cpu" },
     threads: { type: "string", default: "2" },
     rounds: { type: "string", default: "5" },
     batches: { type: "string", default: "1,4,16" },
@@ -44,7 +49,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   console.log("usage: tsx bench/pipeline.ts [--threads 2] [--rounds 5] [--batches 1,4,16] [--unet-batches 1,2,8,16] [--unet-iters 20]");
-  console.log("       [--steps 20] [--guidance 4] [--ckpt PATH] [--python /usr/bin/python3] [--no-torch] [--flops-per-cycle N] [--model DIR] [--json FILE]");
+  console.log("       [--steps 20] [--guidance 4] [--ckpt PATH] [--python /usr/bin/python3] [--no-torch] [--flops-per-cycle N] [--model DIR] [--device cpu|cuda|webgpu] [--json FILE]");
   process.exit(0);
 }
 
@@ -56,6 +61,31 @@ const unetIters = intFlag("unet-iters", args["unet-iters"], 1);
 const steps = intFlag("steps", args.steps, 1);
 const guidance = Number(args.guidance);
 const modelDir = args.model!;
+if (!(DEVICES as readonly string[]).includes(args.device!)) {
+  console.error(`--device: "${args.device}" is not one of ${DEVICES.join(", ")}`);
+  process.exit(2);
+}
+const device = args.device as Device;
+
+/**
+ * Bytes each component's run() hands to onnxruntime and gets back, in host memory: on a GPU device every one of them
+ * crosses to the device or back (onnxruntime copies CPU inputs to the device and outputs to the CPU).
+ */
+const traffic = new Map<string, { calls: number; up: number; down: number; parts: Record<string, number> }>();
+const bytesOf = (t: ort.Tensor) => (t.data as ArrayBufferView).byteLength;
+const originalRun = OnnxModel.prototype.run;
+OnnxModel.prototype.run = async function (this: OnnxModel, f: Record<string, ort.Tensor>) {
+  const out = await originalRun.call(this, f);
+  const e = traffic.get(this.component) ?? { calls: 0, up: 0, down: 0, parts: {} };
+  e.calls++;
+  for (const [name, t] of Object.entries(f)) {
+    e.up += bytesOf(t);
+    e.parts[name] = (e.parts[name] ?? 0) + bytesOf(t);
+  }
+  for (const t of Object.values(out)) e.down += bytesOf(t);
+  traffic.set(this.component, e);
+  return out;
+};
 
 function readJson<T>(url: URL): T | null {
   try {
@@ -72,15 +102,15 @@ const fpc = args["flops-per-cycle"]
   : fp32FlopsPerCycle(machine.flags);
 const peak = (cores: number) => (cores * machine.mhz * 1e6 * fpc.value) / 1e9;
 
-const pipe = await loadPipeline(modelDir, { intraOpNumThreads: threads });
+const pipe = await loadPipeline(modelDir, { intraOpNumThreads: threads, device });
 const { width, height } = pipe.info;
-const unet = new OnnxModel("unet", componentPath(modelDir, "unet"), { intraOpNumThreads: threads });
+const unet = new OnnxModel("bench-unet", componentPath(modelDir, "unet"), { intraOpNumThreads: threads, device });
 await unet.load();
 const rowsPerImage = steps * (guidance > 1 ? 2 : 1);
 console.log(
   `ran: ${pipe.info.className} (${modelDir}) at ${width}x${height}, ${steps} steps ddim, guidance ${guidance} (${rowsPerImage} UNet rows per image); ` +
     `batches ${batches.join("/")} requests per generate call; UNet calls at ${unetBatches.join("/")} rows × ${unetIters} per round; ` +
-    `${rounds} rounds after a warm-up, medians; intraOpNumThreads ${threads}`,
+    `${rounds} rounds after a warm-up, medians; intraOpNumThreads ${threads}; device ${device}`,
 );
 
 // FLOPs: derived from the architecture here, and (when torch runs) counted with hooks on the PyTorch model.
@@ -132,11 +162,16 @@ const requests = (batch: number, n: number) =>
       }),
   );
 
+/** Per batch: the bytes of one UNet call (one denoising step) of its last generate call. */
+const stepBytes = new Map<number, { up: number; down: number; parts: Record<string, number> }>();
 async function ortSample(batch: number, n = steps): Promise<number> {
   const reqs = requests(batch, n);
+  traffic.delete("unet");
   const t0 = performance.now();
   const out = await pipe.generate(reqs);
   const s = (performance.now() - t0) / 1000;
+  const u = traffic.get("unet");
+  if (u) stepBytes.set(batch, { up: u.up / u.calls, down: u.down / u.calls, parts: Object.fromEntries(Object.entries(u.parts).map(([k, v]) => [k, v / u.calls])) });
   const failed = Object.values(out.errors ?? {});
   if (failed.length || out.output.length !== batch) throw new Error(`generate failed: ${failed.map((e) => e.message).join("; ")}`);
   return s;
@@ -225,6 +260,20 @@ for (const b of unetBatches) {
   unetRows.push([b, f(o * 1000, 2), f(go, 2), pct(go), f(t * 1000, 2), f(gt, 2), torch ? `${f(t / o, 2)}x` : "-"]);
   unetSummary.push({ rows: b, ortMs: o * 1000, ortGflops: go, torchMs: t * 1000, torchGflops: gt, ratio: t / o });
 }
+const kib = (n: number) => (n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`);
+console.log(
+  `\nhost<->device per denoising step (one UNet call; counted at OnnxModel.run; device ${device}` +
+    `${device === "cpu" ? ": on cpu nothing crosses, these stay in host memory)" : ": the latents go to the device and back every step, the text states go up every step)"}:`,
+);
+console.log(
+  table([
+    ["batch", "host->device", "of which", "device->host"],
+    ...batches.map((b) => {
+      const x = stepBytes.get(b)!;
+      return [b, kib(x.up), Object.entries(x.parts).map(([k, v]) => `${k} ${kib(v)}`).join(", "), kib(x.down)];
+    }),
+  ]),
+);
 console.log(`\nUNet call (median of ${rounds * unetIters} calls; ${gf(flops.total)} GFLOP per row; peak ${pk.toFixed(1)} GFLOP/s):`);
 console.log(table(unetRows));
 if (torch) {
@@ -235,7 +284,7 @@ if (torch) {
 if (args.json) {
   writeFileSync(
     args.json,
-    JSON.stringify({ machine: { ...machine, flags: undefined }, args, flopsPerRow: flops, torch: torch?.meta ?? torchOrSkip, peakGflops: pk, sample: sampleSummary, unet: unetSummary }, null, 2),
+    JSON.stringify({ machine: { ...machine, flags: undefined }, args, device, bytesPerStep: Object.fromEntries(stepBytes), flopsPerRow: flops, torch: torch?.meta ?? torchOrSkip, peakGflops: pk, sample: sampleSummary, unet: unetSummary }, null, 2),
   );
 }
 await unet.release();
