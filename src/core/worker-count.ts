@@ -47,7 +47,7 @@ export function defaultWorkerCount({ weightBytes, machineBytes, cores, device }:
     workers,
     reason:
       `${plural(workers)}: ${gib(weightBytes)} of weights, about ${gib(perWorker)} per worker at its native size, so memory fits ${plural(memoryFits)}; ` +
-      `one UNet call keeps ${CORES_PER_BIG_WORKER} cores busy and this machine has ${cores}, so ${plural(coresFit)} share them (--workers N overrides)`,
+      `one UNet call keeps ${CORES_PER_BIG_WORKER} cores busy and this machine has ${cores}, so ${coresFit === 1 ? "one worker uses them all" : `${plural(coresFit)} share them`} (--workers N overrides)`,
   };
 }
 
