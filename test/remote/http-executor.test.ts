@@ -9,6 +9,8 @@ import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
 import type { StepProgress } from "../../src/pipelines/types.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
+import { STEP_GATE, stepGate, type StepGateControl } from "../helpers/step-gate.js";
+import { workerRpc } from "../helpers/worker-rpc.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 120_000;
@@ -23,8 +25,11 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
 
 describe("HttpDiffusionExecutor against a real worker server", { timeout: 10 * T }, () => {
   let server: WorkerServer;
+  /** Holds a request at a step until released (or aborted): deadlines and aborts then meet work that cannot finish. */
+  let gate: StepGateControl;
   before(async () => {
-    server = await startTestWorker({ httpPort: 0 });
+    server = await startTestWorker({ httpPort: 0, engine: { workerExtension: STEP_GATE } });
+    gate = stepGate(workerRpc(server.httpUrl!));
   });
   after(async () => {
     await server?.close();
@@ -60,25 +65,33 @@ describe("HttpDiffusionExecutor against a real worker server", { timeout: 10 * T
   });
 
   it("the worker honours the deadline sent in x-omni-timeout-ms", { timeout: T }, async () => {
-    // 1 ms cannot hold 150 denoising steps on any machine, so the outcome does not depend on its speed; the
-    // deadline may pass at the server, the engine or the worker, and each says so in its own words (before,
-    // a 150 ms deadline raced the work and the message was matched word for word).
-    const dict = req(2, { numInferenceSteps: 150, width: 64, height: 64 }).toDict();
-    const r = await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] }, { "x-omni-timeout-ms": "1" });
-    assert.equal(r.status, 200);
-    const err = r.body.outputs[0].errors[dict.request_id];
-    assert.equal(err.code, "OMNI_ERR_TIMEOUT", JSON.stringify(err));
-    assert.match(err.message, /deadline|timed out/);
+    // The request is held before its first step, so only the deadline can end it, however fast the machine.
+    // The deadline may pass at the server, the engine or the worker, and each says so in its own words.
+    const dict = req(2).toDict();
+    await gate.hold(0, dict.request_id as string);
+    try {
+      const r = await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] }, { "x-omni-timeout-ms": "100" });
+      assert.equal(r.status, 200);
+      const err = r.body.outputs[0].errors[dict.request_id as string];
+      assert.equal(err.code, "OMNI_ERR_TIMEOUT", JSON.stringify(err));
+      assert.match(err.message, /deadline|timed out/);
+    } finally {
+      await gate.release(dict.request_id as string);
+    }
   });
 
   it("the executor's own budget ends a call with a TimeoutError", { timeout: T }, async () => {
     const ex = new HttpDiffusionExecutor(parseConfig({ executorOptions: { endpoints: [server.httpUrl!], timeoutMs: 200 } }));
     await ex.init();
+    // Held before its first step: the call cannot finish, so the 200 ms budget is what ends it.
+    const r = req(3);
+    await gate.hold(0, r.requestId);
     try {
-      const r = req(3, { numInferenceSteps: 150, width: 64, height: 64 });
       const out = await ex.executeModel([r]);
       assert.ok(out.errors[r.requestId] instanceof TimeoutError, `TimeoutError, got ${out.errors[r.requestId]?.name}`);
+      assert.deepEqual(out.output, []);
     } finally {
+      await gate.release(r.requestId);
       await ex.close();
     }
   });
@@ -91,13 +104,17 @@ describe("HttpDiffusionExecutor against a real worker server", { timeout: 10 * T
       assert.equal(done.images.length, 1);
       assert.deepEqual(steps.map((p) => p.step), [1, 2, 3]);
 
-      const long = req(5, { numInferenceSteps: 150 });
+      // Held after its first step (its progress event is the latch): the abort meets a run that cannot have
+      // finished, and without the abort it would finish its 4 steps once released.
+      const long = req(5, { numInferenceSteps: 4 });
+      await gate.hold(1, long.requestId);
       let firstStep!: () => void;
       const started = new Promise<void>((resolve) => (firstStep = resolve));
       const pending = engine.generate(long, { onProgress: () => firstStep() });
       await started;
       assert.equal(await engine.abort(long.requestId), true);
       await assert.rejects(pending, AbortedError);
+      await gate.release(long.requestId);
     } finally {
       await engine.close();
     }

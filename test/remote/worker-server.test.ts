@@ -4,6 +4,8 @@ import { after, before, describe, it } from "node:test";
 import { DiffusionOutput } from "../../src/core/output.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { startWorkerServer, type WorkerServer } from "../../src/server/worker/worker-server.js";
+import { STEP_GATE, stepGate, type StepGateControl } from "../helpers/step-gate.js";
+import { workerRpc } from "../helpers/worker-rpc.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
 const T = 120_000;
@@ -32,9 +34,12 @@ async function send(url: string, opts: { method?: string; body?: string; headers
 describe("worker server input handling", { timeout: 10 * T }, () => {
   let server: WorkerServer;
   let gen: string;
+  /** Holds a request at a step until released or aborted, so a deadline meets work that cannot finish. */
+  let gate: StepGateControl;
   before(async () => {
-    server = await startTestWorker({ httpPort: 0, sagemakerPort: 0, apiKey: KEY, bodyLimitBytes: 64 * 1024 });
+    server = await startTestWorker({ httpPort: 0, sagemakerPort: 0, apiKey: KEY, bodyLimitBytes: 64 * 1024, engine: { workerExtension: STEP_GATE } });
     gen = `${server.httpUrl}/v1/diffusion/generate`;
+    gate = stepGate(workerRpc(server.httpUrl!, AUTH));
   });
   after(async () => {
     await server?.close();
@@ -106,11 +111,21 @@ describe("worker server input handling", { timeout: 10 * T }, () => {
     assert.equal(rpc.json.result[0].rank, 0);
     const health = await send(`${server.sagemakerUrl}/invocations`, { body: JSON.stringify({ health: {} }) });
     assert.equal(health.json.status, "ok");
-    const timed = await send(`${server.sagemakerUrl}/invocations`, {
-      body: JSON.stringify({ requests: [{ ...good(23), num_inference_steps: 150, width: 64, height: 64 }] }),
-      headers: { "x-amzn-sagemaker-custom-attributes": "trace=1, timeout_ms=100" },
-    });
-    assert.equal(Object.values(timed.json.outputs[0].errors as Record<string, { code: string }>)[0]!.code, "OMNI_ERR_TIMEOUT");
+    // timeout_ms in the custom attributes is the request's deadline: held before its first step, the request
+    // cannot finish, so only that deadline can end it.
+    const held = good(23);
+    await gate.hold(0, held.request_id as string);
+    try {
+      const timed = await send(`${server.sagemakerUrl}/invocations`, {
+        body: JSON.stringify({ requests: [held] }),
+        headers: { "x-amzn-sagemaker-custom-attributes": "trace=1, timeout_ms=100" },
+      });
+      assert.equal(timed.status, 200, timed.text);
+      assert.deepEqual(Object.keys(timed.json.outputs[0].errors), [held.request_id]);
+      assert.equal(timed.json.outputs[0].errors[held.request_id as string].code, "OMNI_ERR_TIMEOUT");
+    } finally {
+      await gate.release(held.request_id as string);
+    }
   });
 });
 
