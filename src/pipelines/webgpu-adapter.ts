@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -141,7 +141,9 @@ export function webGpuUnavailableError(reason: string, cause?: unknown): ConfigE
  */
 export function quietVulkanEnvironment(env: NodeJS.ProcessEnv = process.env): void {
   if (env.XDG_RUNTIME_DIR) return;
-  env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), "omni-xdg-")); // mkdtemp makes it 0700, as the spec requires
+  const dir = mkdtempSync(join(tmpdir(), "omni-xdg-")); // mkdtemp makes it 0700, as the spec requires
+  env.XDG_RUNTIME_DIR = dir;
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
 }
 
 let checked: Promise<WebGpuProbe> | null = null;

@@ -66,6 +66,10 @@ export function describePlacement(component: string, path: string, p: NodePlacem
 /** Models (component and file) whose placement was already logged: once per model per process, sleep/wake included. */
 const logged = new Set<string>();
 
+/** Profile folders not yet deleted, removed at exit (a session that never ran, a process that exits mid-run). */
+const openDirs = new Set<string>();
+let exitHook = false;
+
 /** One WebGPU session's placement report: profiling options for its creation, a summary after its first run. */
 export class PlacementReport {
   readonly #component: string;
@@ -83,6 +87,11 @@ export class PlacementReport {
     this.#path = path;
     this.#log = log;
     this.#dir = mkdtempSync(join(tmpdir(), "omni-webgpu-profile-"));
+    openDirs.add(this.#dir);
+    if (!exitHook) {
+      exitHook = true;
+      process.once("exit", () => openDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+    }
   }
 
   /** Session options that profile the session into this report's folder. */
@@ -108,6 +117,7 @@ export class PlacementReport {
 
   /** Deletes the profile folder (a session that never ran, or was released). */
   discard(): void {
+    openDirs.delete(this.#dir);
     rmSync(this.#dir, { recursive: true, force: true });
   }
 }
