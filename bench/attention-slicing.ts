@@ -51,7 +51,7 @@ const noise = (n: number) => Float32Array.from({ length: n }, () => Math.sin(++k
 const hidden = sliced.input("encoder_hidden_states")!.shape[2];
 const feeds = {
   sample: new ort.Tensor("float32", noise(4 * lat * lat), [1, 4, lat, lat]),
-  timestep: new ort.Tensor("int64", BigInt64Array.from([500n]), [1]),
+  timestep: sliced.input("timestep")!.type === "int64" ? new ort.Tensor("int64", BigInt64Array.from([500n]), [1]) : new ort.Tensor("float32", Float32Array.from([500]), [1]),
   encoder_hidden_states: new ort.Tensor("float32", noise(77 * (typeof hidden === "number" ? hidden : 768)), [1, 77, typeof hidden === "number" ? hidden : 768]),
 };
 const times = { plain: [] as number[], sliced: [] as number[] };
