@@ -12,8 +12,9 @@ import { AbortedError, deserializeError, OmniError } from "../errors/omni-error.
 import { checkPngHeader, DEFAULT_MAX_PNG_PIXELS, readPngHeader } from "./png-header.js";
 import type { PngDecodeOptions } from "./png-guard.js";
 import { decodedPng, type DecodedPng } from "./png-decoded.js";
-import { pngCounters } from "./png.js";
-import type { DecodeReply, DecodeTask } from "./png-decode-protocol.js";
+import { resizeRgb } from "./image-resize.js";
+import { pngCounters, type RgbImage } from "./png.js";
+import type { DecodeReply, DecodeTask, ResizeReply, ResizeTask } from "./png-decode-protocol.js";
 
 /** Images up to this many pixels (256², a few ms in pngjs) decode on the calling thread. */
 export const INLINE_MAX_PIXELS = 256 * 256;
@@ -24,18 +25,18 @@ export const INLINE_MAX_PIXELS = 256 * 256;
  */
 const IDLE_TIMEOUT_MS = 2_000;
 
-let pool: Piscina<DecodeTask, DecodeReply> | null = null;
+let pool: Piscina<DecodeTask | ResizeTask, DecodeReply | ResizeReply> | null = null;
 
 /** The pool's thread count: half the cores, 1 to 4, so decodes never starve the model's own workers. */
 function threads(): number {
   return Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
 }
 
-function decodePool(): Piscina<DecodeTask, DecodeReply> {
+function decodePool(): Piscina<DecodeTask | ResizeTask, DecodeReply | ResizeReply> {
   if (pool) return pool;
   // The worker file beside this one: .ts under tsx (the thread inherits its --import), .js from dist/.
   const ext = extname(fileURLToPath(import.meta.url));
-  return (pool = new Piscina<DecodeTask, DecodeReply>({
+  return (pool = new Piscina<DecodeTask | ResizeTask, DecodeReply | ResizeReply>({
     filename: new URL(`./png-decode-worker${ext}`, import.meta.url).href,
     minThreads: 0,
     maxThreads: threads(),
@@ -65,7 +66,7 @@ export async function decodePngAsync(bytes: Uint8Array, opts: AsyncPngDecodeOpti
   if (header.width * header.height <= INLINE_MAX_PIXELS) return decodedPng(bytes, { maxPixels, field });
   let reply: DecodeReply;
   try {
-    reply = await decodePool().run({ bytes, maxPixels, field }, { signal: opts.signal ?? null });
+    reply = (await decodePool().run({ bytes, maxPixels, field }, { signal: opts.signal ?? null })) as DecodeReply;
   } catch (err) {
     if (opts.signal?.aborted) throw new AbortedError(`${field}: the PNG decode was abandoned`, { cause: err });
     // A thread that died (out of memory, killed): the decode did not happen; say so, not piscina's internals.
@@ -73,6 +74,24 @@ export async function decodePngAsync(bytes: Uint8Array, opts: AsyncPngDecodeOpti
   }
   if (!reply.ok) throw deserializeError(reply.error);
   return { width: reply.width, height: reply.height, rgba: reply.rgba, rgb: reply.rgb, transparent: reply.transparent };
+}
+
+/**
+ * {@link resizeRgb} without blocking the event loop for big outputs (2048² → 1024² took ~1 s of the main
+ * thread): on the decode pool's threads above {@link INLINE_MAX_PIXELS} output pixels, inline below.
+ */
+export async function resizeRgbAsync(img: RgbImage, width: number, height: number, signal?: AbortSignal): Promise<RgbImage> {
+  if (img.width === width && img.height === height) return img;
+  if (width * height <= INLINE_MAX_PIXELS) return resizeRgb(img, width, height);
+  const task: ResizeTask = { width: img.width, height: img.height, data: img.data, toWidth: width, toHeight: height };
+  let reply: ResizeReply;
+  try {
+    reply = (await decodePool().run(task, { name: "resize", signal: signal ?? null })) as ResizeReply;
+  } catch (err) {
+    if (signal?.aborted) throw new AbortedError("the image resize was abandoned", { cause: err });
+    throw new OmniError(`the image resize thread failed: ${(err as Error).message}`, "OMNI_ERR_INTERNAL", { cause: err });
+  }
+  return { width: reply.width, height: reply.height, data: reply.data };
 }
 
 /** Stops the pool's threads (a later decode starts a new pool); for tests and benches that count threads. */

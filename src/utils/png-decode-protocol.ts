@@ -17,3 +17,18 @@ export interface DecodeTask {
  * error as it travels between threads.
  */
 export type DecodeReply = { ok: true; width: number; height: number; rgb: Uint8Array; transparent: boolean; rgba: Uint8Array | null } | { ok: false; error: SerializedError };
+
+/** One bilinear resize (image-resize.ts) of RGB pixels, copied to the thread; the result moves back. */
+export interface ResizeTask {
+  width: number;
+  height: number;
+  data: Uint8Array;
+  toWidth: number;
+  toHeight: number;
+}
+
+export interface ResizeReply {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}

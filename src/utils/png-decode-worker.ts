@@ -4,8 +4,9 @@
  */
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { serializeError } from "../errors/omni-error.js";
+import { resizeRgb } from "./image-resize.js";
 import { decodedPng } from "./png-decoded.js";
-import type { DecodeReply, DecodeTask } from "./png-decode-protocol.js";
+import type { DecodeReply, DecodeTask, ResizeReply, ResizeTask } from "./png-decode-protocol.js";
 
 export default function decode(task: DecodeTask): DecodeReply {
   let reply: DecodeReply;
@@ -20,4 +21,11 @@ export default function decode(task: DecodeTask): DecodeReply {
   } catch (err) {
     return { ok: false, error: serializeError(err) };
   }
+}
+
+/** A resize of an upload to the size a request asks for (piscina's `name: "resize"`): per-pixel work off the event loop. */
+export function resize(task: ResizeTask): ResizeReply {
+  const out = resizeRgb({ width: task.width, height: task.height, data: task.data }, task.toWidth, task.toHeight);
+  const reply: ResizeReply = { width: out.width, height: out.height, data: out.data };
+  return move({ [transferableSymbol]: [out.data.buffer], [valueSymbol]: reply } as never) as unknown as ResizeReply;
 }

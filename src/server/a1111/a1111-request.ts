@@ -1,3 +1,4 @@
+import { resizeRgbAsync } from "../../utils/png-decode-pool.js";
 import { z, type ZodError } from "zod";
 import { checkRequestLimits, tightenLimits, type FieldNamer, type LimitField } from "../../core/limits.js";
 import type { OmniDiffusionRequestInit } from "../../core/request.js";
@@ -5,7 +6,7 @@ import { ValidationError } from "../../errors/omni-error.js";
 import { MAX_SEED, randomSeed } from "../../pipelines/random.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
-import { a1111Mask, decodeBase64Upload, resizeMask, resizeRgb, uploadCapOf, type UploadCap } from "../shared/edit-images.js";
+import { a1111Mask, decodeBase64Upload, resizeMask, uploadCapOf, type UploadCap } from "../shared/edit-images.js";
 import type { ModelCard } from "../openai/model-card.js";
 import type { ServerLimits } from "../openai/server-options.js";
 import { A1111_SCHEDULES, LISTED_SAMPLERS, a1111SamplerName, chooseSampler, samplerForModel } from "./a1111-samplers.js";
@@ -111,7 +112,7 @@ async function editImages(body: A1111Body, width: number, height: number, cap: U
   if (!first) throw a1111Unprocessable([{ loc: ["body", "init_images"], msg: "img2img needs at least one init image (base64 PNG)", type: "value_error.missing" }]);
   const image = (await decodeBase64Upload(first, "init_images", cap)).rgb;
   const mask = body.mask ? a1111Mask(await decodeBase64Upload(body.mask, "mask", cap), body.inpainting_mask_invert === 1) : null;
-  return { image: resizeRgb(image, width, height), mask: mask ? resizeMask(mask, width, height) : null };
+  return { image: await resizeRgbAsync(image, width, height), mask: mask ? resizeMask(mask, width, height) : null };
 }
 
 /**

@@ -1,8 +1,9 @@
 import type { FastifyRequest } from "fastify";
+import { resizeRgbAsync } from "../../utils/png-decode-pool.js";
 import { z } from "zod";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
-import { decodeUpload, openAIMask, resizeMask, resizeRgb, serverUploadCap, stepsRun, type DecodedUpload, type UploadCap } from "../shared/edit-images.js";
+import { decodeUpload, openAIMask, resizeMask, serverUploadCap, stepsRun, type DecodedUpload, type UploadCap } from "../shared/edit-images.js";
 import { imageGenerationBodySchema, schemaError, toImageRequest, type ParsedImageRequest } from "./image-request.js";
 import type { ModelCard } from "./model-card.js";
 import { requestError } from "./openai-errors.js";
@@ -124,6 +125,6 @@ export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits
   const parsed = toImageRequest({ ...body, size }, limits, model);
   const { width, height } = parsed.init as { width: number; height: number };
   const mask = maskUpload ? openAIMask(maskUpload) : image.transparent ? openAIMask(image) : null;
-  const edit = { image: resizeRgb(image.rgb, width, height), mask: mask ? resizeMask(mask, width, height) : null, strength: body.strength ?? null };
+  const edit = { image: await resizeRgbAsync(image.rgb, width, height), mask: mask ? resizeMask(mask, width, height) : null, strength: body.strength ?? null };
   return { ...parsed, steps: stepsRun(parsed.steps, edit), init: { ...parsed.init, ...edit } };
 }
