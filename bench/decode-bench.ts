@@ -6,7 +6,9 @@
  *      --bomb-mib MiB (a 32x32 interlaced header over ~1,000x that in zeros) sent to POST /v1/images/edits,
  *      A1111 img2img and the worker's POST /v1/diffusion/generate, with each answer's status;
  *   2. /health latency (polled one after another) while --uploads maximal uploads decode at once: serve runs
- *      with --max-size 1024, so the upload cap is 2048x2048 and each upload is a 2048x2048 RGBA PNG;
+ *      with --max-size 1024, so the upload cap is 2048x2048 and each upload is a 2048x2048 RGBA PNG; beside
+ *      it, serve's own event-loop delay maximum (prom-client's, from /metrics): a /health answer slower than
+ *      that waited for a core, not for serve's event loop;
  *   3. serve's RSS before, at the peak of, and --idle-ms after each of --spikes such spikes.
  *
  *   npx tsx bench/decode-bench.ts [--root DIR] [--uploads 8] [--bomb-mib 2] [--spikes 2] [--idle-ms 5000]
@@ -130,6 +132,7 @@ console.log(`\n1. a ${f1(bomb.length / MiB)} MiB bomb (32x32 interlaced header; 
     ] as const) {
       const before = mem(pid);
       resetPeak(pid);
+      await loopLagMaxMs(serve.value); // prom-client resets its event-loop histogram at each scrape
       const status = await send();
       const after = mem(pid);
       console.log(`  ${name}: status ${status}; RSS ${f1(before.rss)} MiB before, peak ${f1(after.hwm)} MiB (+${f1(after.hwm - before.rss)}), ${f1(after.rss)} MiB after`);
@@ -166,6 +169,7 @@ console.log(`\n2. /health while ${UPLOADS} maximal uploads decode (2048x2048 RGB
     for (let s = 1; s <= SPIKES; s++) {
       const before = mem(pid);
       resetPeak(pid);
+      await loopLagMaxMs(serve.value); // prom-client resets its event-loop histogram at each scrape
       const t0 = performance.now();
       let pending = UPLOADS;
       const statuses: number[] = [];
@@ -174,17 +178,25 @@ console.log(`\n2. /health while ${UPLOADS} maximal uploads decode (2048x2048 RGB
       while (pending > 0) lat.push(await timedHealth(serve.value));
       await Promise.all(uploads);
       const wall = performance.now() - t0;
+      const lagMax = await loopLagMaxMs(serve.value);
       const peak = mem(pid).hwm;
       await new Promise((r) => setTimeout(r, IDLE_MS));
       const after = mem(pid).rss;
       console.log(
-        `  spike ${s}: ${UPLOADS} uploads in ${f1(wall / 1000)} s (statuses ${[...new Set(statuses)].join(",")}); /health x${lat.length}: p50 ${f1(pct(lat, 50))} ms, p99 ${f1(pct(lat, 99))} ms, max ${f1(Math.max(...lat))} ms`,
+        `  spike ${s}: ${UPLOADS} uploads in ${f1(wall / 1000)} s (statuses ${[...new Set(statuses)].join(",")}); /health x${lat.length}: p50 ${f1(pct(lat, 50))} ms, p99 ${f1(pct(lat, 99))} ms, max ${f1(Math.max(...lat))} ms; serve's own event-loop delay max ${f1(lagMax)} ms`,
       );
       console.log(`           serve RSS ${f1(before.rss)} MiB before, peak ${f1(peak)} MiB, ${f1(after)} MiB ${IDLE_MS} ms after`);
     }
   } finally {
     await stop(serve.child);
   }
+}
+
+/** serve's event-loop delay maximum since the last scrape (prom-client's nodejs_eventloop_lag_max_seconds), ms. */
+async function loopLagMaxMs(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /^nodejs_eventloop_lag_max_seconds\s+([0-9.eE+-]+)/m.exec(text);
+  return m ? Number(m[1]) * 1000 : Number.NaN;
 }
 
 async function timedHealth(url: string): Promise<number> {
