@@ -2,11 +2,23 @@
  * A PNG decode pool thread (piscina loads this file): decodes with the same bounded decoder as the main
  * thread, and answers errors as data so the parent rebuilds them into their classes.
  */
+import { setPriority } from "node:os";
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { serializeError } from "../errors/omni-error.js";
 import { resizeRgb } from "./image-resize.js";
 import { decodedPng } from "./png-decoded.js";
 import type { DecodeReply, DecodeTask, ResizeReply, ResizeTask } from "./png-decode-protocol.js";
+
+/** The decode threads' nice value (0 normal, 19 lowest). */
+const DECODE_THREAD_NICE = 10;
+
+// Decodes are background work: on Linux a thread's nice value is its own (setpriority on the calling thread), so
+// this thread yields the cores to the server's event loop (its /health and routing) when both want one.
+try {
+  setPriority(DECODE_THREAD_NICE);
+} catch {
+  // Not permitted or not supported here: decode at the normal priority.
+}
 
 export default function decode(task: DecodeTask): DecodeReply {
   let reply: DecodeReply;
