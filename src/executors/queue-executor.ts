@@ -14,6 +14,7 @@ import {
   DEFAULT_QUEUE_NAME,
   KEEP_FINISHED_S,
   RedisConnectionWatch,
+  quietRedisErrors,
   describeRedis,
   jobIdFor,
   queueKeys,
@@ -126,9 +127,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
 
     // Connection errors are reported through the calls and health checks that meet them, not as events.
     const quiet = () => undefined;
-    this.#client.on("error", quiet);
-    this.#sub.on("error", quiet);
-    this.#eventsConn.on("error", quiet);
+    for (const c of [this.#client, this.#sub, this.#eventsConn]) quietRedisErrors(c);
     const waiters = (this.#waiters = new JobWaiters());
     // BullMQ's queue, the event reader and the RPC channel start once Redis has answered (below): a
     // refusal then leaves no BullMQ connection behind to fail after shutdown.

@@ -218,6 +218,24 @@ export function redisConnectionError(err: unknown, o: RedisOptions): OmniError |
 }
 
 /**
+ * Listens for an ioredis client's errors (reported through the calls and health checks that meet them, not as
+ * events), and keeps listening on the socket that failed: ioredis handles only the first `error` of each socket
+ * (`once`), and a TLS socket can raise a second one (an untrusted certificate, then the server's alert as the
+ * socket closes), which Node would throw as an uncaught exception and end the process.
+ */
+export function quietRedisErrors(client: Redis): void {
+  const ignore = () => undefined;
+  const absorbed = new WeakSet<object>();
+  client.on("error", () => {
+    const stream = (client as unknown as { stream?: NodeJS.EventEmitter }).stream;
+    if (stream && !absorbed.has(stream)) {
+      absorbed.add(stream);
+      stream.on("error", ignore);
+    }
+  });
+}
+
+/**
  * Watches one ioredis connection for failures no reconnect will cure, so a caller waiting on it can stop
  * at once: `failed` rejects with an UnauthorizedError when Redis refuses the credentials, or with the
  * unreachable TransportError once the address has refused connections for `refusedTimeoutMs` without a

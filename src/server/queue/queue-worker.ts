@@ -17,6 +17,7 @@ import {
   DEFAULT_STALLED_INTERVAL_MS,
   HEARTBEAT_TTL_FACTOR,
   RedisConnectionWatch,
+  quietRedisErrors,
   describeRedis,
   parseJobData,
   queueKeys,
@@ -109,8 +110,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const pub = new Redis(conn);
   const sub = new Redis(conn);
   const quiet = () => undefined; // connection errors: ioredis reconnects; heartbeats and jobs resume when Redis is back
-  pub.on("error", quiet);
-  sub.on("error", quiet);
+  quietRedisErrors(pub);
+  quietRedisErrors(sub);
   // Redis refusing the credentials is fatal at start (no reconnect fixes a password); a Redis not up yet is
   // waited for. Nothing BullMQ is created before Redis has answered: a refusal then leaves nothing behind.
   const watch = new RedisConnectionWatch(pub, conn, Number.POSITIVE_INFINITY);
