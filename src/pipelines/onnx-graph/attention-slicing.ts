@@ -1,6 +1,7 @@
 import {
   ATTR,
   DTYPE,
+  FIELD,
   concatBytes,
   decodeNode,
   decodeOpset,
@@ -13,12 +14,11 @@ import {
   type NodeMsg,
 } from "./proto-wire.js";
 
-/** ModelProto and GraphProto field numbers (onnx.proto). */
-const MODEL_GRAPH = 7;
-const MODEL_OPSET = 8;
-const GRAPH_NODE = 1;
-const GRAPH_INITIALIZER = 5;
-const GRAPH_OUTPUT = 12;
+const MODEL_GRAPH = FIELD.model.graph;
+const MODEL_OPSET = FIELD.model.opsetImport;
+const GRAPH_NODE = FIELD.graph.node;
+const GRAPH_INITIALIZER = FIELD.graph.initializer;
+const GRAPH_OUTPUT = FIELD.graph.output;
 
 /** Elementwise ops allowed between the score MatMul and the Softmax (scaling, masks without a row axis, casts). */
 const SCORE_BINARY = new Set(["Mul", "Div", "Add", "Sub"]);

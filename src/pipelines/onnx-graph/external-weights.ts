@@ -1,15 +1,14 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { basename } from "node:path";
 import protobuf from "protobufjs";
-import { concatBytes, encodeField } from "./proto-wire.js";
+import { DATA_LOCATION_EXTERNAL, FIELD, concatBytes, encodeField } from "./proto-wire.js";
 
-/** ModelProto.graph, GraphProto.initializer, TensorProto.raw_data / external_data / data_location (onnx.proto). */
-const MODEL_GRAPH = 7;
-const GRAPH_INITIALIZER = 5;
-const TENSOR_RAW_DATA = 9;
-const TENSOR_EXTERNAL_DATA = 13;
-const TENSOR_DATA_LOCATION = 14;
-const LOCATION_EXTERNAL = 1;
+const MODEL_GRAPH = FIELD.model.graph;
+const GRAPH_INITIALIZER = FIELD.graph.initializer;
+const TENSOR_RAW_DATA = FIELD.tensor.rawData;
+const TENSOR_EXTERNAL_DATA = FIELD.tensor.externalData;
+const TENSOR_DATA_LOCATION = FIELD.tensor.dataLocation;
+const LOCATION_EXTERNAL = DATA_LOCATION_EXTERNAL;
 
 /** Tensors smaller than this stay inline (shapes, scales): not worth an external reference. */
 const MIN_EXTERNAL_BYTES = 1024;

@@ -53,6 +53,16 @@ const NodeType = root.lookupType("onnx.NodeProto");
 const TensorType = root.lookupType("onnx.TensorProto");
 const OpsetType = root.lookupType("onnx.OperatorSetIdProto");
 
+/** Field numbers of onnx.proto messages that the rewrites walk as raw bytes (fieldSpans), not through the schema above. */
+export const FIELD = {
+  model: { graph: 7, opsetImport: 8 },
+  graph: { node: 1, initializer: 5, output: 12 },
+  tensor: { rawData: 9, externalData: 13, dataLocation: 14 },
+} as const;
+
+/** TensorProto.DataLocation.EXTERNAL. */
+export const DATA_LOCATION_EXTERNAL = 1;
+
 /** ONNX's AttributeProto.AttributeType values used here. */
 export const ATTR = { FLOAT: 1, INT: 2, TENSOR: 4, INTS: 7 } as const;
 /** ONNX's TensorProto.DataType values used here. */
