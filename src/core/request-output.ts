@@ -50,8 +50,9 @@ export class OmniRequestOutput {
   /**
    * Picks this request's part out of a batch's DiffusionOutput. A request that got no image and no error
    * of its own gets the batch error, or an explicit "no output" error: never a silent empty result.
+   * `metrics` (default: the batch's) lets a caller add its own timings without building the output twice.
    */
-  static fromDiffusionOutput(request: OmniDiffusionRequest, out: DiffusionOutput, missing: () => OmniError): OmniRequestOutput {
+  static fromDiffusionOutput(request: OmniDiffusionRequest, out: DiffusionOutput, missing: () => OmniError, metrics: StageMetrics = out.metrics): OmniRequestOutput {
     const images = out.imagesFor(request.requestId);
     // hasOwn: request ids come from clients, and "constructor" must not read Object.prototype's.
     const own = Object.hasOwn(out.errors, request.requestId) ? out.errors[request.requestId] : undefined;
@@ -61,7 +62,7 @@ export class OmniRequestOutput {
       prompt: request.prompt,
       images: error ? [] : images,
       seed: images[0]?.seed ?? request.seed,
-      metrics: out.metrics,
+      metrics,
       latents: out.trajectoryLatents?.find((l) => l.requestId === request.requestId) ?? null,
       timesteps: out.trajectoryTimesteps?.find((t) => t.requestId === request.requestId)?.timesteps ?? null,
       error,

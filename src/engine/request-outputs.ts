@@ -11,16 +11,16 @@ import type { QueuedRequest } from "./batch-queue.js";
  * nor an error for gets an OMNI_ERR_INTERNAL error (never a silent empty result).
  */
 export function requestOutputOf(q: QueuedRequest, out: DiffusionOutput, dispatchedAt: number): OmniRequestOutput {
-  const res = OmniRequestOutput.fromDiffusionOutput(q.request, out, () =>
-    out.error
-      ? new OmniError(out.error, "OMNI_ERR_WORKER")
-      : new OmniError(`executor returned no image for request ${q.request.requestId}`, "OMNI_ERR_INTERNAL"),
-  );
-  const metrics: StageMetrics = { ...res.metrics, queueMs: dispatchedAt - q.enqueuedAt + (res.metrics.workerQueueMs ?? 0) };
+  // The timings first, from the batch's metrics, so the output is built once with them.
+  const metrics: StageMetrics = { ...out.metrics, queueMs: dispatchedAt - q.enqueuedAt + (out.metrics.workerQueueMs ?? 0) };
   if (q.firstStepAt !== undefined) metrics.firstStepMs = q.firstStepAt - q.enqueuedAt;
   // Nobody asked for steps, so the engine saw none: the worker's own count (from when it received the request) plus the wait before dispatch.
-  else if (res.metrics.firstStepMs !== undefined) metrics.firstStepMs = dispatchedAt - q.enqueuedAt + res.metrics.firstStepMs;
-  return new OmniRequestOutput({ ...res, images: res.images, error: res.error, metrics });
+  else if (out.metrics.firstStepMs !== undefined) metrics.firstStepMs = dispatchedAt - q.enqueuedAt + out.metrics.firstStepMs;
+  const missing = () =>
+    out.error
+      ? new OmniError(out.error, "OMNI_ERR_WORKER")
+      : new OmniError(`executor returned no image for request ${q.request.requestId}`, "OMNI_ERR_INTERNAL");
+  return OmniRequestOutput.fromDiffusionOutput(q.request, out, missing, metrics);
 }
 
 /** The output of a request that could not even be built (e.g. `numInferenceSteps: 0`): it fails alone, under the id it asked for. */

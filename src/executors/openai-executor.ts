@@ -5,8 +5,8 @@ import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import { OmniError, TransportError, UnknownMethodError, ValidationError } from "../errors/omni-error.js";
-import { encodeOpenAIMaskPng, encodePng, type RgbImage } from "../utils/png.js";
-import { decodePngAsync } from "../utils/png-decode-pool.js";
+import { encodeOpenAIMaskPng, encodePng, lazyPngImage, type RgbImage } from "../utils/png.js";
+import { guardPngAsync } from "../utils/png-guard.js";
 import type { CollectiveRpcOptions } from "./base.js";
 import type { Deadline } from "../policies/deadline.js";
 import type { Endpoint } from "../policies/endpoint-pool.js";
@@ -125,18 +125,19 @@ export class OpenAIImagesExecutor extends RemoteExecutor<HttpClient, OpenAIOptio
     if (data.length !== r.numOutputsPerPrompt || data.some((d) => typeof d.b64_json !== "string")) {
       throw new TransportError(`${ctx.endpoint.url}: expected ${r.numOutputsPerPrompt} b64_json image(s), got ${data.length}`, { retryable: false, data: { endpoint: ctx.endpoint.url } });
     }
-    // A peer's image is untrusted bytes: decoded off the event loop, at most the size asked for (a bomb is refused).
+    // A peer's image is untrusted bytes: checked off the event loop, at most the size asked for (a bomb is
+    // refused here), then kept as PNG: decoded only if someone reads its pixels, sent on as it came otherwise.
     const maxPixels = r.width !== null && r.height !== null ? r.width * r.height : undefined;
     const output: GeneratedImage[] = await Promise.all(
       data.map(async (d, index) => {
-        let img: RgbImage;
+        const field = `data.${index}.b64_json`;
+        const png = Buffer.from(d.b64_json as string, "base64");
         try {
-          const png = await decodePngAsync(Buffer.from(d.b64_json as string, "base64"), { field: `data.${index}.b64_json`, maxPixels });
-          img = { width: png.width, height: png.height, data: png.rgb };
+          const { width, height } = await guardPngAsync(png, { field, maxPixels });
+          return lazyPngImage(png, width, height, { requestId: r.requestId, index, seed: seed + index }, field);
         } catch (err) {
           throw new TransportError(`${ctx.endpoint.url}: ${(err as Error).message}`, { retryable: false, cause: err, data: { endpoint: ctx.endpoint.url } });
         }
-        return { ...img, requestId: r.requestId, index, seed: seed + index };
       }),
     );
     return new DiffusionOutput({ output });

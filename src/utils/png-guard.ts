@@ -1,4 +1,5 @@
-import { inflateSync } from "node:zlib";
+import { inflate, inflateSync } from "node:zlib";
+import { promisify } from "node:util";
 import { ValidationError } from "../errors/omni-error.js";
 import { checkPngHeader, DEFAULT_MAX_PNG_PIXELS, inflatedSize, readPngHeader, type PngHeader } from "./png-header.js";
 
@@ -41,21 +42,50 @@ function imageData(bytes: Uint8Array, field: string): Buffer {
  * cost at most the bound. Returns the header.
  */
 export function guardPng(bytes: Uint8Array, opts: PngDecodeOptions = {}): PngHeader {
+  const { header, field, data, expected } = guardHeader(bytes, opts);
+  let inflated: Buffer;
+  try {
+    inflated = inflateSync(data, { maxOutputLength: expected });
+  } catch (err) {
+    throw inflateError(err, header, field, expected);
+  }
+  return checkInflated(inflated, header, field, expected);
+}
+
+const inflateAsync = promisify(inflate);
+
+/**
+ * {@link guardPng} with the inflate on libuv's thread pool, for bytes that are checked now but decoded only
+ * if someone reads their pixels (a remote peer's image, passed on as it came): the same bounds and errors.
+ */
+export async function guardPngAsync(bytes: Uint8Array, opts: PngDecodeOptions = {}): Promise<PngHeader> {
+  const { header, field, data, expected } = guardHeader(bytes, opts);
+  let inflated: Buffer;
+  try {
+    inflated = await inflateAsync(data, { maxOutputLength: expected });
+  } catch (err) {
+    throw inflateError(err, header, field, expected);
+  }
+  return checkInflated(inflated, header, field, expected);
+}
+
+function guardHeader(bytes: Uint8Array, opts: PngDecodeOptions): { header: PngHeader; field: string; data: Buffer; expected: number } {
   const field = opts.field ?? "image";
   const header = readPngHeader(bytes, field);
   checkPngHeader(bytes, header, { maxPixels: Math.min(opts.maxPixels ?? DEFAULT_MAX_PNG_PIXELS, DEFAULT_MAX_PNG_PIXELS), field, capNote: opts.capNote });
-  const expected = inflatedSize(header);
-  let inflated: Buffer;
-  try {
-    inflated = inflateSync(imageData(bytes, field), { maxOutputLength: expected });
-  } catch (err) {
-    if (err instanceof ValidationError) throw err;
-    const what = `${header.width}x${header.height}${header.interlaced ? " interlaced" : ""}`;
-    if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
-      throw invalid(field, `refused: its pixel data inflates past the ${expected} bytes a ${what} PNG holds (a decompression bomb)`, err);
-    }
-    throw invalid(field, `not a valid PNG image (its pixel data does not inflate: ${(err as Error).message})`, err);
+  return { header, field, data: imageData(bytes, field), expected: inflatedSize(header) };
+}
+
+function inflateError(err: unknown, header: PngHeader, field: string, expected: number): Error {
+  if (err instanceof ValidationError) return err;
+  const what = `${header.width}x${header.height}${header.interlaced ? " interlaced" : ""}`;
+  if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+    return invalid(field, `refused: its pixel data inflates past the ${expected} bytes a ${what} PNG holds (a decompression bomb)`, err);
   }
+  return invalid(field, `not a valid PNG image (its pixel data does not inflate: ${(err as Error).message})`, err);
+}
+
+function checkInflated(inflated: Buffer, header: PngHeader, field: string, expected: number): PngHeader {
   if (inflated.length < expected) {
     throw invalid(field, `not a valid PNG image (its pixel data inflates to ${inflated.length} of the ${expected} bytes its ${header.width}x${header.height} header implies)`);
   }

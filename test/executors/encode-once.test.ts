@@ -3,7 +3,9 @@
  * multi-process path (worker → parent is raw RGB; the one encode is at the edge) and on the http/grpc path
  * (the worker server encodes once; the client keeps those bytes and serves them on without a re-encode).
  * The counters are per process: the worker side is counted on an in-process DiffusionWorker answering the
- * same `generate` call the worker process answers.
+ * same `generate` call the worker process answers. The output side of issue 22 is counted first: the A1111
+ * routes and the openai executor pass a remote peer's PNG on as it came, and a worker server encodes a
+ * result once however many replies send it.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -15,9 +17,11 @@ import { OmniError } from "../../src/errors/omni-error.js";
 import { GrpcDiffusionExecutor } from "../../src/executors/grpc-executor.js";
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
 import { MultiprocExecutor } from "../../src/executors/multiproc-executor.js";
+import { OpenAIImagesExecutor } from "../../src/executors/openai-executor.js";
 import { WorkerProcess } from "../../src/executors/shared/worker-process.js";
 import type { ProgressMessage } from "../../src/protocol/worker-ipc.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
+import { startServer, type OmniServer } from "../../src/index.js";
 import { decodePng, encodePng, pngCounters, pngOf, resetPngCounters } from "../../src/utils/png.js";
 import { DiffusionWorker } from "../../src/workers/diffusion-worker.js";
 import { MODEL_DIR } from "../helpers/model.js";
@@ -27,6 +31,110 @@ const T = 120_000;
 const req = (i: number, extra: Partial<ConstructorParameters<typeof OmniDiffusionRequest>[0]> = {}) =>
   new OmniDiffusionRequest({ prompt: `a red circle on a blue background`, width: 32, height: 32, numInferenceSteps: 2, seed: 40 + i, ...extra });
 const counts = () => ({ ...pngCounters });
+
+describe("A1111 routes over an http executor: the worker server's PNG goes to the client as it came", { timeout: 3 * T }, () => {
+  let worker: WorkerServer;
+  let serve: OmniServer;
+  before(async () => {
+    worker = await startTestWorker({ httpPort: 0 });
+    serve = await startServer({ port: 0, engineConfig: { executorClass: "http", executorOptions: { endpoints: [worker.httpUrl!] } }, logger: false });
+  });
+  after(async () => {
+    await serve?.close();
+    await worker?.close();
+  });
+
+  it("txt2img: one encode per image in all (the worker server's), no decode", async () => {
+    resetPngCounters();
+    const res = await fetch(`${serve.url}/sdapi/v1/txt2img`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "a red circle on a blue background", seed: 3, batch_size: 2, steps: 2, width: 32, height: 32 }),
+    });
+    assert.equal(res.status, 200);
+    const { images } = (await res.json()) as { images: string[] };
+    // This process holds both servers: the worker server encodes each image once, serve sends those bytes on.
+    assert.deepEqual(counts(), { encodes: 2, decodes: 0 });
+    assert.equal(images.length, 2);
+    for (const b64 of images) assert.equal(decodePng(Buffer.from(b64, "base64")).data.length, 32 * 32 * 3);
+  });
+});
+
+describe("openai executor: the peer's PNG stays PNG until someone reads its pixels", { timeout: 3 * T }, () => {
+  let peer: OmniServer;
+  before(async () => {
+    peer = await startServer({ port: 0, engineConfig: { numGpus: 1, intraOpNumThreads: 1 }, logger: false });
+  });
+  after(async () => {
+    await peer?.close();
+  });
+
+  it("one encode per image in all (the peer's), no decode unless the pixels are read", async () => {
+    const ex = new OpenAIImagesExecutor(parseConfig({ executorOptions: { endpoints: [peer.url!] } }));
+    await ex.init();
+    try {
+      const r = req(10, { numOutputsPerPrompt: 2 });
+      resetPngCounters();
+      const out = await ex.executeModel([r]);
+      assert.deepEqual(out.errors, {});
+      assert.deepEqual(counts(), { encodes: 2, decodes: 0 }, "the peer encoded; the executor decoded nothing");
+      const pngs = OmniRequestOutput.fromDiffusionOutput(r, out, () => new OmniError("no output")).pngs();
+      assert.deepEqual(counts(), { encodes: 2, decodes: 0 }, "served on as the bytes that came in");
+      const img = out.imagesFor(r.requestId)[1]!;
+      assert.equal(img.data.length, 32 * 32 * 3);
+      assert.equal(pngCounters.decodes, 1, "decoded on first read");
+      assert.deepEqual(encodePng(img), pngs[1], "the PNG passed on is the one a fresh encode would make");
+    } finally {
+      await ex.close();
+    }
+  });
+});
+
+describe("worker server: a result is encoded once, however many replies send it", { timeout: 3 * T }, () => {
+  let server: WorkerServer;
+  before(async () => {
+    server = await startTestWorker({ httpPort: 0, grpcPort: 0, sagemakerPort: 0 });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  const post = async (url: string, body: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+    assert.equal(res.status, 200, await res.clone().text());
+    return res;
+  };
+  type WireOutput = { output: { png_base64: string }[] };
+  const pngsOf = (o: WireOutput) => o.output.map((i) => i.png_base64);
+
+  it("HTTP, SSE, SageMaker (both shapes) and gRPC replies of one request id cost its images' encodes once", async () => {
+    const dict = { request_id: "encode-once-worker", prompt: "a green square on a red background", width: 32, height: 32, num_inference_steps: 2, seed: 61, num_outputs_per_prompt: 2 };
+    resetPngCounters();
+    const first = ((await (await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] })).json()) as { outputs: WireOutput[] }).outputs[0]!;
+    assert.deepEqual(counts(), { encodes: 2, decodes: 0 }, "the first reply encodes each image once");
+    const sent = pngsOf(first);
+    // Retries of the same id (a lost response) are served from the worker's result cache, on every transport.
+    const sse = await (await post(`${server.httpUrl}/v1/diffusion/generate`, { requests: [dict] }, { accept: "text/event-stream" })).text();
+    const result = /event: result\ndata: (.*)\n/.exec(sse)?.[1];
+    assert.ok(result, sse);
+    assert.deepEqual(pngsOf((JSON.parse(result) as { outputs: WireOutput[] }).outputs[0]!), sent);
+    const invocations = `${server.sagemakerUrl}/invocations`;
+    assert.deepEqual(pngsOf(((await (await post(invocations, { requests: [dict] })).json()) as { outputs: WireOutput[] }).outputs[0]!), sent);
+    assert.deepEqual(pngsOf((await (await post(invocations, [dict])).json()) as WireOutput), sent);
+    assert.deepEqual(counts(), { encodes: 2, decodes: 0 }, "no reply encoded the images again");
+    const grpc = new GrpcDiffusionExecutor(parseConfig({ executorOptions: { endpoints: [server.grpcAddress!] } }));
+    await grpc.init();
+    try {
+      const r = new OmniDiffusionRequest({ requestId: dict.request_id, prompt: dict.prompt, width: 32, height: 32, numInferenceSteps: 2, seed: 61, numOutputsPerPrompt: 2 });
+      const out = await grpc.executeModel([r]);
+      assert.deepEqual(out.errors, {});
+      assert.deepEqual(out.imagesFor(r.requestId).map((i) => pngOf(i).toString("base64")), sent);
+    } finally {
+      await grpc.close();
+    }
+    assert.deepEqual(counts(), { encodes: 2, decodes: 0 }, "nor did the gRPC one");
+  });
+});
 
 describe("the worker answers generate in transfer form: no PNG in the worker", { timeout: 2 * T }, () => {
   let worker: DiffusionWorker;

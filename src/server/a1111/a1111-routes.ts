@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { GeneratedImage } from "../../core/output.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import { AbortedError, ValidationError, toOmniError } from "../../errors/omni-error.js";
-import { encodePng } from "../../utils/png.js";
+import { pngOf } from "../../utils/png.js";
 import { Generation, logAbort } from "../openai/generation-flow.js";
 import { stepsRun } from "../shared/edit-images.js";
 import { toHttpError } from "../openai/openai-errors.js";
@@ -12,7 +12,8 @@ import { A1111Job, A1111Jobs, idleProgress, jobOwner } from "./a1111-jobs.js";
 import { a1111BodySchema, a1111SchemaError, planA1111, type A1111Plan } from "./a1111-request.js";
 import { a1111Info, a1111Parameters } from "./a1111-response.js";
 
-const b64 = (img: GeneratedImage) => encodePng(img).toString("base64");
+// pngOf: an image that came from a remote peer as PNG goes out as those bytes (no decode, no second encode).
+const b64 = (img: GeneratedImage) => pngOf(img).toString("base64");
 
 /** A client's task id (`id_task`), or null for none or a value that is not one. */
 function taskIdOf(v: unknown): string | null {
