@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import type { ServerContext } from "../openai/server-context.js";
+import type { ServerContext } from "../app/server-context.js";
 import { A1111Options } from "./a1111-options.js";
 import { A1111_SCHEDULES, a1111SamplerList } from "./a1111-samplers.js";
 
