@@ -54,6 +54,9 @@ export const a1111BodySchema = z.looseObject({
 /** A body that passed {@link a1111BodySchema}. */
 export type A1111Body = z.output<typeof a1111BodySchema>;
 
+/** The declared body schema of `txt2img` and `img2img`: A1111 reads a call without a body as `{}`. */
+export const a1111CallSchema = z.preprocess((v) => v ?? {}, a1111BodySchema);
+
 /** One entry of FastAPI's 422 `detail` list. */
 export interface A1111Detail {
   loc: (string | number)[];
