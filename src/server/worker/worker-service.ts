@@ -4,12 +4,12 @@ import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
 import { prefixedFields, snakeCaseFields } from "../../core/limits.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
-import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, LimitExceededError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "../../policies/deadline.js";
 import type { z } from "zod";
 import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../protocol/wire.js";
 import { uploadCapOf } from "../shared/edit-images.js";
+import { toDiffusionOutput } from "../shared/wire-output.js";
 import type { StepProgress } from "../../core/progress.js";
 
 /** How long a finished result stays available to a retry of the same request id, ms. */
@@ -299,15 +299,4 @@ function deadlinePassed(requestId: string, timeoutMs: number): TimeoutError {
 
 function failed(requestId: string, err: OmniError): DiffusionOutput {
   return new DiffusionOutput({ errors: { [requestId]: err } });
-}
-
-/** One request's OmniRequestOutput as the DiffusionOutput the wire carries. */
-export function toDiffusionOutput(out: OmniRequestOutput): DiffusionOutput {
-  if (out.error) return failed(out.requestId, out.error);
-  return new DiffusionOutput({
-    output: out.images,
-    trajectoryLatents: out.latents ? [out.latents] : null,
-    trajectoryTimesteps: out.timesteps ? [{ requestId: out.requestId, timesteps: out.timesteps }] : null,
-    metrics: out.metrics,
-  });
 }
