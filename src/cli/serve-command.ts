@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
-import { startServer } from "../server/openai/openai-server.js";
+import { startServer } from "../server/omni-server.js";
 import { assertPortsFree } from "../server/shared/port-check.js";
 import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, attentionSlicesOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { PACKAGE_ROOT } from "../../src/core/paths.js";
-import { startServer } from "../../src/server/openai/openai-server.js";
+import { startServer } from "../../src/server/omni-server.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 import { extractCodeBlocks } from "./code-blocks.js";
 import { installPackage } from "./install-package.js";

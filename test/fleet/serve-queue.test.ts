@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { startServer, type OmniServer } from "../../src/server/openai/openai-server.js";
+import { startServer, type OmniServer } from "../../src/server/omni-server.js";
 import { QUEUE_METRICS } from "../../src/executors/queue/queue-stats.js";
 import { until } from "../helpers/server.js";
 import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "./helpers.js";

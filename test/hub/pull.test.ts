@@ -14,7 +14,7 @@ import { resolveModelSpec } from "../../src/core/model-path.js";
 import { ConfigError, HubAuthError, HubNotFoundError, IntegrityError, ModelLayoutError, TransportError } from "../../src/errors/omni-error.js";
 import { findCachedSnapshot } from "../../src/core/hub-cache.js";
 import { pullModel, type PullOptions } from "../../src/hub/pull-model.js";
-import { startServer, type OmniServer } from "../../src/server/openai/openai-server.js";
+import { startServer, type OmniServer } from "../../src/server/omni-server.js";
 import { FakeHub } from "./fake-hub.js";
 
 const REPO = "fixtures/tiny-shapes-onnx";

@@ -11,7 +11,7 @@ import { parseConfig } from "../../src/core/config.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { AbortedError, UnknownMethodError, ValidationError } from "../../src/errors/omni-error.js";
 import { OpenAIImagesExecutor } from "../../src/executors/openai-executor.js";
-import { startServer, type OmniServer } from "../../src/server/openai/openai-server.js";
+import { startServer, type OmniServer } from "../../src/server/omni-server.js";
 import { encodePng } from "../../src/utils/png.js";
 import { runExecutorConformance } from "../../src/testing/executor-conformance.js";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ImageStore } from "../../src/server/openai/image-store.js";
-import { previewInterval } from "../../src/server/openai/image-request.js";
+import { ImageStore } from "../../src/server/app/image-store.js";
+import { previewInterval } from "../../src/server/app/generation-flow.js";
 
 /** A clock the test moves by hand. */
 function fakeClock(start = 1_000_000) {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
-import type { ServerContext } from "../openai/server-context.js";
-import { A1111Options } from "./a1111-options.js";
+import type { ServerContext } from "../app/server-context.js";
+import { useZodValidator } from "../shared/zod-validator.js";
+import { A1111Options, optionsPatchSchema, optionsSchemaError, type OptionsPatch } from "./a1111-options.js";
 import { A1111_SCHEDULES, a1111SamplerList } from "./a1111-samplers.js";
 
 /**
@@ -14,9 +15,13 @@ export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void 
   const id = ctx.model.id;
   const options = new A1111Options(id);
   app.get("/sdapi/v1/options", async () => options.get());
-  app.post("/sdapi/v1/options", async (req) => {
-    options.set(req.body);
-    return null;
+  // Its own scope: the options body fails in its own words (unknown keys are a 400, not a 422).
+  void app.register(async (scope) => {
+    useZodValidator(scope, optionsSchemaError);
+    scope.post<{ Body: OptionsPatch }>("/sdapi/v1/options", { schema: { body: optionsPatchSchema } }, async (req) => {
+      options.set(req.body);
+      return null;
+    });
   });
   app.get("/sdapi/v1/sd-models", async () => [{ title: id, model_name: id, hash: null, sha256: null, filename: id, config: null }]);
   app.get("/sdapi/v1/samplers", async () => a1111SamplerList(ctx.model.limits));

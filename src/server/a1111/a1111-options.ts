@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z, type ZodError } from "zod";
 import { ValidationError } from "../../errors/omni-error.js";
 import { a1111SchemaError } from "./a1111-request.js";
 
@@ -20,6 +20,26 @@ const optionsSchema = z.strictObject({
   eta_noise_seed_delta: z.number().int().min(0).max(2 ** 32 - 1),
   sd_lora: name(),
 });
+
+/** The declared body of `POST /sdapi/v1/options`: any subset of the options, known keys only, each of its type. */
+export const optionsPatchSchema = optionsSchema.partial();
+
+/** A body that passed {@link optionsPatchSchema}. */
+export type OptionsPatch = z.output<typeof optionsPatchSchema>;
+
+/**
+ * A mismatch of {@link optionsPatchSchema} in A1111's shapes: a body that is no object, or an unknown key,
+ * is a 400 naming it (and the known keys); a known key of the wrong type a 422 in FastAPI's shape.
+ */
+export function optionsSchemaError(err: ZodError): ValidationError {
+  if (err.issues.some((i) => i.path.length === 0 && i.code === "invalid_type")) return new ValidationError("body: send the options as a JSON object", { field: "body" });
+  const unknown = err.issues.flatMap((i) => (i.code === "unrecognized_keys" ? i.keys : []));
+  if (unknown.length) {
+    const known = Object.keys(optionsSchema.shape).join(", ");
+    return new ValidationError(`${unknown[0]}: unknown option${unknown.length > 1 ? `s ${unknown.map((k) => `'${k}'`).join(", ")}` : ""}; this server keeps only ${known}`, { field: unknown[0] });
+  }
+  return a1111SchemaError(err);
+}
 
 /** The A1111 options of one server: validated on POST, shared by its clients. */
 export class A1111Options {
@@ -45,23 +65,15 @@ export class A1111Options {
   }
 
   /**
-   * Applies a posted options object, all or nothing: an unknown key is a 400 naming it and the known ones, a
-   * known key of the wrong type a 422 in FastAPI's shape, another checkpoint than the served model a 400.
+   * Applies a posted options object that passed {@link optionsPatchSchema} (the route's schema), all or
+   * nothing: another checkpoint than the served model is a 400.
    */
-  set(body: unknown): void {
-    if (body === null || typeof body !== "object" || Array.isArray(body)) throw new ValidationError("body: send the options as a JSON object", { field: "body" });
-    const unknown = Object.keys(body).filter((k) => !Object.hasOwn(this.#values, k));
-    if (unknown.length) {
-      const known = Object.keys(this.#values).join(", ");
-      throw new ValidationError(`${unknown[0]}: unknown option${unknown.length > 1 ? `s ${unknown.map((k) => `'${k}'`).join(", ")}` : ""}; this server keeps only ${known}`, { field: unknown[0] });
-    }
-    const r = optionsSchema.partial().safeParse(body);
-    if (!r.success) throw a1111SchemaError(r.error);
-    const ckpt = r.data.sd_model_checkpoint;
+  set(patch: OptionsPatch): void {
+    const ckpt = patch.sd_model_checkpoint;
     if (ckpt !== undefined && ckpt !== null && ckpt !== this.model) {
       throw new ValidationError(`sd_model_checkpoint: model '${ckpt}' not found; this server serves '${this.model}'`, { field: "sd_model_checkpoint" });
     }
-    for (const [k, v] of Object.entries(r.data)) {
+    for (const [k, v] of Object.entries(patch)) {
       if (k === "sd_model_checkpoint" || k === "sd_checkpoint_hash" || v === undefined) continue;
       this.#values[k] = v;
     }

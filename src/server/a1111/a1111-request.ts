@@ -7,8 +7,8 @@ import { MAX_SEED, randomSeed } from "../../pipelines/random.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
 import { a1111Mask, decodeBase64Upload, resizeMask, uploadCapOf, type UploadCap } from "../shared/edit-images.js";
-import type { ModelCard } from "../openai/model-card.js";
-import type { ServerLimits } from "../openai/server-options.js";
+import type { ModelCard } from "../app/model-card.js";
+import type { ServerLimits } from "../app/server-options.js";
 import { A1111_SCHEDULES, LISTED_SAMPLERS, a1111SamplerName, chooseSampler, samplerForModel } from "./a1111-samplers.js";
 
 /** Most `n_iter` iterations of one call (A1111 has no limit; each is one engine request). */
@@ -53,6 +53,9 @@ export const a1111BodySchema = z.looseObject({
 
 /** A body that passed {@link a1111BodySchema}. */
 export type A1111Body = z.output<typeof a1111BodySchema>;
+
+/** The declared body schema of `txt2img` and `img2img`: A1111 reads a call without a body as `{}`. */
+export const a1111CallSchema = z.preprocess((v) => v ?? {}, a1111BodySchema);
 
 /** One entry of FastAPI's 422 `detail` list. */
 export interface A1111Detail {

@@ -3,13 +3,14 @@ import type { GeneratedImage } from "../../core/output.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import { AbortedError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { pngOf } from "../../utils/png.js";
-import { Generation, logAbort } from "../openai/generation-flow.js";
+import { Generation, logAbort } from "../app/generation-flow.js";
 import { stepsRun } from "../shared/edit-images.js";
-import { toHttpError } from "../openai/openai-errors.js";
-import type { ServerContext } from "../openai/server-context.js";
+import { toHttpError } from "../app/error-mapping.js";
+import type { ServerContext } from "../app/server-context.js";
+import { useZodValidator } from "../shared/zod-validator.js";
 import { registerCatalog } from "./a1111-catalog.js";
 import { A1111Job, A1111Jobs, idleProgress, jobOwner } from "./a1111-jobs.js";
-import { a1111BodySchema, a1111SchemaError, planA1111, type A1111Plan } from "./a1111-request.js";
+import { a1111CallSchema, a1111SchemaError, planA1111, type A1111Body, type A1111Plan } from "./a1111-request.js";
 import { a1111Info, a1111Parameters } from "./a1111-response.js";
 
 // pngOf: an image that came from a remote peer as PNG goes out as those bytes (no decode, no second encode).
@@ -36,6 +37,8 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   const jobs = new A1111Jobs(ctx.config.a1111SharedJobs);
   const ownerOf = (req: FastifyRequest) => jobOwner(req.headers.authorization, req.ip);
 
+  // Route schemas fail in FastAPI's 422 shape, answered by the error handler below.
+  useZodValidator(app, a1111SchemaError);
   app.setErrorHandler((err, req, reply) => {
     const detail = err instanceof ValidationError ? err.data.a1111Detail : undefined;
     if (Array.isArray(detail)) return reply.code(422).send({ detail });
@@ -66,14 +69,13 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   });
 
   // Base64 images make these bodies large: they get the upload limit instead of the JSON one.
-  const opts = { bodyLimit: ctx.config.limits.maxUploadBytes };
-  app.post("/sdapi/v1/txt2img", opts, (req, reply) => generate("txt2img", req, reply));
-  app.post("/sdapi/v1/img2img", opts, (req, reply) => generate("img2img", req, reply));
+  const opts = { bodyLimit: ctx.config.limits.maxUploadBytes, schema: { body: a1111CallSchema } };
+  app.post<{ Body: A1111Body }>("/sdapi/v1/txt2img", opts, (req, reply) => generate("txt2img", req, reply));
+  app.post<{ Body: A1111Body }>("/sdapi/v1/img2img", opts, (req, reply) => generate("img2img", req, reply));
 
-  async function generate(kind: "txt2img" | "img2img", req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-    const parsed = a1111BodySchema.safeParse(req.body ?? {});
-    if (!parsed.success) throw a1111SchemaError(parsed.error);
-    const plan = await planA1111(kind, parsed.data, ctx.config.limits, ctx.model);
+  async function generate(kind: "txt2img" | "img2img", req: FastifyRequest<{ Body: A1111Body }>, reply: FastifyReply): Promise<unknown> {
+    const body = req.body;
+    const plan = await planA1111(kind, body, ctx.config.limits, ctx.model);
     const refusal = ctx.refusal();
     if (refusal) throw refusal;
     const requests = plan.requests.map((init, i) => new OmniDiffusionRequest({ ...init, requestId: `${req.id}-${i}` }));
@@ -81,7 +83,7 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     const g = new Generation(reply);
     // An abort that fails (the engine closing under it) has nothing left to stop: never an unhandled rejection.
     const abort = (id: string) => void ctx.engine.abort(id).catch((err: unknown) => req.log.debug({ err, requestId: id }, "abort failed"));
-    const job = new A1111Job(parsed.data.force_task_id || req.id, kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort, ownerOf(req));
+    const job = new A1111Job(body.force_task_id || req.id, kind, requests.map((r) => r.requestId), plan.steps ?? 0, abort, ownerOf(req));
     const unwatch = g.begin(ctx);
     const remove = jobs.add(job);
     try {
@@ -121,14 +123,14 @@ export const a1111Routes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
         throw new AbortedError("interrupted (POST /sdapi/v1/interrupt) before any image or preview was ready: nothing to return", { data: { openaiCode: "interrupted" } });
       }
       ctx.metrics.generation("ok", g.seconds, undefined, images.length);
-      return a1111Reply(plan, images, job, parsed.data);
+      return a1111Reply(plan, images, job, body);
     } finally {
       remove();
       unwatch();
     }
   }
 
-  function a1111Reply(plan: A1111Plan, images: GeneratedImage[], job: A1111Job, body: typeof a1111BodySchema._output): unknown {
+  function a1111Reply(plan: A1111Plan, images: GeneratedImage[], job: A1111Job, body: A1111Body): unknown {
     return {
       images: plan.sendImages ? images.map(b64) : [],
       parameters: a1111Parameters(body, plan),

@@ -4,10 +4,10 @@ import { z } from "zod";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
 import { decodeUpload, openAIMask, resizeMask, serverUploadCap, stepsRun, type DecodedUpload, type UploadCap } from "../shared/edit-images.js";
-import { imageGenerationBodySchema, schemaError, toImageRequest, type ParsedImageRequest } from "./image-request.js";
-import type { ModelCard } from "./model-card.js";
-import { requestError } from "./openai-errors.js";
-import type { ServerLimits } from "./server-options.js";
+import { imageGenerationBodySchema, toImageRequest, type ParsedImageRequest } from "./image-request.js";
+import type { ModelCard } from "../app/model-card.js";
+import { requestError, schemaError } from "../app/error-mapping.js";
+import type { ServerLimits } from "../app/server-options.js";
 
 /**
  * Text fields of `POST /v1/images/edits`: those of generations, plus `input_fidelity` (accepted and ignored,

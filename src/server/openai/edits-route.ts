@@ -2,8 +2,8 @@ import multipart from "@fastify/multipart";
 import type { FastifyPluginAsync } from "fastify";
 import { OmniDiffusionRequest } from "../../core/request.js";
 import { parseEditRequest } from "./edit-request.js";
-import { answerImages } from "./generation-flow.js";
-import type { ServerContext } from "./server-context.js";
+import { answerImages } from "../app/generation-flow.js";
+import type { ServerContext } from "../app/server-context.js";
 
 /**
  * `POST /v1/images/edits` (multipart/form-data, as the OpenAI API and its clients send it): img2img on

@@ -1,12 +1,12 @@
-import { z, type ZodError } from "zod";
+import { z } from "zod";
 import type { OmniDiffusionRequestInit } from "../../core/request.js";
 import { checkRequestLimits, snakeCaseFields, tightenLimits, type FieldNamer } from "../../core/limits.js";
 import { ValidationError } from "../../errors/omni-error.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
-import type { ModelCard } from "./model-card.js";
-import { requestError } from "./openai-errors.js";
+import type { ModelCard } from "../app/model-card.js";
+import { requestError } from "../app/error-mapping.js";
 import { VAE_CHOICES } from "../../core/decoders.js";
-import type { ServerLimits } from "./server-options.js";
+import type { ServerLimits } from "../app/server-options.js";
 
 /**
  * Body of `POST /v1/images/generations`: the OpenAI fields, vLLM-Omni's extensions (`negative_prompt`,
@@ -56,22 +56,6 @@ export interface ParsedImageRequest {
   /** Steps the request will run (its own, or the model's default when known). */
   steps: number | null;
   user: string | null;
-}
-
-/** A 422 for a body that does not match {@link imageGenerationBodySchema}, naming the first bad field. */
-export function schemaError(err: ZodError): ValidationError {
-  const describe = (i: ZodError["issues"][number]) => {
-    const path = i.path.map(String).join(".");
-    if (i.code === "unrecognized_keys") return { param: i.keys[0] ?? null, code: "unknown_parameter", text: `Unknown parameter: '${i.keys.join("', '")}'.` };
-    if (i.code === "invalid_type" && /received undefined$/.test(i.message)) {
-      return { param: path, code: "missing_required_parameter", text: `Missing required parameter: '${path}'.` };
-    }
-    if (!path) return { param: null, code: "invalid_type", text: `The request body must be a JSON object (${i.message}).` };
-    return { param: path, code: i.code === "invalid_type" ? "invalid_type" : "invalid_value", text: `Invalid value for '${path}': ${i.message}.` };
-  };
-  const all = err.issues.map(describe);
-  const first = all[0] ?? { param: null, code: "invalid_value", text: "Invalid request body." };
-  return requestError(422, all.map((d) => d.text).join(" "), first.param, first.code);
 }
 
 /** Engine field → the OpenAI parameter a client sent (`size` for width and height, `n` for images). */
@@ -141,13 +125,4 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     steps: steps ?? model.info?.defaults.numInferenceSteps ?? null,
     user: body.user ?? null,
   };
-}
-
-/**
- * The preview interval that gives `partial` evenly spaced partial images before the final one of a
- * `steps`-step run (e.g. 20 steps, 3 partials: steps 5, 10, 15). 0 when none are wanted.
- */
-export function previewInterval(steps: number | null, partial: number): number {
-  if (partial <= 0) return 0;
-  return Math.max(1, Math.ceil((steps ?? 20) / (partial + 1)));
 }

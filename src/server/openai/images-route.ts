@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from "fastify";
 import { OmniDiffusionRequest } from "../../core/request.js";
-import { answerImages } from "./generation-flow.js";
+import { answerImages } from "../app/generation-flow.js";
 import { imageGenerationBodySchema, toImageRequest, type ImageGenerationBody } from "./image-request.js";
-import type { ServerContext } from "./server-context.js";
+import type { ServerContext } from "../app/server-context.js";
 
 /**
  * `POST /v1/images/generations`: validates (422 schema, 400 limits/model), runs the request on the engine,

@@ -30,7 +30,7 @@ import {
   type WorkerInfo,
 } from "../../protocol/queue-protocol.js";
 import { registerQueueMetrics } from "../../executors/queue/queue-stats.js";
-import { toDiffusionOutput } from "../worker/worker-service.js";
+import { toDiffusionOutput } from "../shared/wire-output.js";
 import { uploadCapOf } from "../shared/edit-images.js";
 import { settleWithin } from "../../utils/settle-within.js";
 

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { requestError } from "../openai/openai-errors.js";
-import type { ServerContext } from "../openai/server-context.js";
+import { requestError } from "../app/error-mapping.js";
+import { PUBLIC_ROUTE } from "../app/public-route.js";
+import type { ServerContext } from "../app/server-context.js";
 import { BusyTime } from "./busy-time.js";
 import { playgroundStatus } from "./playground-status.js";
 import { loadStaticAssets, type StaticAsset } from "./static-assets.js";
@@ -11,24 +12,6 @@ export interface PlaygroundOptions {
   ctx: ServerContext;
   /** Folder of the page's files (default: the package's `playground/`). */
   assetsDir?: string;
-}
-
-/**
- * Route config flag of routes that answer without the API key: the page and its scripts hold no secrets
- * and must load before the user typed a key. Everything the page then fetches is authorized as usual.
- */
-export const PUBLIC_ROUTE = { public: true } as const;
-
-declare module "fastify" {
-  // Declared so route `config` stays typed once a plugin (@fastify/multipart) adds keys of its own.
-  interface FastifyContextConfig {
-    public?: boolean;
-  }
-}
-
-/** True for a route registered with {@link PUBLIC_ROUTE}. */
-export function isPublicRoute(req: FastifyRequest): boolean {
-  return (req.routeOptions.config as { public?: unknown } | undefined)?.public === true;
 }
 
 // Everything the page loads comes from this server: no CDN, no inline script, images from data:/blob: URLs.

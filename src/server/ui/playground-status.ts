@@ -1,6 +1,6 @@
 import { maxSizeFor, tightenLimits } from "../../core/limits.js";
 import type { EndpointState } from "../../executors/base.js";
-import type { ServerContext } from "../openai/server-context.js";
+import type { ServerContext } from "../app/server-context.js";
 import type { Throughput } from "./busy-time.js";
 
 /** What the playground's status panel and its form need to know about the server (`GET /ui/api/status`). */

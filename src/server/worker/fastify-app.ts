@@ -1,5 +1,4 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from "fastify";
-import type { ZodType } from "zod";
 import { OmniError, UnknownMethodError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { newRequestId } from "../../core/request.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
@@ -9,6 +8,7 @@ import { hardenedServerFactory, type HttpLimits } from "../shared/http-limits.js
 import { installJsonBodyParser } from "../shared/json-body.js";
 import { fastifyClientError, httpStatusOf } from "../shared/http-errors.js";
 import { publicError } from "../shared/public-error.js";
+import { useZodValidator } from "../shared/zod-validator.js";
 
 /** Options shared by the worker's fastify apps. */
 export interface WorkerAppOptions {
@@ -40,13 +40,7 @@ export function createWorkerApp(opts: WorkerAppOptions): FastifyInstance {
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
   });
-  app.setValidatorCompiler(({ schema }) => {
-    const zod = schema as unknown as ZodType;
-    return (data: unknown) => {
-      const r = zod.safeParse(data);
-      return r.success ? { value: r.data } : { error: zodToValidationError(r.error, "request body") };
-    };
-  });
+  useZodValidator(app, (err) => zodToValidationError(err, "request body"));
   app.setErrorHandler((err, req, reply) => {
     const e = publicError(asOmniError(err, opts.bodyLimit), req.id, (full, requestId) => req.log.error({ err: full, requestId }, "request failed"));
     if (e.statusCode >= 500) req.log.warn({ code: e.code, requestId: req.id }, e.message);

@@ -1,17 +1,16 @@
 import { basename } from "node:path";
 import { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
-import { DiffusionOutput, type GeneratedImage } from "../../core/output.js";
+import { DiffusionOutput } from "../../core/output.js";
 import { prefixedFields, snakeCaseFields } from "../../core/limits.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
-import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, LimitExceededError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "../../policies/deadline.js";
 import type { z } from "zod";
 import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../protocol/wire.js";
 import { uploadCapOf } from "../shared/edit-images.js";
+import { toDiffusionOutput } from "../shared/wire-output.js";
 import type { StepProgress } from "../../core/progress.js";
-import { encodePng } from "../../utils/png.js";
 
 /** How long a finished result stays available to a retry of the same request id, ms. */
 const RESULT_TTL_MS = 30_000;
@@ -300,26 +299,4 @@ function deadlinePassed(requestId: string, timeoutMs: number): TimeoutError {
 
 function failed(requestId: string, err: OmniError): DiffusionOutput {
   return new DiffusionOutput({ errors: { [requestId]: err } });
-}
-
-/**
- * One request's OmniRequestOutput as the DiffusionOutput the wire carries, its images encoded to PNG here,
- * once: every reply that sends it (HTTP, SSE, SageMaker, gRPC, a retry served from the cache, a second caller
- * of the same request id) sends those bytes (`pngOf`) instead of encoding the pixels again.
- */
-export function toDiffusionOutput(out: OmniRequestOutput): DiffusionOutput {
-  if (out.error) return failed(out.requestId, out.error);
-  return new DiffusionOutput({
-    output: out.images.map(withPng),
-    trajectoryLatents: out.latents ? [out.latents] : null,
-    trajectoryTimesteps: out.timesteps ? [{ requestId: out.requestId, timesteps: out.timesteps }] : null,
-    metrics: out.metrics,
-  });
-}
-
-/** The image with its PNG: the one it came with, else one fresh encode (the pixels are not copied). */
-function withPng(img: GeneratedImage): GeneratedImage {
-  if (img.png) return img;
-  const { requestId, index, seed, width, height, data } = img;
-  return { requestId, index, seed, width, height, data, png: encodePng(img) };
 }

@@ -5,10 +5,30 @@ import type { OmniRequestOutput } from "../../core/request-output.js";
 import type { StepProgress } from "../../core/progress.js";
 import { AbortedError, ClosedError, OmniError, toOmniError } from "../../errors/omni-error.js";
 import { pngOf } from "../../utils/png.js";
-import { previewInterval, type ParsedImageRequest } from "./image-request.js";
-import { toHttpError } from "./openai-errors.js";
+import { toHttpError } from "./error-mapping.js";
 import type { ServerContext } from "./server-context.js";
 import { SseWriter } from "./sse-writer.js";
+
+/** How a dialect wants its images answered: what {@link answerImages} reads of a parsed request. */
+export interface ImageAnswerOptions {
+  stream: boolean;
+  /** Partial images per image while streaming (0: none). */
+  partialImages: number;
+  responseFormat: "b64_json" | "url";
+  /** Echoed in stream events (`quality` of the OpenAI API). */
+  quality: "low" | "medium" | "high" | "auto";
+  /** Steps the request will run (its own, or the model's default when known). */
+  steps: number | null;
+}
+
+/**
+ * The preview interval that gives `partial` evenly spaced partial images before the final one of a
+ * `steps`-step run (e.g. 20 steps, 3 partials: steps 5, 10, 15). 0 when none are wanted.
+ */
+export function previewInterval(steps: number | null, partial: number): number {
+  if (partial <= 0) return 0;
+  return Math.max(1, Math.ceil((steps ?? 20) / (partial + 1)));
+}
 
 const USAGE = { input_tokens: 0, input_tokens_details: { image_tokens: 0, text_tokens: 0 }, output_tokens: 0, total_tokens: 0 };
 
@@ -119,7 +139,7 @@ export async function answerImages(
   reply: FastifyReply,
   ctx: ServerContext,
   request: OmniDiffusionRequest,
-  parsed: ParsedImageRequest,
+  parsed: ImageAnswerOptions,
   eventPrefix: "image_generation" | "image_edit",
 ): Promise<unknown> {
   const g = new Generation(reply);
@@ -152,7 +172,7 @@ export async function answerImages(
 }
 
 /** The SSE variant: partial images while denoising, then one `completed` event per image. */
-async function stream(req: FastifyRequest, ctx: ServerContext, request: OmniDiffusionRequest, parsed: ParsedImageRequest, g: Generation, prefix: string): Promise<void> {
+async function stream(req: FastifyRequest, ctx: ServerContext, request: OmniDiffusionRequest, parsed: ImageAnswerOptions, g: Generation, prefix: string): Promise<void> {
   const sse = new SseWriter(g.reply.raw);
   const sent = new Map<number, number>();
   const common = (img: GeneratedImage) => ({

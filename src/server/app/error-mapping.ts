@@ -1,3 +1,4 @@
+import type { ZodError } from "zod";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
 import { fastifyClientError, httpStatusOf } from "../shared/http-errors.js";
 import { isPublicError } from "../shared/public-error.js";
@@ -49,6 +50,22 @@ function typeFor(status: number): string {
  */
 export function requestError(status: number, message: string, param: string | null, code: string): ValidationError {
   return new ValidationError(message, { statusCode: status, field: param ?? undefined, data: { openaiCode: code } });
+}
+
+/** A 422 for a body that does not match its route's schema (the app's validator), naming the first bad field. */
+export function schemaError(err: ZodError): ValidationError {
+  const describe = (i: ZodError["issues"][number]) => {
+    const path = i.path.map(String).join(".");
+    if (i.code === "unrecognized_keys") return { param: i.keys[0] ?? null, code: "unknown_parameter", text: `Unknown parameter: '${i.keys.join("', '")}'.` };
+    if (i.code === "invalid_type" && /received undefined$/.test(i.message)) {
+      return { param: path, code: "missing_required_parameter", text: `Missing required parameter: '${path}'.` };
+    }
+    if (!path) return { param: null, code: "invalid_type", text: `The request body must be a JSON object (${i.message}).` };
+    return { param: path, code: i.code === "invalid_type" ? "invalid_type" : "invalid_value", text: `Invalid value for '${path}': ${i.message}.` };
+  };
+  const all = err.issues.map(describe);
+  const first = all[0] ?? { param: null, code: "invalid_value", text: "Invalid request body." };
+  return requestError(422, all.map((d) => d.text).join(" "), first.param, first.code);
 }
 
 /**

@@ -1,6 +1,5 @@
 import cors from "@fastify/cors";
 import Fastify, { type FastifyInstance } from "fastify";
-import type { ZodType } from "zod";
 import { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { newRequestId } from "../../core/request.js";
@@ -11,18 +10,16 @@ import { hardenedServerFactory } from "../shared/http-limits.js";
 import { installJsonBodyParser } from "../shared/json-body.js";
 import { portError } from "../shared/port-check.js";
 import { HostAllowList, OriginAllowList, crossSiteRefusal, hostRefusal } from "../shared/site-guard.js";
+import { useZodValidator } from "../shared/zod-validator.js";
 import { settleWithin } from "../../utils/settle-within.js";
-import { schemaError } from "./image-request.js";
 import { ImageStore } from "./image-store.js";
-import { imageRoutes } from "./images-route.js";
-import { editRoutes } from "./edits-route.js";
-import { a1111Routes } from "../a1111/a1111-routes.js";
 import { loadModelCard, type ModelCard } from "./model-card.js";
-import { requestError, toHttpError } from "./openai-errors.js";
+import { requestError, schemaError, toHttpError } from "./error-mapping.js";
+import { isPublicRoute } from "./public-route.js";
 import type { ServerContext } from "./server-context.js";
 import { parseServerConfig, type ServerConfig, type ServerLimits, type ServerOptions } from "./server-options.js";
+import type { ServerPlugin } from "./server-plugin.js";
 import { systemRoutes } from "./system-routes.js";
-import { isPublicRoute, playgroundRoutes } from "../ui/playground-plugin.js";
 
 /** The engine config a server-owned engine gets: the server's request limits also bound the engine. */
 function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLimits): OmniDiffusionConfigInput {
@@ -38,31 +35,26 @@ function engineConfigFor(input: OmniDiffusionConfigInput = {}, limits: ServerLim
   };
 }
 
+/** What {@link ServerApp.open} hands the constructor: the fastify app, the engine and what was loaded for it. */
+export interface ServerParts {
+  app: FastifyInstance;
+  engine: DiffusionEngine;
+  /** True when the server created the engine (and so closes it). */
+  ownsEngine: boolean;
+  config: ServerConfig;
+  model: ModelCard;
+}
+
 /**
- * The OpenAI-compatible image server (`omni-diffusion serve`): fastify with pino logs in front of a
- * {@link DiffusionEngine} and whatever executor the operator configured.
- *
- * Routes: `POST /v1/images/generations` (JSON or SSE), `POST /v1/images/edits` (multipart, JSON or SSE),
- * `GET /v1/images/files/:id`, `GET /v1/models`, `GET /health`, `GET /metrics`, the AUTOMATIC1111-compatible
- * `/sdapi/v1/*` (unless `a1111: false`) and the web playground at `/` (unless `ui: false`). Every route but `/health`
- * and the playground's page and scripts needs the API key when one is set. POSTs from another site's page are
- * refused (403) unless `corsOrigins` allows that origin; without a key, so are `Host` names other than IP
- * addresses, `localhost`, the bound host and `allowedHosts` (DNS rebinding).
+ * The app shell of the image server: fastify with pino logs in front of a {@link DiffusionEngine}, the
+ * cross-cutting hooks (site guard, API key, metrics, request ids, draining), the zod validator, the error
+ * mapping, `GET /health`, `GET /metrics` and the image files, and graceful shutdown. The APIs it serves are
+ * peer {@link ServerPlugin}s handed to it (src/server/omni-server.ts lists the built-in ones); each gets the
+ * {@link ServerContext}.
  * `close()` is graceful: no new requests, in-flight ones finish until `shutdownTimeoutMs` (then they are
  * aborted with a 503), and a server-owned engine is closed last, taking its worker processes with it.
- *
- * @example
- * ```ts
- * const server = await startServer({ port: 0, engineConfig: { numGpus: 1 }, logger: false });
- * const res = await fetch(`${server.url}/v1/images/generations`, {
- *   method: "POST",
- *   headers: { "content-type": "application/json" },
- *   body: JSON.stringify({ prompt: "a red circle on a blue background", size: "32x32", num_inference_steps: 4 }),
- * });
- * await server.close();
- * ```
  */
-export class OmniServer {
+export class ServerApp {
   readonly app: FastifyInstance;
   readonly engine: DiffusionEngine;
   readonly config: ServerConfig;
@@ -79,7 +71,7 @@ export class OmniServer {
   #url: string | null = null;
   #closing: Promise<void> | null = null;
 
-  private constructor(app: FastifyInstance, engine: DiffusionEngine, ownsEngine: boolean, config: ServerConfig, model: ModelCard) {
+  protected constructor({ app, engine, ownsEngine, config, model }: ServerParts, plugins: readonly ServerPlugin[]) {
     this.app = app;
     this.engine = engine;
     this.#ownsEngine = ownsEngine;
@@ -96,11 +88,14 @@ export class OmniServer {
       this.metrics.setHealthy(false);
       app.log.error({ err }, "executor failed; generation requests now get 503");
     });
-    this.#install();
+    this.#install(plugins);
   }
 
-  /** Builds the server (and its engine, unless `opts.engine` is given) without listening. */
-  static async create(opts: ServerOptions = {}): Promise<OmniServer> {
+  /**
+   * Builds a server (and its engine, unless `opts.engine` is given) without listening: `make` constructs
+   * it from the parts (a subclass passes its own constructor and the plugins it serves).
+   */
+  protected static async open<T extends ServerApp>(opts: ServerOptions, make: (parts: ServerParts) => T): Promise<T> {
     const config = parseServerConfig(opts);
     const engine = opts.engine ?? (await DiffusionEngine.create(engineConfigFor(opts.engineConfig, config.limits)));
     try {
@@ -113,7 +108,7 @@ export class OmniServer {
         return503OnClosing: false,
       });
       const model = await loadModelCard(engine, config.servedModelName, config.healthTimeoutMs, (m) => app.log.warn(m));
-      const server = new OmniServer(app, engine, !opts.engine, config, model);
+      const server = make({ app, engine, ownsEngine: !opts.engine, config, model });
       await app.ready();
       return server;
     } catch (err) {
@@ -214,16 +209,13 @@ export class OmniServer {
     };
   }
 
-  #install(): void {
+  #install(plugins: readonly ServerPlugin[]): void {
     const { app, config } = this;
     const origins = new OriginAllowList(config.corsOrigins);
     // With a key, the key keeps other sites' pages out; without one, only the Host header tells a rebound name apart.
     const hosts = config.apiKey ? null : new HostAllowList([...config.allowedHosts, ...(config.publicBaseUrl ? [new URL(config.publicBaseUrl).hostname] : [])], config.host);
     // Route schemas are zod schemas, compiled once at module load; a mismatch is a 422 naming the field.
-    app.setValidatorCompiler(({ schema }) => (data: unknown) => {
-      const r = (schema as ZodType).safeParse(data);
-      return r.success ? { value: r.data } : { error: schemaError(r.error) };
-    });
+    useZodValidator(app, schemaError);
     // JSON only (anything else is a 415), through the shared safe parser: depth, encoding and charset checked.
     installJsonBodyParser(app, { maxDepth: config.http.maxJsonDepth });
     app.addHook("onRequest", async (req, reply) => {
@@ -265,7 +257,7 @@ export class OmniServer {
       const { statusCode, body } = toHttpError(requestError(404, `Unknown request URL: ${req.method} ${req.url.split("?")[0]}.`, null, "unknown_url"), config.limits, req.id);
       return reply.code(statusCode).send(body);
     });
-    // Each feature is its own encapsulated plugin; the hooks, validator and error handler above are inherited.
+    // Each dialect is its own encapsulated plugin; the hooks, validator and error handler above are inherited.
     if (origins.size > 0) {
       void app.register(cors, {
         origin: (origin, cb) => cb(null, origins.allows(origin)),
@@ -275,22 +267,7 @@ export class OmniServer {
       });
     }
     const ctx = this.#context();
-    void app.register(imageRoutes, { ctx });
-    void app.register(editRoutes, { ctx });
     void app.register(systemRoutes, { ctx });
-    if (config.a1111) void app.register(a1111Routes, { ctx });
-    if (config.ui) void app.register(playgroundRoutes, { ctx });
+    for (const p of plugins) if (p.enabled?.(config) ?? true) void app.register(p.plugin, { ctx });
   }
-}
-
-/** Creates an {@link OmniServer} and starts listening. */
-export async function startServer(opts: ServerOptions = {}): Promise<OmniServer> {
-  const server = await OmniServer.create(opts);
-  try {
-    await server.listen();
-  } catch (err) {
-    await server.close({ timeoutMs: 0 });
-    throw err;
-  }
-  return server;
 }

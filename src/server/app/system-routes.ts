@@ -1,11 +1,12 @@
 import type { FastifyPluginAsync } from "fastify";
 import { ClosedError, UnhealthyError, toOmniError } from "../../errors/omni-error.js";
-import { requestError, toHttpError } from "./openai-errors.js";
+import { requestError, toHttpError } from "./error-mapping.js";
 import type { ServerContext } from "./server-context.js";
 
 /**
- * `GET /health` (200, or 503 with the reason), `GET /v1/models[/:model]`, `GET /metrics` (Prometheus text)
- * and `GET /v1/images/files/:id` (the images of `response_format: "url"`, until they expire).
+ * The app's own routes, served whichever dialects are on: `GET /health` (200, or 503 with the reason),
+ * `GET /metrics` (Prometheus text) and `GET /v1/images/files/:id` (the images of `response_format: "url"`
+ * in the app's image store, until they expire).
  */
 export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.get("/health", async (req, reply) => {
@@ -22,19 +23,6 @@ export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
       const { body } = toHttpError(unhealthy, ctx.config.limits, req.id);
       return reply.code(503).send(body);
     }
-  });
-
-  const card = () => ({
-    id: ctx.model.id,
-    object: "model",
-    created: ctx.model.created,
-    owned_by: "omni-diffusion",
-  });
-  app.get("/v1/models", async () => ({ object: "list", data: [card()] }));
-  app.get<{ Params: { model: string } }>("/v1/models/:model", async (req) => {
-    const { model } = req.params;
-    if (model !== ctx.model.id) throw requestError(404, `The model '${model}' does not exist; this server serves '${ctx.model.id}'.`, "model", "model_not_found");
-    return card();
   });
 
   app.get("/metrics", async (_req, reply) => {
