@@ -18,13 +18,15 @@ import {
   describeRedis,
   jobIdFor,
   queueKeys,
+  readQueueStats,
   redisNow,
   redisOptions,
+  registerQueueMetrics,
   whenReady,
   type JobData,
+  type QueueStats,
   type WorkerInfo,
 } from "../protocol/queue-protocol.js";
-import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
 import { Deadline } from "../policies/deadline.js";

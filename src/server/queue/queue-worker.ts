@@ -24,12 +24,12 @@ import {
   whenReady,
   redisNow,
   redisOptions,
+  registerQueueMetrics,
   type JobProgress,
   type RpcMessage,
   type RpcReply,
   type WorkerInfo,
 } from "../../protocol/queue-protocol.js";
-import { registerQueueMetrics } from "../../executors/queue/queue-stats.js";
 import { toDiffusionOutput } from "../worker/worker-service.js";
 import { uploadCapOf } from "../shared/edit-images.js";
 import { settleWithin } from "../../utils/settle-within.js";
