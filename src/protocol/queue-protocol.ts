@@ -4,12 +4,32 @@
  * connection options, and the queue's stats and gauges (both sides serve them). The worker side imports
  * only this module, never the executor.
  */
+import type * as BullMQ from "bullmq";
 import type { Queue } from "bullmq";
 import type { Redis, RedisOptions } from "ioredis";
 import { Gauge, type Registry } from "prom-client";
 import { z } from "zod";
 import { ConfigError, OmniError, TransportError, UnauthorizedError, type SerializedError } from "../errors/omni-error.js";
 import { zodToValidationError } from "../utils/zod-error.js";
+
+/** The classes of BullMQ and ioredis that either side constructs. */
+export interface QueueSdk {
+  Queue: typeof BullMQ.Queue;
+  Worker: typeof BullMQ.Worker;
+  WaitingError: typeof BullMQ.WaitingError;
+  Redis: typeof Redis;
+}
+
+let sdk: Promise<QueueSdk> | undefined;
+
+/**
+ * Imports BullMQ and ioredis on first use (the queue executor's `init`, `startQueueWorker`): importing the
+ * package does not load them (bullmq alone took about 0.5 s of every `import "omni-diffusion"`).
+ */
+export function loadQueueSdk(): Promise<QueueSdk> {
+  sdk ??= Promise.all([import("bullmq"), import("ioredis")]).then(([b, r]) => ({ Queue: b.Queue, Worker: b.Worker, WaitingError: b.WaitingError, Redis: r.Redis }));
+  return sdk;
+}
 
 /** Default BullMQ queue name. */
 export const DEFAULT_QUEUE_NAME = "omni-diffusion";

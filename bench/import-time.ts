@@ -1,0 +1,58 @@
+/**
+ * How long `import "omni-diffusion"` takes, for two builds of the package side by side.
+ *
+ *   npx tsx bench/import-time.ts [--base /work/wt/base/dist] [--head dist] [--runs 5]
+ *
+ * Each run is a fresh `node` process that imports `<dist>/index.js` and prints the milliseconds the import
+ * took (not node's own start-up), and the heavy packages it loaded. The two builds take turns, run by run,
+ * so a busy machine slows both alike; the medians and their ratio (head / base) are printed. Build both
+ * first (`npx tsc -p tsconfig.build.json` in each tree): the built package is what users load, and tsx's
+ * on-the-fly compiling would dominate the figure.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+
+const { values: args } = parseArgs({
+  options: {
+    base: { type: "string", default: "/work/wt/base/dist" },
+    head: { type: "string", default: "dist" },
+    runs: { type: "string", default: "5" },
+  },
+});
+const runs = Number(args.runs);
+
+/** Packages worth naming when one of them loads: the backends' SDKs and the biggest dependencies. */
+const HEAVY = ["bullmq", "ioredis", "@aws-sdk/client-sagemaker-runtime", "@grpc/grpc-js", "fastify", "onnxruntime-node", "undici", "protobufjs", "prom-client"];
+
+const CHILD = `import { createRequire } from "node:module";
+const t = performance.now();
+await import(process.argv[1]);
+const ms = performance.now() - t;
+const names = new Set(Object.keys(createRequire(import.meta.url).cache).map((k) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(k)?.[1]).filter(Boolean));
+console.log(JSON.stringify({ ms, packages: [...names] }));
+process.exit(0);`;
+
+function importOnce(dist: string): { ms: number; packages: string[] } {
+  const entry = pathToFileURL(resolve(dist, "index.js")).href;
+  return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", CHILD, entry], { encoding: "utf8", timeout: 60_000 })) as { ms: number; packages: string[] };
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const builds = { base: resolve(args.base), head: resolve(args.head) };
+for (const [name, dir] of Object.entries(builds)) {
+  if (!existsSync(resolve(dir, "index.js"))) throw new Error(`${name}: no ${dir}/index.js; build it with npx tsc -p tsconfig.build.json`);
+}
+// One import of each first, untimed: the disk cache is then warm for both.
+const heavy = Object.fromEntries(Object.entries(builds).map(([name, dir]) => [name, importOnce(dir).packages.filter((p) => HEAVY.includes(p))]));
+const ms: Record<string, number[]> = { base: [], head: [] };
+for (let i = 0; i < runs; i++) for (const [name, dir] of Object.entries(builds)) ms[name]!.push(importOnce(dir).ms);
+
+for (const [name, dir] of Object.entries(builds)) {
+  console.log(`${name.padEnd(4)} ${dir}: median ${median(ms[name]!).toFixed(0)} ms (runs: ${ms[name]!.map((x) => x.toFixed(0)).join(", ")})`);
+  console.log(`     heavy packages loaded: ${heavy[name]!.join(", ") || "none"}`);
+}
+console.log(`ratio head / base: ${(median(ms.head!) / median(ms.base!)).toFixed(2)}`);
