@@ -31,13 +31,21 @@ const CHILD = `import { createRequire } from "node:module";
 const t = performance.now();
 await import(process.argv[1]);
 const ms = performance.now() - t;
-const names = new Set(Object.keys(createRequire(import.meta.url).cache).map((k) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(k)?.[1]).filter(Boolean));
-console.log(JSON.stringify({ ms, packages: [...names] }));
+const files = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes("/node_modules/"));
+const names = new Set(files.map((k) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(k)?.[1]).filter(Boolean));
+console.log(JSON.stringify({ ms, files: files.length, packages: [...names] }));
 process.exit(0);`;
 
-function importOnce(dist: string): { ms: number; packages: string[] } {
+interface ImportRun {
+  ms: number;
+  /** CommonJS files loaded from node_modules: a figure machine load does not move. */
+  files: number;
+  packages: string[];
+}
+
+function importOnce(dist: string): ImportRun {
   const entry = pathToFileURL(resolve(dist, "index.js")).href;
-  return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", CHILD, entry], { encoding: "utf8", timeout: 60_000 })) as { ms: number; packages: string[] };
+  return JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", CHILD, entry], { encoding: "utf8", timeout: 60_000 })) as ImportRun;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -47,12 +55,13 @@ for (const [name, dir] of Object.entries(builds)) {
   if (!existsSync(resolve(dir, "index.js"))) throw new Error(`${name}: no ${dir}/index.js; build it with npx tsc -p tsconfig.build.json`);
 }
 // One import of each first, untimed: the disk cache is then warm for both.
-const heavy = Object.fromEntries(Object.entries(builds).map(([name, dir]) => [name, importOnce(dir).packages.filter((p) => HEAVY.includes(p))]));
+const first = Object.fromEntries(Object.entries(builds).map(([name, dir]) => [name, importOnce(dir)]));
 const ms: Record<string, number[]> = { base: [], head: [] };
 for (let i = 0; i < runs; i++) for (const [name, dir] of Object.entries(builds)) ms[name]!.push(importOnce(dir).ms);
 
 for (const [name, dir] of Object.entries(builds)) {
   console.log(`${name.padEnd(4)} ${dir}: median ${median(ms[name]!).toFixed(0)} ms (runs: ${ms[name]!.map((x) => x.toFixed(0)).join(", ")})`);
-  console.log(`     heavy packages loaded: ${heavy[name]!.join(", ") || "none"}`);
+  const run = first[name]!;
+  console.log(`     ${run.packages.length} packages, ${run.files} CommonJS files; heavy ones: ${run.packages.filter((p) => HEAVY.includes(p)).join(", ") || "none"}`);
 }
 console.log(`ratio head / base: ${(median(ms.head!) / median(ms.base!)).toFixed(2)}`);
