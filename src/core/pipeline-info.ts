@@ -1,8 +1,7 @@
 /**
- * What a loaded pipeline says about its model. It lives in core because it crosses floors: the worker IPC
+ * What `getStats`/`info` reports about a loaded model. In core because it crosses floors: the worker IPC
  * (`ready`), the `getStats` reply and the servers' model card carry it.
  */
-/** What `getStats`/`info` reports about a loaded model. */
 export interface PipelineInfo {
   modelDir: string;
   className: string;
