@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import type { BatchingPolicy } from "../../src/core/config.js";
 import { DiffusionEngine } from "../../src/engine/engine.js";
 import type { StepLoopStats } from "../../src/pipelines/step-loop.js";
-import type { WorkerStats } from "../../src/workers/diffusion-worker.js";
+import type { WorkerStats } from "../../src/protocol/worker-stats.js";
 import type { LoadRequest } from "./serve-load.js";
 
 export interface LoopSplit {

@@ -5,7 +5,7 @@ import { ClosedError, OmniError, TimeoutError, UnhealthyError, ValidationError, 
 import type { StepProgress } from "../core/progress.js";
 import type { GenerateTransferKwargs } from "../protocol/worker-ipc.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
-import { readMultiprocOptions, type MultiprocOptions } from "./multiproc-options.js";
+import { readMultiprocOptions, type MultiprocOptions } from "./shared/multiproc-options.js";
 import { Deadline } from "../policies/deadline.js";
 import { workerRetryPolicy } from "../policies/worker-policies.js";
 import type { RankSlot } from "./shared/rank-slot.js";

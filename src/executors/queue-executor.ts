@@ -1,5 +1,5 @@
-import { Job, Queue } from "bullmq";
-import { Redis } from "ioredis";
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { z } from "zod";
 import type { OmniDiffusionConfig } from "../core/config.js";
@@ -17,14 +17,17 @@ import {
   quietRedisErrors,
   describeRedis,
   jobIdFor,
+  loadQueueSdk,
   queueKeys,
+  readQueueStats,
   redisNow,
   redisOptions,
+  registerQueueMetrics,
   whenReady,
   type JobData,
+  type QueueStats,
   type WorkerInfo,
 } from "../protocol/queue-protocol.js";
-import { readQueueStats, registerQueueMetrics, type QueueStats } from "./queue/queue-stats.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
 import { Deadline } from "../policies/deadline.js";
@@ -117,6 +120,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
 
   /** Connects to Redis, then waits (up to `workerStartTimeoutMs`) for a live worker. */
   protected async initExecutor(): Promise<void> {
+    const { Queue, Redis } = await loadQueueSdk();
     const failFast = { ...this.#redis, enableOfflineQueue: false };
     // The connections are ours, handed to BullMQ: shutdown can always cut them, even while Redis is unreachable.
     this.#client = new Redis(failFast);
@@ -288,7 +292,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
         removeOnFail: { age: KEEP_FINISHED_S },
       });
       // The same id may have run already (a retry): its stored result settles the waiter now.
-      const fresh = await Job.fromId(queue, job.id!);
+      const fresh = await queue.getJob(job.id!);
       if (fresh) waiters.settleFromJob(fresh);
     } catch (err) {
       waiters.settle(id, errorOutput(id, this.#redisError(err, `enqueue of ${id}`)));
@@ -312,7 +316,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     try {
       await client.set(this.#keys.aborted(requestId), "1", "PX", ABORT_TTL_MS);
       await client.publish(this.#keys.abort, requestId);
-      const job = await Job.fromId(queue, jobId);
+      const job = await queue.getJob(jobId);
       if (job && (await job.isWaiting().catch(() => false))) {
         await job.remove().catch(() => undefined); // it may have been picked up meanwhile: the worker stops it then
         waiters.settle(requestId, errorOutput(requestId, new AbortedError(`request ${requestId} was aborted while queued`)));

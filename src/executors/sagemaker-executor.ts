@@ -21,7 +21,8 @@ import type { Endpoint } from "../policies/endpoint-pool.js";
 import { RemoteExecutor, type BatchPlan } from "./shared/remote-executor.js";
 import { remoteOptionsSchema } from "./shared/remote-options.js";
 import type { AttemptContext } from "../policies/remote-policy.js";
-import { connectionError, errorFromResponse, isRetryableStatus, outputsOf } from "../protocol/wire.js";
+import { connectionError } from "../errors/connection-error.js";
+import { errorFromResponse, isRetryableStatus, outputsOf } from "../protocol/wire.js";
 
 /** SageMaker's limit on a real-time invocation's request and response payloads, bytes. */
 export const SAGEMAKER_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024;

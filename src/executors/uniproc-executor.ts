@@ -4,7 +4,7 @@ import { ClosedError, TimeoutError, UnhealthyError, ValidationError, WorkerError
 import { DiffusionWorker } from "../workers/diffusion-worker.js";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type ExecuteOptions } from "./base.js";
-import { UNIPROC_DEFAULTS, readLocalOptions } from "./multiproc-options.js";
+import { UNIPROC_DEFAULTS, readLocalOptions } from "./shared/multiproc-options.js";
 import { workerInitOf } from "./shared/worker-init.js";
 import { Deadline } from "../policies/deadline.js";
 

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { request, type Dispatcher } from "undici";
 import { ConfigError, HubAuthError, HubNotFoundError, OmniError, TransportError } from "../errors/omni-error.js";
-import { connectionError } from "../protocol/wire.js";
+import { connectionError } from "../errors/connection-error.js";
 import { abortReason, discard, readUpTo } from "./bounded-read.js";
 import { checkListing, type HubSibling } from "./listing-check.js";
 

@@ -8,6 +8,10 @@ import { float32ToHalf, halfToFloat32 } from "./float16.js";
 import { sliceAttention } from "./onnx-graph/attention-slicing.js";
 import { externalizeInlineWeights } from "./onnx-graph/external-weights.js";
 import { PlacementReport } from "./webgpu-placement.js";
+import type { MemoryTuning } from "../core/pipeline-load-options.js";
+
+// The settings type lives in core (the worker IPC carries it); the defaults and their rules stay here.
+export type { MemoryTuning } from "../core/pipeline-load-options.js";
 
 export type OnnxDType = "float32" | "float16" | "int64" | "int32" | "string" | "other";
 
@@ -26,32 +30,6 @@ export interface SessionOptions {
   intraOpSpinning?: boolean;
   /** Memory-related session settings; absent fields take {@link DEFAULT_MEMORY_TUNING}. */
   memory?: Partial<MemoryTuning>;
-}
-
-/**
- * onnxruntime session settings that decide a worker's resident memory (bench/realscale.ts measures each;
- * docs/models.md#memory has the figures).
- */
-export interface MemoryTuning {
-  /** The CPU arena (`enableCpuMemArena`): keeps each session's peak activations allocated after a run. */
-  cpuMemArena: boolean;
-  /** The memory pattern planner (`enableMemPattern`): one pre-planned block for every activation of a shape. */
-  memPattern: boolean;
-  /** Pre-packing of MatMul/Conv weights into MLAS's layouts (`session.disable_prepacking` off): a second copy of those weights. */
-  prepacking: boolean;
-  /**
-   * Query-row chunks per attention in the UNet and VAE decoder graphs (onnx-graph/attention-slicing.ts): only one
-   * chunk's score matrix is alive at a time. 1 leaves the graphs as exported.
-   */
-  attentionSlices: number;
-  /**
-   * Load a model file with inline weights as a graph whose weights point into that file (onnx-graph/
-   * external-weights.ts), as exports with `weights.pb` load: onnxruntime's layout optimisations otherwise keep a
-   * second copy of rewritten weights (SD 1.5's text encoder and VAEs: +0.6 GiB resident).
-   */
-  mapInlineWeights: boolean;
-  /** Decode a batch with the full VAE one image per call (image-decoder.ts): one image's activations alive, not the batch's. */
-  vaeSlicing: boolean;
 }
 
 /** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */

@@ -2,32 +2,13 @@ import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import type { DenoiseState, ResolvedParams } from "./denoise-state.js";
-import type { Device } from "./device.js";
 import type { StepProgress } from "../core/progress.js";
-import type { PreviewDecoder } from "../core/decoders.js";
-import type { MemoryTuning } from "./onnx-model.js";
+import type { PipelineInfo } from "../core/pipeline-info.js";
 
 export type { StepBatchInfo, StepProgress } from "../core/progress.js";
-
-/** How to create onnxruntime sessions. */
-export interface PipelineLoadOptions {
-  /** Pipeline class to use instead of model_index.json's `_class_name`. */
-  modelClassName?: string;
-  /** Where the ONNX sessions run: `cpu` (default) or `cuda` (onnxruntime-node's CUDA execution provider). */
-  device?: Device;
-  /** onnxruntime intra-op threads for each session. */
-  intraOpNumThreads?: number;
-  /** Let idle intra-op threads spin for work (onnxruntime's `session.intra_op.allow_spinning`; its default: on). */
-  intraOpSpinning?: boolean;
-  /** A tiny VAE folder (AutoencoderTiny export) for previews and `vae: "tiny"`; default: the model's `tiny_vae/`. */
-  tinyVae?: string;
-  /** What decodes step previews (core/decoders.ts; default `auto`: the cheapest the model has). */
-  previewDecoder?: PreviewDecoder;
-  /** onnxruntime memory settings (arena, pattern planner, pre-packing); absent: the measured defaults. */
-  memory?: Partial<MemoryTuning>;
-  /** What this worker may use, bytes (core/memory-estimate.ts); default: 90 % of the machine's memory; 0: unchecked. */
-  memoryBudgetBytes?: number;
-}
+// The load options and the model info cross the worker IPC, so they live in core, below protocol/.
+export type { PipelineInfo } from "../core/pipeline-info.js";
+export type { PipelineLoadOptions } from "../core/pipeline-load-options.js";
 
 export interface GenerateOptions {
   /** Called after every denoising step of every request. */
@@ -38,25 +19,6 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Decode a preview every N steps into StepProgress.preview (0 = never): for every request, or per request id. */
   previewEvery?: number | Readonly<Record<string, number>>;
-}
-
-/** What `getStats`/`info` reports about a loaded model. */
-export interface PipelineInfo {
-  modelDir: string;
-  className: string;
-  /** Loaded ONNX components (empty while asleep). */
-  components: string[];
-  /** Native image size the model was trained at. */
-  width: number;
-  height: number;
-  /** Multiple that width/height must be divisible by. */
-  sizeMultiple: number;
-  defaults: { numInferenceSteps: number; guidanceScale: number; scheduler: string };
-  asleep: boolean;
-  /** What decodes previews: `tiny` (≤ 192 px), `approx` (the latent's size) or `full`. Absent: not reported. */
-  previews?: "tiny" | "approx" | "full";
-  /** The tiny VAE's folder, or null when the model has none. */
-  tinyVae?: string | null;
 }
 
 /** One UNet call made by {@link SteppablePipeline.step}: which states it advanced, its rows and duration. */

@@ -125,14 +125,6 @@ export function outputsOf(reply: unknown, endpoint: string): unknown[] {
   return outputs;
 }
 
-/** Socket-level failures (refused, reset, closed midway, DNS) as a retryable TransportError. */
-export function connectionError(err: unknown, endpoint: string): TransportError {
-  const code = (err as { code?: unknown } | null)?.code;
-  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
-  const sys = typeof code === "string" ? code : typeof cause?.code === "string" ? cause.code : "ERR";
-  return new TransportError(`${endpoint}: ${sys}: ${(err as Error)?.message ?? String(err)}`, { cause: err, data: { endpoint, errno: sys } });
-}
-
 /** One server-sent event. */
 export interface SseEvent {
   event: string;

@@ -17,7 +17,8 @@ import type { SerializedError } from "../errors/omni-error.js";
 import type { OmniDiffusionRequestTransfer } from "../core/request.js";
 import type { DiffusionOutputTransfer } from "../core/output.js";
 import { BATCHING_POLICIES, type BatchingPolicy } from "../core/config.js";
-import type { PipelineInfo, PipelineLoadOptions } from "../pipelines/types.js";
+import type { PipelineInfo } from "../core/pipeline-info.js";
+import type { PipelineLoadOptions } from "../core/pipeline-load-options.js";
 import type { StepBatchInfo, StepProgress } from "../core/progress.js";
 
 /** Environment variable through which the parent hands a worker its {@link WorkerInit} (JSON). */

@@ -20,6 +20,7 @@ import { StepLoop, type ResolvedRequest, type StepLoopStats } from "../pipelines
 import type { UnetProfile } from "../pipelines/unet-profile.js";
 import { isSteppable, type DiffusionPipeline, type GenerateOptions, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
+import type { WorkerStats } from "../protocol/worker-stats.js";
 
 /**
  * How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}: a worker process's start-up
@@ -48,34 +49,6 @@ export interface PingReply {
   rank: number;
   pid: number;
   time: number;
-}
-
-/** Reply of the `getStats` RPC. */
-export interface WorkerStats {
-  rank: number;
-  pid: number;
-  model: Omit<PipelineInfo, "components" | "asleep">;
-  components: string[];
-  requestsDone: number;
-  inFlight: number;
-  asleep: boolean;
-  /**
-   * The step loop's admission rule; `request` for a pipeline without the step-level interface (one generate
-   * call at a time).
-   */
-  batching: BatchingPolicy;
-  /** Requests being denoised, and requests waiting to join the step loop. */
-  active: number;
-  waiting: number;
-  /** Where the step loop's time went (null for a pipeline without the step-level interface). */
-  loop: StepLoopStats | null;
-  /** The compute budget of a UNet call and the learned UNet profile per image size (null without a step loop). */
-  callBudget: CallBudgetStats | null;
-  /** CPU time this process used so far (all its threads, onnxruntime's included), ms: a load-independent cost. */
-  cpuMs: number;
-  /** Resident memory now and its peak since the process started, bytes (what the OOM killer looks at). */
-  rssBytes: number;
-  peakRssBytes: number;
 }
 
 /** A worker extension class (vLLM's `worker_extension_cls`): constructed with the worker it extends. */

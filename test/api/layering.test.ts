@@ -11,10 +11,10 @@
  *   1 schedulers          one sampler per file; pure math that needs nothing of core (core checks
  *                         scheduler names against their registry, so schedulers sit below it)
  *   2 core                request, output, config, limits, progress types, model paths and the Hub cache
- *   3 pipelines           the ONNX pipeline (uses schedulers)
+ *   3 pipelines           the ONNX pipeline (uses schedulers), StepLoop (the one denoise driver)
  *   4 protocol            wire / gRPC / proto codecs, worker IPC, queue protocol: what executors and
  *                         workers/servers share, so neither reaches into the other's folder
- *   5 workers             DiffusionWorker, StepLoop, worker-main (the child-process side of the IPC)
+ *   5 workers             DiffusionWorker, worker-main (the child-process side of the IPC)
  *   6 policies            deadlines, retry, breakers, endpoint pool
  *   7 executors           one transport per file over policies and protocol
  *   8 engine              DiffusionEngine, batch queue (above the executors it drives)
@@ -22,6 +22,10 @@
  *  10 server, testing     the OpenAI server, the worker and queue servers, the conformance suite
  *  11 cli                 the command line
  *  12 (src/index.ts)      the public API: re-exports only
+ *
+ * Inside executors/ the same rule holds one level down ({@link EXECUTOR_FLOORS}): the contract, then the
+ * shared pieces, then a backend's own folder, then the backends (one transport per file, none importing
+ * another), then the registry that imports them lazily, then the resolver that reads it.
  */
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
@@ -51,6 +55,43 @@ export const FLOORS: Readonly<Record<string, number>> = {
   cli: 11,
   "(root)": 12,
 };
+
+/**
+ * executors/ path (a file, or a folder ending in `/`) → floor inside executors/; a file takes its own entry,
+ * else its folder's, else `(backends)`. A file may import a lower floor, or its own subfolder (shared/,
+ * queue/); two files on the backends floor never import each other.
+ */
+export const EXECUTOR_FLOORS: Readonly<Record<string, number>> = {
+  "base.ts": 0, // DiffusionExecutor: the contract every executor extends
+  "executor-type-error.ts": 0,
+  "shared/": 1, // worker processes, rank supervision, the HTTP client, the remote executor base, options
+  "queue/": 2, // the queue backend's own parts (job waiters, RPC broadcast, event reader)
+  "(backends)": 3, // one transport per file: multiproc, uniproc, http, grpc, sagemaker, openai, queue
+  "executor-registry.ts": 4, // imports every backend, lazily
+  "resolve-executor.ts": 5,
+};
+
+/** The EXECUTOR_FLOORS key of an executors/ file (path under executors/). */
+function executorPlace(sub: string): string {
+  if (sub in EXECUTOR_FLOORS) return sub;
+  const folder = sub.includes("/") ? `${sub.split("/")[0]}/` : null;
+  return folder && folder in EXECUTOR_FLOORS ? folder : "(backends)";
+}
+
+/** Imports inside executors/ that break EXECUTOR_FLOORS, as `from (place, floor) -> to (place, floor)`. */
+function executorViolations(graph: ReadonlyMap<string, readonly string[]>): string[] {
+  const inside = (f: string) => f.startsWith("executors/");
+  return [...graph].flatMap(([f, targets]) => {
+    if (!inside(f)) return [];
+    const from = executorPlace(f.slice("executors/".length));
+    return targets.filter(inside).flatMap((t) => {
+      const to = executorPlace(t.slice("executors/".length));
+      const [ff, tf] = [EXECUTOR_FLOORS[from]!, EXECUTOR_FLOORS[to]!];
+      const ok = tf < ff || (tf === ff && from === to && from.endsWith("/"));
+      return ok ? [] : [`${f} (${from}, floor ${ff}) -> ${t} (${to}, floor ${tf})`];
+    });
+  });
+}
 
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
@@ -117,6 +158,27 @@ describe("src/ layering", () => {
         .map((t) => `${f} (${folderOf(f)}, floor ${FLOORS[folderOf(f)]}) -> ${t} (${folderOf(t)}, floor ${FLOORS[folderOf(t)]})`),
     );
     assert.deepEqual(upward, []);
+  });
+
+  it("inside executors/: shared/ below the backends, no backend importing another (EXECUTOR_FLOORS)", () => {
+    assert.deepEqual(executorViolations(graph), []);
+  });
+
+  it("the executors/ checker sees a backend importing a backend, shared/ importing a backend, and a sibling folder", () => {
+    assert.ok((graph.get("executors/http-executor.ts") ?? []).includes("executors/shared/http-client.ts"), "executors/http-executor.ts -> shared/http-client.ts was not seen");
+    const fake = new Map([
+      ["executors/http-executor.ts", ["executors/grpc-executor.ts", "executors/shared/http-client.ts", "executors/base.ts"]],
+      ["executors/shared/remote-executor.ts", ["executors/http-executor.ts", "executors/shared/remote-options.ts", "executors/base.ts"]],
+      ["executors/queue/job-waiters.ts", ["executors/queue/event-reader.ts", "executors/shared/http-client.ts"]],
+      ["executors/shared/http-client.ts", ["executors/queue/event-reader.ts"]],
+      ["executors/executor-registry.ts", ["executors/grpc-executor.ts", "executors/resolve-executor.ts"]],
+    ]);
+    assert.deepEqual(executorViolations(fake), [
+      "executors/http-executor.ts ((backends), floor 3) -> executors/grpc-executor.ts ((backends), floor 3)",
+      "executors/shared/remote-executor.ts (shared/, floor 1) -> executors/http-executor.ts ((backends), floor 3)",
+      "executors/shared/http-client.ts (shared/, floor 1) -> executors/queue/event-reader.ts (queue/, floor 2)",
+      "executors/executor-registry.ts (executor-registry.ts, floor 4) -> executors/resolve-executor.ts (resolve-executor.ts, floor 5)",
+    ]);
   });
 
   it("the checker itself sees an upward import and a circle", () => {

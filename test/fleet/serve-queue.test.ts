@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { startServer, type OmniServer } from "../../src/server/omni-server.js";
-import { QUEUE_METRICS } from "../../src/executors/queue/queue-stats.js";
+import { QUEUE_METRICS } from "../../src/protocol/queue-protocol.js";
 import { until } from "../helpers/server.js";
 import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "./helpers.js";
 

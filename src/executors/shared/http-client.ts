@@ -1,7 +1,8 @@
 import { Agent, errors, request, type Dispatcher, type FormData } from "undici";
 import { OmniError, TransportError } from "../../errors/omni-error.js";
 import type { Deadline } from "../../policies/deadline.js";
-import { SseParser, TIMEOUT_HEADER, connectionError, errorFromResponse, type SseEvent } from "../../protocol/wire.js";
+import { connectionError } from "../../errors/connection-error.js";
+import { SseParser, TIMEOUT_HEADER, errorFromResponse, type SseEvent } from "../../protocol/wire.js";
 
 /** Largest response body the client reads, bytes (a batch of images; a hostile server cannot exhaust memory). */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;

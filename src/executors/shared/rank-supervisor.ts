@@ -4,7 +4,7 @@ import { Deadline } from "../../policies/deadline.js";
 import { restartPolicy } from "../../policies/worker-policies.js";
 import type { Clock } from "../../utils/clock.js";
 import { Listeners } from "../../utils/listeners.js";
-import type { MultiprocOptions } from "../multiproc-options.js";
+import type { MultiprocOptions } from "./multiproc-options.js";
 import { RankSlot } from "./rank-slot.js";
 import { workerInitOf } from "./worker-init.js";
 import { settleWithin } from "../../utils/settle-within.js";

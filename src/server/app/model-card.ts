@@ -3,8 +3,8 @@ import { modelDisplayName } from "../../core/model-path.js";
 import type { RequestLimits } from "../../core/limits.js";
 import type { ModelLimits } from "../../core/model-limits.js";
 import { UnknownMethodError, toOmniError } from "../../errors/omni-error.js";
-import type { PipelineInfo } from "../../pipelines/types.js";
-import type { WorkerStats } from "../../workers/diffusion-worker.js";
+import type { PipelineInfo } from "../../core/pipeline-info.js";
+import type { WorkerStats } from "../../protocol/worker-stats.js";
 
 /** What the server knows about the model it serves (`GET /v1/models`, request checks, defaults). */
 export interface ModelCard {

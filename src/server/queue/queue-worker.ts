@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { hostname } from "node:os";
-import { Queue, WaitingError, Worker, type Job } from "bullmq";
-import { Redis } from "ioredis";
+import type { Job } from "bullmq";
 import { Counter, Histogram, Registry } from "prom-client";
 import { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
@@ -19,17 +18,18 @@ import {
   RedisConnectionWatch,
   quietRedisErrors,
   describeRedis,
+  loadQueueSdk,
   parseJobData,
   queueKeys,
   whenReady,
   redisNow,
   redisOptions,
+  registerQueueMetrics,
   type JobProgress,
   type RpcMessage,
   type RpcReply,
   type WorkerInfo,
 } from "../../protocol/queue-protocol.js";
-import { registerQueueMetrics } from "../../executors/queue/queue-stats.js";
 import { toDiffusionOutput } from "../shared/wire-output.js";
 import { uploadCapOf } from "../shared/edit-images.js";
 import { settleWithin } from "../../utils/settle-within.js";
@@ -107,6 +107,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const concurrency = opts.concurrency ?? 4;
   const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const { Queue, Redis, WaitingError, Worker } = await loadQueueSdk();
   const pub = new Redis(conn);
   const sub = new Redis(conn);
   const quiet = () => undefined; // connection errors: ioredis reconnects; heartbeats and jobs resume when Redis is back

@@ -1,4 +1,4 @@
-import { ConfigError } from "../errors/omni-error.js";
+import { ConfigError } from "../../errors/omni-error.js";
 
 const DEFAULTS = {
   healthTimeoutMs: 10_000,
