@@ -2,29 +2,14 @@
  * DDIM (Song et al. 2020) with diffusers' `DDIMScheduler` semantics. Deterministic at the default eta = 0.
  */
 import { ValidationError } from "../errors/omni-error.js";
-import {
-  addNoiseVP,
-  alphaCumprodAt,
-  BASE_DEFAULTS,
-  alphasCumprod,
-  assertSameLength,
-  clipInPlace,
-  makeBetas,
-  resolveConfig,
-  spacedTimesteps,
-  checkTimestepsInRange,
-  validateNumSteps,
-  vpToX0Eps,
-  VP_PREDICTION_TYPES,
-  type PredictionType,
-  type ResolvedSchedulerConfig,
-} from "./math.js";
+import { BASE_DEFAULTS, assertSameLength, clipInPlace, vpToX0Eps, VP_PREDICTION_TYPES, type PredictionType } from "./math.js";
 import { notReady } from "./step-index.js";
-import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
+import type { NoiseSource, SchedulerConfig } from "./types.js";
+import { VpScheduler, type VpConfig } from "./vp-schedule.js";
 
 /** DDIM config: the shared keys plus `set_alpha_to_one`, `clip_sample(_range)` and our `eta` extension. */
-export type DdimConfig = ResolvedSchedulerConfig &
-  Required<Pick<SchedulerConfig, "set_alpha_to_one" | "clip_sample" | "clip_sample_range">> & {
+export type DdimConfig = VpConfig &
+  Required<Pick<SchedulerConfig, "clip_sample" | "clip_sample_range">> & {
     /** Noise weight (diffusers passes it to `step`; 0 = deterministic DDIM, 1 = DDPM-like). */
     eta: number;
   };
@@ -40,49 +25,20 @@ export const DDIM_DEFAULTS: DdimConfig = {
 };
 
 /** DDIM sampler. Timesteps are integers; the model input is not scaled. */
-export class DdimScheduler implements Scheduler {
+export class DdimScheduler extends VpScheduler<DdimConfig> {
   /** Prediction types this sampler can drive (schedulers/index.ts lists per model only the samplers that fit). */
   static readonly predictionTypes: readonly PredictionType[] = VP_PREDICTION_TYPES;
-  readonly name: string;
-  readonly config: DdimConfig;
-  readonly initNoiseSigma = 1;
-  readonly sigmas: number[] = [];
-  /** alpha_bar per training timestep. */
-  readonly alphasCumprod: Float64Array;
-  /** alpha_bar "before" timestep 0: 1 (a clean image) or alpha_bar[0], per `set_alpha_to_one`. */
-  readonly finalAlphaCumprod: number;
-  private _timesteps: number[] = [];
-  private numInferenceSteps = 0;
 
   constructor(config: SchedulerConfig = {}, name = "ddim") {
-    this.name = name;
-    this.config = resolveConfig(DDIM_DEFAULTS, config, DdimScheduler.predictionTypes);
-    if (typeof this.config.eta !== "number" || !(this.config.eta >= 0)) {
-      throw new ValidationError(`scheduler config eta must be a number >= 0`, { field: "scheduler", data: { key: "eta" } });
-    }
-    this.alphasCumprod = alphasCumprod(makeBetas(this.config));
-    this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
-  }
-
-  get timesteps(): number[] {
-    return this._timesteps;
+    super(DDIM_DEFAULTS, config, name, DdimScheduler.predictionTypes, (c) => {
+      if (typeof c.eta !== "number" || !(c.eta >= 0)) {
+        throw new ValidationError(`scheduler config eta must be a number >= 0`, { field: "scheduler", data: { key: "eta" } });
+      }
+    });
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const c = this.config;
-    validateNumSteps(numInferenceSteps, c.num_train_timesteps);
-    this.numInferenceSteps = numInferenceSteps;
-    this._timesteps = spacedTimesteps(c.timestep_spacing, c.num_train_timesteps, numInferenceSteps, c.steps_offset, true);
-    checkTimestepsInRange(this.name, this._timesteps, c.num_train_timesteps, numInferenceSteps, c.steps_offset);
-  }
-
-  /** Identity: DDIM feeds the model the sample as is (returns the same array). */
-  scaleModelInput(sample: Float32Array, _t: number): Float32Array {
-    return sample;
-  }
-
-  private alphaAt(t: number): number {
-    return alphaCumprodAt(this.alphasCumprod, this.finalAlphaCumprod, t, this.name);
+    this._timesteps = this.spacedSchedule(numInferenceSteps);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array } {
@@ -113,10 +69,5 @@ export class DdimScheduler implements Scheduler {
       for (let i = 0; i < n; i++) prev[i] = prev[i]! + std * noise[i]!;
     }
     return { prevSample: prev, predOriginalSample: x0 };
-  }
-
-  /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise. */
-  addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    return addNoiseVP(original, noise, this.alphaAt(t));
   }
 }

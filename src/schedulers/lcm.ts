@@ -4,29 +4,14 @@
  * next timestep with fresh noise (except after the last step).
  */
 import { ValidationError } from "../errors/omni-error.js";
-import {
-  addNoiseVP,
-  alphaCumprodAt,
-  BASE_DEFAULTS,
-  alphasCumprod,
-  assertSameLength,
-  clipInPlace,
-  makeBetas,
-  resolveConfig,
-  validateNumSteps,
-  vpToX0Eps,
-  VP_PREDICTION_TYPES,
-  type PredictionType,
-  type ResolvedSchedulerConfig,
-} from "./math.js";
+import { BASE_DEFAULTS, assertSameLength, clipInPlace, validateNumSteps, vpToX0Eps, VP_PREDICTION_TYPES, type PredictionType } from "./math.js";
 import { checkBeginIndex, resolveStepIndex } from "./step-index.js";
-import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
+import type { NoiseSource, SchedulerConfig } from "./types.js";
+import { VpScheduler, type VpConfig } from "./vp-schedule.js";
 
 /** LCM config: the shared keys plus the distillation schedule and boundary-condition scaling. */
-export type LcmConfig = ResolvedSchedulerConfig &
-  Required<
-    Pick<SchedulerConfig, "set_alpha_to_one" | "clip_sample" | "clip_sample_range" | "original_inference_steps" | "timestep_scaling">
-  >;
+export type LcmConfig = VpConfig &
+  Required<Pick<SchedulerConfig, "clip_sample" | "clip_sample_range" | "original_inference_steps" | "timestep_scaling">>;
 
 /** diffusers' `LCMScheduler` class defaults (it ships with the SD latent schedule, not DDPM's linear one). */
 export const LCM_DEFAULTS: LcmConfig = {
@@ -56,38 +41,13 @@ export function lcmBoundaryScalings(t: number, timestepScaling: number): { cSkip
 }
 
 /** LCM sampler (`lcm`). Needs a noise source for every step but the last. */
-export class LcmScheduler implements Scheduler {
+export class LcmScheduler extends VpScheduler<LcmConfig> {
   /** Prediction types this sampler can drive (schedulers/index.ts lists per model only the samplers that fit). */
   static readonly predictionTypes: readonly PredictionType[] = VP_PREDICTION_TYPES;
-  readonly name: string;
-  readonly config: LcmConfig;
-  readonly initNoiseSigma = 1;
-  readonly sigmas: number[] = [];
-  readonly alphasCumprod: Float64Array;
-  readonly finalAlphaCumprod: number;
-  private _timesteps: number[] = [];
   private stepIndex: number | null = null;
 
   constructor(config: SchedulerConfig = {}, name = "lcm") {
-    this.name = name;
-    const c = resolveConfig(LCM_DEFAULTS, config, LcmScheduler.predictionTypes);
-    const orig = c.original_inference_steps;
-    if (typeof orig !== "number" || !Number.isInteger(orig) || orig < 1 || orig > c.num_train_timesteps) {
-      throw new ValidationError(`scheduler config original_inference_steps must be an integer in [1, ${c.num_train_timesteps}]`, {
-        field: "scheduler",
-        data: { key: "original_inference_steps" },
-      });
-    }
-    if (typeof c.timestep_scaling !== "number" || !Number.isFinite(c.timestep_scaling)) {
-      throw new ValidationError(`scheduler config timestep_scaling must be a finite number`, { field: "scheduler", data: { key: "timestep_scaling" } });
-    }
-    this.config = c;
-    this.alphasCumprod = alphasCumprod(makeBetas(c));
-    this.finalAlphaCumprod = c.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
-  }
-
-  get timesteps(): number[] {
-    return this._timesteps;
+    super(LCM_DEFAULTS, config, name, LcmScheduler.predictionTypes, checkLcmConfig);
   }
 
   /**
@@ -117,15 +77,6 @@ export class LcmScheduler implements Scheduler {
   /** diffusers' `set_begin_index`: the next run's first step is schedule index `index` (img2img). */
   setBeginIndex(index: number): void {
     this.stepIndex = checkBeginIndex(index, this._timesteps, this.name);
-  }
-
-  /** Identity: LCM feeds the model the sample as is (returns the same array). */
-  scaleModelInput(sample: Float32Array, _t: number): Float32Array {
-    return sample;
-  }
-
-  private alphaAt(t: number): number {
-    return alphaCumprodAt(this.alphasCumprod, this.finalAlphaCumprod, t, this.name);
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, rng?: NoiseSource): { prevSample: Float32Array; predOriginalSample: Float32Array } {
@@ -162,9 +113,18 @@ export class LcmScheduler implements Scheduler {
     this.stepIndex = i + 1;
     return { prevSample: prev, predOriginalSample: denoised };
   }
+}
 
-  /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise. */
-  addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    return addNoiseVP(original, noise, this.alphaAt(t));
+/** LCM's own keys: the distillation step count must fit the training range, the scaling be finite. */
+function checkLcmConfig(c: LcmConfig): void {
+  const orig = c.original_inference_steps;
+  if (typeof orig !== "number" || !Number.isInteger(orig) || orig < 1 || orig > c.num_train_timesteps) {
+    throw new ValidationError(`scheduler config original_inference_steps must be an integer in [1, ${c.num_train_timesteps}]`, {
+      field: "scheduler",
+      data: { key: "original_inference_steps" },
+    });
+  }
+  if (typeof c.timestep_scaling !== "number" || !Number.isFinite(c.timestep_scaling)) {
+    throw new ValidationError(`scheduler config timestep_scaling must be a finite number`, { field: "scheduler", data: { key: "timestep_scaling" } });
   }
 }

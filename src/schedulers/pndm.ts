@@ -4,73 +4,37 @@
  * second timestep repeats, its two outputs averaged into one second-order step, then up to fourth-order
  * Adams–Bashforth combinations of the last model outputs.
  */
-import {
-  addNoiseVP,
-  alphaCumprodAt,
-  BASE_DEFAULTS,
-  alphasCumprod,
-  assertSameLength,
-  makeBetas,
-  resolveConfig,
-  spacedTimesteps,
-  checkTimestepsInRange,
-  validateNumSteps,
-  type PredictionType,
-  type ResolvedSchedulerConfig,
-} from "./math.js";
+import { BASE_DEFAULTS, assertSameLength, type PredictionType } from "./math.js";
 import { notReady } from "./step-index.js";
-import type { Scheduler, SchedulerConfig } from "./types.js";
+import type { SchedulerConfig } from "./types.js";
+import { VpScheduler, type VpConfig } from "./vp-schedule.js";
 
 /** PNDM config: the shared keys plus `set_alpha_to_one`. */
-export type PndmConfig = ResolvedSchedulerConfig & Required<Pick<SchedulerConfig, "set_alpha_to_one">>;
+export type PndmConfig = VpConfig;
 
 /** diffusers' `PNDMScheduler` class defaults. */
 export const PNDM_DEFAULTS: PndmConfig = { ...BASE_DEFAULTS, timestep_spacing: "leading", set_alpha_to_one: false };
 
 /** PLMS sampler (`pndm`). Deterministic; the model input is not scaled. */
-export class PndmScheduler implements Scheduler {
+export class PndmScheduler extends VpScheduler<PndmConfig> {
   /** diffusers' PNDM takes epsilon and v-prediction models only. */
   static readonly predictionTypes: readonly PredictionType[] = ["epsilon", "v_prediction"];
-  readonly name: string;
-  readonly config: PndmConfig;
-  readonly initNoiseSigma = 1;
-  readonly sigmas: number[] = [];
-  readonly alphasCumprod: Float64Array;
-  readonly finalAlphaCumprod: number;
-  private _timesteps: number[] = [];
-  private numInferenceSteps = 0;
   /** Model outputs of the last steps (at most 4), newest last. */
   private ets: Float32Array[] = [];
   private counter = 0;
   private curSample: Float32Array | null = null;
 
   constructor(config: SchedulerConfig = {}, name = "pndm") {
-    this.name = name;
-    this.config = resolveConfig(PNDM_DEFAULTS, config, PndmScheduler.predictionTypes);
-    this.alphasCumprod = alphasCumprod(makeBetas(this.config));
-    this.finalAlphaCumprod = this.config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
-  }
-
-  get timesteps(): number[] {
-    return this._timesteps;
+    super(PNDM_DEFAULTS, config, name, PndmScheduler.predictionTypes);
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const c = this.config;
-    validateNumSteps(numInferenceSteps, c.num_train_timesteps);
-    this.numInferenceSteps = numInferenceSteps;
-    const ts = spacedTimesteps(c.timestep_spacing, c.num_train_timesteps, numInferenceSteps, c.steps_offset, true);
-    checkTimestepsInRange(this.name, ts, c.num_train_timesteps, numInferenceSteps, c.steps_offset);
+    const ts = this.spacedSchedule(numInferenceSteps);
     // diffusers: concatenate([ts[:-1], ts[-2:-1], ts[-1:]]) on the ascending list, reversed: the second step repeats.
     this._timesteps = ts.length > 1 ? [ts[0]!, ts[1]!, ...ts.slice(1)] : ts;
     this.ets = [];
     this.counter = 0;
     this.curSample = null;
-  }
-
-  /** Identity: PNDM feeds the model the sample as is (returns the same array). */
-  scaleModelInput(sample: Float32Array, _t: number): Float32Array {
-    return sample;
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array): { prevSample: Float32Array } {
@@ -110,8 +74,8 @@ export class PndmScheduler implements Scheduler {
 
   /** Formula (9) of the PNDM paper: the transfer from x_t to x_(t-δ) given the combined noise estimate. */
   #prevSample(sample: Float32Array, t: number, prevT: number, modelOutput: Float32Array): Float32Array {
-    const aT = alphaCumprodAt(this.alphasCumprod, this.finalAlphaCumprod, t, this.name);
-    const aPrev = prevT >= 0 ? alphaCumprodAt(this.alphasCumprod, this.finalAlphaCumprod, prevT, this.name) : this.finalAlphaCumprod;
+    const aT = this.alphaAt(t);
+    const aPrev = prevT >= 0 ? this.alphaAt(prevT) : this.finalAlphaCumprod;
     const bT = 1 - aT;
     const bPrev = 1 - aPrev;
     const v = this.config.prediction_type === "v_prediction";
@@ -123,10 +87,5 @@ export class PndmScheduler implements Scheduler {
       prev[i] = sampleCoeff * sample[i]! - ((aPrev - aT) * eps) / denom;
     }
     return prev;
-  }
-
-  /** q(x_t | x0): sqrt(alpha_bar_t) * x0 + sqrt(1 - alpha_bar_t) * noise (diffusers' PNDM `add_noise`). */
-  addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    return addNoiseVP(original, noise, alphaCumprodAt(this.alphasCumprod, this.finalAlphaCumprod, t, this.name));
   }
 }

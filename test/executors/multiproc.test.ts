@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, type TestContext } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseConfig, type OmniDiffusionConfigInput } from "../../src/core/config.js";
@@ -74,6 +74,38 @@ function latchFile(): { path: string; open: () => void } {
   };
 }
 
+/**
+ * The `timeout` of a call whose deadline the test passes by ticking node:test's mock timers (the parent's
+ * deadline timers are `setTimeout`s). The worker also refuses a call that reaches it past the deadline on its
+ * real clock: at the test's own limit, that check cannot pass first.
+ */
+const MOCK_DEADLINE_MS = TEST_TIMEOUT;
+
+/** The worker pids, by rank. */
+async function pids(ex: MultiprocExecutor): Promise<number[]> {
+  return ((await ex.collectiveRpc("whoami")) as Ping[]).map((w) => w.pid);
+}
+
+/**
+ * Resolves once `n` RPC replies of worker process `pid` have reached the parent and been handled (counted
+ * from this call): a spy on the ChildProcess "message" events, so a test knows a rank has answered before it
+ * lets a deadline pass. Restored when the test ends.
+ */
+function repliesFrom(t: TestContext, pid: number, n: number): Promise<void> {
+  const emit = ChildProcess.prototype.emit;
+  let seen = 0;
+  return new Promise<void>((resolve) => {
+    t.mock.method(ChildProcess.prototype, "emit", function (this: ChildProcess, event: string | symbol, ...args: unknown[]): boolean {
+      const handled = Reflect.apply(emit, this, [event, ...args]) as boolean;
+      if (event === "message" && this.pid === pid && (args[0] as { type?: unknown } | null)?.type === "reply" && ++seen === n) {
+        // The executor settles the call in the reply's promise jobs; resume the test after them.
+        setImmediate(resolve);
+      }
+      return handled;
+    });
+  });
+}
+
 /** Resolves at the first `type` event of rank `rank` (a latch on the executor's worker events). */
 function nextWorkerEvent(ex: MultiprocExecutor, type: WorkerEvent["type"], rank: number): Promise<WorkerEvent> {
   return new Promise((resolve) => {
@@ -137,9 +169,13 @@ describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEO
     });
   });
 
-  it("collectiveRpc past its deadline throws one TimeoutError naming the method and the silent ranks", { timeout: TEST_TIMEOUT }, async () => {
-    // Generous enough that rank 0 (answering at once) is never the silent one on a loaded machine.
-    await assert.rejects(ex.collectiveRpc("slowOnRanks", { args: [[1], 60_000], timeout: 3_000 }), (err: unknown) => {
+  it("collectiveRpc past its deadline throws one TimeoutError naming the method and the silent ranks", { timeout: TEST_TIMEOUT }, async (t) => {
+    const [pid0] = await pids(ex);
+    // The deadline passes when the test ticks the mock clock, and only after rank 0's reply is in, so rank 0
+    // is never the silent one however loaded the machine (before, rank 0 raced a real 3 s deadline).
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const rank0Answered = repliesFrom(t, pid0!, 1);
+    const call = assert.rejects(ex.collectiveRpc("slowOnRanks", { args: [[1], 60_000], timeout: MOCK_DEADLINE_MS }), (err: unknown) => {
       assert.ok(err instanceof TimeoutError, `TimeoutError, got ${(err as Error).name}`);
       assert.match(err.message, /"slowOnRanks"/);
       assert.match(err.message, /rank\(s\) 1$/);
@@ -147,24 +183,37 @@ describe("MultiprocExecutor with a worker extension", { timeout: 10 * TEST_TIMEO
       assert.deepEqual(err.data.ranks, [1]);
       return true;
     });
+    await rank0Answered;
+    t.mock.timers.tick(MOCK_DEADLINE_MS);
+    await call;
+    t.mock.timers.reset();
     // The slow call keeps running on rank 1, but the rank still answers.
     assert.equal(((await ex.collectiveRpc("ping", { uniqueReplyRank: 1 })) as Ping).rank, 1);
   });
 
-  it("checkHealth names a rank that is alive but does not answer within the deadline", { timeout: TEST_TIMEOUT }, async () => {
+  it("checkHealth names a rank that is alive but does not answer within the deadline", { timeout: TEST_TIMEOUT }, async (t) => {
     // Rank 0 stays blocked until the test releases it (a file latch), so it cannot answer in time however
-    // fast or slow the machine; the deadline is generous for rank 1. Before, a 2 s block raced a 300 ms deadline.
+    // fast or slow the machine. The deadline passes when the test ticks the mock clock, after rank 1's ping
+    // reply is in (before, rank 1 raced a real 3 s deadline, and earlier a 2 s block raced 300 ms).
+    const [, pid1] = await pids(ex);
     const release = latchFile();
-    const blocked = ex.collectiveRpc("blockUntilFile", { args: [[0], release.path] });
+    // Rank 1 answers the block call at once, then the ping (IPC and the worker keep order): its 2nd reply.
+    const rank1Answered = repliesFrom(t, pid1!, 2);
+    const blocked = ex.collectiveRpc("blockUntilFile", { args: [[0], release.path] }); // on the real clock
     await new Promise(setImmediate); // the block call is on the wire before the pings (IPC keeps order)
+    t.mock.timers.enable({ apis: ["setTimeout"] });
     try {
-      await assert.rejects(ex.checkHealth({ timeout: 3_000 }), (err: unknown) => {
+      const health = assert.rejects(ex.checkHealth({ timeout: MOCK_DEADLINE_MS }), (err: unknown) => {
         assert.ok(err instanceof UnhealthyError, `UnhealthyError, got ${(err as Error).name}`);
         assert.deepEqual(err.data.ranks, [0]);
-        assert.match(err.message, /rank 0: no ping reply within 3000ms/);
+        assert.match(err.message, new RegExp(`rank 0: no ping reply within ${MOCK_DEADLINE_MS}ms`));
         return true;
       });
+      await rank1Answered;
+      t.mock.timers.tick(MOCK_DEADLINE_MS);
+      await health;
     } finally {
+      t.mock.timers.reset();
       release.open();
     }
     assert.deepEqual(((await blocked) as Ping[]).map((r) => r.rank), [0, 1]);
