@@ -128,7 +128,7 @@ export async function answerImages(
     if (parsed.stream) return await stream(req, ctx, request, parsed, g, eventPrefix);
     let out: OmniRequestOutput;
     try {
-      out = await ctx.engine.generate(request, { signal: g.controller.signal, onProgress: (p) => (g.last = p) });
+      out = await ctx.engine.generate(request, { ...parsed.submit, signal: g.controller.signal, onProgress: (p) => (g.last = p) });
     } catch (err) {
       ctx.metrics.generation(g.clientGone ? "aborted" : "error", g.seconds);
       if (!g.clientGone) throw g.failure(err);
@@ -174,7 +174,7 @@ async function stream(req: FastifyRequest, ctx: ServerContext, request: OmniDiff
     }
   };
   const every = previewInterval(parsed.steps, parsed.partialImages);
-  const pending = ctx.engine.generate(request, { signal: g.controller.signal, onProgress, ...(every ? { previewEvery: every } : {}) });
+  const pending = ctx.engine.generate(request, { ...parsed.submit, signal: g.controller.signal, onProgress, ...(every ? { previewEvery: every } : {}) });
   // What the engine refuses on submission (queue full, limits, closed) still gets its own HTTP status.
   const early = await settledNow(pending);
   if (early && !early.ok) {
