@@ -30,9 +30,9 @@ export const requestInitSchema = z
     returnTrajectoryLatents: z.boolean().nullish(),
     returnTrajectoryTimesteps: z.boolean().nullish(),
     /** Init image for img2img / inpainting, RGB (its size and bytes are checked with the edit fields). */
-    image: z.custom<RgbImage>(isObject, "expected an image {width, height, data}").nullish(),
+    image: z.custom<RgbImage>(isPixels, "expected an image {width, height, data: Uint8Array}").nullish(),
     /** Inpainting mask, one byte per pixel, 255 = repaint (same size as `image`). */
-    mask: z.custom<MaskImage>(isObject, "expected a mask {width, height, data}").nullish(),
+    mask: z.custom<MaskImage>(isPixels, "expected a mask {width, height, data: Uint8Array}").nullish(),
     /** How much of the init image is re-noised, (0, 1]: `floor(steps × strength)` steps run (diffusers' semantics). */
     strength: z.number().gt(0).max(1).nullish(),
     /** Which VAE decodes the final image: `full` (the model's own; default) or `tiny` (its tiny VAE, for speed). */
@@ -40,8 +40,9 @@ export const requestInitSchema = z
   })
   .strict();
 
-function isObject(v: unknown): boolean {
-  return typeof v === "object" && v !== null;
+/** Pixels to check further (their size against their bytes, in checkEditFields): an object whose `data` is bytes. */
+function isPixels(v: unknown): boolean {
+  return typeof v === "object" && v !== null && (v as { data?: unknown }).data instanceof Uint8Array;
 }
 
 /** A request's fields after {@link requestInitSchema}. */
