@@ -113,6 +113,8 @@ test("a request is parsed once by its one camelCase schema, from the constructor
   } finally {
     requestInitSchema.safeParse = parse;
   }
+  // An image without bytes is refused by name (was: a TypeError from reading its length).
+  assert.throws(() => new OmniDiffusionRequest({ prompt: "x", image: { width: 1, height: 1 } as never }), (e: unknown) => e instanceof ValidationError && e.field === "image");
   // A camelCase name is no key of the wire dict.
   assert.throws(() => OmniDiffusionRequest.fromDict({ prompt: "x", numInferenceSteps: 2 }), (e: unknown) => e instanceof ValidationError && /Unrecognized key: "numInferenceSteps"/.test(e.message));
 });
