@@ -102,16 +102,17 @@ export function addGenerateCommand(program: Command): void {
         vae: flags.vae,
       });
       const config = engineConfigFromFlags(flags);
-      // The engine's own limits, checked before the model loads; the model's are checked once it has.
+      // A cheap pre-check, kept because loading a model costs seconds to minutes: the config's limits (no model
+      // yet) refuse a wrong flag first. The engine's submission is the full check (with the model), in flag names.
       checkRequestLimits(request, requestLimitsOf(parseConfig(config)), null, { fieldName: flagOf, knownSchedulers: SCHEDULER_NAMES });
       // A remote executor's retries (and start-up waits) are said on stderr, not waited out in silence.
       subscribe(RETRY_CHANNEL, (e) => process.stderr.write(`${formatRetry(e as RetryEvent)}\n`));
       const engine = await DiffusionEngine.create(config);
       const bar = process.stderr.isTTY ? new SingleBar({ format: "denoising [{bar}] {value}/{total} steps", hideCursor: true }, undefined) : null;
       try {
-        engine.checkRequest(request, flagOf);
         let started = false;
         const out = await engine.generate(request, {
+          fieldName: flagOf,
           onProgress: (p) => {
             if (!bar) return;
             if (!started) bar.start(p.totalSteps, 0);

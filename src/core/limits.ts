@@ -1,8 +1,10 @@
 /**
- * The one place a request is checked against the deployment's limits and the loaded model. The CLI, the
- * engine, the OpenAI server and the worker server all call {@link checkRequestLimits}, so they accept and
- * refuse the same requests with the same messages; only the field names differ, each entry point naming
- * fields the way its caller spelled them (see {@link FieldNamer}).
+ * The one place a request is checked against the deployment's limits and the loaded model. The engine
+ * calls {@link checkRequestLimits} once, when it takes a request, with the caller's own tighter limits and
+ * field names (see {@link FieldNamer}: a CLI flag, an OpenAI parameter, a worker call's `requests.<i>.`
+ * path), so every entry point accepts and refuses the same requests with the same messages. Entry points
+ * call it earlier only before costly work: the CLI before a model loads, the OpenAI edits route before it
+ * resizes an upload, the A1111 planner to pick its size.
  *
  * A request that fails here is refused before it is queued, so no tensor is ever allocated for a size the
  * model cannot serve.

@@ -1,34 +1,38 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { ValidationError } from "../errors/omni-error.js";
-import { decodeMaskPng, decodePng, encodeMaskPng, encodePng, type MaskImage, type PngDecodeOptions, type RgbImage } from "../utils/png.js";
+import { decodeMaskPng, decodePng, encodeMaskPng, pngOf, type MaskImage, type PngDecodeOptions, type RgbImage } from "../utils/png.js";
 import { zodToValidationError } from "../utils/zod-error.js";
 import { VAE_CHOICES, type VaeChoice } from "./decoders.js";
 
-/** Wire shape of a request (snake_case, readable from Python). */
-export const requestDictSchema = z
+/**
+ * The one schema of a request, written on its camelCase init ({@link OmniDiffusionRequestInit}). Every form
+ * (constructor, wire dict, proto message) is renamed to these fields and parsed here once; images are
+ * decoded by their codec, and their shape is checked with the edit fields after the parse.
+ */
+export const requestInitSchema = z
   .object({
     // "__proto__" as a key of a plain object sets its prototype instead of an entry: outputs and errors are keyed by id.
-    request_id: z.string().min(1).max(256).refine((id) => id !== "__proto__", { message: 'must not be "__proto__"' }).optional(),
+    requestId: z.string().min(1).max(256).refine((id) => id !== "__proto__", { message: 'must not be "__proto__"' }).optional(),
     prompt: z
       .string()
       .max(10_000)
       .refine((p) => p.trim() !== "", "must not be empty"),
-    negative_prompt: z.string().max(10_000).nullish(),
+    negativePrompt: z.string().max(10_000).nullish(),
     height: z.number().int().positive().nullish(),
     width: z.number().int().positive().nullish(),
-    num_inference_steps: z.number().int().min(1).nullish(),
-    guidance_scale: z.number().min(0).max(100).nullish(),
-    guidance_rescale: z.number().min(0).max(1).nullish(),
+    numInferenceSteps: z.number().int().min(1).nullish(),
+    guidanceScale: z.number().min(0).max(100).nullish(),
+    guidanceRescale: z.number().min(0).max(1).nullish(),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullish(),
-    num_outputs_per_prompt: z.number().int().min(1).nullish(),
+    numOutputsPerPrompt: z.number().int().min(1).nullish(),
     scheduler: z.string().min(1).nullish(),
-    return_trajectory_latents: z.boolean().nullish(),
-    return_trajectory_timesteps: z.boolean().nullish(),
-    /** Init image for img2img / inpainting: base64 PNG (decoded to RGB; alpha is dropped). */
-    image: z.string().min(1).nullish(),
-    /** Inpainting mask: base64 PNG, white = repaint, black = keep (same size as `image`). */
-    mask_image: z.string().min(1).nullish(),
+    returnTrajectoryLatents: z.boolean().nullish(),
+    returnTrajectoryTimesteps: z.boolean().nullish(),
+    /** Init image for img2img / inpainting, RGB (its size and bytes are checked with the edit fields). */
+    image: z.custom<RgbImage>(isPixels, "expected an image {width, height, data: Uint8Array}").nullish(),
+    /** Inpainting mask, one byte per pixel, 255 = repaint (same size as `image`). */
+    mask: z.custom<MaskImage>(isPixels, "expected a mask {width, height, data: Uint8Array}").nullish(),
     /** How much of the init image is re-noised, (0, 1]: `floor(steps × strength)` steps run (diffusers' semantics). */
     strength: z.number().gt(0).max(1).nullish(),
     /** Which VAE decodes the final image: `full` (the model's own; default) or `tiny` (its tiny VAE, for speed). */
@@ -36,7 +40,63 @@ export const requestDictSchema = z
   })
   .strict();
 
-export type OmniDiffusionRequestDict = z.input<typeof requestDictSchema>;
+/** Pixels to check further (their size against their bytes, in checkEditFields): an object whose `data` is bytes. */
+function isPixels(v: unknown): boolean {
+  return typeof v === "object" && v !== null && (v as { data?: unknown }).data instanceof Uint8Array;
+}
+
+/** A request's fields after {@link requestInitSchema}. */
+export type ParsedRequestInit = z.output<typeof requestInitSchema>;
+
+/** Wire (snake_case) name of each init field: the dict's keys and the proto message's fields. */
+export const WIRE_NAMES: Readonly<Record<keyof ParsedRequestInit, string>> = {
+  requestId: "request_id",
+  prompt: "prompt",
+  negativePrompt: "negative_prompt",
+  height: "height",
+  width: "width",
+  numInferenceSteps: "num_inference_steps",
+  guidanceScale: "guidance_scale",
+  guidanceRescale: "guidance_rescale",
+  seed: "seed",
+  numOutputsPerPrompt: "num_outputs_per_prompt",
+  scheduler: "scheduler",
+  returnTrajectoryLatents: "return_trajectory_latents",
+  returnTrajectoryTimesteps: "return_trajectory_timesteps",
+  image: "image",
+  mask: "mask_image",
+  strength: "strength",
+  vae: "vae",
+};
+const FIELD_OF_WIRE = new Map(Object.entries(WIRE_NAMES).map(([field, wire]) => [wire, field]));
+
+/** An init field's wire name (a zod path of {@link requestInitSchema} → the dict's spelling). */
+export const wireNameOf = (path: string): string => (WIRE_NAMES as Record<string, string>)[path] ?? path;
+
+/** Wire shape of a request (snake_case, readable from Python): what `toDict()` writes and `fromDict()` reads. */
+export interface OmniDiffusionRequestDict {
+  request_id?: string;
+  prompt: string;
+  negative_prompt?: string | null;
+  height?: number | null;
+  width?: number | null;
+  num_inference_steps?: number | null;
+  guidance_scale?: number | null;
+  guidance_rescale?: number | null;
+  seed?: number | null;
+  num_outputs_per_prompt?: number | null;
+  scheduler?: string | null;
+  return_trajectory_latents?: boolean | null;
+  return_trajectory_timesteps?: boolean | null;
+  /** Init image for img2img / inpainting: base64 PNG (decoded to RGB; alpha is dropped). */
+  image?: string | null;
+  /** Inpainting mask: base64 PNG, white = repaint, black = keep (same size as `image`). */
+  mask_image?: string | null;
+  /** (0, 1]: how much of the init image is re-noised. */
+  strength?: number | null;
+  /** `full` (default) or `tiny`. */
+  vae?: VaeChoice | null;
+}
 
 /** Constructor fields of {@link OmniDiffusionRequest} (camelCase). Unset fields take the model's defaults. */
 export interface OmniDiffusionRequestInit {
@@ -79,7 +139,24 @@ export function newRequestId(): string {
   return `req-${randomUUID()}-${counter}`;
 }
 
-const camelToSnake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+/** Inits already parsed by a codec (see {@link requestOfParsed}): the constructor does not parse them again. */
+const PARSED = new WeakSet<object>();
+
+/**
+ * Parses request fields (camelCase, as {@link requestInitSchema}) once. `what` and `pathStyle` name them in
+ * the error the way the caller spelled them (`request` and {@link wireNameOf} for the wire forms).
+ */
+export function parseRequestInit(input: unknown, what: string, pathStyle?: (path: string) => string): ParsedRequestInit {
+  const parsed = requestInitSchema.safeParse(input);
+  if (!parsed.success) throw zodToValidationError(parsed.error, what, pathStyle);
+  return parsed.data;
+}
+
+/** Builds a request from fields {@link parseRequestInit} returned (images decoded by the caller), without a second parse. */
+export function requestOfParsed(fields: ParsedRequestInit): OmniDiffusionRequest {
+  PARSED.add(fields);
+  return new OmniDiffusionRequest(fields as OmniDiffusionRequestInit);
+}
 
 /**
  * One image-generation request, as in vLLM-Omni. `toDict()`/`fromDict()` give the snake_case JSON that
@@ -105,35 +182,25 @@ export class OmniDiffusionRequest {
   vae: VaeChoice | null;
 
   constructor(init: OmniDiffusionRequestInit) {
-    const { image, mask, ...plain } = (init ?? {}) as OmniDiffusionRequestInit;
-    const parsed = requestDictSchema.safeParse(OmniDiffusionRequest.#initToDict(plain as OmniDiffusionRequestInit));
-    if (!parsed.success) throw zodToValidationError(parsed.error, "OmniDiffusionRequest", snakeToCamel);
-    const d = parsed.data;
-    this.requestId = d.request_id ?? newRequestId();
+    const d = PARSED.delete(init) ? (init as ParsedRequestInit) : parseRequestInit(definedFields(init), "OmniDiffusionRequest");
+    this.requestId = d.requestId ?? newRequestId();
     this.prompt = d.prompt;
-    this.negativePrompt = d.negative_prompt ?? null;
+    this.negativePrompt = d.negativePrompt ?? null;
     this.height = d.height ?? null;
     this.width = d.width ?? null;
-    this.numInferenceSteps = d.num_inference_steps ?? null;
-    this.guidanceScale = d.guidance_scale ?? null;
-    this.guidanceRescale = d.guidance_rescale ?? null;
+    this.numInferenceSteps = d.numInferenceSteps ?? null;
+    this.guidanceScale = d.guidanceScale ?? null;
+    this.guidanceRescale = d.guidanceRescale ?? null;
     this.seed = d.seed ?? null;
-    this.numOutputsPerPrompt = d.num_outputs_per_prompt ?? 1;
+    this.numOutputsPerPrompt = d.numOutputsPerPrompt ?? 1;
     this.scheduler = d.scheduler ?? null;
-    this.returnTrajectoryLatents = d.return_trajectory_latents ?? false;
-    this.returnTrajectoryTimesteps = d.return_trajectory_timesteps ?? false;
-    this.image = image ?? null;
-    this.mask = mask ?? null;
+    this.returnTrajectoryLatents = d.returnTrajectoryLatents ?? false;
+    this.returnTrajectoryTimesteps = d.returnTrajectoryTimesteps ?? false;
+    this.image = d.image ?? null;
+    this.mask = d.mask ?? null;
     this.strength = d.strength ?? null;
     this.vae = d.vae ?? null;
     checkEditFields(this);
-  }
-
-  static #initToDict(init: OmniDiffusionRequestInit): Record<string, unknown> {
-    if (init === null || typeof init !== "object") return { prompt: undefined };
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(init)) if (v !== undefined) out[camelToSnake(k)] = v;
-    return out;
   }
 
   /** Plain JSON, snake_case keys. Always carries `request_id`. */
@@ -152,7 +219,7 @@ export class OmniDiffusionRequest {
       scheduler: this.scheduler,
       return_trajectory_latents: this.returnTrajectoryLatents,
       return_trajectory_timesteps: this.returnTrajectoryTimesteps,
-      image: this.image ? encodePng(this.image).toString("base64") : null,
+      image: this.image ? pngOf(this.image).toString("base64") : null,
       mask_image: this.mask ? encodeMaskPng(this.mask).toString("base64") : null,
       strength: this.strength,
       vae: this.vae,
@@ -176,43 +243,70 @@ export class OmniDiffusionRequest {
   }
 
   /**
-   * Validates a snake_case dict (from JSON, a Python peer, a worker) and builds the request. `opts.images`
-   * bounds the decode of `image` and `mask_image` (a server passes its upload cap; by default at most 4096²
-   * pixels, and never more than a PNG's header implies).
+   * Validates a snake_case dict (from JSON, a Python peer, a worker) and builds the request, parsing it once.
+   * `opts.images` bounds the decode of `image` and `mask_image` (a server passes its upload cap; by default at
+   * most 4096² pixels, and never more than a PNG's header implies). Errors name the dict's fields.
    */
   static fromDict(dict: unknown, opts: { images?: Omit<PngDecodeOptions, "field"> } = {}): OmniDiffusionRequest {
-    const parsed = requestDictSchema.safeParse(dict);
-    if (!parsed.success) throw zodToValidationError(parsed.error, "request");
-    const d = parsed.data;
-    return new OmniDiffusionRequest({
-      prompt: d.prompt,
-      requestId: d.request_id,
-      negativePrompt: d.negative_prompt,
-      height: d.height,
-      width: d.width,
-      numInferenceSteps: d.num_inference_steps,
-      guidanceScale: d.guidance_scale,
-      guidanceRescale: d.guidance_rescale,
-      seed: d.seed,
-      numOutputsPerPrompt: d.num_outputs_per_prompt,
-      scheduler: d.scheduler,
-      returnTrajectoryLatents: d.return_trajectory_latents ?? undefined,
-      returnTrajectoryTimesteps: d.return_trajectory_timesteps ?? undefined,
-      image: d.image ? decodeField(d.image, "image", (b) => decodePng(b, { ...opts.images, field: "image" })) : null,
-      mask: d.mask_image ? decodeField(d.mask_image, "mask_image", (b) => decodeMaskPng(b, { ...opts.images, field: "mask_image" })) : null,
-      strength: d.strength,
-      vae: d.vae,
-    });
+    if (dict === null || typeof dict !== "object" || Array.isArray(dict)) return requestOfParsed(parseRequestInit(dict, "request"));
+    const entries: [string, unknown][] = [];
+    const aliases: string[] = [];
+    for (const [k, v] of Object.entries(dict)) {
+      const field = FIELD_OF_WIRE.get(k);
+      // An unknown key stays as it is, for the schema to refuse by name; a camelCase name is no wire key either.
+      if (field) entries.push([field, v]);
+      else if (Object.hasOwn(WIRE_NAMES, k)) aliases.push(k);
+      else entries.push([k, v]);
+    }
+    if (aliases.length) throw wireIssue("(root)", `Unrecognized key${aliases.length > 1 ? "s" : ""}: ${aliases.map((k) => JSON.stringify(k)).join(", ")}`, "");
+    const fields = Object.fromEntries(entries) as Record<string, unknown>;
+    const image = wireString(fields.image, "image");
+    const mask = wireString(fields.mask, "mask_image");
+    // The cheap fields first: an invalid request is refused before its images are inflated.
+    const d = parseRequestInit({ ...fields, image: undefined, mask: undefined }, "request", wireNameOf);
+    d.image = image === null ? null : decodeImageField(Buffer.from(image, "base64"), opts.images, "a base64 PNG");
+    d.mask = mask === null ? null : decodeMaskField(Buffer.from(mask, "base64"), opts.images, "a base64 PNG");
+    return requestOfParsed(d);
   }
 }
 
-function decodeField<T>(b64: string, field: string, decode: (bytes: Uint8Array) => T): T {
+/** `init` without its undefined entries (an unset field, whatever its name, is no field). */
+function definedFields(init: unknown): Record<string, unknown> {
+  if (init === null || typeof init !== "object") return {};
+  return Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined));
+}
+
+/** A ValidationError worded as a schema issue of the wire dict. */
+function wireIssue(path: string, message: string, field: string): ValidationError {
+  const issue = `${path}: ${message}`;
+  return new ValidationError(`invalid request: ${issue}`, { field, data: { issues: [issue] } });
+}
+
+/** A dict's base64 image field: a non-empty string, or null when unset. */
+function wireString(v: unknown, field: string): string | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === "string" && v !== "") return v;
+  const got = Array.isArray(v) ? "array" : typeof v;
+  throw wireIssue(field, typeof v === "string" ? "Too small: expected string to have >=1 characters" : `Invalid input: expected string, received ${got}`, field);
+}
+
+/** PNG bytes of an edit field as the request's image (RGB; alpha dropped), bounded by `opts`; errors name `image`. */
+export function decodeImageField(bytes: Uint8Array, opts: Omit<PngDecodeOptions, "field"> = {}, form = "PNG bytes"): RgbImage {
+  return decodeField(bytes, "image", form, (b) => decodePng(b, { ...opts, field: "image" }));
+}
+
+/** PNG bytes of an edit field as the request's mask (by luminance, white = repaint); errors name `mask_image`. */
+export function decodeMaskField(bytes: Uint8Array, opts: Omit<PngDecodeOptions, "field"> = {}, form = "PNG bytes"): MaskImage {
+  return decodeField(bytes, "mask_image", form, (b) => decodeMaskPng(b, { ...opts, field: "mask_image" }));
+}
+
+function decodeField<T>(bytes: Uint8Array, field: string, form: string, decode: (bytes: Uint8Array) => T): T {
   try {
-    return decode(Buffer.from(b64, "base64"));
+    return decode(bytes);
   } catch (err) {
     // The decoder's errors name the field and keep their class (a pixel cap is a LimitExceededError).
     if (err instanceof ValidationError) throw err;
-    throw new ValidationError(`${field}: ${(err as Error).message} (expected a base64 PNG)`, { field, cause: err });
+    throw new ValidationError(`${field}: ${(err as Error).message} (expected ${form})`, { field, cause: err });
   }
 }
 
@@ -229,8 +323,4 @@ function checkEditFields(r: OmniDiffusionRequest): void {
   if (mask && image && (mask.width !== image.width || mask.height !== image.height)) {
     throw new ValidationError(`mask_image is ${mask.width}x${mask.height} but image is ${image.width}x${image.height}; they must be the same size`, { field: "mask_image" });
   }
-}
-
-function snakeToCamel(path: string): string {
-  return path.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }

@@ -1,3 +1,4 @@
+import type { FieldNamer, RequestLimits } from "../core/limits.js";
 import type { StepBatchInfo, StepProgress } from "../core/progress.js";
 
 /** Per-call options of {@link DiffusionEngine.generate}. */
@@ -6,6 +7,10 @@ export interface EngineGenerateOptions {
   onProgress?: (p: StepProgress) => void;
   /** Decode a preview of the predicted image every N steps into `onProgress`'s `preview`, where the executor can. */
   previewEvery?: number;
+  /** How a refusal names the request's fields (default camelCase): a CLI flag, an API parameter, a wire path. */
+  fieldName?: FieldNamer;
+  /** The caller's own limits, tightened over the config's for this request (a server's `--max-steps`). */
+  limits?: Partial<RequestLimits>;
 }
 
 /** What the engine reports after each batch it ran (for metrics). */

@@ -7,7 +7,7 @@ import { requestOutputOf, unbuiltRequestOutput } from "./request-outputs.js";
 import { BatchQueue, type QueuedRequest } from "./batch-queue.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "../core/config.js";
-import { checkRequestLimits, rowsOfRequest, type FieldNamer, type LimitedRequest, type RequestLimits } from "../core/limits.js";
+import { checkRequestLimits, rowsOfRequest, tightenLimits, type RequestLimits } from "../core/limits.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { fetchModelLimits } from "./model-limits-fetch.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "../core/request.js";
@@ -99,14 +99,6 @@ export class DiffusionEngine {
     return this.#modelLimits;
   }
 
-  /**
-   * Checks a request against the config's limits and the model (core/limits.ts), naming fields with
-   * `fieldName` (default camelCase). Throws the ValidationError / LimitExceededError every entry point gives.
-   */
-  checkRequest(request: LimitedRequest, fieldName?: FieldNamer): void {
-    checkRequestLimits(request, this.#requestLimits, this.#modelLimits, { fieldName, knownSchedulers: SCHEDULER_NAMES });
-  }
-
   get stats(): EngineStats {
     return { queued: this.#queue.size, inFlight: this.#inFlight.size, ...this.#stats };
   }
@@ -156,8 +148,23 @@ export class DiffusionEngine {
   }
 
   /**
+   * Queues one request and returns the promise of its output (a failure while it runs is the output's
+   * `error`). A request refused on arrival (limits, a duplicate id, a full queue, a closed engine) throws
+   * here, synchronously, with nothing queued: a caller can refuse a whole call before any of it runs (the
+   * worker server's 400). `opts.fieldName` and `opts.limits` as in {@link generate}.
+   */
+  submit(request: OmniDiffusionRequest, opts: EngineGenerateOptions = {}): Promise<OmniRequestOutput> {
+    const refused: { error?: OmniError } = {};
+    const out = this.#submit(request, opts, (err) => (refused.error = err));
+    if (refused.error) throw refused.error;
+    return out;
+  }
+
+  /**
    * Runs one request alongside other concurrent callers (the queue batches compatible requests).
    * Resolves with the output, or rejects with the request's OmniError (validation, abort, worker failure).
+   * The limits are checked here, once, on submission: `opts.limits` tightens the config's (a server's own),
+   * and `opts.fieldName` names the fields as the caller spelled them (a CLI flag, an API parameter).
    */
   async generate(request: OmniDiffusionRequest | OmniDiffusionRequestInit, opts: EngineGenerateOptions = {}): Promise<OmniRequestOutput> {
     const r = request instanceof OmniDiffusionRequest ? request : new OmniDiffusionRequest(request);
@@ -207,7 +214,8 @@ export class DiffusionEngine {
     return this.#closing;
   }
 
-  #submit(request: OmniDiffusionRequest, opts: EngineGenerateOptions): Promise<OmniRequestOutput> {
+  /** Queues a request; a refusal on arrival resolves at once with its error (and is told to `onRefused`). */
+  #submit(request: OmniDiffusionRequest, opts: EngineGenerateOptions, onRefused?: (err: OmniError) => void): Promise<OmniRequestOutput> {
     return new Promise<OmniRequestOutput>((resolve) => {
       const q: QueuedRequest = {
         request,
@@ -217,10 +225,15 @@ export class DiffusionEngine {
         previewEvery: opts.previewEvery,
         signal: opts.signal,
       };
-      const fail = (err: OmniError) => resolve(this.#errorOutput(q, err));
+      const fail = (err: OmniError) => {
+        onRefused?.(err);
+        resolve(this.#errorOutput(q, err));
+      };
       if (this.#closing) return fail(new ClosedError("engine is closed"));
       try {
-        this.checkRequest(request);
+        // The one limits check of every entry point (core/limits.ts), in the caller's spelling.
+        const limits = opts.limits ? tightenLimits(this.#requestLimits, opts.limits) : this.#requestLimits;
+        checkRequestLimits(request, limits, this.#modelLimits, { fieldName: opts.fieldName, knownSchedulers: SCHEDULER_NAMES });
       } catch (err) {
         return fail(toOmniError(err));
       }

@@ -2,6 +2,7 @@ import { ClosedError, toOmniError, type OmniError } from "../errors/omni-error.j
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
+import { requestToDict } from "../protocol/request-codec.js";
 import type { StepProgress } from "../core/progress.js";
 
 /** Options of {@link DiffusionExecutor.collectiveRpc} (vLLM-Omni's `collective_rpc`). */
@@ -102,7 +103,7 @@ export abstract class DiffusionExecutor {
   async executeModel(requests: OmniDiffusionRequest[], opts: ExecuteOptions = {}): Promise<DiffusionOutput | null> {
     this.assertOpen();
     const reply = await this.collectiveRpc("generate", {
-      args: [requests.map((r) => r.toDict())],
+      args: [requests.map(requestToDict)],
       uniqueReplyRank: 0,
       timeout: opts.timeout,
       signal: opts.signal,

@@ -7,7 +7,9 @@ import type { StepProgress } from "../core/progress.js";
 import type { CollectiveRpcOptions } from "./base.js";
 import type { Deadline } from "../policies/deadline.js";
 import type { Endpoint } from "../policies/endpoint-pool.js";
-import { outputFromProto, requestToProto, type ProtoGenerateEvent, type ProtoGenerateReply, type ProtoHealthReply } from "../protocol/proto-codec.js";
+import { outputFromProto, type ProtoGenerateEvent, type ProtoGenerateReply, type ProtoHealthReply } from "../protocol/proto-codec.js";
+import { requestToProtoMessage } from "../protocol/request-codec.js";
+import { BatchPayloads } from "./shared/batch-payloads.js";
 import { RemoteExecutor } from "./shared/remote-executor.js";
 import { hostPort, requireEndpoints, workerRemoteOptionsSchema, type RemoteOptions } from "./shared/remote-options.js";
 import type { AttemptContext } from "../policies/remote-policy.js";
@@ -43,6 +45,8 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
   static override readonly supportsAbortMidStep: boolean = true;
   /** Its far end (an `omni-diffusion worker`) merges overlapping calls into its step loops: each request goes at once. */
   static override readonly supportsContinuousBatching: boolean = true;
+  /** Each batch's Generate message, encoded once for all its attempts (images as PNG bytes, no base64). */
+  readonly #payloads = new BatchPayloads((batch) => ({ requests: batch.map(requestToProtoMessage) }));
 
   /** The codec (and with it grpc-js), imported when the executor starts: importing the package does not load gRPC. */
   #codec: typeof import("../protocol/grpc-codec.js") | null = null;
@@ -116,7 +120,7 @@ export class GrpcDiffusionExecutor extends RemoteExecutor<grpc.Client, RemoteOpt
   }
 
   protected async generateOn(ctx: AttemptContext<grpc.Client>, batch: OmniDiffusionRequest[], onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
-    const req = { requests: batch.map((r) => requestToProto(r.toDict())) };
+    const req = this.#payloads.of(batch);
     const reply = onProgress ? await this.#stream(ctx, req, onProgress) : await this.#unary<ProtoGenerateReply>(ctx.endpoint, "Generate", req, ctx.deadline);
     return DiffusionOutput.merge((reply.outputs ?? []).map(outputFromProto));
   }

@@ -13,6 +13,8 @@ import { httpBaseUrl, requireEndpoints, workerRemoteOptionsSchema } from "./shar
 import type { AttemptContext } from "../policies/remote-policy.js";
 import type { Clock } from "../utils/clock.js";
 import { PATHS, outputsOf } from "../protocol/wire.js";
+import { requestToDict } from "../protocol/request-codec.js";
+import { BatchPayloads } from "./shared/batch-payloads.js";
 
 const httpOptionsSchema = workerRemoteOptionsSchema.extend({
   /** Stream step progress over server-sent events (one more frame per step) for calls someone listens to (a request's onProgress, engine.onStep); default: plain JSON. */
@@ -49,6 +51,9 @@ export class HttpDiffusionExecutor extends RemoteExecutor<HttpClient, HttpOption
   /** Its far end (an `omni-diffusion worker`) merges overlapping calls into its step loops: each request goes at once. */
   static override readonly supportsContinuousBatching: boolean = true;
 
+  /** Each batch's request body, encoded once for all its attempts. */
+  readonly #payloads = new BatchPayloads((batch) => ({ requests: batch.map(requestToDict) }));
+
   /** `deps.clock` times the endpoints' circuit breakers (default: the real clock). */
   constructor(config: OmniDiffusionConfig, deps: { clock?: Clock } = {}) {
     super(config, httpOptionsSchema, deps);
@@ -71,7 +76,7 @@ export class HttpDiffusionExecutor extends RemoteExecutor<HttpClient, HttpOption
     const reply = await ctx.endpoint.client.call({
       method: "POST",
       path: PATHS.generate,
-      body: { requests: batch.map((r) => r.toDict()) },
+      body: this.#payloads.of(batch),
       deadline: ctx.deadline,
       onEvent: stream
         ? (e) => {

@@ -30,6 +30,7 @@ import {
 } from "../protocol/queue-protocol.js";
 import { RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
+import { requestToDict } from "../protocol/request-codec.js";
 import { Deadline } from "../policies/deadline.js";
 import { DEFAULT_REFUSED_TIMEOUT_MS } from "../policies/remote-policy.js";
 import { pollPolicy } from "../policies/worker-policies.js";
@@ -283,7 +284,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     };
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const data: JobData = { request: r.toDict(), enqueuedAt: Date.now(), ...(opts.previewEvery?.[id] ? { previewEvery: opts.previewEvery[id] } : {}) };
+      const data: JobData = { request: requestToDict(r), enqueuedAt: Date.now(), ...(opts.previewEvery?.[id] ? { previewEvery: opts.previewEvery[id] } : {}) };
       const job = await queue.add("generate", data, {
         jobId,
         attempts: this.options.attempts,

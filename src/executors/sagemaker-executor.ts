@@ -23,6 +23,8 @@ import { remoteOptionsSchema } from "./shared/remote-options.js";
 import type { AttemptContext } from "../policies/remote-policy.js";
 import { connectionError } from "../errors/connection-error.js";
 import { errorFromResponse, isRetryableStatus, outputsOf } from "../protocol/wire.js";
+import { requestToDict, type RequestDict } from "../protocol/request-codec.js";
+import { BatchPayloads } from "./shared/batch-payloads.js";
 
 /** SageMaker's limit on a real-time invocation's request and response payloads, bytes. */
 export const SAGEMAKER_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024;
@@ -78,6 +80,8 @@ export class SageMakerDiffusionExecutor extends RemoteExecutor<SageMakerRuntimeC
   static override readonly supportsContinuousBatching: boolean = true;
   /** Native image size of the served model (from `getStats` at start-up), for payload estimates. */
   #nativeSize = { width: FALLBACK_SIDE, height: FALLBACK_SIDE };
+  /** Each batch's request dicts, made once when it is planned and sent by every attempt at it. */
+  readonly #payloads = new BatchPayloads((batch) => batch.map(requestToDict));
   /** The AWS SDK, imported when the executor starts: importing the package does not load it. */
   #sdk: typeof import("@aws-sdk/client-sagemaker-runtime") | null = null;
 
@@ -136,10 +140,13 @@ export class SageMakerDiffusionExecutor extends RemoteExecutor<SageMakerRuntimeC
     const batches: OmniDiffusionRequest[][] = [];
     const rejected: Record<string, OmniError> = {};
     let cur: OmniDiffusionRequest[] = [];
+    // Each request's dict is made once: sized here, then sent by every attempt at its batch.
+    let dicts: RequestDict[] = [];
     let reqBytes = 0;
     let resBytes = 0;
     for (const r of requests) {
-      const q = Buffer.byteLength(JSON.stringify(r.toDict())) + 16;
+      const dict = requestToDict(r);
+      const q = Buffer.byteLength(JSON.stringify(dict)) + 16;
       const s = this.#responseBytes(r);
       if (q > limit || s > limit) {
         rejected[r.requestId] = new ValidationError(
@@ -150,14 +157,20 @@ export class SageMakerDiffusionExecutor extends RemoteExecutor<SageMakerRuntimeC
       }
       if (cur.length && (cur.length >= this.options.maxBatchSize || reqBytes + q > limit || resBytes + s > limit)) {
         batches.push(cur);
+        this.#payloads.set(cur, dicts);
         cur = [];
+        dicts = [];
         reqBytes = resBytes = 0;
       }
       cur.push(r);
+      dicts.push(dict);
       reqBytes += q;
       resBytes += s;
     }
-    if (cur.length) batches.push(cur);
+    if (cur.length) {
+      batches.push(cur);
+      this.#payloads.set(cur, dicts);
+    }
     return { batches, rejected };
   }
 
@@ -188,7 +201,7 @@ export class SageMakerDiffusionExecutor extends RemoteExecutor<SageMakerRuntimeC
   }
 
   protected async generateOn(ctx: AttemptContext<SageMakerRuntimeClient>, batch: OmniDiffusionRequest[]): Promise<DiffusionOutput> {
-    const reply = await this.#invoke(ctx.endpoint, { requests: batch.map((r) => r.toDict()) }, ctx.deadline);
+    const reply = await this.#invoke(ctx.endpoint, { requests: this.#payloads.of(batch) }, ctx.deadline);
     return DiffusionOutput.merge(outputsOf(reply, ctx.endpoint.url).map((o) => DiffusionOutput.fromDict(o)));
   }
 

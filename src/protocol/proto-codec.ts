@@ -77,7 +77,10 @@ export interface ProtoHealthReply {
 
 const unset = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
 
-/** A request dict (`toDict()`) as a proto message; null fields are left unset. */
+/**
+ * A request dict (`toDict()`) as a proto message; null fields are left unset. For custom gRPC clients that
+ * hold dicts; this package's own gRPC executor and server convert requests directly (protocol/request-codec.ts).
+ */
 export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequest {
   return {
     request_id: d.request_id ?? "",
@@ -101,7 +104,7 @@ export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequ
   };
 }
 
-/** A proto request back to the wire dict `OmniDiffusionRequest.fromDict` validates. */
+/** A proto request back to the wire dict `OmniDiffusionRequest.fromDict` validates (the direct way: `requestFromProtoMessage`). */
 export function requestFromProto(m: ProtoRequest): Record<string, unknown> {
   const d: Record<string, unknown> = { prompt: m.prompt };
   if (m.request_id) d.request_id = m.request_id;

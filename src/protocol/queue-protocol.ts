@@ -87,7 +87,7 @@ export interface WorkerInfo {
 
 /** Data of one BullMQ job: one request. */
 export interface JobData {
-  /** The request as `OmniDiffusionRequest.toDict()` writes it. */
+  /** The request as `requestToDict` (protocol/request-codec.ts) writes it; read back with `requestFromDict`. */
   request: Record<string, unknown>;
   /** Decode a preview every N steps into the job's progress. */
   previewEvery?: number;

@@ -19,6 +19,9 @@ import {
 import { parseModelLimits, type ModelLimits } from "../../src/core/model-limits.js";
 import { LimitExceededError, ValidationError, deserializeError, serializeError } from "../../src/errors/omni-error.js";
 import { SCHEDULER_NAMES } from "../../src/schedulers/index.js";
+import { OmniDiffusionRequest } from "../../src/core/request.js";
+import { DiffusionEngine } from "../../src/engine/engine.js";
+import { startTestWorker } from "../helpers/worker-servers.js";
 
 const TINY: ModelLimits = {
   nativeWidth: 32,
@@ -150,4 +153,50 @@ test("the CLI refuses what the engine would refuse, naming its own flag, before 
   assert.match(empty.stderr, /prompt: must not be empty/);
   const n = await run("a red circle", "-n", "11");
   assert.match(n.stderr, /--n is 11; at most 10 images/);
+});
+
+test("the engine's submission is the one check: a refusal is at once, queues nothing, and speaks the caller's names and limits", { timeout: 120_000 }, async () => {
+  const engine = await DiffusionEngine.create({ executorClass: "uniproc", intraOpNumThreads: 1 });
+  try {
+    const r = new OmniDiffusionRequest({ prompt: "a red circle on a blue background", numInferenceSteps: 20, seed: 1 });
+    // The caller's own, tighter limit (a server's), named as the caller spells the field (a worker call's path).
+    assert.throws(
+      () => engine.submit(r, { limits: { maxSteps: 10 }, fieldName: prefixedFields("requests.3.") }),
+      (e: unknown) => e instanceof LimitExceededError && e.field === "requests.3.num_inference_steps" && /requests\.3\.num_inference_steps is 20; at most 10 steps/.test(e.message),
+    );
+    assert.deepEqual([engine.stats.queued, engine.stats.inFlight], [0, 0], "nothing was queued");
+    // A rule of the model (its size multiple), through generate: a rejection naming the field the same way.
+    await assert.rejects(
+      engine.generate(new OmniDiffusionRequest({ prompt: "a red circle", width: 36, height: 32 }), { fieldName: snakeCaseFields }),
+      (e: unknown) => e instanceof ValidationError && e.field === "width" && /multiples of 8/.test(e.message),
+    );
+    const out = await engine.submit(new OmniDiffusionRequest({ ...r, requestId: undefined, numInferenceSteps: 2 }), { limits: { maxSteps: 10 } });
+    assert.equal(out.error, null);
+    assert.equal(out.images.length, 1);
+  } finally {
+    await engine.close();
+  }
+});
+
+test("a worker server refuses a call beyond its limits whole, streamed or not: none of its requests runs", { timeout: 120_000 }, async () => {
+  const server = await startTestWorker({ httpPort: 0 });
+  try {
+    const good = { request_id: "limits-good", prompt: "a red circle on a blue background", width: 32, height: 32, num_inference_steps: 2, seed: 1 };
+    const post = (requests: unknown[], accept = "application/json") =>
+      fetch(`${server.httpUrl}/v1/diffusion/generate`, { method: "POST", headers: { "content-type": "application/json", accept }, body: JSON.stringify({ requests }) });
+    for (const accept of ["application/json", "text/event-stream"]) {
+      const refused = await post([good, { ...good, request_id: "limits-huge", num_inference_steps: 100_000 }], accept);
+      assert.equal(refused.status, 400, accept);
+      const body = (await refused.json()) as { error: { code: string; message: string } };
+      assert.match(body.error.message, /requests\.1\.num_inference_steps is 100000/);
+    }
+    // Had the good request run (or were it still running), another request under its id would be a 409.
+    const again = await post([{ ...good, seed: 2 }]);
+    assert.equal(again.status, 200);
+    const [out] = ((await again.json()) as { outputs: { errors: Record<string, unknown>; output: { seed: number }[] }[] }).outputs;
+    assert.deepEqual(out!.errors, {});
+    assert.equal(out!.output[0]!.seed, 2);
+  } finally {
+    await server.close();
+  }
 });

@@ -8,22 +8,30 @@
  * result once however many replies send it.
  */
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
 import { parseConfig } from "../../src/core/config.js";
 import { DiffusionOutput, type DiffusionOutputTransfer } from "../../src/core/output.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { OmniRequestOutput } from "../../src/core/request-output.js";
-import { OmniError } from "../../src/errors/omni-error.js";
+import { OmniError, UnhealthyError } from "../../src/errors/omni-error.js";
+import type { DiffusionExecutor } from "../../src/executors/base.js";
 import { GrpcDiffusionExecutor } from "../../src/executors/grpc-executor.js";
 import { HttpDiffusionExecutor } from "../../src/executors/http-executor.js";
 import { MultiprocExecutor } from "../../src/executors/multiproc-executor.js";
 import { OpenAIImagesExecutor } from "../../src/executors/openai-executor.js";
+import { SageMakerDiffusionExecutor } from "../../src/executors/sagemaker-executor.js";
 import { WorkerProcess } from "../../src/executors/shared/worker-process.js";
+import { createClient, omniDiffusionService, toServiceError } from "../../src/protocol/grpc-codec.js";
+import { PATHS } from "../../src/protocol/wire.js";
 import type { ProgressMessage } from "../../src/protocol/worker-ipc.js";
 import type { WorkerServer } from "../../src/server/worker/worker-server.js";
 import { startServer, type OmniServer } from "../../src/index.js";
 import { decodePng, encodePng, pngCounters, pngOf, resetPngCounters } from "../../src/utils/png.js";
 import { DiffusionWorker } from "../../src/workers/diffusion-worker.js";
+import { ENDPOINT, FakeSageMakerRuntime, useTestCredentials } from "../helpers/fake-sagemaker-runtime.js";
 import { MODEL_DIR } from "../helpers/model.js";
 import { startTestWorker } from "../helpers/worker-servers.js";
 
@@ -261,4 +269,119 @@ describe("http and grpc: the worker server encodes once, the client passes the P
       }
     });
   }
+});
+
+/** A proxy in front of a worker's HTTP port that answers the first generate call with a 503 (a retryable failure), then forwards. */
+async function failFirstHttpProxy(upstream: string): Promise<{ url: string; generateCalls: () => number; close: () => Promise<void> }> {
+  let calls = 0;
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (req.method === "POST" && req.url === PATHS.generate && ++calls === 1) {
+      res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: "warming up" }));
+      return;
+    }
+    const body = chunks.length ? Buffer.concat(chunks) : undefined;
+    const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k === "content-type" || k === "authorization" || k === "accept")) as Record<string, string>;
+    const up = await fetch(`${upstream}${req.url}`, { method: req.method, headers, body });
+    res.writeHead(up.status, { "content-type": up.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await up.arrayBuffer()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    generateCalls: () => calls,
+    close: () => new Promise((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
+/** A gRPC proxy in front of a worker's gRPC port that fails the first Generate with UNAVAILABLE (retryable), then forwards every unary call. */
+async function failFirstGrpcProxy(upstream: string): Promise<{ address: string; generateCalls: () => number; close: () => Promise<void> }> {
+  const { service } = omniDiffusionService();
+  const client = createClient(upstream);
+  let calls = 0;
+  const forward = (method: string) => (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+    if (method === "Generate" && ++calls === 1) return cb(toServiceError(new UnhealthyError("warming up")) as grpc.ServiceError, null);
+    (client as unknown as Record<string, (req: unknown, md: grpc.Metadata, cb: grpc.requestCallback<unknown>) => void>)[method]!(call.request, call.metadata, (err, res) => cb(err, res));
+  };
+  const server = new grpc.Server();
+  server.addService(service, Object.fromEntries(["Generate", "CollectiveRpc", "Health", "Abort"].map((m) => [m, forward(m)])));
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return {
+    address: `127.0.0.1:${port}`,
+    generateCalls: () => calls,
+    close: async () => {
+      client.close();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
+  };
+}
+
+describe("edits through http, grpc and sagemaker, retried: the init image is encoded once per batch", { timeout: 6 * T }, () => {
+  let server: WorkerServer;
+  before(async () => {
+    useTestCredentials();
+    server = await startTestWorker({ httpPort: 0, grpcPort: 0, sagemakerPort: 0 });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  const image = { width: 32, height: 32, data: new Uint8Array(32 * 32 * 3).map((_, i) => (i * 7) % 256) };
+
+  /**
+   * This process holds the client and the worker server. The first attempt fails before it reaches the
+   * worker; the retry succeeds. In all: one encode of the init image (the client's, outside the retry loop),
+   * one decode of it (the worker's intake; the idempotency fingerprint hashes the raw bytes, no re-encode),
+   * one encode of the output (the worker's), and no decode of the output on the client.
+   */
+  async function expectOneEncode(ex: DiffusionExecutor, attempts: () => number): Promise<void> {
+    await ex.init();
+    try {
+      const r = req(10, { image, strength: 0.5 });
+      resetPngCounters();
+      const out = await ex.executeModel([r]);
+      assert.equal(attempts(), 2, "the first attempt failed and was retried");
+      assert.deepEqual(out?.errors, {});
+      assert.equal(out!.imagesFor(r.requestId).length, 1);
+      assert.deepEqual(counts(), { encodes: 2, decodes: 1 });
+    } finally {
+      await ex.close();
+    }
+  }
+
+  it("http: a 503 on the first attempt", async () => {
+    const proxy = await failFirstHttpProxy(server.httpUrl!);
+    try {
+      await expectOneEncode(new HttpDiffusionExecutor(parseConfig({ executorOptions: { endpoints: [proxy.url], backoffInitialMs: 1 } })), proxy.generateCalls);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("grpc: UNAVAILABLE on the first attempt", async () => {
+    const proxy = await failFirstGrpcProxy(server.grpcAddress!);
+    try {
+      await expectOneEncode(new GrpcDiffusionExecutor(parseConfig({ executorOptions: { endpoints: [proxy.address], backoffInitialMs: 1 } })), proxy.generateCalls);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("sagemaker: throttled on the first attempt (and the payload size check encodes nothing more)", async () => {
+    const aws = new FakeSageMakerRuntime(() => server.sagemakerUrl!);
+    await aws.listen();
+    try {
+      const config = parseConfig({ executorOptions: { endpointName: ENDPOINT, endpointUrl: aws.url, targetVariant: "AllTraffic", backoffInitialMs: 1 } });
+      const ex = new SageMakerDiffusionExecutor(config);
+      // Armed after init: its start-up calls (getStats) are not the generate call under test.
+      const generateCalls = () => aws.invocations.length - baseline;
+      let baseline = 0;
+      await ex.init();
+      baseline = aws.invocations.length;
+      aws.faults.push("throttle");
+      await expectOneEncode(ex, generateCalls);
+    } finally {
+      await aws.close();
+    }
+  });
 });

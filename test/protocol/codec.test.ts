@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DiffusionOutput, OmniDiffusionRequest, TimeoutError, ValidationError, parseConfig, ConfigError, newRequestId } from "../../src/index.js";
+import { requestInitSchema } from "../../src/core/request.js";
+import { requestFromProtoMessage, requestToProtoMessage } from "../../src/protocol/request-codec.js";
+import { pngCounters, resetPngCounters } from "../../src/utils/png.js";
 
 test("OmniDiffusionRequest round-trips through snake_case JSON", () => {
   const r = new OmniDiffusionRequest({ prompt: "a red circle", negativePrompt: "blue", width: 64, height: 32, numInferenceSteps: 7, guidanceScale: 3.5, seed: 11, numOutputsPerPrompt: 2, scheduler: "euler", returnTrajectoryLatents: true });
@@ -95,4 +98,41 @@ test("config validation names each bad field", () => {
   const c = parseConfig({ numGpus: 2 });
   assert.equal(c.intraOpNumThreads >= 1, true);
   assert.match(c.model, /models\/tiny-shapes$/);
+});
+
+test("a request is parsed once by its one camelCase schema, from the constructor and from a dict", () => {
+  const parse = requestInitSchema.safeParse.bind(requestInitSchema);
+  let parses = 0;
+  requestInitSchema.safeParse = ((input: unknown) => (parses++, parse(input))) as typeof requestInitSchema.safeParse;
+  try {
+    const r = new OmniDiffusionRequest({ prompt: "a red circle", numInferenceSteps: 3, seed: 5 });
+    assert.equal(parses, 1);
+    const back = OmniDiffusionRequest.fromDict(r.toDict());
+    assert.equal(parses, 2, "fromDict parses once (the constructor does not parse its result again)");
+    assert.deepEqual(back.toDict(), r.toDict());
+  } finally {
+    requestInitSchema.safeParse = parse;
+  }
+  // An image without bytes is refused by name (was: a TypeError from reading its length).
+  assert.throws(() => new OmniDiffusionRequest({ prompt: "x", image: { width: 1, height: 1 } as never }), (e: unknown) => e instanceof ValidationError && e.field === "image");
+  // A camelCase name is no key of the wire dict.
+  assert.throws(() => OmniDiffusionRequest.fromDict({ prompt: "x", numInferenceSteps: 2 }), (e: unknown) => e instanceof ValidationError && /Unrecognized key: "numInferenceSteps"/.test(e.message));
+});
+
+test("proto ↔ request directly: image bytes are decoded as they are, errors name the proto's fields", () => {
+  const image = { width: 8, height: 8, data: new Uint8Array(8 * 8 * 3).map((_, i) => (i * 13) % 256) };
+  const mask = { width: 8, height: 8, data: new Uint8Array(64).map((_, i) => (i % 2 ? 255 : 0)) };
+  const r = new OmniDiffusionRequest({ prompt: "a red circle", seed: 4, image, mask, strength: 0.5, returnTrajectoryLatents: true });
+  resetPngCounters();
+  const m = requestToProtoMessage(r);
+  assert.deepEqual(pngCounters, { encodes: 1, decodes: 0 }, "the image's one encode, straight to bytes");
+  assert.ok(Buffer.isBuffer(m.image) && m.image.subarray(1, 4).toString() === "PNG");
+  const back = requestFromProtoMessage(m);
+  assert.deepEqual(pngCounters, { encodes: 1, decodes: 2 }, "image and mask decoded once each, no base64 dict between");
+  assert.deepEqual(back.toTransfer(), r.toTransfer());
+  // Unset bytes (proto-loader's empty default) are no image; errors are the dict's.
+  assert.equal(requestFromProtoMessage({ ...requestToProtoMessage(new OmniDiffusionRequest({ prompt: "x" })), image: Buffer.alloc(0), mask_image: Buffer.alloc(0) }).image, null);
+  assert.throws(() => requestFromProtoMessage({ request_id: "p", prompt: "x", num_inference_steps: 0 }), (e: unknown) => e instanceof ValidationError && e.field === "num_inference_steps");
+  assert.throws(() => requestFromProtoMessage({ request_id: "p", prompt: "x", image: Buffer.from("not a png") }), (e: unknown) => e instanceof ValidationError && e.field === "image");
+  assert.throws(() => requestFromProtoMessage({ request_id: "p", prompt: "x", image: m.image, mask_image: Buffer.alloc(3, 1) }), (e: unknown) => e instanceof ValidationError && e.field === "mask_image");
 });

@@ -157,6 +157,8 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
     numOutputsPerPrompt: batchSize,
     scheduler,
   };
+  // Checked here, ahead of the engine's submission, because the plan depends on it: a size the model cannot
+  // serve falls back to the native one, and a job of n_iter requests is refused before any of them is queued.
   const check = () => checkRequestLimits(base, requestLimits, model.limits, { fieldName: a1111Field, knownSchedulers: SCHEDULER_NAMES });
   let sizeFallbackFrom: A1111Plan["sizeFallbackFrom"] = null;
   try {

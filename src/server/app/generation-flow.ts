@@ -3,6 +3,7 @@ import type { GeneratedImage, StageMetrics } from "../../core/output.js";
 import type { OmniDiffusionRequest } from "../../core/request.js";
 import type { OmniRequestOutput } from "../../core/request-output.js";
 import type { StepProgress } from "../../core/progress.js";
+import type { EngineGenerateOptions } from "../../engine/engine-events.js";
 import { AbortedError, ClosedError, OmniError, toOmniError } from "../../errors/omni-error.js";
 import { pngOf } from "../../utils/png.js";
 import { toHttpError } from "./error-mapping.js";
@@ -19,6 +20,8 @@ export interface ImageAnswerOptions {
   quality: "low" | "medium" | "high" | "auto";
   /** Steps the request will run (its own, or the model's default when known). */
   steps: number | null;
+  /** How the engine's one limits check names fields and which tighter limits of the dialect it applies. */
+  submit?: Pick<EngineGenerateOptions, "fieldName" | "limits">;
 }
 
 /**
@@ -148,7 +151,7 @@ export async function answerImages(
     if (parsed.stream) return await stream(req, ctx, request, parsed, g, eventPrefix);
     let out: OmniRequestOutput;
     try {
-      out = await ctx.engine.generate(request, { signal: g.controller.signal, onProgress: (p) => (g.last = p) });
+      out = await ctx.engine.generate(request, { ...parsed.submit, signal: g.controller.signal, onProgress: (p) => (g.last = p) });
     } catch (err) {
       ctx.metrics.generation(g.clientGone ? "aborted" : "error", g.seconds);
       if (!g.clientGone) throw g.failure(err);
@@ -194,7 +197,7 @@ async function stream(req: FastifyRequest, ctx: ServerContext, request: OmniDiff
     }
   };
   const every = previewInterval(parsed.steps, parsed.partialImages);
-  const pending = ctx.engine.generate(request, { signal: g.controller.signal, onProgress, ...(every ? { previewEvery: every } : {}) });
+  const pending = ctx.engine.generate(request, { ...parsed.submit, signal: g.controller.signal, onProgress, ...(every ? { previewEvery: every } : {}) });
   // What the engine refuses on submission (queue full, limits, closed) still gets its own HTTP status.
   const early = await settledNow(pending);
   if (early && !early.ok) {

@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { MaskImage, RgbImage } from "../../utils/png.js";
 import { OmniError, ValidationError } from "../../errors/omni-error.js";
 import { decodeUpload, openAIMask, resizeMask, serverUploadCap, stepsRun, type DecodedUpload, type UploadCap } from "../shared/edit-images.js";
-import { imageGenerationBodySchema, toImageRequest, type ParsedImageRequest } from "./image-request.js";
+import { imageGenerationBodySchema, checkEditLimits, toImageRequest, type ParsedImageRequest } from "./image-request.js";
 import type { ModelCard } from "../app/model-card.js";
 import { requestError, schemaError } from "../app/error-mapping.js";
 import type { ServerLimits } from "../app/server-options.js";
@@ -123,6 +123,7 @@ export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits
   }
   const size = body.size == null || body.size === "auto" ? `${image.width}x${image.height}` : body.size;
   const parsed = toImageRequest({ ...body, size }, limits, model);
+  checkEditLimits(parsed, model);
   const { width, height } = parsed.init as { width: number; height: number };
   const mask = maskUpload ? openAIMask(maskUpload) : image.transparent ? openAIMask(image) : null;
   const edit = { image: await resizeRgbAsync(image.rgb, width, height), mask: mask ? resizeMask(mask, width, height) : null, strength: body.strength ?? null };

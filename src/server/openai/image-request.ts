@@ -7,6 +7,7 @@ import type { ModelCard } from "../app/model-card.js";
 import { requestError } from "../app/error-mapping.js";
 import { VAE_CHOICES } from "../../core/decoders.js";
 import type { ServerLimits } from "../app/server-options.js";
+import type { EngineGenerateOptions } from "../../engine/engine-events.js";
 
 /**
  * Body of `POST /v1/images/generations`: the OpenAI fields, vLLM-Omni's extensions (`negative_prompt`,
@@ -56,16 +57,18 @@ export interface ParsedImageRequest {
   /** Steps the request will run (its own, or the model's default when known). */
   steps: number | null;
   user: string | null;
+  /** What the engine's submission checks the request with (its one limits check): OpenAI's names, this server's own limits. */
+  submit: Required<Pick<EngineGenerateOptions, "fieldName" | "limits">>;
 }
 
 /** Engine field → the OpenAI parameter a client sent (`size` for width and height, `n` for images). */
 const openAIParam: FieldNamer = (f) => (f === "width" || f === "height" ? "size" : f === "numOutputsPerPrompt" ? "n" : snakeCaseFields(f));
 
 /**
- * Checks a schema-valid body against the deployment's limits and the loaded model (core/limits.ts, the
- * check every entry point shares, tightened by this server's own limits), and builds the engine request.
- * Throws a 400 ValidationError naming the parameter (`code` `model_not_found`, `invalid_size`,
- * `limit_exceeded`, `unsupported_value`, ...).
+ * Reads a schema-valid body into the engine request. Throws a 400 ValidationError naming the parameter for
+ * what only this API can say (`code` `model_not_found`, `invalid_size`, `unsupported_value`, ...); the limits
+ * and the model's rules are checked once, when the engine takes the request (`submit` carries this
+ * server's limits and OpenAI's names), and answered as the same 400 naming the parameter.
  */
 export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, model: ModelCard): ParsedImageRequest {
   const bad = (param: string, code: string, message: string) => requestError(400, message, param, code);
@@ -109,12 +112,6 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     vae: body.vae ?? null,
   };
   const own = { maxWidth: limits.maxWidth, maxHeight: limits.maxHeight, maxSteps: limits.maxSteps, maxOutputsPerPrompt: limits.maxN, maxPromptChars: limits.maxPromptChars };
-  try {
-    checkRequestLimits(init, tightenLimits(model.requestLimits, own), model.limits, { fieldName: openAIParam, knownSchedulers: SCHEDULER_NAMES });
-  } catch (err) {
-    if (!(err instanceof ValidationError)) throw err;
-    throw requestError(400, `${err.message}.`, err.field ?? null, typeof err.data.reason === "string" ? err.data.reason : "invalid_value");
-  }
   return {
     init,
     n,
@@ -124,5 +121,20 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     quality: q === "low" || q === "medium" || q === "high" ? q : "auto",
     steps: steps ?? model.info?.defaults.numInferenceSteps ?? null,
     user: body.user ?? null,
+    submit: { fieldName: openAIParam, limits: own },
   };
 }
+
+/**
+ * The limits check ahead of the engine's, for an edit only: its image is resized to the requested size
+ * before the engine sees it, and a resize allocates that size, so a size beyond the limits is refused first.
+ */
+export function checkEditLimits(parsed: ParsedImageRequest, model: ModelCard): void {
+  try {
+    checkRequestLimits(parsed.init, tightenLimits(model.requestLimits, parsed.submit.limits), model.limits, { fieldName: parsed.submit.fieldName, knownSchedulers: SCHEDULER_NAMES });
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    throw requestError(400, `${err.message}.`, err.field ?? null, typeof err.data.reason === "string" ? err.data.reason : "invalid_value");
+  }
+}
+

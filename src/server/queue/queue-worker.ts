@@ -6,7 +6,8 @@ import { Counter, Histogram, Registry } from "prom-client";
 import { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
-import { OmniDiffusionRequest } from "../../core/request.js";
+import type { OmniDiffusionRequest } from "../../core/request.js";
+import { requestFromDict } from "../../protocol/request-codec.js";
 import { AbortedError, ConfigError, serializeError, toOmniError, type OmniError } from "../../errors/omni-error.js";
 import {
   DEFAULT_HEARTBEAT_MS,
@@ -170,7 +171,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     if (await pub.exists(keys.aborted(requestId))) return failed(new AbortedError(`request ${requestId} was aborted before it started`));
     let r: OmniDiffusionRequest;
     try {
-      r = OmniDiffusionRequest.fromDict(data.request, { images: uploadCapOf(engine.requestLimits, engine.modelLimits) });
+      r = requestFromDict(data.request, { images: uploadCapOf(engine.requestLimits, engine.modelLimits) });
     } catch (err) {
       return failed(toOmniError(err));
     }

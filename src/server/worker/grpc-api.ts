@@ -2,7 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import { newRequestId } from "../../core/request.js";
 import { toOmniError } from "../../errors/omni-error.js";
 import { CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, omniDiffusionService, toServiceError } from "../../protocol/grpc-codec.js";
-import { outputToProto, requestFromProto, type ProtoRequest, type ProtoRpcRequest } from "../../protocol/proto-codec.js";
+import { outputToProto, type ProtoRequest, type ProtoRpcRequest } from "../../protocol/proto-codec.js";
+import { requestFromProtoMessage } from "../../protocol/request-codec.js";
 import { abortBodySchema, rpcBodySchema } from "../../protocol/wire.js";
 import { zodToValidationError } from "../../utils/zod-error.js";
 import { publicError, publicOutput, type ErrorLog } from "../shared/public-error.js";
@@ -87,7 +88,7 @@ export async function startGrpcApi(service: WorkerService, opts: GrpcApiOptions)
 
   const impl: grpc.UntypedServiceImplementation = {
     Generate: unary<{ requests?: ProtoRequest[] }, unknown>(async (call) => {
-      const outputs = await service.generate((call.request.requests ?? []).map(requestFromProto), { timeoutMs: remainingMs(call) });
+      const outputs = await service.generate(call.request.requests ?? [], { timeoutMs: remainingMs(call) }, requestFromProtoMessage);
       return { outputs: outputsOf(outputs) };
     }),
     GenerateStream: (call: grpc.ServerWritableStream<{ requests?: ProtoRequest[] }, unknown>) => {
@@ -105,10 +106,14 @@ export async function startGrpcApi(service: WorkerService, opts: GrpcApiOptions)
       };
       try {
         service
-          .generate((call.request.requests ?? []).map(requestFromProto), {
-            timeoutMs: remainingMs(call),
-            onProgress: (p) => write({ progress: { request_id: p.requestId, step: p.step, total_steps: p.totalSteps } }),
-          })
+          .generate(
+            call.request.requests ?? [],
+            {
+              timeoutMs: remainingMs(call),
+              onProgress: (p) => write({ progress: { request_id: p.requestId, step: p.step, total_steps: p.totalSteps } }),
+            },
+            requestFromProtoMessage,
+          )
           .then((outputs) => {
             write({ result: { outputs: outputsOf(outputs) } });
             call.end();

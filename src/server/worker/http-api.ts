@@ -44,17 +44,20 @@ export function registerHttpApi(app: FastifyInstance, service: WorkerService, op
         return { outputs: wire(outputs) };
       }
       // Streaming: progress frames while denoising, then one `result` (or `error`) frame.
-      const res = reply.hijack().raw;
-      // No `connection` header: a client that sent `Connection: close` gets its socket closed after the stream.
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      const res = reply.raw;
       const write = (event: string, data: unknown) => {
         if (!res.destroyed && !res.writableEnded) res.write(sseFrame(event, data));
       };
+      // Submitted before the stream opens: a call beyond the limits is still answered with its 400.
+      const pending = service.run(valid, {
+        timeoutMs,
+        onProgress: (p) => write("progress", { request_id: p.requestId, step: p.step, total_steps: p.totalSteps }),
+      });
+      reply.hijack();
+      // No `connection` header: a client that sent `Connection: close` gets its socket closed after the stream.
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       try {
-        const outputs = await service.run(valid, {
-          timeoutMs,
-          onProgress: (p) => write("progress", { request_id: p.requestId, step: p.step, total_steps: p.totalSteps }),
-        });
+        const outputs = await pending;
         write("result", { outputs: wire(outputs) });
       } catch (err) {
         const e = publicError(toOmniError(err), req.id, log);

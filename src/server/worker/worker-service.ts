@@ -1,13 +1,16 @@
+import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { DiffusionEngine } from "../../engine/engine.js";
 import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
-import { prefixedFields, snakeCaseFields } from "../../core/limits.js";
+import { prefixedFields } from "../../core/limits.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
+import type { OmniRequestOutput } from "../../core/request-output.js";
 import { AbortedError, ClosedError, LimitExceededError, OmniError, QueueFullError, TimeoutError, UnhealthyError, ValidationError, toOmniError } from "../../errors/omni-error.js";
 import { Deadline } from "../../policies/deadline.js";
 import type { z } from "zod";
 import { MAX_REQUESTS_PER_CALL, type rpcBodySchema } from "../../protocol/wire.js";
+import { requestFromDict, type RequestDecodeOptions } from "../../protocol/request-codec.js";
 import { uploadCapOf } from "../shared/edit-images.js";
 import { toDiffusionOutput } from "../shared/wire-output.js";
 import type { StepProgress } from "../../core/progress.js";
@@ -18,6 +21,9 @@ const RESULT_TTL_MS = 30_000;
 const RESULT_CACHE_SIZE = 64;
 /** Retry-After sent while the model loads or the queue is full, ms. */
 const RETRY_AFTER_MS = 1_000;
+
+/** Reads one item of a generate call (a wire dict, a proto message) into a request, images bounded by `opts`. */
+export type RequestParser<T> = (item: T, opts: RequestDecodeOptions) => OmniDiffusionRequest;
 
 /** Per-call context a transport hands to {@link WorkerService.generate}. */
 export interface GenerateContext {
@@ -74,8 +80,6 @@ export class WorkerService {
   #closed = false;
   #running = new Map<string, Running>();
   #recent = new Map<string, { fingerprint: string; out: DiffusionOutput; at: number }>();
-  /** Requests {@link validate} passed on with their own error (see #parse). */
-  #refused = new WeakMap<OmniDiffusionRequest, OmniError>();
   /** Resolves once the engine is up; rejects with its start-up error. */
   readonly ready: Promise<void>;
 
@@ -104,23 +108,25 @@ export class WorkerService {
     throw new UnhealthyError("the worker is loading its model", { data: { retryAfterMs: RETRY_AFTER_MS } });
   }
 
-  /** {@link validate}, then {@link run}. */
-  async generate(dicts: unknown[], ctx: GenerateContext = {}): Promise<DiffusionOutput[]> {
-    return this.run(this.validate(dicts), ctx);
+  /** {@link validate}, then {@link run}. `parse` reads one item of the call (default: a wire dict). */
+  async generate<T = unknown>(items: T[], ctx: GenerateContext = {}, parse: RequestParser<T> = requestFromDict): Promise<DiffusionOutput[]> {
+    return this.run(this.validate(items, parse), ctx);
   }
 
   /**
-   * Checks a call before anything runs, so a transport can still answer with a status: every dict must be a
-   * valid request within this worker's limits (else a 400 naming `requests.<i>.<field>`; a request that only
-   * does not fit the model is answered with its own error instead, the others run), ids must be unique
-   * in the call, the worker must be ready (503) and its queue must have room (429).
+   * Checks a call before anything runs, so a transport can still answer with a status: every item must be a
+   * valid request (else a 400 naming `requests.<i>.<field>`), ids must be unique in the call, the worker must
+   * be ready (503) and its queue must have room (429). The limits are the engine's, checked once when
+   * {@link run} submits the call.
    */
-  validate(dicts: unknown[]): OmniDiffusionRequest[] {
+  validate<T = unknown>(items: T[], parse: RequestParser<T> = requestFromDict): OmniDiffusionRequest[] {
     const engine = this.engine;
-    if (dicts.length < 1 || dicts.length > MAX_REQUESTS_PER_CALL) {
-      throw new ValidationError(`a call carries 1 to ${MAX_REQUESTS_PER_CALL} requests, got ${dicts.length}`, { field: "requests" });
+    if (items.length < 1 || items.length > MAX_REQUESTS_PER_CALL) {
+      throw new ValidationError(`a call carries 1 to ${MAX_REQUESTS_PER_CALL} requests, got ${items.length}`, { field: "requests" });
     }
-    const requests = dicts.map((d, i) => this.#parse(d, i, engine));
+    // Images are held to serve's upload cap for this model before they are inflated.
+    const opts = { images: uploadCapOf(engine.requestLimits, engine.modelLimits) };
+    const requests = items.map((d, i) => parseAt(i, () => parse(d, opts)));
     const ids = new Set<string>();
     for (const [i, r] of requests.entries()) {
       if (ids.has(r.requestId)) throw new ValidationError(`request_id "${r.requestId}" appears twice in one call`, { field: `requests.${i}.request_id` });
@@ -134,56 +140,47 @@ export class WorkerService {
     return requests;
   }
 
-  /** Runs validated requests; one DiffusionOutput per request, in order, each with its images or its error. */
-  async run(requests: OmniDiffusionRequest[], ctx: GenerateContext = {}): Promise<DiffusionOutput[]> {
+  /**
+   * Runs validated requests; one DiffusionOutput per request, in order, each with its images or its error.
+   * The call is submitted synchronously: a request beyond this worker's limits throws here (the engine's one
+   * check, naming `requests.<i>.<field>`), and the requests submitted before it are withdrawn before the
+   * engine dispatches them (it does so on a later turn), so nothing of a refused call runs.
+   */
+  run(requests: OmniDiffusionRequest[], ctx: GenerateContext = {}): Promise<DiffusionOutput[]> {
     const engine = this.engine;
     const timeoutMs = Math.min(ctx.timeoutMs ?? Number.POSITIVE_INFINITY, engine.config.rpcTimeoutMs);
-    return Promise.all(requests.map((r) => this.#one(engine, r, timeoutMs, ctx.onProgress)));
+    const started: string[] = [];
+    try {
+      return Promise.all(requests.map((r, i) => this.#one(engine, r, i, timeoutMs, started, ctx.onProgress)));
+    } catch (err) {
+      for (const id of started) void engine.abort(id).catch(() => undefined);
+      throw err;
+    }
   }
 
-  #parse(dict: unknown, i: number, engine: DiffusionEngine): OmniDiffusionRequest {
-    let r: OmniDiffusionRequest;
-    try {
-      // Images are held to serve's upload cap for this model before they are inflated.
-      r = OmniDiffusionRequest.fromDict(dict, { images: uploadCapOf(engine.requestLimits, engine.modelLimits) });
-    } catch (err) {
-      const e = toOmniError(err);
-      const at = (path: unknown) => (typeof path === "string" && path ? `requests.${i}.${path}` : `requests.${i}`);
-      const issues = Array.isArray(e.data.issues) ? (e.data.issues as string[]).map((x) => `${at("")}.${x}`.replace(/\.\(root\)/, "")) : [`${at("")}: ${e.message}`];
-      throw new ValidationError(`invalid request: ${issues.join("; ")}`, { field: at(e.data.field), cause: e, data: { issues } });
-    }
-    // The engine's own check (core/limits.ts), with the wire's names. A value beyond this worker's limits
-    // refuses the call (400, requests.<i>.<field>); a value the model cannot take (a size off its multiple, a
-    // sampler that does not fit) fails that request alone, as it would on the engine, and the others run.
-    try {
-      engine.checkRequest(r, prefixedFields(`requests.${i}.`));
-    } catch (err) {
-      if (err instanceof LimitExceededError || !(err instanceof ValidationError)) throw err;
-      try {
-        engine.checkRequest(r, snakeCaseFields);
-      } catch (own) {
-        this.#refused.set(r, toOmniError(own));
-      }
-    }
-    return r;
-  }
-
-  /** One request: a cached result, the running work of the same id, or a new run. Never throws. */
-  async #one(engine: DiffusionEngine, r: OmniDiffusionRequest, timeoutMs: number, onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
+  /** One request: a cached result, the running work of the same id, or a new run (its id pushed to `started`). Throws only a call-level refusal. */
+  #one(engine: DiffusionEngine, r: OmniDiffusionRequest, i: number, timeoutMs: number, started: string[], onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
     const id = r.requestId;
-    const refused = this.#refused.get(r);
-    if (refused) return failed(id, refused);
-    const fingerprint = JSON.stringify(r.toDict());
+    const fingerprint = fingerprintOf(r);
     const conflict = () =>
       failed(id, new ValidationError(`request_id "${id}" is already in use with different parameters`, { field: "request_id", statusCode: 409 }));
     this.#expire();
     const done = this.#recent.get(id);
-    if (done) return done.fingerprint === fingerprint ? done.out : conflict();
+    if (done) return Promise.resolve(done.fingerprint === fingerprint ? done.out : conflict());
     let run = this.#running.get(id);
-    if (run && run.fingerprint !== fingerprint) return conflict();
-    if (!run) run = this.#start(engine, r, fingerprint, timeoutMs, onProgress !== undefined);
+    if (run && run.fingerprint !== fingerprint) return Promise.resolve(conflict());
+    if (!run) {
+      const submitted = this.#start(engine, r, i, fingerprint, timeoutMs, onProgress !== undefined);
+      if (submitted instanceof DiffusionOutput) return Promise.resolve(submitted);
+      started.push(id);
+      run = submitted;
+    }
+    return this.#attach(run, id, timeoutMs, onProgress);
+  }
+
+  /** Waits for a run's result as long as this caller's own deadline allows (an attached retry has its own). Never throws. */
+  async #attach(run: Running, id: string, timeoutMs: number, onProgress?: (p: StepProgress) => void): Promise<DiffusionOutput> {
     if (onProgress) run.listeners.add(onProgress);
-    // An attached caller waits for the shared work only as long as its own deadline allows.
     const wait = new Deadline(timeoutMs, undefined, () => deadlinePassed(id, timeoutMs));
     try {
       return await wait.race(run.result);
@@ -199,24 +196,39 @@ export class WorkerService {
    * Starts the work of a request id. Steps are asked of the engine only when the starting call streams
    * them; a caller attaching later (a retry of the same id) sees progress only if the first one streamed.
    */
-  #start(engine: DiffusionEngine, r: OmniDiffusionRequest, fingerprint: string, timeoutMs: number, streams: boolean): Running {
+  #start(engine: DiffusionEngine, r: OmniDiffusionRequest, i: number, fingerprint: string, timeoutMs: number, streams: boolean): Running | DiffusionOutput {
     const id = r.requestId;
     const listeners = new Set<(p: StepProgress) => void>();
     const deadline = new Deadline(timeoutMs, undefined, () => deadlinePassed(id, timeoutMs));
-    const result = engine
-      .generate(r, { signal: deadline.signal, ...(streams ? { onProgress: (p: StepProgress) => listeners.forEach((l) => l(p)) } : {}) })
-      .then(
-        (out) => {
-          const d = toDiffusionOutput(out);
-          this.#recent.set(id, { fingerprint, out: d, at: Date.now() });
-          return d;
-        },
-        (err: unknown) => {
-          const e = toOmniError(err);
-          // The engine reports a signal abort as an abort; a passed deadline is a timeout.
-          return failed(id, e instanceof AbortedError && deadline.signal.aborted && deadline.signal.reason instanceof TimeoutError ? deadline.signal.reason : e);
-        },
-      )
+    const prefix = `requests.${i}.`;
+    let pending: Promise<OmniRequestOutput>;
+    try {
+      pending = engine.submit(r, {
+        signal: deadline.signal,
+        fieldName: prefixedFields(prefix),
+        ...(streams ? { onProgress: (p: StepProgress) => listeners.forEach((l) => l(p)) } : {}),
+      });
+    } catch (err) {
+      deadline.dispose();
+      const e = toOmniError(err);
+      // A value beyond this worker's limits refuses the call (400, requests.<i>.<field>); anything else refused
+      // on arrival (a size off the model's multiple, a sampler that does not fit) fails that request alone,
+      // named as its own dict names it, and the others run.
+      if (e instanceof LimitExceededError) throw e;
+      return failed(id, withoutPrefix(e, prefix));
+    }
+    const result = pending
+      .then((out) => {
+        if (out.error) throw out.error;
+        const d = toDiffusionOutput(out);
+        this.#recent.set(id, { fingerprint, out: d, at: Date.now() });
+        return d;
+      })
+      .catch((err: unknown) => {
+        const e = toOmniError(err);
+        // The engine reports a signal abort as an abort; a passed deadline is a timeout.
+        return failed(id, e instanceof AbortedError && deadline.signal.aborted && deadline.signal.reason instanceof TimeoutError ? deadline.signal.reason : e);
+      })
       .finally(() => {
         deadline.dispose();
         this.#running.delete(id);
@@ -295,6 +307,38 @@ function withoutHostDetails(result: unknown): unknown {
 
 function deadlinePassed(requestId: string, timeoutMs: number): TimeoutError {
   return new TimeoutError(`request ${requestId} passed its deadline of ${timeoutMs}ms on the worker`, { data: { requestId, timeoutMs } });
+}
+
+/** Runs `parse` for the `i`th item of a call; its error becomes a 400 naming `requests.<i>.<field>`. */
+function parseAt(i: number, parse: () => OmniDiffusionRequest): OmniDiffusionRequest {
+  try {
+    return parse();
+  } catch (err) {
+    const e = toOmniError(err);
+    const at = (path: unknown) => (typeof path === "string" && path ? `requests.${i}.${path}` : `requests.${i}`);
+    const issues = Array.isArray(e.data.issues) ? (e.data.issues as string[]).map((x) => `${at("")}.${x}`.replace(/\.\(root\)/, "")) : [`${at("")}: ${e.message}`];
+    throw new ValidationError(`invalid request: ${issues.join("; ")}`, { field: at(e.data.field), cause: e, data: { issues } });
+  }
+}
+
+/** `e` as the request's own error: the call's `requests.<i>.` prefix taken out of its field and message. */
+function withoutPrefix(e: OmniError, prefix: string): OmniError {
+  if (!(e instanceof ValidationError) || !e.field?.startsWith(prefix)) return e;
+  return new ValidationError(e.message.split(prefix).join(""), { field: e.field.slice(prefix.length), data: e.data, cause: e.cause });
+}
+
+/**
+ * A request's identity for idempotency: its fields, and a hash of its images' raw bytes (never a PNG
+ * encode: a retried edit is recognised without re-encoding its image).
+ */
+function fingerprintOf(r: OmniDiffusionRequest): string {
+  const { image, mask, ...fields } = r.toTransfer();
+  const hash = createHash("sha256");
+  for (const img of [image, mask]) {
+    if (img) hash.update(`${img.width}x${img.height}:`).update(img.data);
+    hash.update("|");
+  }
+  return `${JSON.stringify(fields)}#${hash.digest("hex")}`;
 }
 
 function failed(requestId: string, err: OmniError): DiffusionOutput {
