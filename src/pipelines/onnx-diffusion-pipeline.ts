@@ -6,7 +6,8 @@ import type { OmniDiffusionRequest } from "../core/request.js";
 import { ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { memoryBudgetBytes } from "../core/memory-estimate.js";
-import { createScheduler } from "../schedulers/index.js";
+import { checkRequestLimits, DEFAULT_REQUEST_LIMITS, type RequestLimits } from "../core/limits.js";
+import { createScheduler, SCHEDULER_NAMES } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, onnxWeightBytes, readModelJson, type ModelIndex } from "./model-files.js";
@@ -24,6 +25,14 @@ import { encodeInitImage, latentMask, startSample, type EditState } from "./init
 import { blendKnownRegion } from "./inpaint.js";
 import { StepLoop, type ResolvedRequest } from "./step-loop.js";
 import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "./types.js";
+
+/** A direct caller's limits: the model's own rules (sizes it can run, samplers that fit, memory), no server caps. */
+const DIRECT_CALL_LIMITS: RequestLimits = {
+  ...DEFAULT_REQUEST_LIMITS,
+  allowNonNativeSizes: true,
+  maxSteps: Number.MAX_SAFE_INTEGER,
+  maxOutputsPerPrompt: Number.MAX_SAFE_INTEGER,
+};
 
 /**
  * Text-to-image on ONNX components in the diffusers ONNX layout (text_encoder → unet → vae_decoder),
@@ -197,7 +206,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
 
   /** Applies the model's defaults and checks the request fits the model (see resolve-request.ts). */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
-    const { defaults, sizeMultiple } = this.#info;
+    const { defaults } = this.#info;
     if (r.vae === "tiny" && !this.#tinyVae) {
       throw new ValidationError(`vae "tiny" needs a tiny VAE, and ${this.className} has none: add an AutoencoderTiny export as ${TINY_VAE_FOLDER}/ in the model folder or start with --preview-vae DIR (docs/models.md#tiny-vae)`, {
         field: "vae",
@@ -205,9 +214,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       });
     }
     return this.#resolver.resolve(r, {
-      className: this.className,
       defaults,
-      sizeMultiple,
       limits: this.describe(),
       edit: { latent: this.#vaeScale > 1, encoder: this.#encoderFor(r), className: this.className, modelDir: this.modelDir },
     });
@@ -221,8 +228,17 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return (r.vae === "tiny" ? this.#decoder.tinyEncoder?.model : null) ?? this.#vaeEncoder;
   }
 
+  /**
+   * For a direct caller (no engine in front): the model's size and sampler rules (core/limits.ts, the check the
+   * engine runs when it takes a request), then {@link resolve}. The worker calls `resolve` only: the engine checked.
+   */
   validate(r: OmniDiffusionRequest): void {
-    this.resolve(r);
+    this.#resolveDirect(r);
+  }
+
+  #resolveDirect(r: OmniDiffusionRequest): ResolvedParams {
+    checkRequestLimits(r, DIRECT_CALL_LIMITS, this.describe(), { knownSchedulers: SCHEDULER_NAMES });
+    return this.resolve(r);
   }
 
   get #guidanceDistilled(): boolean {
@@ -424,7 +440,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const resolved: ResolvedRequest[] = [];
     for (const request of requests) {
       try {
-        resolved.push({ request, params: this.resolve(request) });
+        resolved.push({ request, params: this.#resolveDirect(request) });
       } catch (err) {
         errors[request.requestId] = toOmniError(err);
       }

@@ -1,7 +1,6 @@
 import type { ModelLimits } from "../core/model-limits.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { LimitExceededError, ValidationError } from "../errors/omni-error.js";
-import { createScheduler, normalizeSchedulerName, schedulerMisfitMessage } from "../schedulers/index.js";
+import { createScheduler } from "../schedulers/index.js";
 import type { Scheduler, SchedulerConfig } from "../schedulers/types.js";
 import type { ResolvedParams } from "./denoise-state.js";
 import { checkCanEdit, effectiveStrength, requestSize } from "./init-image.js";
@@ -11,18 +10,17 @@ import type { PipelineInfo } from "./types.js";
 
 /** What a pipeline knows about its model that resolving a request needs. */
 export interface ResolveContext {
-  className: string;
   defaults: PipelineInfo["defaults"];
-  sizeMultiple: number;
   limits: ModelLimits;
   /** For img2img/inpainting: whether the model works in latent space and its VAE encoder, if any. */
   edit: { latent: boolean; encoder: OnnxModel | null; className: string; modelDir: string };
 }
 
 /**
- * Applies a model's defaults to a request and checks that the model can run it (size multiple, fixed-size
- * exports, samplers that fit the prediction type, the sampler's own step rules, edits), once per request:
- * the worker carries the result into the step loop. A ValidationError (or LimitExceededError) names the field.
+ * Applies a model's defaults to a request and the rules only a built sampler or the loaded model knows (the
+ * sampler's own step rules, whether the model can edit), once per request: the worker carries the result into
+ * the step loop. The model's size and sampler rules are not repeated here: `core/limits.ts` checks them, once,
+ * when the engine takes the request (or in the pipeline's own `validate`/`generate` for a direct caller).
  */
 export class RequestResolver {
   readonly #schedulerConfig: SchedulerConfig;
@@ -34,29 +32,9 @@ export class RequestResolver {
   }
 
   resolve(r: OmniDiffusionRequest, ctx: ResolveContext): ResolvedParams {
-    const { defaults, sizeMultiple, limits, className } = ctx;
-    const { width, height, fieldOf } = requestSize(r, limits.nativeWidth, limits.nativeHeight);
-    for (const [dim, v] of [["width", width], ["height", height]] as const) {
-      const field = fieldOf(dim);
-      if (v % sizeMultiple !== 0) {
-        throw new ValidationError(`${field} must be a multiple of ${sizeMultiple} for ${className}, got ${v}`, { field, data: { reason: "invalid_size" } });
-      }
-    }
-    // Exports with a fixed spatial size accept only that size.
-    for (const [dim, v, native] of [["width", width, limits.nativeWidth], ["height", height, limits.nativeHeight]] as const) {
-      const field = fieldOf(dim);
-      if (limits.spatial === "fixed" && v !== native) {
-        throw new LimitExceededError(`${field} must be ${native}: this UNet export has a fixed size and serves only ${limits.nativeWidth}x${limits.nativeHeight}, got ${width}x${height}`, { field, data: { allowed: `${limits.nativeWidth}x${limits.nativeHeight} only` } });
-      }
-    }
+    const { defaults, limits } = ctx;
+    const { width, height } = requestSize(r, limits.nativeWidth, limits.nativeHeight);
     const scheduler = r.scheduler ?? defaults.scheduler;
-    const fits = limits.schedulers;
-    if (r.scheduler !== null && !fits.includes(normalizeSchedulerName(scheduler))) {
-      throw new ValidationError(schedulerMisfitMessage(scheduler, limits), {
-        field: "scheduler",
-        data: { reason: "unsupported_value", allowed: fits },
-      });
-    }
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
     const probe = this.#checkSchedule(scheduler, steps); // throws ValidationError on a bad name or count
     if (r.image) checkCanEdit(probe, ctx.edit);

@@ -36,7 +36,7 @@ describe("layout fixtures", () => {
       assert.doesNotThrow(() => p.validate(new OmniDiffusionRequest({ prompt: "x" })));
       assert.throws(
         () => p.validate(new OmniDiffusionRequest({ prompt: "x", width: 256, height: 512 })),
-        (e: unknown) => e instanceof ValidationError && e.statusCode === 400 && e.field === "width" && /only 512x512, got 256x512/.test(e.message),
+        (e: unknown) => e instanceof ValidationError && e.statusCode === 400 && e.field === "width" && /size 256x512 \(width\) is not allowed: this model.s export has a fixed size; allowed: 512x512/.test(e.message),
       );
     } finally {
       await p.release();

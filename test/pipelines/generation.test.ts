@@ -112,7 +112,7 @@ test("bad requests get field-level errors, and the good ones in the same batch s
   assert.equal(out.imagesFor("good").length, 1);
   assert.ok(out.errors["bad-size"] instanceof ValidationError);
   assert.equal((out.errors["bad-size"] as ValidationError).field, "width");
-  assert.match(out.errors["bad-size"]!.message, /width must be a multiple of 8/);
+  assert.match(out.errors["bad-size"]!.message, /width and height must be multiples of 8/);
   assert.match(out.errors["bad-sched"]!.message, /nope/);
 });
 
