@@ -22,8 +22,9 @@ function checkLimits(reply: unknown): { limits: ModelLimits } | { problem: strin
 /**
  * Asks rank 0 what its model can serve (the worker's `describeModel` RPC), once, after the executor started.
  * Executors that do not implement it (UnknownMethodError, or a reply of undefined/null: a custom executor
- * written before the method was documented) give null silently: then only the config's limits apply, and
- * the workers still refuse what their model cannot run. A malformed reply or another failure warns in one
+ * written before the method was documented) give null silently: then only the config's limits apply (a
+ * remote peer's own engine still checks its model's; a local pipeline's model rules are checked only here,
+ * once, so a local executor should answer describeModel, as the built-in ones do). A malformed reply or another failure warns in one
  * line and gives null.
  */
 export async function fetchModelLimits(executor: DiffusionExecutor, rpcTimeoutMs: number): Promise<ModelLimits | null> {
