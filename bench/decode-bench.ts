@@ -57,7 +57,7 @@ if (PART !== "all" && PART !== "bombs" && PART !== "uploads") {
   process.exit(2);
 }
 /** A --trace-gc line's pause: "... MB, 1.2 / 0.0 ms ..." (the first number is the pause). */
-const TRACE_GC = /(?:Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Compact)[^\n]*? MB, ([0-9.]+) \/ [0-9.]+ ms/g;
+const TRACE_GC = /^\[\d+:(0x[0-9a-f]+)\][^\n]*?(?:Scavenge|Mark-Compact|Mark-sweep)[^\n]*? MB, ([0-9.]+) \/ [0-9.]+ ms/gm;
 const MiB = 1024 * 1024;
 const COMMON = ["--workers", "1", "--threads", "1"];
 
@@ -65,7 +65,7 @@ const COMMON = ["--workers", "1", "--threads", "1"];
  * Spawns the CLI of `side.root` (node started with `side.nodeOptions`) and resolves once `ready(stdout so far)`
  * returns a value; `log` keeps the stdout lines since the caller last emptied it (--trace-gc lines among them).
  */
-async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined, side: { root: string; nodeOptions: string[] } = { root: ROOT, nodeOptions: [] }): Promise<{ child: ChildProcess; value: T; log: string[] }> {
+async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined, side: { root: string; nodeOptions: string[] } = { root: ROOT, nodeOptions: [] }): Promise<{ child: ChildProcess; value: T; log: string[]; out: string }> {
   const child = spawn(process.execPath, [...side.nodeOptions, "--import", "tsx", resolve(side.root, "src/cli/main.ts"), ...cmd], { cwd: side.root, stdio: ["ignore", "pipe", "inherit"] });
   child.stdout!.setEncoding("utf8");
   let out = "";
@@ -82,7 +82,7 @@ async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined,
   child.stdout!.on("data", (d: string) => {
     if (log.length < 100_000) log.push(d);
   });
-  return { child, value, log };
+  return { child, value, log, out };
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -194,7 +194,7 @@ if (PART !== "bombs") {
     for (const side of sides) {
       const serve = await startCli(["serve", "--port", "0", "--log-level", "info", "--max-size", "1024", ...COMMON], serveReady, side);
       const poller = fork(fileURLToPath(new URL("./lib/health-poller.mjs", import.meta.url)), [serve.value]);
-      started.push({ side, serve, poller });
+      started.push({ side, serve, poller, mainIsolate: /^\[\d+:(0x[0-9a-f]+)\]/m.exec(serve.out)?.[1] });
       console.log(`  ${side.name}: ${side.root} ${side.nodeOptions.join(" ")}`.trimEnd());
     }
     for (const s of started) {
@@ -243,8 +243,10 @@ interface Side {
 
 interface Started {
   side: Side;
-  serve: { child: ChildProcess; value: string; log: string[] };
+  serve: { child: ChildProcess; value: string; log: string[]; out: string };
   poller: ChildProcess;
+  /** serve's main-thread isolate in --trace-gc lines. */
+  mainIsolate?: string;
 }
 
 interface GcTotals {
@@ -296,7 +298,10 @@ async function spike(s: Started, big: Buffer): Promise<SpikeRow> {
   const wall = performance.now() - t0;
   const lagMax = await loopLagMaxMs(s.serve.value);
   const gc1 = await gcSums(s.serve.value);
-  const pauses = [...s.serve.log.join("").matchAll(TRACE_GC)].map((m) => Number(m[1]));
+  // The main thread's isolate is the first to trace a GC (before the decode pool starts); the pool's are left out.
+  const gcLines = [...s.serve.log.join("").matchAll(TRACE_GC)];
+  s.mainIsolate ??= gcLines[0]?.[1];
+  const pauses = gcLines.filter((m) => m[1] === s.mainIsolate).map((m) => Number(m[2]));
   const gc = { minor: gc1.minor - gc0.minor, major: gc1.major - gc0.major, total: gc1.total - gc0.total, longest: pauses.length ? Math.max(...pauses) : Number.NaN };
   const peak = mem(pid).hwm;
   await new Promise((r) => setTimeout(r, IDLE_MS));
