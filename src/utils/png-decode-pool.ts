@@ -50,6 +50,18 @@ export type { DecodedPng } from "./png-decoded.js";
 export interface AsyncPngDecodeOptions extends PngDecodeOptions {
   /** Abandons a decode still waiting for a thread (or running on one). */
   signal?: AbortSignal;
+  /**
+   * The caller gives `bytes` up: a decode on a pool thread moves their ArrayBuffer there (detached here, its
+   * length 0) instead of copying it, when they span all of it (a view into a shared or bigger buffer is copied).
+   * Spares serve's main thread a copy of each upload and the memory it holds while the thread decodes.
+   */
+  transfer?: boolean;
+}
+
+/** `bytes`' ArrayBuffer when it may move to a thread: its own, whole, and not shared. */
+function movable(bytes: Uint8Array): ArrayBuffer | null {
+  const buf = bytes.buffer;
+  return buf instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buf.byteLength ? buf : null;
 }
 
 /**
@@ -66,7 +78,8 @@ export async function decodePngAsync(bytes: Uint8Array, opts: AsyncPngDecodeOpti
   if (header.width * header.height <= INLINE_MAX_PIXELS) return decodedPng(bytes, { maxPixels, field });
   let reply: DecodeReply;
   try {
-    reply = (await decodePool().run({ bytes, maxPixels, field }, { signal: opts.signal ?? null })) as DecodeReply;
+    const moved = opts.transfer ? movable(bytes) : null;
+    reply = (await decodePool().run({ bytes, maxPixels, field }, { signal: opts.signal ?? null, transferList: moved ? [moved] : undefined })) as DecodeReply;
   } catch (err) {
     if (opts.signal?.aborted) throw new AbortedError(`${field}: the PNG decode was abandoned`, { cause: err });
     // A thread that died (out of memory, killed): the decode did not happen; say so, not piscina's internals.

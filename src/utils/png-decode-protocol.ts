@@ -4,7 +4,7 @@
  */
 import type { SerializedError } from "../errors/omni-error.js";
 
-/** One decode: the PNG bytes (copied to the thread) and its limits. */
+/** One decode: the PNG bytes (copied to the thread, or moved when the caller gives them up) and its limits. */
 export interface DecodeTask {
   bytes: Uint8Array;
   maxPixels: number;

@@ -12,6 +12,7 @@ import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { LimitExceededError, ValidationError } from "../../src/errors/omni-error.js";
 import { decodePngAsync, INLINE_MAX_PIXELS, resizeRgbAsync } from "../../src/utils/png-decode-pool.js";
 import { resizeRgb } from "../../src/utils/image-resize.js";
+import { decodeUpload } from "../../src/server/shared/edit-images.js";
 import { DEFAULT_MAX_PNG_PIXELS, inflatedSize, readPngHeader } from "../../src/utils/png-header.js";
 import { decodeMaskPng, decodePng, decodePngRgba, encodePng } from "../../src/utils/png.js";
 import { bombPng, pngWith, zeroStream } from "../helpers/png-bombs.js";
@@ -128,6 +129,25 @@ describe("decoding off the event loop (the decode pool)", () => {
     assert.deepEqual(out, resizeRgb(src, 600, 500));
     assert.equal(src.data.length, 900 * 700 * 3, "the caller's pixels are copied to the thread, not taken");
     assert.equal(await resizeRgbAsync(src, 900, 700), src, "same size: no work");
+  });
+
+  it("transfer: a big upload's buffer moves to the pool thread (detached here, not copied); without it, or as a view into a bigger buffer, it stays", async () => {
+    const pixels = decodePng(big).data;
+    const given = new Uint8Array(big);
+    assert.deepEqual((await decodePngAsync(given, { transfer: true })).rgb, pixels);
+    assert.equal(given.byteLength, 0, "the caller's buffer was moved to the thread");
+    const kept = new Uint8Array(big);
+    assert.deepEqual((await decodePngAsync(kept)).rgb, pixels);
+    assert.equal(kept.byteLength, big.length, "without transfer the bytes are copied");
+    const inside = new Uint8Array(big.length + 8);
+    inside.set(big, 8);
+    const view = inside.subarray(8);
+    assert.deepEqual((await decodePngAsync(view, { transfer: true })).rgb, pixels);
+    assert.equal(inside.byteLength, big.length + 8, "a view into a bigger buffer is copied: the rest of it is not the decoder's to take");
+    // Uploads are the request's to give: decodeUpload moves them.
+    const upload = new Uint8Array(big);
+    await decodeUpload(upload, "image", { maxPixels: DEFAULT_MAX_PNG_PIXELS, capNote: "pixels an upload may have" });
+    assert.equal(upload.byteLength, 0);
   });
 
   it("errors from a pool thread keep their class and field; the cap is checked before a thread is asked", async () => {

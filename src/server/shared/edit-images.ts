@@ -70,13 +70,14 @@ function invalidImage(field: string, message: string, cause?: unknown): Validati
  * Decodes an uploaded image (PNG, 8 bits per channel or fewer, any colour type) off the event loop, bounded by
  * `cap` and by what its header implies (utils/png-guard.ts: a decompression bomb is refused having cost at
  * most its declared size). Other formats are refused naming the field: the server decodes PNG only, so a
- * JPEG or WebP upload is a 400 that says so, never a garbled image.
+ * JPEG or WebP upload is a 400 that says so, never a garbled image. `bytes` are taken: a big upload's buffer
+ * moves to the decode thread (`transfer`), so the caller must not read them afterwards.
  */
 export async function decodeUpload(bytes: Uint8Array, field: string, cap: UploadCap, signal?: AbortSignal): Promise<DecodedUpload> {
   if (!hasPngSignature(bytes)) {
     throw invalidImage(field, "not a PNG image (this server accepts PNG uploads only)");
   }
-  const png = await decodePngAsync(bytes, { field, maxPixels: cap.maxPixels, capNote: cap.capNote, signal });
+  const png = await decodePngAsync(bytes, { field, maxPixels: cap.maxPixels, capNote: cap.capNote, signal, transfer: true });
   return { width: png.width, height: png.height, rgb: { width: png.width, height: png.height, data: png.rgb }, transparent: png.transparent, rgba: png.rgba };
 }
 
