@@ -15,12 +15,16 @@
  *
  *   npx tsx bench/decode-bench.ts [--root DIR] [--uploads 8] [--bomb-mib 2] [--spikes 2] [--idle-ms 5000]
  *     [--part all|bombs|uploads] [--node-options "..."] [--b-root DIR] [--b-node-options "..."]
+ *     [--probe /health] [--probe-every-ms 0] [--serve-log FILE]
  *
  * --root runs the CLI of another checkout (say an older commit unpacked with `git archive`) for before/after
  * numbers; its node_modules must be installed (a symlink to this one's works). --node-options starts serve's
  * node with those options (`--cpu-prof --cpu-prof-dir=/tmp/prof`, `--trace-gc`, `--max-semi-space-size=64`).
  * --b-root and/or --b-node-options start a second serve, B, beside A (--root, --node-options) for an A/B in
  * one run: step 2's spikes alternate A, B, A, B (--spikes each), and a summary gives each side's medians.
+ * --probe PATH polls another path in /health's place (/v1/models: no round trip to the workers), and
+ * --probe-every-ms N starts a poll at most every N ms (default 0: back to back, which costs serve ~2,000
+ * logged requests a second).
  * --serve-log FILE appends serve's stdout during each spike to FILE.A (FILE.B): its --trace-gc lines, say.
  * Linux only (/proc).
  */
@@ -45,6 +49,8 @@ const args = benchArgs(import.meta.url, {
   "b-root": { type: "string" },
   "b-node-options": { type: "string" },
   "serve-log": { type: "string" },
+  probe: { type: "string", default: "/health" },
+  "probe-every-ms": { type: "string", default: "0" },
 });
 const ROOT = resolve(args.root);
 const UPLOADS = intFlag("uploads", args.uploads, 1);
@@ -52,6 +58,7 @@ const BOMB_MIB = intFlag("bomb-mib", args["bomb-mib"], 1);
 const SPIKES = intFlag("spikes", args.spikes, 1);
 const IDLE_MS = intFlag("idle-ms", args["idle-ms"], 0);
 const PART = args.part;
+const PROBE_EVERY_MS = intFlag("probe-every-ms", args["probe-every-ms"], 0);
 if (PART !== "all" && PART !== "bombs" && PART !== "uploads") {
   console.error(`--part must be all, bombs or uploads, got ${PART} (see --help)`);
   process.exit(2);
@@ -193,7 +200,7 @@ if (PART !== "bombs") {
   try {
     for (const side of sides) {
       const serve = await startCli(["serve", "--port", "0", "--log-level", "info", "--max-size", "1024", ...COMMON], serveReady, side);
-      const poller = fork(fileURLToPath(new URL("./lib/health-poller.mjs", import.meta.url)), [serve.value]);
+      const poller = fork(fileURLToPath(new URL("./lib/health-poller.mjs", import.meta.url)), [serve.value, args.probe, String(PROBE_EVERY_MS)]);
       started.push({ side, serve, poller, mainIsolate: /^\[\d+:(0x[0-9a-f]+)\]/m.exec(serve.out)?.[1] });
       console.log(`  ${side.name}: ${side.root} ${side.nodeOptions.join(" ")}`.trimEnd());
     }
@@ -212,7 +219,7 @@ if (PART !== "bombs") {
         const row = await spike(s, big);
         rows.get(s.side.name)!.push(row);
         console.log(
-          `  ${s.side.name} spike ${i}: ${UPLOADS} uploads in ${f1(row.wall / 1000)} s (statuses ${row.statuses}); /health x${row.lat.length}: p50 ${f1(pct(row.lat, 50))} ms, p99 ${f1(pct(row.lat, 99))} ms, max ${f1(Math.max(...row.lat))} ms; serve's event-loop delay max ${f1(row.lagMax)} ms; GC ${gcLine(row.gc)}`,
+          `  ${s.side.name} spike ${i}: ${UPLOADS} uploads in ${f1(row.wall / 1000)} s (statuses ${row.statuses}); ${args.probe} x${row.lat.length}: p50 ${f1(pct(row.lat, 50))} ms, p99 ${f1(pct(row.lat, 99))} ms, max ${f1(Math.max(...row.lat))} ms; serve's event-loop delay max ${f1(row.lagMax)} ms; GC ${gcLine(row.gc)}`,
         );
         if (args["serve-log"]) appendFileSync(`${args["serve-log"]}.${s.side.name}`, `--- spike ${i}\n${s.serve.log.join("")}`);
         console.log(`           serve RSS ${f1(row.rssBefore)} MiB before, peak ${f1(row.peak)} MiB, ${f1(row.rssAfter)} MiB ${IDLE_MS} ms after`);
