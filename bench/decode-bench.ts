@@ -108,6 +108,12 @@ function mem(pid: number): { rss: number; hwm: number } {
   return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
 }
 
+/** CPU ms (user + system) serve's main thread has used: /proc/<pid>/task/<pid>/stat, 10 ms ticks. */
+function mainThreadCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** Resets the peak (Linux: writing 5 to clear_refs sets VmHWM to the current RSS). */
 function resetPeak(pid: number): void {
   writeFileSync(`/proc/${pid}/clear_refs`, "5");
@@ -219,7 +225,7 @@ if (PART !== "bombs") {
         const row = await spike(s, big);
         rows.get(s.side.name)!.push(row);
         console.log(
-          `  ${s.side.name} spike ${i}: ${UPLOADS} uploads in ${f1(row.wall / 1000)} s (statuses ${row.statuses}); ${args.probe} x${row.lat.length}: p50 ${f1(pct(row.lat, 50))} ms, p99 ${f1(pct(row.lat, 99))} ms, max ${f1(Math.max(...row.lat))} ms; serve's event-loop delay max ${f1(row.lagMax)} ms; GC ${gcLine(row.gc)}`,
+          `  ${s.side.name} spike ${i}: ${UPLOADS} uploads in ${f1(row.wall / 1000)} s (statuses ${row.statuses}); ${args.probe} x${row.lat.length}: p50 ${f1(pct(row.lat, 50))} ms, p99 ${f1(pct(row.lat, 99))} ms, max ${f1(Math.max(...row.lat))} ms; serve's event-loop delay max ${f1(row.lagMax)} ms, main-thread CPU ${row.cpu} ms; GC ${gcLine(row.gc)}`,
         );
         if (args["serve-log"]) appendFileSync(`${args["serve-log"]}.${s.side.name}`, `--- spike ${i}\n${s.serve.log.join("")}`);
         console.log(`           serve RSS ${f1(row.rssBefore)} MiB before, peak ${f1(row.peak)} MiB, ${f1(row.rssAfter)} MiB ${IDLE_MS} ms after`);
@@ -230,7 +236,7 @@ if (PART !== "bombs") {
       for (const [name, rs] of rows) {
         const med = (f: (r: SpikeRow) => number) => f1(pct(rs.map(f), 50));
         console.log(
-          `  ${name}: /health max ${med((r) => Math.max(...r.lat))} ms, p99 ${med((r) => pct(r.lat, 99))} ms; event-loop delay max ${med((r) => r.lagMax)} ms; GC total ${med((r) => r.gc.total)} ms (major ${med((r) => r.gc.major)}), longest pause ${med((r) => r.gc.longest)} ms; uploads ${med((r) => r.wall / 1000)} s`,
+          `  ${name}: /health max ${med((r) => Math.max(...r.lat))} ms, p99 ${med((r) => pct(r.lat, 99))} ms; event-loop delay max ${med((r) => r.lagMax)} ms; main-thread CPU ${med((r) => r.cpu)} ms; GC total ${med((r) => r.gc.total)} ms (major ${med((r) => r.gc.majors)}x ${med((r) => r.gc.major)} ms), longest pause ${med((r) => r.gc.longest)} ms; uploads ${med((r) => r.wall / 1000)} s`,
         );
       }
     }
@@ -261,6 +267,9 @@ interface GcTotals {
   minor: number;
   major: number;
   total: number;
+  /** How many collections: scavenges (minor) and mark-compacts (major, incremental included). */
+  minors: number;
+  majors: number;
   /** Longest single pause, ms: only when serve runs with --trace-gc (NaN otherwise). */
   longest: number;
 }
@@ -271,6 +280,8 @@ interface SpikeRow {
   lat: number[];
   lagMax: number;
   gc: GcTotals;
+  /** serve's main-thread CPU over the spike, ms (all the requests it served, the probes included). */
+  cpu: number;
   rssBefore: number;
   peak: number;
   rssAfter: number;
@@ -295,6 +306,7 @@ async function spike(s: Started, big: Buffer): Promise<SpikeRow> {
   const rssBefore = mem(pid).rss;
   resetPeak(pid);
   const gc0 = await gcSums(s.serve.value);
+  const cpu0 = mainThreadCpuMs(pid);
   await loopLagMaxMs(s.serve.value); // prom-client resets its event-loop histogram at each scrape
   s.serve.log.length = 0;
   const statuses: number[] = [];
@@ -305,26 +317,34 @@ async function spike(s: Started, big: Buffer): Promise<SpikeRow> {
   const wall = performance.now() - t0;
   const lagMax = await loopLagMaxMs(s.serve.value);
   const gc1 = await gcSums(s.serve.value);
+  const cpu = mainThreadCpuMs(pid) - cpu0;
   // The main thread's isolate is the first to trace a GC (before the decode pool starts); the pool's are left out.
   const gcLines = [...s.serve.log.join("").matchAll(TRACE_GC)];
   s.mainIsolate ??= gcLines[0]?.[1];
   const pauses = gcLines.filter((m) => m[1] === s.mainIsolate).map((m) => Number(m[2]));
-  const gc = { minor: gc1.minor - gc0.minor, major: gc1.major - gc0.major, total: gc1.total - gc0.total, longest: pauses.length ? Math.max(...pauses) : Number.NaN };
+  const gc = { minor: gc1.minor - gc0.minor, major: gc1.major - gc0.major, total: gc1.total - gc0.total, minors: gc1.minors - gc0.minors, majors: gc1.majors - gc0.majors, longest: pauses.length ? Math.max(...pauses) : Number.NaN };
   const peak = mem(pid).hwm;
   await new Promise((r) => setTimeout(r, IDLE_MS));
-  return { wall, statuses: [...new Set(statuses)].join(","), lat, lagMax, gc, rssBefore, peak, rssAfter: mem(pid).rss };
+  return { wall, statuses: [...new Set(statuses)].join(","), lat, lagMax, gc, cpu, rssBefore, peak, rssAfter: mem(pid).rss };
 }
 
 function gcLine(gc: GcTotals): string {
-  return `${f1(gc.total)} ms (minor ${f1(gc.minor)}, major ${f1(gc.major)})${Number.isNaN(gc.longest) ? "" : `, longest pause ${f1(gc.longest)} ms`}`;
+  return `${f1(gc.total)} ms (minor ${gc.minors}x ${f1(gc.minor)}, major ${gc.majors}x ${f1(gc.major)})${Number.isNaN(gc.longest) ? "" : `, longest pause ${f1(gc.longest)} ms`}`;
 }
 
 /** serve's GC pause totals so far by kind (prom-client's nodejs_gc_duration_seconds_sum), ms. */
-async function gcSums(url: string): Promise<{ minor: number; major: number; total: number }> {
+async function gcSums(url: string): Promise<{ minor: number; major: number; total: number; minors: number; majors: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const sums = [...text.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="(\w+)"\}\s+([0-9.eE+-]+)/gm)];
-  const by = (k: string) => sums.filter((m) => m[1] === k).reduce((a, m) => a + Number(m[2]) * 1000, 0);
-  return { minor: by("minor"), major: by("major") + by("incremental"), total: sums.reduce((a, m) => a + Number(m[2]) * 1000, 0) };
+  const read = (what: "sum" | "count") => [...text.matchAll(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="(\\w+)"\\}\\s+([0-9.eE+-]+)`, "gm"))];
+  const by = (ms: RegExpMatchArray[], k: string) => ms.filter((m) => m[1] === k).reduce((a, m) => a + Number(m[2]), 0);
+  const [sums, counts] = [read("sum"), read("count")];
+  return {
+    minor: by(sums, "minor") * 1000,
+    major: (by(sums, "major") + by(sums, "incremental")) * 1000,
+    total: sums.reduce((a, m) => a + Number(m[2]) * 1000, 0),
+    minors: by(counts, "minor"),
+    majors: by(counts, "major"),
+  };
 }
 
 /** serve's event-loop delay maximum since the last scrape (prom-client's nodejs_eventloop_lag_max_seconds), ms. */
