@@ -150,6 +150,21 @@ describe("decoding off the event loop (the decode pool)", () => {
     assert.equal(upload.byteLength, 0);
   });
 
+  it("fit: the RGB is resized where it is decoded and only that size comes back (the same pixels as resizing after)", async () => {
+    const full = { width: 700, height: 700, data: decodePng(big).data };
+    const onThread = await decodePngAsync(big, { fit: { width: 32, height: 24 } });
+    assert.deepEqual([onThread.width, onThread.height, onThread.rgbSize], [700, 700, { width: 32, height: 24 }]);
+    assert.deepEqual(onThread.rgb, resizeRgb(full, 32, 24).data);
+    const up = await decodePngAsync(big, { fit: { width: 800, height: 600 } });
+    assert.deepEqual(up.rgb, resizeRgb(full, 800, 600).data);
+    const small = encodePng({ width: 40, height: 30, data: Uint8Array.from({ length: 40 * 30 * 3 }, (_, i) => (i * 7) & 255) });
+    const inline = await decodePngAsync(small, { fit: { width: 600, height: 500 } });
+    assert.deepEqual(inline.rgb, resizeRgb(decodePng(small), 600, 500).data, "a small image asked at a big size: same pixels");
+    assert.equal((await decodePngAsync(big, { fit: { width: 700, height: 700 } })).rgbSize, undefined, "its own size: nothing to do");
+    const upload = await decodeUpload(new Uint8Array(big), "image", { maxPixels: DEFAULT_MAX_PNG_PIXELS, capNote: "pixels an upload may have" }, undefined, { width: 32, height: 24 });
+    assert.deepEqual([upload.width, upload.height, upload.rgb.width, upload.rgb.height, upload.rgb.data.length], [700, 700, 32, 24, 32 * 24 * 3]);
+  });
+
   it("errors from a pool thread keep their class and field; the cap is checked before a thread is asked", async () => {
     const bomb = bombPng(512 * 1024, { width: 600, height: 600, interlaced: true });
     await assert.rejects(decodePngAsync(bomb, { field: "init_images" }), invalid("init_images", /600x600 interlaced PNG holds \(a decompression bomb\)/));
