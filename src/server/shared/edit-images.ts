@@ -121,12 +121,13 @@ export function a1111Mask(img: MaskSource, invert: boolean): MaskImage {
 
 /**
  * Decodes a base64 image as A1111 clients send it: plain base64, or a data URL (`data:image/png;base64,...`).
+ * `fit` as for {@link decodeUpload}.
  */
-export async function decodeBase64Upload(value: string, field: string, cap: UploadCap, signal?: AbortSignal): Promise<DecodedUpload> {
+export async function decodeBase64Upload(value: string, field: string, cap: UploadCap, signal?: AbortSignal, fit?: { width: number; height: number }): Promise<DecodedUpload> {
   const comma = value.startsWith("data:") ? value.indexOf(",") : -1;
   const b64 = (comma >= 0 ? value.slice(comma + 1) : value).trim();
   if (b64 === "" || !/^[A-Za-z0-9+/=_\-\s]+$/.test(b64)) throw invalidImage(field, "not base64 image data");
-  return decodeUpload(Buffer.from(b64, "base64"), field, cap, signal);
+  return decodeUpload(Buffer.from(b64, "base64"), field, cap, signal, fit);
 }
 
 export { resizeRgb } from "../../utils/image-resize.js";
