@@ -8,9 +8,10 @@
  *   2. /health latency (polled one after another, from a process of its own) while --uploads maximal uploads
  *      decode at once: serve runs with --max-size 1024, so the upload cap is 2048x2048 and each upload is a
  *      2048x2048 RGBA PNG; beside it, serve's own event-loop delay maximum (prom-client's, from /metrics: a
- *      /health answer slower than that waited for a core, not for serve's event loop) and serve's GC pause
- *      totals over the spike (prom-client's nodejs_gc_duration_seconds; the longest pause too when serve runs
- *      with --trace-gc);
+ *      /health answer slower than that waited for a core, not for serve's event loop), serve's main-thread
+ *      CPU ms, and its GC counts and pause totals over the spike (prom-client's nodejs_gc_duration_seconds;
+ *      the longest pause too when serve runs with --trace-gc). On a busy machine the counts and the CPU are
+ *      the steadier A/B measures; the maxima need a quiet one;
  *   3. serve's RSS before, at the peak of, and --idle-ms after each of --spikes such spikes.
  *
  *   npx tsx bench/decode-bench.ts [--root DIR] [--uploads 8] [--bomb-mib 2] [--spikes 2] [--idle-ms 5000]
@@ -19,7 +20,7 @@
  *
  * --root runs the CLI of another checkout (say an older commit unpacked with `git archive`) for before/after
  * numbers; its node_modules must be installed (a symlink to this one's works). --node-options starts serve's
- * node with those options (`--cpu-prof --cpu-prof-dir=/tmp/prof`, `--trace-gc`, `--max-semi-space-size=64`).
+ * node with those options, given with "=" (`--node-options="--cpu-prof --cpu-prof-dir=/tmp/prof"`, `--trace-gc`).
  * --b-root and/or --b-node-options start a second serve, B, beside A (--root, --node-options) for an A/B in
  * one run: step 2's spikes alternate A, B, A, B (--spikes each), and a summary gives each side's medians.
  * --probe PATH polls another path in /health's place (/v1/models: no round trip to the workers), and
