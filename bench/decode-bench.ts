@@ -237,7 +237,7 @@ if (PART !== "bombs") {
       for (const [name, rs] of rows) {
         const med = (f: (r: SpikeRow) => number) => f1(pct(rs.map(f), 50));
         console.log(
-          `  ${name}: /health max ${med((r) => Math.max(...r.lat))} ms, p99 ${med((r) => pct(r.lat, 99))} ms; event-loop delay max ${med((r) => r.lagMax)} ms; main-thread CPU ${med((r) => r.cpu)} ms; GC total ${med((r) => r.gc.total)} ms (major ${med((r) => r.gc.majors)}x ${med((r) => r.gc.major)} ms), longest pause ${med((r) => r.gc.longest)} ms; uploads ${med((r) => r.wall / 1000)} s`,
+          `  ${name}: ${args.probe} max ${med((r) => Math.max(...r.lat))} ms, p99 ${med((r) => pct(r.lat, 99))} ms; event-loop delay max ${med((r) => r.lagMax)} ms; main-thread CPU ${med((r) => r.cpu)} ms; GC total ${med((r) => r.gc.total)} ms (major ${med((r) => r.gc.majors)}x ${med((r) => r.gc.major)} ms), longest pause ${med((r) => r.gc.longest)} ms; uploads ${med((r) => r.wall / 1000)} s`,
         );
       }
     }
