@@ -5,20 +5,33 @@
  *   1. peak RSS (VmHWM, reset before each case) of serve and of the worker for a decompression bomb of
  *      --bomb-mib MiB (a 32x32 interlaced header over ~1,000x that in zeros) sent to POST /v1/images/edits,
  *      A1111 img2img and the worker's POST /v1/diffusion/generate, with each answer's status;
- *   2. /health latency (polled one after another) while --uploads maximal uploads decode at once: serve runs
- *      with --max-size 1024, so the upload cap is 2048x2048 and each upload is a 2048x2048 RGBA PNG; beside
- *      it, serve's own event-loop delay maximum (prom-client's, from /metrics): a /health answer slower than
- *      that waited for a core, not for serve's event loop;
+ *   2. /health latency (polled one after another, from a process of its own) while --uploads maximal uploads
+ *      decode at once: serve runs with --max-size 1024, so the upload cap is 2048x2048 and each upload is a
+ *      2048x2048 RGBA PNG; beside it, serve's own event-loop delay maximum (prom-client's, from /metrics: a
+ *      /health answer slower than that waited for a core, not for serve's event loop), serve's main-thread
+ *      CPU ms, and its GC counts and pause totals over the spike (prom-client's nodejs_gc_duration_seconds;
+ *      the longest pause too when serve runs with --trace-gc). On a busy machine the counts and the CPU are
+ *      the steadier A/B measures; the maxima need a quiet one;
  *   3. serve's RSS before, at the peak of, and --idle-ms after each of --spikes such spikes.
  *
  *   npx tsx bench/decode-bench.ts [--root DIR] [--uploads 8] [--bomb-mib 2] [--spikes 2] [--idle-ms 5000]
+ *     [--part all|bombs|uploads] [--node-options "..."] [--b-root DIR] [--b-node-options "..."]
+ *     [--probe /health] [--probe-every-ms 0] [--serve-log FILE]
  *
  * --root runs the CLI of another checkout (say an older commit unpacked with `git archive`) for before/after
- * numbers; its node_modules must be installed (a symlink to this one's works). Linux only (/proc).
+ * numbers; its node_modules must be installed (a symlink to this one's works). --node-options starts serve's
+ * node with those options, given with "=" (`--node-options="--cpu-prof --cpu-prof-dir=/tmp/prof"`, `--trace-gc`).
+ * --b-root and/or --b-node-options start a second serve, B, beside A (--root, --node-options) for an A/B in
+ * one run: step 2's spikes alternate A, B, A, B (--spikes each), and a summary gives each side's medians.
+ * --probe PATH polls another path in /health's place (/v1/models: no round trip to the workers), and
+ * --probe-every-ms N starts a poll at most every N ms (default 0: back to back, which costs serve ~2,000
+ * logged requests a second).
+ * --serve-log FILE appends serve's stdout during each spike to FILE.A (FILE.B): its --trace-gc lines, say.
+ * Linux only (/proc).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { fork, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
@@ -32,20 +45,39 @@ const args = benchArgs(import.meta.url, {
   "bomb-mib": { type: "string", default: "2" },
   spikes: { type: "string", default: "2" },
   "idle-ms": { type: "string", default: "5000" },
+  part: { type: "string", default: "all" },
+  "node-options": { type: "string" },
+  "b-root": { type: "string" },
+  "b-node-options": { type: "string" },
+  "serve-log": { type: "string" },
+  probe: { type: "string", default: "/health" },
+  "probe-every-ms": { type: "string", default: "0" },
 });
 const ROOT = resolve(args.root);
 const UPLOADS = intFlag("uploads", args.uploads, 1);
 const BOMB_MIB = intFlag("bomb-mib", args["bomb-mib"], 1);
 const SPIKES = intFlag("spikes", args.spikes, 1);
 const IDLE_MS = intFlag("idle-ms", args["idle-ms"], 0);
+const PART = args.part;
+const PROBE_EVERY_MS = intFlag("probe-every-ms", args["probe-every-ms"], 0);
+if (PART !== "all" && PART !== "bombs" && PART !== "uploads") {
+  console.error(`--part must be all, bombs or uploads, got ${PART} (see --help)`);
+  process.exit(2);
+}
+/** A --trace-gc line's pause: "... MB, 1.2 / 0.0 ms ..." (the first number is the pause). */
+const TRACE_GC = /^\[\d+:(0x[0-9a-f]+)\][^\n]*?(?:Scavenge|Mark-Compact|Mark-sweep)[^\n]*? MB, ([0-9.]+) \/ [0-9.]+ ms/gm;
 const MiB = 1024 * 1024;
 const COMMON = ["--workers", "1", "--threads", "1"];
 
-/** Spawns the CLI of ROOT and resolves once `ready(stdout so far)` returns a value. */
-async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined): Promise<{ child: ChildProcess; value: T }> {
-  const child = spawn(process.execPath, ["--import", "tsx", resolve(ROOT, "src/cli/main.ts"), ...cmd], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+/**
+ * Spawns the CLI of `side.root` (node started with `side.nodeOptions`) and resolves once `ready(stdout so far)`
+ * returns a value; `log` keeps the stdout lines since the caller last emptied it (--trace-gc lines among them).
+ */
+async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined, side: { root: string; nodeOptions: string[] } = { root: ROOT, nodeOptions: [] }): Promise<{ child: ChildProcess; value: T; log: string[]; out: string }> {
+  const child = spawn(process.execPath, [...side.nodeOptions, "--import", "tsx", resolve(side.root, "src/cli/main.ts"), ...cmd], { cwd: side.root, stdio: ["ignore", "pipe", "inherit"] });
   child.stdout!.setEncoding("utf8");
   let out = "";
+  const log: string[] = [];
   const value = await new Promise<T>((res, rej) => {
     setTimeout(() => rej(new Error(`${cmd[0]} was not ready within 180 s`)), 180_000).unref();
     child.stdout!.on("data", (d: string) => {
@@ -55,8 +87,10 @@ async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined)
     });
     child.once("exit", (code) => rej(new Error(`${cmd[0]} exited with ${code} before it was ready`)));
   });
-  child.stdout!.resume();
-  return { child, value };
+  child.stdout!.on("data", (d: string) => {
+    if (log.length < 100_000) log.push(d);
+  });
+  return { child, value, log, out };
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -73,6 +107,12 @@ function mem(pid: number): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? Number.NaN) / 1024;
   return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
+}
+
+/** CPU ms (user + system) serve's main thread has used: /proc/<pid>/task/<pid>/stat, 10 ms ticks. */
+function mainThreadCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** Resets the peak (Linux: writing 5 to clear_refs sets VmHWM to the current RSS). */
@@ -119,9 +159,9 @@ const workerReady = (out: string) => /omni-diffusion worker ready: .*http=(\S+)/
 console.log(`bench/decode-bench: CLI of ${ROOT}`);
 
 // 1. Bombs.
-const bomb = bombPng(BOMB_MIB * MiB);
-console.log(`\n1. a ${f1(bomb.length / MiB)} MiB bomb (32x32 interlaced header; inflates to ${BOMB_MIB * 1024} MiB unbounded)`);
-{
+if (PART !== "uploads") {
+  const bomb = bombPng(BOMB_MIB * MiB);
+  console.log(`\n1. a ${f1(bomb.length / MiB)} MiB bomb (32x32 interlaced header; inflates to ${BOMB_MIB * 1024} MiB unbounded)`);
   const serve = await startCli(["serve", "--port", "0", "--log-level", "info", ...COMMON], serveReady);
   const pid = serve.child.pid!;
   try {
@@ -155,41 +195,157 @@ console.log(`\n1. a ${f1(bomb.length / MiB)} MiB bomb (32x32 interlaced header; 
   }
 }
 
-// 2 and 3. Maximal uploads: /health while they decode, RSS over spikes.
-const big = maximalPng(2048);
-console.log(`\n2. /health while ${UPLOADS} maximal uploads decode (2048x2048 RGBA, ${f1(big.length / MiB)} MiB each; serve --max-size 1024)`);
-{
-  const serve = await startCli(["serve", "--port", "0", "--log-level", "info", "--max-size", "1024", ...COMMON], serveReady);
-  const pid = serve.child.pid!;
+// 2 and 3. Maximal uploads: /health while they decode, serve's event loop and GC, RSS over spikes.
+if (PART !== "bombs") {
+  const big = maximalPng(2048);
+  console.log(`\n2. /health while ${UPLOADS} maximal uploads decode (2048x2048 RGBA, ${f1(big.length / MiB)} MiB each; serve --max-size 1024)`);
+  const sides: Side[] = [{ name: "A", root: ROOT, nodeOptions: splitOpts(args["node-options"]) }];
+  if (args["b-root"] !== undefined || args["b-node-options"] !== undefined) {
+    sides.push({ name: "B", root: resolve(args["b-root"] ?? ROOT), nodeOptions: splitOpts(args["b-node-options"]) });
+  }
+  const started: Started[] = [];
   try {
-    await editUpload(serve.value, maximalPng(32));
-    const idle: number[] = [];
-    for (let i = 0; i < 20; i++) idle.push(await timedHealth(serve.value));
-    console.log(`  idle: /health p50 ${f1(pct(idle, 50))} ms, max ${f1(Math.max(...idle))} ms`);
-    for (let s = 1; s <= SPIKES; s++) {
-      const before = mem(pid);
-      resetPeak(pid);
-      await loopLagMaxMs(serve.value); // prom-client resets its event-loop histogram at each scrape
-      const t0 = performance.now();
-      let pending = UPLOADS;
-      const statuses: number[] = [];
-      const uploads = Array.from({ length: UPLOADS }, () => editUpload(serve.value, big).then((st) => (statuses.push(st), pending--)));
-      const lat: number[] = [];
-      while (pending > 0) lat.push(await timedHealth(serve.value));
-      await Promise.all(uploads);
-      const wall = performance.now() - t0;
-      const lagMax = await loopLagMaxMs(serve.value);
-      const peak = mem(pid).hwm;
-      await new Promise((r) => setTimeout(r, IDLE_MS));
-      const after = mem(pid).rss;
-      console.log(
-        `  spike ${s}: ${UPLOADS} uploads in ${f1(wall / 1000)} s (statuses ${[...new Set(statuses)].join(",")}); /health x${lat.length}: p50 ${f1(pct(lat, 50))} ms, p99 ${f1(pct(lat, 99))} ms, max ${f1(Math.max(...lat))} ms; serve's own event-loop delay max ${f1(lagMax)} ms`,
-      );
-      console.log(`           serve RSS ${f1(before.rss)} MiB before, peak ${f1(peak)} MiB, ${f1(after)} MiB ${IDLE_MS} ms after`);
+    for (const side of sides) {
+      const serve = await startCli(["serve", "--port", "0", "--log-level", "info", "--max-size", "1024", ...COMMON], serveReady, side);
+      const poller = fork(fileURLToPath(new URL("./lib/health-poller.mjs", import.meta.url)), [serve.value, args.probe, String(PROBE_EVERY_MS)]);
+      started.push({ side, serve, poller, mainIsolate: /^\[\d+:(0x[0-9a-f]+)\]/m.exec(serve.out)?.[1] });
+      console.log(`  ${side.name}: ${side.root} ${side.nodeOptions.join(" ")}`.trimEnd());
+    }
+    for (const s of started) {
+      await editUpload(s.serve.value, maximalPng(32));
+      await editUpload(s.serve.value, big); // warm: the decode pool's first thread and its module load
+      const idle = await pollHealth(s, async () => {
+        for (let i = 0; i < 20; i++) await fetch(`${s.serve.value}/health`).then((r) => r.arrayBuffer());
+      });
+      console.log(`  ${s.side.name} idle: /health p50 ${f1(pct(idle, 50))} ms, max ${f1(Math.max(...idle))} ms`);
+    }
+    // Spikes alternate between the sides (A, B, A, B, ...) so both see the same machine noise.
+    const rows = new Map<string, SpikeRow[]>(started.map((s) => [s.side.name, []]));
+    for (let i = 1; i <= SPIKES; i++) {
+      for (const s of started) {
+        const row = await spike(s, big);
+        rows.get(s.side.name)!.push(row);
+        console.log(
+          `  ${s.side.name} spike ${i}: ${UPLOADS} uploads in ${f1(row.wall / 1000)} s (statuses ${row.statuses}); ${args.probe} x${row.lat.length}: p50 ${f1(pct(row.lat, 50))} ms, p99 ${f1(pct(row.lat, 99))} ms, max ${f1(Math.max(...row.lat))} ms; serve's event-loop delay max ${f1(row.lagMax)} ms, main-thread CPU ${row.cpu} ms; GC ${gcLine(row.gc)}`,
+        );
+        if (args["serve-log"]) appendFileSync(`${args["serve-log"]}.${s.side.name}`, `--- spike ${i}\n${s.serve.log.join("")}`);
+        console.log(`           serve RSS ${f1(row.rssBefore)} MiB before, peak ${f1(row.peak)} MiB, ${f1(row.rssAfter)} MiB ${IDLE_MS} ms after`);
+      }
+    }
+    if (started.length > 1 || SPIKES > 1) {
+      console.log("\n  summary (median over spikes of each spike's value):");
+      for (const [name, rs] of rows) {
+        const med = (f: (r: SpikeRow) => number) => f1(pct(rs.map(f), 50));
+        console.log(
+          `  ${name}: ${args.probe} max ${med((r) => Math.max(...r.lat))} ms, p99 ${med((r) => pct(r.lat, 99))} ms; event-loop delay max ${med((r) => r.lagMax)} ms; main-thread CPU ${med((r) => r.cpu)} ms; GC total ${med((r) => r.gc.total)} ms (major ${med((r) => r.gc.majors)}x ${med((r) => r.gc.major)} ms), longest pause ${med((r) => r.gc.longest)} ms; uploads ${med((r) => r.wall / 1000)} s`,
+        );
+      }
     }
   } finally {
-    await stop(serve.child);
+    for (const s of started) {
+      s.poller.send("exit");
+      await stop(s.serve.child);
+    }
   }
+}
+
+interface Side {
+  name: string;
+  root: string;
+  nodeOptions: string[];
+}
+
+interface Started {
+  side: Side;
+  serve: { child: ChildProcess; value: string; log: string[]; out: string };
+  poller: ChildProcess;
+  /** serve's main-thread isolate in --trace-gc lines. */
+  mainIsolate?: string;
+}
+
+interface GcTotals {
+  /** Pause ms by kind, from prom-client's nodejs_gc_duration_seconds_sum. */
+  minor: number;
+  major: number;
+  total: number;
+  /** How many collections: scavenges (minor) and mark-compacts (major, incremental included). */
+  minors: number;
+  majors: number;
+  /** Longest single pause, ms: only when serve runs with --trace-gc (NaN otherwise). */
+  longest: number;
+}
+
+interface SpikeRow {
+  wall: number;
+  statuses: string;
+  lat: number[];
+  lagMax: number;
+  gc: GcTotals;
+  /** serve's main-thread CPU over the spike, ms (all the requests it served, the probes included). */
+  cpu: number;
+  rssBefore: number;
+  peak: number;
+  rssAfter: number;
+}
+
+function splitOpts(s: string | undefined): string[] {
+  return (s ?? "").split(/\s+/).filter(Boolean);
+}
+
+/** Runs `work` while the side's poller polls /health; the poller's latencies, ms. */
+async function pollHealth(s: Started, work: () => Promise<void>): Promise<number[]> {
+  const reply = once(s.poller, "message");
+  s.poller.send("start");
+  await work();
+  s.poller.send("stop");
+  return (await reply)[0] as number[];
+}
+
+/** One spike: UPLOADS maximal uploads at once, /health polled throughout from the poller process. */
+async function spike(s: Started, big: Buffer): Promise<SpikeRow> {
+  const pid = s.serve.child.pid!;
+  const rssBefore = mem(pid).rss;
+  resetPeak(pid);
+  const gc0 = await gcSums(s.serve.value);
+  const cpu0 = mainThreadCpuMs(pid);
+  await loopLagMaxMs(s.serve.value); // prom-client resets its event-loop histogram at each scrape
+  s.serve.log.length = 0;
+  const statuses: number[] = [];
+  const t0 = performance.now();
+  const lat = await pollHealth(s, async () => {
+    await Promise.all(Array.from({ length: UPLOADS }, () => editUpload(s.serve.value, big).then((st) => statuses.push(st))));
+  });
+  const wall = performance.now() - t0;
+  const lagMax = await loopLagMaxMs(s.serve.value);
+  const gc1 = await gcSums(s.serve.value);
+  const cpu = mainThreadCpuMs(pid) - cpu0;
+  // The main thread's isolate is the first to trace a GC (before the decode pool starts); the pool's are left out.
+  const gcLines = [...s.serve.log.join("").matchAll(TRACE_GC)];
+  s.mainIsolate ??= gcLines[0]?.[1];
+  const pauses = gcLines.filter((m) => m[1] === s.mainIsolate).map((m) => Number(m[2]));
+  const gc = { minor: gc1.minor - gc0.minor, major: gc1.major - gc0.major, total: gc1.total - gc0.total, minors: gc1.minors - gc0.minors, majors: gc1.majors - gc0.majors, longest: pauses.length ? Math.max(...pauses) : Number.NaN };
+  const peak = mem(pid).hwm;
+  await new Promise((r) => setTimeout(r, IDLE_MS));
+  return { wall, statuses: [...new Set(statuses)].join(","), lat, lagMax, gc, cpu, rssBefore, peak, rssAfter: mem(pid).rss };
+}
+
+function gcLine(gc: GcTotals): string {
+  return `${f1(gc.total)} ms (minor ${gc.minors}x ${f1(gc.minor)}, major ${gc.majors}x ${f1(gc.major)})${Number.isNaN(gc.longest) ? "" : `, longest pause ${f1(gc.longest)} ms`}`;
+}
+
+/** serve's GC pause totals so far by kind (prom-client's nodejs_gc_duration_seconds_sum), ms. */
+async function gcSums(url: string): Promise<{ minor: number; major: number; total: number; minors: number; majors: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const read = (what: "sum" | "count") => [...text.matchAll(new RegExp(`^nodejs_gc_duration_seconds_${what}\\{kind="(\\w+)"\\}\\s+([0-9.eE+-]+)`, "gm"))];
+  const by = (ms: RegExpMatchArray[], k: string) => ms.filter((m) => m[1] === k).reduce((a, m) => a + Number(m[2]), 0);
+  const [sums, counts] = [read("sum"), read("count")];
+  return {
+    minor: by(sums, "minor") * 1000,
+    major: (by(sums, "major") + by(sums, "incremental")) * 1000,
+    total: sums.reduce((a, m) => a + Number(m[2]) * 1000, 0),
+    minors: by(counts, "minor"),
+    majors: by(counts, "major"),
+  };
 }
 
 /** serve's event-loop delay maximum since the last scrape (prom-client's nodejs_eventloop_lag_max_seconds), ms. */
@@ -197,13 +353,6 @@ async function loopLagMaxMs(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const m = /^nodejs_eventloop_lag_max_seconds\s+([0-9.eE+-]+)/m.exec(text);
   return m ? Number(m[1]) * 1000 : Number.NaN;
-}
-
-async function timedHealth(url: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(`${url}/health`);
-  await res.arrayBuffer();
-  return performance.now() - t;
 }
 
 function pct(xs: number[], p: number): number {

@@ -11,7 +11,7 @@ import { Piscina } from "piscina";
 import { AbortedError, deserializeError, OmniError } from "../errors/omni-error.js";
 import { checkPngHeader, DEFAULT_MAX_PNG_PIXELS, readPngHeader } from "./png-header.js";
 import type { PngDecodeOptions } from "./png-guard.js";
-import { decodedPng, type DecodedPng } from "./png-decoded.js";
+import { decodedPng, fitted, type DecodedPng } from "./png-decoded.js";
 import { resizeRgb } from "./image-resize.js";
 import { pngCounters, type RgbImage } from "./png.js";
 import type { DecodeReply, DecodeTask, ResizeReply, ResizeTask } from "./png-decode-protocol.js";
@@ -50,6 +50,23 @@ export type { DecodedPng } from "./png-decoded.js";
 export interface AsyncPngDecodeOptions extends PngDecodeOptions {
   /** Abandons a decode still waiting for a thread (or running on one). */
   signal?: AbortSignal;
+  /**
+   * The caller gives `bytes` up: a decode on a pool thread moves their ArrayBuffer there (detached here, its
+   * length 0) instead of copying it, when they span all of it (a view into a shared or bigger buffer is copied).
+   * Spares serve's main thread a copy of each upload and the memory it holds while the thread decodes.
+   */
+  transfer?: boolean;
+  /**
+   * Resize the RGB to this size (bilinear, as `resizeRgb`) where it is decoded, and bring back only that: a
+   * 2048² upload asked at 512² costs the caller 0.75 MiB, not 12 MiB. `rgbSize` then says the RGB's size.
+   */
+  fit?: { width: number; height: number };
+}
+
+/** `bytes`' ArrayBuffer when it may move to a thread: its own, whole, and not shared. */
+function movable(bytes: Uint8Array): ArrayBuffer | null {
+  const buf = bytes.buffer;
+  return buf instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buf.byteLength ? buf : null;
 }
 
 /**
@@ -63,17 +80,19 @@ export async function decodePngAsync(bytes: Uint8Array, opts: AsyncPngDecodeOpti
   const maxPixels = Math.min(opts.maxPixels ?? DEFAULT_MAX_PNG_PIXELS, DEFAULT_MAX_PNG_PIXELS);
   const header = readPngHeader(bytes, field);
   checkPngHeader(bytes, header, { maxPixels, field, capNote: opts.capNote });
-  if (header.width * header.height <= INLINE_MAX_PIXELS) return decodedPng(bytes, { maxPixels, field });
+  const small = (w: number, h: number) => w * h <= INLINE_MAX_PIXELS;
+  if (small(header.width, header.height) && (!opts.fit || small(opts.fit.width, opts.fit.height))) return fitted(decodedPng(bytes, { maxPixels, field }), opts.fit);
   let reply: DecodeReply;
   try {
-    reply = (await decodePool().run({ bytes, maxPixels, field }, { signal: opts.signal ?? null })) as DecodeReply;
+    const moved = opts.transfer ? movable(bytes) : null;
+    reply = (await decodePool().run({ bytes, maxPixels, field, fit: opts.fit }, { signal: opts.signal ?? null, transferList: moved ? [moved] : undefined })) as DecodeReply;
   } catch (err) {
     if (opts.signal?.aborted) throw new AbortedError(`${field}: the PNG decode was abandoned`, { cause: err });
     // A thread that died (out of memory, killed): the decode did not happen; say so, not piscina's internals.
     throw new OmniError(`${field}: the PNG decode thread failed: ${(err as Error).message}`, "OMNI_ERR_INTERNAL", { cause: err });
   }
   if (!reply.ok) throw deserializeError(reply.error);
-  return { width: reply.width, height: reply.height, rgba: reply.rgba, rgb: reply.rgb, transparent: reply.transparent };
+  return { width: reply.width, height: reply.height, rgba: reply.rgba, rgb: reply.rgb, rgbSize: reply.rgbSize, transparent: reply.transparent };
 }
 
 /**

@@ -6,7 +6,7 @@ import { setPriority } from "node:os";
 import { move, transferableSymbol, valueSymbol } from "piscina";
 import { serializeError } from "../errors/omni-error.js";
 import { resizeRgb } from "./image-resize.js";
-import { decodedPng } from "./png-decoded.js";
+import { decodedPng, fitted } from "./png-decoded.js";
 import type { DecodeReply, DecodeTask, ResizeReply, ResizeTask } from "./png-decode-protocol.js";
 
 /** The decode threads' nice value (0 normal, 19 lowest). */
@@ -23,12 +23,12 @@ try {
 export default function decode(task: DecodeTask): DecodeReply {
   let reply: DecodeReply;
   try {
-    const img = decodedPng(task.bytes, { maxPixels: task.maxPixels, field: task.field });
+    const img = fitted(decodedPng(task.bytes, { maxPixels: task.maxPixels, field: task.field }), task.fit);
     // The buffers move to the parent, so each must hold nothing else (pngjs allocates its output on its own).
     const own = (a: Uint8Array) => (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice());
     const rgb = own(img.rgb);
     const rgba = img.rgba && own(img.rgba);
-    reply = { ok: true, width: img.width, height: img.height, rgb, transparent: img.transparent, rgba };
+    reply = { ok: true, width: img.width, height: img.height, rgb, rgbSize: img.rgbSize, transparent: img.transparent, rgba };
     return move({ [transferableSymbol]: rgba ? [rgb.buffer, rgba.buffer] : [rgb.buffer], [valueSymbol]: reply } as never) as unknown as DecodeReply;
   } catch (err) {
     return { ok: false, error: serializeError(err) };

@@ -12,6 +12,7 @@ import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { LimitExceededError, ValidationError } from "../../src/errors/omni-error.js";
 import { decodePngAsync, INLINE_MAX_PIXELS, resizeRgbAsync } from "../../src/utils/png-decode-pool.js";
 import { resizeRgb } from "../../src/utils/image-resize.js";
+import { decodeUpload } from "../../src/server/shared/edit-images.js";
 import { DEFAULT_MAX_PNG_PIXELS, inflatedSize, readPngHeader } from "../../src/utils/png-header.js";
 import { decodeMaskPng, decodePng, decodePngRgba, encodePng } from "../../src/utils/png.js";
 import { bombPng, pngWith, zeroStream } from "../helpers/png-bombs.js";
@@ -128,6 +129,40 @@ describe("decoding off the event loop (the decode pool)", () => {
     assert.deepEqual(out, resizeRgb(src, 600, 500));
     assert.equal(src.data.length, 900 * 700 * 3, "the caller's pixels are copied to the thread, not taken");
     assert.equal(await resizeRgbAsync(src, 900, 700), src, "same size: no work");
+  });
+
+  it("transfer: a big upload's buffer moves to the pool thread (detached here, not copied); without it, or as a view into a bigger buffer, it stays", async () => {
+    const pixels = decodePng(big).data;
+    const given = new Uint8Array(big);
+    assert.deepEqual((await decodePngAsync(given, { transfer: true })).rgb, pixels);
+    assert.equal(given.byteLength, 0, "the caller's buffer was moved to the thread");
+    const kept = new Uint8Array(big);
+    assert.deepEqual((await decodePngAsync(kept)).rgb, pixels);
+    assert.equal(kept.byteLength, big.length, "without transfer the bytes are copied");
+    const inside = new Uint8Array(big.length + 8);
+    inside.set(big, 8);
+    const view = inside.subarray(8);
+    assert.deepEqual((await decodePngAsync(view, { transfer: true })).rgb, pixels);
+    assert.equal(inside.byteLength, big.length + 8, "a view into a bigger buffer is copied: the rest of it is not the decoder's to take");
+    // Uploads are the request's to give: decodeUpload moves them.
+    const upload = new Uint8Array(big);
+    await decodeUpload(upload, "image", { maxPixels: DEFAULT_MAX_PNG_PIXELS, capNote: "pixels an upload may have" });
+    assert.equal(upload.byteLength, 0);
+  });
+
+  it("fit: the RGB is resized where it is decoded and only that size comes back (the same pixels as resizing after)", async () => {
+    const full = { width: 700, height: 700, data: decodePng(big).data };
+    const onThread = await decodePngAsync(big, { fit: { width: 32, height: 24 } });
+    assert.deepEqual([onThread.width, onThread.height, onThread.rgbSize], [700, 700, { width: 32, height: 24 }]);
+    assert.deepEqual(onThread.rgb, resizeRgb(full, 32, 24).data);
+    const up = await decodePngAsync(big, { fit: { width: 800, height: 600 } });
+    assert.deepEqual(up.rgb, resizeRgb(full, 800, 600).data);
+    const small = encodePng({ width: 40, height: 30, data: Uint8Array.from({ length: 40 * 30 * 3 }, (_, i) => (i * 7) & 255) });
+    const inline = await decodePngAsync(small, { fit: { width: 600, height: 500 } });
+    assert.deepEqual(inline.rgb, resizeRgb(decodePng(small), 600, 500).data, "a small image asked at a big size: same pixels");
+    assert.equal((await decodePngAsync(big, { fit: { width: 700, height: 700 } })).rgbSize, undefined, "its own size: nothing to do");
+    const upload = await decodeUpload(new Uint8Array(big), "image", { maxPixels: DEFAULT_MAX_PNG_PIXELS, capNote: "pixels an upload may have" }, undefined, { width: 32, height: 24 });
+    assert.deepEqual([upload.width, upload.height, upload.rgb.width, upload.rgb.height, upload.rgb.data.length], [700, 700, 32, 24, 32 * 24 * 3]);
   });
 
   it("errors from a pool thread keep their class and field; the cap is checked before a thread is asked", async () => {
