@@ -113,7 +113,8 @@ export interface A1111Plan {
 async function editImages(body: A1111Body, width: number, height: number, cap: UploadCap): Promise<{ image: RgbImage; mask: MaskImage | null }> {
   const first = body.init_images?.[0];
   if (!first) throw a1111Unprocessable([{ loc: ["body", "init_images"], msg: "img2img needs at least one init image (base64 PNG)", type: "value_error.missing" }]);
-  const image = (await decodeBase64Upload(first, "init_images", cap)).rgb;
+  // Resized on the decode thread: only width×height pixels reach the event loop's heap.
+  const image = (await decodeBase64Upload(first, "init_images", cap, undefined, { width, height })).rgb;
   const mask = body.mask ? a1111Mask(await decodeBase64Upload(body.mask, "mask", cap), body.inpainting_mask_invert === 1) : null;
   return { image: await resizeRgbAsync(image, width, height), mask: mask ? resizeMask(mask, width, height) : null };
 }

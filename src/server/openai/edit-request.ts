@@ -89,9 +89,9 @@ function formError(err: unknown, field: string | null, maxUploadBytes: number): 
 }
 
 /** Decodes an upload (off the event loop), turning its ValidationError into the OpenAI 400 naming the parameter. */
-async function decoded(bytes: Buffer, param: string, cap: UploadCap): Promise<DecodedUpload> {
+async function decoded(bytes: Buffer, param: string, cap: UploadCap, fit?: { width: number; height: number }): Promise<DecodedUpload> {
   try {
-    return await decodeUpload(bytes, param, cap);
+    return await decodeUpload(bytes, param, cap, undefined, fit);
   } catch (err) {
     if (err instanceof ValidationError) throw requestError(400, `${err.message}.`, param, err.data.reason === "limit_exceeded" ? "limit_exceeded" : "invalid_image");
     throw err;
@@ -116,7 +116,7 @@ export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits
   if (!first) throw requestError(400, "Missing required parameter: 'image' (a PNG file).", "image", "missing_required_parameter");
   if (rest.length > 0) throw requestError(400, `This server edits one image per request; ${form.images.length} were sent.`, first.field, "invalid_value");
   const cap = serverUploadCap(limits, model);
-  const image = await decoded(first.bytes, "image", cap);
+  const image = await decoded(first.bytes, "image", cap, fitOf(body, limits, model));
   const maskUpload = form.mask ? await decoded(form.mask, "mask", cap) : null;
   if (maskUpload && (maskUpload.width !== image.width || maskUpload.height !== image.height)) {
     throw requestError(400, `The mask is ${maskUpload.width}x${maskUpload.height} but the image is ${image.width}x${image.height}; they must be the same size.`, "mask", "invalid_image");
@@ -128,4 +128,20 @@ export async function parseEditRequest(req: FastifyRequest, limits: ServerLimits
   const mask = maskUpload ? openAIMask(maskUpload) : image.transparent ? openAIMask(image) : null;
   const edit = { image: await resizeRgbAsync(image.rgb, width, height), mask: mask ? resizeMask(mask, width, height) : null, strength: body.strength ?? null };
   return { ...parsed, steps: stepsRun(parsed.steps, edit), init: { ...parsed.init, ...edit } };
+}
+
+/**
+ * The size an edit runs at when its `size` says so before the image is decoded (not "auto"): the decode thread
+ * resizes to it, so only that many pixels reach the event loop's heap (a 2048² upload for a 32² edit: one
+ * mark-compact GC per upload on serve's thread was the cause of /health stalls). Undefined when unknown or
+ * invalid (the error then comes later, in its usual order).
+ */
+function fitOf(body: z.infer<typeof imageEditFieldsSchema>, limits: ServerLimits, model: ModelCard): { width: number; height: number } | undefined {
+  if (body.size == null || body.size === "auto") return undefined;
+  try {
+    const { width, height } = toImageRequest(body, limits, model).init as { width: number; height: number };
+    return { width, height };
+  } catch {
+    return undefined;
+  }
 }
