@@ -4,9 +4,8 @@ import { extname } from "node:path";
 import { SingleBar } from "cli-progress";
 import { Option, type Command } from "commander";
 import { VAE_CHOICES, type VaeChoice } from "../core/decoders.js";
-import { parseConfig, requestLimitsOf } from "../core/config.js";
 import { DiffusionEngine } from "../engine/engine.js";
-import { checkRequestLimits, type FieldNamer } from "../core/limits.js";
+import type { FieldNamer } from "../core/limits.js";
 import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { OmniDiffusionRequest } from "../core/request.js";
 import { ValidationError } from "../errors/omni-error.js";
@@ -102,15 +101,13 @@ export function addGenerateCommand(program: Command): void {
         vae: flags.vae,
       });
       const config = engineConfigFromFlags(flags);
-      // A cheap pre-check, kept because loading a model costs seconds to minutes: the config's limits (no model
-      // yet) refuse a wrong flag first. The engine's submission is the full check (with the model), in flag names.
-      checkRequestLimits(request, requestLimitsOf(parseConfig(config)), null, { fieldName: flagOf, knownSchedulers: SCHEDULER_NAMES });
       // A remote executor's retries (and start-up waits) are said on stderr, not waited out in silence.
       subscribe(RETRY_CHANNEL, (e) => process.stderr.write(`${formatRetry(e as RetryEvent)}\n`));
       const engine = await DiffusionEngine.create(config);
       const bar = process.stderr.isTTY ? new SingleBar({ format: "denoising [{bar}] {value}/{total} steps", hideCursor: true }, undefined) : null;
       try {
         let started = false;
+        // The engine's submission is the one limits check (config and model), its messages in flag names.
         const out = await engine.generate(request, {
           fieldName: flagOf,
           onProgress: (p) => {

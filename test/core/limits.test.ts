@@ -133,7 +133,7 @@ test("config → limits, tightening, and the error class survives the process bo
   assert.throws(() => parseModelLimits({ ...TINY, nativeWidth: undefined }), (x: unknown) => x instanceof ValidationError && x.field === "nativeWidth");
 });
 
-test("the CLI refuses what the engine would refuse, naming its own flag, before loading the model", async () => {
+test("the CLI refuses what the engine refuses, naming its own flag (the engine's submission is the one check)", async () => {
   const { execFile } = await import("node:child_process");
   const { fileURLToPath } = await import("node:url");
   const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
