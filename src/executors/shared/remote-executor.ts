@@ -37,7 +37,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   protected readonly options: O;
   #policy: RemotePolicy<C> | null = null;
   /** Where each in-flight request runs, and how to cancel its call locally. */
-  #running = new Map<string, { endpoint: Endpoint<C> | null; cancel: AbortController; batchSize: number }>();
+  #running = new Map<string, RunningBatch<C>>();
   #retryListeners: ((e: RetryEvent) => void)[] = [];
 
   /** Endpoint names, checked at construction. */
@@ -203,7 +203,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   async #runBatch(policy: RemotePolicy<C>, batch: OmniDiffusionRequest[], opts: ExecuteOptions): Promise<DiffusionOutput> {
     const cancel = new AbortController();
     const budget = this.#budget(opts.timeout, opts.signal ? AbortSignal.any([opts.signal, cancel.signal]) : cancel.signal);
-    const entry = { endpoint: null as Endpoint<C> | null, cancel, batchSize: batch.length };
+    const entry: RunningBatch<C> = { endpoint: null, cancel, batchSize: batch.length, told: new Set() };
     for (const r of batch) this.#running.set(r.requestId, entry);
     try {
       const out = await policy.execute(
@@ -216,7 +216,11 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
       );
       return onlyFor(batch, out);
     } catch (err) {
-      if (opts.signal?.aborted) throw err;
+      if (opts.signal?.aborted) {
+        // The caller's signal ended the call here; the server is told too, as an abort by id would (once).
+        for (const r of batch) if (!entry.told.has(r.requestId)) void this.abortRequest(r.requestId).catch(() => undefined);
+        throw err;
+      }
       // An abortRequest or a shutdown ended it: the policy already threw that reason (AbortedError, ClosedError).
       const e = toOmniError(err);
       return new DiffusionOutput({ errors: Object.fromEntries(batch.map((r) => [r.requestId, e])) });
@@ -229,7 +233,8 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   override async abortRequest(requestId: string): Promise<void> {
     this.assertOpen();
     const entry = this.#running.get(requestId);
-    if (!entry) return;
+    if (!entry || entry.told.has(requestId)) return;
+    entry.told.add(requestId);
     if (this.abortOn && entry.endpoint) {
       const dl = new Deadline(ABORT_TIMEOUT_MS, undefined, () => new TimeoutError(`abort of ${requestId} timed out`, { data: { method: "abort" } }));
       try {
@@ -285,6 +290,15 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
     const pool = this.#policy?.pool;
     if (pool) await Promise.all(pool.endpoints.map((ep) => this.disconnect(ep.client)));
   }
+}
+
+/** A batch on its way: where it runs, how to cancel its call here, and which of its requests were aborted. */
+interface RunningBatch<C> {
+  endpoint: Endpoint<C> | null;
+  cancel: AbortController;
+  batchSize: number;
+  /** Requests an abort was already sent for (an abort by id and the caller's signal stop a request once). */
+  told: Set<string>;
 }
 
 /** Keeps only images, errors and trajectories of the batch's own requests (a confused server cannot swap results). */
