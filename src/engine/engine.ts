@@ -40,6 +40,8 @@ export class DiffusionEngine {
   #queue = new BatchQueue();
   #inFlight = new Map<string, QueuedRequest>();
   #aborted = new Set<string>();
+  /** The signal of each in-flight request's batch: aborted once every request of the batch was aborted. */
+  #batchAbort = new Map<string, { ids: string[]; ctl: AbortController }>();
   #runningBatches = new Set<Promise<void>>();
   #dispatchTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
@@ -127,9 +129,10 @@ export class DiffusionEngine {
 
   /**
    * Runs a list of requests and returns one output per request, in request order. A failed request
-   * yields an output whose `error` is set (this never throws for a request's own failure).
+   * yields an output whose `error` is set (this never throws for a request's own failure). `signal` aborts
+   * every request of the call still queued or running (each ends with an AbortedError).
    */
-  async step(requests: (OmniDiffusionRequest | OmniDiffusionRequestInit)[]): Promise<OmniRequestOutput[]> {
+  async step(requests: (OmniDiffusionRequest | OmniDiffusionRequestInit)[], opts: { signal?: AbortSignal } = {}): Promise<OmniRequestOutput[]> {
     // A request that cannot even be built (numInferenceSteps: 0) fails alone, like any other invalid request.
     const reqs = requests.map((r): OmniDiffusionRequest | OmniRequestOutput => {
       if (r instanceof OmniDiffusionRequest) return r;
@@ -144,7 +147,7 @@ export class DiffusionEngine {
       if (ids.has(r.requestId)) throw new ValidationError(`duplicate request id ${r.requestId} in one step`, { field: "requestId" });
       ids.add(r.requestId);
     }
-    return Promise.all(reqs.map((r) => (r instanceof OmniDiffusionRequest ? this.#submit(r, {}) : r)));
+    return Promise.all(reqs.map((r) => (r instanceof OmniDiffusionRequest ? this.#submit(r, { signal: opts.signal }) : r)));
   }
 
   /**
@@ -182,6 +185,12 @@ export class DiffusionEngine {
     }
     if (!this.#inFlight.has(requestId)) return false;
     this.#aborted.add(requestId);
+    // An executor that stops requests between steps is told by id, and answers with the step each stopped
+    // at. One that cannot gets its batch's signal once all of the batch was aborted (piscina's and undici's
+    // convention): the call ends now instead of when the batch is done.
+    const batch = this.#batchAbort.get(requestId);
+    const midStep = (this.executor.constructor as { supportsAbortMidStep?: boolean }).supportsAbortMidStep === true;
+    if (!midStep && batch?.ids.every((id) => this.#aborted.has(id))) batch.ctl.abort(new AbortedError(`request ${requestId} was aborted`, { data: { requestId } }));
     await this.executor.abortRequest(requestId);
     return true;
   }
@@ -311,7 +320,11 @@ export class DiffusionEngine {
 
   async #runBatch(batch: QueuedRequest[]): Promise<void> {
     const started = performance.now();
-    for (const q of batch) this.#inFlight.set(q.request.requestId, q);
+    const abort = { ids: batch.map((q) => q.request.requestId), ctl: new AbortController() };
+    for (const q of batch) {
+      this.#inFlight.set(q.request.requestId, q);
+      this.#batchAbort.set(q.request.requestId, abort);
+    }
     this.#stats.batchesRun++;
     const byId = new Map(batch.map((q) => [q.request.requestId, q]));
     const previews = batch.filter((q) => q.onProgress && q.previewEvery && q.previewEvery > 0);
@@ -337,6 +350,7 @@ export class DiffusionEngine {
         batch.map((q) => q.request),
         {
           timeout: this.config.rpcTimeoutMs,
+          signal: abort.ctl.signal,
           onProgress: wantsSteps ? onProgress : undefined,
           ...(previews.length ? { previewEvery: Object.fromEntries(previews.map((q) => [q.request.requestId, q.previewEvery!])) } : {}),
         },
@@ -347,7 +361,11 @@ export class DiffusionEngine {
       }
     } catch (err) {
       const e = toOmniError(err);
-      for (const q of batch) finish(q, this.#errorOutput(q, e));
+      // Aborted through the batch's signal: each request names itself.
+      const own = (q: QueuedRequest) => (abort.ctl.signal.aborted ? new AbortedError(`request ${q.request.requestId} was aborted`, { data: { requestId: q.request.requestId } }) : e);
+      for (const q of batch) finish(q, this.#errorOutput(q, own(q)));
+    } finally {
+      for (const id of abort.ids) if (this.#batchAbort.get(id) === abort) this.#batchAbort.delete(id);
     }
     this.#batchListeners.emit({
       requests: batch.length,

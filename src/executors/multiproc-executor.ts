@@ -148,12 +148,11 @@ export class MultiprocExecutor extends DiffusionExecutor {
   }
 
   /**
-   * The RPC hot path (every rank ready, no caller signal): one timer for the whole call and no
-   * AbortController, listeners or per-rank async frames; the first failure or the timer settles it.
+   * The RPC hot path (every rank ready, no caller signal): one {@link Deadline} whose signal is never read
+   * (so no AbortController, listeners or per-rank async frames); the first failure or its expiry settles it.
    */
   #fanOut(method: string, opts: CollectiveRpcOptions, ms: number, waiting: Set<number>, timedOut: () => TimeoutError): Promise<unknown[]> {
     return new Promise<unknown[]>((resolve, reject) => {
-      const deadline = Date.now() + ms;
       const calls = this.#slots.map((slot) => ({ slot, proc: slot.proc!, id: 0 }));
       const replies = new Array<unknown>(calls.length);
       let left = calls.length;
@@ -161,14 +160,14 @@ export class MultiprocExecutor extends DiffusionExecutor {
       const finish = (err: unknown, value?: unknown[]) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        dl.dispose();
         if (err === undefined) return resolve(value!);
         for (const c of calls) if (waiting.has(c.slot.rank)) c.proc.drop(c.id);
         reject(err);
       };
-      const timer = setTimeout(() => finish(timedOut()), ms);
+      const dl = new Deadline(ms, undefined, timedOut, finish);
       calls.forEach((c, i) => {
-        const started = c.proc.start(method, opts.args ?? [], opts.kwargs ?? {}, { deadline });
+        const started = c.proc.start(method, opts.args ?? [], opts.kwargs ?? {}, { deadline: dl.at });
         c.id = started.id;
         started.reply.then(
           (v) => {

@@ -274,15 +274,14 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     if (!jobId) return errorOutput(id, new ValidationError(`request id "${id}" cannot be a queue job id (no ":" and not only digits)`, { field: "requestId" }));
     if (waiters.has(id)) return errorOutput(id, new ValidationError(`request id ${id} is already in flight on this executor`, { field: "requestId" }));
     const result = waiters.wait(id, opts.onProgress);
-    const timer = setTimeout(() => {
-      waiters.settle(id, errorOutput(id, new TimeoutError(`request ${id} passed its deadline of ${timeoutMs}ms on the queue`, { data: { requestId: id, timeoutMs } })));
-      void this.abortRequest(id).catch(() => undefined);
-    }, timeoutMs);
-    const onAbort = () => {
-      waiters.settle(id, errorOutput(id, new AbortedError(`request ${id} was aborted`)));
+    // One deadline for the request: it passing, or the caller's signal, settles the waiter and stops the job.
+    const dl = new Deadline(timeoutMs, opts.signal, () => new TimeoutError(`request ${id} passed its deadline of ${timeoutMs}ms on the queue`, { data: { requestId: id, timeoutMs } }));
+    const onEnd = () => {
+      waiters.settle(id, errorOutput(id, dl.callerAborted ? new AbortedError(`request ${id} was aborted`) : (dl.signal.reason as TimeoutError)));
       void this.abortRequest(id).catch(() => undefined);
     };
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (dl.signal.aborted) onEnd();
+    else dl.signal.addEventListener("abort", onEnd, { once: true });
     try {
       const data: JobData = { request: requestToDict(r), enqueuedAt: Date.now(), ...(opts.previewEvery?.[id] ? { previewEvery: opts.previewEvery[id] } : {}) };
       const job = await queue.add("generate", data, {
@@ -301,8 +300,8 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     try {
       return await result;
     } finally {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener("abort", onAbort);
+      dl.signal.removeEventListener("abort", onEnd);
+      dl.dispose();
     }
   }
 

@@ -75,6 +75,10 @@ export class UniprocExecutor extends DiffusionExecutor {
     const dl = new Deadline(ms, opts.signal, () => new TimeoutError(`executeModel timed out after ${ms}ms`, { data: { method: "generate", timeoutMs: ms } }));
     try {
       return await dl.race(worker.generateOutput(requests, { deadline: dl.at, signal: dl.signal, onProgress: opts.onProgress, previewEvery: opts.previewEvery }));
+    } catch (err) {
+      // The caller's signal stops the requests in the worker as an abort by id does (an extension sees it too).
+      if (dl.callerAborted) for (const r of requests) worker.abort(r.requestId);
+      throw err;
     } finally {
       dl.dispose();
     }

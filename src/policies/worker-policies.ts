@@ -1,4 +1,4 @@
-import { ConstantBackoff, ExponentialBackoff, handleAll, handleWhen, noJitterGenerator, retry, type RetryPolicy } from "cockatiel";
+import { ConstantBackoff, DelegateBackoff, ExponentialBackoff, handleAll, handleWhen, noJitterGenerator, retry, type IRetryBackoffContext, type RetryPolicy } from "cockatiel";
 
 /** Knobs of {@link restartPolicy}. */
 export interface RestartPolicyOptions {
@@ -47,9 +47,11 @@ export function workerRetryPolicy(retries: number, shouldRetry: (err: Error) => 
 }
 
 /**
- * A start-up poll: the check runs again every `intervalMs` while `keepGoing(err)` says waiting may still
- * help (the executor is open and its start deadline leaves room for another round); the last error is
- * thrown otherwise. Used by executors that wait for a first live worker (the queue executor).
+ * A start-up poll: the check runs again while `keepGoing(err)` says waiting may still help (the executor is
+ * open and its start deadline leaves room for another round); the last error is thrown otherwise. Used by
+ * executors that wait for a first live worker or endpoint (the queue executor, the remote executors). The
+ * wait is `intervalMs` every round, or, with `maxIntervalMs` above it, doubles from `intervalMs` up to
+ * `maxIntervalMs` ({@link pollDelayMs}); no jitter: one process's start-up, not a crowd's.
  *
  * @example
  * ```ts
@@ -60,6 +62,12 @@ export function workerRetryPolicy(retries: number, shouldRetry: (err: Error) => 
  * });
  * ```
  */
-export function pollPolicy(intervalMs: number, keepGoing: (err: Error) => boolean): RetryPolicy {
-  return retry(handleWhen(keepGoing), { maxAttempts: Number.POSITIVE_INFINITY, backoff: new ConstantBackoff(intervalMs) });
+export function pollPolicy(intervalMs: number, keepGoing: (err: Error) => boolean, maxIntervalMs = intervalMs): RetryPolicy {
+  const backoff = maxIntervalMs > intervalMs ? new DelegateBackoff((ctx: IRetryBackoffContext<unknown>) => pollDelayMs(intervalMs, maxIntervalMs, ctx.attempt)) : new ConstantBackoff(intervalMs);
+  return retry(handleWhen(keepGoing), { maxAttempts: Number.POSITIVE_INFINITY, backoff });
+}
+
+/** {@link pollPolicy}'s wait after its `round`-th failed round (1-based), ms. */
+export function pollDelayMs(intervalMs: number, maxIntervalMs: number, round: number): number {
+  return Math.min(intervalMs * 2 ** (round - 1), Math.max(maxIntervalMs, intervalMs));
 }

@@ -1,26 +1,18 @@
 import type { WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionOutput } from "../core/output.js";
-import { OmniDiffusionRequest, type OmniDiffusionRequestTransfer } from "../core/request.js";
-import {
-  AbortedError,
-  ClosedError,
-  ConfigError,
-  TimeoutError,
-  UnknownMethodError,
-  ValidationError,
-  toOmniError,
-  type OmniError,
-} from "../errors/omni-error.js";
+import { OmniDiffusionRequest } from "../core/request.js";
+import { ClosedError, ConfigError, TimeoutError, UnknownMethodError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { BatchingPolicy } from "../core/config.js";
 import type { ModelLimits } from "../core/model-limits.js";
-import { internalFailure, type ResolvedParams } from "../pipelines/denoise-state.js";
 import { loadPipeline } from "../pipelines/load.js";
 import type { CallBudgetStats, MaxCallMs } from "../pipelines/call-planner.js";
-import { StepLoop, type ResolvedRequest, type StepLoopStats } from "../pipelines/step-loop.js";
+import type { StepLoopStats } from "../pipelines/step-loop.js";
 import type { UnetProfile } from "../pipelines/unet-profile.js";
-import { isSteppable, type DiffusionPipeline, type GenerateOptions, type PipelineInfo, type PipelineLoadOptions, type StepProgress } from "../pipelines/types.js";
+import type { DiffusionPipeline, PipelineInfo, StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
 import type { WorkerStats } from "../protocol/worker-stats.js";
+import { ExclusiveLane } from "./exclusive-lane.js";
+import { GenerateIntake } from "./generate-intake.js";
 
 /**
  * How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}: a worker process's start-up
@@ -59,13 +51,16 @@ type Builtin = (args: unknown[], kwargs: Record<string, unknown>, ctx: WorkerCal
 
 /**
  * One rank: holds a loaded {@link DiffusionPipeline} and answers RPC calls by name (`generate`, `ping`,
- * `getStats`, `sleep`, `wakeUp`, `abort`, plus the methods of an optional worker extension).
+ * `getStats`, `describeModel`, `sleep`, `wakeUp`, `abort`, plus the methods of an optional worker extension).
+ * This module is the RPC table and the extension loading; a generate goes to the worker's
+ * {@link GenerateIntake} (typed requests, the one step loop, the deadline), and pipeline work that must not
+ * overlap runs on its {@link ExclusiveLane}.
  *
  * Transport-agnostic: the multi-process executor drives it from a child process over IPC, the uniproc
  * executor in-process. A steppable pipeline is denoised by one {@link StepLoop} whose admission rule is the
  * batching policy (`continuous`: concurrent `generate` calls share UNet calls); a pipeline without the
- * step-level interface gets one `generate` call at a time. `sleep`, `wakeUp` and `close` run alone (between
- * steps of the loop); `ping`, `getStats` and `abort` are answered between denoising steps.
+ * step-level interface goes through the same loop one whole `generate` call at a time. `sleep`, `wakeUp` and
+ * `close` run alone (between steps of the loop); `ping`, `getStats` and `abort` are answered between denoising steps.
  *
  * @example
  * ```ts
@@ -80,12 +75,9 @@ export class DiffusionWorker {
   #builtins: Map<string, Builtin>;
   #extension: object | null = null;
   #extensionMethods = new Map<string, (...a: unknown[]) => unknown>();
-  #inFlight = new Set<string>();
-  #aborted = new Set<string>();
-  #exclusiveTail: Promise<unknown> = Promise.resolve();
-  #requestsDone = 0;
+  readonly #lane = new ExclusiveLane();
+  readonly #intake: GenerateIntake;
   #closed = false;
-  #loop: StepLoop | null = null;
 
   /**
    * `maxCallMs` is the step loop's compute budget per UNet call (default `"auto"`, see docs/batching.md);
@@ -94,25 +86,16 @@ export class DiffusionWorker {
   constructor(pipeline: DiffusionPipeline, opts: { rank: number; batching?: BatchingPolicy; maxBatchRows?: number; maxCallMs?: MaxCallMs; unetProfile?: UnetProfile }) {
     this.pipeline = pipeline;
     this.rank = opts.rank;
-    if (isSteppable(pipeline)) {
-      if (opts.maxBatchRows !== undefined) pipeline.maxBatchRows = opts.maxBatchRows;
-      this.#loop = new StepLoop(pipeline, {
-        maxBatchRows: pipeline.maxBatchRows,
-        admission: opts.batching ?? "request",
-        exclusive: (fn) => this.#exclusive(fn),
-        maxCallMs: opts.maxCallMs,
-        unetProfile: opts.unetProfile,
-      });
-    }
+    this.#intake = new GenerateIntake(pipeline, { ...opts, lane: this.#lane });
     this.#builtins = new Map<string, Builtin>([
       [
         "generate",
         async (args, kw, ctx) => {
+          const gen = { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) };
           // `transfer: true` (our own parent, over IPC): validated requests and a raw reply, no PNG.
-          const transfer = kw.transfer === true;
-          const requests = transfer && Array.isArray(args[0]) ? args[0].map((t) => OmniDiffusionRequest.fromTransfer(t as OmniDiffusionRequestTransfer)) : args[0];
-          const out = await this.generateOutput(requests, { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) });
-          return transfer ? out.toTransfer() : out.toDict();
+          if (kw.transfer === true) return (await this.#intake.runTransfers(args[0], gen)).toTransfer();
+          // The documented dict form (docs/custom-executors.md: the default executeModel) answers in dicts, PNG.
+          return (await this.generateOutput(args[0], gen)).toDict();
         },
       ],
       ["ping", () => this.ping()],
@@ -204,94 +187,27 @@ export class DiffusionWorker {
   }
 
   /**
-   * Validates each request dict (resolving the model's defaults once) and runs the valid ones in the step
-   * loop, admitted by its batching policy (a pipeline without the step-level interface: one call at a time). A
-   * dict that fails validation gets a ValidationError in `errors` (keyed by its `request_id`, or `#<index>`
-   * without one); the others still run.
+   * Runs requests in the step loop, admitted by its batching policy: {@link OmniDiffusionRequest}s as they
+   * are, or request dicts (the wire form), each validated here (resolving the model's defaults once). A dict
+   * that fails validation gets a ValidationError in `errors` (keyed by its `request_id`, or `#<index>` without
+   * one); the others still run.
    */
   async generateOutput(requestDicts: unknown, ctx: WorkerCallContext = {}): Promise<DiffusionOutput> {
     if (!Array.isArray(requestDicts)) {
       throw new ValidationError(`generate expects an array of request dicts, got ${typeof requestDicts}`, { field: "requests" });
     }
     const errors: Record<string, OmniError> = {};
-    const valid = new Map<string, OmniDiffusionRequest>();
-    const resolved = new Map<OmniDiffusionRequest, ResolvedParams>();
-    const pipeline = this.pipeline;
+    const requests: OmniDiffusionRequest[] = [];
     requestDicts.forEach((dict, i) => {
-      const rawId = dict instanceof OmniDiffusionRequest ? dict.requestId : (dict as { request_id?: unknown } | null)?.request_id;
-      const key = typeof rawId === "string" && rawId ? rawId : `#${i}`;
+      if (dict instanceof OmniDiffusionRequest) return void requests.push(dict);
       try {
-        const request = dict instanceof OmniDiffusionRequest ? dict : OmniDiffusionRequest.fromDict(dict);
-        if (valid.has(request.requestId) || Object.hasOwn(errors, request.requestId)) {
-          valid.delete(request.requestId);
-          throw new ValidationError(`request_id "${request.requestId}" appears more than once in one batch`, { field: "request_id" });
-        }
-        // Calls overlap in the step loop, and aborts and bookkeeping go by id: an id may run once at a time.
-        if (this.#inFlight.has(request.requestId)) {
-          throw new ValidationError(`request_id "${request.requestId}" is already running on worker rank ${this.rank}`, { field: "request_id" });
-        }
-        // Resolved once here and carried into the loop (prepare takes the same params).
-        if (isSteppable(pipeline)) resolved.set(request, pipeline.resolve(request));
-        else pipeline.validate(request);
-        valid.set(request.requestId, request);
+        requests.push(OmniDiffusionRequest.fromDict(dict));
       } catch (err) {
-        errors[key] = toOmniError(err);
+        const rawId = (dict as { request_id?: unknown } | null)?.request_id;
+        errors[typeof rawId === "string" && rawId ? rawId : `#${i}`] = toOmniError(err);
       }
     });
-    const requests = [...valid.values()];
-    if (!requests.length) return new DiffusionOutput({ errors });
-    // Registered before queueing, so an abort that arrives while the batch waits its turn is honoured.
-    for (const r of requests) this.#inFlight.add(r.requestId);
-    try {
-      const out = await this.#withDeadline(ctx, (signal) => {
-        const opts = { signal, isAborted: (id: string) => this.#aborted.has(id), onProgress: ctx.onProgress, previewEvery: ctx.previewEvery };
-        if (this.#loop) return this.#loop.run(requests.map((request): ResolvedRequest => ({ request, params: resolved.get(request)! })), opts);
-        return this.#exclusive(() => this.#generateWhole(requests, opts));
-      });
-      return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
-    } finally {
-      for (const r of requests) {
-        this.#inFlight.delete(r.requestId);
-        this.#aborted.delete(r.requestId);
-      }
-      this.#requestsDone += requests.length;
-    }
-  }
-
-  /**
-   * A pipeline without the step-level interface: the call's requests in one `generate`. A throw is the
-   * worker's fault (500) for every request, or the call's TimeoutError when its deadline stopped it.
-   */
-  async #generateWhole(requests: OmniDiffusionRequest[], opts: GenerateOptions & { signal: AbortSignal }): Promise<DiffusionOutput> {
-    const timedOut = () => opts.signal.aborted && opts.signal.reason instanceof TimeoutError;
-    try {
-      const out = await this.pipeline.generate(requests, opts);
-      if (timedOut()) {
-        // A deadline stop reads as an abort inside the pipeline; callers need to know it was a timeout.
-        for (const [id, e] of Object.entries(out.errors)) if (e instanceof AbortedError && !this.#aborted.has(id)) out.errors[id] = opts.signal.reason as OmniError;
-      }
-      return out;
-    } catch (err) {
-      const e = timedOut() ? (opts.signal.reason as OmniError) : internalFailure(err, `generate on worker rank ${this.rank} failed`, { rank: this.rank });
-      return new DiffusionOutput({ error: e.message, errors: Object.fromEntries(requests.map((r) => [r.requestId, e])) });
-    }
-  }
-
-  /** Runs `fn` with a signal that aborts at the call's deadline (reason: a TimeoutError) or with the caller's signal. */
-  async #withDeadline(ctx: WorkerCallContext, fn: (signal: AbortSignal) => Promise<DiffusionOutput>): Promise<DiffusionOutput> {
-    const deadlineCtl = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    if (ctx.deadline !== undefined) {
-      const ms = ctx.deadline - Date.now();
-      const expire = () => deadlineCtl.abort(new TimeoutError(`generate on worker rank ${this.rank} passed its deadline`, { data: { rank: this.rank, method: "generate" } }));
-      if (ms <= 0) expire();
-      else timer = setTimeout(expire, ms);
-    }
-    try {
-      return await fn(ctx.signal ? AbortSignal.any([ctx.signal, deadlineCtl.signal]) : deadlineCtl.signal);
-    } finally {
-      clearTimeout(timer);
-    }
+    return this.#intake.run(requests, ctx, errors);
   }
 
   /** Liveness round trip. */
@@ -313,20 +229,20 @@ export class DiffusionWorker {
   /** Model, loaded components and counters of this rank. */
   getStats(): WorkerStats {
     const { components, asleep, ...model } = this.pipeline.info;
-    const loop = this.#loop?.size ?? { active: 0, pending: 0 };
+    const loop = this.#intake.loop;
+    const { active, pending } = loop.size;
     return {
       rank: this.rank,
       pid: process.pid,
       model,
       components,
-      requestsDone: this.#requestsDone,
-      inFlight: this.#inFlight.size,
+      requestsDone: this.#intake.requestsDone,
+      inFlight: this.#intake.inFlight,
       asleep,
-      batching: this.#loop?.admission ?? "request",
-      active: loop.active,
-      waiting: loop.pending,
-      loop: this.#loop?.stats ?? null,
-      callBudget: this.#loop?.callBudget ?? null,
+      batching: loop.admission,
+      active,
+      waiting: pending,
+      ...this.#intake.stats,
       cpuMs: cpuMs(),
       rssBytes: process.memoryUsage.rss(),
       // maxRSS is in KiB (getrusage).
@@ -340,7 +256,7 @@ export class DiffusionWorker {
     if (typeof lvl !== "number" || !Number.isInteger(lvl) || lvl < 1) {
       throw new ValidationError(`sleep level must be an integer >= 1, got ${String(level)}`, { field: "level" });
     }
-    await this.#exclusive(() => this.pipeline.release());
+    await this.#lane.run(() => this.pipeline.release());
     return { rank: this.rank, asleep: this.pipeline.info.asleep, level: lvl };
   }
 
@@ -349,30 +265,22 @@ export class DiffusionWorker {
     if (tags !== undefined && (!Array.isArray(tags) || !tags.every((t) => typeof t === "string"))) {
       throw new ValidationError("wakeUp tags must be an array of strings", { field: "tags" });
     }
-    await this.#exclusive(() => this.pipeline.reload());
+    await this.#lane.run(() => this.pipeline.reload());
     return { rank: this.rank, asleep: this.pipeline.info.asleep };
   }
 
   /** Marks an in-flight request aborted; it stops at its next step. Returns false when it is not running here. */
   abort(requestId: unknown): boolean {
     if (typeof requestId !== "string") throw new ValidationError("abort expects a request id string", { field: "requestId" });
-    if (!this.#inFlight.has(requestId)) return false;
-    this.#aborted.add(requestId);
-    return true;
+    return this.#intake.abort(requestId);
   }
 
   /** Releases the pipeline once, after the requests already in the step loop finished; later calls throw ClosedError. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#loop?.idle();
-    await this.#exclusive(() => this.pipeline.release());
-  }
-
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#exclusiveTail.then(fn, fn);
-    this.#exclusiveTail = run.catch(() => undefined);
-    return run;
+    await this.#intake.loop.idle();
+    await this.#lane.run(() => this.pipeline.release());
   }
 }
 

@@ -10,12 +10,13 @@
  *   0 errors, utils       shared by everything, import nothing of ours but each other
  *   1 schedulers          one sampler per file; pure math that needs nothing of core (core checks
  *                         scheduler names against their registry, so schedulers sit below it)
+ *   1 policies            deadlines, retry, breakers, endpoint pool: they need only errors and utils, so
+ *                         the worker and every executor can share one Deadline
  *   2 core                request, output, config, limits, progress types, model paths and the Hub cache
  *   3 pipelines           the ONNX pipeline (uses schedulers), StepLoop (the one denoise driver)
  *   4 protocol            wire / gRPC / proto codecs, worker IPC, queue protocol: what executors and
  *                         workers/servers share, so neither reaches into the other's folder
  *   5 workers             DiffusionWorker, worker-main (the child-process side of the IPC)
- *   6 policies            deadlines, retry, breakers, endpoint pool
  *   7 executors           one transport per file over policies and protocol
  *   8 engine              DiffusionEngine, batch queue (above the executors it drives)
  *   9 metrics, hub        Prometheus gauges over the engine; model download (used by the CLI)
@@ -45,7 +46,7 @@ export const FLOORS: Readonly<Record<string, number>> = {
   pipelines: 3,
   protocol: 4,
   workers: 5,
-  policies: 6,
+  policies: 1,
   executors: 7,
   engine: 8,
   metrics: 9,

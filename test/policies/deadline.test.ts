@@ -182,4 +182,38 @@ describe("Deadline", () => {
       dl.dispose();
     });
   });
+
+  describe("onExpire (the hot path's form)", () => {
+    it("is called once, at the deadline, with the TimeoutError; a signal read afterwards is already aborted with it", () => {
+      const t = timeouts();
+      const heard: TimeoutError[] = [];
+      const dl = new Deadline(1_000, undefined, t.make, (e) => heard.push(e));
+      mock.timers.tick(999);
+      assert.equal(heard.length, 0);
+      mock.timers.tick(1);
+      assert.equal(heard.length, 1);
+      assert.equal(heard[0]!.message, `timed out at ${START + 1_000}`);
+      assert.equal(dl.signal.aborted, true);
+      assert.equal(dl.signal.reason, heard[0], "the signal carries the same error");
+      mock.timers.tick(5_000);
+      dl.dispose();
+      assert.equal(heard.length, 1, "once");
+      assert.equal(t.calls.length, 1);
+    });
+
+    it("is not called when the operation ended first (dispose) or the caller aborted", () => {
+      const heard: TimeoutError[] = [];
+      const done = new Deadline(1_000, undefined, timeouts().make, (e) => heard.push(e));
+      done.dispose();
+      const caller = new AbortController();
+      const aborted = new Deadline(1_000, caller.signal, timeouts().make, (e) => heard.push(e));
+      caller.abort(new Error("stop"));
+      mock.timers.tick(2_000);
+      assert.deepEqual(heard, []);
+      assert.ok(done.signal.reason instanceof AbortedError, "a disposed deadline's signal reads as finished");
+      assert.ok(aborted.signal.reason instanceof AbortedError);
+      assert.equal(aborted.callerAborted, true);
+      aborted.dispose();
+    });
+  });
 });

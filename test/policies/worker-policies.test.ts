@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { WorkerDiedError, WorkerError } from "../../src/errors/omni-error.js";
-import { pollPolicy, restartPolicy, workerRetryPolicy } from "../../src/policies/worker-policies.js";
+import { pollDelayMs, pollPolicy, restartPolicy, workerRetryPolicy } from "../../src/policies/worker-policies.js";
 
 describe("restartPolicy", () => {
   it("starts at most `attempts` times, doubling the backoff, and throws the last start's error", async () => {
@@ -89,5 +89,21 @@ describe("pollPolicy", () => {
       { message: "round 3: no worker yet" },
     );
     assert.deepEqual(delays, [1, 1]);
+  });
+
+  it("with maxIntervalMs, doubles its wait from intervalMs up to maxIntervalMs (the remote executors' start-up)", async () => {
+    const delays: number[] = [];
+    let rounds = 0;
+    const poll = pollPolicy(1, () => rounds < 6, 5);
+    poll.onRetry((e) => delays.push(e.delay));
+    await assert.rejects(
+      poll.execute(async () => {
+        rounds++;
+        throw new WorkerError(`round ${rounds}: no endpoint yet`);
+      }),
+      { message: "round 6: no endpoint yet" },
+    );
+    assert.deepEqual(delays, [1, 2, 4, 5, 5]);
+    assert.deepEqual([1, 2, 3, 4, 5].map((r) => pollDelayMs(1, 5, r)), delays, "pollDelayMs names the same waits");
   });
 });

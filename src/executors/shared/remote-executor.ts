@@ -1,4 +1,3 @@
-import { setTimeout as delay } from "node:timers/promises";
 import type { z } from "zod";
 import type { OmniDiffusionConfig } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
@@ -10,6 +9,7 @@ import { Deadline } from "../../policies/deadline.js";
 import { Endpoint, EndpointPool, type EndpointMetrics } from "../../policies/endpoint-pool.js";
 import { RemotePolicy, allUnreachableError, isUnreachable, type AttemptContext, type RemoteCallOptions } from "../../policies/remote-policy.js";
 import { describeFailure, withEndpoint, type RetryEvent } from "../../policies/retry-events.js";
+import { pollDelayMs, pollPolicy } from "../../policies/worker-policies.js";
 import type { Clock } from "../../utils/clock.js";
 import { parseRemoteOptions, type RemoteOptions, type remoteOptionsSchema } from "./remote-options.js";
 
@@ -37,7 +37,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   protected readonly options: O;
   #policy: RemotePolicy<C> | null = null;
   /** Where each in-flight request runs, and how to cancel its call locally. */
-  #running = new Map<string, { endpoint: Endpoint<C> | null; cancel: AbortController; batchSize: number }>();
+  #running = new Map<string, RunningBatch<C>>();
   #retryListeners: ((e: RetryEvent) => void)[] = [];
 
   /** Endpoint names, checked at construction. */
@@ -136,7 +136,17 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
     const ms = this.config.workerStartTimeoutMs;
     const until = Date.now() + ms;
     const refusedSince = new Map<string, number>();
-    for (let round = 1; ; round++) {
+    const maxWait = Math.max(o.backoffMaxMs, READY_POLL_MS);
+    const policy = this.#policy;
+    /** The failures of the last round, while another round may help; null once the round decided to stop. */
+    let waiting: { endpoint: string; error: OmniError }[] | null = null;
+    const poll = pollPolicy(READY_POLL_MS, () => waiting !== null, maxWait);
+    poll.onRetry(({ attempt, delay }) => {
+      const first = waiting![0]!;
+      policy.report({ operation: "init", attempt, maxAttempts: undefined, delayMs: delay, endpoint: first.endpoint, error: first.error, reason: describeFailure(first.error) });
+    });
+    await poll.execute(async ({ attempt }) => {
+      waiting = null;
       const problems = await this.#probe(Math.max(1, Math.min(o.healthTimeoutMs, until - Date.now())));
       if (!problems) return;
       if (this.isClosed) throw new ClosedError(`${this.constructor.name} was closed while starting`, { cause: problems[0]!.error });
@@ -152,18 +162,16 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
         const failures = new Map(problems.map((p) => [p.endpoint, p.error]));
         throw allUnreachableError(failures, problems[problems.length - 1]!.error);
       }
-      const wait = Math.min(READY_POLL_MS * 2 ** (round - 1), Math.max(o.backoffMaxMs, READY_POLL_MS));
-      if (Date.now() + wait >= until) {
+      if (Date.now() + pollDelayMs(READY_POLL_MS, maxWait, attempt + 1) >= until) {
         const why = problems.map((p) => withEndpoint(p.endpoint, p.error)).join("; ");
         throw new TimeoutError(`no endpoint of ${this.constructor.name} became ready within ${ms}ms (workerStartTimeoutMs): ${why}`, {
           cause: problems[0]!.error,
           data: { method: "init", timeoutMs: ms },
         });
       }
-      const first = problems[0]!;
-      this.#policy.report({ operation: "init", attempt: round, maxAttempts: undefined, delayMs: wait, endpoint: first.endpoint, error: first.error, reason: describeFailure(first.error) });
-      await delay(wait);
-    }
+      waiting = problems;
+      throw problems[0]!.error;
+    });
   }
 
   /** The call's budget: the caller's timeout (else `rpcTimeoutMs`), `executorOptions.timeoutMs`, and the service limit. */
@@ -195,7 +203,7 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   async #runBatch(policy: RemotePolicy<C>, batch: OmniDiffusionRequest[], opts: ExecuteOptions): Promise<DiffusionOutput> {
     const cancel = new AbortController();
     const budget = this.#budget(opts.timeout, opts.signal ? AbortSignal.any([opts.signal, cancel.signal]) : cancel.signal);
-    const entry = { endpoint: null as Endpoint<C> | null, cancel, batchSize: batch.length };
+    const entry: RunningBatch<C> = { endpoint: null, cancel, batchSize: batch.length, told: new Set() };
     for (const r of batch) this.#running.set(r.requestId, entry);
     try {
       const out = await policy.execute(
@@ -208,7 +216,11 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
       );
       return onlyFor(batch, out);
     } catch (err) {
-      if (opts.signal?.aborted) throw err;
+      if (opts.signal?.aborted) {
+        // The caller's signal ended the call here; the server is told too, as an abort by id would (once).
+        for (const r of batch) if (!entry.told.has(r.requestId)) void this.abortRequest(r.requestId).catch(() => undefined);
+        throw err;
+      }
       // An abortRequest or a shutdown ended it: the policy already threw that reason (AbortedError, ClosedError).
       const e = toOmniError(err);
       return new DiffusionOutput({ errors: Object.fromEntries(batch.map((r) => [r.requestId, e])) });
@@ -221,7 +233,8 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
   override async abortRequest(requestId: string): Promise<void> {
     this.assertOpen();
     const entry = this.#running.get(requestId);
-    if (!entry) return;
+    if (!entry || entry.told.has(requestId)) return;
+    entry.told.add(requestId);
     if (this.abortOn && entry.endpoint) {
       const dl = new Deadline(ABORT_TIMEOUT_MS, undefined, () => new TimeoutError(`abort of ${requestId} timed out`, { data: { method: "abort" } }));
       try {
@@ -277,6 +290,15 @@ export abstract class RemoteExecutor<C, O extends RemoteOptions = RemoteOptions>
     const pool = this.#policy?.pool;
     if (pool) await Promise.all(pool.endpoints.map((ep) => this.disconnect(ep.client)));
   }
+}
+
+/** A batch on its way: where it runs, how to cancel its call here, and which of its requests were aborted. */
+interface RunningBatch<C> {
+  endpoint: Endpoint<C> | null;
+  cancel: AbortController;
+  batchSize: number;
+  /** Requests an abort was already sent for (an abort by id and the caller's signal stop a request once). */
+  told: Set<string>;
 }
 
 /** Keeps only images, errors and trajectories of the batch's own requests (a confused server cannot swap results). */
