@@ -6,8 +6,7 @@ import type { OmniDiffusionRequest } from "../core/request.js";
 import { ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { memoryBudgetBytes } from "../core/memory-estimate.js";
-import { checkRequestLimits, DEFAULT_REQUEST_LIMITS, type RequestLimits } from "../core/limits.js";
-import { createScheduler, SCHEDULER_NAMES } from "../schedulers/index.js";
+import { createScheduler } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, onnxWeightBytes, readModelJson, type ModelIndex } from "./model-files.js";
@@ -20,19 +19,11 @@ import { SeededNormal } from "./random.js";
 import { applyGuidance } from "./tensor-ops.js";
 import { unetFeeds, type UnetRow } from "./unet-feeds.js";
 import { describeOnnxModel } from "./model-limits.js";
-import { RequestResolver } from "./resolve-request.js";
+import { RequestResolver, checkModelRules } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion } from "./inpaint.js";
 import { StepLoop, type ResolvedRequest } from "./step-loop.js";
 import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "./types.js";
-
-/** A direct caller's limits: the model's own rules (sizes it can run, samplers that fit, memory), no server caps. */
-const DIRECT_CALL_LIMITS: RequestLimits = {
-  ...DEFAULT_REQUEST_LIMITS,
-  allowNonNativeSizes: true,
-  maxSteps: Number.MAX_SAFE_INTEGER,
-  maxOutputsPerPrompt: Number.MAX_SAFE_INTEGER,
-};
 
 /**
  * Text-to-image on ONNX components in the diffusers ONNX layout (text_encoder → unet → vae_decoder),
@@ -237,7 +228,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   #resolveDirect(r: OmniDiffusionRequest): ResolvedParams {
-    checkRequestLimits(r, DIRECT_CALL_LIMITS, this.describe(), { knownSchedulers: SCHEDULER_NAMES });
+    checkModelRules(r, this.describe());
     return this.resolve(r);
   }
 

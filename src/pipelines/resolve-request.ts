@@ -1,6 +1,7 @@
+import { checkRequestLimits, DEFAULT_REQUEST_LIMITS, type RequestLimits } from "../core/limits.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { createScheduler } from "../schedulers/index.js";
+import { createScheduler, SCHEDULER_NAMES } from "../schedulers/index.js";
 import type { Scheduler, SchedulerConfig } from "../schedulers/types.js";
 import type { ResolvedParams } from "./denoise-state.js";
 import { checkCanEdit, effectiveStrength, requestSize } from "./init-image.js";
@@ -67,4 +68,20 @@ export class RequestResolver {
     this.#checked.set(key, probe);
     return probe;
   }
+}
+
+/** A direct caller's limits: the model's own rules (sizes it can run, samplers that fit, memory), no server caps. */
+const DIRECT_CALL_LIMITS: RequestLimits = {
+  ...DEFAULT_REQUEST_LIMITS,
+  allowNonNativeSizes: true,
+  maxSteps: Number.MAX_SAFE_INTEGER,
+  maxOutputsPerPrompt: Number.MAX_SAFE_INTEGER,
+};
+
+/**
+ * For a caller with no engine in front (a pipeline used directly): the model's size and sampler rules, by the
+ * same function and in the same words as the engine's check (core/limits.ts).
+ */
+export function checkModelRules(r: OmniDiffusionRequest, limits: ModelLimits): void {
+  checkRequestLimits(r, DIRECT_CALL_LIMITS, limits, { knownSchedulers: SCHEDULER_NAMES });
 }
