@@ -19,7 +19,7 @@ import { SeededNormal } from "./random.js";
 import { applyGuidance } from "./tensor-ops.js";
 import { unetFeeds, type UnetRow } from "./unet-feeds.js";
 import { describeOnnxModel } from "./model-limits.js";
-import { RequestResolver, checkModelRules } from "./resolve-request.js";
+import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion } from "./inpaint.js";
 import { StepLoop, type ResolvedRequest } from "./step-loop.js";
@@ -219,17 +219,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return (r.vae === "tiny" ? this.#decoder.tinyEncoder?.model : null) ?? this.#vaeEncoder;
   }
 
-  /**
-   * For a direct caller (no engine in front): the model's size and sampler rules (core/limits.ts, the check the
-   * engine runs when it takes a request), then {@link resolve}. The worker calls `resolve` only: the engine checked.
-   */
   validate(r: OmniDiffusionRequest): void {
-    this.#resolveDirect(r);
-  }
-
-  #resolveDirect(r: OmniDiffusionRequest): ResolvedParams {
-    checkModelRules(r, this.describe());
-    return this.resolve(r);
+    this.resolve(r);
   }
 
   get #guidanceDistilled(): boolean {
@@ -431,7 +422,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const resolved: ResolvedRequest[] = [];
     for (const request of requests) {
       try {
-        resolved.push({ request, params: this.#resolveDirect(request) });
+        resolved.push({ request, params: this.resolve(request) });
       } catch (err) {
         errors[request.requestId] = toOmniError(err);
       }

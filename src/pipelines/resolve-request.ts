@@ -18,10 +18,11 @@ export interface ResolveContext {
 }
 
 /**
- * Applies a model's defaults to a request and the rules only a built sampler or the loaded model knows (the
- * sampler's own step rules, whether the model can edit), once per request: the worker carries the result into
- * the step loop. The model's size and sampler rules are not repeated here: `core/limits.ts` checks them, once,
- * when the engine takes the request (or in the pipeline's own `validate`/`generate` for a direct caller).
+ * Applies a model's defaults to a request and checks that the model can run it, once per request: the worker
+ * carries the result into the step loop. The model's size and sampler rules are core/limits.ts's own function
+ * ({@link checkModelRules}), not a second wording of them: the executor contract (`omni-diffusion/testing`)
+ * has a worker refuse what its model cannot run even when no engine is in front. Beyond those, only what a
+ * built sampler or the loaded model knows: the sampler's own step rules, whether the model can edit.
  */
 export class RequestResolver {
   readonly #schedulerConfig: SchedulerConfig;
@@ -34,6 +35,7 @@ export class RequestResolver {
 
   resolve(r: OmniDiffusionRequest, ctx: ResolveContext): ResolvedParams {
     const { defaults, limits } = ctx;
+    checkModelRules(r, limits);
     const { width, height } = requestSize(r, limits.nativeWidth, limits.nativeHeight);
     const scheduler = r.scheduler ?? defaults.scheduler;
     const steps = r.numInferenceSteps ?? defaults.numInferenceSteps;
@@ -79,8 +81,8 @@ const DIRECT_CALL_LIMITS: RequestLimits = {
 };
 
 /**
- * For a caller with no engine in front (a pipeline used directly): the model's size and sampler rules, by the
- * same function and in the same words as the engine's check (core/limits.ts).
+ * The model's size, sampler and memory rules, by the same function and in the same words as the engine's
+ * check (core/limits.ts), without a server's caps: what the worker itself must refuse.
  */
 export function checkModelRules(r: OmniDiffusionRequest, limits: ModelLimits): void {
   checkRequestLimits(r, DIRECT_CALL_LIMITS, limits, { knownSchedulers: SCHEDULER_NAMES });

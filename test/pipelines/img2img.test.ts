@@ -151,7 +151,7 @@ describe("img2img and inpainting on tiny-shapes", { timeout: 10 * T }, () => {
     const fail = (r: OmniDiffusionRequest, field: string, re: RegExp) =>
       assert.throws(() => pipe.validate(r), (e: unknown) => e instanceof ValidationError && e.data.field === field && re.test(e.message));
     fail(req({ image: big, width: 32 }), "image", /image is 48x40 but the request asks for 32x40/);
-    // The size rules are core/limits.ts's (the engine's one check; `validate` runs it for a direct caller).
+    // The size rules are core/limits.ts's (the same function as the engine's check, in the same words).
     const odd = { width: 30, height: 32, data: new Uint8Array(30 * 32 * 3) };
     fail(req({ image: odd }), "width", /size 30x32 \(width\): width and height must be multiples of 8/);
     fail(req({ image: odd, width: 30 }), "width", /multiples of 8/);
