@@ -20,7 +20,7 @@ import ts from "typescript";
 
 const SERVER = resolve(import.meta.dirname, "../../src/server");
 
-const DIALECTS = ["openai", "a1111", "ui", "worker", "queue"] as const;
+const DIALECTS = ["openai", "a1111", "ui", "predictions", "worker", "queue"] as const;
 
 /** Subfolder of src/server/ → floor; files directly in src/server/ are `(root)`. */
 const FLOORS: Readonly<Record<string, number>> = {
