@@ -41,10 +41,10 @@ export class Receiver {
     });
   }
 
-  /** Starts one; `answer` defaults to 200 for everything. */
-  static async start(answer: (n: number, r: Received) => Answer = () => 200): Promise<Receiver> {
+  /** Starts one (on `port`, default a free one); `answer` defaults to 200 for everything. */
+  static async start(answer: (n: number, r: Received) => Answer = () => 200, port = 0): Promise<Receiver> {
     const r = new Receiver(answer);
-    await new Promise<void>((resolve) => r.#server.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => r.#server.listen(port, "127.0.0.1", resolve));
     r.url = `http://127.0.0.1:${(r.#server.address() as AddressInfo).port}`;
     return r;
   }
