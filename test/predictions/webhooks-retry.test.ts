@@ -28,7 +28,7 @@ function dispatcher(extra: Partial<WebhookDispatcherOptions> = {}) {
   return { d, clock, logs, advanceToNext };
 }
 
-describe("webhooks: retries", () => {
+describe("webhooks: retries", { timeout: 60_000 }, () => {
   it("500, 500, then 200: delivered on the third attempt with the same webhook-id, every attempt logged", async () => {
     const receiver = await Receiver.start((n) => (n < 2 ? 500 : 200));
     const { d, clock, logs, advanceToNext } = dispatcher();

@@ -32,7 +32,7 @@ class SecretServer extends ServerApp {
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-describe("webhooks: signing", () => {
+describe("webhooks: signing", { timeout: 120_000 }, () => {
   it("a delivery verifies with standardwebhooks and replicate.validateWebhook; a tampered body does not", async () => {
     const receiver = await Receiver.start();
     const d = new SqliteWebhookDispatcher({ db: new Database(":memory:"), allowPrivate: true });
