@@ -90,12 +90,10 @@ describe("webhooks: signing", { timeout: 120_000 }, () => {
     await first.close();
     db1.close();
     const logs2 = new LogLatch();
-    const db2 = new Database(file);
-    const second = new SqliteWebhookDispatcher({ db: db2, logger: logs2.logger });
+    const second = new SqliteWebhookDispatcher({ db: file, logger: logs2.logger }); // a path: it opens (and closes) the file itself
     assert.equal(second.secret, first.secret);
     assert.equal(logs2.lines.filter((l) => "webhookSecret" in l).length, 0, "not printed again");
     await second.close();
-    db2.close();
   });
 
   it("GET /v1/webhooks/default/secret answers the replicate client with the key, and 401 without it", async () => {

@@ -4,7 +4,7 @@
  * receiver (origin) so one receiver that never answers holds a few slots, not the queue.
  */
 import { randomBytes } from "node:crypto";
-import type { Database } from "better-sqlite3";
+import BetterSqlite3, { type Database } from "better-sqlite3";
 import pino, { type BaseLogger } from "pino";
 import type { ValidationError } from "../../../errors/omni-error.js";
 import { systemClock, type Clock, type ClockTimer } from "../../../utils/clock.js";
@@ -18,8 +18,11 @@ import { checkWebhookUrl, systemLookup, type CheckedUrl, type WebhookLookup } fr
 
 /** Options of {@link SqliteWebhookDispatcher}. */
 export interface WebhookDispatcherOptions {
-  /** The server's database; the dispatcher keeps its tables there (`webhook_deliveries`, `webhook_settings`). */
-  db: Database;
+  /**
+   * The server's database: the dispatcher keeps its tables there (`webhook_deliveries`, `webhook_settings`).
+   * A path instead opens that file, which `close()` then closes (`":memory:"`: nothing survives a restart).
+   */
+  db: Database | string;
   /** A `whsec_` secret (`--webhook-secret`); absent: the one kept in `db`, or a new one kept there and logged once. */
   secret?: string;
   /** Let webhooks reach loopback, private and link-local addresses (`--allow-private-webhooks`). */
@@ -48,6 +51,8 @@ const THROTTLED = new Set<WebhookEvent>(["output", "logs"]);
 export class SqliteWebhookDispatcher implements WebhookDispatcher {
   readonly secret: string;
   readonly #store: WebhookStore;
+  /** The database this dispatcher opened itself (from a path), closed with it. */
+  readonly #ownDb: Database | null;
   readonly #signer: WebhookSigner;
   readonly #log: BaseLogger;
   readonly #clock: Clock;
@@ -68,7 +73,9 @@ export class SqliteWebhookDispatcher implements WebhookDispatcher {
   #closed = false;
 
   constructor(o: WebhookDispatcherOptions) {
-    this.#store = new WebhookStore(o.db);
+    const given = o.secret !== undefined ? parseWebhookSecret(o.secret) : undefined; // before opening anything
+    this.#ownDb = typeof o.db === "string" ? new BetterSqlite3(o.db) : null;
+    this.#store = new WebhookStore(this.#ownDb ?? (o.db as Database));
     this.#log = o.logger ?? pino({ level: "silent" });
     this.#clock = o.clock ?? systemClock;
     this.#lookup = o.lookup ?? systemLookup;
@@ -78,7 +85,7 @@ export class SqliteWebhookDispatcher implements WebhookDispatcher {
     this.#throttleMs = o.throttleMs ?? 500;
     this.#maxPerOrigin = o.maxPerOrigin ?? 4;
     this.#maxInFlight = o.maxInFlight ?? 64;
-    this.secret = o.secret !== undefined ? parseWebhookSecret(o.secret) : this.#storedSecret();
+    this.secret = given ?? this.#storedSecret();
     this.#signer = new WebhookSigner(this.secret);
     this.#pump(); // resume what the last run left pending
   }
@@ -130,6 +137,7 @@ export class SqliteWebhookDispatcher implements WebhookDispatcher {
     this.#timer?.clear();
     for (const c of this.#inFlight.values()) c.abort();
     await Promise.all([...this.#attempts]);
+    if (this.#ownDb?.open) this.#ownDb.close();
   }
 
   #storedSecret(): string {
