@@ -113,6 +113,8 @@ describe("webhooks: events, throttle and filter", { timeout: 60_000 }, () => {
       }
       await delivered(6);
       for (const id of ["p1", "p2", "p3"]) assert.deepEqual(events(receiver).filter((e) => e.endsWith(`:${id}`)), [`start:${id}`, `completed:${id}`]);
+      d.forget("p1"); // retention: the job is deleted, its deliveries with it
+      assert.deepEqual([d.deliveries("p1").length, d.deliveries("p2").length], [0, 2]);
     } finally {
       await d.close();
       await receiver.close();

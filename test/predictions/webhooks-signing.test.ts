@@ -103,6 +103,8 @@ describe("webhooks: signing", { timeout: 120_000 }, () => {
       await server.listen();
       const replicate = new Replicate({ auth: "hooks-key", baseUrl: `${server.url}/v1` });
       assert.deepEqual(await replicate.webhooks.default.secret.get(), { key: d.secret });
+      const raw = await fetch(`${server.url}/v1/webhooks/default/secret`, { headers: { authorization: "Bearer hooks-key" } });
+      assert.equal(raw.headers.get("cache-control"), "no-store");
       const anon = await fetch(`${server.url}/v1/webhooks/default/secret`);
       assert.equal(anon.status, 401);
       assert.doesNotMatch(await anon.text(), /whsec_/);

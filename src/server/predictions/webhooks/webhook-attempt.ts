@@ -63,11 +63,12 @@ export function sendAttempt(req: AttemptRequest): Promise<AttemptResult> {
     };
     req.signal.addEventListener("abort", onAbort, { once: true });
     outgoing.on("response", (res) => {
-      res.resume(); // the receiver's body is not ours to read; drain it so the socket closes
       const code = res.statusCode ?? 0;
       const ok = code >= 200 && code < 300;
       finish({ ok, statusCode: code, error: ok ? null : code >= 300 && code < 400 ? `HTTP ${code} (redirects are not followed)` : `HTTP ${code}` });
+      // The status is all we need: a receiver's body (however long it streams) is not read, and the socket is ours alone.
       res.on("error", () => {});
+      res.destroy();
     });
     outgoing.on("error", (err: NodeJS.ErrnoException) => finish({ ok: false, statusCode: null, error: err.code ?? err.message }));
     if (req.signal.aborted) onAbort();

@@ -7,5 +7,8 @@ import type { WebhookDispatcher } from "../webhook-types.js";
  * like every other route. The predictions plugin registers it with its dispatcher.
  */
 export const webhookSecretRoute: FastifyPluginAsync<{ dispatcher: Pick<WebhookDispatcher, "secret"> }> = async (app, { dispatcher }) => {
-  app.get("/v1/webhooks/default/secret", async () => ({ key: dispatcher.secret }));
+  app.get("/v1/webhooks/default/secret", async (_req, reply) => {
+    void reply.header("cache-control", "no-store"); // a secret: no proxy or browser cache keeps it
+    return { key: dispatcher.secret };
+  });
 };
