@@ -70,11 +70,13 @@ export class SqliteWebhookDispatcher implements WebhookDispatcher {
   /** Predictions with an attempt in flight: one at a time each, so a healthy receiver sees `start` before `completed`. */
   readonly #busy = new Set<string>();
   #timer: ClockTimer | null = null;
+  #pumpQueued = false;
   #closed = false;
 
   constructor(o: WebhookDispatcherOptions) {
     const given = o.secret !== undefined ? parseWebhookSecret(o.secret) : undefined; // before opening anything
     this.#ownDb = typeof o.db === "string" ? new BetterSqlite3(o.db) : null;
+    this.#ownDb?.pragma("journal_mode = WAL"); // a database of our own: WAL makes each queued delivery a cheap append
     this.#store = new WebhookStore(this.#ownDb ?? (o.db as Database));
     this.#log = o.logger ?? pino({ level: "silent" });
     this.#clock = o.clock ?? systemClock;
@@ -100,15 +102,15 @@ export class SqliteWebhookDispatcher implements WebhookDispatcher {
     if (THROTTLED.has(event)) {
       if (unsent) {
         // Still waiting for its window: it goes out with the latest body instead.
-        this.#store.coalesce(unsent.webhookId, event, target.url, json);
+        this.#store.coalesce(unsent.webhookId, event, target.url, originOf(target.url), json);
         return;
       }
       if (last) dueAt = Math.max(now, last.firstDueAt + this.#throttleMs);
     } else if (event === "completed" && unsent) {
       this.#store.delete(unsent.webhookId); // the completed body is newer and carries the same output and logs
     }
-    this.#store.insert({ webhookId: newWebhookId(), predictionId, event, url: target.url, body: json, dueAt });
-    this.#pump();
+    this.#store.insert({ webhookId: newWebhookId(), predictionId, event, url: target.url, origin: originOf(target.url), body: json, dueAt });
+    this.#schedulePump();
   }
 
   deliveries(predictionId: string): WebhookDeliveryState[] {
@@ -149,23 +151,37 @@ export class SqliteWebhookDispatcher implements WebhookDispatcher {
     return fresh;
   }
 
+  /** One pump for a burst of notifies (a prediction's events often come several in one tick). */
+  #schedulePump(): void {
+    if (this.#pumpQueued) return;
+    this.#pumpQueued = true;
+    queueMicrotask(() => this.#pump());
+  }
+
   /** Starts every due delivery the limits allow, then arms the timer for the next one due. */
   #pump(): void {
+    this.#pumpQueued = false;
     if (this.#closed) return;
     const now = this.#clock.now();
-    for (const row of this.#store.due(now)) {
-      if (this.#inFlight.size >= this.#maxInFlight) break;
-      if (this.#inFlight.has(row.webhookId) || this.#busy.has(row.predictionId)) continue;
-      const origin = originOf(row.url);
-      if ((this.#perOrigin.get(origin) ?? 0) >= this.#maxPerOrigin) continue;
-      this.#start(row, origin);
+    for (;;) {
+      const room = this.#maxInFlight - this.#inFlight.size;
+      if (room <= 0) break;
+      const saturated = [...this.#perOrigin].filter(([, n]) => n >= this.#maxPerOrigin).map(([o]) => o);
+      const rows = this.#store.due(now, saturated, [...this.#busy], room);
+      for (const row of rows) {
+        // The batch may hold two rows of one prediction or more than an origin's room: re-check each.
+        if (this.#busy.has(row.predictionId) || (this.#perOrigin.get(row.origin) ?? 0) >= this.#maxPerOrigin) continue;
+        this.#start(row);
+      }
+      if (rows.length < room) break; // every due row was seen; else the exclusions changed: look again
     }
     this.#timer?.clear();
     const next = this.#store.nextDue(now);
     this.#timer = next === null ? null : this.#clock.timer(() => this.#pump(), next - now);
   }
 
-  #start(row: DeliveryRow, origin: string): void {
+  #start(row: DeliveryRow): void {
+    const origin = row.origin;
     const controller = new AbortController();
     this.#inFlight.set(row.webhookId, controller);
     this.#perOrigin.set(origin, (this.#perOrigin.get(origin) ?? 0) + 1);
