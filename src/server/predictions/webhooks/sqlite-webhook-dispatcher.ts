@@ -27,8 +27,8 @@ export interface WebhookDispatcherOptions {
   secret?: string;
   /** Let webhooks reach loopback, private and link-local addresses (`--allow-private-webhooks`). */
   allowPrivate?: boolean;
-  /** Each attempt is logged here. */
-  logger?: BaseLogger;
+  /** Each attempt is logged here (the server's fastify logger fits). */
+  logger?: WebhookLogger;
   /** Backoff, throttle and attempt deadlines run on it. */
   clock?: Clock;
   /** Resolves receivers' host names (tests inject one). */
@@ -45,6 +45,9 @@ export interface WebhookDispatcherOptions {
   maxInFlight?: number;
 }
 
+/** What the dispatcher logs with: pino's level methods (fastify's `app.log` and a pino logger both fit). */
+export type WebhookLogger = Pick<BaseLogger, "info" | "warn" | "error">;
+
 const THROTTLED = new Set<WebhookEvent>(["output", "logs"]);
 
 /** {@link WebhookDispatcher} over SQLite. `close()` leaves pending deliveries for the next one on the same database. */
@@ -54,7 +57,7 @@ export class SqliteWebhookDispatcher implements WebhookDispatcher {
   /** The database this dispatcher opened itself (from a path), closed with it. */
   readonly #ownDb: Database | null;
   readonly #signer: WebhookSigner;
-  readonly #log: BaseLogger;
+  readonly #log: WebhookLogger;
   readonly #clock: Clock;
   readonly #lookup: WebhookLookup;
   readonly #allowPrivate: boolean;
