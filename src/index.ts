@@ -74,3 +74,5 @@ export { OmniServer, startServer } from "./server/omni-server.js";
 export { serverConfigSchema, serverLimitsSchema, type ServerConfig, type ServerLimits, type ServerOptions } from "./server/app/server-options.js";
 export type { OpenAIErrorBody } from "./server/app/error-mapping.js";
 export { ServerMetrics, type GenerationOutcome } from "./metrics/server-metrics.js";
+export { SqliteWebhookDispatcher, type WebhookDispatcherOptions, type WebhookLogger } from "./server/predictions/webhooks/sqlite-webhook-dispatcher.js";
+export { webhookOptionsFromFlags, type WebhookFlags } from "./server/predictions/webhooks/webhook-flags.js";

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import * as api from "../../src/index.js";
 
 interface Check {
@@ -324,6 +325,18 @@ const MINIMAL: Record<keyof typeof api, Check> = {
     run: () => assert.ok(api.deserializeError({ name: "X", code: "OMNI_ERR_INTERNAL", message: "x" }) instanceof api.OmniError),
   },
   toOmniError: { needs: "an error", run: () => assert.ok(api.toOmniError(new Error("x")) instanceof api.OmniError) },
+
+  // Webhooks of the predictions API.
+  SqliteWebhookDispatcher: {
+    needs: "the better-sqlite3 Database to keep its deliveries in",
+    run: async () => {
+      const d = new api.SqliteWebhookDispatcher({ db: new Database(":memory:") });
+      assert.match(d.secret, /^whsec_/);
+      assert.deepEqual(d.deliveries("none"), []);
+      await d.close();
+    },
+  },
+  webhookOptionsFromFlags: { needs: "the parsed flags ({} takes the defaults)", run: () => assert.deepEqual(api.webhookOptionsFromFlags({}), { allowPrivate: false }) },
 };
 
 describe("the public API with its documented defaults", { timeout: 10 * T }, () => {
