@@ -58,3 +58,19 @@ export class DataDirLock {
     rmSync(this.#path, { force: true });
   }
 }
+
+/**
+ * Throws the ConfigError {@link DataDirLock.acquire} would, without taking the lock: `serve` checks before it
+ * starts any worker process, so a second serve on a locked dir fails in one line at once.
+ */
+export function assertDataDirFree(dir: string): void {
+  let owner: number;
+  try {
+    owner = Number.parseInt(readFileSync(join(dir, "serve.lock"), "utf8").trim(), 10);
+  } catch {
+    return; // no lock file
+  }
+  if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+    throw new ConfigError(`the data dir ${dir} is in use by another serve (pid ${owner}); give each serve its own --data-dir`, { field: "dataDir", data: { pid: owner } });
+  }
+}
