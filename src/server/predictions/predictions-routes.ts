@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { QueueFullError } from "../../errors/omni-error.js";
 import type { Clock } from "../../utils/clock.js";
 import type { ServerContext } from "../app/server-context.js";
@@ -95,7 +95,9 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
 
   app.get<{ Params: { id: string } }>("/v1/predictions/:id", async (req) => d.render(get(req.params.id)));
 
-  app.post<{ Params: { id: string } }>("/v1/predictions/:id/cancel", async (req) => {
+  // The official client posts the cancel with `Content-Type: application/json` and no body, which Replicate accepts.
+  const emptyBodyOk = { onRequest: async (req: FastifyRequest) => void (req.headers["content-length"] === "0" && delete req.headers["content-type"]) };
+  app.post<{ Params: { id: string } }>("/v1/predictions/:id/cancel", emptyBodyOk, async (req) => {
     get(req.params.id);
     return d.render(runner.cancel(req.params.id)!);
   });
