@@ -32,6 +32,7 @@ interface ServeFlags extends EngineFlags, HttpLimitFlags {
   a1111: boolean;
   a1111SharedProgress?: boolean;
   predictions: boolean;
+  workerExtension?: string;
   dataDir?: string;
   jobTtl?: number;
   corsOrigin: string[];
@@ -98,6 +99,7 @@ export function addServeCommand(program: Command): void {
     .option("--warmup", "run one tiny generation before accepting requests")
     .option("--no-ui", "do not serve the web playground at /")
     .option("--no-a1111", "do not serve the AUTOMATIC1111-compatible /sdapi/v1 routes")
+    .option("--worker-extension <module#Export>", "a class each worker process loads with its RPC methods (engine config workerExtension)")
     .option("--no-predictions", "do not serve Replicate's predictions API (/v1/predictions)")
     .option("--data-dir <dir>", "where predictions and their images are kept, one serve per dir (default: env OMNI_DIFFUSION_DATA_DIR, else $XDG_DATA_HOME/omni-diffusion or ~/.local/share/omni-diffusion)")
     .option("--job-ttl <duration>", "delete completed predictions and their images after this long: 90s, 30m, 24h, 7d (default 24h)", durationArg)
@@ -138,6 +140,7 @@ export function addServeCommand(program: Command): void {
       engineConfig: {
         ...engineConfigFromFlags(flags),
         ...(flags.warmup ? { warmup: true } : {}),
+        ...(flags.workerExtension ? { workerExtension: flags.workerExtension } : {}),
         ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
         ...(flags.batching ? { batching: flags.batching } : {}),
         ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),
