@@ -10,7 +10,7 @@ import type { Clock } from "../utils/clock.js";
 
 /**
  * The API dialects an {@link OmniServer} serves, in registration order. Each is a peer plugin over
- * `server/app/`; a new one (the predictions API, say) is its own folder plus one line here.
+ * `server/app/`; a new one is its own folder plus one line here (as predictions/ was).
  */
 export const BUILTIN_PLUGINS: readonly ServerPlugin[] = [
   { name: "openai", plugin: openaiRoutes },

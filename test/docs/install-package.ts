@@ -13,9 +13,9 @@ import { ensureBuilt } from "../helpers/built-package.js";
 
 /**
  * What the docs ask a user to install next to omni-diffusion: tsx (README, to run TypeScript), @types/node
- * (with tsx, to type-check), the gRPC packages (wire-protocol.md's client) and openai (server.md's example).
+ * (with tsx, to type-check), the gRPC packages (wire-protocol.md's client), openai and replicate (server.md's examples).
  */
-export const DOCS_ASK_TO_INSTALL = ["tsx", "@types/node", "@grpc/grpc-js", "@grpc/proto-loader", "openai"] as const;
+export const DOCS_ASK_TO_INSTALL = ["tsx", "@types/node", "@grpc/grpc-js", "@grpc/proto-loader", "openai", "replicate"] as const;
 
 /** Installs the package (and {@link DOCS_ASK_TO_INSTALL}) into `dir`. */
 export function installPackage(dir: string): void {
