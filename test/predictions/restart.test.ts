@@ -14,7 +14,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { startServer } from "../../src/index.js";
 import { until } from "../helpers/server.js";
+import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const FILE_GATE = `${fileURLToPath(new URL("../fixtures/workers/file-gate.ts", import.meta.url))}#FileGate`;
@@ -110,5 +112,34 @@ describe("predictions survive a SIGKILL of serve", { timeout: 300_000 }, () => {
 
     second.child.kill("SIGTERM");
     await once(second.child, "exit");
+  });
+});
+
+describe("a graceful stop leaves running predictions queued", { timeout: 120_000 }, () => {
+  it("close() stops a running prediction at its next step; the next server on the dir runs it again, once", async () => {
+    const own = mkdtempSync(join(tmpdir(), "omni-predictions-stop-"));
+    const opts = { port: 0, logger: false, dataDir: own, engineConfig: { numGpus: 1, intraOpNumThreads: 1, workerExtension: STEP_GATE } } as const;
+    try {
+      const first = await startServer(opts);
+      await stepGate(first.engine).hold(1);
+      const res = await fetch(`${first.url}/v1/predictions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input: { prompt: "a red circle on a blue background", num_inference_steps: 4, seed: 3 } }) });
+      const { id } = (await res.json()) as Prediction;
+      const get = async (base: string) => (await (await fetch(`${base}/v1/predictions/${id}`)).json()) as Prediction;
+      await until(async () => / 1\/4/.test((await get(first.url!)).logs), "held at step 1");
+      await first.close();
+
+      const second = await startServer(opts);
+      try {
+        await until(async () => (await get(second.url!)).status === "succeeded", "it ran again and finished");
+        const p = await get(second.url!);
+        assert.equal(p.logs.match(/shut down while this prediction was running/g)?.length, 1);
+        assert.equal(p.logs.match(/Generated 1 image\(s\)\./g)?.length, 1);
+        assert.doesNotMatch(p.logs, /restarted while/, "a graceful stop is not mistaken for a crash");
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
   });
 });

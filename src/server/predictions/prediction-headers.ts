@@ -32,10 +32,10 @@ export function cancelAfterMs(header: string | string[] | undefined): number | n
   if (header === undefined) return null;
   const value = (Array.isArray(header) ? header[0]! : header).trim().toLowerCase();
   const bad = () => predictionError(400, `Cancel-After: '${value}' is not a duration such as 90s, 5m or 1h30m`, "Cancel-After");
-  if (/^\d+(\.\d+)?$/.test(value)) return Math.round(Number(value) * 1000);
-  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(value)) throw bad();
   let ms = 0;
-  for (const m of value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * UNIT_MS[m[2]!]!;
+  if (/^\d+(\.\d+)?$/.test(value)) ms = Number(value) * 1000;
+  else if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(value)) throw bad();
+  else for (const m of value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * UNIT_MS[m[2]!]!;
   if (!(ms > 0) || ms > 7 * 24 * 3_600_000) throw bad();
   return Math.round(ms);
 }
