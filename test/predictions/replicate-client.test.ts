@@ -92,6 +92,28 @@ describe("predictions API with the official replicate client", { timeout: 180_00
     assert.match(events.filter((e) => e.event === "logs").map((e) => e.data).join(""), / 8\/8/);
   });
 
+  it("a stream open as the prediction starts gets `preview` events: PNG data URLs of the image being denoised", async () => {
+    await gate.hold(1);
+    let fillers: Prediction[] = [];
+    try {
+      fillers = [(await replicate.predictions.create({ model: MODEL, input: input(61) })) as unknown as Prediction, (await replicate.predictions.create({ model: MODEL, input: input(62) })) as unknown as Prediction];
+      const watched = (await replicate.predictions.create({ model: MODEL, input: input(63, 8) })) as unknown as Prediction;
+      assert.equal(watched.status, "starting");
+      const stream = await fetch(watched.urls.stream); // subscribed once the headers are here
+      assert.equal(stream.headers.get("content-type"), "text/event-stream; charset=utf-8");
+      await gate.release();
+      for (const f of fillers) await replicate.predictions.cancel(f.id);
+      const text = await stream.text();
+      const previews = [...text.matchAll(/event: preview\ndata: data:image\/png;base64,(\S+)/g)].map((m) => PNG.sync.read(Buffer.from(m[1]!, "base64")));
+      assert.ok(previews.length >= 2 && previews.length <= 3, `${previews.length} previews`);
+      assert.ok(previews.every((p) => p.width > 0 && p.height > 0));
+      assert.match(text, /event: output\ndata: http:\/\/[^\n]+\/0\.png\n\nevent: done\ndata: \{\}\n\n$/);
+    } finally {
+      await gate.release();
+      for (const f of fillers) await replicate.predictions.cancel(f.id);
+    }
+  });
+
   it("cancel: a queued prediction is canceled without starting; a running one stops at its next step", async () => {
     await gate.hold(1);
     try {

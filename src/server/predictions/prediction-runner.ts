@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import { OmniDiffusionRequest } from "../../core/request.js";
-import { QueueFullError, toOmniError } from "../../errors/omni-error.js";
+import { AbortedError, ClosedError, QueueFullError, toOmniError } from "../../errors/omni-error.js";
 import type { Clock, ClockTimer } from "../../utils/clock.js";
 import { pngOf } from "../../utils/png.js";
 import { previewInterval } from "../app/generation-flow.js";
@@ -21,6 +21,7 @@ interface Running {
   done: Promise<void>;
 }
 
+/** What a {@link PredictionRunner} works with. */
 export interface PredictionRunnerOptions {
   ctx: ServerContext;
   store: PredictionStore;
@@ -108,7 +109,7 @@ export class PredictionRunner {
     const run = this.#running.get(id);
     if (run) {
       run.stop ??= "cancel";
-      run.controller.abort(toOmniError(new Error("canceled")));
+      run.controller.abort(new AbortedError("the prediction was canceled"));
     } else this.#finish(id, "canceled", { log: "Canceled before it started.\n" });
     return this.#o.store.get(id);
   }
@@ -150,7 +151,7 @@ export class PredictionRunner {
     this.#closed = true;
     for (const run of this.#running.values()) {
       run.stop ??= "shutdown";
-      run.controller.abort(toOmniError(new Error("the server is shutting down")));
+      run.controller.abort(new ClosedError("the server is shutting down; the prediction runs again on its next start"));
     }
     await Promise.allSettled([...this.#running.values()].map((r) => r.done));
     for (const t of this.#deadlines.values()) t.clear();
@@ -166,7 +167,7 @@ export class PredictionRunner {
       const run = this.#running.get(rec.id);
       if (run) {
         run.stop ??= "deadline";
-        run.controller.abort(toOmniError(new Error("Cancel-After deadline")));
+        run.controller.abort(new AbortedError("the Cancel-After deadline passed"));
       } else this.#finish(rec.id, "aborted", { log: "Aborted: the Cancel-After deadline passed before it started.\n" });
     };
     const left = rec.deadline - this.#o.clock.now();
@@ -180,10 +181,13 @@ export class PredictionRunner {
       if (!this.#o.store.start(id, this.#o.clock.now())) continue; // canceled or aborted while queued
       const run: Running = { controller: new AbortController(), stop: null, done: Promise.resolve() };
       this.#running.set(id, run);
-      run.done = this.#run(id, run).finally(() => {
-        this.#running.delete(id);
-        this.#pump();
-      });
+      run.done = this.#run(id, run)
+        // A store that fails under a run (disk full) must not take the server down: the prediction stays pending.
+        .catch((err: unknown) => this.#o.log.error({ err, prediction: id }, "prediction run failed in the server"))
+        .finally(() => {
+          this.#running.delete(id);
+          this.#pump();
+        });
     }
   }
 
@@ -195,15 +199,22 @@ export class PredictionRunner {
     try {
       const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal);
       const request = new OmniDiffusionRequest(plan.init);
-      const every = previewInterval(plan.steps, PREVIEWS);
+      // Previews cost a decode per image in the worker: made only for a stream that is open as the run starts.
+      const every = this.events.count(id) > 0 ? previewInterval(plan.steps, PREVIEWS) : 0;
       let lastStep = -1;
+      const sent = new Map<number, number>();
       const out = await ctx.engine.generate(request, {
         signal: run.controller.signal,
         fieldName: plan.fieldName,
         limits: plan.limits,
         ...(every ? { previewEvery: every } : {}),
         onProgress: (p) => {
-          for (const img of p.preview ?? []) this.events.emit(id, { type: "preview", index: img.index, png: pngOf(img) });
+          for (const img of p.preview ?? []) {
+            const k = sent.get(img.index) ?? 0;
+            if (k >= PREVIEWS || this.events.count(id) === 0) continue;
+            sent.set(img.index, k + 1);
+            this.events.emit(id, { type: "preview", index: img.index, png: pngOf(img) });
+          }
           if (p.step === lastStep) return; // one line per step, whichever image reported it
           lastStep = p.step;
           this.#log(id, progressLine(p.step, p.totalSteps));
@@ -247,6 +258,7 @@ export class PredictionRunner {
   #log(id: string, text: string): void {
     this.#o.store.appendLog(id, text);
     this.events.emit(id, { type: "logs", text });
+    if (!this.#o.webhooks) return;
     const rec = this.#o.store.get(id);
     if (rec) this.#notify(rec, "logs");
   }

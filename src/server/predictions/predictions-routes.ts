@@ -16,6 +16,7 @@ import type { WebhookDispatcher } from "./webhook-types.js";
 /** Predictions per page of `GET /v1/predictions` (Replicate's page size). */
 export const PAGE_SIZE = 100;
 
+/** What the routes work with: the app's context, the store, the runner, and how a prediction is shown. */
 export interface PredictionRouteDeps {
   ctx: ServerContext;
   store: PredictionStore;
