@@ -79,7 +79,7 @@ describe("predictions API with the official replicate client", { timeout: 180_00
     assert.ok(!a0.data.equals(c0.data), "seed 8 gives another image");
   });
 
-  it("replicate.stream: logs, previews, the output URL, then done", async () => {
+  it("replicate.stream: logs, the output URL, then done", async () => {
     const events: { event: string; data: string }[] = [];
     for await (const e of replicate.stream(MODEL, { input: input(3, 8) })) events.push({ event: e.event, data: String(e.data) });
     const names = events.map((e) => e.event);
@@ -90,6 +90,28 @@ describe("predictions API with the official replicate client", { timeout: 180_00
     assert.match(output, /^http:\/\/127\.0\.0\.1:\d+\/v1\/predictions\/[a-z2-7]{26}\/files\/[a-z2-7]{26}\/0\.png$/);
     assert.equal((await png(output)).width, 32);
     assert.match(events.filter((e) => e.event === "logs").map((e) => e.data).join(""), / 8\/8/);
+  });
+
+  it("img2img and inpainting: image and mask as data URLs; a non-PNG or a URL to fetch is a 422 naming the field", async () => {
+    const [src] = (await replicate.run(MODEL, { input: input(71) })) as string[];
+    const png = Buffer.from(await (await fetch(src!)).arrayBuffer());
+    const mask = new PNG({ width: 32, height: 32 });
+    for (let i = 0; i < 32 * 32; i++) mask.data.set(i % 32 < 16 ? [255, 255, 255, 255] : [0, 0, 0, 255], i * 4); // repaint the left half
+    const dataUrl = (b: Buffer) => `data:image/png;base64,${b.toString("base64")}`;
+    const edited = (await replicate.run(MODEL, { input: { prompt: "a yellow star on a black background", num_inference_steps: 4, seed: 2, image: dataUrl(png), mask: dataUrl(PNG.sync.write(mask)), strength: 1 } })) as string[];
+    const [before, after] = [PNG.sync.read(png), await (async () => PNG.sync.read(Buffer.from(await (await fetch(edited[0]!)).arrayBuffer())))()];
+    assert.deepEqual([after.width, after.height], [32, 32]);
+    // The kept right half is pasted back exactly; the repainted left half changed.
+    const half = (img: PNG, left: boolean) => Buffer.concat(Array.from({ length: 32 }, (_, y) => img.data.subarray((y * 32 + (left ? 0 : 16)) * 4, (y * 32 + (left ? 16 : 32)) * 4)));
+    assert.ok(half(after, false).equals(half(before, false)), "the kept half is unchanged");
+    assert.ok(!half(after, true).equals(half(before, true)), "the masked half was repainted");
+    for (const [image, why] of [["data:image/jpeg;base64,/9j/4AAQSkZJRg==", /not a PNG/], ["https://example.com/in.png", /not fetched/]] as const) {
+      const res = await raw("/v1/predictions", { method: "POST", body: JSON.stringify({ input: { prompt: "x", image } }) });
+      const body = (await res.json()) as { status: number; detail: string; invalid_fields: { field: string }[] };
+      assert.equal(res.status, 422);
+      assert.equal(body.invalid_fields[0]!.field, "input.image");
+      assert.match(body.detail, why);
+    }
   });
 
   it("a stream open as the prediction starts gets `preview` events: PNG data URLs of the image being denoised", async () => {
