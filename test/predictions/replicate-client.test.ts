@@ -67,6 +67,10 @@ describe("predictions API with the official replicate client", { timeout: 180_00
     const img = await png(done.output![0]!);
     assert.deepEqual([img.width, img.height], [32, 32]);
     assert.deepEqual(await get(done.id), done);
+    // The output and the stream are capability URLs: without the key (as above), but only with the token.
+    const forged = done.output![0]!.replace(/\/files\/[a-z2-7]{26}\//, `/files/${"a".repeat(26)}/`);
+    assert.equal((await fetch(forged)).status, 404);
+    assert.equal((await fetch(done.urls.get)).status, 401, "the prediction itself needs the key");
   });
 
   it("replicate.run(owner/name) blocks with Prefer: wait and returns the outputs; same seed, same image", async () => {
