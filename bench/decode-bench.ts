@@ -31,7 +31,8 @@
  */
 import { fork, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
@@ -74,7 +75,12 @@ const COMMON = ["--workers", "1", "--threads", "1"];
  * returns a value; `log` keeps the stdout lines since the caller last emptied it (--trace-gc lines among them).
  */
 async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined, side: { root: string; nodeOptions: string[] } = { root: ROOT, nodeOptions: [] }): Promise<{ child: ChildProcess; value: T; log: string[]; out: string }> {
-  const child = spawn(process.execPath, [...side.nodeOptions, "--import", "tsx", resolve(side.root, "src/cli/main.ts"), ...cmd], { cwd: side.root, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [...side.nodeOptions, "--import", "tsx", resolve(side.root, "src/cli/main.ts"), ...cmd], {
+    cwd: side.root,
+    stdio: ["ignore", "pipe", "inherit"],
+    // Each serve its own predictions store (an env var: an older checkout on the B side has no --data-dir flag).
+    env: { ...process.env, OMNI_DIFFUSION_DATA_DIR: mkdtempSync(resolve(tmpdir(), "omni-bench-serve-")) },
+  });
   child.stdout!.setEncoding("utf8");
   let out = "";
   const log: string[] = [];

@@ -70,7 +70,7 @@ export { createScheduler, SCHEDULER_NAMES, schedulersFor } from "./schedulers/in
 export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";
 export { encodePng, decodePng, type RgbImage } from "./utils/png.js";
 export * from "./errors/omni-error.js";
-export { OmniServer, startServer } from "./server/omni-server.js";
+export { OmniServer, startServer, type OmniServerOptions } from "./server/omni-server.js";
 export { serverConfigSchema, serverLimitsSchema, type ServerConfig, type ServerLimits, type ServerOptions } from "./server/app/server-options.js";
 export type { OpenAIErrorBody } from "./server/app/error-mapping.js";
 export { ServerMetrics, type GenerationOutcome } from "./metrics/server-metrics.js";

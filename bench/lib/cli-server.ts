@@ -4,6 +4,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** A running CLI server: its process and URL. */
@@ -18,7 +21,7 @@ export interface CliServer {
  */
 export async function startCliServer(flags: string[]): Promise<CliServer> {
   const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--port", "0", "--allow-non-native-sizes", ...flags], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--port", "0", "--allow-non-native-sizes", "--data-dir", mkdtempSync(join(tmpdir(), "omni-bench-serve-")), ...flags], { stdio: ["ignore", "pipe", "inherit"] });
   child.stdout!.setEncoding("utf8");
   const url = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("the server did not start within 120 s")), 120_000);

@@ -1,8 +1,11 @@
+import { resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { BATCHING_POLICIES } from "../core/config.js";
 import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/omni-server.js";
 import { assertPortsFree } from "../server/shared/port-check.js";
+import { assertDataDirFree } from "../server/predictions/data-dir-lock.js";
+import { defaultDataDir, durationArg } from "./data-dir.js";
 import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, attentionSlicesOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 
 interface ServeFlags extends EngineFlags, HttpLimitFlags {
@@ -28,6 +31,10 @@ interface ServeFlags extends EngineFlags, HttpLimitFlags {
   ui: boolean;
   a1111: boolean;
   a1111SharedProgress?: boolean;
+  predictions: boolean;
+  workerExtension?: string;
+  dataDir?: string;
+  jobTtl?: number;
   corsOrigin: string[];
   allowedHost: string[];
   logLevel: string;
@@ -92,6 +99,10 @@ export function addServeCommand(program: Command): void {
     .option("--warmup", "run one tiny generation before accepting requests")
     .option("--no-ui", "do not serve the web playground at /")
     .option("--no-a1111", "do not serve the AUTOMATIC1111-compatible /sdapi/v1 routes")
+    .option("--worker-extension <module#Export>", "a class each worker process loads with its RPC methods (engine config workerExtension)")
+    .option("--no-predictions", "do not serve Replicate's predictions API (/v1/predictions)")
+    .option("--data-dir <dir>", "where predictions and their images are kept, one serve per dir (default: env OMNI_DIFFUSION_DATA_DIR, else $XDG_DATA_HOME/omni-diffusion or ~/.local/share/omni-diffusion)")
+    .option("--job-ttl <duration>", "delete completed predictions and their images after this long: 90s, 30m, 24h, 7d (default 24h)", durationArg)
     .option("--a1111-shared-progress", "A1111 progress/interrupt act on every client's calls (A1111's behaviour), not only the caller's")
     .option("--cors-origin <origin>", "let pages on this origin (https://app.example.com; * for any, needs --api-key) call the API; other sites' POSTs get 403 (repeatable)", collect, [])
     .option("--allowed-host <name>", "without --api-key, also answer this Host name (.example.com: and its subdomains; *: any) besides IPs and localhost (repeatable)", collect, [])
@@ -100,6 +111,8 @@ export function addServeCommand(program: Command): void {
   addHttpLimitFlags(cmd).action(async (flags: ServeFlags) => {
     // Before any worker process starts: a taken port is one line, not a stack trace after a model load.
     await assertPortsFree([{ host: flags.host, port: flags.port, flag: "--port" }]);
+    const dataDir = flags.predictions ? resolve(flags.dataDir ?? defaultDataDir()) : undefined;
+    if (dataDir) assertDataDirFree(dataDir);
     const server = await startServer({
       host: flags.host,
       port: flags.port,
@@ -109,6 +122,9 @@ export function addServeCommand(program: Command): void {
       ui: flags.ui,
       a1111: flags.a1111,
       a1111SharedJobs: flags.a1111SharedProgress === true,
+      predictions: flags.predictions,
+      ...(dataDir ? { dataDir } : {}),
+      ...(flags.jobTtl ? { jobTtlMs: flags.jobTtl } : {}),
       corsOrigins: flags.corsOrigin,
       allowedHosts: flags.allowedHost,
       ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),
@@ -124,6 +140,7 @@ export function addServeCommand(program: Command): void {
       engineConfig: {
         ...engineConfigFromFlags(flags),
         ...(flags.warmup ? { warmup: true } : {}),
+        ...(flags.workerExtension ? { workerExtension: flags.workerExtension } : {}),
         ...(flags.batchWindowMs !== undefined ? { batchWindowMs: flags.batchWindowMs } : {}),
         ...(flags.batching ? { batching: flags.batching } : {}),
         ...(flags.maxBatchRows ? { maxBatchRows: flags.maxBatchRows } : {}),

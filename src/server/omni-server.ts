@@ -4,16 +4,28 @@ import type { ServerOptions } from "./app/server-options.js";
 import type { ServerPlugin } from "./app/server-plugin.js";
 import { openaiRoutes } from "./openai/openai-plugin.js";
 import { playgroundRoutes } from "./ui/playground-plugin.js";
+import { predictionRoutes, predictionsPlugin } from "./predictions/predictions-plugin.js";
+import type { WebhookDispatcher } from "./predictions/webhook-types.js";
+import type { Clock } from "../utils/clock.js";
 
 /**
  * The API dialects an {@link OmniServer} serves, in registration order. Each is a peer plugin over
- * `server/app/`; a new one (the predictions API, say) is its own folder plus one line here.
+ * `server/app/`; a new one is its own folder plus one line here (as predictions/ was).
  */
 export const BUILTIN_PLUGINS: readonly ServerPlugin[] = [
   { name: "openai", plugin: openaiRoutes },
   { name: "a1111", plugin: a1111Routes, enabled: (c) => c.a1111 },
   { name: "ui", plugin: playgroundRoutes, enabled: (c) => c.ui },
+  { name: "predictions", plugin: predictionRoutes, enabled: (c) => c.predictions },
 ];
+
+/** {@link ServerOptions} plus the objects the predictions API takes (they are not data, so not in the config). */
+export interface OmniServerOptions extends ServerOptions {
+  /** Delivers the predictions API's webhooks; without one, a prediction that asks for a `webhook` is a 422. */
+  webhooks?: WebhookDispatcher;
+  /** Clock of the predictions API (timestamps, `Prefer: wait`, `Cancel-After`, `jobTtlMs`); tests pass a manual one. */
+  clock?: Clock;
+}
 
 /**
  * The OpenAI-compatible image server (`omni-diffusion serve`): fastify with pino logs in front of a
@@ -41,13 +53,15 @@ export const BUILTIN_PLUGINS: readonly ServerPlugin[] = [
  */
 export class OmniServer extends ServerApp {
   /** Builds the server (and its engine, unless `opts.engine` is given) without listening. */
-  static async create(opts: ServerOptions = {}): Promise<OmniServer> {
-    return ServerApp.open(opts, (parts) => new OmniServer(parts, BUILTIN_PLUGINS));
+  static async create(opts: OmniServerOptions = {}): Promise<OmniServer> {
+    const { webhooks, clock, ...rest } = opts;
+    const plugins = webhooks || clock ? BUILTIN_PLUGINS.map((p) => (p.name === "predictions" ? { ...p, plugin: predictionsPlugin({ webhooks, clock }) } : p)) : BUILTIN_PLUGINS;
+    return ServerApp.open(rest, (parts) => new OmniServer(parts, plugins));
   }
 }
 
 /** Creates an {@link OmniServer} and starts listening. */
-export async function startServer(opts: ServerOptions = {}): Promise<OmniServer> {
+export async function startServer(opts: OmniServerOptions = {}): Promise<OmniServer> {
   const server = await OmniServer.create(opts);
   try {
     await server.listen();

@@ -5,7 +5,7 @@
  *
  *   0 shared     what every server needs: HTTP limits, site guard, API key, the zod validator, upload decoding
  *   1 app        the app shell: server, context, options, model card, generation flow, error mapping
- *   2 dialects   openai, a1111, ui (peer plugins of the app), worker and queue (servers of their own):
+ *   2 dialects   openai, a1111, ui, predictions (peer plugins of the app), worker and queue (servers of their own):
  *                each imports only app/ and shared/, never another dialect
  *   3 (root)     src/server/*.ts: the composition that registers the dialects with the app
  *
@@ -77,7 +77,7 @@ describe("src/server/ layering", () => {
 
   it("the dialects the app serves are registered by the root composition, each through the app's plugin type", () => {
     const root = graph.get("omni-server.ts") ?? [];
-    for (const d of ["openai", "a1111", "ui"]) assert.ok(root.some((t) => folderOf(t) === d), `omni-server.ts registers no ${d}/ plugin`);
+    for (const d of ["openai", "a1111", "ui", "predictions"]) assert.ok(root.some((t) => folderOf(t) === d), `omni-server.ts registers no ${d}/ plugin`);
     assert.ok(root.includes("app/server-plugin.ts"), "omni-server.ts does not type its plugin list with app/server-plugin.ts");
   });
 

@@ -13,10 +13,10 @@ import { ensureBuilt } from "../helpers/built-package.js";
 
 /**
  * What the docs ask a user to install next to omni-diffusion: tsx (README, to run TypeScript), @types/node
- * (with tsx, to type-check), the gRPC packages (wire-protocol.md's client), openai (server.md's example) and
- * standardwebhooks (server.md's webhook receiver).
+ * (with tsx, to type-check), the gRPC packages (wire-protocol.md's client), openai and replicate (server.md's
+ * examples) and standardwebhooks (server.md's webhook receiver).
  */
-export const DOCS_ASK_TO_INSTALL = ["tsx", "@types/node", "@grpc/grpc-js", "@grpc/proto-loader", "openai", "standardwebhooks"] as const;
+export const DOCS_ASK_TO_INSTALL = ["tsx", "@types/node", "@grpc/grpc-js", "@grpc/proto-loader", "openai", "replicate", "standardwebhooks"] as const;
 
 /** Installs the package (and {@link DOCS_ASK_TO_INSTALL}) into `dir`. */
 export function installPackage(dir: string): void {

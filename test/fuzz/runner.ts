@@ -225,6 +225,17 @@ export function serveRoutes(): HttpRoute[] {
     { method: "GET", path: "/sdapi/v1/progress?id_task=constructor" },
     // Hostile PNGs (bombs, 4096², 16-bit, ...) as init image or mask.
     { method: "POST", path: "/sdapi/v1/img2img", body: (rng) => ({ prompt: "a red circle", steps: 1, send_images: false, init_images: [hostilePngB64(rng)], ...(chance(rng, 0.3) ? { mask: hostilePngB64(rng) } : {}) }) },
+    // Predictions (issue 23): hostile images, prototype names as input fields, unknown ids.
+    {
+      method: "POST",
+      path: "/v1/predictions",
+      body: (rng) => ({ input: { prompt: "a red circle on a blue background", num_inference_steps: int(rng, 1, 2), ...(chance(rng, 0.3) ? { image: `data:image/png;base64,${hostilePngB64(rng)}` } : {}), ...(chance(rng, 0.2) ? { [pick(rng, PROTOTYPE_KEYS)]: randomValue(rng, 1) } : {}) } }),
+    },
+    { method: "POST", path: "/v1/models/omni-diffusion/tiny-shapes/predictions", body: (rng) => ({ input: { prompt: "a red circle on a blue background", num_inference_steps: 1, scheduler: pick(rng, ["euler", ...PROTOTYPE_KEYS]) } }) },
+    { method: "GET", path: "/v1/predictions" },
+    { method: "GET", path: "/v1/predictions?cursor=constructor" },
+    { method: "GET", path: "/v1/predictions/constructor" },
+    { method: "POST", path: "/v1/predictions/aaaaaaaaaaaaaaaaaaaaaaaaaa/cancel", body: () => ({}) },
   ];
 }
 

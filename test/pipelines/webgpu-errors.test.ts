@@ -67,7 +67,7 @@ describe("webgpu without an adapter", { timeout: 180_000 }, () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    await failingCli(["serve", "--device", "webgpu", "--port", "0"]);
+    await failingCli(["serve", "--device", "webgpu", "--port", "0", "--data-dir", join(dir, "data")]);
     const info = await failingCli(["info", "--device", "webgpu"]);
     assert.match(info, /Vulkan drivers installed: \/nonexistent\/omni-no-driver\.json \(from VK_ICD_FILENAMES\)/);
   });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { DiffusionEngine, OmniServer } from "../../src/index.js";
@@ -155,7 +157,7 @@ test("ui: false serves no page and no playground routes; the API is unchanged", 
 
 test("`serve --no-ui` turns the playground off", { timeout: 90_000 }, async () => {
   const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--no-ui"], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--no-ui", "--data-dir", mkdtempSync(join(tmpdir(), "omni-serve-"))], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let buf = "";

@@ -83,6 +83,16 @@ export const serverConfigSchema = z
      * instead of only the caller's (same credentials and client address); `serve --a1111-shared-progress`.
      */
     a1111SharedJobs: z.boolean().default(false),
+    /** Serve Replicate's predictions API (`/v1/predictions`, src/server/predictions/); `serve --no-predictions` turns it off. */
+    predictions: z.boolean().default(true),
+    /**
+     * Where predictions, their events and images are kept (SQLite plus PNG files; `serve --data-dir`), locked
+     * against a second server. Absent: in memory, gone when the server stops (what `startServer()` does unless
+     * told otherwise; `serve` always gives one).
+     */
+    dataDir: z.string().min(1).optional(),
+    /** Completed predictions older than this are deleted with their files, ms (`serve --job-ttl`; default 24 h). */
+    jobTtlMs: z.number().int().min(1_000).default(24 * 3_600_000),
     /**
      * Origins whose pages may call the API across sites (`serve --cors-origin`): each `scheme://host[:port]`,
      * or `*` for any (only with an `apiKey`). They get CORS headers; POSTs from any other site's page are a 403.

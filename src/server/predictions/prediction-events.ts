@@ -1,0 +1,42 @@
+import type { PredictionStatus } from "./prediction-record.js";
+
+/** What a prediction's stream subscribers hear as it runs. */
+export type PredictionEvent =
+  | { type: "logs"; text: string }
+  /** A cheap preview of the image being denoised (PNG). */
+  | { type: "preview"; index: number; png: Buffer }
+  | { type: "output"; names: string[] }
+  | { type: "done"; status: PredictionStatus; error: string | null };
+
+type Listener = (e: PredictionEvent) => void;
+
+/** Per-prediction listeners, in memory: a stream subscribes while its connection is open. */
+export class PredictionEvents {
+  readonly #listeners = new Map<string, Set<Listener>>();
+
+  subscribe(id: string, fn: Listener): () => void {
+    let set = this.#listeners.get(id);
+    if (!set) this.#listeners.set(id, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.#listeners.get(id) === set) this.#listeners.delete(id);
+    };
+  }
+
+  emit(id: string, e: PredictionEvent): void {
+    for (const fn of [...(this.#listeners.get(id) ?? [])]) fn(e);
+  }
+
+  /** Listeners of `id` (a stream that is open). */
+  count(id: string): number {
+    return this.#listeners.get(id)?.size ?? 0;
+  }
+}
+
+/** Replicate-style progress line (tqdm's format, which `parseProgressFromLogs` of the official client reads). */
+export function progressLine(step: number, total: number): string {
+  const frac = total > 0 ? Math.min(1, step / total) : 0;
+  const filled = Math.round(frac * 10);
+  return `${String(Math.round(frac * 100)).padStart(3)}%|${"█".repeat(filled)}${" ".repeat(10 - filled)}| ${step}/${total}\n`;
+}

@@ -1,0 +1,294 @@
+import type { FastifyBaseLogger } from "fastify";
+import { OmniDiffusionRequest } from "../../core/request.js";
+import { AbortedError, ClosedError, QueueFullError, toOmniError } from "../../errors/omni-error.js";
+import type { Clock, ClockTimer } from "../../utils/clock.js";
+import { pngOf } from "../../utils/png.js";
+import { previewInterval } from "../app/generation-flow.js";
+import type { ServerContext } from "../app/server-context.js";
+import { isPublicError } from "../shared/public-error.js";
+import { PredictionEvents, progressLine, type PredictionEvent } from "./prediction-events.js";
+import { planRequest, type PredictionInput } from "./prediction-input.js";
+import { isFinal, type PredictionRecord, type PredictionStatus } from "./prediction-record.js";
+import type { NewPrediction, PredictionStore } from "./prediction-store.js";
+import type { WebhookDispatcher, WebhookEvent } from "./webhook-types.js";
+
+/** Why a running prediction was stopped before it finished. */
+type StopReason = "cancel" | "deadline" | "shutdown";
+
+interface Running {
+  controller: AbortController;
+  stop: StopReason | null;
+  done: Promise<void>;
+}
+
+/** What a {@link PredictionRunner} works with. */
+export interface PredictionRunnerOptions {
+  ctx: ServerContext;
+  store: PredictionStore;
+  clock: Clock;
+  log: FastifyBaseLogger;
+  /** Completed predictions older than this are deleted with their files. */
+  ttlMs: number;
+  webhooks: WebhookDispatcher | null;
+  /** The prediction as clients see it (the webhook payload). */
+  render: (rec: PredictionRecord) => Record<string, unknown>;
+}
+
+const RESTART_LINE = "The server restarted while this prediction was running; it runs again from the start.\n";
+const SHUTDOWN_LINE = "The server shut down while this prediction was running; it runs again from the start when the server is back.\n";
+/** Previews per image on a prediction's stream (the cheap preview path: a few percent of a step each). */
+const PREVIEWS = 3;
+
+/**
+ * Runs predictions from the store, oldest first, keeping at most `concurrency` of them in the engine at a
+ * time (enough to fill its batches; the rest wait in the store, so a restart loses none). It moves each one
+ * through starting → processing → succeeded | failed | canceled | aborted, exactly once, and tells the
+ * stream subscribers and the webhook dispatcher as it goes. `Cancel-After` deadlines and retention sweeps
+ * run on the injected clock.
+ */
+export class PredictionRunner {
+  readonly events = new PredictionEvents();
+  readonly #o: PredictionRunnerOptions;
+  readonly #queue: string[] = [];
+  readonly #running = new Map<string, Running>();
+  readonly #deadlines = new Map<string, ClockTimer>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #concurrency: number;
+  #sweepTimer: ClockTimer | null = null;
+  #retryTimer: ClockTimer | null = null;
+  #closed = false;
+  /** Moving average of predict time, ms (for Retry-After). */
+  #avgMs = 0;
+
+  constructor(o: PredictionRunnerOptions) {
+    this.#o = o;
+    const { numGpus, limits } = o.ctx.engine.config;
+    this.#concurrency = Math.max(1, numGpus * limits.maxBatchSize * 2);
+  }
+
+  /** Picks up what the store holds: interrupted runs go back to the queue (said in their logs), queued ones run. */
+  start(): void {
+    const { store } = this.#o;
+    const interrupted = store.requeueInterrupted(RESTART_LINE);
+    if (interrupted.length > 0) this.#o.log.warn({ predictions: interrupted.map((p) => p.id) }, "predictions interrupted by a restart run again from the start");
+    for (const p of store.queued()) {
+      this.#queue.push(p.id);
+      this.#armDeadline(p);
+    }
+    this.sweep();
+    this.#pump();
+  }
+
+  /** Stores a new prediction and queues it. */
+  create(p: NewPrediction): PredictionRecord {
+    const rec = this.#o.store.insert(p);
+    this.#queue.push(rec.id);
+    this.#armDeadline(rec);
+    this.#pump();
+    return this.#o.store.get(rec.id)!;
+  }
+
+  /** Queued and running predictions. */
+  get pending(): number {
+    return this.#o.store.pendingCount();
+  }
+
+  /** Seconds a client refused for a full queue should wait: the queue ahead times the recent predict time. */
+  retryAfterSeconds(): number {
+    const ms = ((this.pending + 1) * (this.#avgMs || 1_000)) / this.#concurrency;
+    return Math.min(60, Math.max(1, Math.ceil(ms / 1_000)));
+  }
+
+  /**
+   * Cancels a prediction: a queued one ends `canceled` at once; a running one stops at its next denoising
+   * step and then ends `canceled`. A final one stays as it is. Resolves with the prediction after the call.
+   */
+  cancel(id: string): PredictionRecord | null {
+    const rec = this.#o.store.get(id);
+    if (!rec || isFinal(rec.status)) return rec;
+    const run = this.#running.get(id);
+    if (run) {
+      run.stop ??= "cancel";
+      run.controller.abort(new AbortedError("the prediction was canceled"));
+    } else this.#finish(id, "canceled", { log: "Canceled before it started.\n" });
+    return this.#o.store.get(id);
+  }
+
+  /** Resolves when `id` is final, or after `ms` on the clock, whichever is first. */
+  waitFinal(id: string, ms: number): Promise<void> {
+    const rec = this.#o.store.get(id);
+    if (!rec || isFinal(rec.status) || ms <= 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(id);
+      if (!set) this.#waiters.set(id, (set = new Set()));
+      const done = () => {
+        timer.clear();
+        set.delete(done);
+        resolve();
+      };
+      const timer = this.#o.clock.timer(done, ms);
+      set.add(done);
+    });
+  }
+
+  /** Deletes completed predictions older than the TTL (and their files), then re-arms itself. */
+  sweep(): void {
+    if (this.#closed) return;
+    const removed = this.#o.store.deleteCompletedBefore(this.#o.clock.now() - this.#o.ttlMs);
+    if (removed > 0) this.#o.log.info({ removed }, "deleted predictions past --job-ttl");
+    // At least every hour, and often enough that nothing outlives its TTL by more than a tenth of it.
+    const every = Math.max(1_000, Math.min(3_600_000, Math.floor(this.#o.ttlMs / 10)));
+    if (this.#sweepTimer) this.#sweepTimer.refresh();
+    else this.#sweepTimer = this.#o.clock.timer(() => this.sweep(), every);
+  }
+
+  /**
+   * Stops: no new starts; running predictions are stopped at their next step and go back to the queue (they
+   * run again on the next start); waiting `Prefer: wait` calls are answered; the store stays open.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const run of this.#running.values()) {
+      run.stop ??= "shutdown";
+      run.controller.abort(new ClosedError("the server is shutting down; the prediction runs again on its next start"));
+    }
+    await Promise.allSettled([...this.#running.values()].map((r) => r.done));
+    for (const t of this.#deadlines.values()) t.clear();
+    this.#sweepTimer?.clear();
+    this.#retryTimer?.clear();
+    for (const set of this.#waiters.values()) for (const w of [...set]) w();
+  }
+
+  #armDeadline(rec: PredictionRecord): void {
+    if (rec.deadline === null || isFinal(rec.status)) return;
+    const fire = () => {
+      this.#deadlines.delete(rec.id);
+      const run = this.#running.get(rec.id);
+      if (run) {
+        run.stop ??= "deadline";
+        run.controller.abort(new AbortedError("the Cancel-After deadline passed"));
+      } else this.#finish(rec.id, "aborted", { log: "Aborted: the Cancel-After deadline passed before it started.\n" });
+    };
+    const left = rec.deadline - this.#o.clock.now();
+    if (left <= 0) fire();
+    else this.#deadlines.set(rec.id, this.#o.clock.timer(fire, left));
+  }
+
+  #pump(): void {
+    while (!this.#closed && this.#running.size < this.#concurrency && this.#queue.length > 0) {
+      const id = this.#queue.shift()!;
+      if (!this.#o.store.start(id, this.#o.clock.now())) continue; // canceled or aborted while queued
+      const run: Running = { controller: new AbortController(), stop: null, done: Promise.resolve() };
+      this.#running.set(id, run);
+      run.done = this.#run(id, run)
+        // A store that fails under a run (disk full) must not take the server down: the prediction stays pending.
+        .catch((err: unknown) => this.#o.log.error({ err, prediction: id }, "prediction run failed in the server"))
+        .finally(() => {
+          this.#running.delete(id);
+          this.#pump();
+        });
+    }
+  }
+
+  async #run(id: string, run: Running): Promise<void> {
+    const { ctx, store } = this.#o;
+    const rec = store.get(id)!;
+    this.#notify(rec, "start");
+    const t0 = performance.now();
+    try {
+      const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal);
+      const request = new OmniDiffusionRequest(plan.init);
+      // Previews cost a decode per image in the worker: made only for a stream that is open as the run starts.
+      const every = this.events.count(id) > 0 ? previewInterval(plan.steps, PREVIEWS) : 0;
+      let lastStep = -1;
+      const sent = new Map<number, number>();
+      const out = await ctx.engine.generate(request, {
+        signal: run.controller.signal,
+        fieldName: plan.fieldName,
+        limits: plan.limits,
+        ...(every ? { previewEvery: every } : {}),
+        onProgress: (p) => {
+          for (const img of p.preview ?? []) {
+            const k = sent.get(img.index) ?? 0;
+            if (k >= PREVIEWS || this.events.count(id) === 0) continue;
+            sent.set(img.index, k + 1);
+            this.events.emit(id, { type: "preview", index: img.index, png: pngOf(img) });
+          }
+          if (p.step === lastStep) return; // one line per step, whichever image reported it
+          lastStep = p.step;
+          this.#log(id, progressLine(p.step, p.totalSteps));
+        },
+      });
+      const names = out.images.map((img, i) => {
+        const name = `${i}.png`;
+        store.files.write(id, name, pngOf(img));
+        return name;
+      });
+      const ms = performance.now() - t0;
+      this.#avgMs = this.#avgMs === 0 ? ms : 0.8 * this.#avgMs + 0.2 * ms;
+      ctx.metrics.generation("ok", ms / 1000, out.metrics, out.images.length);
+      this.#finish(id, "succeeded", { output: names, log: `Generated ${names.length} image(s).\n` });
+    } catch (err) {
+      const e = toOmniError(err);
+      if (run.stop === "shutdown") {
+        store.requeue(id, SHUTDOWN_LINE);
+        return;
+      }
+      ctx.metrics.generation(run.stop ? "aborted" : "error", (performance.now() - t0) / 1000);
+      if (run.stop === "cancel") this.#finish(id, "canceled", { log: "Canceled while running.\n" });
+      else if (run.stop === "deadline") this.#finish(id, "canceled", { log: "Canceled: the Cancel-After deadline passed while it ran.\n" });
+      else if (e instanceof QueueFullError) this.#retryLater(id);
+      else {
+        if (!isPublicError(e)) this.#o.log.error({ err: e, prediction: id }, "prediction failed");
+        const message = isPublicError(e) ? e.message : `internal error (prediction ${id}); the details are in the server log`;
+        this.#finish(id, "failed", { error: message, log: `Failed: ${message}\n` });
+      }
+    }
+  }
+
+  /** The engine's queue was full (the synchronous routes share it): back to the front of ours, retried in 1 s. */
+  #retryLater(id: string): void {
+    this.#o.store.requeue(id, "");
+    this.#queue.unshift(id);
+    if (this.#retryTimer) this.#retryTimer.refresh();
+    else this.#retryTimer = this.#o.clock.timer(() => this.#pump(), 1_000);
+  }
+
+  #log(id: string, text: string): void {
+    this.#o.store.appendLog(id, text);
+    this.events.emit(id, { type: "logs", text });
+    if (!this.#o.webhooks) return;
+    const rec = this.#o.store.get(id);
+    if (rec) this.#notify(rec, "logs");
+  }
+
+  #finish(id: string, status: PredictionStatus, fields: { output?: string[]; error?: string; log?: string }): void {
+    const { store } = this.#o;
+    if (!store.finish(id, status, this.#o.clock.now(), fields)) return;
+    this.#deadlines.get(id)?.clear();
+    this.#deadlines.delete(id);
+    const rec = store.get(id)!;
+    if (fields.log) this.events.emit(id, { type: "logs", text: fields.log });
+    if (rec.output) {
+      this.events.emit(id, { type: "output", names: rec.output });
+      this.#notify(rec, "output");
+    }
+    this.events.emit(id, { type: "done", status, error: rec.error });
+    this.#notify(rec, "completed");
+    for (const w of [...(this.#waiters.get(id) ?? [])]) w();
+    this.#waiters.delete(id);
+  }
+
+  #notify(rec: PredictionRecord, event: WebhookEvent): void {
+    const hooks = this.#o.webhooks;
+    if (!hooks || !rec.webhook) return;
+    try {
+      hooks.notify(rec.id, event, this.#o.render(rec), { url: rec.webhook, eventsFilter: rec.webhookEventsFilter });
+    } catch (err) {
+      this.#o.log.error({ err, prediction: rec.id, event }, "webhook dispatcher refused a notification");
+    }
+  }
+}
+
+export type { PredictionEvent };

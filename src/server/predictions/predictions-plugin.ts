@@ -1,0 +1,60 @@
+import type { AddressInfo } from "node:net";
+import type { FastifyPluginAsync } from "fastify";
+import { systemClock, type Clock } from "../../utils/clock.js";
+import type { ServerContext } from "../app/server-context.js";
+import { useZodValidator } from "../shared/zod-validator.js";
+import { predictionSchemaError, replicateErrorHandler } from "./prediction-errors.js";
+import type { PredictionRecord } from "./prediction-record.js";
+import { PredictionRunner } from "./prediction-runner.js";
+import { PredictionStore } from "./prediction-store.js";
+import { renderPrediction } from "./prediction-view.js";
+import { registerPredictionRoutes } from "./predictions-routes.js";
+import type { WebhookDispatcher } from "./webhook-types.js";
+
+/** What the predictions API takes besides the server's config (objects, not data). */
+export interface PredictionsPluginOptions {
+  /** Delivers webhooks; without one, a prediction that asks for a webhook is a 422. */
+  webhooks?: WebhookDispatcher | null;
+  /** Time of timestamps, `Prefer: wait`, `Cancel-After` and retention (tests pass a manual clock). */
+  clock?: Clock;
+}
+
+/** `http://host:port` of a listening fastify server (loopback for a wildcard bind), else "". */
+function listeningBase(server: { address(): AddressInfo | string | null }): string {
+  const a = server.address();
+  if (!a || typeof a === "string") return "";
+  let host = a.address;
+  if (host === "0.0.0.0") host = "127.0.0.1";
+  else if (host === "::") host = "::1";
+  return `http://${host.includes(":") ? `[${host}]` : host}:${a.port}`;
+}
+
+/**
+ * Replicate's predictions API (`/v1/predictions`, `/v1/models/{owner}/{name}/predictions`): jobs that outlive
+ * the request, kept in the server's prediction store (SQLite in `dataDir`, or in memory), run by a
+ * {@link PredictionRunner}, answered in Replicate's shapes (errors too). A peer dialect of the app.
+ */
+export function predictionsPlugin(opts: PredictionsPluginOptions = {}): FastifyPluginAsync<{ ctx: ServerContext }> {
+  return async (app, { ctx }) => {
+    const clock = opts.clock ?? systemClock;
+    const webhooks = opts.webhooks ?? null;
+    const store = PredictionStore.open(ctx.config.dataDir ?? null);
+    // A URL is never built from the Host header (the client controls it): --public-url, else the bound address.
+    const base = () => (ctx.config.publicBaseUrl ?? listeningBase(app.server)).replace(/\/+$/, "");
+    const render = (rec: PredictionRecord) => renderPrediction(rec, base(), webhooks && rec.webhook ? webhooks.deliveries(rec.id) : null);
+    const runner = new PredictionRunner({ ctx, store, clock, log: app.log, ttlMs: ctx.config.jobTtlMs, webhooks, render });
+    // Bodies carry images as base64: two uploads plus the JSON around them.
+    const bodyLimit = 2 * ctx.config.limits.maxUploadBytes + ctx.config.limits.maxBodyBytes;
+    app.addHook("onClose", async () => {
+      await runner.close();
+      store.close();
+    });
+    useZodValidator(app, predictionSchemaError);
+    app.setErrorHandler(replicateErrorHandler(bodyLimit, () => runner.retryAfterSeconds()));
+    registerPredictionRoutes(app, { ctx, store, runner, clock, webhooks, base, render, bodyLimit });
+    runner.start();
+  };
+}
+
+/** The plugin as `BUILTIN_PLUGINS` registers it: no webhook dispatcher, the system clock. */
+export const predictionRoutes = predictionsPlugin();
