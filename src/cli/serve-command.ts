@@ -5,6 +5,7 @@ import { toOmniError } from "../errors/omni-error.js";
 import { startServer } from "../server/omni-server.js";
 import { assertPortsFree } from "../server/shared/port-check.js";
 import { assertDataDirFree } from "../server/predictions/data-dir-lock.js";
+import { webhookOptionsFromFlags } from "../server/predictions/webhooks/webhook-flags.js";
 import { defaultDataDir, durationArg } from "./data-dir.js";
 import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, attentionSlicesOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 
@@ -35,6 +36,8 @@ interface ServeFlags extends EngineFlags, HttpLimitFlags {
   workerExtension?: string;
   dataDir?: string;
   jobTtl?: number;
+  webhookSecret?: string;
+  allowPrivateWebhooks?: boolean;
   corsOrigin: string[];
   allowedHost: string[];
   logLevel: string;
@@ -103,6 +106,8 @@ export function addServeCommand(program: Command): void {
     .option("--no-predictions", "do not serve Replicate's predictions API (/v1/predictions)")
     .option("--data-dir <dir>", "where predictions and their images are kept, one serve per dir (default: env OMNI_DIFFUSION_DATA_DIR, else $XDG_DATA_HOME/omni-diffusion or ~/.local/share/omni-diffusion)")
     .option("--job-ttl <duration>", "delete completed predictions and their images after this long: 90s, 30m, 24h, 7d (default 24h)", durationArg)
+    .option("--webhook-secret <whsec>", "sign prediction webhooks with this whsec_... secret (default: env OMNI_DIFFUSION_WEBHOOK_SECRET, else one kept in the data dir)")
+    .option("--allow-private-webhooks", "deliver webhooks to loopback, private and link-local addresses too (off: refused, an SSRF guard)")
     .option("--a1111-shared-progress", "A1111 progress/interrupt act on every client's calls (A1111's behaviour), not only the caller's")
     .option("--cors-origin <origin>", "let pages on this origin (https://app.example.com; * for any, needs --api-key) call the API; other sites' POSTs get 403 (repeatable)", collect, [])
     .option("--allowed-host <name>", "without --api-key, also answer this Host name (.example.com: and its subdomains; *: any) besides IPs and localhost (repeatable)", collect, [])
@@ -113,6 +118,8 @@ export function addServeCommand(program: Command): void {
     await assertPortsFree([{ host: flags.host, port: flags.port, flag: "--port" }]);
     const dataDir = flags.predictions ? resolve(flags.dataDir ?? defaultDataDir()) : undefined;
     if (dataDir) assertDataDirFree(dataDir);
+    // A malformed secret is one line naming the flag, before any worker process starts.
+    const webhooks = webhookOptionsFromFlags({ webhookSecret: flags.webhookSecret ?? process.env.OMNI_DIFFUSION_WEBHOOK_SECRET, allowPrivateWebhooks: flags.allowPrivateWebhooks });
     const server = await startServer({
       host: flags.host,
       port: flags.port,
@@ -125,6 +132,8 @@ export function addServeCommand(program: Command): void {
       predictions: flags.predictions,
       ...(dataDir ? { dataDir } : {}),
       ...(flags.jobTtl ? { jobTtlMs: flags.jobTtl } : {}),
+      ...(webhooks.secret ? { webhookSecret: webhooks.secret } : {}),
+      allowPrivateWebhooks: webhooks.allowPrivate,
       corsOrigins: flags.corsOrigin,
       allowedHosts: flags.allowedHost,
       ...(flags.imageTtl ? { imageTtlMs: flags.imageTtl } : {}),

@@ -21,8 +21,8 @@ export const BUILTIN_PLUGINS: readonly ServerPlugin[] = [
 
 /** {@link ServerOptions} plus the objects the predictions API takes (they are not data, so not in the config). */
 export interface OmniServerOptions extends ServerOptions {
-  /** Delivers the predictions API's webhooks; without one, a prediction that asks for a `webhook` is a 422. */
-  webhooks?: WebhookDispatcher;
+  /** Delivers the predictions API's webhooks: absent, the built-in one; null, none (a prediction with a `webhook` is a 422). */
+  webhooks?: WebhookDispatcher | null;
   /** Clock of the predictions API (timestamps, `Prefer: wait`, `Cancel-After`, `jobTtlMs`); tests pass a manual one. */
   clock?: Clock;
 }
@@ -55,7 +55,7 @@ export class OmniServer extends ServerApp {
   /** Builds the server (and its engine, unless `opts.engine` is given) without listening. */
   static async create(opts: OmniServerOptions = {}): Promise<OmniServer> {
     const { webhooks, clock, ...rest } = opts;
-    const plugins = webhooks || clock ? BUILTIN_PLUGINS.map((p) => (p.name === "predictions" ? { ...p, plugin: predictionsPlugin({ webhooks, clock }) } : p)) : BUILTIN_PLUGINS;
+    const plugins = webhooks !== undefined || clock ? BUILTIN_PLUGINS.map((p) => (p.name === "predictions" ? { ...p, plugin: predictionsPlugin({ webhooks, clock }) } : p)) : BUILTIN_PLUGINS;
     return ServerApp.open(rest, (parts) => new OmniServer(parts, plugins));
   }
 }

@@ -91,6 +91,13 @@ export const serverConfigSchema = z
      * told otherwise; `serve` always gives one).
      */
     dataDir: z.string().min(1).optional(),
+    /**
+     * The predictions API's webhook signing secret, `whsec_` + base64 (`serve --webhook-secret`, env
+     * OMNI_DIFFUSION_WEBHOOK_SECRET). Absent: the one kept in the data dir, else a new one, logged once.
+     */
+    webhookSecret: z.string().min(1).optional(),
+    /** Deliver webhooks to loopback, private and link-local addresses (`serve --allow-private-webhooks`); off: an SSRF guard. */
+    allowPrivateWebhooks: z.boolean().default(false),
     /** Completed predictions older than this are deleted with their files, ms (`serve --job-ttl`; default 24 h). */
     jobTtlMs: z.number().int().min(1_000).default(24 * 3_600_000),
     /**

@@ -135,7 +135,8 @@ export class PredictionRunner {
   sweep(): void {
     if (this.#closed) return;
     const removed = this.#o.store.deleteCompletedBefore(this.#o.clock.now() - this.#o.ttlMs);
-    if (removed > 0) this.#o.log.info({ removed }, "deleted predictions past --job-ttl");
+    for (const id of removed) this.#o.webhooks?.forget?.(id); // their delivery records go with them
+    if (removed.length > 0) this.#o.log.info({ removed: removed.length }, "deleted predictions past --job-ttl");
     // At least every hour, and often enough that nothing outlives its TTL by more than a tenth of it.
     const every = Math.max(1_000, Math.min(3_600_000, Math.floor(this.#o.ttlMs / 10)));
     if (this.#sweepTimer) this.#sweepTimer.refresh();

@@ -195,14 +195,14 @@ export class PredictionStore {
   }
 
   /** Deletes the predictions (and their files) that completed at or before `cutoff`; returns how many. */
-  deleteCompletedBefore(cutoff: number): number {
+  deleteCompletedBefore(cutoff: number): string[] {
     const ids = this.#stmts.expired.all(cutoff).map((r) => r.id);
     const del = this.#db.transaction((list: string[]) => {
       for (const id of list) this.#stmts.remove.run(id);
     });
     del(ids);
     for (const id of ids) this.files.remove(id);
-    return ids.length;
+    return ids;
   }
 
   /** Closes the database and releases the data dir (idempotent). */

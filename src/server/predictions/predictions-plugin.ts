@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import type { FastifyPluginAsync } from "fastify";
 import { systemClock, type Clock } from "../../utils/clock.js";
 import type { ServerContext } from "../app/server-context.js";
@@ -10,10 +11,15 @@ import { PredictionStore } from "./prediction-store.js";
 import { renderPrediction } from "./prediction-view.js";
 import { registerPredictionRoutes } from "./predictions-routes.js";
 import type { WebhookDispatcher } from "./webhook-types.js";
+import { SqliteWebhookDispatcher } from "./webhooks/sqlite-webhook-dispatcher.js";
+import { webhookSecretRoute } from "./webhooks/webhook-secret-route.js";
 
 /** What the predictions API takes besides the server's config (objects, not data). */
 export interface PredictionsPluginOptions {
-  /** Delivers webhooks; without one, a prediction that asks for a webhook is a 422. */
+  /**
+   * Delivers webhooks. Absent: the built-in dispatcher (signed, retried, durable in `<dataDir>/webhooks.db`,
+   * or in memory without a data dir); null: none, and a prediction that asks for a webhook is a 422.
+   */
   webhooks?: WebhookDispatcher | null;
   /** Time of timestamps, `Prefer: wait`, `Cancel-After` and retention (tests pass a manual clock). */
   clock?: Clock;
@@ -37,8 +43,18 @@ function listeningBase(server: { address(): AddressInfo | string | null }): stri
 export function predictionsPlugin(opts: PredictionsPluginOptions = {}): FastifyPluginAsync<{ ctx: ServerContext }> {
   return async (app, { ctx }) => {
     const clock = opts.clock ?? systemClock;
-    const webhooks = opts.webhooks ?? null;
     const store = PredictionStore.open(ctx.config.dataDir ?? null);
+    const own =
+      opts.webhooks === undefined
+        ? new SqliteWebhookDispatcher({
+            db: ctx.config.dataDir ? join(ctx.config.dataDir, "webhooks.db") : ":memory:",
+            secret: ctx.config.webhookSecret,
+            allowPrivate: ctx.config.allowPrivateWebhooks,
+            logger: app.log,
+            clock,
+          })
+        : null;
+    const webhooks = opts.webhooks === undefined ? own : opts.webhooks;
     // A URL is never built from the Host header (the client controls it): --public-url, else the bound address.
     const base = () => (ctx.config.publicBaseUrl ?? listeningBase(app.server)).replace(/\/+$/, "");
     const render = (rec: PredictionRecord) => renderPrediction(rec, base(), webhooks && rec.webhook ? webhooks.deliveries(rec.id) : null);
@@ -47,14 +63,16 @@ export function predictionsPlugin(opts: PredictionsPluginOptions = {}): FastifyP
     const bodyLimit = 2 * ctx.config.limits.maxUploadBytes + ctx.config.limits.maxBodyBytes;
     app.addHook("onClose", async () => {
       await runner.close();
+      await own?.close(); // pending deliveries stay in webhooks.db for the next start
       store.close();
     });
     useZodValidator(app, predictionSchemaError);
     app.setErrorHandler(replicateErrorHandler(bodyLimit, () => runner.retryAfterSeconds()));
     registerPredictionRoutes(app, { ctx, store, runner, clock, webhooks, base, render, bodyLimit });
+    if (webhooks) await app.register(webhookSecretRoute, { dispatcher: webhooks });
     runner.start();
   };
 }
 
-/** The plugin as `BUILTIN_PLUGINS` registers it: no webhook dispatcher, the system clock. */
+/** The plugin as `BUILTIN_PLUGINS` registers it: the built-in webhook dispatcher, the system clock. */
 export const predictionRoutes = predictionsPlugin();

@@ -35,6 +35,8 @@ export interface WebhookDispatcher {
   deliveries(predictionId: string): WebhookDeliveryState[];
   /** Throws a ValidationError naming `webhook` for a URL that is not http(s), or resolves to a refused address. */
   checkUrl(url: string): Promise<void>;
+  /** Drops a deleted prediction's delivery records (retention); a pending delivery of it is not sent. */
+  forget?(predictionId: string): void;
   /** The `whsec_...` signing secret (`GET /v1/webhooks/default/secret`). */
   readonly secret: string;
   /** Stops timers and in-flight attempts; pending deliveries stay in the store for the next start. */
