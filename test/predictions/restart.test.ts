@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../../src/index.js";
+import { spawnServe } from "../helpers/serve-cli.js";
 import { until } from "../helpers/server.js";
 import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
@@ -27,24 +28,11 @@ const gateFile = join(dir, "hold");
 type Prediction = { id: string; status: string; logs: string; output: string[] | null; completed_at: string | null };
 
 /** `serve` on a free port with the file gate; resolves with its URL once it logs it. */
-async function serve(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", CLI, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--max-batch", "1", "--data-dir", dataDir, "--worker-extension", FILE_GATE, "--no-ui", "--no-a1111"],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, OMNI_TEST_GATE_FILE: gateFile } },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    child.stdout!.setEncoding("utf8").on("data", (d: string) => {
-      buf += d;
-      const m = /"url":"(http:[^"]+)"[^\n]*"msg":"omni-diffusion serving"/.exec(buf);
-      if (m) resolve(m[1]!);
-    });
-    child.once("exit", (code) => reject(new Error(`serve exited (${code}) before serving`)));
+const serve = () =>
+  spawnServe(["--port", "0", "--workers", "1", "--threads", "1", "--max-batch", "1", "--data-dir", dataDir, "--worker-extension", FILE_GATE, "--no-ui", "--no-a1111"], {
+    ...process.env,
+    OMNI_TEST_GATE_FILE: gateFile,
   });
-  child.stdout!.resume();
-  return { child, url };
-}
 
 describe("predictions survive a SIGKILL of serve", { timeout: 300_000 }, () => {
   const children: ChildProcess[] = [];

@@ -5,37 +5,21 @@
  * the prediction; without `--allow-private-webhooks` a loopback webhook is refused at creation (the SSRF guard).
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, describe, it } from "node:test";
 import Replicate, { validateWebhook } from "replicate";
 import { startServer, type OmniServer } from "../../src/index.js";
+import { spawnServe } from "../helpers/serve-cli.js";
 import { until } from "../helpers/server.js";
 import { Receiver } from "./webhooks-receiver.js";
 
-const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "omni-webhooks-serve-"));
 
-/** `serve` on a free port; resolves with its URL once it logs it. */
-async function serve(...flags: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--data-dir", join(dir, "data"), "--no-ui", "--no-a1111", ...flags], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    child.stdout!.setEncoding("utf8").on("data", (d: string) => {
-      buf += d;
-      const m = /"url":"(http:[^"]+)"[^\n]*"msg":"omni-diffusion serving"/.exec(buf);
-      if (m) resolve(m[1]!);
-    });
-    child.once("exit", (code) => reject(new Error(`serve exited (${code}) before serving`)));
-  });
-  child.stdout!.resume();
-  return { child, url };
-}
+/** `serve` on a free port with the flags the tests share. */
+const serve = (...flags: string[]) => spawnServe(["--port", "0", "--workers", "1", "--threads", "1", "--data-dir", join(dir, "data"), "--no-ui", "--no-a1111", ...flags]);
 
 describe("webhooks through serve", { timeout: 300_000 }, () => {
   const children: ChildProcess[] = [];

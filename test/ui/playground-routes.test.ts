@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +8,7 @@ import { DiffusionEngine, OmniServer } from "../../src/index.js";
 import { PLAYGROUND_DIR, assetBytes, loadStaticAssets } from "../../src/server/ui/static-assets.js";
 import { rates, snapshot } from "../../playground/lib/metrics.js";
 import { readSse } from "../../playground/lib/sse.js";
+import { spawnServe } from "../helpers/serve-cli.js";
 import { until } from "../helpers/server.js";
 import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
@@ -156,18 +156,8 @@ test("ui: false serves no page and no playground routes; the API is unchanged", 
 });
 
 test("`serve --no-ui` turns the playground off", { timeout: 90_000 }, async () => {
-  const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--no-ui", "--data-dir", mkdtempSync(join(tmpdir(), "omni-serve-"))], { stdio: ["ignore", "pipe", "inherit"] });
+  const { child, url } = await spawnServe(["--port", "0", "--workers", "1", "--threads", "1", "--no-ui", "--data-dir", mkdtempSync(join(tmpdir(), "omni-serve-"))]);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let buf = "";
-      child.stdout!.setEncoding("utf8").on("data", (d: string) => {
-        buf += d;
-        const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"omni-diffusion serving"/.exec(buf);
-        if (m) resolve(m[1]!);
-      });
-      child.once("exit", (code) => reject(new Error(`serve exited (${code}) before listening`)));
-    });
     assert.equal((await fetch(`${url}/`)).status, 404);
     assert.equal((await fetch(`${url}/v1/models`)).status, 200);
   } finally {
