@@ -66,7 +66,8 @@ export class RpcBroadcast {
     });
     const msg: RpcMessage = { id, method, args: o.args, kwargs: o.kwargs, timeoutMs: Math.max(1, dl.remaining()) };
     try {
-      await this.#pub.publish(this.#keys.rpc, JSON.stringify(msg));
+      // The publish waits inside the deadline too: on a stalled Redis connection it would otherwise hang the call.
+      await dl.race(this.#pub.publish(this.#keys.rpc, JSON.stringify(msg)));
       await dl.race(done);
     } catch (err) {
       if (dl.callerAborted) throw o.signal!.reason;
