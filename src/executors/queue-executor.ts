@@ -28,7 +28,7 @@ import {
   type QueueStats,
   type WorkerInfo,
 } from "../protocol/queue-protocol.js";
-import { RpcBroadcast } from "./queue/rpc-broadcast.js";
+import { DEFAULT_RPC_RESEND_MS, RpcBroadcast } from "./queue/rpc-broadcast.js";
 import { parseRemoteOptions } from "./shared/remote-options.js";
 import { requestToDict } from "../protocol/request-codec.js";
 import { Deadline } from "../policies/deadline.js";
@@ -53,6 +53,8 @@ const queueOptionsSchema = z.object({
   timeoutMs: z.number().int().min(1).optional(),
   /** How long `init` keeps trying while Redis refuses connections (nothing listens), ms; then it fails naming the refusal. */
   refusedTimeoutMs: z.number().int().min(0).default(DEFAULT_REFUSED_TIMEOUT_MS),
+  /** How long `collectiveRpc` waits for a missing reply before sending the call again (pub/sub can drop it), ms. */
+  rpcResendMs: z.number().int().min(1).default(DEFAULT_RPC_RESEND_MS),
 });
 
 type QueueOptions = z.output<typeof queueOptionsSchema>;
@@ -141,7 +143,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
       this.#queue = new Queue(this.options.queue, { connection: this.#client!, streams: { events: { maxLen: 2_000 } } });
       this.#queue.on("error", quiet);
       this.#events = new EventReader(this.#eventsConn!, this.#queue.keys.events!, (e) => waiters.handle(e));
-      this.#rpc = new RpcBroadcast(this.#client!, this.#sub!, this.options.queue);
+      this.#rpc = new RpcBroadcast(this.#client!, this.#sub!, this.options.queue, { resendMs: this.options.rpcResendMs });
     };
     // A lost connection may have lost events (and, without persistence, the jobs): fail what waits on it now.
     const onClose = () => {
@@ -349,8 +351,9 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   }
 
   protected async shutdown(): Promise<void> {
-    this.#waiters?.failAll(new ClosedError("QueueDiffusionExecutor is shut down"));
-    this.#rpc?.dispose();
+    const closed = new ClosedError("QueueDiffusionExecutor is shut down");
+    this.#waiters?.failAll(closed);
+    this.#rpc?.dispose(closed);
     this.#watch?.dispose();
     // A graceful close waits for a connection that may never come (Redis down): bounded, then the connections are cut.
     this.#events?.stop();

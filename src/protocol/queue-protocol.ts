@@ -131,6 +131,12 @@ export interface RpcMessage {
   kwargs: Record<string, unknown>;
   /** Remaining time of the caller's deadline, ms. */
   timeoutMs: number;
+  /**
+   * Set on a resend: only these workers answer (the others already did). Pub/sub delivers at most once, so
+   * a caller missing replies sends the call again under the same id; a worker answers an id it has seen
+   * with the reply it already gave, never running the method twice.
+   */
+  only?: string[];
 }
 
 /** One worker's reply: its local ranks' replies in rank order, or its error. */

@@ -19,5 +19,6 @@ if (missing) {
     await Promise.all(workers.map((w) => w.stop()));
     await redis?.close();
   });
-  runExecutorConformance("queue", () => ({ executorClass: "queue", executorOptions: { url: redis.url, queue }, allowNonNativeSizes: true }), { expectedRanks: 2 });
+  // rpcTimeoutMs under the suite's 120 s per test: a worker that never answers fails as a TimeoutError naming it.
+  runExecutorConformance("queue", () => ({ executorClass: "queue", executorOptions: { url: redis.url, queue }, allowNonNativeSizes: true, rpcTimeoutMs: 60_000 }), { expectedRanks: 2 });
 }

@@ -4,6 +4,9 @@ import { TimeoutError, TransportError, ValidationError, deserializeError, type O
 import { queueKeys, type RpcMessage, type RpcReply } from "../../protocol/queue-protocol.js";
 import { Deadline } from "../../policies/deadline.js";
 
+/** How long a call waits for a missing reply before it is sent again, ms (doubling up to 8× this). */
+export const DEFAULT_RPC_RESEND_MS = 1_000;
+
 /** One rank's reply as `collectiveRpc` returns it: the worker's reply with the worker it came from. */
 export type RankReply = Record<string, unknown> & { rank: number; worker: string; workerRank: number };
 
@@ -16,13 +19,17 @@ export class RpcBroadcast {
   readonly #pub: Redis;
   readonly #sub: Redis;
   readonly #keys: ReturnType<typeof queueKeys>;
-  #calls = new Map<string, (r: RpcReply) => void>();
+  readonly #resendMs: number;
+  /** Calls in flight, by id: how a reply reaches its call, and how `dispose` ends it. */
+  #calls = new Map<string, { onReply: (r: RpcReply) => void; fail: (err: OmniError) => void }>();
   #ready: Promise<unknown> | null = null;
 
-  constructor(pub: Redis, sub: Redis, queue: string) {
+  /** `resendMs`: how long a call waits for a missing reply before sending itself again (doubling, up to 8×). */
+  constructor(pub: Redis, sub: Redis, queue: string, opts: { resendMs?: number } = {}) {
     this.#pub = pub;
     this.#sub = sub;
     this.#keys = queueKeys(queue);
+    this.#resendMs = opts.resendMs ?? DEFAULT_RPC_RESEND_MS;
     // Subscribed now so replies are heard from the first call; a failure (Redis refusing the credentials) is
     // met again, and the subscription retried, by that call, never left as an unhandled rejection.
     void this.#subscribed().catch(() => undefined);
@@ -34,7 +41,7 @@ export class RpcBroadcast {
       } catch {
         return; // Not ours to parse: someone else published on the channel.
       }
-      this.#calls.get(reply.id)?.(reply);
+      this.#calls.get(reply.id)?.onReply(reply);
     });
   }
 
@@ -52,27 +59,52 @@ export class RpcBroadcast {
     if (!workers.length) throw new TransportError(`collectiveRpc("${method}"): no live worker on queue ${this.#keys.rpc}`, { data: { method } });
     const id = randomUUID();
     const replies = new Map<string, RpcReply>();
+    let sends = 0;
     // One deadline for the call: its timer names the workers that did not reply; a caller's abort ends it too.
     const dl = new Deadline(o.timeoutMs, o.signal, () => {
       const missing = workers.filter((w) => !replies.has(w));
-      return new TimeoutError(`collectiveRpc("${method}") timed out after ${o.timeoutMs}ms waiting for worker(s) ${missing.join(", ")}`, { data: { method, timeoutMs: o.timeoutMs, missing } });
+      return new TimeoutError(
+        `collectiveRpc("${method}") timed out after ${o.timeoutMs}ms waiting for worker(s) ${missing.join(", ")} (the call was sent ${sends} time(s); a worker with a live heartbeat that never answers has lost its subscription to ${this.#keys.rpc})`,
+        { data: { method, timeoutMs: o.timeoutMs, missing } },
+      );
     });
-    const done = new Promise<void>((resolve) => {
-      this.#calls.set(id, (r) => {
-        if (!workers.includes(r.worker)) return; // A worker that joined after the call: not waited for, not counted.
-        replies.set(r.worker, r);
-        if (replies.size === workers.length) resolve();
+    let resend: NodeJS.Timeout | undefined;
+    const done = new Promise<void>((resolve, reject) => {
+      this.#calls.set(id, {
+        onReply: (r) => {
+          if (!workers.includes(r.worker)) return; // A worker that joined after the call: not waited for, not counted.
+          replies.set(r.worker, r);
+          if (replies.size === workers.length) resolve();
+        },
+        fail: reject,
       });
     });
-    const msg: RpcMessage = { id, method, args: o.args, kwargs: o.kwargs, timeoutMs: Math.max(1, dl.remaining()) };
+    const send = (only?: string[]) => {
+      sends++;
+      const msg: RpcMessage = { id, method, args: o.args, kwargs: o.kwargs, timeoutMs: Math.max(1, dl.remaining()), ...(only ? { only } : {}) };
+      return this.#pub.publish(this.#keys.rpc, JSON.stringify(msg));
+    };
+    // Pub/sub delivers at most once (a subscriber reconnecting misses what is published meanwhile), so a call
+    // still missing replies is sent again to the workers that have not answered, under the same id: a worker
+    // that already ran it answers again from its record of the reply (server/queue/rpc-answers.ts).
+    const scheduleResend = (waitMs: number) => {
+      resend = setTimeout(() => {
+        const missing = workers.filter((w) => !replies.has(w));
+        if (!missing.length) return;
+        send(missing).catch(() => undefined); // the deadline, not a failed resend, ends the call
+        scheduleResend(Math.min(waitMs * 2, this.#resendMs * 8));
+      }, waitMs);
+    };
     try {
       // The publish waits inside the deadline too: on a stalled Redis connection it would otherwise hang the call.
-      await dl.race(this.#pub.publish(this.#keys.rpc, JSON.stringify(msg)));
+      await dl.race(send());
+      scheduleResend(this.#resendMs);
       await dl.race(done);
     } catch (err) {
       if (dl.callerAborted) throw o.signal!.reason;
       throw err;
     } finally {
+      clearTimeout(resend);
       dl.dispose();
       this.#calls.delete(id);
     }
@@ -100,8 +132,9 @@ export class RpcBroadcast {
     return only;
   }
 
-  /** Fails every call in flight (the connection to Redis was lost). */
-  dispose(): void {
+  /** Fails every call in flight with `reason` (the executor is closing): none waits out its deadline. */
+  dispose(reason: OmniError): void {
+    for (const call of this.#calls.values()) call.fail(reason);
     this.#calls.clear();
   }
 }

@@ -8,7 +8,7 @@ import type { OmniDiffusionConfigInput } from "../../core/config.js";
 import { DiffusionOutput } from "../../core/output.js";
 import type { OmniDiffusionRequest } from "../../core/request.js";
 import { requestFromDict } from "../../protocol/request-codec.js";
-import { AbortedError, ConfigError, serializeError, toOmniError, type OmniError } from "../../errors/omni-error.js";
+import { AbortedError, ConfigError, toOmniError, type OmniError } from "../../errors/omni-error.js";
 import {
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_LOCK_MS,
@@ -34,6 +34,7 @@ import {
 import { toDiffusionOutput } from "../shared/wire-output.js";
 import { uploadCapOf } from "../shared/edit-images.js";
 import { settleWithin } from "../../utils/settle-within.js";
+import { RpcAnswers } from "./rpc-answers.js";
 
 /** How long close waits past the drain deadline for BullMQ to let go of the jobs handed back, ms. */
 const CLOSE_GRACE_MS = 10_000;
@@ -212,7 +213,10 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   worker.on("error", quiet);
 
   const info: WorkerInfo = { id, host: hostname(), pid: process.pid, ranks: engine.config.numGpus, concurrency, startedAt: Date.now() };
+  // Live means able to hear RPCs: no heartbeat while the subscriber is (re)connecting, so a caller never
+  // waits on a worker that cannot hear it (resends cover the moment between reconnecting and resubscribing).
   const beat = async () => {
+    if (sub.status !== "ready") return;
     const now = await redisNow(pub);
     await pub
       .multi()
@@ -230,6 +234,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       void answerRpc(text).catch(quiet);
     }
   });
+  const rpcAnswers = new RpcAnswers(id, (msg) => engine.collectiveRpc(msg.method, { args: msg.args ?? [], kwargs: msg.kwargs ?? {}, timeout: Math.max(1, msg.timeoutMs) }));
   const answerRpc = async (text: string) => {
     let msg: RpcMessage;
     try {
@@ -237,14 +242,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     } catch {
       return;
     }
-    const reply: RpcReply = { id: msg.id, worker: id };
-    try {
-      const replies = await engine.collectiveRpc(msg.method, { args: msg.args ?? [], kwargs: msg.kwargs ?? {}, timeout: Math.max(1, msg.timeoutMs) });
-      reply.replies = Array.isArray(replies) ? replies : [replies];
-    } catch (err) {
-      reply.error = serializeError(err);
-    }
-    await pub.publish(keys.rpcReply, JSON.stringify(reply));
+    const reply = rpcAnswers.answer(msg);
+    if (reply) await pub.publish(keys.rpcReply, JSON.stringify(await reply));
   };
 
   // Metrics: this worker's counters plus the queue's gauges (any worker can be scraped for the fleet's depth).
@@ -271,7 +270,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     metricsUrl = `http://${host}:${typeof addr === "object" && addr ? addr.port : opts.metricsPort}`;
   }
 
-  await Promise.all([sub.subscribe(keys.rpc, keys.abort), beat()]);
+  await sub.subscribe(keys.rpc, keys.abort);
+  await beat();
   void worker.run().catch(quiet);
   await worker.waitUntilReady();
 
