@@ -65,6 +65,8 @@ export { DEVICES, type Device } from "./pipelines/device.js";
 export type { ModelLayout } from "./pipelines/model-layout.js";
 export type { PipelineInfo } from "./core/pipeline-info.js";
 export type { PipelineLoadOptions } from "./core/pipeline-load-options.js";
+export type { LoraRef, LoraSpec } from "./core/weights.js";
+export { weightsKey } from "./core/weights.js";
 export type { DiffusionPipeline, GenerateOptions, StepBatchInfo, StepProgress, SteppablePipeline, UnetCall } from "./pipelines/types.js";
 export { createScheduler, SCHEDULER_NAMES, schedulersFor } from "./schedulers/index.js";
 export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";

@@ -4,6 +4,7 @@
  */
 import type { PreviewDecoder } from "./decoders.js";
 import type { Device } from "./devices.js";
+import type { LoraSpec } from "./weights.js";
 
 /** How to create onnxruntime sessions. */
 export interface PipelineLoadOptions {
@@ -23,6 +24,8 @@ export interface PipelineLoadOptions {
   memory?: Partial<MemoryTuning>;
   /** What this worker may use, bytes (core/memory-estimate.ts); default: 90 % of the machine's memory; 0: unchecked. */
   memoryBudgetBytes?: number;
+  /** LoRAs to fuse into the model's weights before its sessions are created (core/weights.ts). */
+  loras?: LoraSpec[];
 }
 
 /**

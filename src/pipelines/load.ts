@@ -1,4 +1,5 @@
 import { availableParallelism } from "node:os";
+import { ConfigError } from "../errors/omni-error.js";
 import { resolveModelSpec } from "../core/model-path.js";
 import { readModelIndex } from "./model-files.js";
 import { pipelineFactory } from "./registry.js";
@@ -16,6 +17,10 @@ import type { DiffusionPipeline, PipelineLoadOptions } from "./types.js";
  * ```
  */
 export async function loadPipeline(modelDir: string, opts: PipelineLoadOptions = {}): Promise<DiffusionPipeline> {
+  if (opts.loras?.length) {
+    // The fusing lands with issue 24's LoRA work; until then a LoRA is refused, never silently ignored.
+    throw new ConfigError(`LoRAs are not supported by this build (asked for ${opts.loras.map((l) => l.name).join(", ")})`, { field: "loras" });
+  }
   const dir = resolveModelSpec(modelDir);
   const index = readModelIndex(dir);
   const withDefaults = { ...opts, intraOpNumThreads: opts.intraOpNumThreads ?? availableParallelism() };

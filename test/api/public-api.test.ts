@@ -337,6 +337,7 @@ const MINIMAL: Record<keyof typeof api, Check> = {
     },
   },
   webhookOptionsFromFlags: { needs: "the parsed flags ({} takes the defaults)", run: () => assert.deepEqual(api.webhookOptionsFromFlags({}), { allowPrivate: false }) },
+  weightsKey: { needs: "a model name and its LoRAs", run: () => assert.equal(api.weightsKey("m", [{ name: "b", scale: 1 }, { name: "a", scale: 0.5 }]), "m+a:0.5+b:1") },
 };
 
 describe("the public API with its documented defaults", { timeout: 10 * T }, () => {
