@@ -227,12 +227,17 @@ export class JobList {
       const waiting = job.p.status === "starting" || !!job.p.queue_position;
       if (!waiting && (job.followed || this.streams < MAX_STREAMS)) {
         this.streams++;
+        // A started job may still wait in the engine's queue, which its stream does not tell: poll until it steps.
+        const side = new AbortController();
+        const polling = this.#pollUntilStepping(job, side.signal);
         try {
           await this.#stream(job, signal);
         } catch {
           await delay(POLL_MS, signal); // a dropped stream: look again, then reconnect
         } finally {
           this.streams--;
+          side.abort();
+          await polling;
         }
       } else await delay(POLL_MS, signal);
       if (!signal.aborted) await this.#refresh(job, signal);
@@ -240,6 +245,14 @@ export class JobList {
     if (signal.aborted) return;
     await this.#showOutput(job);
     job.resolveFinal(job.p);
+  }
+
+  /** Polls `job` while it has made no step yet (its queue position may change), until `signal` aborts. */
+  async #pollUntilStepping(/** @type {Job} */ job, /** @type {AbortSignal} */ signal) {
+    while (!signal.aborted && !job.progress && !isFinal(job.p.status)) {
+      await delay(POLL_MS, signal);
+      if (!signal.aborted) await this.#refresh(job, signal);
+    }
   }
 
   /** @param {Job} job @param {AbortSignal} signal */
