@@ -11,6 +11,8 @@ import { readSse } from "./lib/sse.js";
 const POLL_MS = 250;
 /** Streams open at once for the list: a browser allows 6 connections per host, the page's other calls need some. */
 const MAX_STREAMS = 2;
+/** Polls per POLL_MS the list's other jobs share at most: a page of 100 queued jobs must not flood the server. */
+const MAX_POLLS = 4;
 
 /** @param {number} ms @param {AbortSignal} signal resolves after `ms`, or at once when `signal` aborts */
 const delay = (ms, signal) =>
@@ -112,6 +114,8 @@ export class JobList {
     this.next = null;
     this.generation = 0;
     this.streams = 0;
+    /** Jobs of the list being polled now (not the followed one). */
+    this.polled = 0;
     els.more.addEventListener("click", () => void this.loadMore());
   }
 
@@ -239,7 +243,12 @@ export class JobList {
           side.abort();
           await polling;
         }
-      } else await delay(POLL_MS, signal);
+      } else if (job.followed) await delay(POLL_MS, signal);
+      else {
+        this.polled++;
+        await delay(POLL_MS * Math.max(1, Math.ceil(this.polled / MAX_POLLS)), signal);
+        this.polled--;
+      }
       if (!signal.aborted) await this.#refresh(job, signal);
     }
     if (signal.aborted) return;
