@@ -15,6 +15,7 @@ const auth = { authorization: `Bearer ${KEY}` };
 /** The DOM members the page-side callbacks touch (this project compiles without lib "dom"). */
 interface DomEl {
   disabled: boolean;
+  hidden: boolean;
   textContent: string | null;
   naturalWidth: number;
   dataset: Record<string, string>;
@@ -129,11 +130,31 @@ test("a held job shows as running, the next one its queue position; Cancel in th
   assert.equal((await api<Prediction>(`/v1/predictions/${queued}`)).status, "canceled", "the server canceled it");
   await page.waitForFunction(() => !document.querySelector('[data-testid="generate"]')!.disabled);
   assert.match(await page.$eval("#notice", (e) => (e as DomEl).textContent ?? ""), /Cancelled/);
-  assert.equal(await page.$eval(`${job(queued)} ${tid("job-cancel")}`, (e) => (e as DomEl & { hidden: boolean }).hidden), true, "a final job has no Cancel");
+  assert.equal(await page.$eval(`${job(queued)} ${tid("job-cancel")}`, (e) => (e as DomEl).hidden), true, "a final job has no Cancel");
   assert.equal((await api<Prediction>(`/v1/predictions/${held}`)).status, "processing", "the held job is untouched");
 
   await gate.release();
   await page.waitForFunction((sel) => [...document.querySelectorAll(sel)].some((img) => img.naturalWidth === 32), {}, `${job(held)} [data-testid="result-image"]`);
   assert.equal((await api<Prediction>(`/v1/predictions/${held}`)).status, "succeeded");
+  assert.deepEqual(errors.take(), []);
+});
+
+test("Load more shows the next page of the server's list, older jobs last", { skip: skip ?? false, timeout: 180_000 }, async () => {
+  // 100 more jobs (a page is 100), each canceled before it runs: the gate holds every step at 0 meanwhile.
+  await gate.hold(0);
+  const oldest = (await api<{ results: Prediction[] }>("/v1/predictions")).results.map((p) => p.id).reverse();
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`${server.url}/v1/predictions`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ input: { prompt: "a red circle on a blue background", num_inference_steps: 4, seed: 100 + i } }) });
+    const p = (await res.json()) as Prediction;
+    await api(`/v1/predictions/${p.id}/cancel`, "POST");
+  }
+  await gate.release();
+  await page.reload({ waitUntil: "domcontentloaded" });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="job"]').length === 100 && !document.querySelector('[data-testid="load-more"]')!.hidden);
+  await page.click(tid("load-more"));
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="job"]').length === n, {}, 100 + oldest.length);
+  const ids = await page.$$eval(tid("job"), (els) => els.map((e) => (e as DomEl).dataset.id));
+  assert.deepEqual(ids.slice(100).reverse(), oldest, "the second page holds the oldest jobs, newest first");
+  assert.equal(await page.$eval(tid("load-more"), (e) => (e as DomEl).hidden), true, "no more pages");
   assert.deepEqual(errors.take(), []);
 });
