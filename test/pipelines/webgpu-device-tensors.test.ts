@@ -1,0 +1,108 @@
+/**
+ * Tensors kept on the WebGPU device between steps (src/pipelines/device-step.ts), on a real adapter (in CI: Mesa's
+ * software Vulkan): what crosses between host and device per step, counted where it crosses (DeviceTensors), and
+ * the images against the CPU's — for samplers stepped on the device, a multistep sampler stepped on the host, both
+ * in one UNet call, and the fp16 fixture. Without an adapter every test here skips and says why on stderr.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { OmniDiffusionRequest } from "../../src/core/request.js";
+import { loadPipeline } from "../../src/pipelines/load.js";
+import type { OnnxDiffusionPipeline } from "../../src/pipelines/onnx-diffusion-pipeline.js";
+import type { DiffusionPipeline } from "../../src/pipelines/types.js";
+import { probeWebGpu } from "../../src/pipelines/webgpu-adapter.js";
+import { pixelDiff } from "../batching/helpers.js";
+import { MODEL_DIR } from "../helpers/model.js";
+import { fixtureDir } from "../models/fixtures.js";
+
+const probe = await probeWebGpu();
+const skip = probe.ok ? false : `no WebGPU adapter here (${probe.reason}); CI installs mesa-vulkan-drivers from bookworm-backports for one`;
+if (skip && process.env.OMNI_DIFFUSION_REQUIRE_WEBGPU === "1") throw new Error(`OMNI_DIFFUSION_REQUIRE_WEBGPU=1 but ${skip}`);
+if (skip) console.warn(`\n*** SKIPPING the webgpu device-tensor tests: ${skip} ***\n`);
+
+/** tiny-shapes' latents: 3×32×32 float32. */
+const LATENT_BYTES = 3 * 32 * 32 * 4;
+
+const req = (id: string, scheduler: string, steps: number, seed = 5) =>
+  new OmniDiffusionRequest({ requestId: id, prompt: "a green square on a yellow background", seed, numInferenceSteps: steps, guidanceScale: 4, scheduler });
+
+describe("webgpu: tensors on the device", { skip, timeout: 300_000 }, () => {
+  let cpu: DiffusionPipeline;
+  let gpu: OnnxDiffusionPipeline;
+  before(async () => {
+    cpu = await loadPipeline(MODEL_DIR, { intraOpNumThreads: 1 });
+    gpu = (await loadPipeline(MODEL_DIR, { intraOpNumThreads: 1, device: "webgpu" })) as OnnxDiffusionPipeline;
+  });
+  after(async () => {
+    await cpu?.release();
+    await gpu?.release();
+  });
+
+  /** Bytes up and down one request of `steps` steps costs on the device. */
+  async function bytesOf(scheduler: string, steps: number): Promise<{ up: number; down: number }> {
+    const dev = gpu.deviceTensors!;
+    const before = { ...dev.bytes };
+    const out = await gpu.generate([req(`bytes-${scheduler}-${steps}`, scheduler, steps)]);
+    assert.deepEqual(out.errors, {});
+    return { up: dev.bytes.up - before.up, down: dev.bytes.down - before.down };
+  }
+
+  it("a step of a device sampler moves no latents: nothing comes down, only scalars go up (noise for ancestral)", async () => {
+    for (const scheduler of ["ddim", "euler", "euler_a"]) {
+      // The difference between 4 and 2 steps is two steady steps: the embeddings and first latents went up once in both.
+      const [two, four] = [await bytesOf(scheduler, 2), await bytesOf(scheduler, 4)];
+      const perStep = { up: (four.up - two.up) / 2, down: (four.down - two.down) / 2 };
+      assert.equal(perStep.down, 0, `${scheduler}: ${perStep.down} bytes down per step`);
+      // euler_a's noise is drawn on the host (the CPU path's own stream) and goes up scaled: one latent per step.
+      const noise = scheduler === "euler_a" ? LATENT_BYTES : 0;
+      assert.ok(perStep.up <= noise + 256, `${scheduler}: ${perStep.up} bytes up per step`);
+    }
+  });
+
+  it("a multistep sampler (dpmpp_2m) gets one guided ε down per step, not both guidance rows", async () => {
+    const [two, four] = [await bytesOf("dpmpp_2m", 2), await bytesOf("dpmpp_2m", 4)];
+    assert.equal((four.down - two.down) / 2, LATENT_BYTES);
+  });
+
+  it("the host path (deviceSteps off) still round-trips the latents: the counter sees it", async () => {
+    gpu.deviceSteps = "off";
+    try {
+      const [two, four] = [await bytesOf("ddim", 2), await bytesOf("ddim", 4)];
+      assert.equal((four.down - two.down) / 2, 2 * LATENT_BYTES, "both guidance rows of the UNet's output come down");
+    } finally {
+      gpu.deviceSteps = "on";
+    }
+  });
+
+  it("device and host samplers in one UNet call each give the CPU's image (within 2 levels)", async () => {
+    const batch = [req("mix-ddim", "ddim", 3, 21), req("mix-dpm", "dpmpp_2m", 3, 22), req("mix-euler-a", "euler_a", 3, 23)];
+    const a = await cpu.generate(batch);
+    const b = await gpu.generate(batch);
+    assert.deepEqual([a.errors, b.errors], [{}, {}]);
+    for (let i = 0; i < batch.length; i++) {
+      const diff = pixelDiff(a.output[i]!, b.output[i]!);
+      assert.ok(diff <= 2, `${batch[i]!.requestId}: webgpu differs from cpu by ${diff} levels`);
+    }
+  });
+
+  it("the fp16 fixture steps on the device (float16 casts there) and gives the CPU's image", async () => {
+    const dir = fixtureDir("sd15-fp16");
+    const c16 = await loadPipeline(dir, { intraOpNumThreads: 1 });
+    const g16 = (await loadPipeline(dir, { intraOpNumThreads: 1, device: "webgpu" })) as OnnxDiffusionPipeline;
+    try {
+      const r = new OmniDiffusionRequest({ requestId: "fp16", prompt: "a photo of a cat", seed: 3, numInferenceSteps: 2, guidanceScale: 4, scheduler: "euler", width: 64, height: 64 });
+      const a = await c16.generate([r]);
+      const before = { ...g16.deviceTensors!.bytes };
+      const b = await g16.generate([r]);
+      assert.deepEqual([a.errors, b.errors], [{}, {}]);
+      const diff = pixelDiff(a.output[0]!, b.output[0]!);
+      assert.ok(diff <= 2, `fp16: webgpu differs from cpu by ${diff} levels`);
+      // Only the final latents came down (float32 after the device's cast), no UNet output.
+      const latent = 4 * 8 * 8 * 4; // [4, 8, 8] float32
+      assert.equal(g16.deviceTensors!.bytes.down - before.down, latent);
+    } finally {
+      await c16.release();
+      await g16.release();
+    }
+  });
+});
