@@ -20,6 +20,7 @@ import { applyGuidance } from "./tensor-ops.js";
 import { unetFeeds, type UnetRow } from "./unet-feeds.js";
 import { deviceEligible, deviceStep, syncToHost } from "./device-step.js";
 import { DeviceTensors } from "./device-tensors.js";
+import { float16Line, readWebGpuLimits } from "./webgpu-limits.js";
 import { describeOnnxModel } from "./model-limits.js";
 import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
@@ -150,6 +151,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     await Promise.all(this.#models.map((m) => m.load()));
     this.#unet.requireInputs(["sample", "timestep", "encoder_hidden_states"]);
     this.#vae.requireInputs(["latent_sample"]);
+    const gpuLimits = this.deviceTensors && !this.#limits ? await readWebGpuLimits() : null;
+    if (gpuLimits && this.#unet.input("sample")?.type === "float16") process.emitWarning(float16Line(gpuLimits), { type: "WebGpuFloat16" });
     this.#limits ??= describeOnnxModel({
       unetConfig: this.#unetConfig,
       schedulerConfig: this.#schedulerConfig,
@@ -165,6 +168,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       budgetBytes: this.#memoryBudget,
       attentionSlices: this.#unet.slicedAttention ? this.#attentionSlices : 1,
       decodeImagesPerCall: this.#decodeImagesPerCall,
+      ...(gpuLimits ? { deviceLimits: { maxBufferSize: gpuLimits.maxBufferSize, maxStorageBufferBindingSize: gpuLimits.maxStorageBufferBindingSize, source: gpuLimits.source } } : {}),
     });
     // One source for the native size: what describe() found (config, else the export's static dims).
     this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };
