@@ -13,6 +13,8 @@ export interface SampleSlot {
   /** `device`: x' = a·x + b·ε (+ noise) on the device; `host`: ε comes back to the host's sampler. */
   mode: "device" | "host";
   noise: boolean;
+  /** Also output its predicted clean sample x0 = pa·x + pb·ε (for previews). */
+  x0?: boolean;
   /** Index of its state's text embeddings among the call's `ctx` inputs. */
   ctx: number;
 }
@@ -28,7 +30,7 @@ function concat(inputs: string[], output: string): NodeMsg {
 }
 
 export function slotsKey(slots: SampleSlot[]): string {
-  return slots.map((s) => `${s.cfg ? 2 : 1}${s.mode[0]}${s.noise ? "n" : ""}${s.ctx}`).join(",");
+  return slots.map((s) => `${s.cfg ? 2 : 1}${s.mode[0]}${s.noise ? "n" : ""}${s.x0 ? "p" : ""}${s.ctx}`).join(",");
 }
 
 /**
@@ -105,6 +107,11 @@ export function stepGraph(slots: SampleSlot[], predElem: ElemType): SmallGraph {
       nodes.push({ opType: "Add", input: [`ax${i}`, `be${i}`], output: [`det${i}`] }, { opType: "Add", input: [`det${i}`, `n${i}`], output: [`y${i}`] });
     } else nodes.push({ opType: "Add", input: [`ax${i}`, `be${i}`], output: [`y${i}`] });
     outputs.push(latent(`y${i}`));
+    if (s.x0) {
+      inputs.push({ name: `pa${i}`, elem: "float32", dims: [1] }, { name: `pb${i}`, elem: "float32", dims: [1] });
+      nodes.push({ opType: "Mul", input: [`x${i}`, `pa${i}`], output: [`pax${i}`] }, { opType: "Mul", input: [eps, `pb${i}`], output: [`pbe${i}`] }, { opType: "Add", input: [`pax${i}`, `pbe${i}`], output: [`p${i}`] });
+      outputs.push(latent(`p${i}`));
+    }
   });
   return { name: "step", inputs, outputs, nodes };
 }

@@ -24,6 +24,27 @@ const DEVICE_SAMPLERS = new Set(["ddim", "euler", "euler_a", "lcm"]);
 
 /** Each sample's latents while they are on the device (the host copy in `SampleState.latents` is then stale). */
 const onDevice = new WeakMap<SampleState, ort.Tensor>();
+/** Each sample's predicted clean sample of its last device step (read back only for a preview). */
+const x0OnDevice = new WeakMap<SampleState, ort.Tensor>();
+/** Device tensors held for states now (latents, predicted x0, embeddings): what an abort must give back. */
+let held = 0;
+
+/** How many device tensors the states in flight hold (tests check an abort gives them back). */
+export function heldDeviceTensors(): number {
+  return held;
+}
+
+function hold(map: WeakMap<SampleState, ort.Tensor>, smp: SampleState, t: ort.Tensor | undefined): void {
+  const old = map.get(smp);
+  if (old) {
+    disposeOnDevice(old);
+    held--;
+  }
+  if (t) {
+    map.set(smp, t);
+    held++;
+  } else map.delete(smp);
+}
 /** Each request's text embeddings, uploaded once (at its first step). */
 const embeddings = new WeakMap<DenoiseState, { cond: ort.Tensor; uncond: ort.Tensor | null }>();
 
@@ -50,7 +71,7 @@ function elemOf(type: string | undefined): ElemType {
 }
 
 /** x' = a·x + b·ε + c·noise, read off the sampler by stepping it once on probe values; throws when the step is not affine. */
-function affineStep(smp: SampleState, t: number): { a: number; b: number; noiseScale: number } {
+function affineStep(smp: SampleState, t: number): { a: number; b: number; noiseScale: number; x0: { a: number; b: number } | null } {
   let drew = false;
   const probeNoise = {
     randn(out: Float32Array): Float32Array {
@@ -60,12 +81,16 @@ function affineStep(smp: SampleState, t: number): { a: number; b: number; noiseS
       return out;
     },
   };
-  const y = smp.scheduler.step(Float32Array.of(0, 1, 0, 3), t, Float32Array.of(1, 0, 0, 2), probeNoise).prevSample;
+  const stepped = smp.scheduler.step(Float32Array.of(0, 1, 0, 3), t, Float32Array.of(1, 0, 0, 2), probeNoise);
+  const y = stepped.prevSample;
+  const p = stepped.predOriginalSample;
   const [a, b, c, check] = [y[0]!, y[1]!, y[2]!, y[3]!];
   if (![a, b, c, check].every(Number.isFinite) || Math.abs(2 * a + 3 * b - check) > 1e-5 * (1 + Math.abs(check))) {
     throw new ValidationError(`sampler "${smp.scheduler.name}" did not step as x' = a·x + b·ε at t=${t}: it cannot run on the device`, { field: "scheduler" });
   }
-  return { a, b, noiseScale: drew ? c : 0 };
+  // The predicted clean sample is affine in (x, ε) too (no noise in it): previews read it.
+  const x0 = p && p.length === 4 && [p[0]!, p[1]!].every(Number.isFinite) ? { a: p[0]!, b: p[1]! } : null;
+  return { a, b, noiseScale: drew ? c : 0, x0 };
 }
 
 /** One UNet call over `states` with the tensors on the device; mutates the states only once the call succeeded. */
@@ -88,6 +113,7 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
       const up = (e: Float32Array) => dev.upload(e, [1, tokens, e.length / tokens], ctxElem);
       emb = { cond: await up(s.cond), uncond: s.uncond ? await up(s.uncond) : null };
       embeddings.set(s, emb);
+      held += emb.uncond ? 2 : 1;
     }
     feeds[`c${j}`] = emb.cond;
     if (emb.uncond) feeds[`u${j}`] = emb.uncond;
@@ -140,10 +166,16 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
       const slot = slots[i]!;
       if (slot.cfg) stepFeeds[`g${i}`] = new ort.Tensor("float32", Float32Array.of(s.params.guidanceScale), [1]);
       if (slot.mode === "device") {
-        const { a, b, noiseScale } = affineStep(smp, t);
+        const { a, b, noiseScale, x0 } = affineStep(smp, t);
+        const scalar = (v: number) => new ort.Tensor("float32", Float32Array.of(v), [1]);
         stepFeeds[`x${i}`] = feeds[`x${i}`]!;
-        stepFeeds[`a${i}`] = new ort.Tensor("float32", Float32Array.of(a), [1]);
-        stepFeeds[`b${i}`] = new ort.Tensor("float32", Float32Array.of(b), [1]);
+        stepFeeds[`a${i}`] = scalar(a);
+        stepFeeds[`b${i}`] = scalar(b);
+        if (x0) {
+          stepFeeds[`pa${i}`] = scalar(x0.a);
+          stepFeeds[`pb${i}`] = scalar(x0.b);
+          slot.x0 = true;
+        }
         if (noiseScale !== 0) {
           // The same draw, from the same stream, as the host sampler makes; only its scaling moved here.
           const noise = smp.rng.randn(new Float32Array(size));
@@ -157,7 +189,7 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
   }
   let stepped: Record<string, ort.Tensor>;
   try {
-    const onDev = slots.flatMap((s, k) => (s.mode === "device" ? [`y${k}`] : []));
+    const onDev = slots.flatMap((s, k) => (s.mode === "device" ? [`y${k}`, `p${k}`] : []));
     stepped = await dev.run(`step:${slotsKey(slots)}:${elemOf(pred.type)}`, () => stepGraph(slots, elemOf(pred.type)), stepFeeds, onDev);
   } finally {
     disposeOnDevice(pred);
@@ -168,8 +200,9 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
     for (const smp of s.samples) {
       const slot = slots[i]!;
       if (slot.mode === "device") {
-        disposeOnDevice(feeds[`x${i}`]);
-        onDevice.set(smp, stepped[`y${i}`]!);
+        if (!onDevice.has(smp)) disposeOnDevice(feeds[`x${i}`]); // the first step's upload, not held
+        hold(onDevice, smp, stepped[`y${i}`]);
+        hold(x0OnDevice, smp, stepped[`p${i}`]);
         smp.predX0 = null;
       } else {
         if (!onDevice.has(smp)) disposeOnDevice(feeds[`x${i}`]);
@@ -187,28 +220,35 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
 }
 
 /**
- * Brings the device latents of `states` back to their host `latents` (before a decode or preview). `leave`: the
- * host copy becomes the only one (a step on the host path follows); a finished state's device tensors go too.
+ * Brings the device latents of `states` back to their host `latents` (before a decode), and for a `preview` their
+ * predicted clean sample to `predX0`. `leave`: the host copy becomes the only one (a step on the host path follows);
+ * a finished state's device tensors go too.
  */
-export async function syncToHost(dev: DeviceTensors, states: readonly DenoiseState[], leave = false): Promise<void> {
+export async function syncToHost(dev: DeviceTensors, states: readonly DenoiseState[], leave = false, preview = false): Promise<void> {
   for (const s of states) {
     for (const smp of s.samples) {
       const t = onDevice.get(smp);
       if (!t) continue;
       smp.latents = Float32Array.from(await dev.download(t));
-      if (leave || isFinished(s)) {
-        onDevice.delete(smp);
-        disposeOnDevice(t);
-      }
+      const x0 = x0OnDevice.get(smp);
+      if (preview && x0) smp.predX0 = Float32Array.from(await dev.download(x0));
     }
-    if (isFinished(s)) releaseEmbeddings(s);
+    if (leave || isFinished(s)) releaseState(s);
   }
 }
 
-/** Frees a request's device buffers (it finished, failed or was aborted). */
-export function releaseEmbeddings(s: DenoiseState): void {
+/** Frees a state's device buffers (it finished, failed or was aborted, or moves to the host path). */
+export function releaseState(s: DenoiseState): void {
+  for (const smp of s.samples) {
+    hold(onDevice, smp, undefined);
+    hold(x0OnDevice, smp, undefined);
+  }
   const e = embeddings.get(s);
+  if (!e) return;
   embeddings.delete(s);
-  disposeOnDevice(e?.cond);
-  disposeOnDevice(e?.uncond ?? undefined);
+  for (const t of [e.cond, e.uncond]) {
+    if (!t) continue;
+    disposeOnDevice(t);
+    held--;
+  }
 }

@@ -18,7 +18,7 @@ import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal } from "./random.js";
 import { applyGuidance } from "./tensor-ops.js";
 import { unetFeeds, type UnetRow } from "./unet-feeds.js";
-import { deviceEligible, deviceStep, syncToHost } from "./device-step.js";
+import { deviceEligible, deviceStep, releaseState, syncToHost } from "./device-step.js";
 import { DeviceTensors } from "./device-tensors.js";
 import { float16Line, readWebGpuLimits } from "./webgpu-limits.js";
 import { describeOnnxModel } from "./model-limits.js";
@@ -430,8 +430,13 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images (see ImageDecoder). */
+  /** A state that leaves unfinished gives back its device buffers (webgpu). */
+  discard(state: DenoiseState): void {
+    releaseState(state);
+  }
+
   async decode(states: DenoiseState[], preview = false): Promise<GeneratedImage[][]> {
-    if (this.deviceTensors) await syncToHost(this.deviceTensors, states);
+    if (this.deviceTensors) await syncToHost(this.deviceTensors, states, false, preview);
     return this.#decoder.decode(states, preview);
   }
 

@@ -9,6 +9,10 @@ import { after, before, describe, it } from "node:test";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
 import type { OnnxDiffusionPipeline } from "../../src/pipelines/onnx-diffusion-pipeline.js";
+import { heldDeviceTensors } from "../../src/pipelines/device-step.js";
+import { StepLoop } from "../../src/pipelines/step-loop.js";
+import type { GeneratedImage } from "../../src/core/output.js";
+import { AbortedError } from "../../src/errors/omni-error.js";
 import type { DiffusionPipeline } from "../../src/pipelines/types.js";
 import { probeWebGpu } from "../../src/pipelines/webgpu-adapter.js";
 import { pixelDiff } from "../batching/helpers.js";
@@ -83,6 +87,38 @@ describe("webgpu: tensors on the device", { skip, timeout: 300_000 }, () => {
       const diff = pixelDiff(a.output[i]!, b.output[i]!);
       assert.ok(diff <= 2, `${batch[i]!.requestId}: webgpu differs from cpu by ${diff} levels`);
     }
+  });
+
+  it("an aborted request gives its device buffers back (latents, predicted x0, text embeddings)", async () => {
+    const loop = new StepLoop(gpu, { maxBatchRows: 64 });
+    const r = req("abort-me", "euler_a", 6);
+    let stop = false;
+    const out = await loop.run([{ request: r, params: gpu.resolve(r) }], {
+      // Aborts are checked between steps: after the second step the request leaves at the third.
+      onProgress: (p) => {
+        if (p.step === 2) {
+          assert.ok(heldDeviceTensors() > 0, "the running request holds device tensors");
+          stop = true;
+        }
+      },
+      isAborted: () => stop,
+    });
+    assert.ok(out.errors["abort-me"] instanceof AbortedError, String(out.errors["abort-me"]));
+    assert.equal(heldDeviceTensors(), 0);
+  });
+
+  it("previews read the predicted clean sample from the device, as the CPU path shows it", async () => {
+    const previews = async (p: DiffusionPipeline) => {
+      const got: GeneratedImage[] = [];
+      const out = await p.generate([req("preview", "ddim", 4, 8)], { previewEvery: 1, onProgress: (e) => e.step === 2 && e.preview && got.push(e.preview[0]!) });
+      assert.deepEqual(out.errors, {});
+      return got;
+    };
+    const [a, b] = [await previews(cpu), await previews(gpu)];
+    assert.equal(a.length, 1);
+    assert.equal(b.length, 1);
+    const diff = pixelDiff(a[0]!, b[0]!);
+    assert.ok(diff <= 2, `the step-2 preview differs from the CPU's by ${diff} levels`);
   });
 
   it("the fp16 fixture steps on the device (float16 casts there) and gives the CPU's image", async () => {
