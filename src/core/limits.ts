@@ -276,7 +276,7 @@ function checkDeviceBuffers(
     field,
     `size ${width}x${height} with ${rows} UNet row(s) (${name(field)}) needs a GPU buffer of an estimated ${mib(largest)} MiB (self-attention scores), ` +
       `more than the device holds in one buffer: ${mib(limit)} MiB (maxStorageBufferBindingSize ${mib(device.maxStorageBufferBindingSize)} MiB, maxBufferSize ${mib(device.maxBufferSize)} MiB, from ${device.source}); ` +
-      `ask for a smaller size or fewer images`,
+      `ask for a smaller size or fewer images, or start the model with its attention sliced (--attention-slices N)`,
     { limit, estimatedBytes: Math.round(largest), maxBufferSize: device.maxBufferSize, maxStorageBufferBindingSize: device.maxStorageBufferBindingSize },
   );
 }
