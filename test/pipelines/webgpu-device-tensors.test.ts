@@ -123,6 +123,9 @@ describe("webgpu: tensors on the device", { skip, timeout: 300_000 }, () => {
 
   it("the fp16 fixture steps on the device (float16 casts there) and gives the CPU's image", async () => {
     const dir = fixtureDir("sd15-fp16");
+    const f16Lines: string[] = [];
+    const onWarning = (w: Error) => w.name === "WebGpuFloat16" && f16Lines.push(w.message);
+    process.on("warning", onWarning);
     const c16 = await loadPipeline(dir, { intraOpNumThreads: 1 });
     const g16 = (await loadPipeline(dir, { intraOpNumThreads: 1, device: "webgpu" })) as OnnxDiffusionPipeline;
     try {
@@ -136,7 +139,11 @@ describe("webgpu: tensors on the device", { skip, timeout: 300_000 }, () => {
       // Only the final latents came down (float32 after the device's cast), no UNet output.
       const latent = 4 * 8 * 8 * 4; // [4, 8, 8] float32
       assert.equal(g16.deviceTensors!.bytes.down - before.down, latent);
+      // One line says whether the adapter runs half precision natively (shader-f16).
+      assert.equal(f16Lines.length, 1, f16Lines.join("\n"));
+      assert.match(f16Lines[0]!, /shader-f16/);
     } finally {
+      process.off("warning", onWarning);
       await c16.release();
       await g16.release();
     }
