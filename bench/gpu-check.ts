@@ -68,8 +68,10 @@ async function measure(c: (typeof CASES)[number], device: Device): Promise<Resul
   const t0 = performance.now();
   let pipeline;
   try {
-    // webgpu: attention in 16 slices (same outputs), so a 512² score tensor fits one GPU buffer (128 MiB on lavapipe).
-    pipeline = await loadPipeline(c.dir, { device, intraOpNumThreads: threads, ...(device === "webgpu" ? { memory: { attentionSlices: 16 } } : {}) });
+    // webgpu at 512² and up: attention in 16 slices (same outputs), so the score tensor fits one GPU buffer (128 MiB
+    // on lavapipe). Not for tiny-shapes: slicing its small attention only adds nodes (and CPU fallbacks).
+    const sliced = device === "webgpu" && (c.req.width ?? 0) >= 512;
+    pipeline = await loadPipeline(c.dir, { device, intraOpNumThreads: threads, ...(sliced ? { memory: { attentionSlices: 16 } } : {}) });
   } catch (err) {
     return { model: c.name, device, error: (err as Error).message };
   }

@@ -1,5 +1,5 @@
 import { ValidationError } from "../errors/omni-error.js";
-import { isFinished, rowsOf, type DenoiseState, type SampleState } from "./denoise-state.js";
+import { denoiseFailure, isFinished, rowsOf, type DenoiseState, type SampleState } from "./denoise-state.js";
 import { gatherGraph, slotsKey, stepGraph, type SampleSlot } from "./device-graphs.js";
 import { disposeOnDevice, type DeviceTensors } from "./device-tensors.js";
 import type { ElemType } from "./onnx-graph/small-graph.js";
@@ -18,6 +18,9 @@ import type { UnetCall } from "./types.js";
  * samplers (DPM++ 2M, PNDM) keep history the probe cannot express: guidance still runs on the device, and their
  * guided ε comes back to the host sampler (one download per step; the new latents go up with the next call).
  */
+
+/** The UNet inputs the device step feeds. */
+const UNET_INPUTS = new Set(["sample", "timestep", "encoder_hidden_states", "timestep_cond"]);
 
 /** Samplers whose step is affine in (latents, ε, noise), with no history between steps. */
 const DEVICE_SAMPLERS = new Set(["ddim", "euler", "euler_a", "lcm"]);
@@ -62,7 +65,9 @@ export interface DeviceStepContext {
  * Whether `states` can step on the device: not those that need every step's latents on the host (trajectories),
  * inpainting's per-step blend, or guidance rescale (a standard deviation per image), which keep the host path.
  */
-export function deviceEligible(states: readonly DenoiseState[]): boolean {
+export function deviceEligible(unet: OnnxModel, states: readonly DenoiseState[]): boolean {
+  // A UNet with inputs this step does not build (e.g. SDXL's added conditioning) keeps the host path.
+  if (!unet.inputs.every((i) => UNET_INPUTS.has(i.name))) return false;
   return states.every((s) => !s.trajectory && !s.edit?.latentMask && !(s.uncond && s.params.guidanceRescale > 0));
 }
 
@@ -94,7 +99,7 @@ function affineStep(smp: SampleState, t: number): { a: number; b: number; noiseS
 }
 
 /** One UNet call over `states` with the tensors on the device; mutates the states only once the call succeeded. */
-export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[]): Promise<UnetCall> {
+export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[]): Promise<UnetCall[]> {
   const t0 = performance.now();
   const { unet, dev } = ctx;
   const [c, h, w] = states[0]!.latentShape;
@@ -105,6 +110,8 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
   const scales: number[] = [];
   const timesteps: number[] = [];
   const guidance: number[] = [];
+  /** Latents uploaded for this call only (not yet held): freed if the UNet call fails. */
+  const uploaded: ort.Tensor[] = [];
   for (const [j, s] of states.entries()) {
     const t = s.timesteps[s.stepIndex]!;
     let emb = embeddings.get(s);
@@ -122,7 +129,9 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
       const device = !ctx.hostSamplers && DEVICE_SAMPLERS.has(smp.scheduler.name);
       slots.push({ cfg: !!s.uncond, mode: device ? "device" : "host", noise: false, ctx: j });
       // Latents not yet on the device go up once, here (the first step, or after a step on the host path).
-      feeds[`x${i}`] = onDevice.get(smp) ?? (await dev.upload(smp.latents, [1, c, h, w]));
+      const resident = onDevice.get(smp);
+      feeds[`x${i}`] = resident ?? (await dev.upload(smp.latents, [1, c, h, w]));
+      if (!resident) uploaded.push(feeds[`x${i}`]!);
       const scale = smp.scheduler.scaleModelInput(Float32Array.of(1), t)[0]!;
       for (let r = 0; r < (s.uncond ? 2 : 1); r++) {
         scales.push(scale);
@@ -149,14 +158,33 @@ export async function deviceStep(ctx: DeviceStepContext, states: DenoiseState[])
   let out: Record<string, ort.Tensor>;
   try {
     out = await unet.run(unetFeeds);
+  } catch (err) {
+    uploaded.forEach(disposeOnDevice);
+    throw err;
   } finally {
     disposeOnDevice(gathered.sample);
     disposeOnDevice(gathered.ehs);
   }
   dev.count(unetFeeds, out);
   const unetMs = performance.now() - tUnet;
-  const pred = out[unet.outputs[0]!.name] ?? Object.values(out)[0]!;
 
+  try {
+    return [await advance(ctx, states, slots, feeds, out[unet.outputs[0]!.name] ?? Object.values(out)[0]!, t0, unetMs)];
+  } catch (err) {
+    // The samplers moved when their coefficients were read: a retry would step them twice, so every state fails here.
+    for (const s of states) {
+      s.error = denoiseFailure(s, err);
+      releaseState(s);
+    }
+    return [];
+  }
+}
+
+/** After the UNet: the samplers' coefficients, the step graph, and the states moved on. */
+async function advance(ctx: DeviceStepContext, states: DenoiseState[], slots: SampleSlot[], feeds: Record<string, ort.Tensor>, pred: ort.Tensor, t0: number, unetMs: number): Promise<UnetCall> {
+  const { dev } = ctx;
+  const [c, h, w] = states[0]!.latentShape;
+  const size = c * h * w;
   // The samplers' coefficients: stepping a device sampler on its probe advances it, so from here on the states move.
   const stepFeeds: Record<string, ort.Tensor> = { pred };
   let i = 0;

@@ -360,9 +360,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       }
     }
     const dev = this.deviceTensors;
-    if (dev && this.deviceSteps !== "off" && deviceEligible(states)) {
+    if (dev && this.deviceSteps !== "off" && deviceEligible(unet, states)) {
       const ctx = { unet, dev, textTokens: this.#prompts.maxLength, perRowTimestep, hostSamplers: this.deviceSteps === "host-samplers" };
-      return [await deviceStep(ctx, states)];
+      return deviceStep(ctx, states);
     }
     if (dev) await syncToHost(dev, states, true);
     const [c, h, w] = states[0]!.latentShape;
