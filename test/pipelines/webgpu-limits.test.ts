@@ -14,7 +14,8 @@ import { loadPipeline } from "../../src/pipelines/load.js";
 import { describeOnnxModel, type ModelDescriptionInput } from "../../src/pipelines/model-limits.js";
 import type { OnnxDiffusionPipeline } from "../../src/pipelines/onnx-diffusion-pipeline.js";
 import { probeWebGpu } from "../../src/pipelines/webgpu-adapter.js";
-import { WEBGPU_MINIMUM_LIMITS, parseVulkanLimits } from "../../src/pipelines/webgpu-limits.js";
+import { WEBGPU_MINIMUM_LIMITS, parseVulkanLimits, readWebGpuLimits } from "../../src/pipelines/webgpu-limits.js";
+import { describeWebGpu } from "../../src/pipelines/webgpu-info.js";
 import { fixtureDir } from "../models/fixtures.js";
 
 /** The lines of `vulkaninfo` (Mesa 25.0's lavapipe) the limits come from, with the surrounding noise of the report. */
@@ -82,6 +83,12 @@ if (skip && process.env.OMNI_DIFFUSION_REQUIRE_WEBGPU === "1") throw new Error(`
 if (skip) console.warn(`\n*** SKIPPING the webgpu pipeline-limits test: ${skip} ***\n`);
 
 describe("webgpu pipeline limits", { skip, timeout: 300_000 }, () => {
+  it("info --device webgpu describes the buffer limits and shader-f16 it checks against", async () => {
+    const info = await describeWebGpu();
+    assert.deepEqual(info.limits, await readWebGpuLimits());
+    assert.ok(info.limits.maxStorageBufferBindingSize >= WEBGPU_MINIMUM_LIMITS.maxStorageBufferBindingSize);
+  });
+
   it("a webgpu pipeline's model limits carry the adapter's buffer limits", async () => {
     const p = (await loadPipeline(fixtureDir("sd15"), { intraOpNumThreads: 1, device: "webgpu" })) as OnnxDiffusionPipeline;
     try {
