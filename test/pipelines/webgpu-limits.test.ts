@@ -14,7 +14,7 @@ import { loadPipeline } from "../../src/pipelines/load.js";
 import { describeOnnxModel, type ModelDescriptionInput } from "../../src/pipelines/model-limits.js";
 import type { OnnxDiffusionPipeline } from "../../src/pipelines/onnx-diffusion-pipeline.js";
 import { probeWebGpu } from "../../src/pipelines/webgpu-adapter.js";
-import { WEBGPU_MINIMUM_LIMITS, parseVulkanLimits, readWebGpuLimits } from "../../src/pipelines/webgpu-limits.js";
+import { WEBGPU_MINIMUM_LIMITS, float16Line, parseVulkanLimits, readWebGpuLimits } from "../../src/pipelines/webgpu-limits.js";
 import { describeWebGpu } from "../../src/pipelines/webgpu-info.js";
 import { fixtureDir } from "../models/fixtures.js";
 
@@ -42,6 +42,13 @@ describe("webgpu buffer limits", () => {
     const two = LAVAPIPE + LAVAPIPE.replace("134217728", "1073741824").replace("0x80000000", "0x40000000").replace("shaderFloat16 = true", "shaderFloat16 = false");
     assert.deepEqual(parseVulkanLimits(two), { maxBufferSize: 1024 * MiB, maxStorageBufferBindingSize: 128 * MiB, shaderF16: false, source: "the Vulkan driver (vulkaninfo)" });
     assert.equal(parseVulkanLimits("ERROR: no devices"), null);
+  });
+
+  it("a float16 export's line says whether half precision runs natively, or what happens without shader-f16", () => {
+    const at = (shaderF16: boolean | null) => float16Line({ ...WEBGPU_MINIMUM_LIMITS, shaderF16 });
+    assert.match(at(true), /has shader-f16, so onnxruntime runs its half-precision kernels natively/);
+    assert.match(at(false), /lacks shader-f16 \(Vulkan shaderFloat16 \/ storageBuffer16BitAccess\).*run on the CPU/);
+    assert.match(at(null), /unknown here \(no vulkaninfo\)/);
   });
 
   it("a size whose attention scores exceed the device's largest buffer is refused, naming the numbers", () => {
