@@ -30,6 +30,8 @@ export interface SessionOptions {
   intraOpSpinning?: boolean;
   /** Memory-related session settings; absent fields take {@link DEFAULT_MEMORY_TUNING}. */
   memory?: Partial<MemoryTuning>;
+  /** Rewrites of a component's graph bytes before its session is created, by component (LoRA fusing: lora/fuse-loras.ts). */
+  graphEdits?: Readonly<Partial<Record<string, (graph: Uint8Array) => Uint8Array>>>;
 }
 
 /** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */
@@ -142,12 +144,15 @@ export class OnnxModel {
     }
     const inline = size > MAX_GRAPH_BYTES;
     const slices = SLICED_COMPONENTS.has(this.component) ? mem.attentionSlices : 1;
-    if (inline && !mem.mapInlineWeights) return null;
-    if (!inline && slices < 2) return null;
-    const original = inline ? externalizeInlineWeights(this.path) : readFileSync(this.path);
-    if (!original) return null;
+    const edit = this.#opts.graphEdits?.[this.component];
+    if (inline && !mem.mapInlineWeights && !edit) return null;
+    if (!inline && slices < 2 && !edit) return null;
+    let original = inline ? externalizeInlineWeights(this.path) : readFileSync(this.path);
+    if (!original && !edit) return null;
+    // An edited graph is always handed over as bytes (an inline file with nothing to externalize is read whole).
+    original = edit ? edit(original ?? readFileSync(this.path)) : original!;
     const sliced = sliceAttention(original, slices);
-    return sliced ?? (inline ? { bytes: original, sliced: 0 } : null);
+    return sliced ?? (inline || edit ? { bytes: original, sliced: 0 } : null);
   }
 
   async release(): Promise<void> {

@@ -1,0 +1,125 @@
+import { readFileSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import type { LoraSpec } from "../../core/weights.js";
+import { ValidationError } from "../../errors/omni-error.js";
+import { componentPath } from "../model-files.js";
+import { externalizeInlineWeights } from "../onnx-graph/external-weights.js";
+import { addDelta, deltaMismatch } from "./delta.js";
+import { readLoraLayers, sample, type LoraComponent, type LoraLayer } from "./lora-file.js";
+import { encodeInitializer, findLayerWeights, readInitializer, replaceInitializers, type Initializer, type LayerWeight } from "./onnx-initializers.js";
+import { SafetensorsFile } from "./safetensors.js";
+
+/** A rewrite of a component's graph bytes before its session is created (OnnxModel applies it). */
+export type GraphEdit = (graph: Uint8Array) => Uint8Array;
+
+/** What fusing produced: one graph edit per patched component, and what it cost. */
+export interface FusedLoras {
+  edits: Partial<Record<LoraComponent, GraphEdit>>;
+  /** Layers patched (a layer two LoRAs touch counts once). */
+  layers: number;
+  /** Bytes of the fused initializers held for the sessions (their dtype's size). */
+  fusedBytes: number;
+}
+
+/** Inline graphs above this are read through externalizeInlineWeights (as OnnxModel loads them), never whole. */
+const MAX_GRAPH_BYTES = 64 * 1024 ** 2;
+
+/**
+ * Fuses `loras` into the UNet and text-encoder weights of the model in `modelDir`: every check (formats, keys
+ * that match nothing, shapes of another architecture) happens here, before any session exists. The fused weights
+ * are kept as the TensorProto bytes that replace their initializers; every weight a LoRA does not touch still
+ * loads from the export's own files.
+ */
+export function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): FusedLoras {
+  const files = loras.map((l) => ({ spec: l, file: SafetensorsFile.open(l.path) }));
+  try {
+    const parsed = files.map(({ spec, file }) => ({ spec, file, layers: readLoraLayers(file) }));
+    const graphs = new Map<LoraComponent, { dir: string; byModule: Map<string, LayerWeight>; byFlat: Map<string, LayerWeight> }>();
+    const graphOf = (c: LoraComponent) => {
+      let g = graphs.get(c);
+      if (!g) {
+        const path = componentPath(modelDir, c);
+        const byModule = findLayerWeights(readGraph(path));
+        const byFlat = new Map([...byModule.values()].map((w) => [w.module.replace(/\./g, "_"), w]));
+        g = { dir: dirname(path), byModule, byFlat };
+        graphs.set(c, g);
+      }
+      return g;
+    };
+    const working = new Map<string, { component: LoraComponent; init: Initializer; values: Float32Array }>();
+    for (const { spec, file, layers } of parsed) {
+      const matched = layers.map((l) => ({ l, w: find(graphOf(l.component), l) }));
+      const missing = matched.filter((m) => !m.w).map((m) => m.l.key);
+      if (missing.length === layers.length) {
+        throw new ValidationError(`LoRA ${spec.name}: none of its ${layers.length} layers is in this model (${sample(missing)}); it is for another model or architecture`, {
+          field: "loras",
+          data: { lora: spec.name, keys: missing.slice(0, 10) },
+        });
+      }
+      if (missing.length) {
+        throw new ValidationError(`LoRA ${spec.name}: ${missing.length} of its ${layers.length} layers are not in this model (${sample(missing)})`, {
+          field: "loras",
+          data: { lora: spec.name, keys: missing.slice(0, 10) },
+        });
+      }
+      for (const { l, w } of matched) fuseLayer(spec, file, l, w!, graphOf(l.component).dir, working);
+    }
+    const fused = new Map<LoraComponent, Map<string, Uint8Array>>();
+    let fusedBytes = 0;
+    for (const [name, { component, init, values }] of working) {
+      const bytes = encodeInitializer(init, values);
+      fusedBytes += bytes.length;
+      let m = fused.get(component);
+      if (!m) fused.set(component, (m = new Map()));
+      m.set(name, bytes);
+    }
+    const edits: FusedLoras["edits"] = {};
+    for (const [c, m] of fused) edits[c] = (graph) => replaceInitializers(graph, m);
+    return { edits, layers: working.size, fusedBytes };
+  } finally {
+    for (const { file } of files) file.close();
+  }
+}
+
+function find(g: { byModule: Map<string, LayerWeight>; byFlat: Map<string, LayerWeight> }, l: LoraLayer): LayerWeight | undefined {
+  return "dotted" in l.match ? g.byModule.get(l.match.dotted) : g.byFlat.get(l.match.flat);
+}
+
+function fuseLayer(
+  spec: LoraSpec,
+  file: SafetensorsFile,
+  l: LoraLayer,
+  w: LayerWeight,
+  dir: string,
+  working: Map<string, { component: LoraComponent; init: Initializer; values: Float32Array }>,
+): void {
+  const down = file.tensors.get(l.down)!;
+  const up = file.tensors.get(l.up)!;
+  const shapes = { weight: w.init.dims, layout: w.layout, down: down.shape, up: up.shape };
+  const why = deltaMismatch(shapes);
+  if (why) {
+    throw new ValidationError(`LoRA ${spec.name} does not fit this model at ${l.key} (${w.module}, ${w.op}): ${why}; it is for another architecture`, {
+      field: "loras",
+      data: { lora: spec.name, key: l.key },
+    });
+  }
+  const rank = down.shape[0]!;
+  let alpha = rank;
+  if (l.alpha) {
+    const a = file.read(l.alpha);
+    if (a.length !== 1 || !Number.isFinite(a[0])) throw new ValidationError(`LoRA ${spec.name}: ${l.alpha} is not one finite number`, { field: "loras" });
+    alpha = a[0]!;
+  }
+  let entry = working.get(w.init.name);
+  if (!entry) working.set(w.init.name, (entry = { component: l.component, init: w.init, values: readInitializer(w.init, dir) }));
+  addDelta(entry.values, shapes, file.read(l.down), file.read(l.up), (spec.scale * alpha) / rank);
+}
+
+/** The graph bytes as OnnxModel reads them: big inline files with their weights turned into references. */
+function readGraph(path: string): Uint8Array {
+  if (statSync(path).size > MAX_GRAPH_BYTES) {
+    const mapped = externalizeInlineWeights(path);
+    if (mapped) return mapped;
+  }
+  return readFileSync(path);
+}

@@ -1,0 +1,42 @@
+/**
+ * LoRAs fused into the ONNX weights land on what torch computes with the LoRA merged into the modules
+ * (training/fixtures/make_lora_fixtures.py): kohya (float16, alpha) and PEFT (float32, no alpha) files, UNet and
+ * text encoder, attention / projection (1x1 conv and linear) / feed-forward layers, LoCon 3x3 convs (bfloat16),
+ * two LoRAs at once and a negative scale.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { OmniDiffusionRequest } from "../../src/core/request.js";
+import type { LoraSpec } from "../../src/core/weights.js";
+import { loadPipeline } from "../../src/pipelines/load.js";
+import { assertLatentsClose, assertPixelsClose } from "../models/fixtures.js";
+import { LORA_MODEL, lora, loraExpected } from "./fixtures.js";
+
+const CASES: Record<string, LoraSpec[]> = {
+  base: [],
+  "kohya@0.8": [lora("style-kohya", 0.8)],
+  "peft@1": [lora("style-peft", 1)],
+  "kohya@0.5+peft@-0.7": [lora("style-peft", -0.7), lora("style-kohya", 0.5)],
+  "locon@1": [lora("locon", 1)],
+};
+
+describe("fused LoRAs match the torch reference with the LoRA merged", () => {
+  for (const [name, loras] of Object.entries(CASES)) {
+    it(name, async () => {
+      const expected = loraExpected.cases[name]!;
+      const pipeline = await loadPipeline(LORA_MODEL, { intraOpNumThreads: 1, loras });
+      try {
+        const req = new OmniDiffusionRequest({ ...loraExpected.request, requestId: name, returnTrajectoryLatents: true });
+        const out = await pipeline.generate([req]);
+        assert.deepEqual(Object.keys(out.errors), []);
+        const traj = out.trajectoryLatents![0]!;
+        const size = loraExpected.latentShape.reduce((n, d) => n * d, 1);
+        assertLatentsClose(traj.data.subarray(traj.data.length - size), expected.latents, 1e-4, name);
+        const img = out.imagesFor(name)[0]!;
+        assertPixelsClose(Uint8Array.from(img.data), expected.pixels, 2, name, 3);
+      } finally {
+        await pipeline.release();
+      }
+    });
+  }
+});
