@@ -10,7 +10,8 @@ import { OmniDiffusionRequest } from "../../src/core/request.js";
 import type { LoraSpec } from "../../src/core/weights.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
 import { assertLatentsClose, assertPixelsClose } from "../models/fixtures.js";
-import { LORA_MODEL, lora, loraExpected } from "./fixtures.js";
+import { LORA_FIXTURES, LORA_MODEL, lora, loraExpected } from "./fixtures.js";
+import { join } from "node:path";
 
 const CASES: Record<string, LoraSpec[]> = {
   base: [],
@@ -20,11 +21,15 @@ const CASES: Record<string, LoraSpec[]> = {
   "locon@1": [lora("locon", 1)],
 };
 
+// The same model with its UNet and text-encoder weights in weights.pb (external data, as SD-size exports).
+const EXTERNAL = join(LORA_FIXTURES, "model-external");
+
 describe("fused LoRAs match the torch reference with the LoRA merged", () => {
-  for (const [name, loras] of Object.entries(CASES)) {
-    it(name, async () => {
+  const runs = [...Object.entries(CASES).map(([name, loras]) => ({ name, loras, dir: LORA_MODEL, label: name })), ...["base", "kohya@0.5+peft@-0.7"].map((name) => ({ name, loras: CASES[name]!, dir: EXTERNAL, label: `${name}, external weights.pb` }))];
+  for (const { name, loras, dir, label } of runs) {
+    it(label, async () => {
       const expected = loraExpected.cases[name]!;
-      const pipeline = await loadPipeline(LORA_MODEL, { intraOpNumThreads: 1, loras });
+      const pipeline = await loadPipeline(dir, { intraOpNumThreads: 1, loras });
       try {
         const req = new OmniDiffusionRequest({ ...loraExpected.request, requestId: name, returnTrajectoryLatents: true });
         const out = await pipeline.generate([req]);
