@@ -22,7 +22,7 @@ import {
   spinThreadsOption,
   cpuArenaOption, attentionSlicesOption,
   previewVaeOption,
-  previewDecoderOption,
+  previewDecoderOption, lorasDirOption,
   strengthArg,
   type EngineFlags,
 } from "./options.js";
@@ -79,6 +79,7 @@ export function addGenerateCommand(program: Command): void {
     .addOption(attentionSlicesOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
+    .addOption(lorasDirOption())
     .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
