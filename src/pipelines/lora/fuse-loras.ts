@@ -4,9 +4,9 @@ import type { LoraSpec } from "../../core/weights.js";
 import { ValidationError } from "../../errors/omni-error.js";
 import { componentPath } from "../model-files.js";
 import { externalizeInlineWeights } from "../onnx-graph/external-weights.js";
-import { addDelta, deltaMismatch } from "./delta.js";
+import { addDelta, deltaMismatch, type DeltaShapes } from "./delta.js";
 import { readLoraLayers, sample, type LoraComponent, type LoraLayer } from "./lora-file.js";
-import { encodeInitializer, findLayerWeights, readInitializer, replaceInitializers, type Initializer, type LayerWeight } from "./onnx-initializers.js";
+import { encodeInitializer, findLayerWeights, readInitializer, replaceInitializers, type LayerWeight } from "./onnx-initializers.js";
 import { SafetensorsFile } from "./safetensors.js";
 
 /** A rewrite of a component's graph bytes before its session is created (OnnxModel applies it). */
@@ -46,7 +46,8 @@ export function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): FusedLo
       }
       return g;
     };
-    const working = new Map<string, { component: LoraComponent; init: Initializer; values: Float32Array }>();
+    // Every LoRA is checked (keys, shapes, alpha) before any model weight is read.
+    const plan = new Map<string, { component: LoraComponent; weight: LayerWeight; deltas: Delta[] }>();
     for (const { spec, file, layers } of parsed) {
       const matched = layers.map((l) => ({ l, w: find(graphOf(l.component), l) }));
       const missing = matched.filter((m) => !m.w).map((m) => m.l.key);
@@ -62,12 +63,20 @@ export function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): FusedLo
           data: { lora: spec.name, keys: missing.slice(0, 10) },
         });
       }
-      for (const { l, w } of matched) fuseLayer(spec, file, l, w!, graphOf(l.component).dir, working);
+      for (const { l, w } of matched) {
+        const delta = planDelta(spec, file, l, w!);
+        const entry = plan.get(w!.init.name) ?? { component: l.component, weight: w!, deltas: [] };
+        entry.deltas.push(delta);
+        plan.set(w!.init.name, entry);
+      }
     }
+    // One weight at a time in float32: peak memory is the fused weights in their dtype plus one float32 working copy.
     const fused = new Map<LoraComponent, Map<string, Uint8Array>>();
     let fusedBytes = 0;
-    for (const [name, { component, init, values }] of working) {
-      const bytes = encodeInitializer(init, values);
+    for (const [name, { component, weight, deltas }] of plan) {
+      const values = readInitializer(weight.init, graphOf(component).dir);
+      for (const d of deltas) addDelta(values, d.shapes, d.file.read(d.down), d.file.read(d.up), d.s);
+      const bytes = encodeInitializer(weight.init, values);
       fusedBytes += bytes.length;
       let m = fused.get(component);
       if (!m) fused.set(component, (m = new Map()));
@@ -75,7 +84,7 @@ export function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): FusedLo
     }
     const edits: FusedLoras["edits"] = {};
     for (const [c, m] of fused) edits[c] = (graph) => replaceInitializers(graph, m);
-    return { edits, layers: working.size, fusedBytes };
+    return { edits, layers: plan.size, fusedBytes };
   } finally {
     for (const { file } of files) file.close();
   }
@@ -85,14 +94,17 @@ function find(g: { byModule: Map<string, LayerWeight>; byFlat: Map<string, Layer
   return "dotted" in l.match ? g.byModule.get(l.match.dotted) : g.byFlat.get(l.match.flat);
 }
 
-function fuseLayer(
-  spec: LoraSpec,
-  file: SafetensorsFile,
-  l: LoraLayer,
-  w: LayerWeight,
-  dir: string,
-  working: Map<string, { component: LoraComponent; init: Initializer; values: Float32Array }>,
-): void {
+interface Delta {
+  file: SafetensorsFile;
+  down: string;
+  up: string;
+  shapes: DeltaShapes;
+  /** scale · alpha / rank. */
+  s: number;
+}
+
+/** The checked update one LoRA layer makes to weight `w`; a ValidationError naming the layer when it does not fit. */
+function planDelta(spec: LoraSpec, file: SafetensorsFile, l: LoraLayer, w: LayerWeight): Delta {
   const down = file.tensors.get(l.down)!;
   const up = file.tensors.get(l.up)!;
   const shapes = { weight: w.init.dims, layout: w.layout, down: down.shape, up: up.shape };
@@ -110,9 +122,7 @@ function fuseLayer(
     if (a.length !== 1 || !Number.isFinite(a[0])) throw new ValidationError(`LoRA ${spec.name}: ${l.alpha} is not one finite number`, { field: "loras" });
     alpha = a[0]!;
   }
-  let entry = working.get(w.init.name);
-  if (!entry) working.set(w.init.name, (entry = { component: l.component, init: w.init, values: readInitializer(w.init, dir) }));
-  addDelta(entry.values, shapes, file.read(l.down), file.read(l.up), (spec.scale * alpha) / rank);
+  return { file, down: l.down, up: l.up, shapes, s: (spec.scale * alpha) / rank };
 }
 
 /** The graph bytes as OnnxModel reads them: big inline files with their weights turned into references. */
