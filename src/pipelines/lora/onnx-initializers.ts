@@ -37,6 +37,7 @@ export const ONNX_FLOAT = 1;
 export const ONNX_FLOAT16 = 10;
 export const ONNX_BFLOAT16 = 16;
 const FUSABLE = new Set([ONNX_FLOAT, ONNX_FLOAT16, ONNX_BFLOAT16]);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export interface Initializer {
   name: string;
@@ -123,6 +124,8 @@ export function readInitializer(init: Initializer, dir: string): Float32Array {
   if (init.external) raw = readExternal(init, dir, count * width);
   if (!raw) return Float32Array.from(init.floatData ?? []);
   if (raw.length !== count * width) throw new ModelLoadError(`initializer ${init.name} holds ${raw.length} bytes, its shape needs ${count * width}`);
+  // Little-endian hosts (every platform onnxruntime-node ships for) copy float32 data in one go.
+  if (init.dataType === ONNX_FLOAT && LITTLE_ENDIAN) return new Float32Array(Uint8Array.from(raw).buffer);
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const out = new Float32Array(count);
   if (init.dataType === ONNX_FLOAT) for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
