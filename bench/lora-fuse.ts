@@ -85,6 +85,11 @@ function writeFullsizeLora(unetGraph: string, rank: number, path: string): numbe
 
 async function runProbe(kind: string, args: string[]): Promise<ProbeResult> {
   const t0 = performance.now();
+  if (kind === "write-lora") {
+    // For profiling one fuse on its own: --probe write-lora UNET_GRAPH RANK PATH, then --probe fuse MODEL PATH.
+    const layers = writeFullsizeLora(args[0]!, Number(args[1]), args[2]!);
+    return { ms: performance.now() - t0, peakMiB: peakMiB(), note: `${layers} layers` };
+  }
   if (kind === "fuse") {
     const [model, lora] = args as [string, string];
     const f = fuseLoras(model, [{ name: "bench", scale: 0.8, path: lora }]);
