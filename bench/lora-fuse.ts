@@ -92,7 +92,7 @@ async function runProbe(kind: string, args: string[]): Promise<ProbeResult> {
   }
   if (kind === "fuse") {
     const [model, lora] = args as [string, string];
-    const f = fuseLoras(model, [{ name: "bench", scale: 0.8, path: lora }]);
+    const f = await fuseLoras(model, [{ name: "bench", scale: 0.8, path: lora }]);
     return { ms: performance.now() - t0, peakMiB: peakMiB(), note: `${f.layers} layers, ${(f.fusedBytes / 2 ** 20).toFixed(2)} MiB fused` };
   }
   if (kind === "pipeline") {
@@ -104,7 +104,7 @@ async function runProbe(kind: string, args: string[]): Promise<ProbeResult> {
   }
   // "unet": the UNet session alone, as the pipeline creates it for this model, with or without the fused weights.
   const [model, lora] = args as [string, string | undefined];
-  const graphEdits = lora ? fuseLoras(model, [{ name: "bench", scale: 0.8, path: lora }]).edits : {};
+  const graphEdits = lora ? (await fuseLoras(model, [{ name: "bench", scale: 0.8, path: lora }])).edits : {};
   const weights = readFileSync(join(model, "unet", "model.onnx")).length + (existsSync(join(model, "unet", "weights.pb")) ? readFileSync(join(model, "unet", "config.json")).length * 0 + 3.4e9 : 0);
   const m = new OnnxModel("unet", join(model, "unet", "model.onnx"), { intraOpNumThreads: 2, memory: memoryTuningFor(weights), graphEdits });
   await m.load();

@@ -23,7 +23,7 @@ export async function loadPipeline(modelDir: string, opts: PipelineLoadOptions =
   const className = opts.modelClassName ?? index._class_name;
   if (!opts.loras?.length) return pipelineFactory(className)(dir, index, withDefaults);
   // LoRAs are fused (and every refusal raised) before any session exists; the sessions load the fused graphs.
-  const loras = loraGraphEdits(dir, opts.loras);
+  const loras = await loraGraphEdits(dir, opts.loras);
   const pipeline = await pipelineFactory(className)(dir, index, { ...withDefaults, graphEdits: loras.graphEdits } as PipelineLoadOptions);
   const unapplied = loras.unapplied();
   if (unapplied.length) {

@@ -10,6 +10,7 @@ import { describe, it } from "node:test";
 import { fromHalfBits } from "../../src/pipelines/float16.js";
 import { ONNX_BFLOAT16, ONNX_FLOAT16, encodeInitializer, findLayerWeights, moduleOfNode, readInitializer, type Initializer } from "../../src/pipelines/lora/onnx-initializers.js";
 import { addDelta, deltaMismatch } from "../../src/pipelines/lora/delta.js";
+import { fusedWeight } from "../../src/pipelines/lora/delta-session.js";
 import { LORA_MODEL } from "./fixtures.js";
 
 describe("LoRA targets in the graph", () => {
@@ -50,6 +51,25 @@ describe("LoRA targets in the graph", () => {
       const out = new Uint16Array(Uint8Array.from(bytes.subarray(bytes.length - 4)).buffer);
       const back = dataType === ONNX_FLOAT16 ? Array.from(out, fromHalfBits) : Array.from(out, (h) => new Float32Array(new Uint32Array([h << 16]).buffer)[0]);
       assert.deepEqual(back, [1.5, 2], `dtype ${dataType}`);
+    }
+  });
+
+  it("big products run on onnxruntime and agree with the JavaScript loop, in both layouts", async () => {
+    const [inp, out, rank] = [320, 256, 16]; // 1.3 M multiply-adds: above the onnxruntime threshold
+    const rnd = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed) * 0.5);
+    const down = rnd(rank * inp, 1);
+    const up = rnd(out * rank, 2);
+    for (const layout of ["in_out", "out_in"] as const) {
+      const shapes = { weight: layout === "in_out" ? [inp, out] : [out, inp], layout, down: [rank, inp], up: [out, rank] };
+      const base = rnd(inp * out, 3);
+      const js = Float32Array.from(base);
+      addDelta(js, shapes, down, up, 0.75);
+      const viaOrt = await fusedWeight(Float32Array.from(base), shapes, down, up, 0.75);
+      assert.notEqual(viaOrt, base);
+      let worst = 0;
+      for (let i = 0; i < js.length; i++) worst = Math.max(worst, Math.abs(js[i]! - viaOrt[i]!));
+      assert.ok(worst < 1e-4, `${layout}: onnxruntime and JS differ by ${worst}`);
+      assert.ok(Math.abs(viaOrt[5]! - base[5]!) > 1e-3, `${layout}: the delta was added`);
     }
   });
 });

@@ -4,7 +4,8 @@ import type { LoraSpec } from "../../core/weights.js";
 import { ValidationError } from "../../errors/omni-error.js";
 import { componentPath } from "../model-files.js";
 import { externalizeInlineWeights } from "../onnx-graph/external-weights.js";
-import { addDelta, deltaMismatch, type DeltaShapes } from "./delta.js";
+import { deltaMismatch, type DeltaShapes } from "./delta.js";
+import { fusedWeight } from "./delta-session.js";
 import { readLoraLayers, sample, type LoraComponent, type LoraLayer } from "./lora-file.js";
 import { encodeInitializer, findLayerWeights, readInitializer, replaceInitializers, type LayerWeight } from "./onnx-initializers.js";
 import { SafetensorsFile } from "./safetensors.js";
@@ -30,7 +31,7 @@ const MAX_GRAPH_BYTES = 64 * 1024 ** 2;
  * are kept as the TensorProto bytes that replace their initializers; every weight a LoRA does not touch still
  * loads from the export's own files.
  */
-export function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): FusedLoras {
+export async function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): Promise<FusedLoras> {
   const files = loras.map((l) => ({ spec: l, file: SafetensorsFile.open(l.path) }));
   try {
     const parsed = files.map(({ spec, file }) => ({ spec, file, layers: readLoraLayers(file) }));
@@ -74,8 +75,8 @@ export function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): FusedLo
     const fused = new Map<LoraComponent, Map<string, Uint8Array>>();
     let fusedBytes = 0;
     for (const [name, { component, weight, deltas }] of plan) {
-      const values = readInitializer(weight.init, graphOf(component).dir);
-      for (const d of deltas) addDelta(values, d.shapes, d.file.read(d.down), d.file.read(d.up), d.s);
+      let values = readInitializer(weight.init, graphOf(component).dir);
+      for (const d of deltas) values = await fusedWeight(values, d.shapes, d.file.read(d.down), d.file.read(d.up), d.s);
       const bytes = encodeInitializer(weight.init, values);
       fusedBytes += bytes.length;
       let m = fused.get(component);
