@@ -23,9 +23,13 @@ const CASES: Record<string, LoraSpec[]> = {
 
 // The same model with its UNet and text-encoder weights in weights.pb (external data, as SD-size exports).
 const EXTERNAL = join(LORA_FIXTURES, "model-external");
+const FP16_WEIGHTS = join(LORA_FIXTURES, "model-fp16-weights");
 
 describe("fused LoRAs match the torch reference with the LoRA merged", () => {
-  const runs = [...Object.entries(CASES).map(([name, loras]) => ({ name, loras, dir: LORA_MODEL, label: name })), ...["base", "kohya@0.5+peft@-0.7"].map((name) => ({ name, loras: CASES[name]!, dir: EXTERNAL, label: `${name}, external weights.pb` }))];
+  const runs = [...Object.entries(CASES).map(([name, loras]) => ({ name, loras, dir: LORA_MODEL, label: name })), ...["base", "kohya@0.5+peft@-0.7"].map((name) => ({ name, loras: CASES[name]!, dir: EXTERNAL, label: `${name}, external weights.pb` })),
+    // float16 weights behind Cast nodes: found through the Cast, fused in float32, stored back as float16.
+    ...["base", "kohya@0.8"].map((name) => ({ name: `fp16-weights ${name}`, loras: CASES[name]!, dir: FP16_WEIGHTS, label: `${name}, float16 weights` })),
+  ];
   for (const { name, loras, dir, label } of runs) {
     it(label, async () => {
       const expected = loraExpected.cases[name]!;

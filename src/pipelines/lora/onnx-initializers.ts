@@ -62,6 +62,8 @@ export interface LayerWeight {
 export function findLayerWeights(graph: Uint8Array): Map<string, LayerWeight> {
   const inits = new Map<string, Initializer>();
   const nodes: ReturnType<typeof decodeNode>[] = [];
+  /** Cast outputs → their inputs: float16-weight exports cast each weight to float32 in front of its op. */
+  const castOf = new Map<string, string>();
   for (const top of fieldSpans(graph)) {
     if (top.field !== FIELD.model.graph) continue;
     for (const g of fieldSpans(graph, top.payload, top.end)) {
@@ -71,12 +73,14 @@ export function findLayerWeights(graph: Uint8Array): Map<string, LayerWeight> {
       } else if (g.field === FIELD.graph.node) {
         const n = decodeNode(graph, g);
         if (n.opType === "MatMul" || n.opType === "Gemm" || n.opType === "Conv") nodes.push(n);
+        else if (n.opType === "Cast" && n.input[0] && n.output[0]) castOf.set(n.output[0], n.input[0]);
       }
     }
   }
   const layers = new Map<string, LayerWeight>();
   for (const n of nodes) {
-    const init = inits.get(n.input[1] ?? "");
+    const input = n.input[1] ?? "";
+    const init = inits.get(input) ?? inits.get(castOf.get(input) ?? "");
     if (!init || !FUSABLE.has(init.dataType)) continue;
     const op = n.opType as LayerWeight["op"];
     const transB = n.attribute?.find((a) => a.name === "transB")?.i ?? 0;
