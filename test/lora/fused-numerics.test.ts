@@ -48,4 +48,17 @@ describe("fused LoRAs match the torch reference with the LoRA merged", () => {
       }
     });
   }
+
+  it("a released pipeline reloads with its LoRA fused again (the fused weights are not kept between loads)", async () => {
+    const expected = loraExpected.cases["kohya@0.8"]!;
+    const pipeline = await loadPipeline(LORA_MODEL, { intraOpNumThreads: 1, loras: CASES["kohya@0.8"]! });
+    try {
+      await pipeline.release();
+      await pipeline.reload();
+      const out = await pipeline.generate([new OmniDiffusionRequest({ ...loraExpected.request, requestId: "reloaded" })]);
+      assertPixelsClose(Uint8Array.from(out.imagesFor("reloaded")[0]!.data), expected.pixels, 2, "reloaded", 3);
+    } finally {
+      await pipeline.release();
+    }
+  });
 });

@@ -11,27 +11,42 @@ import { encodeInitializer, findLayerWeights, readInitializer, replaceInitialize
 import { SafetensorsFile } from "./safetensors.js";
 
 /** A rewrite of a component's graph bytes before its session is created (OnnxModel applies it). */
-export type GraphEdit = (graph: Uint8Array) => Uint8Array;
+export type GraphEdit = (graph: Uint8Array) => Promise<Uint8Array>;
 
-/** What fusing produced: one graph edit per patched component, and what it cost. */
+/** The checked LoRA set: one graph edit per component it patches. */
 export interface FusedLoras {
   edits: Partial<Record<LoraComponent, GraphEdit>>;
-  /** Layers patched (a layer two LoRAs touch counts once). */
+  /** Weights patched (a weight two LoRAs touch counts once). */
   layers: number;
-  /** Bytes of the fused initializers held for the sessions (their dtype's size). */
-  fusedBytes: number;
 }
 
 /** Inline graphs above this are read through externalizeInlineWeights (as OnnxModel loads them), never whole. */
 const MAX_GRAPH_BYTES = 64 * 1024 ** 2;
 
 /**
- * Fuses `loras` into the UNet and text-encoder weights of the model in `modelDir`: every check (formats, keys
- * that match nothing, shapes of another architecture) happens here, before any session exists. The fused weights
- * are kept as the TensorProto bytes that replace their initializers; every weight a LoRA does not touch still
- * loads from the export's own files.
+ * Checks `loras` against the model in `modelDir` (formats, keys that match nothing, shapes of another
+ * architecture: every refusal happens here, before any session exists) and returns the graph edits that fuse them
+ * into the UNet and text encoder. An edit computes its fused weights when a session is created and lets go of
+ * them once the session holds them: a loaded pipeline keeps no second copy (a reload after sleep fuses again).
  */
 export async function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): Promise<FusedLoras> {
+  const plan = await fusePass(modelDir, loras, null);
+  const edits: FusedLoras["edits"] = {};
+  for (const c of plan.components) edits[c] = async (graph) => replaceInitializers(graph, (await fusePass(modelDir, loras, c)).fused);
+  return { edits, layers: plan.layers };
+}
+
+/** The fused initializers of one component, as the TensorProto bytes that replace them (bench/lora-fuse.ts sizes them). */
+export async function fusedInitializers(modelDir: string, loras: readonly LoraSpec[], component: LoraComponent): Promise<Map<string, Uint8Array>> {
+  return (await fusePass(modelDir, loras, component)).fused;
+}
+
+/** Opens, parses and checks every LoRA; with `component`, fuses that component's weights. */
+async function fusePass(
+  modelDir: string,
+  loras: readonly LoraSpec[],
+  component: LoraComponent | null,
+): Promise<{ components: LoraComponent[]; layers: number; fused: Map<string, Uint8Array> }> {
   const files = loras.map((l) => ({ spec: l, file: SafetensorsFile.open(l.path) }));
   try {
     const parsed = files.map(({ spec, file }) => ({ spec, file, layers: readLoraLayers(file) }));
@@ -71,21 +86,16 @@ export async function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): P
         plan.set(w!.init.name, entry);
       }
     }
+    const components = [...new Set([...plan.values()].map((p) => p.component))];
     // One weight at a time in float32: peak memory is the fused weights in their dtype plus one float32 working copy.
-    const fused = new Map<LoraComponent, Map<string, Uint8Array>>();
-    let fusedBytes = 0;
-    for (const [name, { component, weight, deltas }] of plan) {
-      let values = readInitializer(weight.init, graphOf(component).dir);
+    const fused = new Map<string, Uint8Array>();
+    for (const [name, { component: c, weight, deltas }] of plan) {
+      if (c !== component) continue;
+      let values = readInitializer(weight.init, graphOf(c).dir);
       for (const d of deltas) values = await fusedWeight(values, d.shapes, d.file.read(d.down), d.file.read(d.up), d.s);
-      const bytes = encodeInitializer(weight.init, values);
-      fusedBytes += bytes.length;
-      let m = fused.get(component);
-      if (!m) fused.set(component, (m = new Map()));
-      m.set(name, bytes);
+      fused.set(name, encodeInitializer(weight.init, values));
     }
-    const edits: FusedLoras["edits"] = {};
-    for (const [c, m] of fused) edits[c] = (graph) => replaceInitializers(graph, m);
-    return { edits, layers: plan.size, fusedBytes };
+    return { components, layers: plan.size, fused };
   } finally {
     for (const { file } of files) file.close();
   }
