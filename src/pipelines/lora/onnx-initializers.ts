@@ -3,7 +3,7 @@ import { join, normalize, isAbsolute } from "node:path";
 import protobuf from "protobufjs";
 import { ModelLoadError } from "../../errors/omni-error.js";
 import { fromHalfBits, toHalfBits } from "../float16.js";
-import { FIELD, concatBytes, decodeNode, encodeField, fieldSpans } from "../onnx-graph/proto-wire.js";
+import { FIELD, decodeNode, fieldSpans } from "../onnx-graph/proto-wire.js";
 
 /**
  * The weights a LoRA can patch in an exported graph, found through the graph: exports name MatMul weights
@@ -177,25 +177,59 @@ export function encodeInitializer(init: Initializer, values: Float32Array): Uint
 
 /**
  * The graph with the named initializers replaced by `fused` (TensorProto bytes). Everything else is copied byte for
- * byte; an external initializer becomes an inline one, so only the fused weights live in memory twice (the
- * unpatched ones still stream from the export's weight files).
+ * byte; an external initializer becomes an inline one. `fused` is drained as it is copied (each entry deleted once
+ * in the output, whose pages are written only then), so the fused weights are not alive twice over.
  */
-export function replaceInitializers(graph: Uint8Array, fused: ReadonlyMap<string, Uint8Array>): Uint8Array {
-  const parts: Uint8Array[] = [];
+export function replaceInitializers(graph: Uint8Array, fused: Map<string, Uint8Array>): Uint8Array {
+  const pieces: (Uint8Array | { name: string; header: Uint8Array; bytes: number })[] = [];
+  let total = 0;
+  let graphHeader: Uint8Array | null = null;
+  let graphAt = -1;
+  let graphLen = 0;
   for (const top of fieldSpans(graph)) {
     if (top.field !== FIELD.model.graph) {
-      parts.push(graph.subarray(top.start, top.end));
+      pieces.push(graph.subarray(top.start, top.end));
+      total += top.end - top.start;
       continue;
     }
-    const g: Uint8Array[] = [];
+    graphAt = pieces.length;
+    pieces.push(new Uint8Array(0)); // the graph field's tag and length, known once its fields are
     for (const f of fieldSpans(graph, top.payload, top.end)) {
       const name = f.field === FIELD.graph.initializer ? initializerName(graph.subarray(f.payload, f.end)) : null;
       const replacement = name !== null ? fused.get(name) : undefined;
-      g.push(replacement ? encodeField(FIELD.graph.initializer, replacement) : graph.subarray(f.start, f.end));
+      if (replacement) {
+        const header = fieldHeader(FIELD.graph.initializer, replacement.length);
+        pieces.push({ name: name!, header, bytes: replacement.length });
+        graphLen += header.length + replacement.length;
+      } else {
+        pieces.push(graph.subarray(f.start, f.end));
+        graphLen += f.end - f.start;
+      }
     }
-    parts.push(encodeField(FIELD.model.graph, concatBytes(g)));
+    graphHeader = fieldHeader(FIELD.model.graph, graphLen);
+    pieces[graphAt] = graphHeader;
+    total += graphHeader.length + graphLen;
   }
-  return concatBytes(parts);
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const p of pieces) {
+    if (p instanceof Uint8Array) {
+      out.set(p, at);
+      at += p.length;
+      continue;
+    }
+    out.set(p.header, at);
+    at += p.header.length;
+    out.set(fused.get(p.name)!, at);
+    at += p.bytes;
+    fused.delete(p.name);
+  }
+  return out;
+}
+
+/** A length-delimited field's tag and length. */
+function fieldHeader(field: number, length: number): Uint8Array {
+  return protobuf.Writer.create().uint32(((field << 3) | 2) >>> 0).uint32(length).finish();
 }
 
 /** Only the name field (8), without decoding the tensor's data. */
