@@ -39,7 +39,7 @@ interface ProbeResult {
 
 /** Runs one probe in a child process (its own peak RSS) and reads its JSON answer. */
 function probe(args: string[]): ProbeResult {
-  const r = spawnSync(process.execPath, ["--import", "tsx", SELF, "--probe", ...args], { encoding: "utf8", maxBuffer: 1 << 20 });
+  const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", SELF, "--probe", ...args], { encoding: "utf8", maxBuffer: 1 << 20 });
   const line = r.stdout.trim().split("\n").at(-1) ?? "";
   if (r.status !== 0 || !line.startsWith("{")) throw new Error(`probe ${args.join(" ")} failed (${r.status}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(line) as ProbeResult;
@@ -114,8 +114,11 @@ async function runProbe(kind: string, args: string[]): Promise<ProbeResult> {
   await m.load();
   const ms = performance.now() - t0;
   const peak = peakMiB();
+  // Resident once loaded: what a loaded pipeline keeps (the fused weights' JS copies are garbage by then).
+  (globalThis as { gc?: () => void }).gc?.();
+  const after = process.memoryUsage().rss / 2 ** 20;
   await m.release();
-  return { ms, peakMiB: peak };
+  return { ms, peakMiB: peak, note: `${after.toFixed(0)} MiB resident once loaded` };
 }
 
 async function main(): Promise<void> {
@@ -152,8 +155,8 @@ async function main(): Promise<void> {
       if (!values["skip-sessions"]) {
         const bare = probe(["unet", full]);
         const fused = probe(["unet", full, lora]);
-        rows.push(["full-size UNet session, as exported", bare.ms.toFixed(0), bare.peakMiB.toFixed(0), ""]);
-        rows.push(["full-size UNet session, LoRA fused (fuse included)", fused.ms.toFixed(0), fused.peakMiB.toFixed(0), `${(fused.ms / bare.ms).toFixed(2)}x time, ${(fused.peakMiB / bare.peakMiB).toFixed(2)}x peak`]);
+        rows.push(["full-size UNet session, as exported", bare.ms.toFixed(0), bare.peakMiB.toFixed(0), bare.note ?? ""]);
+        rows.push(["full-size UNet session, LoRA fused (fuse included)", fused.ms.toFixed(0), fused.peakMiB.toFixed(0), `${(fused.ms / bare.ms).toFixed(2)}x time, ${(fused.peakMiB / bare.peakMiB).toFixed(2)}x peak; ${fused.note ?? ""}`]);
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });
