@@ -11,6 +11,7 @@ import { fromHalfBits } from "../../src/pipelines/float16.js";
 import { ONNX_BFLOAT16, ONNX_FLOAT16, encodeInitializer, findLayerWeights, moduleOfNode, readInitializer, type Initializer } from "../../src/pipelines/lora/onnx-initializers.js";
 import { addDelta, deltaMismatch } from "../../src/pipelines/lora/delta.js";
 import { fusedWeight } from "../../src/pipelines/lora/delta-session.js";
+import { matchModule } from "../../src/pipelines/lora/fuse-loras.js";
 import { LORA_MODEL } from "./fixtures.js";
 
 describe("LoRA targets in the graph", () => {
@@ -71,5 +72,18 @@ describe("LoRA targets in the graph", () => {
       assert.ok(worst < 1e-4, `${layout}: onnxruntime and JS differ by ${worst}`);
       assert.ok(Math.abs(viaOrt[5]! - base[5]!) > 1e-3, `${layout}: the delta was added`);
     }
+  });
+
+  it("a module is matched exactly, else by a unique suffix on a separator boundary (exports that wrap differently)", () => {
+    const te = findLayerWeights(readFileSync(join(LORA_MODEL, "text_encoder", "model.onnx")));
+    // An export whose CLIP is not under text_model.encoder (the full-size fixture's `/layers.0/self_attn/q_proj`).
+    const bare = new Map([...te].map(([k, w]) => [k.replace(/^text_model\.encoder\./, ""), w]));
+    const q = te.get("text_model.encoder.layers.0.self_attn.q_proj")!;
+    assert.equal(matchModule(bare, "text_model.encoder.layers.0.self_attn.q_proj", "."), q);
+    assert.equal(matchModule(new Map([...bare].map(([k, w]) => [k.replace(/\./g, "_"), w])), "text_model_encoder_layers_0_self_attn_q_proj", "_"), q);
+    // A suffix two modules share matches neither; a module that is only a name's tail without a boundary neither.
+    const two = new Map([["down_blocks.0.proj_in", q], ["up_blocks.0.proj_in", q]]);
+    assert.equal(matchModule(two, "proj_in", "."), undefined);
+    assert.equal(matchModule(new Map([["j_in", q]]), "proj_in", "."), undefined);
   });
 });

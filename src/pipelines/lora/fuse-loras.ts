@@ -102,7 +102,24 @@ async function fusePass(
 }
 
 function find(g: { byModule: Map<string, LayerWeight>; byFlat: Map<string, LayerWeight> }, l: LoraLayer): LayerWeight | undefined {
-  return "dotted" in l.match ? g.byModule.get(l.match.dotted) : g.byFlat.get(l.match.flat);
+  return "dotted" in l.match ? matchModule(g.byModule, l.match.dotted, ".") : matchModule(g.byFlat, l.match.flat, "_");
+}
+
+/**
+ * The weight of module `name`: its exact path, else the one graph path that is a suffix of it or has it as a
+ * suffix (on a `sep` boundary): exports whose top module wraps differently (`/layers.0/self_attn/q_proj` for
+ * CLIP's `text_model.encoder.layers.0.self_attn.q_proj`) still match, an ambiguous suffix never does.
+ */
+export function matchModule(modules: ReadonlyMap<string, LayerWeight>, name: string, sep: string): LayerWeight | undefined {
+  const exact = modules.get(name);
+  if (exact) return exact;
+  let found: LayerWeight | undefined;
+  for (const [path, w] of modules) {
+    if (!name.endsWith(sep + path) && !path.endsWith(sep + name)) continue;
+    if (found) return undefined;
+    found = w;
+  }
+  return found;
 }
 
 interface Delta {
