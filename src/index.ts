@@ -67,6 +67,8 @@ export type { PipelineInfo } from "./core/pipeline-info.js";
 export type { PipelineLoadOptions } from "./core/pipeline-load-options.js";
 export type { LoraRef, LoraSpec } from "./core/weights.js";
 export { weightsKey } from "./core/weights.js";
+export { LoraCatalog, loraResolver, type LoraEntry } from "./pipelines/lora/lora-catalog.js";
+export { extractLoraTags } from "./pipelines/lora/prompt-lora-tags.js";
 export type { DiffusionPipeline, GenerateOptions, StepBatchInfo, StepProgress, SteppablePipeline, UnetCall } from "./pipelines/types.js";
 export { createScheduler, SCHEDULER_NAMES, schedulersFor } from "./schedulers/index.js";
 export type { Scheduler, SchedulerConfig, NoiseSource } from "./schedulers/types.js";

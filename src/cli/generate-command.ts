@@ -1,3 +1,5 @@
+import type { LoraRef } from "../core/weights.js";
+import { loraArg } from "./lora-flags.js";
 import { subscribe } from "node:diagnostics_channel";
 import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
@@ -22,7 +24,7 @@ import {
   spinThreadsOption,
   cpuArenaOption, attentionSlicesOption,
   previewVaeOption,
-  previewDecoderOption,
+  previewDecoderOption, lorasDirOption,
   strengthArg,
   type EngineFlags,
 } from "./options.js";
@@ -41,6 +43,7 @@ interface GenerateFlags extends EngineFlags {
   mask?: MaskImage;
   strength?: number;
   vae?: VaeChoice;
+  lora?: LoraRef[];
 }
 
 /** Request fields as this command's flags, so a refused value names the flag to change. */
@@ -79,9 +82,11 @@ export function addGenerateCommand(program: Command): void {
     .addOption(attentionSlicesOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
+    .addOption(lorasDirOption())
     .addOption(deviceOption())
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)
+    .option("--lora <name[:scale]>", "fuse this LoRA of --loras-dir (scale 1 when left out; repeatable)", loraArg)
     .option(...ALLOW_NON_NATIVE_FLAG)
     .action(async (prompt: string, flags: GenerateFlags) => {
       checkOutPath(flags.out); // before the model loads: a wrong path should not cost a generation
@@ -99,6 +104,8 @@ export function addGenerateCommand(program: Command): void {
         mask: flags.mask,
         strength: flags.strength,
         vae: flags.vae,
+        // The request's `loras` (issue 24's per-request weights): only set when --lora is given.
+        ...(flags.lora?.length ? ({ loras: flags.lora } as object) : {}),
       });
       const config = engineConfigFromFlags(flags);
       // A remote executor's retries (and start-up waits) are said on stderr, not waited out in silence.

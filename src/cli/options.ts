@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEVICES, type Device } from "../pipelines/device.js";
 import { PREVIEW_DECODERS, type PreviewDecoder } from "../core/decoders.js";
@@ -63,6 +64,8 @@ export interface EngineFlags {
   /** `--preview-vae DIR` and `--preview-decoder` (see {@link previewVaeOption}, {@link previewDecoderOption}). */
   previewVae?: string;
   previewDecoder?: PreviewDecoder;
+  /** `--loras-dir DIR` (see {@link lorasDirOption}). */
+  lorasDir?: string;
 }
 
 /** `--device cpu|cuda|webgpu`, shared by every command that loads the model. */
@@ -81,6 +84,11 @@ export function spinThreadsOption(): Option {
 /** `--preview-vae DIR`: a tiny VAE for previews and `--vae tiny`, shared by every command that loads the model. */
 export function previewVaeOption(): Option {
   return new Option("--preview-vae <dir>", "tiny VAE folder (AutoencoderTiny ONNX export) for previews and --vae tiny; default: the model's tiny_vae/ (docs/models.md#tiny-vae)");
+}
+
+/** `--loras-dir DIR` → `lorasDir`: the LoRAs requests name, shared by every command that loads the model. */
+export function lorasDirOption(): Option {
+  return new Option("--loras-dir <dir>", "folder of LoRAs (*.safetensors, kohya or diffusers/PEFT format) that requests name; docs/models.md#loras");
 }
 
 /** `--preview-decoder auto|tiny|approx|full`, shared by every command that loads the model. */
@@ -115,6 +123,7 @@ export function engineConfigFromFlags(f: EngineFlags) {
     ...(f.allowNonNativeSizes ? { allowNonNativeSizes: true } : {}),
     ...(f.previewVae ? { tinyVae: f.previewVae } : {}),
     ...(f.previewDecoder ? { previewDecoder: f.previewDecoder } : {}),
+    ...(f.lorasDir ? { lorasDir: resolve(f.lorasDir) } : {}),
   };
 }
 

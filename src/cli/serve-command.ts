@@ -7,7 +7,7 @@ import { assertPortsFree } from "../server/shared/port-check.js";
 import { assertDataDirFree } from "../server/predictions/data-dir-lock.js";
 import { webhookOptionsFromFlags } from "../server/predictions/webhooks/webhook-flags.js";
 import { defaultDataDir, durationArg } from "./data-dir.js";
-import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, attentionSlicesOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, attentionSlicesOption, previewVaeOption, previewDecoderOption, lorasDirOption, httpLimitsFromFlags, intArg, jsonObjectArg, type EngineFlags, type HttpLimitFlags } from "./options.js";
 
 interface ServeFlags extends EngineFlags, HttpLimitFlags {
   host: string;
@@ -83,6 +83,7 @@ export function addServeCommand(program: Command): void {
     .addOption(attentionSlicesOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
+    .addOption(lorasDirOption())
     .addOption(deviceOption())
     .option("--api-key <key>", "require the key as 'Authorization: Bearer <key>' or as the HTTP Basic password (default: env OMNI_DIFFUSION_API_KEY)")
     .addOption(new Option("--batching <policy>", "continuous: requests join and leave between denoising steps; request: batch compatible requests, run each batch to completion; none: one at a time").choices(BATCHING_POLICIES))
@@ -128,6 +129,7 @@ export function addServeCommand(program: Command): void {
       shutdownTimeoutMs: flags.shutdownTimeout,
       ui: flags.ui,
       a1111: flags.a1111,
+      ...(flags.lorasDir ? { lorasDir: resolve(flags.lorasDir) } : {}),
       a1111SharedJobs: flags.a1111SharedProgress === true,
       predictions: flags.predictions,
       ...(dataDir ? { dataDir } : {}),

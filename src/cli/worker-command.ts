@@ -3,7 +3,7 @@ import { ConfigError } from "../errors/omni-error.js";
 import { assertPortsFree, type PortClaim } from "../server/shared/port-check.js";
 import { startWorkerServer, type WorkerServer } from "../server/worker/worker-server.js";
 import type { Device } from "../pipelines/device.js";
-import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, previewVaeOption, previewDecoderOption, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
+import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, previewVaeOption, previewDecoderOption, lorasDirOption, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
 import { addQueueWorkerFlags, runQueueWorker, type QueueWorkerFlags } from "./queue-worker-flags.js";
 
 interface WorkerFlags extends HttpLimitFlags, QueueWorkerFlags {
@@ -46,6 +46,7 @@ export function addWorkerCommand(program: Command): void {
     .addOption(cpuArenaOption())
     .addOption(previewVaeOption())
     .addOption(previewDecoderOption())
+    .addOption(lorasDirOption())
     .addOption(deviceOption())
     .option("--executor <name>", "local executor: multiproc (default) or uniproc")
     .option("--host <host>", "interface to listen on (default 127.0.0.1)")

@@ -112,6 +112,8 @@ export const configSchema = z
     allowNonNativeSizes: z.boolean().default(false),
     /** A tiny VAE folder (AutoencoderTiny ONNX export) for previews and `vae: "tiny"` requests; default: the model's `tiny_vae/`. */
     tinyVae: z.string().min(1).optional(),
+    /** The LoRA folder: each `*.safetensors` under it is a LoRA named by its file name (pipelines/lora/lora-catalog.ts). */
+    lorasDir: z.string().min(1).optional(),
     /**
      * onnxruntime's CPU arena for the worker's sessions. Absent: on for small models, off for models over 256 MiB of
      * weights (the arena keeps every session's peak after its run: SD 1.5 at 512² peaks at 1.86× its weights with it,

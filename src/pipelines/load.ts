@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
-import { ConfigError } from "../errors/omni-error.js";
 import { resolveModelSpec } from "../core/model-path.js";
 import { readModelIndex } from "./model-files.js";
+import { loraGraphEdits, lorasNotApplied } from "./lora/lora-load-options.js";
 import { pipelineFactory } from "./registry.js";
 import type { DiffusionPipeline, PipelineLoadOptions } from "./types.js";
 
@@ -17,12 +17,18 @@ import type { DiffusionPipeline, PipelineLoadOptions } from "./types.js";
  * ```
  */
 export async function loadPipeline(modelDir: string, opts: PipelineLoadOptions = {}): Promise<DiffusionPipeline> {
-  if (opts.loras?.length) {
-    // The fusing lands with issue 24's LoRA work; until then a LoRA is refused, never silently ignored.
-    throw new ConfigError(`LoRAs are not supported by this build (asked for ${opts.loras.map((l) => l.name).join(", ")})`, { field: "loras" });
-  }
   const dir = resolveModelSpec(modelDir);
   const index = readModelIndex(dir);
   const withDefaults = { ...opts, intraOpNumThreads: opts.intraOpNumThreads ?? availableParallelism() };
-  return pipelineFactory(opts.modelClassName ?? index._class_name)(dir, index, withDefaults);
+  const className = opts.modelClassName ?? index._class_name;
+  if (!opts.loras?.length) return pipelineFactory(className)(dir, index, withDefaults);
+  // LoRAs are fused (and every refusal raised) before any session exists; the sessions load the fused graphs.
+  const loras = await loraGraphEdits(dir, opts.loras);
+  const pipeline = await pipelineFactory(className)(dir, index, { ...withDefaults, graphEdits: loras.graphEdits } as PipelineLoadOptions);
+  const unapplied = loras.unapplied();
+  if (unapplied.length) {
+    await pipeline.release();
+    throw lorasNotApplied(className, unapplied);
+  }
+  return pipeline;
 }

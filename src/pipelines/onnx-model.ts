@@ -32,6 +32,8 @@ export interface SessionOptions {
   memory?: Partial<MemoryTuning>;
   /** webgpu: `gpu-buffer` leaves the outputs in device memory (read them through DeviceTensors). */
   outputLocation?: "cpu" | "gpu-buffer";
+  /** Rewrites of a component's graph bytes before its session is created, by component (LoRA fusing: lora/fuse-loras.ts). */
+  graphEdits?: Readonly<Partial<Record<string, (graph: Uint8Array) => Promise<Uint8Array>>>>;
 }
 
 /** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */
@@ -97,7 +99,7 @@ export class OnnxModel {
     if (!mem.prepacking) session.disable_prepacking = "1";
     let graph: { bytes: Uint8Array; sliced: number } | null = null;
     try {
-      graph = this.#rewrittenGraph(mem);
+      graph = await this.#rewrittenGraph(mem);
       // A rewritten graph is handed over as bytes; its external weights are still read from the export's folder.
       if (graph) session.model_external_initializers_file_folder_path = dirname(this.path);
       const options: ort.InferenceSession.SessionOptions = {
@@ -136,7 +138,7 @@ export class OnnxModel {
    * The graph to load when it differs from the file: inline weights turned into references to the file's own
    * bytes (`mapInlineWeights`), attention sliced (`attentionSlices`, UNet and VAE decoder). Null: load the file.
    */
-  #rewrittenGraph(mem: MemoryTuning): { bytes: Uint8Array; sliced: number } | null {
+  async #rewrittenGraph(mem: MemoryTuning): Promise<{ bytes: Uint8Array; sliced: number } | null> {
     let size: number;
     try {
       size = statSync(this.path).size;
@@ -145,12 +147,15 @@ export class OnnxModel {
     }
     const inline = size > MAX_GRAPH_BYTES;
     const slices = SLICED_COMPONENTS.has(this.component) ? mem.attentionSlices : 1;
-    if (inline && !mem.mapInlineWeights) return null;
-    if (!inline && slices < 2) return null;
-    const original = inline ? externalizeInlineWeights(this.path) : readFileSync(this.path);
-    if (!original) return null;
+    const edit = this.#opts.graphEdits?.[this.component];
+    if (inline && !mem.mapInlineWeights && !edit) return null;
+    if (!inline && slices < 2 && !edit) return null;
+    let original = inline ? externalizeInlineWeights(this.path) : readFileSync(this.path);
+    if (!original && !edit) return null;
+    // An edited graph is always handed over as bytes (an inline file with nothing to externalize is read whole).
+    original = edit ? await edit(original ?? readFileSync(this.path)) : original!;
     const sliced = sliceAttention(original, slices);
-    return sliced ?? (inline ? { bytes: original, sliced: 0 } : null);
+    return sliced ?? (inline || edit ? { bytes: original, sliced: 0 } : null);
   }
 
   async release(): Promise<void> {

@@ -338,6 +338,9 @@ const MINIMAL: Record<keyof typeof api, Check> = {
   },
   webhookOptionsFromFlags: { needs: "the parsed flags ({} takes the defaults)", run: () => assert.deepEqual(api.webhookOptionsFromFlags({}), { allowPrivate: false }) },
   weightsKey: { needs: "a model name and its LoRAs", run: () => assert.equal(api.weightsKey("m", [{ name: "b", scale: 1 }, { name: "a", scale: 0.5 }]), "m+a:0.5+b:1") },
+  LoraCatalog: { needs: "a LoRA folder", run: () => assert.ok(new api.LoraCatalog("test/fixtures/loras").list().some((l) => l.name === "style-kohya")) },
+  loraResolver: { needs: "a LoRA folder", run: () => assert.match(api.loraResolver("test/fixtures/loras")("style-peft"), /style-peft\.safetensors$/) },
+  extractLoraTags: { needs: "a prompt", run: () => assert.deepEqual(api.extractLoraTags("a cat <lora:ink:0.5>"), { prompt: "a cat", loras: [{ name: "ink", scale: 0.5 }] }) },
 };
 
 describe("the public API with its documented defaults", { timeout: 10 * T }, () => {

@@ -3,6 +3,8 @@ import type { ServerContext } from "../app/server-context.js";
 import { useZodValidator } from "../shared/zod-validator.js";
 import { A1111Options, optionsPatchSchema, optionsSchemaError, type OptionsPatch } from "./a1111-options.js";
 import { A1111_SCHEDULES, a1111SamplerList } from "./a1111-samplers.js";
+import { a1111Loras } from "./a1111-loras.js";
+import { loraCatalogOf } from "../shared/lora-catalogs.js";
 
 /**
  * The read-only catalogue routes of `/sdapi/v1` that clients call at start-up (model, sampler, scheduler,
@@ -30,7 +32,11 @@ export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void 
   app.get("/sdapi/v1/latent-upscale-modes", async () => []);
   app.get("/sdapi/v1/sd-vae", async () => []);
   app.get("/sdapi/v1/sd-modules", async () => []);
-  app.get("/sdapi/v1/loras", async () => []);
+  app.get("/sdapi/v1/loras", async () => a1111Loras(ctx));
+  app.post("/sdapi/v1/refresh-loras", async () => {
+    loraCatalogOf(ctx.config.lorasDir)?.rescan();
+    return null;
+  });
   app.get("/sdapi/v1/hypernetworks", async () => []);
   app.get("/sdapi/v1/face-restorers", async () => []);
   app.get("/sdapi/v1/realesrgan-models", async () => []);
@@ -40,7 +46,7 @@ export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void 
   app.get("/sdapi/v1/script-info", async () => []);
   app.get("/sdapi/v1/extensions", async () => []);
   app.get("/sdapi/v1/cmd-flags", async () => ({ api: true, nowebui: true }));
-  for (const path of ["refresh-checkpoints", "refresh-vae", "refresh-loras", "reload-checkpoint", "unload-checkpoint"]) {
+  for (const path of ["refresh-checkpoints", "refresh-vae", "reload-checkpoint", "unload-checkpoint"]) {
     // Nothing to refresh or (un)load: one model stays loaded for the server's lifetime.
     app.post(`/sdapi/v1/${path}`, async () => null);
   }

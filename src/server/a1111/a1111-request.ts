@@ -1,3 +1,5 @@
+import type { LoraRef } from "../../core/weights.js";
+import { extractLoraTags } from "../../pipelines/lora/prompt-lora-tags.js";
 import { resizeRgbAsync } from "../../utils/png-decode-pool.js";
 import { z, type ZodError } from "zod";
 import { checkRequestLimits, tightenLimits, type FieldNamer, type LimitField } from "../../core/limits.js";
@@ -128,6 +130,8 @@ async function editImages(body: A1111Body, width: number, height: number, cap: U
 export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, limits: ServerLimits, model: ModelCard): Promise<A1111Plan> {
   const prompt = body.prompt ?? "";
   if (prompt.trim() === "") throw a1111Unprocessable([{ loc: ["body", "prompt"], msg: "must not be empty (this server needs a prompt)", type: "value_error" }]);
+  // `<lora:name:weight>` tags leave the text that is encoded and become the requests' LoRAs.
+  const tagged = extractLoraTags(prompt);
   const choice = chooseSampler(body.sampler_name ?? body.sampler_index, body.scheduler);
   if (choice.unknown) {
     const names = LISTED_SAMPLERS.map((s) => s.name).join(", ");
@@ -149,7 +153,7 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
   const own = { maxWidth: limits.maxWidth, maxHeight: limits.maxHeight, maxSteps: limits.maxSteps, maxOutputsPerPrompt: limits.maxN, maxPromptChars: limits.maxPromptChars };
   const requestLimits = tightenLimits(model.requestLimits, own);
   const base = {
-    prompt,
+    prompt: tagged.prompt,
     negativePrompt: body.negative_prompt ? body.negative_prompt : null,
     width: body.width ?? null,
     height: body.height ?? null,
@@ -183,13 +187,18 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
     // Decoded off the event loop, held to the upload cap of the limits just checked.
     edit = await editImages(body, width, height, uploadCapOf(requestLimits, model.limits));
   }
-  const requests = Array.from({ length: iterations }, (_, i) => ({
-    ...base,
-    width,
-    height,
-    seed: seed + i * batchSize,
-    ...(edit ? { image: edit.image, mask: edit.mask, strength } : {}),
-  }));
+  const requests = Array.from({ length: iterations }, (_, i) =>
+    withLoras(
+      {
+        ...base,
+        width,
+        height,
+        seed: seed + i * batchSize,
+        ...(edit ? { image: edit.image, mask: edit.mask, strength } : {}),
+      },
+      tagged.loras,
+    ),
+  );
   const defaults = model.info?.defaults;
   return {
     kind,
@@ -205,4 +214,12 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
     denoisingStrength: kind === "img2img" ? strength : (body.denoising_strength ?? null),
     sendImages: body.send_images ?? true,
   };
+}
+
+/**
+ * The request's `loras` field (issue 24's per-request weights, OmniDiffusionRequestInit.loras): only set when the
+ * prompt had tags, so a request without them is unchanged.
+ */
+function withLoras(init: OmniDiffusionRequestInit, loras: LoraRef[]): OmniDiffusionRequestInit {
+  return loras.length ? ({ ...init, loras } as OmniDiffusionRequestInit) : init;
 }

@@ -91,6 +91,8 @@ export const serverConfigSchema = z
      * told otherwise; `serve` always gives one).
      */
     dataDir: z.string().min(1).optional(),
+    /** The LoRA folder (`serve --loras-dir`): listed by `/v1/loras` and `/sdapi/v1/loras` (pipelines/lora/lora-catalog.ts). */
+    lorasDir: z.string().min(1).optional(),
     /**
      * The predictions API's webhook signing secret, `whsec_` + base64 (`serve --webhook-secret`, env
      * OMNI_DIFFUSION_WEBHOOK_SECRET). Absent: the one kept in the data dir, else a new one, logged once.

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ServerContext } from "../app/server-context.js";
 import { editRoutes } from "./edits-route.js";
 import { imageRoutes } from "./images-route.js";
+import { loraRoutes } from "./loras-route.js";
 import { modelRoutes } from "./models-route.js";
 
 /**
@@ -13,4 +14,5 @@ export const openaiRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
   await app.register(imageRoutes, { ctx });
   await app.register(editRoutes, { ctx });
   await app.register(modelRoutes, { ctx });
+  await app.register(loraRoutes, { ctx });
 };
