@@ -70,7 +70,7 @@ export function predictionsPlugin(opts: PredictionsPluginOptions = {}): FastifyP
     app.setErrorHandler(replicateErrorHandler(bodyLimit, () => runner.retryAfterSeconds()));
     registerPredictionRoutes(app, { ctx, store, runner, clock, webhooks, base, render, bodyLimit });
     if (webhooks) await app.register(webhookSecretRoute, { dispatcher: webhooks });
-    runner.start();
+    await runner.start();
   };
 }
 
