@@ -70,7 +70,8 @@ export class PredictionRunner {
   constructor(o: PredictionRunnerOptions) {
     this.#o = o;
     this.events = o.store.events ?? new PredictionEvents();
-    o.store.onCancelRequest?.((id) => void this.cancel(id).catch((err: unknown) => o.log.error({ err, prediction: id }, "cancel request failed")));
+    // Another replica's cancel: only the replica running the prediction acts (the others ignore it).
+    o.store.onCancelRequest?.((id) => this.#stopRun(id, "cancel", new AbortedError("the prediction was canceled")));
     const { numGpus, limits } = o.ctx.engine.config;
     this.#concurrency = Math.max(1, numGpus * limits.maxBatchSize * 2);
   }
@@ -117,10 +118,8 @@ export class PredictionRunner {
     const { store } = this.#o;
     const rec = await store.get(id);
     if (!rec || isFinal(rec.status)) return rec;
-    const run = this.#running.get(id);
-    if (run) {
-      run.stop ??= "cancel";
-      run.controller.abort(new AbortedError("the prediction was canceled"));
+    if (this.#stopRun(id, "cancel", new AbortedError("the prediction was canceled"))) {
+      // stops at its next step, then ends canceled
     } else if (!(await this.#finish(id, "canceled", { log: "Canceled before it started.\n", onlyIfQueued: true }))) {
       await store.requestCancel?.(id); // running elsewhere: its server stops it at the next step
     }
@@ -177,6 +176,15 @@ export class PredictionRunner {
     this.#sweepTimer?.clear();
     this.#retryTimer?.clear();
     for (const set of this.#waiters.values()) for (const w of [...set]) w();
+  }
+
+  /** Stops a run held by this runner (false: none here). */
+  #stopRun(id: string, why: StopReason, reason: Error): boolean {
+    const run = this.#running.get(id);
+    if (!run) return false;
+    run.stop ??= why;
+    run.controller.abort(reason);
+    return true;
   }
 
   #armDeadline(rec: PredictionRecord): void {
