@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { PredictionEvents, type PredictionEvent } from "./prediction-events.js";
+import { isFinal, type PredictionRecord } from "./prediction-record.js";
 import type { PredictionEventBus } from "./prediction-store-api.js";
 
 /** What travels on the events channel: an event of a prediction, or a stream opening/closing somewhere. */
@@ -12,18 +13,38 @@ type Message =
  * Prediction events across serve replicas: the runner's events are published on one Redis channel and every
  * replica hands them to its own open streams, so `urls.stream` works from any replica. Stream counts travel
  * too: the replica running a prediction makes previews only while some replica streams it. Pub/sub loses
- * what a disconnected replica misses; a stream there still ends, as its final state is read from the store.
+ * what a disconnected replica misses, so the outcome is also read from the store: once a stream subscribes
+ * (it may have read the prediction just before it ended) and after each reconnection.
  */
 export class RedisPredictionEvents implements PredictionEventBus {
   readonly #local = new PredictionEvents();
   /** Streams open on other replicas, by prediction (a replica that dies with streams open leaves counts: a few extra previews). */
   readonly #remote = new Map<string, number>();
+  /** Streams open here, by prediction: each ends once it has its outcome. */
+  readonly #open = new Map<string, Set<(e: PredictionEvent) => void>>();
 
   constructor(
     readonly channel: string,
     readonly replicaId: string,
     readonly pub: Redis,
+    readonly lookup: (id: string) => Promise<PredictionRecord | null>,
   ) {}
+
+  /** Ends the streams here whose prediction is final in the store (the subscriber reconnected: it may have missed that). */
+  catchUp(): void {
+    for (const [id, fns] of this.#open) for (const fn of [...fns]) this.#settle(id, fn);
+  }
+
+  /** Gives one stream the outcome of its prediction when the store has it final. */
+  #settle(id: string, fn: (e: PredictionEvent) => void): void {
+    void this.lookup(id)
+      .then((rec) => {
+        if (!rec || !isFinal(rec.status) || !this.#open.get(id)?.has(fn)) return;
+        if (rec.output) fn({ type: "output", names: rec.output });
+        fn({ type: "done", status: rec.status, error: rec.error });
+      })
+      .catch(() => undefined); // Redis down: the next reconnection catches up
+  }
 
   /** Feeds one message of {@link channel}, as the subscriber connection received it. */
   receive(raw: string): void {
@@ -47,12 +68,18 @@ export class RedisPredictionEvents implements PredictionEventBus {
 
   subscribe(id: string, fn: (e: PredictionEvent) => void): () => void {
     const off = this.#local.subscribe(id, fn);
+    let set = this.#open.get(id);
+    if (!set) this.#open.set(id, (set = new Set()));
+    set.add(fn);
     this.#publish({ from: this.replicaId, id, listen: 1 });
+    this.#settle(id, fn);
     let on = true;
     return () => {
       if (!on) return;
       on = false;
       off();
+      set.delete(fn);
+      if (set.size === 0 && this.#open.get(id) === set) this.#open.delete(id);
       this.#publish({ from: this.replicaId, id, listen: -1 });
     };
   }

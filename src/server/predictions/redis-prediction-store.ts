@@ -72,7 +72,7 @@ export class RedisPredictionStore implements PredictionStoreApi {
     this.#sub = sub;
     this.#p = `omni-diffusion:${o.queue}:predictions:`;
     this.#ttlMs = o.ttlMs;
-    this.events = new RedisPredictionEvents(`${this.#p}events`, this.replicaId, r);
+    this.events = new RedisPredictionEvents(`${this.#p}events`, this.replicaId, r, (id) => this.get(id));
     this.files = {
       write: async (id, name, png) => void (await r.set(this.#file(id, name), png, "PX", this.#ttlMs + FILE_MARGIN_MS)),
       read: (id, name) => r.getBuffer(this.#file(id, name)),
@@ -102,6 +102,8 @@ export class RedisPredictionStore implements PredictionStoreApi {
         if (channel === store.events.channel) store.events.receive(msg);
         else store.#onCancel?.(msg);
       });
+      // ioredis resubscribes on reconnect; what was published meanwhile is lost, so streams catch up from the store.
+      sub.on("ready", () => store.events.catchUp());
       return store;
     } catch (err) {
       r.disconnect();
