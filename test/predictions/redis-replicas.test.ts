@@ -147,4 +147,22 @@ describe("predictions on Redis: two serve replicas on the queue executor share o
     const done = await create(b, 6);
     assert.equal(((await a.client.wait(done as never, { interval: 20 })) as unknown as Prediction).status, "succeeded");
   });
+
+  it("a replica killed mid-run: another takes its prediction over once its lease runs out, and it succeeds once", async () => {
+    const c = await startReplica();
+    await gate.hold(1);
+    const p = await create(c, 7);
+    await heldAtStep1(a, p.id);
+    const exited = once(c.child, "exit");
+    c.child.kill("SIGKILL");
+    await exited;
+    // The lease (15 s) runs out on Redis's clock; A looks every 7.5 s: a latch on the prediction's own record.
+    await until(async () => /restarted while this prediction was running/.test((await get(a, p.id)).logs), `A took ${p.id} over`, 120_000);
+    await gate.release();
+    const done = (await a.client.wait(p as never, { interval: 20 })) as unknown as Prediction;
+    assert.equal(done.status, "succeeded", done.logs);
+    assert.equal(done.logs.match(/Generated 1 image/g)?.length, 1, done.logs);
+    assert.ok(done.output![0]!.startsWith(a.url), done.output![0]);
+    assert.equal((await fetch(done.output![0]!)).headers.get("content-type"), "image/png");
+  });
 });

@@ -57,6 +57,7 @@ export class PredictionRunner {
   readonly #concurrency: number;
   #sweepTimer: ClockTimer | null = null;
   #retryTimer: ClockTimer | null = null;
+  #adoptTimer: ClockTimer | null = null;
   #closed = false;
   /** Moving average of predict time, ms (for Retry-After). */
   #avgMs = 0;
@@ -78,15 +79,30 @@ export class PredictionRunner {
 
   /** Picks up what the store holds: interrupted runs go back to the queue (said in their logs), queued ones run. */
   async start(): Promise<void> {
+    await this.#pickUp();
+    void this.sweep();
+    const every = this.#o.store.adoptEveryMs;
+    if (every) this.#adoptTimer = this.#o.clock.timer(() => void this.#adoptAgain(every), every);
+  }
+
+  /** Queues what the store holds for this server and has not been queued here yet. */
+  async #pickUp(): Promise<void> {
     const { store } = this.#o;
     const interrupted = await store.requeueInterrupted(RESTART_LINE);
     if (interrupted.length > 0) this.#o.log.warn({ predictions: interrupted.map((p) => p.id) }, "predictions interrupted by a restart run again from the start");
     for (const p of await store.queued()) {
+      if (this.#queue.includes(p.id) || this.#running.has(p.id) || this.#deadlines.has(p.id)) continue;
       this.#queue.push(p.id);
       this.#armDeadline(p);
     }
-    void this.sweep();
     this.#pump();
+  }
+
+  /** On a shared store: another server's predictions, left when it died, are taken over here (then again). */
+  async #adoptAgain(every: number): Promise<void> {
+    if (this.#closed) return;
+    await this.#pickUp().catch((err: unknown) => this.#o.log.error({ err }, "could not look for predictions to take over; trying again later"));
+    if (!this.#closed) this.#adoptTimer = this.#o.clock.timer(() => void this.#adoptAgain(every), every);
   }
 
   /** Stores a new prediction and queues it. */
@@ -175,6 +191,7 @@ export class PredictionRunner {
     for (const t of this.#deadlines.values()) t.clear();
     this.#sweepTimer?.clear();
     this.#retryTimer?.clear();
+    this.#adoptTimer?.clear();
     for (const set of this.#waiters.values()) for (const w of [...set]) w();
   }
 

@@ -37,6 +37,11 @@ export interface PredictionEventBus {
  */
 export interface PredictionStoreApi {
   readonly files: PredictionFilesApi;
+  /**
+   * How often the runner looks for predictions to take over (`requeueInterrupted`, then `queued`) besides at
+   * start: on a store shared by servers, those another server left when it died. Absent: only at start.
+   */
+  readonly adoptEveryMs?: number;
   /** The store's own event bus when events must cross processes; absent: the runner's in-process one. */
   readonly events?: PredictionEventBus;
   insert(p: NewPrediction): Awaitable<PredictionRecord>;

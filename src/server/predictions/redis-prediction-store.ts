@@ -60,6 +60,8 @@ export class RedisPredictionStore implements PredictionStoreApi {
   readonly files: PredictionFilesApi;
   readonly events: RedisPredictionEvents;
   readonly replicaId = randomUUID();
+  /** Half a lease: a dead replica's predictions are taken over within 1.5 leases of its last renewal. */
+  readonly adoptEveryMs = REPLICA_LEASE_MS / 2;
   readonly #r: Redis;
   readonly #sub: Redis;
   readonly #p: string;
