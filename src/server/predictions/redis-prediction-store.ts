@@ -17,7 +17,7 @@ export interface RedisPredictionStoreOptions {
   ttlMs: number;
 }
 
-/** How long a replica's lease lives without renewal: its pending predictions are adopted by a replica that starts after that. */
+/** How long a replica's lease lives without renewal: then its pending predictions are taken over by another replica. */
 export const REPLICA_LEASE_MS = 15_000;
 /** Images outlive their record's TTL by this much (they are written just before it completes). */
 const FILE_MARGIN_MS = 60_000;
@@ -54,7 +54,7 @@ function fromHash(h: Hash): PredictionRecord {
  * completion sets a TTL of `--job-ttl` on both, so retention needs no sweeper (the list index is trimmed as
  * entries expire). Events cross replicas on a pub/sub channel; a cancel for a run held by another replica
  * reaches it on another channel. Each replica renews a lease: the pending predictions of a replica whose
- * lease ran out (it died) are adopted by the next replica that starts.
+ * lease ran out (it died) are taken over by the others (the runner asks every {@link adoptEveryMs}).
  */
 export class RedisPredictionStore implements PredictionStoreApi {
   readonly files: PredictionFilesApi;
@@ -262,7 +262,7 @@ export class RedisPredictionStore implements PredictionStoreApi {
   /** Ends the lease and closes both connections (idempotent). */
   async close(): Promise<void> {
     clearInterval(this.#lease);
-    // Its queued predictions are adopted by the next replica that starts, without waiting for the lease to run out.
+    // Its pending predictions are taken over by another replica without waiting for the lease to run out.
     if (this.#r.status === "ready") await this.#r.del(`${this.#p}replica:${this.replicaId}`).catch(() => undefined);
     for (const c of [this.#sub, this.#r]) if (c.status !== "end") await c.quit().catch(() => c.disconnect());
   }
