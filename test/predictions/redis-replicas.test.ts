@@ -18,6 +18,7 @@ import { TestRedis, redisMissing, uniqueQueue } from "../fleet/helpers.js";
 import { spawnServe } from "../helpers/serve-cli.js";
 import { until } from "../helpers/server.js";
 import { STEP_GATE, stepGate, type StepGateControl } from "../helpers/step-gate.js";
+import { Receiver } from "./webhooks-receiver.js";
 
 const missing = redisMissing();
 if (missing) console.error(`SKIPPED predictions on Redis with two serve replicas: ${missing}`);
@@ -48,7 +49,7 @@ describe("predictions on Redis: two serve replicas on the queue executor share o
     // --max-batch 1 on one engine slot: a replica keeps 2 predictions in the queue executor, a third waits in the store.
     const { child, url } = await spawnServe([
       "--port", "0", "--executor", "queue", "--executor-options", JSON.stringify({ url: redis.url, queue }),
-      "--workers", "1", "--max-batch", "1", "--data-dir", dir, "--no-ui", "--no-a1111",
+      "--workers", "1", "--max-batch", "1", "--data-dir", dir, "--no-ui", "--no-a1111", "--allow-private-webhooks",
     ]);
     const r = { child, url, client: new Replicate({ auth: "unused", baseUrl: `${url}/v1` }) };
     replicas.push(r);
@@ -137,9 +138,35 @@ describe("predictions on Redis: two serve replicas on the queue executor share o
     assert.equal((await get(a, inStore.id)).status, "canceled", "A never started what B canceled");
   });
 
+  it("webhooks: each event is sent once for the fleet, by the replica that moves the prediction", async () => {
+    const rx = await Receiver.start();
+    try {
+      const hooked = (r: Replica, seed: number) =>
+        r.client.predictions.create({ model: MODEL, input: input(seed), webhook: `${rx.url}/hook`, webhook_events_filter: ["start", "completed"] }) as unknown as Promise<Prediction>;
+      await gate.hold(1);
+      const ran = await hooked(a, 8);
+      await heldAtStep1(a, ran.id);
+      const filler = await create(a, 9); // takes A's second slot, so the next one stays in the store
+      const canceled = await hooked(a, 10);
+      assert.equal(((await b.client.predictions.cancel(canceled.id)) as unknown as Prediction).status, "canceled");
+      await gate.release();
+      await rx.arrived(3); // A: start and completed of `ran`; B: completed of `canceled`
+      assert.equal(((await a.client.wait(filler as never, { interval: 20 })) as unknown as Prediction).status, "succeeded");
+      const seen = rx.bodies().map((x) => `${String(x.id)} ${String(x.status)}`);
+      assert.deepEqual(seen.filter((x) => x.startsWith(canceled.id)), [`${canceled.id} canceled`]);
+      assert.deepEqual(seen.filter((x) => x.startsWith(ran.id)), [`${ran.id} processing`, `${ran.id} succeeded`]);
+      assert.equal(new Set(rx.received.map((r) => r.headers["webhook-id"])).size, 3);
+      const fromB = ((await get(b, canceled.id)) as unknown as { webhook_deliveries: { event: string; status: string }[] }).webhook_deliveries;
+      assert.deepEqual(fromB.map((d) => [d.event, d.status]), [["completed", "delivered"]], "the replica that delivered shows it");
+    } finally {
+      await gate.release();
+      await rx.close();
+    }
+  });
+
   it("a restarted replica still has the history", async () => {
     const before = (await a.client.predictions.list()).results.map((p) => [p.id, p.status]);
-    assert.equal(before.length, 5, JSON.stringify(before));
+    assert.equal(before.length, 8, JSON.stringify(before));
     await stop(b);
     b = await startReplica();
     const after = (await b.client.predictions.list()).results.map((p) => [p.id, p.status]);
