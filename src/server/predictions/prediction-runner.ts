@@ -257,6 +257,8 @@ export class PredictionRunner {
     const { ctx, store } = this.#o;
     const rec = (await store.get(id))!;
     this.#notify(rec, "start");
+    // Its Cancel-After deadline fired while the start was being claimed (a shared store answers later).
+    if (rec.deadline !== null && !this.#deadlines.has(id) && this.#o.clock.now() >= rec.deadline) this.#stopRun(id, "deadline", new AbortedError("the Cancel-After deadline passed"));
     const t0 = performance.now();
     try {
       const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal);

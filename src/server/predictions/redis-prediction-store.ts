@@ -161,12 +161,16 @@ export class RedisPredictionStore implements PredictionStoreApi {
     return h.id ? fromHash(h) : null;
   }
 
-  async #many(ids: string[]): Promise<(PredictionRecord | null)[]> {
+  async #hashes(ids: string[]): Promise<(Hash | null)[]> {
     if (!ids.length) return [];
     const pipe = this.#r.pipeline();
     for (const id of ids) pipe.hgetall(this.#rec(id));
     const res = (await pipe.exec()) ?? [];
-    return res.map(([err, h]) => (!err && (h as Hash).id ? fromHash(h as Hash) : null));
+    return res.map(([err, h]) => (!err && (h as Hash).id ? (h as Hash) : null));
+  }
+
+  async #many(ids: string[]): Promise<(PredictionRecord | null)[]> {
+    return (await this.#hashes(ids)).map((h) => (h ? fromHash(h) : null));
   }
 
   async page(limit: number, before: number | null): Promise<PredictionPage> {
@@ -191,9 +195,11 @@ export class RedisPredictionStore implements PredictionStoreApi {
 
   /** The queued predictions this replica owns (it created or adopted them), oldest first. */
   async queued(): Promise<PredictionRecord[]> {
-    const recs = await this.#many(await this.#r.smembers(this.#pending));
-    const owners = await Promise.all(recs.map((r) => (r ? this.#r.hget(this.#rec(r.id), "owner") : null)));
-    return recs.filter((r, i): r is PredictionRecord => r !== null && r.status === "starting" && owners[i] === this.replicaId).sort((a, b) => a.seq - b.seq);
+    const hashes = await this.#hashes(await this.#r.smembers(this.#pending));
+    return hashes
+      .filter((h): h is Hash => h !== null && h.status === "starting" && h.owner === this.replicaId)
+      .map(fromHash)
+      .sort((a, b) => a.seq - b.seq);
   }
 
   pendingCount(): Promise<number> {
@@ -214,13 +220,16 @@ export class RedisPredictionStore implements PredictionStoreApi {
    * it attaches to its queue job when that still exists). Returns those that were running.
    */
   async requeueInterrupted(logLine: string): Promise<PredictionRecord[]> {
-    const ids = await this.#r.smembers(this.#pending);
+    const others = (await this.#hashes(await this.#r.smembers(this.#pending))).filter((h): h is Hash => h !== null && !!h.owner && h.owner !== this.replicaId);
+    const owners = [...new Set(others.map((h) => h.owner!))];
+    if (!owners.length) return [];
+    const leases = await this.#r.mget(...owners.map((o) => `${this.#p}replica:${o}`));
+    const dead = new Set(owners.filter((_, i) => leases[i] === null));
     const requeued: string[] = [];
-    for (const id of ids) {
-      const owner = await this.#r.hget(this.#rec(id), "owner");
-      if (owner === null || owner === this.replicaId) continue;
-      const r = await this.#r.eval(ADOPT, 2, this.#rec(id), `${this.#p}replica:${owner}`, owner, this.replicaId, logLine);
-      if (r === 2) requeued.push(id);
+    // The script checks again: a lease renewed meanwhile, or another replica adopting first, leaves it be.
+    for (const h of others.filter((x) => dead.has(x.owner!))) {
+      const r = await this.#r.eval(ADOPT, 2, this.#rec(h.id!), `${this.#p}replica:${h.owner}`, h.owner!, this.replicaId, logLine);
+      if (r === 2) requeued.push(h.id!);
     }
     return (await this.#many(requeued)).filter((r): r is PredictionRecord => r !== null);
   }
