@@ -134,10 +134,10 @@ export class PredictionRunner {
     const { store } = this.#o;
     const rec = await store.get(id);
     if (!rec || isFinal(rec.status)) return rec;
-    if (this.#stopRun(id, "cancel", new AbortedError("the prediction was canceled"))) {
-      // stops at its next step, then ends canceled
-    } else if (!(await this.#finish(id, "canceled", { log: "Canceled before it started.\n", onlyIfQueued: true }))) {
-      await store.requestCancel?.(id); // running elsewhere: its server stops it at the next step
+    // Running here: it stops at its next step, then ends canceled. Else queued: it ends now. Else running elsewhere.
+    if (!this.#stopRun(id, "cancel", new AbortedError("the prediction was canceled"))) {
+      const ended = await this.#finish(id, "canceled", { log: "Canceled before it started.\n", onlyIfQueued: true });
+      if (!ended) await store.requestCancel?.(id);
     }
     return store.get(id);
   }
