@@ -110,6 +110,15 @@ describe("RedisPredictionStore", { skip: missing ?? false, timeout: 120_000 }, (
     }
   });
 
+  it("with Redis gone, a transition fails at once and close() ends (a serve's shutdown never waits on Redis)", async () => {
+    const gone = await TestRedis.start();
+    const store = await RedisPredictionStore.open({ url: gone.url, queue: uniqueQueue("gone"), ttlMs: TTL_MS });
+    const p = await store.insert(fresh());
+    await gone.close();
+    await assert.rejects(Promise.resolve(store.requeue(p.id, "x")));
+    await store.close();
+  });
+
   it("a stream on a replica whose subscription dropped gets the outcome from the store once it reconnects", async () => {
     const queue = uniqueQueue("events");
     const [a, b] = await Promise.all([open(queue), open(queue)]);

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { loadQueueSdk, quietRedisErrors, redisOptions, whenReady } from "../../protocol/queue-protocol.js";
+import { settleWithin } from "../../utils/settle-within.js";
 import type { WebhookEvent } from "./webhook-types.js";
 import type { PredictionRecord, PredictionStatus } from "./prediction-record.js";
 import type { NewPrediction, PredictionFilesApi, PredictionPage, PredictionStoreApi } from "./prediction-store-api.js";
@@ -93,7 +94,8 @@ export class RedisPredictionStore implements PredictionStoreApi {
   static async open(o: RedisPredictionStoreOptions): Promise<RedisPredictionStore> {
     const { Redis } = await loadQueueSdk();
     const opts = redisOptions(o.url);
-    const r = new Redis(opts);
+    // Commands fail at once while Redis is unreachable (no offline queue): a shutdown then never waits on it.
+    const r = new Redis({ ...opts, enableOfflineQueue: false });
     const sub = new Redis(opts);
     for (const c of [r, sub]) quietRedisErrors(c);
     try {
@@ -273,6 +275,9 @@ export class RedisPredictionStore implements PredictionStoreApi {
     clearInterval(this.#lease);
     // Its pending predictions are taken over by another replica without waiting for the lease to run out.
     if (this.#r.status === "ready") await this.#r.del(`${this.#p}replica:${this.replicaId}`).catch(() => undefined);
-    for (const c of [this.#sub, this.#r]) if (c.status !== "end") await c.quit().catch(() => c.disconnect());
+    for (const c of [this.#sub, this.#r]) {
+      if (c.status === "ready") await settleWithin(c.quit().catch(() => undefined), 1_000, { unref: true });
+      c.disconnect();
+    }
   }
 }
