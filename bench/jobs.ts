@@ -5,9 +5,11 @@
  * p50/p99, and images per second from the first submit to the last completion. Then it runs the same workload
  * through the synchronous `POST /v1/images/generations` on the same server (--concurrency clients, each holding
  * its request until the image is back) and prints the throughput ratio jobs/sync (issue 23's goal: >= 0.95).
- * Printed, not asserted. Webhook delivery is not counted here: `serve` has no dispatcher wired in yet.
+ * Printed, not asserted. With --webhooks on (the default) every prediction asks for its `start` and `completed`
+ * webhooks at a real receiver in this process (the server runs with --allow-private-webhooks): it verifies each
+ * signature, dedupes by `webhook-id`, and the table says how many predictions got each event exactly once.
  *
- *   npx tsx bench/jobs.ts [--n 1000] [--steps 4] [--concurrency 64] [--workers 1] [--threads 2] [--max-batch 8] [--order jobs,sync,sync,jobs]
+ *   npx tsx bench/jobs.ts [--n 1000] [--steps 4] [--concurrency 64] [--workers 1] [--threads 2] [--max-batch 8] [--order jobs,sync,sync,jobs] [--webhooks on|off]
  *
  * The server is warmed up first; --order runs each kind as often as it is listed (mirrored, so a machine whose
  * speed drifts hits both alike) and the ratio is of the means. The defaults take a few minutes on 2 cores.
@@ -15,6 +17,7 @@
 import { benchArgs } from "./lib/bench-args.js";
 import { startCliServer, stopCliServer } from "./lib/cli-server.js";
 import { intFlag, percentile, table } from "./lib/stats.js";
+import { WebhookCounter, tally } from "./lib/webhook-counter.js";
 
 const args = benchArgs(import.meta.url, {
   n: { type: "string", default: "1000" },
@@ -24,6 +27,7 @@ const args = benchArgs(import.meta.url, {
   threads: { type: "string", default: "2" },
   "max-batch": { type: "string", default: "8" },
   order: { type: "string", default: "jobs,sync,sync,jobs" },
+  webhooks: { type: "string", default: "on" },
 });
 const N = intFlag("n", args.n, 1);
 const STEPS = intFlag("steps", args.steps, 1);
@@ -33,6 +37,15 @@ if (order.some((o) => o !== "jobs" && o !== "sync")) {
   console.error(`--order must list jobs and sync, got ${args.order} (see --help)`);
   process.exit(2);
 }
+if (args.webhooks !== "on" && args.webhooks !== "off") {
+  console.error(`--webhooks must be on or off, got ${args.webhooks} (see --help)`);
+  process.exit(2);
+}
+/** How long to wait for the last `completed` webhooks once every prediction is final, ms. */
+const WEBHOOK_GRACE_MS = 120_000;
+const receiver = args.webhooks === "on" ? new WebhookCounter() : null;
+/** Predictions of all jobs runs so far: each should end with one `completed` delivery. */
+let expectedCompleted = 0;
 const input = (i: number) => ({ prompt: "a red circle on a blue background", num_inference_steps: STEPS, seed: i });
 
 /** Runs `job(i)` for i in [0, n) on `c` concurrent lanes. */
@@ -51,15 +64,28 @@ interface Prediction {
   metrics: { image_count?: number };
 }
 
-async function runJobs(url: string): Promise<{ imagesPerS: number; succeeded: number; failed: number; submitP50: number; submitP99: number; refused: number }> {
+interface JobsRun {
+  imagesPerS: number;
+  succeeded: number;
+  failed: number;
+  submitP50: number;
+  submitP99: number;
+  refused: number;
+  /** Per event, predictions with exactly one distinct delivery, none, more than one (null: webhooks off). */
+  completed: ReturnType<typeof tally> | null;
+  start: ReturnType<typeof tally> | null;
+}
+
+async function runJobs(url: string): Promise<JobsRun> {
   const submitMs: number[] = [];
   const ids: string[] = [];
+  const hook = receiver ? { webhook: receiver.url, webhook_events_filter: ["start", "completed"] } : {};
   let refused = 0;
   const t0 = performance.now();
   await lanes(N, C, async (i) => {
     for (;;) {
       const s = performance.now();
-      const res = await fetch(`${url}/v1/predictions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input: input(i) }) });
+      const res = await fetch(`${url}/v1/predictions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input: input(i), ...hook }) });
       if (res.status === 429) {
         refused++;
         await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get("retry-after") ?? 1)));
@@ -89,6 +115,9 @@ async function runJobs(url: string): Promise<{ imagesPerS: number; succeeded: nu
     }
     if (final.size < ids.length) await new Promise((r) => setTimeout(r, 1000));
   }
+  // Delivery may trail the last completion a little: wait for every prediction's `completed` (bounded).
+  expectedCompleted += ids.length;
+  await receiver?.completedFor(expectedCompleted, WEBHOOK_GRACE_MS);
   const done = [...final.values()];
   const first = Math.min(...done.map((p) => Date.parse(p.created_at)));
   const last = Math.max(...done.map((p) => Date.parse(p.completed_at!)));
@@ -100,6 +129,8 @@ async function runJobs(url: string): Promise<{ imagesPerS: number; succeeded: nu
     submitP50: percentile(submitMs, 50),
     submitP99: percentile(submitMs, 99),
     refused,
+    completed: receiver ? tally(ids, receiver.counts.completed) : null,
+    start: receiver ? tally(ids, receiver.counts.start) : null,
   };
 }
 
@@ -114,9 +145,11 @@ async function runSync(url: string): Promise<{ imagesPerS: number; ok: number }>
   return { imagesPerS: ok / ((performance.now() - t0) / 1000), ok };
 }
 
-const server = await startCliServer(["--workers", args.workers, "--threads", args.threads, "--max-batch", args["max-batch"], "--log-level", "info", "--no-ui", "--no-a1111"]);
+const server = await startCliServer(["--workers", args.workers, "--threads", args.threads, "--max-batch", args["max-batch"], "--log-level", "info", "--no-ui", "--no-a1111", ...(receiver ? ["--allow-private-webhooks"] : [])]);
 try {
-  const rows: (string | number)[][] = [["run", "ok", "failed", "images/s", "submit p50 ms", "submit p99 ms", "429s"]];
+  if (receiver) await receiver.start(((await (await fetch(`${server.url}/v1/webhooks/default/secret`)).json()) as { key: string }).key);
+  const rows: (string | number)[][] = [["run", "ok", "failed", "images/s", "submit p50 ms", "submit p99 ms", "429s", "completed hooks once/missing/dup", "start hooks once/missing/dup"]];
+  const hooks = (t: ReturnType<typeof tally> | null) => (t ? `${t.once}/${t.missing}/${t.more}` : "-");
   const rates: Record<string, number[]> = { jobs: [], sync: [] };
   // Warm up first (JIT, onnxruntime's first calls), so neither side pays for a cold server.
   await lanes(2 * C, C, async (i) => void (await (await fetch(`${server.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(input(i)) })).arrayBuffer()));
@@ -124,17 +157,22 @@ try {
     if (kind === "jobs") {
       const r = await runJobs(server.url);
       rates.jobs!.push(r.imagesPerS);
-      rows.push(["predictions", r.succeeded, r.failed, r.imagesPerS.toFixed(1), r.submitP50.toFixed(1), r.submitP99.toFixed(1), r.refused]);
+      rows.push(["predictions", r.succeeded, r.failed, r.imagesPerS.toFixed(1), r.submitP50.toFixed(1), r.submitP99.toFixed(1), r.refused, hooks(r.completed), hooks(r.start)]);
     } else {
       const r = await runSync(server.url);
       rates.sync!.push(r.imagesPerS);
-      rows.push(["images/generations", r.ok, N - r.ok, r.imagesPerS.toFixed(1), "-", "-", "-"]);
+      rows.push(["images/generations", r.ok, N - r.ok, r.imagesPerS.toFixed(1), "-", "-", "-", "-", "-"]);
     }
   }
   console.log(`\n${N} requests, ${STEPS} steps, 32x32, --concurrency ${C}, --workers ${args.workers}, --max-batch ${args["max-batch"]}`);
   console.log(table(rows));
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   if (rates.jobs!.length && rates.sync!.length) console.log(`\nthroughput ratio predictions / synchronous (means): ${(mean(rates.jobs!) / mean(rates.sync!)).toFixed(3)} (goal >= 0.95)`);
+  if (receiver) {
+    const c = receiver.counts;
+    console.log(`webhooks: ${c.requests} requests received, ${c.distinct} distinct webhook-ids, ${c.requests - c.distinct - c.badSignatures} duplicates (retries) dropped, ${c.badSignatures} bad signatures`);
+  }
 } finally {
   await stopCliServer(server.child);
+  await receiver?.close();
 }

@@ -1,13 +1,12 @@
 // @ts-check
-import { ApiError, getApi, streamGeneration } from "./lib/api.js";
-import { FieldError, parseForm, randomSeed, toFormValues, toRequestBody } from "./lib/params.js";
-import { Gallery } from "./gallery.js";
+import { ApiError, postApi } from "./lib/api.js";
+import { FieldError, parseForm, randomSeed, toFormValues } from "./lib/params.js";
+import { isFinal, toPredictionInput } from "./lib/predictions.js";
+import { JobList } from "./job-list.js";
 import { StatusPanel } from "./status-panel.js";
 
 /** localStorage key of the API key. Present (even empty) once the user answered the question. */
 const KEY_STORAGE = "omni-diffusion.apiKey";
-/** How often a running generation's step and queue position are polled, ms. */
-const PROGRESS_MS = 250;
 
 /** @param {string} id */
 const byId = (id) => /** @type {any} */ (document.getElementById(id));
@@ -39,8 +38,11 @@ const el = {
 let apiKey = localStorage.getItem(KEY_STORAGE);
 /** @type {number | null} */
 let lastSeed = null;
-/** @type {AbortController | null} */
+/** Set while the form follows a job; `id` once the server accepted it. */
+/** @type {{ id: string | null } | null} */
 let running = null;
+/** Whether the job list was loaded for the current key (it loads once the key unlocked the status). */
+let jobsLoaded = false;
 /** @type {any} */
 let serverStatus = null;
 let defaultsApplied = false;
@@ -105,6 +107,10 @@ function applyStatus(status) {
   el.sampler.options[0].textContent = samplerDefault ? `model default (${samplerDefault})` : "model default";
   el.steps.max = String(limits.maxSteps);
   el.n.max = String(limits.maxN);
+  if (!jobsLoaded) {
+    jobsLoaded = true;
+    void jobs.reload();
+  }
   if (defaultsApplied) return;
   defaultsApplied = true;
   // The model's defaults, where the person has not already chosen (a key given only at Generate loads them late).
@@ -115,11 +121,17 @@ function applyStatus(status) {
   }
 }
 
-const gallery = new Gallery(byId("gallery"), (params) => {
-  setFormValues(toFormValues(params));
-  notice(`Restored the parameters of “${params.prompt}” (seed ${params.seed}).`);
-  el.prompt.focus();
-});
+const jobs = new JobList(
+  { list: byId("gallery"), more: byId("load-more"), hint: byId("gallery-hint") },
+  () => apiKey ?? "",
+  () => serverStatus?.model.defaults ?? null,
+  (params) => {
+    setFormValues(toFormValues(params));
+    notice(`Restored the parameters of “${params.prompt}” (seed ${params.seed}).`);
+    el.prompt.focus();
+  },
+  showError,
+);
 const panel = new StatusPanel(() => apiKey ?? "", applyStatus, showError);
 
 /** @param {boolean} on */
@@ -136,37 +148,13 @@ function setRunning(on) {
 }
 
 /**
- * Polls the request's queue position and step until `signal` aborts. Best effort: a failed poll is skipped,
- * the stream itself reports real failures.
- * @param {string} requestId
- * @param {AbortSignal} signal
- */
-function pollProgress(requestId, signal) {
-  const tick = async () => {
-    try {
-      const p = await getApi(`/ui/api/progress/${encodeURIComponent(requestId)}`, apiKey ?? "", { signal });
-      if (signal.aborted) return;
-      if (p.state === "queued") el.progressText.textContent = `Waiting in the queue: position ${p.queuePosition} of ${p.queueDepth}`;
-      else if (p.state === "running" && p.totalSteps) {
-        el.progressBar.max = p.totalSteps;
-        el.progressBar.value = p.step;
-        el.progressText.textContent = `Step ${p.step} of ${p.totalSteps}`;
-      }
-    } catch {
-      if (signal.aborted) return;
-    }
-    if (!signal.aborted) setTimeout(tick, PROGRESS_MS);
-  };
-  void tick();
-}
-
-/**
  * Uses `key` from now on: kept in this browser, and the status panel polls with it.
  * @param {string} key
  */
 function useKey(key) {
   apiKey = key;
   localStorage.setItem(KEY_STORAGE, apiKey);
+  jobsLoaded = false; // another key may see other jobs: the list loads again with the next status
   panel.start();
 }
 
@@ -186,36 +174,41 @@ async function generate() {
     return;
   }
   const params = { ...parsed, seed: parsed.seed ?? randomSeed() };
-  const ctrl = new AbortController();
-  const polling = new AbortController();
-  running = ctrl;
+  const job = { id: /** @type {string | null} */ (null) };
+  running = job;
   showError(null);
   notice("");
   setRunning(true);
-  /** @type {string[]} */
-  const images = [];
   try {
-    const body = toRequestBody(params, { model: serverStatus?.model.id });
-    await streamGeneration(body, apiKey ?? "", ctrl.signal, {
-      onStart: (id) => {
-        el.progressText.textContent = "Accepted; waiting for the first step…";
-        if (id) pollProgress(id, polling.signal);
-      },
-      onPartial: (e) => {
-        el.preview.src = `data:image/png;base64,${e.b64_json}`;
+    // A prediction (kept in the server's store): it outlives this page, and the job list shows it after a reload.
+    // `stream: true`: previews are made for it although its stream opens after the run may have started.
+    const created = await postApi("/v1/predictions", { input: toPredictionInput(params), stream: true }, apiKey ?? "");
+    job.id = created.id;
+    el.progressText.textContent = "Accepted; waiting for the first step…";
+    const final = await jobs.follow(created, (j) => {
+      if (running !== job) return;
+      if (j.p.queue_position) el.progressText.textContent = `Waiting in the queue: position ${j.p.queue_position}`;
+      else if (j.progress) {
+        el.progressBar.max = j.progress.total;
+        el.progressBar.value = j.progress.step;
+        el.progressText.textContent = `Step ${j.progress.step} of ${j.progress.total}`;
+      }
+      if (j.preview) {
+        el.preview.src = j.preview;
         el.preview.hidden = false;
-      },
-      onCompleted: (e) => (images[e.index] = `data:image/png;base64,${e.b64_json}`),
+      }
     });
-    lastSeed = params.seed;
-    el.seedReuse.disabled = false;
-    gallery.add({ params, images: images.filter(Boolean) });
-    notice(`Done: ${images.length} image${images.length === 1 ? "" : "s"}, seed ${params.seed}.`);
+    if (final.status === "succeeded") {
+      lastSeed = params.seed;
+      el.seedReuse.disabled = false;
+      const n = final.output?.length ?? 0;
+      notice(`Done: ${n} image${n === 1 ? "" : "s"}, seed ${params.seed}.`);
+    } else if (final.status === "canceled" || final.status === "aborted") notice("Cancelled.");
+    else if (final.status === "failed") showError(new ApiError(final.error ?? "The generation failed", 0, null));
+    else if (!isFinal(final.status)) notice("The job goes on on the server; the list shows it.");
   } catch (err) {
-    if (ctrl.signal.aborted) notice("Cancelled.");
-    else showError(err instanceof ApiError || err instanceof Error ? err : String(err));
+    showError(err instanceof ApiError || err instanceof Error ? err : String(err));
   } finally {
-    polling.abort();
     running = null;
     setRunning(false);
     panel.start();
@@ -226,7 +219,9 @@ el.form.addEventListener("submit", (e) => {
   e.preventDefault();
   void generate();
 });
-el.cancel.addEventListener("click", () => running?.abort());
+el.cancel.addEventListener("click", () => {
+  if (running?.id) void jobs.cancel(running.id);
+});
 document.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
     e.preventDefault();

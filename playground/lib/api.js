@@ -22,7 +22,9 @@ export function errorFromResponse(status, bodyText) {
   /** @type {{ message?: unknown, code?: unknown } | undefined} */
   let err;
   try {
-    err = JSON.parse(bodyText)?.error;
+    const body = JSON.parse(bodyText);
+    // The OpenAI shape, else Replicate's (`{detail, status, title}`: the predictions API).
+    err = body?.error ?? (typeof body?.detail === "string" ? { message: body.detail } : undefined);
   } catch {
     err = undefined;
   }
@@ -52,6 +54,21 @@ export async function getApi(path, apiKey, opts = {}) {
   const res = await fetch(path, { headers: authHeaders(apiKey), signal: opts.signal });
   if (!res.ok) throw errorFromResponse(res.status, await res.text());
   return opts.text ? res.text() : res.json();
+}
+
+/**
+ * POST JSON to an API route, authorized; resolves with the JSON answer.
+ * @param {string} path
+ * @param {unknown} body undefined: no body
+ * @param {string} apiKey
+ * @param {{ signal?: AbortSignal }} [opts]
+ * @returns {Promise<any>}
+ */
+export async function postApi(path, body, apiKey, opts = {}) {
+  const headers = { ...authHeaders(apiKey), ...(body === undefined ? {} : { "content-type": "application/json" }) };
+  const res = await fetch(path, { method: "POST", headers, body: body === undefined ? undefined : JSON.stringify(body), signal: opts.signal });
+  if (!res.ok) throw errorFromResponse(res.status, await res.text());
+  return res.json();
 }
 
 /**

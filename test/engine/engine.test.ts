@@ -130,8 +130,10 @@ describe("DiffusionEngine on the default multi-process executor", () => {
     const pShort = engine.generate(short);
     try {
       await progressed;
+      // Watched before the abort: the error can settle the request before abort() itself resolves.
+      const rejected = assert.rejects(pLong, (e: unknown) => e instanceof AbortedError && (e.data.step as number) === 2);
       assert.equal(await engine.abort(long.requestId), true);
-      await assert.rejects(pLong, (e: unknown) => e instanceof AbortedError && (e.data.step as number) === 2);
+      await rejected;
       assert.equal((await pShort).images.length, 1);
     } finally {
       await gate.release();

@@ -137,8 +137,9 @@ describe("the engine aborts through a signal", { timeout: 3 * T }, () => {
       const run = engine.generate(r, { onProgress });
       await reached;
       await heldInStep(gate, r.requestId);
+      const rejected = assert.rejects(run, AbortedError); // watched first: it can settle before abort() resolves
       assert.equal(await engine.abort(r.requestId), true);
-      await assert.rejects(run, AbortedError);
+      await rejected;
       await workerLetGo(
         async (next) => (await engine.generate(next)).images.length,
         async () => ((await engine.collectiveRpc("getStats", { uniqueReplyRank: 0 })) as { inFlight: number }),

@@ -112,8 +112,9 @@ describe("HttpDiffusionExecutor against a real worker server", { timeout: 10 * T
       const started = new Promise<void>((resolve) => (firstStep = resolve));
       const pending = engine.generate(long, { onProgress: () => firstStep() });
       await started;
+      const rejected = assert.rejects(pending, AbortedError); // watched first: it can settle before abort() resolves
       assert.equal(await engine.abort(long.requestId), true);
-      await assert.rejects(pending, AbortedError);
+      await rejected;
       await gate.release(long.requestId);
     } finally {
       await engine.close();

@@ -9,7 +9,8 @@ import type { ServerContext } from "./server-context.js";
  * in the app's image store, until they expire).
  */
 export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
-  app.get("/health", async (req, reply) => {
+  // A probe every few seconds would drown the log in two request lines each: only a failed check is logged.
+  app.get("/health", { logLevel: "warn" }, async (req, reply) => {
     const refusal = ctx.refusal();
     try {
       if (refusal) throw refusal;
@@ -20,6 +21,7 @@ export const systemRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
       const e = toOmniError(err);
       const unhealthy = e instanceof UnhealthyError || e instanceof ClosedError ? e : new UnhealthyError(`health check failed: ${e.message}`, { cause: e });
       if (!(refusal instanceof ClosedError)) ctx.metrics.setHealthy(false);
+      req.log.warn({ err: unhealthy.message }, "health check failed");
       const { body } = toHttpError(unhealthy, ctx.config.limits, req.id);
       return reply.code(503).send(body);
     }

@@ -10,14 +10,21 @@ export type PredictionEvent =
 
 type Listener = (e: PredictionEvent) => void;
 
-/** Per-prediction listeners, in memory: a stream subscribes while its connection is open. */
+/**
+ * Per-prediction listeners, in memory: a stream subscribes while its connection is open. The latest preview of
+ * a running prediction is kept until it ends, and a new subscriber gets it first: a stream opened just after
+ * the create call (the playground's) still shows the image being denoised. Bounded by the running predictions.
+ */
 export class PredictionEvents {
   readonly #listeners = new Map<string, Set<Listener>>();
+  readonly #latestPreview = new Map<string, PredictionEvent>();
 
   subscribe(id: string, fn: Listener): () => void {
     let set = this.#listeners.get(id);
     if (!set) this.#listeners.set(id, (set = new Set()));
     set.add(fn);
+    const preview = this.#latestPreview.get(id);
+    if (preview) fn(preview);
     return () => {
       set.delete(fn);
       if (set.size === 0 && this.#listeners.get(id) === set) this.#listeners.delete(id);
@@ -25,6 +32,8 @@ export class PredictionEvents {
   }
 
   emit(id: string, e: PredictionEvent): void {
+    if (e.type === "preview") this.#latestPreview.set(id, e);
+    else if (e.type === "done") this.#latestPreview.delete(id);
     for (const fn of [...(this.#listeners.get(id) ?? [])]) fn(e);
   }
 

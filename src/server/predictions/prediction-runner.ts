@@ -19,6 +19,8 @@ interface Running {
   controller: AbortController;
   stop: StopReason | null;
   done: Promise<void>;
+  /** The engine request's id, once built: its place in the engine's queue is the prediction's queue position. */
+  requestId?: string;
 }
 
 /** What a {@link PredictionRunner} works with. */
@@ -55,6 +57,8 @@ export class PredictionRunner {
   readonly #deadlines = new Map<string, ClockTimer>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #concurrency: number;
+  /** Predictions created with `stream: true`: previews are made for them even before a stream is open. */
+  readonly #previewsFor = new Set<string>();
   #sweepTimer: ClockTimer | null = null;
   #retryTimer: ClockTimer | null = null;
   #adoptTimer: ClockTimer | null = null;
@@ -105,13 +109,25 @@ export class PredictionRunner {
     if (!this.#closed) this.#adoptTimer = this.#o.clock.timer(() => void this.#adoptAgain(every), every);
   }
 
-  /** Stores a new prediction and queues it. */
-  async create(p: NewPrediction): Promise<PredictionRecord> {
+  /** Stores a new prediction and queues it; `previews`: its client will stream it (`stream: true`), make previews. */
+  async create(p: NewPrediction, opts: { previews?: boolean } = {}): Promise<PredictionRecord> {
     const rec = await this.#o.store.insert(p);
+    if (opts.previews) this.#previewsFor.add(rec.id);
     this.#queue.push(rec.id);
     this.#armDeadline(rec);
     this.#pump();
     return (await this.#o.store.get(rec.id)) ?? rec;
+  }
+
+  /**
+   * 1-based place in line of a prediction that waits (in our queue, or started but still in the engine's
+   * queue), counting every request the engine holds ahead of it; 0 once it runs, or when it is final or unknown.
+   */
+  queuePosition(id: string): number {
+    const run = this.#running.get(id);
+    if (run) return run.requestId ? this.#o.ctx.engine.queuePosition(run.requestId) : 0;
+    const i = this.#queue.indexOf(id);
+    return i < 0 ? 0 : this.#o.ctx.engine.stats.queued + i + 1;
   }
 
   /** Queued and running predictions (on Redis: across the fleet). */
@@ -264,8 +280,11 @@ export class PredictionRunner {
       const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal);
       // The prediction id is the request id (the queue executor's job id: a re-run attaches to the same job).
       const request = new OmniDiffusionRequest({ ...plan.init, requestId: id });
-      // Previews cost a decode per image in the worker: made only for a stream that is open as the run starts.
-      const every = this.events.count(id) > 0 ? previewInterval(plan.steps, PREVIEWS) : 0;
+      run.requestId = request.requestId;
+      // Previews cost a decode per image in the worker: made only for a stream that is open as the run starts,
+      // or one its client said it will open (`stream: true`; the latest preview waits for it, see PredictionEvents).
+      const wanted = this.#previewsFor.has(id);
+      const every = this.events.count(id) > 0 || wanted ? previewInterval(plan.steps, PREVIEWS) : 0;
       let lastStep = -1;
       const sent = new Map<number, number>();
       const out = await ctx.engine.generate(request, {
@@ -276,7 +295,7 @@ export class PredictionRunner {
         onProgress: (p) => {
           for (const img of p.preview ?? []) {
             const k = sent.get(img.index) ?? 0;
-            if (k >= PREVIEWS || this.events.count(id) === 0) continue;
+            if (k >= PREVIEWS || (this.events.count(id) === 0 && !wanted)) continue;
             sent.set(img.index, k + 1);
             this.events.emit(id, { type: "preview", index: img.index, png: pngOf(img) });
           }
@@ -345,6 +364,7 @@ export class PredictionRunner {
     if (!(await store.finish(id, status, this.#o.clock.now(), fields))) return false;
     this.#deadlines.get(id)?.clear();
     this.#deadlines.delete(id);
+    this.#previewsFor.delete(id);
     const rec = (await store.get(id))!;
     if (fields.log) this.events.emit(id, { type: "logs", text: fields.log });
     if (rec.output) {

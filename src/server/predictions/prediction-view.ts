@@ -16,9 +16,10 @@ export function streamUrl(base: string, rec: Pick<PredictionRecord, "id" | "toke
 /**
  * The prediction object as Replicate's API returns it. `base` is the server's public URL (`--public-url`, else
  * the address it listens on): the client follows `urls` and fetches `output` as they are. Our additions:
- * `metrics.queue_time`, and `webhook_deliveries` when a webhook was asked for.
+ * `metrics.queue_time`, `queue_position` (1-based place in line while it waits, else null), and
+ * `webhook_deliveries` when a webhook was asked for.
  */
-export function renderPrediction(rec: PredictionRecord, base: string, deliveries: WebhookDeliveryState[] | null = null): Record<string, unknown> {
+export function renderPrediction(rec: PredictionRecord, base: string, deliveries: WebhookDeliveryState[] | null = null, queuePosition = 0): Record<string, unknown> {
   const metrics: Record<string, number> = {};
   if (rec.startedAt !== null) metrics.queue_time = (rec.startedAt - rec.createdAt) / 1000;
   if (rec.completedAt !== null && rec.startedAt !== null) metrics.predict_time = (rec.completedAt - rec.startedAt) / 1000;
@@ -34,6 +35,7 @@ export function renderPrediction(rec: PredictionRecord, base: string, deliveries
     data_removed: false,
     error: rec.error,
     status: rec.status,
+    queue_position: queuePosition > 0 ? queuePosition : null,
     source: "api",
     created_at: iso(rec.createdAt),
     started_at: iso(rec.startedAt),

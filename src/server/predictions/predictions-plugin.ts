@@ -57,8 +57,8 @@ export function predictionsPlugin(opts: PredictionsPluginOptions = {}): FastifyP
     const webhooks = opts.webhooks === undefined ? own : opts.webhooks;
     // A URL is never built from the Host header (the client controls it): --public-url, else the bound address.
     const base = () => (ctx.config.publicBaseUrl ?? listeningBase(app.server)).replace(/\/+$/, "");
-    const render = (rec: PredictionRecord) => renderPrediction(rec, base(), webhooks && rec.webhook ? webhooks.deliveries(rec.id) : null);
-    const runner = new PredictionRunner({ ctx, store, clock, log: app.log, ttlMs: ctx.config.jobTtlMs, webhooks, render });
+    const render = (rec: PredictionRecord): Record<string, unknown> => renderPrediction(rec, base(), webhooks && rec.webhook ? webhooks.deliveries(rec.id) : null, runner.queuePosition(rec.id));
+    const runner: PredictionRunner = new PredictionRunner({ ctx, store, clock, log: app.log, ttlMs: ctx.config.jobTtlMs, webhooks, render });
     // Bodies carry images as base64: two uploads plus the JSON around them.
     const bodyLimit = 2 * ctx.config.limits.maxUploadBytes + ctx.config.limits.maxBodyBytes;
     app.addHook("onClose", async () => {

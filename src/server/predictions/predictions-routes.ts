@@ -70,7 +70,7 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
       deadline: cancelMs === null ? null : now + cancelMs,
       webhook: body.webhook ?? null,
       webhookEventsFilter: body.webhook_events_filter ?? null,
-    });
+    }, { previews: body.stream === true });
     if (waitMs > 0) await runner.waitFinal(rec.id, waitMs);
     status(201);
     return d.render((await store.get(rec.id)) ?? rec);
