@@ -59,6 +59,8 @@ interface Result {
   msPerRequest?: number;
   /** The warm-up request's first image (RGB), compared with cpu's. */
   image?: Uint8Array;
+  /** webgpu: host<->device bytes per timed request, counted by the pipeline's DeviceTensors (latents stay on the device). */
+  bytesPerRequest?: { up: number; down: number };
   error?: string;
 }
 
@@ -66,7 +68,10 @@ async function measure(c: (typeof CASES)[number], device: Device): Promise<Resul
   const t0 = performance.now();
   let pipeline;
   try {
-    pipeline = await loadPipeline(c.dir, { device, intraOpNumThreads: threads });
+    // webgpu at 512² and up: attention in 16 slices (same outputs), so the score tensor fits one GPU buffer (128 MiB
+    // on lavapipe). Not for tiny-shapes: slicing its small attention only adds nodes (and CPU fallbacks).
+    const sliced = device === "webgpu" && (c.req.width ?? 0) >= 512;
+    pipeline = await loadPipeline(c.dir, { device, intraOpNumThreads: threads, ...(sliced ? { memory: { attentionSlices: 16 } } : {}) });
   } catch (err) {
     return { model: c.name, device, error: (err as Error).message };
   }
@@ -80,12 +85,16 @@ async function measure(c: (typeof CASES)[number], device: Device): Promise<Resul
     };
     const image = await run(0); // warm-up: kernel selection, shader compilation, allocator growth
     const times: number[] = [];
+    const counter = (pipeline as { deviceTensors?: { bytes: { up: number; down: number } } | null }).deviceTensors?.bytes;
+    const before = counter ? { ...counter } : null;
     for (let i = 1; i <= roundsOn(device); i++) {
       const t = performance.now();
       await run(i);
       times.push(performance.now() - t);
     }
-    return { model: c.name, device, loadMs, msPerRequest: median(times), image };
+    const n = roundsOn(device);
+    const bytesPerRequest = counter && before ? { up: (counter.up - before.up) / n, down: (counter.down - before.down) / n } : undefined;
+    return { model: c.name, device, loadMs, msPerRequest: median(times), image, ...(bytesPerRequest ? { bytesPerRequest } : {}) };
   } catch (err) {
     return { model: c.name, device, loadMs, error: (err as Error).message };
   } finally {
@@ -105,7 +114,8 @@ for (const c of CASES) {
     const r = await measure(c, d);
     if (r.error && r.loadMs === undefined && /^device "/.test(r.error)) unavailable.set(d, r.error);
     results.push(r);
-    console.log(r.error ? `${c.name} on ${d}: FAILED: ${r.error}` : `${c.name} on ${d}: load ${r.loadMs!.toFixed(0)} ms, ${r.msPerRequest!.toFixed(1)} ms/request`);
+    const bytes = r.bytesPerRequest ? `, host->device ${(r.bytesPerRequest.up / 1024).toFixed(1)} KiB and device->host ${(r.bytesPerRequest.down / 1024).toFixed(1)} KiB per request` : "";
+    console.log(r.error ? `${c.name} on ${d}: FAILED: ${r.error}` : `${c.name} on ${d}: load ${r.loadMs!.toFixed(0)} ms, ${r.msPerRequest!.toFixed(1)} ms/request${bytes}`);
   }
 }
 

@@ -8,6 +8,9 @@
  *
  * - with `--device webgpu` (or cuda), the bytes that cross between host memory and the device per denoising step:
  *   every UNet call's input tensors (latents, timestep, text states) and output, counted at OnnxModel.run.
+ * - with `--device webgpu`, images/s and host<->device bytes per step side by side, round by round, for the
+ *   device-tensor modes (`on`: latents on the device, affine samplers step there; `host-samplers`: guidance on
+ *   the device, one ε download per step; `off`: the host path), counted by the pipeline's DeviceTensors.
  *
  * onnxruntime and PyTorch runs are interleaved round by round (which goes first alternates) and medians are
  * reported, so a change in machine load hits both alike. Without torch or a checkpoint (CI) the PyTorch
@@ -72,7 +75,8 @@ const device = args.device as Device;
  * crosses to the device or back (onnxruntime copies CPU inputs to the device and outputs to the CPU).
  */
 const traffic = new Map<string, { calls: number; up: number; down: number; parts: Record<string, number> }>();
-const bytesOf = (t: ort.Tensor) => (t.data as ArrayBufferView).byteLength;
+// A GPU tensor (webgpu's device-resident UNet output and inputs) crosses nothing here: it counts 0.
+const bytesOf = (t: ort.Tensor) => (t.location === "cpu" ? (t.data as ArrayBufferView).byteLength : 0);
 const originalRun = OnnxModel.prototype.run;
 OnnxModel.prototype.run = async function (this: OnnxModel, f: Record<string, ort.Tensor>) {
   const out = await originalRun.call(this, f);
@@ -233,6 +237,39 @@ for (let r = 0; r < rounds; r++) {
   process.stderr.write(`round ${r + 1}/${rounds} done\n`);
 }
 await torch?.close();
+const deviceModes = device === "webgpu" ? await compareDeviceModes() : null;
+
+/** webgpu: the device-tensor modes side by side (same requests, alternating order each round). */
+async function compareDeviceModes() {
+  const p = pipe as unknown as { deviceSteps: "on" | "host-samplers" | "off"; deviceTensors: { bytes: { up: number; down: number } } };
+  const modes = ["on", "host-samplers", "off"] as const;
+  const b = batches[0]!;
+  const bytesFor = async (n: number) => {
+    const before = { ...p.deviceTensors.bytes };
+    const t0 = performance.now();
+    const out = await pipe.generate(requests(b, n));
+    if (Object.keys(out.errors ?? {}).length) throw new Error(`generate failed: ${Object.values(out.errors!).map((e) => e.message).join("; ")}`);
+    return { s: (performance.now() - t0) / 1000, up: p.deviceTensors.bytes.up - before.up, down: p.deviceTensors.bytes.down - before.down };
+  };
+  const rows = new Map(modes.map((m) => [m, { times: [] as number[], up: 0, down: 0, steadyUp: NaN, steadyDown: NaN }]));
+  for (const m of modes) {
+    p.deviceSteps = m;
+    const short = await bytesFor(2); // warm-up: the mode's small graphs compile here
+    const full = await bytesFor(steps);
+    Object.assign(rows.get(m)!, { up: full.up, down: full.down, steadyUp: (full.up - short.up) / (steps - 2), steadyDown: (full.down - short.down) / (steps - 2) });
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const m of r % 2 ? [...modes].reverse() : modes) {
+      p.deviceSteps = m;
+      rows.get(m)!.times.push((await bytesFor(steps)).s);
+    }
+  }
+  p.deviceSteps = "on";
+  return modes.map((mode) => {
+    const x = rows.get(mode)!;
+    return { mode, imagesPerS: b / median(x.times), up: x.up, down: x.down, steadyUp: x.steadyUp, steadyDown: x.steadyDown };
+  });
+}
 
 const pk = peak(threads);
 const pct = (gflops: number) => `${((100 * gflops) / pk).toFixed(1)} %`;
@@ -260,10 +297,10 @@ for (const b of unetBatches) {
   unetRows.push([b, f(o * 1000, 2), f(go, 2), pct(go), f(t * 1000, 2), f(gt, 2), torch ? `${f(t / o, 2)}x` : "-"]);
   unetSummary.push({ rows: b, ortMs: o * 1000, ortGflops: go, torchMs: t * 1000, torchGflops: gt, ratio: t / o });
 }
-const kib = (n: number) => (n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`);
+const kib = (n: number) => (n < 1024 ? `${Math.round(n)} B` : `${(n / 1024).toFixed(1)} KiB`);
 console.log(
   `\nhost<->device per denoising step (one UNet call; counted at OnnxModel.run; device ${device}` +
-    `${device === "cpu" ? ": on cpu nothing crosses, these stay in host memory)" : ": the latents go to the device and back every step, the text states go up every step)"}:`,
+    `${device === "cpu" ? ": on cpu nothing crosses, these stay in host memory)" : device === "webgpu" ? ": the UNet's own feeds; on webgpu its latents and text states are device tensors (0 B here), see the device-tensor table)" : ": the latents go to the device and back every step, the text states go up every step)"}:`,
 );
 console.log(
   table([
@@ -281,10 +318,15 @@ if (torch) {
   console.log(`\nonnxruntime/PyTorch per image: ${ratios.map((r, i) => `batch ${batches[i]} ${r.toFixed(2)}x`).join(", ")} (target >= 4x)`);
 }
 
+if (deviceModes) {
+  console.log(`\nwebgpu device tensors (batch ${batches[0]}, ${steps} steps ddim, guidance ${guidance}; median of ${rounds}; bytes from DeviceTensors; steady = (${steps} steps − 2 steps) / ${steps - 2}):`);
+  console.log(table([["mode", "img/s", "up/step (steady)", "down/step (steady)", "up/request", "down/request"], ...deviceModes.map((m) => [m.mode, f(m.imagesPerS, 3), kib(m.steadyUp), kib(m.steadyDown), kib(m.up), kib(m.down)])]));
+}
+
 if (args.json) {
   writeFileSync(
     args.json,
-    JSON.stringify({ machine: { ...machine, flags: undefined }, args, device, bytesPerStep: Object.fromEntries(stepBytes), flopsPerRow: flops, torch: torch?.meta ?? torchOrSkip, peakGflops: pk, sample: sampleSummary, unet: unetSummary }, null, 2),
+    JSON.stringify({ machine: { ...machine, flags: undefined }, args, device, deviceModes, bytesPerStep: Object.fromEntries(stepBytes), flopsPerRow: flops, torch: torch?.meta ?? torchOrSkip, peakGflops: pk, sample: sampleSummary, unet: unetSummary }, null, 2),
   );
 }
 await unet.release();

@@ -70,6 +70,10 @@ export function addInfoCommand(program: Command): void {
         console.log(`webgpu:     adapter found${webgpu.vulkanDevices.length ? ` (vulkaninfo: ${webgpu.vulkanDevices.join("; ")})` : ""}; experimental (docs/models.md#gpu-without-cuda)`);
         if (webgpu.vulkanDrivers.length) console.log(`            Vulkan drivers: ${webgpu.vulkanDrivers.join(", ")}`);
         for (const w of webgpu.warnings) console.log(`            driver said: ${w}`);
+        const { limits: l } = webgpu;
+        const mib = (b: number) => `${Math.round(b / 1024 ** 2)} MiB`;
+        const f16 = l.shaderF16 === null ? "unknown" : l.shaderF16 ? "yes" : "no";
+        console.log(`            buffers: maxBufferSize ${mib(l.maxBufferSize)}, maxStorageBufferBindingSize ${mib(l.maxStorageBufferBindingSize)} (from ${l.source}); shader-f16 ${f16}`);
       }
       console.log(`executors:  ${info.executors.join(", ")}`);
       console.log(`pipelines:  ${info.pipelines.join(", ")}`);

@@ -251,6 +251,34 @@ function checkSize(
       );
     }
   }
+  if (memory?.device) checkDeviceBuffers(model, memory.device, width, height, rows, exceeded, name);
+}
+
+/**
+ * A GPU buffer holds one tensor whole: the largest (self-attention's scores, all rows of the call in one) must fit
+ * the adapter's `maxStorageBufferBindingSize` and `maxBufferSize`, or the device cannot run the request at all.
+ */
+function checkDeviceBuffers(
+  model: ModelLimits,
+  device: NonNullable<ModelLimits["memory"]>["device"] & object,
+  width: number,
+  height: number,
+  rows: number,
+  exceeded: (field: LimitField, message: string, data: Record<string, unknown>) => Error,
+  name: (f: LimitField) => string,
+): void {
+  const ratio = (width * height) / (model.nativeWidth * model.nativeHeight);
+  const largest = rows * device.largestBufferBytesPerRow * ratio * ratio;
+  const limit = Math.min(device.maxBufferSize, device.maxStorageBufferBindingSize);
+  if (largest <= limit) return;
+  const field: LimitField = width >= height ? "width" : "height";
+  throw exceeded(
+    field,
+    `size ${width}x${height} with ${rows} UNet row(s) (${name(field)}) needs a GPU buffer of an estimated ${mib(largest)} MiB (self-attention scores), ` +
+      `more than the device holds in one buffer: ${mib(limit)} MiB (maxStorageBufferBindingSize ${mib(device.maxStorageBufferBindingSize)} MiB, maxBufferSize ${mib(device.maxBufferSize)} MiB, from ${device.source}); ` +
+      `ask for a smaller size or fewer images, or start the model with its attention sliced (--attention-slices N)`,
+    { limit, estimatedBytes: Math.round(largest), maxBufferSize: device.maxBufferSize, maxStorageBufferBindingSize: device.maxStorageBufferBindingSize },
+  );
 }
 
 /**

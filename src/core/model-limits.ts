@@ -51,6 +51,16 @@ export interface ModelMemory {
   decodeImagesPerCall?: number;
   /** What one worker may use, bytes: the machine's memory share of this worker (see `memoryBudgetBytes`). 0: unchecked. */
   budgetBytes: number;
+  /** On a GPU device whose buffer sizes are bounded (webgpu): the limits, and the largest tensor of one UNet row at the native size. */
+  device?: DeviceBufferLimits & { largestBufferBytesPerRow: number };
+}
+
+/** A WebGPU adapter's buffer limits (pipelines/webgpu-limits.ts reads them): no tensor may exceed either. */
+export interface DeviceBufferLimits {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  /** Where the numbers come from, for messages ("the Vulkan driver (vulkaninfo)", "the WebGPU minimum"). */
+  source: string;
 }
 
 /** Strict codec of {@link ModelLimits}, for replies that cross a process or the network (`describeModel`). */
@@ -72,6 +82,10 @@ export const modelLimitsSchema = z
         decodeBytes: z.number().nonnegative(),
         decodeImagesPerCall: z.number().int().positive().optional(),
         budgetBytes: z.number().nonnegative(),
+        device: z
+          .object({ maxBufferSize: z.number().positive(), maxStorageBufferBindingSize: z.number().positive(), source: z.string(), largestBufferBytesPerRow: z.number().nonnegative() })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),

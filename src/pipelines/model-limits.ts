@@ -5,6 +5,7 @@
  */
 import type { ModelLimits } from "../core/model-limits.js";
 import type { ModelMemory } from "../core/memory-estimate.js";
+import type { DeviceBufferLimits } from "../core/model-limits.js";
 import { schedulersFor, unfitSchedulers } from "../schedulers/index.js";
 import type { SchedulerConfig } from "../schedulers/types.js";
 import type { OnnxIO } from "./onnx-model.js";
@@ -52,6 +53,8 @@ export interface ModelDescriptionInput {
   attentionSlices?: number;
   /** Images the full VAE decodes per call (image-decoder.ts); absent or Infinity: the whole batch at once. */
   decodeImagesPerCall?: number;
+  /** The GPU adapter's buffer limits (webgpu: pipelines/webgpu-limits.ts); absent on the CPU. */
+  deviceLimits?: DeviceBufferLimits;
 }
 
 const staticDim = (d: number | string | undefined): number | null => (typeof d === "number" && d > 0 ? d : null);
@@ -116,6 +119,15 @@ const DECODE_ELEMENTS_PER_PIXEL_CHANNEL = 7;
  * ACTIVATION_FACTOR estimate, all of it quadratic above the native size (as `estimateRequestBytes` always did), no decode.
  */
 function memoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: number, latentElems: number, textElems: number): ModelMemory {
+  const mem = hostMemoryOf(m, h, w, tokens, latentElems, textElems);
+  if (!m.deviceLimits) return mem;
+  // The largest single tensor of a row: one of the attention score/softmax pair (per slice) for latent UNets; for
+  // pixel-space models (no attention sizes known) one row's input, output and text states, a lower bound.
+  const largest = mem.unetLinearBytes > 0 ? mem.unetQuadraticBytes / 2 : mem.unetQuadraticBytes / ACTIVATION_FACTOR;
+  return { ...mem, device: { ...m.deviceLimits, largestBufferBytesPerRow: largest } };
+}
+
+function hostMemoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: number, latentElems: number, textElems: number): ModelMemory {
   const bytes = elementBytes(m.sample);
   const base = { weightBytes: m.weightBytes ?? 0, budgetBytes: m.budgetBytes ?? 0 };
   if (!(m.vaeScale > 1 && Array.isArray(m.unetConfig.block_out_channels))) {

@@ -18,6 +18,9 @@ import { PromptEncoder } from "./prompt-encoder.js";
 import { SeededNormal } from "./random.js";
 import { applyGuidance } from "./tensor-ops.js";
 import { unetFeeds, type UnetRow } from "./unet-feeds.js";
+import { deviceEligible, deviceStep, releaseState, syncToHost } from "./device-step.js";
+import { DeviceTensors } from "./device-tensors.js";
+import { float16Line, readWebGpuLimits } from "./webgpu-limits.js";
 import { describeOnnxModel } from "./model-limits.js";
 import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
@@ -65,6 +68,10 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly #resolver: RequestResolver;
   /** Rows per UNet call; bigger batches are split. */
   maxBatchRows = 64;
+  /** On webgpu: the device-resident tensors and the host↔device byte counter (see device-step.ts); null elsewhere. */
+  readonly deviceTensors: DeviceTensors | null;
+  /** On webgpu: `on` keeps latents on the device, `host-samplers` runs every sampler on the host, `off` the host path (bench). */
+  deviceSteps: "on" | "host-samplers" | "off" = "on";
 
   private constructor(modelDir: string, index: ModelIndex, opts: PipelineLoadOptions) {
     this.modelDir = modelDir;
@@ -78,7 +85,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#attentionSlices = sessionOpts.memory.attentionSlices;
     this.#decodeImagesPerCall = sessionOpts.memory.vaeSlicing ? 1 : Infinity;
     this.#textEncoder = new OnnxModel("text_encoder", paths.text_encoder, sessionOpts);
-    this.#unet = new OnnxModel("unet", paths.unet, sessionOpts);
+    this.deviceTensors = opts.device === "webgpu" ? new DeviceTensors() : null;
+    // On webgpu the UNet's output stays in a GPU buffer: the next step's small graphs read it there.
+    this.#unet = new OnnxModel("unet", paths.unet, this.deviceTensors ? { ...sessionOpts, outputLocation: "gpu-buffer" } : sessionOpts);
     this.#vae = new OnnxModel("vae_decoder", paths.vae_decoder, sessionOpts);
     this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, sessionOpts) : null;
     this.#tinyVae = tinyDir ? new TinyVae(tinyDir, sessionOpts) : null;
@@ -142,6 +151,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     await Promise.all(this.#models.map((m) => m.load()));
     this.#unet.requireInputs(["sample", "timestep", "encoder_hidden_states"]);
     this.#vae.requireInputs(["latent_sample"]);
+    const gpuLimits = this.deviceTensors && !this.#limits ? await readWebGpuLimits() : null;
+    if (gpuLimits && this.#unet.input("sample")?.type === "float16") process.emitWarning(float16Line(gpuLimits), { type: "WebGpuFloat16" });
     this.#limits ??= describeOnnxModel({
       unetConfig: this.#unetConfig,
       schedulerConfig: this.#schedulerConfig,
@@ -157,6 +168,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       budgetBytes: this.#memoryBudget,
       attentionSlices: this.#unet.slicedAttention ? this.#attentionSlices : 1,
       decodeImagesPerCall: this.#decodeImagesPerCall,
+      ...(gpuLimits ? { deviceLimits: { maxBufferSize: gpuLimits.maxBufferSize, maxStorageBufferBindingSize: gpuLimits.maxStorageBufferBindingSize, source: gpuLimits.source } } : {}),
     });
     // One source for the native size: what describe() found (config, else the export's static dims).
     this.#info = { ...this.#info, width: this.#limits.nativeWidth, height: this.#limits.nativeHeight };
@@ -192,7 +204,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   async release(): Promise<void> {
-    await Promise.all(this.#models.map((m) => m.release()));
+    await Promise.all([...this.#models.map((m) => m.release()), this.deviceTensors?.release()]);
   }
 
   /** Applies the model's defaults and checks the request fits the model (see resolve-request.ts). */
@@ -347,6 +359,12 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         return calls;
       }
     }
+    const dev = this.deviceTensors;
+    if (dev && this.deviceSteps !== "off" && deviceEligible(unet, states)) {
+      const ctx = { unet, dev, textTokens: this.#prompts.maxLength, perRowTimestep, hostSamplers: this.deviceSteps === "host-samplers" };
+      return deviceStep(ctx, states);
+    }
+    if (dev) await syncToHost(dev, states, true);
     const [c, h, w] = states[0]!.latentShape;
     const size = c * h * w;
     const rows: UnetRow[] = [];
@@ -374,7 +392,10 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const tUnet = performance.now();
     const out = await unet.run(feeds);
     const unetMs = performance.now() - tUnet;
-    const pred = floatData(out[unet.outputs[0]!.name] ?? Object.values(out)[0]!);
+    const predTensor = out[unet.outputs[0]!.name] ?? Object.values(out)[0]!;
+    dev?.count(feeds);
+    const pred = dev ? await dev.download(predTensor) : floatData(predTensor);
+    if (dev) predTensor.dispose();
     let row = 0;
     const stepped: DenoiseState[] = [];
     for (const s of live) {
@@ -409,7 +430,13 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   }
 
   /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images (see ImageDecoder). */
-  decode(states: DenoiseState[], preview = false): Promise<GeneratedImage[][]> {
+  /** A state that leaves unfinished gives back its device buffers (webgpu). */
+  discard(state: DenoiseState): void {
+    releaseState(state);
+  }
+
+  async decode(states: DenoiseState[], preview = false): Promise<GeneratedImage[][]> {
+    if (this.deviceTensors) await syncToHost(this.deviceTensors, states, false, preview);
     return this.#decoder.decode(states, preview);
   }
 

@@ -30,6 +30,8 @@ export interface SessionOptions {
   intraOpSpinning?: boolean;
   /** Memory-related session settings; absent fields take {@link DEFAULT_MEMORY_TUNING}. */
   memory?: Partial<MemoryTuning>;
+  /** webgpu: `gpu-buffer` leaves the outputs in device memory (read them through DeviceTensors). */
+  outputLocation?: "cpu" | "gpu-buffer";
 }
 
 /** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */
@@ -109,6 +111,7 @@ export class OnnxModel {
       };
       // onnxruntime's own placement warning says only "some nodes" and "rerun verbose": the report names them instead.
       if (device === "webgpu") Object.assign(options, { logSeverityLevel: 3 });
+      if (device === "webgpu" && this.#opts.outputLocation) options.preferredOutputLocation = this.#opts.outputLocation;
       if (device === "webgpu") this.#placement = PlacementReport.for(this.component, this.path);
       if (this.#placement) Object.assign(options, this.#placement.sessionOptions);
       this.#session = graph ? await ort.InferenceSession.create(graph.bytes, options) : await ort.InferenceSession.create(this.path, options);

@@ -356,6 +356,7 @@ export class StepLoop {
     this.#pending = this.#pending.filter((x) => x !== t);
     this.#active = this.#active.filter((x) => x !== t);
     if (t.state) t.state.error = error;
+    if (t.state) this.#pipeline.discard?.(t.state);
     t.done(new DiffusionOutput({ errors: { [t.request.requestId]: error }, metrics: { ...this.#metrics(t), totalMs: now() - t.receivedAt } }));
   }
 

@@ -65,6 +65,8 @@ export interface SteppablePipeline extends DiffusionPipeline {
   step(states: DenoiseState[]): Promise<UnetCall[]>;
   /** Decodes the latents (or, for previews, the predicted clean sample) of each state. */
   decode(states: DenoiseState[], preview?: boolean): Promise<GeneratedImage[][]>;
+  /** Frees what a state holds outside the JS heap (device buffers) when it leaves unfinished (aborted, failed). */
+  discard?(state: DenoiseState): void;
 }
 
 /** True when `p` has the step-level interface (checked by shape, so registered third-party pipelines qualify). */

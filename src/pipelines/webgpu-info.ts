@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { probeWebGpu, webGpuUnavailableError, quietVulkanEnvironment } from "./webgpu-adapter.js";
+import { readWebGpuLimits, type WebGpuLimits } from "./webgpu-limits.js";
 
 /** Where the Vulkan loader looks for drivers' manifests on Linux (the ones distributions install into). */
 const ICD_DIRS = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"];
@@ -14,6 +15,8 @@ export interface WebGpuInfo {
   vulkanDevices: string[];
   /** Dawn's and the driver's warnings while the probe opened the adapter (the software adapter prints two). */
   warnings: string[];
+  /** The buffer limits requests are checked against, and whether half-precision shaders run natively. */
+  limits: WebGpuLimits;
 }
 
 /** Vulkan driver manifests the loader will read here. */
@@ -46,12 +49,12 @@ function vulkanDevices(): Promise<string[]> {
  */
 export async function describeWebGpu(): Promise<WebGpuInfo> {
   quietVulkanEnvironment();
-  const [probe, devices] = await Promise.all([probeWebGpu(), vulkanDevices()]);
+  const [probe, devices, limits] = await Promise.all([probeWebGpu(), vulkanDevices(), readWebGpuLimits()]);
   const drivers = vulkanDrivers();
   if (!probe.ok) {
     const found = process.platform === "linux" ? `; Vulkan drivers installed: ${drivers.length ? drivers.join(", ") : "none"}` : "";
     throw webGpuUnavailableError(`${probe.reason ?? "unknown"}${found}`);
   }
   const warnings = probe.stderr.split("\n").map((l) => l.replace(/^Warning:\s*/, "").trim()).filter(Boolean);
-  return { vulkanDrivers: drivers, vulkanDevices: devices, warnings };
+  return { vulkanDrivers: drivers, vulkanDevices: devices, warnings, limits };
 }
