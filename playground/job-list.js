@@ -145,6 +145,7 @@ export class JobList {
     const job = this.#upsert(p, true);
     job.followed = true;
     job.listeners.add(onUpdate);
+    onUpdate(job); // the state the list already shows (a create answer may carry a queue position)
     return job.final;
   }
 

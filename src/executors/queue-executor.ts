@@ -207,6 +207,11 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     return this.options.maxInFlight;
   }
 
+  /** Where this queue lives: `serve` keeps its predictions there too, so its replicas share one history. */
+  redisTarget(): { url: string; queue: string } {
+    return { url: this.options.url, queue: this.options.queue };
+  }
+
   /** Live workers, by id. */
   async liveWorkers(): Promise<WorkerInfo[]> {
     const { client } = this.#ready();

@@ -5,6 +5,7 @@ import type { WebhookEvent } from "./webhook-types.js";
 import { DataDirLock } from "./data-dir-lock.js";
 import { DiskFiles, MemoryFiles, type PredictionFiles } from "./prediction-files.js";
 import type { PredictionRecord, PredictionStatus } from "./prediction-record.js";
+import type { NewPrediction, PredictionPage, PredictionStoreApi } from "./prediction-store-api.js";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS predictions (
@@ -72,14 +73,7 @@ function fromRow(r: Row): PredictionRecord {
   };
 }
 
-/** What a new prediction is created with. */
-export type NewPrediction = Pick<PredictionRecord, "id" | "token" | "model" | "version" | "input" | "createdAt" | "deadline" | "webhook" | "webhookEventsFilter">;
-
-/** One page of a list, newest first, and the `seq` below which the next page starts (null: the last page). */
-export interface PredictionPage {
-  results: PredictionRecord[];
-  nextBefore: number | null;
-}
+export type { NewPrediction, PredictionPage };
 
 /**
  * The durable store of predictions: SQLite (better-sqlite3, WAL) in `<dataDir>/predictions.db`, output PNGs
@@ -87,7 +81,7 @@ export interface PredictionPage {
  * Every write is one synchronous statement: once a call returns, a SIGKILL cannot undo it (WAL with
  * `synchronous = NORMAL` loses nothing on a process crash, only on a power cut).
  */
-export class PredictionStore {
+export class PredictionStore implements PredictionStoreApi {
   readonly files: PredictionFiles;
   readonly #db: Database.Database;
   readonly #lock: DataDirLock | null;
@@ -188,8 +182,11 @@ export class PredictionStore {
     this.#stmts.log.run(text, id);
   }
 
-  /** Moves a pending prediction to its final status; false when it was final already (exactly once). */
-  finish(id: string, status: PredictionStatus, at: number, fields: { output?: string[] | null; error?: string | null; log?: string }): boolean {
+  /**
+   * Moves a pending prediction to its final status; false when it was final already (exactly once). One
+   * process runs everything here, so `onlyIfQueued` needs no check: a run it does not hold is queued.
+   */
+  finish(id: string, status: PredictionStatus, at: number, fields: { output?: string[] | null; error?: string | null; log?: string; onlyIfQueued?: boolean }): boolean {
     const r = this.#stmts.finish.run({ id, status, at, output: fields.output ? JSON.stringify(fields.output) : null, error: fields.error ?? null, log: fields.log ?? "" });
     return r.changes === 1;
   }

@@ -1,6 +1,7 @@
 import type { FastifyReply } from "fastify";
 import { fileUrl } from "./prediction-view.js";
-import type { PredictionEvent, PredictionEvents } from "./prediction-events.js";
+import type { PredictionEvent } from "./prediction-events.js";
+import type { PredictionEventBus } from "./prediction-store-api.js";
 import { isFinal, type PredictionRecord } from "./prediction-record.js";
 
 /** One SSE event whose data is `text` as it is (Replicate's events carry plain text, not JSON strings). */
@@ -14,7 +15,7 @@ function sse(event: string, text: string): string {
  * `preview` events whose data is a PNG data URL of the image being denoised (the cheap preview path).
  * A client that connects late gets the logs so far first; one that connects after the end gets the outcome.
  */
-export function streamPrediction(reply: FastifyReply, rec: PredictionRecord, events: PredictionEvents, base: string): void {
+export function streamPrediction(reply: FastifyReply, rec: PredictionRecord, events: PredictionEventBus, base: string): void {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" });

@@ -7,7 +7,7 @@ import { useZodValidator } from "../shared/zod-validator.js";
 import { predictionSchemaError, replicateErrorHandler } from "./prediction-errors.js";
 import type { PredictionRecord } from "./prediction-record.js";
 import { PredictionRunner } from "./prediction-runner.js";
-import { PredictionStore } from "./prediction-store.js";
+import { openPredictionStore } from "./open-prediction-store.js";
 import { renderPrediction } from "./prediction-view.js";
 import { registerPredictionRoutes } from "./predictions-routes.js";
 import type { WebhookDispatcher } from "./webhook-types.js";
@@ -43,7 +43,7 @@ function listeningBase(server: { address(): AddressInfo | string | null }): stri
 export function predictionsPlugin(opts: PredictionsPluginOptions = {}): FastifyPluginAsync<{ ctx: ServerContext }> {
   return async (app, { ctx }) => {
     const clock = opts.clock ?? systemClock;
-    const store = PredictionStore.open(ctx.config.dataDir ?? null);
+    const store = await openPredictionStore(ctx);
     const own =
       opts.webhooks === undefined
         ? new SqliteWebhookDispatcher({
@@ -64,13 +64,13 @@ export function predictionsPlugin(opts: PredictionsPluginOptions = {}): FastifyP
     app.addHook("onClose", async () => {
       await runner.close();
       await own?.close(); // pending deliveries stay in webhooks.db for the next start
-      store.close();
+      await store.close();
     });
     useZodValidator(app, predictionSchemaError);
     app.setErrorHandler(replicateErrorHandler(bodyLimit, () => runner.retryAfterSeconds()));
     registerPredictionRoutes(app, { ctx, store, runner, clock, webhooks, base, render, bodyLimit });
     if (webhooks) await app.register(webhookSecretRoute, { dispatcher: webhooks });
-    runner.start();
+    await runner.start();
   };
 }
 

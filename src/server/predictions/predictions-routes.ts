@@ -9,7 +9,7 @@ import { isRandomId, randomId } from "./prediction-ids.js";
 import { createPredictionSchema, namesModel, planRequest, type CreatePredictionBody } from "./prediction-input.js";
 import type { PredictionRecord } from "./prediction-record.js";
 import type { PredictionRunner } from "./prediction-runner.js";
-import type { PredictionStore } from "./prediction-store.js";
+import type { PredictionStoreApi } from "./prediction-store-api.js";
 import { streamPrediction } from "./prediction-stream.js";
 import type { WebhookDispatcher } from "./webhook-types.js";
 
@@ -19,7 +19,7 @@ export const PAGE_SIZE = 100;
 /** What the routes work with: the app's context, the store, the runner, and how a prediction is shown. */
 export interface PredictionRouteDeps {
   ctx: ServerContext;
-  store: PredictionStore;
+  store: PredictionStoreApi;
   runner: PredictionRunner;
   clock: Clock;
   webhooks: WebhookDispatcher | null;
@@ -39,8 +39,8 @@ export function canonicalModel(id: string): string {
 /** Replicate's prediction routes over the runner and the store. */
 export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRouteDeps): void {
   const { ctx, store, runner } = d;
-  const get = (id: string): PredictionRecord => {
-    const rec = isRandomId(id) ? store.get(id) : null;
+  const get = async (id: string): Promise<PredictionRecord> => {
+    const rec = isRandomId(id) ? await store.get(id) : null;
     if (!rec) throw notFound(id);
     return rec;
   };
@@ -58,9 +58,9 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
     }
     await planRequest(body.input, ctx.config.limits, ctx.model); // refuses bad input now, not when it runs
     const max = ctx.engine.config.limits.maxQueue;
-    if (runner.pending >= max) throw new QueueFullError(`too many predictions waiting (${max}, --max-queue); retry later`);
+    if ((await runner.pendingCount()) >= max) throw new QueueFullError(`too many predictions waiting (${max}, --max-queue); retry later`);
     const now = d.clock.now();
-    const rec = runner.create({
+    const rec = await runner.create({
       id: randomId(),
       token: randomId(),
       model: canonicalModel(ctx.model.id),
@@ -73,7 +73,7 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
     }, { previews: body.stream === true });
     if (waitMs > 0) await runner.waitFinal(rec.id, waitMs);
     status(201);
-    return d.render(store.get(rec.id) ?? rec);
+    return d.render((await store.get(rec.id)) ?? rec);
   };
 
   const bodyOpts = { schema: { body: createPredictionSchema }, bodyLimit: d.bodyLimit };
@@ -94,13 +94,13 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
     return create(req.body as CreatePredictionBody, req.headers, (c) => reply.code(c));
   });
 
-  app.get<{ Params: { id: string } }>("/v1/predictions/:id", async (req) => d.render(get(req.params.id)));
+  app.get<{ Params: { id: string } }>("/v1/predictions/:id", async (req) => d.render(await get(req.params.id)));
 
   // The official client posts the cancel with `Content-Type: application/json` and no body, which Replicate accepts.
   const emptyBodyOk = { onRequest: async (req: FastifyRequest) => void (req.headers["content-length"] === "0" && delete req.headers["content-type"]) };
   app.post<{ Params: { id: string } }>("/v1/predictions/:id/cancel", emptyBodyOk, async (req) => {
-    get(req.params.id);
-    return d.render(runner.cancel(req.params.id)!);
+    const rec = await get(req.params.id);
+    return d.render((await runner.cancel(req.params.id)) ?? rec);
   });
 
   app.get<{ Querystring: { cursor?: string } }>("/v1/predictions", async (req) => {
@@ -109,26 +109,26 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
       before = Number(Buffer.from(req.query.cursor, "base64url").toString());
       if (!Number.isSafeInteger(before) || before < 1) throw predictionError(400, `cursor '${req.query.cursor}' is not a cursor this server handed out`, "cursor");
     }
-    const page = store.page(PAGE_SIZE, before);
+    const page = await store.page(PAGE_SIZE, before);
     const next = page.nextBefore === null ? null : `${d.base()}/v1/predictions?cursor=${Buffer.from(String(page.nextBefore)).toString("base64url")}`;
     return { previous: null, next, results: page.results.map(d.render) };
   });
 
   // Capability URLs (the token): the official client fetches streams and files without the API key.
-  const capability = (id: string, token: string): PredictionRecord => {
-    const rec = isRandomId(id) ? store.get(id) : null;
+  const capability = async (id: string, token: string): Promise<PredictionRecord> => {
+    const rec = isRandomId(id) ? await store.get(id) : null;
     if (!rec || rec.token !== token) throw notFound(id);
     return rec;
   };
 
   app.get<{ Params: { id: string; token: string } }>("/v1/predictions/:id/stream/:token", { config: PUBLIC_ROUTE }, async (req, reply) => {
-    streamPrediction(reply, capability(req.params.id, req.params.token), runner.events, d.base());
+    streamPrediction(reply, await capability(req.params.id, req.params.token), runner.events, d.base());
   });
 
   app.get<{ Params: { id: string; token: string; name: string } }>("/v1/predictions/:id/files/:token/:name", { config: PUBLIC_ROUTE }, async (req, reply) => {
-    const rec = capability(req.params.id, req.params.token);
+    const rec = await capability(req.params.id, req.params.token);
     const name = req.params.name;
-    const png = rec.output?.includes(name) ? store.files.read(rec.id, name) : null;
+    const png = rec.output?.includes(name) ? await store.files.read(rec.id, name) : null;
     if (!png) throw predictionError(404, `No file '${name}' in prediction '${rec.id}'`, "name", "file_not_found");
     return reply.type("image/png").header("cache-control", "private, max-age=3600").send(png);
   });
