@@ -23,6 +23,8 @@ import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion } from "./inpaint.js";
 import { StepLoop, type ResolvedRequest } from "./step-loop.js";
+import { SdxlConditioner, refuseSdxlFields } from "./sdxl/sdxl-conditioner.js";
+import { sdxlDefaults } from "./sdxl/sdxl-defaults.js";
 import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "./types.js";
 
 /**
@@ -37,6 +39,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly modelDir: string;
   readonly className: string;
   readonly #textEncoder: OnnxModel;
+  /** SDXL exports (text_encoder_2): two encoders, pooled text and size conditioning (src/pipelines/sdxl/). */
+  readonly #xl: SdxlConditioner | null;
   readonly #unet: OnnxModel;
   readonly #vae: OnnxModel;
   /** Present when the folder has vae_encoder/model.onnx (diffusers ONNX layout): img2img on latent models needs it. */
@@ -69,7 +73,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   private constructor(modelDir: string, index: ModelIndex, opts: PipelineLoadOptions) {
     this.modelDir = modelDir;
     this.className = index._class_name;
-    const paths = { text_encoder: componentPath(modelDir, "text_encoder"), unet: componentPath(modelDir, "unet"), vae_decoder: componentPath(modelDir, "vae_decoder") };
+    const paths = { unet: componentPath(modelDir, "unet"), vae_decoder: componentPath(modelDir, "vae_decoder") };
     const encoder = join(modelDir, "vae_encoder", "model.onnx");
     const tinyDir = TinyVae.locate(modelDir, opts.tinyVae);
     // Sized before any session exists: big models run their sessions without the arena (memoryTuningFor).
@@ -77,12 +81,13 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const sessionOpts = { ...opts, memory: memoryTuningFor(this.#weightBytes, opts.memory) };
     this.#attentionSlices = sessionOpts.memory.attentionSlices;
     this.#decodeImagesPerCall = sessionOpts.memory.vaeSlicing ? 1 : Infinity;
-    this.#textEncoder = new OnnxModel("text_encoder", paths.text_encoder, sessionOpts);
+    this.#xl = SdxlConditioner.detect(modelDir) ? new SdxlConditioner(modelDir, index, sessionOpts) : null;
+    this.#textEncoder = this.#xl?.encoders.models[0] ?? new OnnxModel("text_encoder", componentPath(modelDir, "text_encoder"), sessionOpts);
     this.#unet = new OnnxModel("unet", paths.unet, sessionOpts);
     this.#vae = new OnnxModel("vae_decoder", paths.vae_decoder, sessionOpts);
     this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, sessionOpts) : null;
     this.#tinyVae = tinyDir ? new TinyVae(tinyDir, sessionOpts) : null;
-    this.#prompts = new PromptEncoder(modelDir, this.#textEncoder);
+    this.#prompts = new PromptEncoder(modelDir, this.#textEncoder, this.#xl?.tokenizerFolder);
     this.#schedulerConfig = readModelJson<SchedulerConfig>(modelDir, "scheduler/scheduler_config.json")!;
     this.#resolver = new RequestResolver(this.#schedulerConfig);
     const unetCfg = readModelJson<Record<string, any>>(modelDir, "unet/config.json", false) ?? {};
@@ -108,8 +113,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       height: sample,
       sizeMultiple: unetCfg.size_multiple ?? this.#vaeScale * 8,
       defaults: {
-        numInferenceSteps: d.num_inference_steps ?? (lcm ? 4 : 20),
-        guidanceScale: d.guidance_scale ?? (lcm ? 8.5 : 7.5),
+        numInferenceSteps: d.num_inference_steps ?? (this.#xl ? sdxlDefaults(this.#schedulerConfig).numInferenceSteps : lcm ? 4 : 20),
+        guidanceScale: d.guidance_scale ?? (this.#xl ? sdxlDefaults(this.#schedulerConfig).guidanceScale : lcm ? 8.5 : 7.5),
         scheduler: d.scheduler ?? createScheduler(null, this.#schedulerConfig).name,
       },
     };
@@ -124,7 +129,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
 
   /** The ONNX components this pipeline loads (the VAE encoder only when the folder has one). */
   get #models(): OnnxModel[] {
-    return [this.#textEncoder, this.#unet, this.#vae, ...(this.#vaeEncoder ? [this.#vaeEncoder] : []), ...(this.#tinyVae?.models ?? [])];
+    return [...(this.#xl?.encoders.models ?? [this.#textEncoder]), this.#unet, this.#vae, ...(this.#vaeEncoder ? [this.#vaeEncoder] : []), ...(this.#tinyVae?.models ?? [])];
   }
 
   get info(): PipelineInfo {
@@ -142,6 +147,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     await Promise.all(this.#models.map((m) => m.load()));
     this.#unet.requireInputs(["sample", "timestep", "encoder_hidden_states"]);
     this.#vae.requireInputs(["latent_sample"]);
+    this.#xl?.check(this.#unet, this.#vae, this.#vaeConfig);
     this.#limits ??= describeOnnxModel({
       unetConfig: this.#unetConfig,
       schedulerConfig: this.#schedulerConfig,
@@ -198,6 +204,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   /** Applies the model's defaults and checks the request fits the model (see resolve-request.ts). */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults } = this.#info;
+    if (!this.#xl) refuseSdxlFields(r, this.className);
     if (r.vae === "tiny" && !this.#tinyVae) {
       throw new ValidationError(`vae "tiny" needs a tiny VAE, and ${this.className} has none: add an AutoencoderTiny export as ${TINY_VAE_FOLDER}/ in the model folder or start with --preview-vae DIR (docs/models.md#tiny-vae)`, {
         field: "vae",
@@ -231,10 +238,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   async prepare(requests: OmniDiffusionRequest[], resolved?: ResolvedParams[]): Promise<DenoiseState[]> {
     const params = resolved ?? requests.map((r) => this.resolve(r));
     const useCfg = params.map((p) => p.guidanceScale > 1 && !this.#guidanceDistilled);
-    const texts = [...new Set(requests.flatMap((r, i) => (useCfg[i] ? [r.prompt, params[i]!.negativePrompt] : [r.prompt])))];
-    const emb = await this.#prompts.encode(texts);
-    const per = emb.tokens * emb.dim;
-    const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
+    const text = await (this.#xl ? this.#xl.prepare(requests, params, useCfg) : this.#prompts.conditioning(requests.map((r, i) => [r.prompt, useCfg[i] ? params[i]!.negativePrompt : null])));
     const shapes = params.map((p): [number, number, number] => [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale]);
     const inits = await Promise.all(
       requests.map((r, i) => {
@@ -270,8 +274,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         request,
         params: p,
         samples,
-        cond: embOf(request.prompt),
-        uncond: useCfg[i] ? embOf(p.negativePrompt) : null,
+        ...text[i]!,
         latentShape: shape,
         timesteps,
         stepIndex: 0,
@@ -359,8 +362,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         for (const smp of s.samples) {
           const input = smp.scheduler.scaleModelInput(smp.latents, t);
           if (input.length !== size) throw new ValidationError(`sampler input has ${input.length} values, the latent shape ${size}`, { field: "latents" });
-          if (s.uncond) own.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale });
-          own.push({ input, t, ctx: s.cond, w: s.params.guidanceScale });
+          if (s.uncond) own.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale, added: s.added?.uncond ?? undefined });
+          own.push({ input, t, ctx: s.cond, w: s.params.guidanceScale, added: s.added?.cond });
         }
         rows.push(...own);
         live.push(s);

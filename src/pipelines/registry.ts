@@ -16,6 +16,11 @@ const registry = new Map<string, PipelineFactory>([
   ["StableDiffusionPipeline", onnxTextToImage],
   ["ORTLatentConsistencyModelPipeline", onnxTextToImage],
   ["LatentConsistencyModelPipeline", onnxTextToImage],
+  // SDXL (base, Turbo, refiner): the same pipeline with src/pipelines/sdxl/'s conditioning.
+  ["StableDiffusionXLPipeline", onnxTextToImage],
+  ["ORTStableDiffusionXLPipeline", onnxTextToImage],
+  ["StableDiffusionXLImg2ImgPipeline", onnxTextToImage],
+  ["ORTStableDiffusionXLImg2ImgPipeline", onnxTextToImage],
 ]);
 
 /** Maps a `_class_name` to a pipeline factory, so users can add their own exports. */
