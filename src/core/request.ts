@@ -48,6 +48,8 @@ export const requestInitSchema = z
     targetSize: sizePair.nullish(),
     aestheticScore: z.number().min(0).max(10).nullish(),
     negativeAestheticScore: z.number().min(0).max(10).nullish(),
+    /** SDXL base + refiner ensemble: the fraction of the schedule the base runs before the refiner takes over. */
+    denoisingEnd: z.number().gt(0).max(1).nullish(),
   })
   .strict();
 
@@ -85,6 +87,7 @@ export const WIRE_NAMES: Readonly<Record<keyof ParsedRequestInit, string>> = {
   targetSize: "target_size",
   aestheticScore: "aesthetic_score",
   negativeAestheticScore: "negative_aesthetic_score",
+  denoisingEnd: "denoising_end",
 };
 const FIELD_OF_WIRE = new Map(Object.entries(WIRE_NAMES).map(([field, wire]) => [wire, field]));
 
@@ -125,6 +128,8 @@ export interface OmniDiffusionRequestDict {
   /** SDXL refiner (default 6.0 / 2.5). */
   aesthetic_score?: number | null;
   negative_aesthetic_score?: number | null;
+  /** SDXL base + refiner ensemble, (0, 1]: where the refiner takes over (default: the ensemble's, 0.8). */
+  denoising_end?: number | null;
 }
 
 /** Constructor fields of {@link OmniDiffusionRequest} (camelCase). Unset fields take the model's defaults. */
@@ -164,6 +169,8 @@ export interface OmniDiffusionRequestInit {
   aestheticScore?: number | null;
   /** SDXL refiner's aesthetic conditioning of the unconditional rows; default 2.5. */
   negativeAestheticScore?: number | null;
+  /** SDXL base + refiner ensemble, (0, 1]: the fraction of the schedule the base runs (diffusers' `denoising_end`); 1: base only. */
+  denoisingEnd?: number | null;
 }
 
 /**
@@ -230,6 +237,7 @@ export class OmniDiffusionRequest {
   targetSize: [number, number] | null;
   aestheticScore: number | null;
   negativeAestheticScore: number | null;
+  denoisingEnd: number | null;
 
   constructor(init: OmniDiffusionRequestInit) {
     const d = PARSED.delete(init) ? (init as ParsedRequestInit) : parseRequestInit(definedFields(init), "OmniDiffusionRequest");
@@ -257,6 +265,7 @@ export class OmniDiffusionRequest {
     this.targetSize = d.targetSize ?? null;
     this.aestheticScore = d.aestheticScore ?? null;
     this.negativeAestheticScore = d.negativeAestheticScore ?? null;
+    this.denoisingEnd = d.denoisingEnd ?? null;
     checkEditFields(this);
   }
 
@@ -287,6 +296,7 @@ export class OmniDiffusionRequest {
       target_size: this.targetSize,
       aesthetic_score: this.aestheticScore,
       negative_aesthetic_score: this.negativeAestheticScore,
+      denoising_end: this.denoisingEnd,
     };
   }
 

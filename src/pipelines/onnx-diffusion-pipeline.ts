@@ -120,6 +120,11 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     };
   }
 
+  /** scheduler/scheduler_config.json as loaded (the SDXL ensemble checks its experts share one). */
+  get schedulerConfig(): Readonly<SchedulerConfig> {
+    return this.#schedulerConfig;
+  }
+
   /** Loads the three sessions and checks the UNet's inputs. */
   static async load(modelDir: string, index: ModelIndex, opts: PipelineLoadOptions): Promise<OnnxDiffusionPipeline> {
     const p = new OnnxDiffusionPipeline(modelDir, index, opts);
@@ -204,7 +209,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   /** Applies the model's defaults and checks the request fits the model (see resolve-request.ts). */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults } = this.#info;
-    if (!this.#xl) refuseSdxlFields(r, this.className);
+    if (this.#xl) this.#xl.checkFields(r, this.className);
+    else refuseSdxlFields(r, this.className);
     if (r.vae === "tiny" && !this.#tinyVae) {
       throw new ValidationError(`vae "tiny" needs a tiny VAE, and ${this.className} has none: add an AutoencoderTiny export as ${TINY_VAE_FOLDER}/ in the model folder or start with --preview-vae DIR (docs/models.md#tiny-vae)`, {
         field: "vae",

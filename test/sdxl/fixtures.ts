@@ -3,7 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FIXTURES_DIR, type ExpectedCase } from "../models/fixtures.js";
 
-export const SDXL_LAYOUTS = ["sdxl", "sdxl-fp16", "sdxl-turbo"] as const;
+/** The exports, and sdxl-ensemble: a folder naming sdxl (base) and sdxl-refiner as one model. */
+export const SDXL_LAYOUTS = ["sdxl", "sdxl-fp16", "sdxl-turbo", "sdxl-refiner", "sdxl-ensemble"] as const;
 export type SdxlLayout = (typeof SDXL_LAYOUTS)[number];
 
 export interface SdxlExpected {

@@ -10,7 +10,7 @@ export const DEFAULT_AESTHETIC_SCORE = 6.0;
 export const DEFAULT_NEGATIVE_AESTHETIC_SCORE = 2.5;
 
 /** Request fields only SDXL exports read: any other model refuses them by name rather than ignore them. */
-const SDXL_FIELDS = ["prompt2", "negativePrompt2", "originalSize", "cropsCoordsTopLeft", "targetSize", "aestheticScore", "negativeAestheticScore"] as const;
+const SDXL_FIELDS = ["prompt2", "negativePrompt2", "originalSize", "cropsCoordsTopLeft", "targetSize", "aestheticScore", "negativeAestheticScore", "denoisingEnd"] as const;
 const WIRE: Record<(typeof SDXL_FIELDS)[number], string> = {
   prompt2: "prompt_2",
   negativePrompt2: "negative_prompt_2",
@@ -19,13 +19,21 @@ const WIRE: Record<(typeof SDXL_FIELDS)[number], string> = {
   targetSize: "target_size",
   aestheticScore: "aesthetic_score",
   negativeAestheticScore: "negative_aesthetic_score",
+  denoisingEnd: "denoising_end",
+};
+/** What each kind of SDXL model does not read (the ensemble strips `denoising_end` before its experts see it). */
+const UNREAD: Record<"base" | "refiner", readonly (typeof SDXL_FIELDS)[number][]> = {
+  base: ["aestheticScore", "negativeAestheticScore", "denoisingEnd"],
+  // The refiner's one encoder takes `prompt` (diffusers pairs prompts and tokenizers with zip).
+  refiner: ["prompt2", "negativePrompt2", "targetSize", "denoisingEnd"],
 };
 
 /** Throws a ValidationError naming the first SDXL-only field a request to a non-SDXL model sets. */
 export function refuseSdxlFields(r: OmniDiffusionRequest, className: string): void {
   for (const f of SDXL_FIELDS) {
     if (r[f] !== null && r[f] !== undefined) {
-      throw new ValidationError(`${WIRE[f]} applies only to SDXL models (text_encoder_2 + size conditioning); ${className} has none`, { field: WIRE[f] });
+      const what = f === "denoisingEnd" ? "SDXL base + refiner ensembles (docs/models.md#sdxl)" : "SDXL models (text_encoder_2 + size conditioning)";
+      throw new ValidationError(`${WIRE[f]} applies only to ${what}; ${className} is not one`, { field: WIRE[f] });
     }
   }
 }
@@ -83,6 +91,17 @@ export class SdxlConditioner {
   /** `time_ids` values per row (6, or 5 for the refiner's aesthetic conditioning). */
   get timeIdsWidth(): number {
     return this.#timeIds;
+  }
+
+  /** Refuses the SDXL fields this kind of model (base / Turbo, or refiner) would not read, naming the field. */
+  checkFields(r: OmniDiffusionRequest, className: string): void {
+    const kind = this.#timeIds === 6 ? "base" : "refiner";
+    for (const f of UNREAD[kind]) {
+      if (r[f] !== null && r[f] !== undefined) {
+        const what = f === "denoisingEnd" ? "an SDXL base + refiner ensemble (docs/models.md#sdxl)" : kind === "base" ? "the SDXL refiner (time_ids with an aesthetic score)" : "SDXL base models";
+        throw new ValidationError(`${WIRE[f]} applies only to ${what}; ${className} is an SDXL ${kind}`, { field: WIRE[f] });
+      }
+    }
   }
 
   /** Checks the loaded sessions: the encoders' outputs, the UNet's added inputs, a VAE that can decode in float32. */

@@ -97,7 +97,8 @@ export class SdxlTextEncoders {
     const n = pairs.length;
     const outs = await Promise.all(
       this.#encoders.map(async (e, k) => {
-        const texts = pairs.map((p) => (this.dual ? p[k]! : p[1]));
+        // The refiner's one encoder takes `prompt`: diffusers zips [prompt, prompt_2] with its one tokenizer.
+        const texts = pairs.map((p) => p[k]!);
         const input = e.model.inputs[0]!;
         const ids = texts.flatMap((t) => e.tokenizer.tokenize(t));
         const out = await e.model.run({ [input.name]: intTensor(input.type, ids, [n, e.tokenizer.maxLength]) });
