@@ -158,7 +158,11 @@ export function latentUnetRowParts(unetConfig: Record<string, unknown>, h: numbe
     widest = Math.max(widest, c * cells);
   });
   const headDim = unetConfig.attention_head_dim;
-  // SD 2.x lists head sizes per level (channels / 64 heads); SD 1.x one head count.
-  const heads = Array.isArray(headDim) ? Math.max(1, Math.round((channels[0] ?? 320) / 64)) : typeof headDim === "number" && headDim > 0 ? headDim : DEFAULT_HEADS;
-  return { linear: skips + 4 * widest + heads * hw * tokens, attention: heads * hw * hw };
+  // The first level with attention: SDXL's first level is a plain DownBlock2D, so its attention runs at hw / 4.
+  const types = unetConfig.down_block_types;
+  const level = Array.isArray(types) ? Math.max(0, types.findIndex((t) => /CrossAttn/.test(String(t)))) : 0;
+  const cells = hw / 4 ** level;
+  // SD 2.x / SDXL list head sizes per level (channels / 64 heads); SD 1.x one head count.
+  const heads = Array.isArray(headDim) ? Math.max(1, Math.round((channels[level] ?? 320) / 64)) : typeof headDim === "number" && headDim > 0 ? headDim : DEFAULT_HEADS;
+  return { linear: skips + 4 * widest + heads * cells * tokens, attention: heads * cells * cells };
 }

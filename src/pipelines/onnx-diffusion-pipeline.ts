@@ -25,6 +25,7 @@ import { blendKnownRegion } from "./inpaint.js";
 import { StepLoop, type ResolvedRequest } from "./step-loop.js";
 import { SdxlConditioner, refuseSdxlFields } from "./sdxl/sdxl-conditioner.js";
 import { sdxlDefaults } from "./sdxl/sdxl-defaults.js";
+import { SDXL_LATENT_RGB_FACTORS } from "./latent-preview.js";
 import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "./types.js";
 
 /**
@@ -99,7 +100,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#scalingFactor = vaeCfg.scaling_factor ?? 0.18215;
     this.#unetConfig = unetCfg;
     this.#decoder = new ImageDecoder(
-      { vae: this.#vae, tiny: this.#tinyVae, scalingFactor: this.#scalingFactor, vaeScale: this.#vaeScale, latentChannels: this.#latentChannels, previewDecoder: opts.previewDecoder ?? "auto", fullDecodeImagesPerCall: this.#decodeImagesPerCall },
+      { vae: this.#vae, tiny: this.#tinyVae, scalingFactor: this.#scalingFactor, vaeScale: this.#vaeScale, latentChannels: this.#latentChannels, previewDecoder: opts.previewDecoder ?? "auto", fullDecodeImagesPerCall: this.#decodeImagesPerCall, latentRgbFactors: this.#xl ? SDXL_LATENT_RGB_FACTORS : undefined },
       modelDir,
     );
     const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
@@ -188,6 +189,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       guidance: this.#guidanceDistilled ? "embedded" : "classifier-free",
       tokenizer: { source: this.#prompts.source, maxLength: this.#prompts.maxLength },
       schedulerClass: typeof this.#schedulerConfig._class_name === "string" ? this.#schedulerConfig._class_name : null,
+      ...(this.#xl ? { sdxl: this.#xl.describe(this.#schedulerConfig) } : {}),
     };
   }
 

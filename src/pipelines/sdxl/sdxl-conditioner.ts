@@ -4,6 +4,9 @@ import type { AddedConditioning, ResolvedParams } from "../denoise-state.js";
 import type { ModelIndex } from "../model-files.js";
 import type { OnnxModel, SessionOptions } from "../onnx-model.js";
 import { SdxlTextEncoders } from "./sdxl-text-encoders.js";
+import { sdxlDefaults } from "./sdxl-defaults.js";
+import type { SdxlLayout } from "../model-layout.js";
+import type { SchedulerConfig } from "../../schedulers/types.js";
 
 /** diffusers' StableDiffusionXLImg2ImgPipeline defaults for the refiner's aesthetic conditioning. */
 export const DEFAULT_AESTHETIC_SCORE = 6.0;
@@ -91,6 +94,14 @@ export class SdxlConditioner {
   /** `time_ids` values per row (6, or 5 for the refiner's aesthetic conditioning). */
   get timeIdsWidth(): number {
     return this.#timeIds;
+  }
+
+  /** What `info` prints of the conditioning. */
+  describe(scheduler: SchedulerConfig): SdxlLayout {
+    const kind = this.#timeIds === 5 ? "refiner" : sdxlDefaults(scheduler).turbo ? "turbo" : "base";
+    const textEncoders = this.encoders.describe();
+    const contextDim = textEncoders.reduce((a, e) => a + Number(e.outputs.find((o) => o.name === e.hiddenState)?.shape[2] ?? 0), 0);
+    return { kind, textEncoders, contextDim, timeIds: this.#timeIds, forceZerosForEmptyPrompt: this.#forceZeros };
   }
 
   /** Refuses the SDXL fields this kind of model (base / Turbo, or refiner) would not read, naming the field. */

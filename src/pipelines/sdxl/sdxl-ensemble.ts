@@ -6,6 +6,7 @@ import { OmniDiffusionRequest } from "../../core/request.js";
 import { ModelLoadError, toOmniError, type OmniError } from "../../errors/omni-error.js";
 import type { DenoiseState, ResolvedParams } from "../denoise-state.js";
 import { readModelIndex, type ModelIndex } from "../model-files.js";
+import type { ModelLayout } from "../model-layout.js";
 import { OnnxDiffusionPipeline } from "../onnx-diffusion-pipeline.js";
 import { StepLoop, type ResolvedRequest } from "../step-loop.js";
 import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "../types.js";
@@ -82,6 +83,12 @@ export class SdxlEnsemblePipeline implements SteppablePipeline {
 
   describe(): ModelLimits {
     return this.base.describe();
+  }
+
+  /** The base's layout, with the ensemble's switch point and the refiner's conditioning (what `info` prints). */
+  layout(): ModelLayout {
+    const base = this.base.layout();
+    return { ...base, sdxl: { ...base.sdxl!, kind: "ensemble", denoisingEnd: this.#denoisingEnd, refiner: this.refiner.layout().sdxl } };
   }
 
   resolve(r: OmniDiffusionRequest): ResolvedParams {

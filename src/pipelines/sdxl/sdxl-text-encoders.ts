@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ModelLoadError } from "../../errors/omni-error.js";
 import { componentPath, readModelJson } from "../model-files.js";
-import { floatData, intTensor, OnnxModel, type SessionOptions } from "../onnx-model.js";
+import { floatData, intTensor, OnnxModel, type OnnxIO, type SessionOptions } from "../onnx-model.js";
 import { PromptEncoder } from "../prompt-encoder.js";
 
 /** Text conditioning of SDXL prompts: `hidden` [n, tokens, dim] flattened, `pooled` [n, pooledDim]. */
@@ -85,6 +85,11 @@ export class SdxlTextEncoders {
       }
       e.penultimate = name;
     }
+  }
+
+  /** Each encoder's component, penultimate output and I/O (after {@link checkOutputs}). */
+  describe(): { component: string; hiddenState: string; inputs: OnnxIO[]; outputs: OnnxIO[] }[] {
+    return this.#encoders.map((e) => ({ component: e.model.component, hiddenState: e.penultimate ?? "?", inputs: e.model.inputs, outputs: e.model.outputs }));
   }
 
   /** Token ids of `text` by the tokenizer of encoder `k` (0: `tokenizer`, 1: `tokenizer_2`; the refiner has only its own). */
