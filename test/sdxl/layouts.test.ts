@@ -134,3 +134,14 @@ describe("SDXL layouts", () => {
     }
   });
 });
+
+describe("SDXL fields on the gRPC wire", () => {
+  it("are refused by name (the proto has no field for them yet) rather than dropped", async () => {
+    const { requestToProtoMessage } = await import("../../src/protocol/request-codec.js");
+    assert.doesNotThrow(() => requestToProtoMessage(new OmniDiffusionRequest({ prompt: "x" })));
+    assert.throws(
+      () => requestToProtoMessage(new OmniDiffusionRequest({ prompt: "x", targetSize: [512, 512] })),
+      (e: unknown) => e instanceof ValidationError && e.field === "target_size" && /cannot travel over gRPC yet/.test(e.message),
+    );
+  });
+});
