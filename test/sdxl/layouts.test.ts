@@ -113,6 +113,16 @@ describe("SDXL layouts", () => {
     assert.throws(() => OmniDiffusionRequest.fromDict({ prompt: "p", denoising_end: 0 }), (e: unknown) => e instanceof ValidationError && e.field === "denoising_end");
   });
 
+  it("the ensemble's memory counts both experts' weights", async () => {
+    const [base, refiner, ens] = await Promise.all((["sdxl", "sdxl-refiner", "sdxl-ensemble"] as const).map((l) => load(sdxlDir(l))));
+    try {
+      assert.equal(ens.describe!().memory!.weightBytes, base.describe!().memory!.weightBytes + refiner.describe!().memory!.weightBytes);
+      assert.ok(refiner.describe!().memory!.weightBytes > 0);
+    } finally {
+      await Promise.all([base, refiner, ens].map((p) => p.release()));
+    }
+  });
+
   it("the handoff step follows diffusers' cutoff int(round(T - end × T))", () => {
     const leading5 = [801, 601, 401, 201, 1];
     assert.equal(handoffStep(leading5, 1000, 0.5), 2); // cutoff 500

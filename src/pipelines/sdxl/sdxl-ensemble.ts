@@ -81,8 +81,11 @@ export class SdxlEnsemblePipeline implements SteppablePipeline {
     return { ...b, modelDir: this.modelDir, className: SDXL_ENSEMBLE_CLASS, components: [...b.components, ...r.components.map((c) => `refiner/${c}`)], asleep: b.asleep && r.asleep };
   }
 
+  /** The base's limits; the weights are both experts' (one worker holds the two). */
   describe(): ModelLimits {
-    return this.base.describe();
+    const b = this.base.describe();
+    const r = this.refiner.describe();
+    return b.memory && r.memory ? { ...b, memory: { ...b.memory, weightBytes: b.memory.weightBytes + r.memory.weightBytes } } : b;
   }
 
   /** The base's layout, with the ensemble's switch point and the refiner's conditioning (what `info` prints). */
