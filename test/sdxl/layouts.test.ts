@@ -130,6 +130,29 @@ describe("SDXL layouts", () => {
     assert.equal(handoffStep(leading5, 1000, 1), 5);
   });
 
+  it("the refiner inpaints: the pixels its mask keeps are the init image's, byte for byte", async () => {
+    const p = await load(sdxlDir("sdxl-refiner"));
+    try {
+      const data = new Uint8Array(64 * 64 * 3).map((_, i) => (i * 5) % 256);
+      const mask = new Uint8Array(64 * 64).map((_, i) => (i % 64 < 32 ? 0 : 255)); // keep the left half
+      const req = new OmniDiffusionRequest({ prompt: "a door", image: { width: 64, height: 64, data }, mask: { width: 64, height: 64, data: mask }, numInferenceSteps: 3, seed: 4 });
+      const out = await p.generate([req]);
+      assert.deepEqual(Object.keys(out.errors), [], Object.values(out.errors)[0]?.message);
+      const img = out.imagesFor(req.requestId)[0]!;
+      let keptSame = 0;
+      let repaintedDiffer = 0;
+      for (let px = 0; px < 64 * 64; px++) {
+        const same = [0, 1, 2].every((c) => img.data[px * 3 + c] === data[px * 3 + c]);
+        if (mask[px] === 0) keptSame += same ? 1 : 0;
+        else repaintedDiffer += same ? 0 : 1;
+      }
+      assert.equal(keptSame, 32 * 64);
+      assert.ok(repaintedDiffer > 32 * 64 * 0.9, `repainted pixels changed: ${repaintedDiffer}`);
+    } finally {
+      await p.release();
+    }
+  });
+
   it("the refiner edits an image through its vae_encoder (img2img)", async () => {
     const p = await load(sdxlDir("sdxl-refiner"));
     try {
