@@ -44,6 +44,8 @@ export interface ModelDescriptionInput {
   sizeMultiple: number;
   /** Bytes of the weights the pipeline loads (pipelines/model-files.ts `onnxWeightBytes`). */
   weightBytes?: number;
+  /** The VAE decoder's `latent_sample`: its dtype sizes the decode (SDXL's float16 exports keep a float32 VAE). Absent: the UNet's. */
+  vaeSample?: OnnxIO;
   /** vae_decoder/config.json (may be empty): its first `block_out_channels` sizes the decode's largest buffers. */
   vaeConfig?: Record<string, unknown>;
   /** What this worker may use, bytes (core/memory-estimate.ts `memoryBudgetBytes`); 0 leaves it unchecked. */
@@ -128,8 +130,8 @@ function memoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: number
     unetLinearBytes: bytes * parts.linear,
     // Scores and their softmax for one slice of the query rows at a time.
     unetQuadraticBytes: (bytes * 2 * parts.attention) / Math.max(1, m.attentionSlices ?? 1),
-    // A float16 export ships its VAE in float16 too: the same element size as the UNet.
-    decodeBytes: bytes * DECODE_ELEMENTS_PER_PIXEL_CHANNEL * vaeChannels * h * m.vaeScale * w * m.vaeScale,
+    // The VAE's own element size (a float16 SD export's VAE is float16; SDXL's stays float32 for force_upcast).
+    decodeBytes: elementBytes(m.vaeSample ?? m.sample) * DECODE_ELEMENTS_PER_PIXEL_CHANNEL * vaeChannels * h * m.vaeScale * w * m.vaeScale,
     ...(m.decodeImagesPerCall !== undefined && Number.isFinite(m.decodeImagesPerCall) ? { decodeImagesPerCall: m.decodeImagesPerCall } : {}),
   };
 }

@@ -166,6 +166,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       sizeMultiple: this.#info.sizeMultiple,
       weightBytes: this.#weightBytes,
       vaeConfig: this.#vaeConfig,
+      vaeSample: this.#vae.input("latent_sample"),
       budgetBytes: this.#memoryBudget,
       attentionSlices: this.#unet.slicedAttention ? this.#attentionSlices : 1,
       decodeImagesPerCall: this.#decodeImagesPerCall,

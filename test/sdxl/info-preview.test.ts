@@ -48,6 +48,17 @@ describe("SDXL info, previews, memory", { timeout: 120_000 }, () => {
     }
   });
 
+  it("the float16 SDXL export's decode is estimated at its float32 VAE's size, the UNet at float16", async () => {
+    const [fp32, fp16] = await Promise.all((["sdxl", "sdxl-fp16"] as const).map((l) => loadPipeline(sdxlDir(l), { intraOpNumThreads: 1 }) as Promise<SteppablePipeline>));
+    try {
+      const [a, b] = [fp32.describe!().memory!, fp16.describe!().memory!];
+      assert.equal(b.decodeBytes, a.decodeBytes);
+      assert.equal(b.unetLinearBytes * 2, a.unetLinearBytes);
+    } finally {
+      await Promise.all([fp32.release(), fp16.release()]);
+    }
+  });
+
   it("the memory estimate puts SDXL's first attention at the second level (down_block_types), 10 heads", () => {
     const cfg = JSON.parse(readFileSync(join(sdxlDir("sdxl"), "unet", "config.json"), "utf8"));
     const parts = latentUnetRowParts(cfg, 128, 128, 77); // 1024² latents
