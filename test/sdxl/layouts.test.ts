@@ -42,6 +42,22 @@ describe("SDXL layouts", () => {
     assert.notDeepEqual(enc.tokenize("a photo of a cat", 0), enc.tokenize("a photo of a cat", 1));
   });
 
+  it("a prompt pair encoded lately is served from the cache: the released encoders are not loaded again", async () => {
+    const enc = new SdxlTextEncoders(sdxlDir("sdxl"), { intraOpNumThreads: 1 });
+    await Promise.all(enc.models.map((m) => m.load()));
+    enc.checkOutputs();
+    const first = await enc.encode([["a cat", "a cat"], ["", ""]]);
+    await Promise.all(enc.models.map((m) => m.release()));
+    const again = await enc.encode([["", ""], ["a cat", "a cat"]]);
+    assert.deepEqual(enc.models.map((m) => m.loaded), [false, false]);
+    const per = first.tokens * first.dim;
+    assert.deepEqual(again.hidden.subarray(per), first.hidden.subarray(0, per));
+    assert.deepEqual(again.pooled.subarray(0, first.pooledDim), first.pooled.subarray(first.pooledDim));
+    await enc.encode([["a dog", "a dog"]]); // a new pair loads them
+    assert.deepEqual(enc.models.map((m) => m.loaded), [true, true]);
+    await Promise.all(enc.models.map((m) => m.release()));
+  });
+
   it("an export without the penultimate hidden state is refused, naming the missing output", async () => {
     const dir = variant("sdxl", (d) => editJson(join(d, "text_encoder_2", "config.json"), (j) => (j.num_hidden_layers = 32)));
     await assert.rejects(load(dir), (e: unknown) => e instanceof ModelLoadError && /text_encoder_2 .* has no output hidden_states\.31, the penultimate hidden state/.test(e.message));

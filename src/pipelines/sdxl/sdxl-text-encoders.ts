@@ -31,6 +31,14 @@ interface Encoder {
 export class SdxlTextEncoders {
   readonly #encoders: Encoder[];
   readonly #modelDir: string;
+  /**
+   * Embeddings of recent prompt pairs (least recently used first), as PromptEncoder keeps SD's: the empty negative
+   * prompt and repeated prompts skip both encoders (OpenCLIP bigG alone is 695 M parameters). Bounded in bytes.
+   */
+  readonly #cache = new Map<string, { hidden: Float32Array; pooled: Float32Array }>();
+  #cacheBytes = 0;
+  #shape: { tokens: number; dim: number; pooledDim: number } | null = null;
+  static readonly cacheLimitBytes = 32 * 1024 * 1024;
 
   constructor(modelDir: string, opts: SessionOptions) {
     this.#modelDir = modelDir;
@@ -97,8 +105,43 @@ export class SdxlTextEncoders {
     return this.#encoders[Math.min(k, this.#encoders.length - 1)]!.tokenizer.tokenize(text);
   }
 
-  /** Embeddings of prompt pairs `[prompt, prompt2]`: one call per encoder for the whole set. */
+  /** Embeddings of prompt pairs `[prompt, prompt2]`: the pairs not cached in one call per encoder. */
   async encode(pairs: [string, string][]): Promise<SdxlTextEmbeddings> {
+    const key = (p: [string, string]) => `${p[0]}\u0000${p[1]}`;
+    const missing = [...new Map(pairs.filter((p) => !this.#cache.has(key(p))).map((p) => [key(p), p])).values()];
+    if (missing.length) {
+      const fresh = await this.#run(missing);
+      this.#shape = { tokens: fresh.tokens, dim: fresh.dim, pooledDim: fresh.pooledDim };
+      const per = fresh.tokens * fresh.dim;
+      missing.forEach((p, k) => this.#remember(key(p), { hidden: fresh.hidden.slice(k * per, (k + 1) * per), pooled: fresh.pooled.slice(k * fresh.pooledDim, (k + 1) * fresh.pooledDim) }));
+    }
+    const { tokens, dim, pooledDim } = this.#shape!;
+    const hidden = new Float32Array(pairs.length * tokens * dim);
+    const pooled = new Float32Array(pairs.length * pooledDim);
+    pairs.forEach((p, i) => {
+      const e = this.#cache.get(key(p))!;
+      this.#cache.delete(key(p)); // most recently used last
+      this.#cache.set(key(p), e);
+      hidden.set(e.hidden, i * tokens * dim);
+      pooled.set(e.pooled, i * pooledDim);
+    });
+    return { hidden, pooled, tokens, dim, pooledDim };
+  }
+
+  #remember(k: string, e: { hidden: Float32Array; pooled: Float32Array }): void {
+    const bytes = e.hidden.byteLength + e.pooled.byteLength;
+    if (bytes > SdxlTextEncoders.cacheLimitBytes) return;
+    this.#cache.set(k, e);
+    this.#cacheBytes += bytes;
+    for (const [old, v] of this.#cache) {
+      if (this.#cacheBytes <= SdxlTextEncoders.cacheLimitBytes || old === k) break;
+      this.#cache.delete(old);
+      this.#cacheBytes -= v.hidden.byteLength + v.pooled.byteLength;
+    }
+  }
+
+  /** One call per encoder over `pairs`. */
+  async #run(pairs: [string, string][]): Promise<SdxlTextEmbeddings> {
     const n = pairs.length;
     const outs = await Promise.all(
       this.#encoders.map(async (e, k) => {
