@@ -1,9 +1,9 @@
 import { existsSync } from "node:fs";
 import { totalmem } from "node:os";
 import { join } from "node:path";
-import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
+import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
+import { ValidationError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { memoryBudgetBytes } from "../core/memory-estimate.js";
 import { createScheduler } from "../schedulers/index.js";
@@ -22,7 +22,7 @@ import { describeOnnxModel } from "./model-limits.js";
 import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion } from "./inpaint.js";
-import { StepLoop, type ResolvedRequest } from "./step-loop.js";
+import { generateOnce } from "./generate-once.js";
 import { SdxlConditioner, refuseSdxlFields } from "./sdxl/sdxl-conditioner.js";
 import { sdxlDefaults } from "./sdxl/sdxl-defaults.js";
 import { SDXL_LATENT_RGB_FACTORS } from "./latent-preview.js";
@@ -425,24 +425,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return this.#decoder.decode(states, preview);
   }
 
-  /**
-   * One-shot generation: the requests as one batch of a {@link StepLoop} (request-level admission). Requests
-   * that fail validation or are aborted get an error; the rest still run.
-   */
-  async generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
-    const errors: Record<string, OmniError> = {};
-    const resolved: ResolvedRequest[] = [];
-    for (const request of requests) {
-      try {
-        resolved.push({ request, params: this.resolve(request) });
-      } catch (err) {
-        errors[request.requestId] = toOmniError(err);
-      }
-    }
-    const every = opts.previewEvery;
-    const previewEvery = typeof every === "number" ? Object.fromEntries(requests.map((r) => [r.requestId, every])) : every;
-    const loop = new StepLoop(this, { maxBatchRows: this.maxBatchRows, admission: "request" });
-    const out = await loop.run(resolved, { onProgress: opts.onProgress, isAborted: opts.isAborted, signal: opts.signal, previewEvery });
-    return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
+  /** One-shot generation: the requests as one batch of a step loop (see generateOnce). */
+  generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
+    return generateOnce(this, requests, opts);
   }
+
 }

@@ -1,14 +1,13 @@
 import { resolve as resolvePath } from "node:path";
-import type { GeneratedImage } from "../../core/output.js";
-import { DiffusionOutput } from "../../core/output.js";
+import type { DiffusionOutput, GeneratedImage } from "../../core/output.js";
 import type { ModelLimits } from "../../core/model-limits.js";
 import { OmniDiffusionRequest } from "../../core/request.js";
-import { ModelLoadError, toOmniError, type OmniError } from "../../errors/omni-error.js";
+import { ModelLoadError } from "../../errors/omni-error.js";
 import type { DenoiseState, ResolvedParams } from "../denoise-state.js";
 import { readModelIndex, type ModelIndex } from "../model-files.js";
 import type { ModelLayout } from "../model-layout.js";
 import { OnnxDiffusionPipeline } from "../onnx-diffusion-pipeline.js";
-import { StepLoop, type ResolvedRequest } from "../step-loop.js";
+import { generateOnce } from "../generate-once.js";
 import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "../types.js";
 
 /** model_index.json `_class_name` of a base + refiner folder. */
@@ -148,23 +147,11 @@ export class SdxlEnsemblePipeline implements SteppablePipeline {
     await Promise.all([this.base.reload(), this.refiner.reload()]);
   }
 
-  /** One-shot generation through a {@link StepLoop}, as OnnxDiffusionPipeline.generate. */
-  async generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
-    const errors: Record<string, OmniError> = {};
-    const resolved: ResolvedRequest[] = [];
-    for (const request of requests) {
-      try {
-        resolved.push({ request, params: this.resolve(request) });
-      } catch (err) {
-        errors[request.requestId] = toOmniError(err);
-      }
-    }
-    const every = opts.previewEvery;
-    const previewEvery = typeof every === "number" ? Object.fromEntries(requests.map((r) => [r.requestId, every])) : every;
-    const loop = new StepLoop(this, { maxBatchRows: this.maxBatchRows, admission: "request" });
-    const out = await loop.run(resolved, { onProgress: opts.onProgress, isAborted: opts.isAborted, signal: opts.signal, previewEvery });
-    return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
+  /** One-shot generation (see generateOnce). */
+  generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
+    return generateOnce(this, requests, opts);
   }
+
 }
 
 /**
