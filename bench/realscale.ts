@@ -17,7 +17,10 @@
  * - with --calibrate: the memory estimate (describeModel's `memory`) against measured peak RSS at 512² and 768²,
  *   batch 1-4 (combinations the estimate puts above 60 % of the machine are not run).
  *
- *   npx tsx bench/realscale.ts [--kind sd15|sd21] [--size 512] [--repeat 3] [--images 2] [--clients 1,4]
+ * - with --kind sdxl: what an SDXL-sized UNet (2.6 B parameters) at --size would need (weights, the engine's
+ *   estimate of a worker's peak, the full-size maker's RAM and disk), without building it (bench/lib/sdxl-plan.ts).
+ *
+ *   npx tsx bench/realscale.ts [--kind sd15|sd21|sdxl] [--size 512] [--repeat 3] [--images 2] [--clients 1,4]
  *     [--skip-memory] [--skip-torch] [--skip-throughput] [--calibrate] [--flops-per-cycle N] [--json FILE]
  */
 import { spawnSync } from "node:child_process";
@@ -38,6 +41,7 @@ import type { SteppablePipeline } from "../src/pipelines/types.js";
 import { PYTHON, ensureFullsizeModel, torchBench, type FullsizeKind, type TorchBenchWhat } from "./lib/fullsize.js";
 import { describeMachine, fp32FlopsPerCycle, machineInfo } from "./lib/machine.js";
 import { intFlag, intListFlag, median, table } from "./lib/stats.js";
+import { sdxlPlan } from "./lib/sdxl-plan.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -59,8 +63,15 @@ if (args.help) {
   console.log(readHeader());
   process.exit(0);
 }
+if (args.kind === "sdxl") {
+  const planSize = intFlag("--size", args.size, 64);
+  console.log(`SDXL-sized UNet at ${planSize}x${planSize}: not built (the full-size maker has no SDXL kind; its build needs the RAM below)`);
+  console.log(table([["dtype", "weights GiB", "peak guided GiB", "peak turbo GiB", "UNet act./row GiB", "build RAM GiB", "disk GiB"], ...sdxlPlan(planSize).map((r) => [r.dtype, ...[r.weightsGiB, r.guidedPeakGiB, r.turboPeakGiB, r.unetActivationsPerRowGiB, r.buildRamGiB, r.diskGiB].map((v) => v.toFixed(2))])]));
+  console.log(`this machine: ${(totalmem() / 1024 ** 3).toFixed(1)} GiB`);
+  process.exit(0);
+}
 const kind = args.kind as FullsizeKind;
-if (kind !== "sd15" && kind !== "sd21") throw new Error(`--kind must be sd15 or sd21, got ${args.kind}`);
+if (kind !== "sd15" && kind !== "sd21") throw new Error(`--kind must be sd15, sd21 or sdxl, got ${args.kind}`);
 const size = intFlag("--size", args.size, 64);
 const repeat = intFlag("--repeat", args.repeat, 1);
 const images = intFlag("--images", args.images, 1);

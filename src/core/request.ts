@@ -10,6 +10,9 @@ import { VAE_CHOICES, type VaeChoice } from "./decoders.js";
  * (constructor, wire dict, proto message) is renamed to these fields and parsed here once; images are
  * decoded by their codec, and their shape is checked with the edit fields after the parse.
  */
+/** SDXL's `(height, width)` conditioning pairs. */
+const sizePair = z.tuple([z.number().int().min(1).max(65_536), z.number().int().min(1).max(65_536)]);
+
 export const requestInitSchema = z
   .object({
     // "__proto__" as a key of a plain object sets its prototype instead of an entry: outputs and errors are keyed by id.
@@ -37,6 +40,16 @@ export const requestInitSchema = z
     strength: z.number().gt(0).max(1).nullish(),
     /** Which VAE decodes the final image: `full` (the model's own; default) or `tiny` (its tiny VAE, for speed). */
     vae: z.enum(VAE_CHOICES).nullish(),
+    // SDXL (docs/models.md#sdxl): the second text encoder's prompts, size conditioning, the refiner's aesthetic scores.
+    prompt2: z.string().max(10_000).nullish(),
+    negativePrompt2: z.string().max(10_000).nullish(),
+    originalSize: sizePair.nullish(),
+    cropsCoordsTopLeft: z.tuple([z.number().int().min(0).max(65_536), z.number().int().min(0).max(65_536)]).nullish(),
+    targetSize: sizePair.nullish(),
+    aestheticScore: z.number().min(0).max(10).nullish(),
+    negativeAestheticScore: z.number().min(0).max(10).nullish(),
+    /** SDXL base + refiner ensemble: the fraction of the schedule the base runs before the refiner takes over. */
+    denoisingEnd: z.number().gt(0).max(1).nullish(),
   })
   .strict();
 
@@ -67,6 +80,14 @@ export const WIRE_NAMES: Readonly<Record<keyof ParsedRequestInit, string>> = {
   mask: "mask_image",
   strength: "strength",
   vae: "vae",
+  prompt2: "prompt_2",
+  negativePrompt2: "negative_prompt_2",
+  originalSize: "original_size",
+  cropsCoordsTopLeft: "crops_coords_top_left",
+  targetSize: "target_size",
+  aestheticScore: "aesthetic_score",
+  negativeAestheticScore: "negative_aesthetic_score",
+  denoisingEnd: "denoising_end",
 };
 const FIELD_OF_WIRE = new Map(Object.entries(WIRE_NAMES).map(([field, wire]) => [wire, field]));
 
@@ -96,6 +117,19 @@ export interface OmniDiffusionRequestDict {
   strength?: number | null;
   /** `full` (default) or `tiny`. */
   vae?: VaeChoice | null;
+  /** SDXL: prompt of the second text encoder (default: `prompt`). */
+  prompt_2?: string | null;
+  negative_prompt_2?: string | null;
+  /** SDXL size conditioning, `[height, width]` (default: the image size). */
+  original_size?: [number, number] | null;
+  /** SDXL, `[top, left]` (default `[0, 0]`). */
+  crops_coords_top_left?: [number, number] | null;
+  target_size?: [number, number] | null;
+  /** SDXL refiner (default 6.0 / 2.5). */
+  aesthetic_score?: number | null;
+  negative_aesthetic_score?: number | null;
+  /** SDXL base + refiner ensemble, (0, 1]: where the refiner takes over (default: the ensemble's, 0.8). */
+  denoising_end?: number | null;
 }
 
 /** Constructor fields of {@link OmniDiffusionRequest} (camelCase). Unset fields take the model's defaults. */
@@ -121,6 +155,22 @@ export interface OmniDiffusionRequestInit {
   strength?: number | null;
   /** `full` (default) or `tiny`: decode (and encode an init image) with the model's tiny VAE, faster and coarser (docs/models.md). */
   vae?: VaeChoice | null;
+  /** SDXL: prompt of the second text encoder (`text_encoder_2`); default `prompt`. */
+  prompt2?: string | null;
+  /** SDXL: negative prompt of the second text encoder; default `negativePrompt`. */
+  negativePrompt2?: string | null;
+  /** SDXL size conditioning `[height, width]`; default the image size. */
+  originalSize?: [number, number] | null;
+  /** SDXL crop conditioning `[top, left]`; default `[0, 0]`. */
+  cropsCoordsTopLeft?: [number, number] | null;
+  /** SDXL size conditioning `[height, width]`; default the image size. */
+  targetSize?: [number, number] | null;
+  /** SDXL refiner's aesthetic conditioning; default 6.0. */
+  aestheticScore?: number | null;
+  /** SDXL refiner's aesthetic conditioning of the unconditional rows; default 2.5. */
+  negativeAestheticScore?: number | null;
+  /** SDXL base + refiner ensemble, (0, 1]: the fraction of the schedule the base runs (diffusers' `denoising_end`); 1: base only. */
+  denoisingEnd?: number | null;
 }
 
 /**
@@ -180,6 +230,14 @@ export class OmniDiffusionRequest {
   mask: MaskImage | null;
   strength: number | null;
   vae: VaeChoice | null;
+  prompt2: string | null;
+  negativePrompt2: string | null;
+  originalSize: [number, number] | null;
+  cropsCoordsTopLeft: [number, number] | null;
+  targetSize: [number, number] | null;
+  aestheticScore: number | null;
+  negativeAestheticScore: number | null;
+  denoisingEnd: number | null;
 
   constructor(init: OmniDiffusionRequestInit) {
     const d = PARSED.delete(init) ? (init as ParsedRequestInit) : parseRequestInit(definedFields(init), "OmniDiffusionRequest");
@@ -200,6 +258,14 @@ export class OmniDiffusionRequest {
     this.mask = d.mask ?? null;
     this.strength = d.strength ?? null;
     this.vae = d.vae ?? null;
+    this.prompt2 = d.prompt2 ?? null;
+    this.negativePrompt2 = d.negativePrompt2 ?? null;
+    this.originalSize = d.originalSize ?? null;
+    this.cropsCoordsTopLeft = d.cropsCoordsTopLeft ?? null;
+    this.targetSize = d.targetSize ?? null;
+    this.aestheticScore = d.aestheticScore ?? null;
+    this.negativeAestheticScore = d.negativeAestheticScore ?? null;
+    this.denoisingEnd = d.denoisingEnd ?? null;
     checkEditFields(this);
   }
 
@@ -223,6 +289,14 @@ export class OmniDiffusionRequest {
       mask_image: this.mask ? encodeMaskPng(this.mask).toString("base64") : null,
       strength: this.strength,
       vae: this.vae,
+      prompt_2: this.prompt2,
+      negative_prompt_2: this.negativePrompt2,
+      original_size: this.originalSize,
+      crops_coords_top_left: this.cropsCoordsTopLeft,
+      target_size: this.targetSize,
+      aesthetic_score: this.aestheticScore,
+      negative_aesthetic_score: this.negativeAestheticScore,
+      denoising_end: this.denoisingEnd,
     };
   }
 

@@ -30,11 +30,14 @@ export function checkOnnxLayout(repo: string, paths: readonly string[]): void {
   }
 }
 
-/** The components model_index.json declares (entries `[library, class]` with a non-null class), minus the unused ones. */
+/**
+ * The components model_index.json declares (entries `[library, class]` with a non-null class), minus the unused
+ * ones. Optimum's exports (SDXL's among them) keep diffusers' `vae` entry while the folder is `vae_decoder/`.
+ */
 export function pipelineComponents(modelIndex: Record<string, unknown>): string[] {
   return Object.entries(modelIndex)
     .filter(([k, v]) => !k.startsWith("_") && Array.isArray(v) && v.length === 2 && v[1] != null)
-    .map(([k]) => k)
+    .flatMap(([k]) => (k === "vae" ? ["vae", "vae_decoder"] : [k]))
     .filter((k) => !UNUSED_COMPONENTS.includes(k));
 }
 

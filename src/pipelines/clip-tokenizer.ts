@@ -12,17 +12,17 @@ const CLIP_SPLIT = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'
  * The tokenizer.json that HF's CLIPTokenizerFast builds from a CLIP tokenizer's slow files (vocab.json +
  * merges.txt), which is how many Hub exports ship their tokenizer folder. Null when the folder has no such files.
  */
-export function clipTokenizerFromFiles(modelDir: string): Record<string, unknown> | null {
-  const dir = join(modelDir, "tokenizer");
+export function clipTokenizerFromFiles(modelDir: string, folder = "tokenizer"): Record<string, unknown> | null {
+  const dir = join(modelDir, folder);
   if (!existsSync(join(dir, "vocab.json")) || !existsSync(join(dir, "merges.txt"))) return null;
-  const vocab = readModelJson<Record<string, number>>(modelDir, "tokenizer/vocab.json")!;
+  const vocab = readModelJson<Record<string, number>>(modelDir, `${folder}/vocab.json`)!;
   const merges = readFileSync(join(dir, "merges.txt"), "utf8")
     .split("\n")
     .filter((l) => l.trim() !== "" && !l.startsWith("#version"));
   for (const tok of [BOS, EOS]) {
     if (typeof vocab[tok] !== "number") {
       throw new ModelLoadError(`${join(dir, "vocab.json")} has no ${tok}: only CLIP vocabularies can be loaded without a tokenizer.json`, {
-        data: { modelDir, component: "tokenizer" },
+        data: { modelDir, component: folder },
       });
     }
   }

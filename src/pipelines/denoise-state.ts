@@ -20,6 +20,15 @@ export interface ResolvedParams {
   strength?: number | null;
 }
 
+/**
+ * UNet inputs beyond sample / timestep / text states, per row kind, by input name (SDXL's `text_embeds` and
+ * `time_ids`): batched like the other inputs, the unconditional set on the guidance rows.
+ */
+export interface AddedConditioning {
+  cond: Record<string, Float32Array>;
+  uncond: Record<string, Float32Array> | null;
+}
+
 /** One image being denoised: its own latents, scheduler instance and noise stream. */
 export interface SampleState {
   seed: number;
@@ -52,6 +61,8 @@ export interface DenoiseState {
   denoiseMs: number;
   /** Init image, mask and noise of an img2img / inpainting request; absent or null for text-to-image. */
   readonly edit?: EditState | null;
+  /** Added UNet inputs (SDXL); absent or null for models that take none. */
+  readonly added?: AddedConditioning | null;
 }
 
 export function isFinished(s: DenoiseState): boolean {

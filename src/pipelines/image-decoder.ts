@@ -35,6 +35,8 @@ export interface ImageDecoderParts {
    * the decode's activations are one image's, not the batch's (SD 1.5 at 512²: ~0.75 GiB per image). Infinity: one call.
    */
   fullDecodeImagesPerCall: number;
+  /** Latent → RGB factors of the approximate preview (default: SD 1.x/2.x's; SDXL has its own). */
+  latentRgbFactors?: typeof SD_LATENT_RGB_FACTORS;
 }
 
 /**
@@ -86,7 +88,7 @@ export class ImageDecoder {
 
   #approximate(state: DenoiseState, items: { src: Float32Array }[]) {
     const [, h, w] = state.latentShape;
-    return items.map(({ src }) => approximateRgb(src, 0, w, h));
+    return items.map(({ src }) => approximateRgb(src, 0, w, h, this.#p.latentRgbFactors));
   }
 
   async #runSliced(path: "full" | "tiny", state: DenoiseState, items: { src: Float32Array }[], preview: boolean) {

@@ -15,6 +15,16 @@ export const SD_LATENT_RGB_FACTORS: readonly (readonly [number, number, number])
 ];
 
 /**
+ * The same fit for SDXL's VAE (its own latent space; scaling 0.13025): ComfyUI's `latent_formats.SDXL.latent_rgb_factors`.
+ */
+export const SDXL_LATENT_RGB_FACTORS: readonly (readonly [number, number, number])[] = [
+  [0.392, 0.4054, 0.4549],
+  [-0.2634, -0.0196, 0.0653],
+  [0.0568, 0.1687, -0.0755],
+  [-0.3112, -0.2359, -0.2076],
+];
+
+/**
  * The linear preview: one RGB pixel per latent cell (so the image is the latent's size, 1/8 of the final
  * image's side for SD), no network. `latents` holds one sample [C, h, w] (UNet space) from `offset`; C must
  * match the factors' rows.

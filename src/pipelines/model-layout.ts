@@ -23,6 +23,34 @@ export interface ModelLayout {
   guidance: "classifier-free" | "embedded";
   tokenizer: { source: string; maxLength: number };
   schedulerClass: string | null;
+  /** SDXL exports only: their conditioning (src/pipelines/sdxl/). */
+  sdxl?: SdxlLayout;
+}
+
+/** How an SDXL export conditions its UNet. */
+export interface SdxlLayout {
+  kind: "base" | "turbo" | "refiner" | "ensemble";
+  /** Each text encoder with the hidden-state output taken (the penultimate) and its I/O. */
+  textEncoders: { component: string; hiddenState: string; inputs: OnnxIO[]; outputs: OnnxIO[] }[];
+  /** Width of `encoder_hidden_states` (2048 base, 1280 refiner). */
+  contextDim: number;
+  /** `time_ids` values per row: 6 (sizes) or 5 (the refiner's sizes + aesthetic score). */
+  timeIds: number;
+  forceZerosForEmptyPrompt: boolean;
+  /** The ensemble: where the refiner takes over by default, and the refiner's own layout. */
+  denoisingEnd?: number;
+  refiner?: SdxlLayout;
+}
+
+function sdxlLines(x: SdxlLayout, indent = ""): string[] {
+  const enc = x.textEncoders.map((e) => `${e.component} ${e.hiddenState}`).join(" + ");
+  const ids = x.timeIds === 6 ? "original size, crop top-left, target size" : "original size, crop top-left, aesthetic score";
+  const head =
+    x.kind === "ensemble"
+      ? [`${indent}sdxl:       base + refiner ensemble: the refiner takes over at denoising_end ${x.denoisingEnd} (a request's denoising_end)`]
+      : [`${indent}sdxl:       ${x.kind}: ${enc} (${x.contextDim} wide), pooled text_embeds; time_ids [batch, ${x.timeIds}] (${ids})${x.forceZerosForEmptyPrompt ? "; no negative prompt: zero uncond embeddings (force_zeros_for_empty_prompt)" : ""}`];
+  const io = x.kind === "ensemble" ? [] : x.textEncoders.slice(1).map((e) => `  ${e.component.padEnd(13)} in: ${ios(e.inputs)}; out: ${ios(e.outputs)}`);
+  return [...head, ...io, ...(x.refiner ? sdxlLines(x.refiner, "refiner ").map((l) => l.replace(/^refiner sdxl: {7}/, "refiner:    ")) : [])];
 }
 
 const shape = (io: OnnxIO) => `[${io.shape.map((d) => (typeof d === "number" ? d : d || "?")).join(", ")}]`;
@@ -55,5 +83,6 @@ export function formatLayout(layout: ModelLayout, limits: ModelLimits): string[]
       return `            not ${name}: ${why}${instead ? ` (an A1111 request for it runs ${instead})` : ""}`;
     }),
     `guidance:   ${guidance}`,
+    ...(layout.sdxl ? sdxlLines(layout.sdxl) : []),
   ];
 }

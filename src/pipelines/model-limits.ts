@@ -45,6 +45,8 @@ export interface ModelDescriptionInput {
   sizeMultiple: number;
   /** Bytes of the weights the pipeline loads (pipelines/model-files.ts `onnxWeightBytes`). */
   weightBytes?: number;
+  /** The VAE decoder's `latent_sample`: its dtype sizes the decode (SDXL's float16 exports keep a float32 VAE). Absent: the UNet's. */
+  vaeSample?: OnnxIO;
   /** vae_decoder/config.json (may be empty): its first `block_out_channels` sizes the decode's largest buffers. */
   vaeConfig?: Record<string, unknown>;
   /** What this worker may use, bytes (core/memory-estimate.ts `memoryBudgetBytes`); 0 leaves it unchecked. */
@@ -140,8 +142,8 @@ function hostMemoryOf(m: ModelDescriptionInput, h: number, w: number, tokens: nu
     unetLinearBytes: bytes * parts.linear,
     // Scores and their softmax for one slice of the query rows at a time.
     unetQuadraticBytes: (bytes * 2 * parts.attention) / Math.max(1, m.attentionSlices ?? 1),
-    // A float16 export ships its VAE in float16 too: the same element size as the UNet.
-    decodeBytes: bytes * DECODE_ELEMENTS_PER_PIXEL_CHANNEL * vaeChannels * h * m.vaeScale * w * m.vaeScale,
+    // The VAE's own element size (a float16 SD export's VAE is float16; SDXL's stays float32 for force_upcast).
+    decodeBytes: elementBytes(m.vaeSample ?? m.sample) * DECODE_ELEMENTS_PER_PIXEL_CHANNEL * vaeChannels * h * m.vaeScale * w * m.vaeScale,
     ...(m.decodeImagesPerCall !== undefined && Number.isFinite(m.decodeImagesPerCall) ? { decodeImagesPerCall: m.decodeImagesPerCall } : {}),
   };
 }
@@ -170,7 +172,11 @@ export function latentUnetRowParts(unetConfig: Record<string, unknown>, h: numbe
     widest = Math.max(widest, c * cells);
   });
   const headDim = unetConfig.attention_head_dim;
-  // SD 2.x lists head sizes per level (channels / 64 heads); SD 1.x one head count.
-  const heads = Array.isArray(headDim) ? Math.max(1, Math.round((channels[0] ?? 320) / 64)) : typeof headDim === "number" && headDim > 0 ? headDim : DEFAULT_HEADS;
-  return { linear: skips + 4 * widest + heads * hw * tokens, attention: heads * hw * hw };
+  // The first level with attention: SDXL's first level is a plain DownBlock2D, so its attention runs at hw / 4.
+  const types = unetConfig.down_block_types;
+  const level = Array.isArray(types) ? Math.max(0, types.findIndex((t) => /CrossAttn/.test(String(t)))) : 0;
+  const cells = hw / 4 ** level;
+  // SD 2.x / SDXL list head sizes per level (channels / 64 heads); SD 1.x one head count.
+  const heads = Array.isArray(headDim) ? Math.max(1, Math.round((channels[level] ?? 320) / 64)) : typeof headDim === "number" && headDim > 0 ? headDim : DEFAULT_HEADS;
+  return { linear: skips + 4 * widest + heads * cells * tokens, attention: heads * cells * cells };
 }

@@ -1,9 +1,9 @@
 import { existsSync } from "node:fs";
 import { totalmem } from "node:os";
 import { join } from "node:path";
-import { DiffusionOutput, type GeneratedImage } from "../core/output.js";
+import type { DiffusionOutput, GeneratedImage } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
+import { ValidationError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { memoryBudgetBytes } from "../core/memory-estimate.js";
 import { createScheduler } from "../schedulers/index.js";
@@ -25,7 +25,10 @@ import { describeOnnxModel } from "./model-limits.js";
 import { RequestResolver } from "./resolve-request.js";
 import { encodeInitImage, latentMask, startSample, type EditState } from "./init-image.js";
 import { blendKnownRegion } from "./inpaint.js";
-import { StepLoop, type ResolvedRequest } from "./step-loop.js";
+import { generateOnce } from "./generate-once.js";
+import { SdxlConditioner, refuseSdxlFields } from "./sdxl/sdxl-conditioner.js";
+import { sdxlDefaults } from "./sdxl/sdxl-defaults.js";
+import { SDXL_LATENT_RGB_FACTORS } from "./latent-preview.js";
 import type { GenerateOptions, PipelineInfo, PipelineLoadOptions, SteppablePipeline, UnetCall } from "./types.js";
 
 /**
@@ -40,6 +43,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   readonly modelDir: string;
   readonly className: string;
   readonly #textEncoder: OnnxModel;
+  /** SDXL exports (text_encoder_2): two encoders, pooled text and size conditioning (src/pipelines/sdxl/). */
+  readonly #xl: SdxlConditioner | null;
   readonly #unet: OnnxModel;
   readonly #vae: OnnxModel;
   /** Present when the folder has vae_encoder/model.onnx (diffusers ONNX layout): img2img on latent models needs it. */
@@ -76,7 +81,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   private constructor(modelDir: string, index: ModelIndex, opts: PipelineLoadOptions) {
     this.modelDir = modelDir;
     this.className = index._class_name;
-    const paths = { text_encoder: componentPath(modelDir, "text_encoder"), unet: componentPath(modelDir, "unet"), vae_decoder: componentPath(modelDir, "vae_decoder") };
+    const paths = { unet: componentPath(modelDir, "unet"), vae_decoder: componentPath(modelDir, "vae_decoder") };
     const encoder = join(modelDir, "vae_encoder", "model.onnx");
     const tinyDir = TinyVae.locate(modelDir, opts.tinyVae);
     // Sized before any session exists: big models run their sessions without the arena (memoryTuningFor).
@@ -84,14 +89,15 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const sessionOpts = { ...opts, memory: memoryTuningFor(this.#weightBytes, opts.memory) };
     this.#attentionSlices = sessionOpts.memory.attentionSlices;
     this.#decodeImagesPerCall = sessionOpts.memory.vaeSlicing ? 1 : Infinity;
-    this.#textEncoder = new OnnxModel("text_encoder", paths.text_encoder, sessionOpts);
+    this.#xl = SdxlConditioner.detect(modelDir) ? new SdxlConditioner(modelDir, index, sessionOpts) : null;
+    this.#textEncoder = this.#xl?.encoders.models[0] ?? new OnnxModel("text_encoder", componentPath(modelDir, "text_encoder"), sessionOpts);
     this.deviceTensors = opts.device === "webgpu" ? new DeviceTensors() : null;
     // On webgpu the UNet's output stays in a GPU buffer: the next step's small graphs read it there.
     this.#unet = new OnnxModel("unet", paths.unet, this.deviceTensors ? { ...sessionOpts, outputLocation: "gpu-buffer" } : sessionOpts);
     this.#vae = new OnnxModel("vae_decoder", paths.vae_decoder, sessionOpts);
     this.#vaeEncoder = existsSync(encoder) ? new OnnxModel("vae_encoder", encoder, sessionOpts) : null;
     this.#tinyVae = tinyDir ? new TinyVae(tinyDir, sessionOpts) : null;
-    this.#prompts = new PromptEncoder(modelDir, this.#textEncoder);
+    this.#prompts = new PromptEncoder(modelDir, this.#textEncoder, this.#xl?.tokenizerFolder);
     this.#schedulerConfig = readModelJson<SchedulerConfig>(modelDir, "scheduler/scheduler_config.json")!;
     this.#resolver = new RequestResolver(this.#schedulerConfig);
     const unetCfg = readModelJson<Record<string, any>>(modelDir, "unet/config.json", false) ?? {};
@@ -103,7 +109,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     this.#scalingFactor = vaeCfg.scaling_factor ?? 0.18215;
     this.#unetConfig = unetCfg;
     this.#decoder = new ImageDecoder(
-      { vae: this.#vae, tiny: this.#tinyVae, scalingFactor: this.#scalingFactor, vaeScale: this.#vaeScale, latentChannels: this.#latentChannels, previewDecoder: opts.previewDecoder ?? "auto", fullDecodeImagesPerCall: this.#decodeImagesPerCall },
+      { vae: this.#vae, tiny: this.#tinyVae, scalingFactor: this.#scalingFactor, vaeScale: this.#vaeScale, latentChannels: this.#latentChannels, previewDecoder: opts.previewDecoder ?? "auto", fullDecodeImagesPerCall: this.#decodeImagesPerCall, latentRgbFactors: this.#xl ? SDXL_LATENT_RGB_FACTORS : undefined },
       modelDir,
     );
     const sample = (unetCfg.sample_size ?? 64) * this.#vaeScale;
@@ -117,11 +123,16 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       height: sample,
       sizeMultiple: unetCfg.size_multiple ?? this.#vaeScale * 8,
       defaults: {
-        numInferenceSteps: d.num_inference_steps ?? (lcm ? 4 : 20),
-        guidanceScale: d.guidance_scale ?? (lcm ? 8.5 : 7.5),
+        numInferenceSteps: d.num_inference_steps ?? (this.#xl ? sdxlDefaults(this.#schedulerConfig).numInferenceSteps : lcm ? 4 : 20),
+        guidanceScale: d.guidance_scale ?? (this.#xl ? sdxlDefaults(this.#schedulerConfig).guidanceScale : lcm ? 8.5 : 7.5),
         scheduler: d.scheduler ?? createScheduler(null, this.#schedulerConfig).name,
       },
     };
+  }
+
+  /** scheduler/scheduler_config.json as loaded (the SDXL ensemble checks its experts share one). */
+  get schedulerConfig(): Readonly<SchedulerConfig> {
+    return this.#schedulerConfig;
   }
 
   /** Loads the three sessions and checks the UNet's inputs. */
@@ -133,7 +144,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
 
   /** The ONNX components this pipeline loads (the VAE encoder only when the folder has one). */
   get #models(): OnnxModel[] {
-    return [this.#textEncoder, this.#unet, this.#vae, ...(this.#vaeEncoder ? [this.#vaeEncoder] : []), ...(this.#tinyVae?.models ?? [])];
+    return [...(this.#xl?.encoders.models ?? [this.#textEncoder]), this.#unet, this.#vae, ...(this.#vaeEncoder ? [this.#vaeEncoder] : []), ...(this.#tinyVae?.models ?? [])];
   }
 
   get info(): PipelineInfo {
@@ -151,6 +162,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     await Promise.all(this.#models.map((m) => m.load()));
     this.#unet.requireInputs(["sample", "timestep", "encoder_hidden_states"]);
     this.#vae.requireInputs(["latent_sample"]);
+    this.#xl?.check(this.#unet, this.#vae, this.#vaeConfig);
     const gpuLimits = this.deviceTensors && !this.#limits ? await readWebGpuLimits() : null;
     if (gpuLimits && this.#unet.input("sample")?.type === "float16") process.emitWarning(float16Line(gpuLimits), { type: "WebGpuFloat16" });
     this.#limits ??= describeOnnxModel({
@@ -165,6 +177,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       sizeMultiple: this.#info.sizeMultiple,
       weightBytes: this.#weightBytes,
       vaeConfig: this.#vaeConfig,
+      vaeSample: this.#vae.input("latent_sample"),
       budgetBytes: this.#memoryBudget,
       attentionSlices: this.#unet.slicedAttention ? this.#attentionSlices : 1,
       decodeImagesPerCall: this.#decodeImagesPerCall,
@@ -189,6 +202,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       guidance: this.#guidanceDistilled ? "embedded" : "classifier-free",
       tokenizer: { source: this.#prompts.source, maxLength: this.#prompts.maxLength },
       schedulerClass: typeof this.#schedulerConfig._class_name === "string" ? this.#schedulerConfig._class_name : null,
+      ...(this.#xl ? { sdxl: this.#xl.describe(this.#schedulerConfig) } : {}),
     };
   }
 
@@ -210,6 +224,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   /** Applies the model's defaults and checks the request fits the model (see resolve-request.ts). */
   resolve(r: OmniDiffusionRequest): ResolvedParams {
     const { defaults } = this.#info;
+    if (this.#xl) this.#xl.checkFields(r, this.className);
+    else refuseSdxlFields(r, this.className);
     if (r.vae === "tiny" && !this.#tinyVae) {
       throw new ValidationError(`vae "tiny" needs a tiny VAE, and ${this.className} has none: add an AutoencoderTiny export as ${TINY_VAE_FOLDER}/ in the model folder or start with --preview-vae DIR (docs/models.md#tiny-vae)`, {
         field: "vae",
@@ -243,10 +259,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
   async prepare(requests: OmniDiffusionRequest[], resolved?: ResolvedParams[]): Promise<DenoiseState[]> {
     const params = resolved ?? requests.map((r) => this.resolve(r));
     const useCfg = params.map((p) => p.guidanceScale > 1 && !this.#guidanceDistilled);
-    const texts = [...new Set(requests.flatMap((r, i) => (useCfg[i] ? [r.prompt, params[i]!.negativePrompt] : [r.prompt])))];
-    const emb = await this.#prompts.encode(texts);
-    const per = emb.tokens * emb.dim;
-    const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
+    const text = await (this.#xl ? this.#xl.prepare(requests, params, useCfg) : this.#prompts.conditioning(requests.map((r, i) => [r.prompt, useCfg[i] ? params[i]!.negativePrompt : null])));
     const shapes = params.map((p): [number, number, number] => [this.#latentChannels, p.height / this.#vaeScale, p.width / this.#vaeScale]);
     const inits = await Promise.all(
       requests.map((r, i) => {
@@ -282,8 +295,7 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         request,
         params: p,
         samples,
-        cond: embOf(request.prompt),
-        uncond: useCfg[i] ? embOf(p.negativePrompt) : null,
+        ...text[i]!,
         latentShape: shape,
         timesteps,
         stepIndex: 0,
@@ -377,8 +389,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
         for (const smp of s.samples) {
           const input = smp.scheduler.scaleModelInput(smp.latents, t);
           if (input.length !== size) throw new ValidationError(`sampler input has ${input.length} values, the latent shape ${size}`, { field: "latents" });
-          if (s.uncond) own.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale });
-          own.push({ input, t, ctx: s.cond, w: s.params.guidanceScale });
+          if (s.uncond) own.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale, added: s.added?.uncond ?? undefined });
+          own.push({ input, t, ctx: s.cond, w: s.params.guidanceScale, added: s.added?.cond });
         }
         rows.push(...own);
         live.push(s);
@@ -440,24 +452,9 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     return this.#decoder.decode(states, preview);
   }
 
-  /**
-   * One-shot generation: the requests as one batch of a {@link StepLoop} (request-level admission). Requests
-   * that fail validation or are aborted get an error; the rest still run.
-   */
-  async generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
-    const errors: Record<string, OmniError> = {};
-    const resolved: ResolvedRequest[] = [];
-    for (const request of requests) {
-      try {
-        resolved.push({ request, params: this.resolve(request) });
-      } catch (err) {
-        errors[request.requestId] = toOmniError(err);
-      }
-    }
-    const every = opts.previewEvery;
-    const previewEvery = typeof every === "number" ? Object.fromEntries(requests.map((r) => [r.requestId, every])) : every;
-    const loop = new StepLoop(this, { maxBatchRows: this.maxBatchRows, admission: "request" });
-    const out = await loop.run(resolved, { onProgress: opts.onProgress, isAborted: opts.isAborted, signal: opts.signal, previewEvery });
-    return DiffusionOutput.merge([out, new DiffusionOutput({ errors })]);
+  /** One-shot generation: the requests as one batch of a step loop (see generateOnce). */
+  generate(requests: OmniDiffusionRequest[], opts: GenerateOptions = {}): Promise<DiffusionOutput> {
+    return generateOnce(this, requests, opts);
   }
+
 }

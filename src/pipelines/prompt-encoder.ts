@@ -37,16 +37,17 @@ export class PromptEncoder {
   #shape: { tokens: number; dim: number } | null = null;
   static readonly cacheLimitBytes = 32 * 1024 * 1024;
 
-  constructor(modelDir: string, encoder: OnnxModel) {
-    const file = join(modelDir, "tokenizer", "tokenizer.json");
-    const json: Record<string, any> | null = existsSync(file) ? readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer.json")! : clipTokenizerFromFiles(modelDir);
+  /** `tokenizerFolder`: SDXL's second encoder reads `tokenizer_2/`. */
+  constructor(modelDir: string, encoder: OnnxModel, tokenizerFolder = "tokenizer") {
+    const file = join(modelDir, tokenizerFolder, "tokenizer.json");
+    const json: Record<string, any> | null = existsSync(file) ? readModelJson<Record<string, any>>(modelDir, `${tokenizerFolder}/tokenizer.json`)! : clipTokenizerFromFiles(modelDir, tokenizerFolder);
     this.source = existsSync(file) ? "tokenizer.json" : "vocab.json + merges.txt";
     if (!json) {
-      throw new ModelLoadError(`model folder ${modelDir} has no tokenizer/tokenizer.json (Hugging Face tokenizers format) nor a CLIP tokenizer's vocab.json + merges.txt`, {
+      throw new ModelLoadError(`model folder ${modelDir} has no ${tokenizerFolder}/tokenizer.json (Hugging Face tokenizers format) nor a CLIP tokenizer's vocab.json + merges.txt`, {
         data: { modelDir, component: "tokenizer" },
       });
     }
-    const config = readModelJson<Record<string, any>>(modelDir, "tokenizer/tokenizer_config.json", false) ?? {};
+    const config = readModelJson<Record<string, any>>(modelDir, `${tokenizerFolder}/tokenizer_config.json`, false) ?? {};
     try {
       this.#tokenizer = new Tokenizer(json, config);
     } catch (err) {
@@ -88,6 +89,15 @@ export class PromptEncoder {
     missing.forEach((p, k) => this.#remember(p, fresh!.data.slice(k * per, (k + 1) * per)));
     for (const p of prompts) this.#touch(p);
     return { data, tokens, dim };
+  }
+
+  /** Text states of `[prompt, negative prompt or null]` pairs (null: no guidance row), in one {@link encode} call. */
+  async conditioning(pairs: [string, string | null][]): Promise<{ cond: Float32Array; uncond: Float32Array | null }[]> {
+    const texts = [...new Set(pairs.flatMap(([p, n]) => (n === null ? [p] : [p, n])))];
+    const emb = await this.encode(texts);
+    const per = emb.tokens * emb.dim;
+    const embOf = (t: string) => emb.data.subarray(texts.indexOf(t) * per, (texts.indexOf(t) + 1) * per);
+    return pairs.map(([p, n]) => ({ cond: embOf(p), uncond: n === null ? null : embOf(n) }));
   }
 
   #touch(p: string): void {

@@ -1,12 +1,15 @@
 import { ModelLoadError } from "../errors/omni-error.js";
 import type { ModelIndex } from "./model-files.js";
 import { OnnxDiffusionPipeline } from "./onnx-diffusion-pipeline.js";
+import { SdxlEnsemblePipeline } from "./sdxl/sdxl-ensemble.js";
 import type { DiffusionPipeline, PipelineLoadOptions } from "./types.js";
 
 /** Builds a pipeline for a model folder whose model_index.json has been read. */
 export type PipelineFactory = (modelDir: string, index: ModelIndex, opts: PipelineLoadOptions) => Promise<DiffusionPipeline>;
 
 const onnxTextToImage: PipelineFactory = (dir, index, opts) => OnnxDiffusionPipeline.load(dir, index, opts);
+
+const sdxlEnsemble: PipelineFactory = (dir, index, opts) => SdxlEnsemblePipeline.load(dir, index, opts);
 
 const registry = new Map<string, PipelineFactory>([
   // The shipped model and every diffusers ONNX text-to-image export share one implementation.
@@ -16,6 +19,12 @@ const registry = new Map<string, PipelineFactory>([
   ["StableDiffusionPipeline", onnxTextToImage],
   ["ORTLatentConsistencyModelPipeline", onnxTextToImage],
   ["LatentConsistencyModelPipeline", onnxTextToImage],
+  // SDXL (base, Turbo, refiner): the same pipeline with src/pipelines/sdxl/'s conditioning.
+  ["StableDiffusionXLPipeline", onnxTextToImage],
+  ["ORTStableDiffusionXLPipeline", onnxTextToImage],
+  ["StableDiffusionXLImg2ImgPipeline", onnxTextToImage],
+  ["ORTStableDiffusionXLImg2ImgPipeline", onnxTextToImage],
+  ["OmniSdxlEnsemblePipeline", sdxlEnsemble],
 ]);
 
 /** Maps a `_class_name` to a pipeline factory, so users can add their own exports. */

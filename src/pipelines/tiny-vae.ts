@@ -58,7 +58,7 @@ export class TinyVae {
    * encoder, and the tiny VAE (`tinyVae`, else the folder's own). What its weight bytes are summed over.
    */
   static modelOnnxPaths(modelDir: string, tinyVae: string | undefined): string[] {
-    const own = ["text_encoder", "unet", "vae_decoder", "vae_encoder"].map((c) => join(modelDir, c, "model.onnx")).filter((p) => existsSync(p));
+    const own = ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"].map((c) => join(modelDir, c, "model.onnx")).filter((p) => existsSync(p));
     const tinyDir = TinyVae.locate(modelDir, tinyVae);
     return [...own, ...(tinyDir ? TinyVae.onnxPaths(tinyDir) : [])];
   }

@@ -8,6 +8,8 @@ export interface UnetRow {
   ctx: Float32Array;
   /** The request's guidance scale (LCM exports take it as `timestep_cond`). */
   w: number;
+  /** Added inputs by name (SDXL's `text_embeds`, `time_ids`), one vector per row. */
+  added?: Record<string, Float32Array>;
 }
 
 /**
@@ -39,6 +41,11 @@ export function unetFeeds(unet: OnnxModel, rows: UnetRow[], latentShape: readonl
     const emb = new Float32Array(n * dim);
     rows.forEach((r, i) => emb.set(guidanceScaleEmbedding(r.w - 1, dim), i * dim));
     feeds.timestep_cond = floatTensor(tc.type, emb, [n, dim]);
+  }
+  for (const [name, first] of Object.entries(rows[0]!.added ?? {})) {
+    const data = new Float32Array(n * first.length);
+    rows.forEach((r, i) => data.set(r.added![name]!, i * first.length));
+    feeds[name] = floatTensor(unet.input(name)!.type, data, [n, first.length]);
   }
   return feeds;
 }

@@ -16,6 +16,7 @@ import {
   wireNameOf,
 } from "../core/request.js";
 import type { ProtoRequest } from "./proto-codec.js";
+import { ValidationError } from "../errors/omni-error.js";
 
 /** Options of the decoding side: `images` bounds the decode of `image` and `mask_image` (a server's upload cap). */
 export interface RequestDecodeOptions {
@@ -39,6 +40,7 @@ const unset = <T>(v: T | null | undefined): T | undefined => (v === null ? undef
 
 /** A request as a proto message: null fields unset, the image's PNG bytes raw (the ones it carries, else one encode). */
 export function requestToProtoMessage(r: OmniDiffusionRequest): ProtoRequest {
+  refuseUncarried(r);
   return {
     request_id: r.requestId,
     prompt: r.prompt,
@@ -58,6 +60,14 @@ export function requestToProtoMessage(r: OmniDiffusionRequest): ProtoRequest {
     strength: unset(r.strength),
     vae: unset(r.vae),
   };
+}
+
+/** Request fields proto/omni_diffusion.proto has no field for yet (SDXL's): refused by name rather than dropped. */
+const NOT_IN_PROTO = ["prompt2", "negativePrompt2", "originalSize", "cropsCoordsTopLeft", "targetSize", "aestheticScore", "negativeAestheticScore", "denoisingEnd"] as const;
+
+function refuseUncarried(r: OmniDiffusionRequest): void {
+  const f = NOT_IN_PROTO.find((k) => r[k] !== null && r[k] !== undefined);
+  if (f) throw new ValidationError(`${WIRE_NAMES[f]} cannot travel over gRPC yet (proto/omni_diffusion.proto has no field for it); use the HTTP or local executors`, { field: WIRE_NAMES[f] });
 }
 
 /** Proto fields copied as they are when set (proto3 leaves an unset optional field undefined or null). */

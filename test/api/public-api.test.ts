@@ -195,6 +195,10 @@ const MINIMAL: Record<keyof typeof api, Check> = {
     needs: "nothing: created by loadPipeline (see loadPipeline's check), registered under its _class_name",
     run: () => assert.ok(api.registeredPipelines().includes("OmniTinyShapesPipeline")),
   },
+  SdxlEnsemblePipeline: {
+    needs: "nothing: created by loadPipeline for a folder whose model_index.json names an SDXL base and refiner (docs/models.md#sdxl)",
+    run: () => assert.ok(api.registeredPipelines().includes("OmniSdxlEnsemblePipeline")),
+  },
   UnetProfile: {
     run: () => {
       const profile = new api.UnetProfile();

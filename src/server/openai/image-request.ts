@@ -1,3 +1,4 @@
+import { sdxlBodyFields, sdxlInit } from "../shared/sdxl-fields.js";
 import { z } from "zod";
 import type { OmniDiffusionRequestInit } from "../../core/request.js";
 import { checkRequestLimits, snakeCaseFields, tightenLimits, type FieldNamer } from "../../core/limits.js";
@@ -39,6 +40,7 @@ export const imageGenerationBodySchema = z
     scheduler: z.string().min(1).nullish(),
     /** Our extension: `tiny` decodes with the model's tiny VAE (faster, coarser); `full` (default) with its own. */
     vae: z.enum(VAE_CHOICES).nullish(),
+    ...sdxlBodyFields,
   })
   .strict();
 
@@ -110,6 +112,7 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     numOutputsPerPrompt: n,
     scheduler: body.scheduler ?? null,
     vae: body.vae ?? null,
+    ...sdxlInit(body),
   };
   const own = { maxWidth: limits.maxWidth, maxHeight: limits.maxHeight, maxSteps: limits.maxSteps, maxOutputsPerPrompt: limits.maxN, maxPromptChars: limits.maxPromptChars };
   return {
