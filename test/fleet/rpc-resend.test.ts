@@ -130,6 +130,23 @@ describe("queue collectiveRpc over a lossy pub/sub", { skip: missing ?? false, t
     }
   });
 
+  it("a worker that never answers fails the call at its deadline, naming it and the subscriber counts Redis sees", async () => {
+    const queue = uniqueQueue("rpc-deaf");
+    const deaf = await LossyWorker.start(redis.url, queue, "never");
+    const ex = await executorFor(queue);
+    try {
+      // The deaf worker never answers, so this deadline is what ends the call, however slow the machine.
+      await assert.rejects(ex.collectiveRpc("ping", { timeout: 300 }), (err: Error) => {
+        assert.match(err.message, new RegExp(`timed out after 300ms waiting for worker\\(s\\) ${deaf.id}`));
+        assert.match(err.message, /Redis counts 1 subscriber\(s\) on \S+:rpc and 1 on \S+:rpc-reply/);
+        return true;
+      });
+    } finally {
+      await ex.close();
+      await deaf.stop();
+    }
+  });
+
   it("close() fails an RPC in flight with ClosedError at once, not when its deadline passes", async () => {
     const queue = uniqueQueue("rpc-close");
     const deaf = await LossyWorker.start(redis.url, queue, "never");

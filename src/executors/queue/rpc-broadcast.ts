@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import { TimeoutError, TransportError, ValidationError, deserializeError, type OmniError } from "../../errors/omni-error.js";
 import { queueKeys, type RpcMessage, type RpcReply } from "../../protocol/queue-protocol.js";
 import { Deadline } from "../../policies/deadline.js";
+import { orTimeout } from "../../utils/settle-within.js";
 
 /** How long a call waits for a missing reply before it is sent again, ms (doubling up to 8× this). */
 export const DEFAULT_RPC_RESEND_MS = 1_000;
@@ -102,6 +103,7 @@ export class RpcBroadcast {
       await dl.race(done);
     } catch (err) {
       if (dl.callerAborted) throw o.signal!.reason;
+      if (err instanceof TimeoutError) throw await this.#withSubscriberCounts(err);
       throw err;
     } finally {
       clearTimeout(resend);
@@ -130,6 +132,21 @@ export class RpcBroadcast {
       throw new ValidationError(`uniqueReplyRank ${o.uniqueReplyRank} is not a rank (the fleet has ${flat.length})`, { field: "uniqueReplyRank" });
     }
     return only;
+  }
+
+  /**
+   * A timed-out call's error, with how many connections Redis counts on the call and reply channels: 0 on the
+   * reply channel means this executor stopped hearing replies; fewer on the call channel than live workers
+   * means a worker stopped hearing calls. Best effort, bounded: the count is a hint, the timeout the error.
+   */
+  async #withSubscriberCounts(err: TimeoutError): Promise<TimeoutError> {
+    try {
+      const counts = (await orTimeout(this.#pub.pubsub("NUMSUB", this.#keys.rpc, this.#keys.rpcReply), 1_000, () => new TimeoutError("NUMSUB"))) as unknown[];
+      const note = ` (Redis counts ${String(counts[1])} subscriber(s) on ${this.#keys.rpc} and ${String(counts[3])} on ${this.#keys.rpcReply})`;
+      return new TimeoutError(err.message + note, { data: err.data, cause: err });
+    } catch {
+      return err;
+    }
   }
 
   /** Fails every call in flight with `reason` (the executor is closing): none waits out its deadline. */
