@@ -19,6 +19,7 @@ import { SeededNormal } from "./random.js";
 import { applyGuidance } from "./tensor-ops.js";
 import { unetFeeds, type UnetRow } from "./unet-feeds.js";
 import { deviceEligible, deviceStep, releaseState, syncToHost } from "./device-step.js";
+import { hostStep } from "./host-step.js";
 import { DeviceTensors } from "./device-tensors.js";
 import { float16Line, readWebGpuLimits } from "./webgpu-limits.js";
 import { describeOnnxModel } from "./model-limits.js";
@@ -376,77 +377,15 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
       const ctx = { unet, dev, textTokens: this.#prompts.maxLength, perRowTimestep, hostSamplers: this.deviceSteps === "host-samplers" };
       return deviceStep(ctx, states);
     }
-    if (dev) await syncToHost(dev, states, true);
-    const [c, h, w] = states[0]!.latentShape;
-    const size = c * h * w;
-    const rows: UnetRow[] = [];
-    const live: DenoiseState[] = [];
-    for (const s of states) {
-      // Each state's rows are built apart, so a sampler that throws fails its own request only.
-      try {
-        const t = s.timesteps[s.stepIndex]!;
-        const own: typeof rows = [];
-        for (const smp of s.samples) {
-          const input = smp.scheduler.scaleModelInput(smp.latents, t);
-          if (input.length !== size) throw new ValidationError(`sampler input has ${input.length} values, the latent shape ${size}`, { field: "latents" });
-          if (s.uncond) own.push({ input, t, ctx: s.uncond, w: s.params.guidanceScale, added: s.added?.uncond ?? undefined });
-          own.push({ input, t, ctx: s.cond, w: s.params.guidanceScale, added: s.added?.cond });
-        }
-        rows.push(...own);
-        live.push(s);
-      } catch (err) {
-        s.error = denoiseFailure(s, err);
-      }
-    }
-    if (!live.length) return [];
-    const n = rows.length;
-    const feeds = unetFeeds(unet, rows, [c, h, w], this.#prompts.maxLength, perRowTimestep);
-    const tUnet = performance.now();
-    const out = await unet.run(feeds);
-    const unetMs = performance.now() - tUnet;
-    const predTensor = out[unet.outputs[0]!.name] ?? Object.values(out)[0]!;
-    dev?.count(feeds);
-    const pred = dev ? await dev.download(predTensor) : floatData(predTensor);
-    if (dev) predTensor.dispose();
-    let row = 0;
-    const stepped: DenoiseState[] = [];
-    for (const s of live) {
-      const t = s.timesteps[s.stepIndex]!;
-      const first = row;
-      row += rowsOf(s);
-      try {
-        const next = s.samples.map((smp, k) => {
-          const r0 = first + k * (s.uncond ? 2 : 1);
-          const eps = s.uncond
-            ? applyGuidance(pred.subarray(r0 * size, (r0 + 1) * size), pred.subarray((r0 + 1) * size, (r0 + 2) * size), s.params.guidanceScale, s.params.guidanceRescale)
-            : pred.slice(r0 * size, (r0 + 1) * size);
-          const stepped = smp.scheduler.step(eps, t, smp.latents, smp.rng);
-          // Inpainting: the kept region follows the init image, noised to the next timestep (clean after the last).
-          if (s.edit?.latentMask) stepped.prevSample = blendKnownRegion(stepped.prevSample, s.edit, k, smp.scheduler, s.timesteps[s.stepIndex + 1]);
-          return stepped;
-        });
-        s.samples.forEach((smp, k) => {
-          smp.latents = next[k]!.prevSample;
-          smp.predX0 = next[k]!.predOriginalSample ?? null;
-        });
-        s.stepIndex++;
-        s.trajectory?.push(concatFloat32(s.samples.map((x) => x.latents)));
-        stepped.push(s);
-      } catch (err) {
-        s.error = denoiseFailure(s, err);
-      }
-    }
-    const dt = performance.now() - t0;
-    for (const s of live) s.denoiseMs += dt;
-    return stepped.length ? [{ states: stepped, rows: n, ms: dt, unetMs }] : [];
+    return hostStep({ unet, dev, textTokens: this.#prompts.maxLength, perRowTimestep }, states, t0);
   }
 
-  /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images (see ImageDecoder). */
   /** A state that leaves unfinished gives back its device buffers (webgpu). */
   discard(state: DenoiseState): void {
     releaseState(state);
   }
 
+  /** Decodes latents (or the predicted clean sample, for previews) of the given states to RGB images (see ImageDecoder). */
   async decode(states: DenoiseState[], preview = false): Promise<GeneratedImage[][]> {
     if (this.deviceTensors) await syncToHost(this.deviceTensors, states, false, preview);
     return this.#decoder.decode(states, preview);
