@@ -1,3 +1,4 @@
+import { addModelFlags } from "./model-flags.js";
 import { subscribe } from "node:diagnostics_channel";
 import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
@@ -55,8 +56,7 @@ function outPath(base: string, i: number, n: number): string {
 }
 
 export function addGenerateCommand(program: Command): void {
-  program
-    .command("generate")
+  addModelFlags(program.command("generate"))
     .description("generate image(s) from a prompt")
     .argument("<prompt>", "text prompt")
     .option("-o, --out <file>", "output PNG path (its folder must exist)", "out.png")
@@ -71,7 +71,6 @@ export function addGenerateCommand(program: Command): void {
     .option("--mask <file.png>", "inpainting mask, same size as --image: white = repaint, black = keep; a mask with transparency repaints its fully transparent pixels", (p: string) => maskFileArg(p))
     .addOption(new Option("--vae <which>", "decode with the model's full VAE (default) or its tiny VAE (faster, coarser; docs/models.md#tiny-vae)").choices(VAE_CHOICES))
     .option("--strength <s>", "how much of --image is re-noised, (0, 1]: floor(steps × s) steps run (default 0.8, 1.0 with --mask)", strengthArg)
-    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())

@@ -4,6 +4,8 @@ import { ValidationError } from "../errors/omni-error.js";
 import { decodeMaskPng, decodePng, encodeMaskPng, pngOf, type MaskImage, type PngDecodeOptions, type RgbImage } from "../utils/png.js";
 import { zodToValidationError } from "../utils/zod-error.js";
 import { VAE_CHOICES, type VaeChoice } from "./decoders.js";
+import { loraRefsSchema, modelNameSchema } from "./weights-schema.js";
+import type { LoraRef } from "./weights.js";
 
 /**
  * The one schema of a request, written on its camelCase init ({@link OmniDiffusionRequestInit}). Every form
@@ -37,6 +39,10 @@ export const requestInitSchema = z
     strength: z.number().gt(0).max(1).nullish(),
     /** Which VAE decodes the final image: `full` (the model's own; default) or `tiny` (its tiny VAE, for speed). */
     vae: z.enum(VAE_CHOICES).nullish(),
+    /** Which of the server's models runs it (issue 24); absent: the server's default model. */
+    model: modelNameSchema.nullish(),
+    /** LoRAs fused into the model's weights for this request (issue 24). */
+    loras: loraRefsSchema.nullish(),
   })
   .strict();
 
@@ -67,6 +73,8 @@ export const WIRE_NAMES: Readonly<Record<keyof ParsedRequestInit, string>> = {
   mask: "mask_image",
   strength: "strength",
   vae: "vae",
+  model: "model",
+  loras: "loras",
 };
 const FIELD_OF_WIRE = new Map(Object.entries(WIRE_NAMES).map(([field, wire]) => [wire, field]));
 
@@ -96,6 +104,10 @@ export interface OmniDiffusionRequestDict {
   strength?: number | null;
   /** `full` (default) or `tiny`. */
   vae?: VaeChoice | null;
+  /** The model that runs it (a name the server lists); null: its default. */
+  model?: string | null;
+  /** LoRAs by name with their scale; empty: none. */
+  loras?: LoraRef[] | null;
 }
 
 /** Constructor fields of {@link OmniDiffusionRequest} (camelCase). Unset fields take the model's defaults. */
@@ -121,6 +133,10 @@ export interface OmniDiffusionRequestInit {
   strength?: number | null;
   /** `full` (default) or `tiny`: decode (and encode an init image) with the model's tiny VAE, faster and coarser (docs/models.md). */
   vae?: VaeChoice | null;
+  /** The model that runs it (a name the server lists); null: the server's default model. */
+  model?: string | null;
+  /** LoRAs fused into the model for this request, `{ name, scale }`. */
+  loras?: LoraRef[] | null;
 }
 
 /**
@@ -180,6 +196,8 @@ export class OmniDiffusionRequest {
   mask: MaskImage | null;
   strength: number | null;
   vae: VaeChoice | null;
+  model: string | null;
+  loras: LoraRef[];
 
   constructor(init: OmniDiffusionRequestInit) {
     const d = PARSED.delete(init) ? (init as ParsedRequestInit) : parseRequestInit(definedFields(init), "OmniDiffusionRequest");
@@ -200,6 +218,8 @@ export class OmniDiffusionRequest {
     this.mask = d.mask ?? null;
     this.strength = d.strength ?? null;
     this.vae = d.vae ?? null;
+    this.model = d.model ?? null;
+    this.loras = d.loras ?? [];
     checkEditFields(this);
   }
 
@@ -223,6 +243,8 @@ export class OmniDiffusionRequest {
       mask_image: this.mask ? encodeMaskPng(this.mask).toString("base64") : null,
       strength: this.strength,
       vae: this.vae,
+      model: this.model,
+      loras: this.loras.map((l) => ({ name: l.name, scale: l.scale })),
     };
   }
 
