@@ -1,5 +1,4 @@
 import { InvalidArgumentError, type Command } from "commander";
-import { intArg } from "./options.js";
 
 /** The model registry's flags (issue 24; docs/models.md#several-models-per-server). */
 export interface ModelFlags {
@@ -23,13 +22,20 @@ export function bytesArg(v: string): number {
   return n;
 }
 
+/** `--max-loaded-models`: an integer in [1, 1024] (options.ts imports this module, so its intArg is not reused). */
+function countArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidArgumentError(`expected an integer in [1, 1024], got "${v}"`);
+  return n;
+}
+
 /** Adds `--model` (repeatable), `--models-dir`, `--default-model`, `--max-loaded-models` and `--max-model-memory`. */
 export function addModelFlags(cmd: Command): Command {
   return cmd
     .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name); give it more than once to serve several models", (v: string, prev?: string[]) => [...(prev ?? []), v])
     .option("--models-dir <dir>", "serve every model under this folder (each subfolder with a model_index.json, named by its folder; a Hugging Face cache's pulled repos count)")
     .option("--default-model <name>", "the model a request without one runs (default: the first --model, else the first of --models-dir)")
-    .option("--max-loaded-models <n>", "most models (× LoRA sets) each worker keeps loaded; the least recently used idle one is unloaded first", intArg(1, 1024))
+    .option("--max-loaded-models <n>", "most models (× LoRA sets) each worker keeps loaded; the least recently used idle one is unloaded first", countArg)
     .option("--max-model-memory <size>", "memory the loaded models of each worker may take, e.g. 8GiB (default: the worker's share of this machine's memory; 0: unchecked)", bytesArg);
 }
 

@@ -138,6 +138,7 @@ export class DiffusionWorker {
       ["wakeUp", (args, kw) => this.wakeUp(args[0] ?? kw.tags)],
       ["abort", (args, kw) => this.abort(args[0] ?? kw.requestId)],
       ["loadModel", (args, kw) => this.loadModel(args[0] ?? kw.model).then(() => ({ rank: this.rank, models: this.models }))],
+      ["setModels", (args, kw) => this.setModels(args[0] ?? kw.models).then(() => ({ rank: this.rank, models: Object.keys(this.#cache.models) }))],
       ["unloadModel", (args, kw) => this.unloadModel(args[0] ?? kw.model).then((unloaded) => ({ rank: this.rank, unloaded, models: this.models }))],
     ]);
   }
@@ -272,6 +273,13 @@ export class DiffusionWorker {
   loadModel(model: unknown): Promise<void> {
     if (typeof model !== "string" || !model) throw new ValidationError("loadModel expects a model name", { field: "model" });
     return this.#cache.preload(model);
+  }
+
+  /** Replaces the models this worker may serve (a rescan); the default model stays. */
+  setModels(models: unknown): Promise<void> {
+    const ok = typeof models === "object" && models !== null && !Array.isArray(models) && Object.values(models).every((d) => typeof d === "string" && d !== "");
+    if (!ok) throw new ValidationError("setModels expects a map of model names to folders", { field: "models" });
+    return this.#cache.setModels(models as Record<string, string>);
   }
 
   /** Unloads every pipeline of a model after its running requests; false when none was loaded. */

@@ -85,6 +85,7 @@ export interface ModelCacheStats {
 export class ModelCache<T> {
   readonly #o: ModelCacheOptions<T>;
   readonly #entries = new Map<string, CacheEntry<T>>();
+  #models: Readonly<Record<string, string>>;
   #admission: Promise<unknown> = Promise.resolve();
   #clock = 0;
   #loads = 0;
@@ -92,6 +93,7 @@ export class ModelCache<T> {
 
   constructor(opts: ModelCacheOptions<T>) {
     this.#o = opts;
+    this.#models = { ...opts.models };
     if (opts.preloaded) {
       const e = this.#newEntry(opts.preloaded.model, []);
       this.#install(e, opts.preloaded.pipeline);
@@ -100,11 +102,29 @@ export class ModelCache<T> {
     }
   }
 
+  /**
+   * Replaces the catalog (a rescan of `--models-dir`): the default stays, and every entry of a model that left it
+   * is evicted after its calls.
+   */
+  async setModels(models: Readonly<Record<string, string>>): Promise<void> {
+    this.#models = { ...models, [this.#o.defaultModel]: this.#o.models[this.#o.defaultModel]! };
+    const gone = [...this.#entries.values()].filter((e) => !Object.hasOwn(this.#models, e.model));
+    await Promise.all(gone.map(async (e) => {
+      await e.ready.catch(() => undefined);
+      if (e.loaded) await this.#evict(e);
+    }));
+  }
+
+  /** Every model it may load, name → folder. */
+  get models(): Readonly<Record<string, string>> {
+    return this.#models;
+  }
+
   /** The name a request's `model` means (null: the default); NotFoundError naming it and the known ones. */
   modelName(model: string | null | undefined): string {
     const name = model ?? this.#o.defaultModel;
-    if (!Object.hasOwn(this.#o.models, name)) {
-      const known = Object.keys(this.#o.models);
+    if (!Object.hasOwn(this.#models, name)) {
+      const known = Object.keys(this.#models);
       throw new NotFoundError(`no model named "${name}" (known: ${known.join(", ")})`, { data: { field: "model", model: name, known } });
     }
     return name;
@@ -209,7 +229,7 @@ export class ModelCache<T> {
       loras: loras.map((l) => ({ name: l.name, scale: l.scale })),
       pipeline: null,
       slot: null,
-      bytes: estimateFromWeights(this.#o.models[model]!),
+      bytes: estimateFromWeights(this.#models[model]!),
       users: 0,
       lastUsed: ++this.#clock,
       ready: Promise.resolve(),
@@ -232,7 +252,7 @@ export class ModelCache<T> {
         // LoRA names resolve to files before any room is made: an unknown one costs nothing.
         const loras: LoraSpec[] = e.loras.map((l) => ({ ...l, path: (this.#o.resolveLora ?? noLoras)(l.name) }));
         await this.#makeRoom(e);
-        const pipeline = await this.#o.loader(this.#o.models[e.model]!, { ...this.#o.load, ...(loras.length ? { loras } : {}) });
+        const pipeline = await this.#o.loader(this.#models[e.model]!, { ...this.#o.load, ...(loras.length ? { loras } : {}) });
         this.#loads++;
         this.#install(e, pipeline);
         // The measured estimate may exceed the pre-load one: make room again (evicting idle entries only).

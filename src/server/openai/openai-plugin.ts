@@ -3,6 +3,7 @@ import type { ServerContext } from "../app/server-context.js";
 import { editRoutes } from "./edits-route.js";
 import { imageRoutes } from "./images-route.js";
 import { modelRoutes } from "./models-route.js";
+import { adminModelRoutes } from "./admin-models-route.js";
 
 /**
  * The OpenAI images API: `POST /v1/images/generations` (JSON or SSE), `POST /v1/images/edits` (multipart,
@@ -13,4 +14,5 @@ export const openaiRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
   await app.register(imageRoutes, { ctx });
   await app.register(editRoutes, { ctx });
   await app.register(modelRoutes, { ctx });
+  await app.register(adminModelRoutes, { ctx });
 };
