@@ -88,6 +88,25 @@ describe("serve with two models", { timeout: 300_000 }, () => {
     assert.equal(unknown.status, 404);
   });
 
+  it("predictions: the /v1/models/{owner}/{name}/predictions route and input version pick the model", async () => {
+    const predict = async (path: string, body: Record<string, unknown>) => {
+      const res = await fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${KEY}`, prefer: "wait=60" }, body: JSON.stringify(body) });
+      const json = (await res.json()) as { status: string; output?: string[]; version?: string; error?: unknown };
+      return { status: res.status, json };
+    };
+    const input = { prompt: "a red circle on a blue background", num_inference_steps: 3, seed: 3 };
+    const png = async (url: string) => Buffer.from(await (await fetch(url)).arrayBuffer()).toString("base64");
+    const byRoute = await predict("/v1/models/omni-diffusion/sd15/predictions", { input });
+    assert.equal(byRoute.json.status, "succeeded", JSON.stringify(byRoute.json));
+    assert.equal(byRoute.json.version, "sd15");
+    assert.equal(await png(byRoute.json.output![0]!), await image("sd15", 3));
+    const byVersion = await predict("/v1/predictions", { version: "sd15", input });
+    assert.equal(await png(byVersion.json.output![0]!), await image("sd15", 3));
+    const byDefault = await predict("/v1/predictions", { input });
+    assert.equal(await png(byDefault.json.output![0]!), await image(undefined, 3));
+    assert.equal((await predict("/v1/models/omni-diffusion/nope/predictions", { input })).status, 404);
+  });
+
   it("unload-checkpoint really unloads and reload-checkpoint loads again; the admin route loads with progress", async () => {
     const before = await stats();
     assert.ok(before.models.loaded.some((e) => e.model === "tiny-shapes"));

@@ -198,7 +198,8 @@ export class PredictionRunner {
     this.#notify(rec, "start");
     const t0 = performance.now();
     try {
-      const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal);
+      // The record's version is the served id of the model it runs on (issue 24); an old record's is the default's.
+      const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal, ctx.model.models.requestModel(rec.version));
       const request = new OmniDiffusionRequest(plan.init);
       // Previews cost a decode per image in the worker: made only for a stream that is open as the run starts.
       const every = this.events.count(id) > 0 ? previewInterval(plan.steps, PREVIEWS) : 0;
