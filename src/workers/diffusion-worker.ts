@@ -7,7 +7,7 @@ import type { ModelLimits } from "../core/model-limits.js";
 import { loadPipeline } from "../pipelines/load.js";
 import type { CallBudgetStats, MaxCallMs } from "../pipelines/call-planner.js";
 import type { StepLoopStats } from "../pipelines/step-loop.js";
-import type { UnetProfile } from "../pipelines/unet-profile.js";
+import { UnetProfile } from "../pipelines/unet-profile.js";
 import type { DiffusionPipeline, PipelineInfo, StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
 import type { WorkerStats } from "../protocol/worker-stats.js";
@@ -95,9 +95,13 @@ export class DiffusionWorker {
   constructor(pipeline: DiffusionPipeline, opts: DiffusionWorkerOptions) {
     this.pipeline = pipeline;
     this.rank = opts.rank;
-    const intakeOpts = { rank: opts.rank, batching: opts.batching, maxBatchRows: opts.maxBatchRows, maxCallMs: opts.maxCallMs, unetProfile: opts.unetProfile, lane: this.#lane };
-    this.#intake = new GenerateIntake(pipeline, intakeOpts);
     this.#defaultModel = opts.defaultModel ?? opts.modelName ?? "default";
+    // One learned UNet profile per model, shared by its LoRA variants and its reloads: a key's new loop prices its
+    // calls from what the model's earlier loops measured instead of learning from scratch.
+    const profiles = new Map<string, UnetProfile>([[this.#defaultModel, opts.unetProfile ?? new UnetProfile()]]);
+    const profileOf = (model: string) => profiles.get(model) ?? profiles.set(model, new UnetProfile()).get(model)!;
+    const intakeOpts = { rank: opts.rank, batching: opts.batching, maxBatchRows: opts.maxBatchRows, maxCallMs: opts.maxCallMs, lane: this.#lane };
+    this.#intake = new GenerateIntake(pipeline, { ...intakeOpts, unetProfile: profileOf(this.#defaultModel) });
     const models = opts.models ?? { [this.#defaultModel]: opts.modelDir ?? "" };
     const loader = opts.loader ?? loadPipeline;
     this.#cache = new ModelCache<GenerateIntake>({
@@ -109,7 +113,7 @@ export class DiffusionWorker {
       resolveLora: opts.resolveLora,
       maxLoaded: opts.maxLoadedModels,
       maxBytes: opts.maxModelMemory,
-      makeSlot: (p, e) => (p === pipeline && e.key === this.#defaultModel ? this.#intake : new GenerateIntake(p, intakeOpts)),
+      makeSlot: (p, e) => (p === pipeline && e.key === this.#defaultModel ? this.#intake : new GenerateIntake(p, { ...intakeOpts, unetProfile: profileOf(e.model) })),
       dispose: async (e) => {
         if (e.slot) {
           await e.slot.loop.idle();
