@@ -109,7 +109,7 @@ export class DiffusionWorker {
       defaultModel: this.#defaultModel,
       load: opts.load ?? {},
       // The start-up pipeline is reloaded in place after an eviction: `worker.pipeline` stays the default model's.
-      loader: (dir, lo) => (dir === models[this.#defaultModel] && !lo.loras?.length ? this.#lane.run(() => pipeline.reload()).then(() => pipeline) : loader(dir, lo)),
+      loader: (dir, lo, model) => (model === this.#defaultModel && !lo.loras?.length ? this.#lane.run(() => pipeline.reload()).then(() => pipeline) : loader(dir, lo)),
       resolveLora: opts.resolveLora,
       maxLoaded: opts.maxLoadedModels,
       maxBytes: opts.maxModelMemory,

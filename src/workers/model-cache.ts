@@ -52,7 +52,8 @@ export interface ModelCacheOptions<T> {
   models: Readonly<Record<string, string>>;
   defaultModel: string;
   load: PipelineLoadOptions;
-  loader: PipelineLoader;
+  /** Loads an entry's pipeline; `model` is the entry's model name (two names may share a folder). */
+  loader: (modelDir: string, opts: PipelineLoadOptions, model: string) => Promise<DiffusionPipeline>;
   resolveLora?: LoraResolver;
   /** Most entries loaded at once; default unbounded. */
   maxLoaded?: number;
@@ -252,7 +253,7 @@ export class ModelCache<T> {
         // LoRA names resolve to files before any room is made: an unknown one costs nothing.
         const loras: LoraSpec[] = e.loras.map((l) => ({ ...l, path: (this.#o.resolveLora ?? noLoras)(l.name) }));
         await this.#makeRoom(e);
-        const pipeline = await this.#o.loader(this.#models[e.model]!, { ...this.#o.load, ...(loras.length ? { loras } : {}) });
+        const pipeline = await this.#o.loader(this.#models[e.model]!, { ...this.#o.load, ...(loras.length ? { loras } : {}) }, e.model);
         this.#loads++;
         this.#install(e, pipeline);
         // The measured estimate may exceed the pre-load one: make room again (evicting idle entries only).

@@ -189,6 +189,38 @@ describe("a worker with several models", { timeout: 300_000 }, () => {
     assert.equal(w.pipeline.info.asleep, true);
   });
 
+  it("two weights keys take turns step by step: a short request of another model never waits for a long one", async () => {
+    const log: string[] = [];
+    let loads = 0;
+    const wrap = (p: DiffusionPipeline, tag: string) => {
+      assert.ok(isSteppable(p));
+      const step = p.step.bind(p);
+      p.step = async (states) => {
+        log.push(`${tag}:${states.map((s) => s.request.requestId).join(",")}`);
+        return step(states);
+      };
+      return p;
+    };
+    const w = await DiffusionWorker.create(
+      { rank: 0, modelDir: MODEL_DIR, load: LOAD, batching: "continuous", models: { "tiny-shapes": MODEL_DIR, twin: MODEL_DIR }, defaultModel: "tiny-shapes" },
+      { loader: async (dir, o) => wrap(await loadPipeline(dir, o), loads++ === 0 ? "A" : "B") },
+    );
+    workers.push(w);
+    await w.loadModel("twin");
+    log.length = 0;
+    const long = w.generateOutput([new OmniDiffusionRequest({ requestId: "long", prompt: "a red circle on a blue background", seed: 1, numInferenceSteps: 12 })]);
+    await until(() => log.length >= 1);
+    const short = await w.generateOutput([new OmniDiffusionRequest({ requestId: "short", prompt: "a blue square on a red background", seed: 2, numInferenceSteps: 3, model: "twin" })]);
+    assert.deepEqual(short.errors, {});
+    const longStepsBeforeShortDone = log.filter((l) => l.endsWith("long")).length;
+    assert.ok(longStepsBeforeShortDone < 12, `the short request finished after ${longStepsBeforeShortDone} of the long one's 12 steps`);
+    // Each loop's steps hold only its own key's requests (never batched together).
+    assert.ok(log.every((l) => l === "A:long" || l === "B:short"), log.join(" "));
+    // First come, first served on the worker's lane: the two loops alternate while both have work.
+    assert.deepEqual(log.slice(0, 6), ["A:long", "B:short", "A:long", "B:short", "A:long", "B:short"]);
+    assert.deepEqual((await long).errors, {});
+  });
+
   it("LoRAs form their own weights key: names resolve to files and reach the loader; unknown ones are NotFoundError", async () => {
     const seen: PipelineLoadOptions["loras"][] = [];
     const w = await make({
