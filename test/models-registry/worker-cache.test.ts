@@ -13,6 +13,8 @@ import { loadPipeline } from "../../src/pipelines/load.js";
 import { isSteppable, type DiffusionPipeline } from "../../src/pipelines/types.js";
 import { DiffusionWorker } from "../../src/workers/diffusion-worker.js";
 import { MODEL_DIR } from "../helpers/model.js";
+import { requestFromDict, requestFromProtoMessage, requestToProtoMessage } from "../../src/protocol/request-codec.js";
+import { requestFromProto, requestToProto } from "../../src/protocol/proto-codec.js";
 
 const SD15 = fileURLToPath(new URL("../fixtures/models/sd15", import.meta.url));
 const MODELS = { "tiny-shapes": MODEL_DIR, sd15: SD15 };
@@ -257,5 +259,12 @@ describe("a worker with several models", { timeout: 300_000 }, () => {
     const r = OmniDiffusionRequest.fromDict({ prompt: "x", model: "sd15", loras: [{ name: "a", scale: 0.5 }] });
     assert.equal(r.model, "sd15");
     assert.deepEqual(r.toDict().loras, [{ name: "a", scale: 0.5 }]);
+    // Every wire form carries both fields: the dict (HTTP, SageMaker, queue jobs) and the proto message (gRPC).
+    const back = requestFromProtoMessage(requestToProtoMessage(r));
+    assert.equal(back.model, "sd15");
+    assert.deepEqual(back.loras, [{ name: "a", scale: 0.5 }]);
+    assert.deepEqual(requestFromProto(requestToProto(r.toDict())), { ...requestFromProto(requestToProto(r.toDict())), model: "sd15", loras: [{ name: "a", scale: 0.5 }] });
+    assert.equal(requestFromDict(r.toDict()).model, "sd15");
+    assert.equal(OmniDiffusionRequest.fromTransfer(r.toTransfer()).model, "sd15");
   });
 });
