@@ -2,10 +2,9 @@ import type { WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionOutput } from "../core/output.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestTransfer } from "../core/request.js";
 import { ClosedError, ConfigError, TimeoutError, UnknownMethodError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
-import type { BatchingPolicy } from "../core/config.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { loadPipeline } from "../pipelines/load.js";
-import type { CallBudgetStats, MaxCallMs } from "../pipelines/call-planner.js";
+import type { CallBudgetStats } from "../pipelines/call-planner.js";
 import type { StepLoopStats } from "../pipelines/step-loop.js";
 import { UnetProfile } from "../pipelines/unet-profile.js";
 import type { DiffusionPipeline, PipelineInfo, StepProgress } from "../pipelines/types.js";
@@ -14,8 +13,10 @@ import type { WorkerStats } from "../protocol/worker-stats.js";
 import { ExclusiveLane } from "./exclusive-lane.js";
 import { GenerateIntake } from "./generate-intake.js";
 import { ModelCache, type LoraResolver, type ModelCacheStats, type PipelineLoader } from "./model-cache.js";
+import type { DiffusionWorkerOptions } from "./diffusion-worker-options.js";
+
+export type { DiffusionWorkerOptions };
 import { routeByWeights } from "./weights-router.js";
-import type { PipelineLoadOptions } from "../core/pipeline-load-options.js";
 import { modelDisplayName } from "../core/model-path.js";
 
 /**
@@ -374,34 +375,6 @@ export class DiffusionWorker {
     for (const e of this.#cache.entries) if (e.slot) set.add(e.slot);
     return [...set];
   }
-}
-
-/** How to build a {@link DiffusionWorker} around a loaded pipeline. */
-export interface DiffusionWorkerOptions {
-  rank: number;
-  batching?: BatchingPolicy;
-  maxBatchRows?: number;
-  /** The step loop's compute budget per UNet call (default `"auto"`, see docs/batching.md). */
-  maxCallMs?: MaxCallMs;
-  /** Prices the UNet calls (default: learned from the loop's own calls; tests give a fixed one). */
-  unetProfile?: UnetProfile;
-  /** The folder `pipeline` was loaded from. */
-  modelDir?: string;
-  /** The name `pipeline`'s model goes by (default: `defaultModel`, else "default"). */
-  modelName?: string;
-  /** Every model this worker may serve, name → folder (default: only `pipeline`'s). */
-  models?: Readonly<Record<string, string>>;
-  /** The name of `pipeline`'s model in `models`: what a request without `model` runs. */
-  defaultModel?: string;
-  /** How the other models load. */
-  load?: PipelineLoadOptions;
-  /** Loads a model (default: pipelines/load.ts `loadPipeline`); tests inject a gated one. */
-  loader?: PipelineLoader;
-  /** A LoRA name → its file (default: every LoRA is unknown). */
-  resolveLora?: LoraResolver;
-  maxLoadedModels?: number;
-  /** Budget of the loaded models' estimated bytes; 0 or absent: unchecked. */
-  maxModelMemory?: number;
 }
 
 /** A `transfer: true` generate's first argument as requests (trusted: our own parent validated them). */
