@@ -1,5 +1,6 @@
 import type { LoraRef } from "../core/weights.js";
 import { loraArg } from "./lora-flags.js";
+import { addModelFlags } from "./model-flags.js";
 import { subscribe } from "node:diagnostics_channel";
 import { writeFile } from "node:fs/promises";
 import { extname } from "node:path";
@@ -58,8 +59,7 @@ function outPath(base: string, i: number, n: number): string {
 }
 
 export function addGenerateCommand(program: Command): void {
-  program
-    .command("generate")
+  addModelFlags(program.command("generate"))
     .description("generate image(s) from a prompt")
     .argument("<prompt>", "text prompt")
     .option("-o, --out <file>", "output PNG path (its folder must exist)", "out.png")
@@ -74,7 +74,6 @@ export function addGenerateCommand(program: Command): void {
     .option("--mask <file.png>", "inpainting mask, same size as --image: white = repaint, black = keep; a mask with transparency repaints its fully transparent pixels", (p: string) => maskFileArg(p))
     .addOption(new Option("--vae <which>", "decode with the model's full VAE (default) or its tiny VAE (faster, coarser; docs/models.md#tiny-vae)").choices(VAE_CHOICES))
     .option("--strength <s>", "how much of --image is re-noised, (0, 1]: floor(steps × s) steps run (default 0.8, 1.0 with --mask)", strengthArg)
-    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())
@@ -104,8 +103,7 @@ export function addGenerateCommand(program: Command): void {
         mask: flags.mask,
         strength: flags.strength,
         vae: flags.vae,
-        // The request's `loras` (issue 24's per-request weights): only set when --lora is given.
-        ...(flags.lora?.length ? ({ loras: flags.lora } as object) : {}),
+        ...(flags.lora?.length ? { loras: flags.lora } : {}),
       });
       const config = engineConfigFromFlags(flags);
       // A remote executor's retries (and start-up waits) are said on stderr, not waited out in silence.

@@ -34,7 +34,7 @@ export function addInfoCommand(program: Command): void {
     .addOption(deviceOption())
     .option("--measure", "also generate one 1-step image at the native size and print the peak RSS measured next to the estimate")
     .option("--json", "print JSON")
-    .action(async (flags: Pick<EngineFlags, "model" | "device"> & { json?: boolean; measure?: boolean }) => {
+    .action(async (flags: Pick<EngineFlags, "device"> & { model?: string; json?: boolean; measure?: boolean }) => {
       const config = parseConfig({ ...(flags.model ? { model: flags.model } : {}), ...(flags.device ? { device: flags.device } : {}) });
       // Before the model loads: a machine without an adapter gets the error with the Vulkan drivers it has.
       const webgpu = config.device === "webgpu" ? await describeWebGpu() : null;

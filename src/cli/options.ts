@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { DEVICES, type Device } from "../pipelines/device.js";
 import { PREVIEW_DECODERS, type PreviewDecoder } from "../core/decoders.js";
+import { modelConfigFromFlags, type ModelFlags } from "./model-flags.js";
 
 /** Commander argument parsers that fail with a message naming the flag's expected form. */
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -46,8 +47,7 @@ export function jsonObjectArg(v: string): Record<string, unknown> {
 }
 
 /** The executor-related flags shared by every command that builds an engine. */
-export interface EngineFlags {
-  model?: string;
+export interface EngineFlags extends ModelFlags {
   workers?: number;
   executor?: string;
   executorOptions?: Record<string, unknown>;
@@ -111,7 +111,7 @@ export const ALLOW_NON_NATIVE_FLAG = ["--allow-non-native-sizes", "serve sizes o
 
 export function engineConfigFromFlags(f: EngineFlags) {
   return {
-    ...(f.model ? { model: f.model } : {}),
+    ...modelConfigFromFlags(f),
     ...(f.workers ? { numGpus: f.workers } : {}),
     ...(f.executor ? { executorClass: f.executor } : {}),
     ...(f.executorOptions ? { executorOptions: f.executorOptions } : {}),

@@ -1,3 +1,4 @@
+import { addModelFlags } from "./model-flags.js";
 import { resolve } from "node:path";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { BATCHING_POLICIES } from "../core/config.js";
@@ -67,12 +68,10 @@ function maxCallMsArg(v: string): number | "auto" | "off" {
  * signal exits at once, and the worker processes go with the process either way.
  */
 export function addServeCommand(program: Command): void {
-  const cmd = program
-    .command("serve")
+  const cmd = addModelFlags(program.command("serve"))
     .description("serve the OpenAI images API (POST /v1/images/generations and /edits, /v1/models, /health, /metrics) and the A1111 /sdapi/v1 API")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("--port <port>", "port (0: any free port)", intArg(0, 65_535), 8000)
-    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--served-model-name <id>", "model id clients use (default: the model folder's name)")
     .option("--executor <name>", "executor: a built-in name or module#Export")
     .option("--executor-options <json>", "executor options as JSON", jsonObjectArg)

@@ -1,3 +1,4 @@
+import { addModelFlags, type ModelFlags } from "./model-flags.js";
 import type { Command } from "commander";
 import { ConfigError } from "../errors/omni-error.js";
 import { assertPortsFree, type PortClaim } from "../server/shared/port-check.js";
@@ -6,8 +7,7 @@ import type { Device } from "../pipelines/device.js";
 import { ALLOW_NON_NATIVE_FLAG, addHttpLimitFlags, deviceOption, engineConfigFromFlags, spinThreadsOption, cpuArenaOption, previewVaeOption, previewDecoderOption, lorasDirOption, httpLimitsFromFlags, intArg, type HttpLimitFlags } from "./options.js";
 import { addQueueWorkerFlags, runQueueWorker, type QueueWorkerFlags } from "./queue-worker-flags.js";
 
-interface WorkerFlags extends HttpLimitFlags, QueueWorkerFlags {
-  model?: string;
+interface WorkerFlags extends HttpLimitFlags, QueueWorkerFlags, ModelFlags {
   workers?: number;
   threads?: number;
   spinThreads?: "on" | "off";
@@ -35,11 +35,9 @@ const SAGEMAKER_PORT = 8080;
  * loaded (scripts and tests wait for it); exits 1 when the model cannot load. SIGTERM/SIGINT close it.
  */
 export function addWorkerCommand(program: Command): void {
-  const cmd = program
-    .command("worker")
+  const cmd = addModelFlags(program.command("worker"))
     .description("serve a local executor to remote engines (HTTP/JSON, gRPC, SageMaker /ping + /invocations)")
     .argument("[mode]", '"serve": SageMaker starts the image so; then the defaults are --sagemaker-port 8080 --host 0.0.0.0')
-    .option("--model <model>", "model folder, built-in name (tiny-shapes) or pulled Hugging Face id (owner/name)")
     .option("--workers <n>", "worker processes", intArg(1, 64))
     .option("--threads <n>", "onnxruntime threads per worker", intArg(1, 256))
     .addOption(spinThreadsOption())

@@ -4,7 +4,8 @@ import { ConfigError } from "../errors/omni-error.js";
 import { zodToConfigError } from "../utils/zod-error.js";
 import { DEVICES } from "./devices.js";
 import { PREVIEW_DECODERS } from "./decoders.js";
-import { resolveModelSpec } from "./model-path.js";
+import { modelDisplayName, resolveModelSpec } from "./model-path.js";
+import { buildModelMap } from "./model-catalog.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./limits.js";
 import { defaultWorkerCount, onnxFilesUnder, onnxWeightBytes, type WorkerCountChoice } from "./worker-count.js";
 
@@ -50,6 +51,23 @@ export const configSchema = z
      * model id (`owner/name[@revision]`) already pulled into the Hub cache; parsed into the folder's path.
      */
     model: z.string().min(1).default("tiny-shapes").transform(modelFolder),
+    /**
+     * More models the server serves (issue 24, docs/models.md#several-models-per-server): specs as `model` takes
+     * them (each named by its folder, or `owner/name` for a pulled Hub id), or a name → folder map. Parsed into the
+     * map of every known model, `model` and `modelsDir`'s included.
+     */
+    models: z.union([z.array(z.string().min(1)).max(256), z.record(z.string().min(1), z.string().min(1))]).optional(),
+    /** A folder whose subfolders are models (each with a model_index.json; a Hub cache's pulled repos count). */
+    modelsDir: z.string().min(1).optional(),
+    /** The model a request without `model` runs; default: `model` when given, else the first of `models`. */
+    defaultModel: z.string().min(1).optional(),
+    /** Most pipelines a worker keeps loaded (model × LoRA set); the least recently used idle one is evicted first. */
+    maxLoadedModels: z.number().int().min(1).max(1024).optional(),
+    /**
+     * Memory the loaded models of one worker may take, bytes (their estimated resident size, core/memory-estimate.ts).
+     * Absent: the worker's share of the machine's memory; 0: unchecked.
+     */
+    maxModelMemory: z.number().int().min(0).optional(),
     /** Pipeline class; read from model_index.json's `_class_name` when absent. */
     modelClassName: z.string().min(1).optional(),
     /**
@@ -143,7 +161,11 @@ function modelFolder(spec: string, ctx: z.RefinementCtx): string {
 }
 
 export type OmniDiffusionConfigInput = z.input<typeof configSchema>;
-export type OmniDiffusionConfig = Omit<z.output<typeof configSchema>, "numGpus" | "numGpusReason"> & {
+export type OmniDiffusionConfig = Omit<z.output<typeof configSchema>, "numGpus" | "numGpusReason" | "models" | "defaultModel"> & {
+  /** Every model the server knows, name → folder (at least `model`, under its display name). */
+  models: Record<string, string>;
+  /** The name of `model` in `models`: what a request without `model` runs. */
+  defaultModel: string;
   numGpus: number;
   /** Why `numGpus` has its value when the config left it out (logged once at start); null when the config set it. */
   numGpusReason: string | null;
@@ -155,7 +177,9 @@ export type OmniDiffusionConfig = Omit<z.output<typeof configSchema>, "numGpus" 
 export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusionConfig {
   const r = configSchema.safeParse(input ?? {});
   if (!r.success) throw zodToConfigError(r.error, "OmniDiffusionConfig");
-  const { executionProvider, ...cfg } = r.data;
+  const { executionProvider, models: modelSpecs, defaultModel: defaultName, ...parsed } = r.data;
+  const { models, defaultModel } = modelsOf(input ?? {}, parsed.model, modelSpecs, parsed.modelsDir, defaultName);
+  const cfg = { ...parsed, model: models[defaultModel]! };
   if (executionProvider !== undefined) {
     if (input?.device !== undefined && input.device !== executionProvider) {
       throw new ConfigError(`invalid OmniDiffusionConfig: device "${input.device}" and executionProvider "${executionProvider}" disagree (executionProvider is the old name of device)`, {
@@ -168,7 +192,39 @@ export function parseConfig(input: OmniDiffusionConfigInput = {}): OmniDiffusion
   const numGpus = cfg.numGpus ?? chosen?.workers ?? 1;
   // workers × threads ≤ cores: onnxruntime's default of one thread per core per session oversubscribes.
   const threads = cfg.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / numGpus));
-  return { ...cfg, numGpus, numGpusReason: chosen ? chosen.reason : (cfg.numGpusReason ?? null), intraOpNumThreads: threads, intraOpSpinning: cfg.intraOpSpinning ?? cfg.batching !== "continuous" };
+  return { ...cfg, models, defaultModel, numGpus, numGpusReason: chosen ? chosen.reason : (cfg.numGpusReason ?? null), intraOpNumThreads: threads, intraOpSpinning: cfg.intraOpSpinning ?? cfg.batching !== "continuous" };
+}
+
+/**
+ * The name → folder map of every model, and the default's name: `model` (when given, or when nothing else is)
+ * first, then `models`, then `modelsDir`'s scan. Errors are ConfigErrors naming the field.
+ */
+function modelsOf(input: OmniDiffusionConfigInput, model: string, specs: z.output<typeof configSchema>["models"], modelsDir: string | undefined, defaultName: string | undefined): { models: Record<string, string>; defaultModel: string } {
+  let more: Record<string, string>;
+  try {
+    more = buildModelMap(specs, modelsDir);
+  } catch (err) {
+    throw err instanceof ConfigError ? new ConfigError(`invalid OmniDiffusionConfig: ${err.message}`, { field: (err.data as { field?: string }).field, cause: err }) : err;
+  }
+  const models: Record<string, string> = {};
+  // `model` joins the catalog when the config named it, or when it is the only model (the default tiny-shapes).
+  if (input.model !== undefined || !Object.keys(more).length) {
+    const named = Object.entries(more).find(([, dir]) => dir === model)?.[0];
+    models[named ?? modelDisplayName(model)] = model;
+  }
+  for (const [name, dir] of Object.entries(more)) {
+    if (Object.hasOwn(models, name) && models[name] !== dir) {
+      throw new ConfigError(`invalid OmniDiffusionConfig: model "${name}" names both ${models[name]} and ${dir}`, { field: "models" });
+    }
+    models[name] = dir;
+  }
+  const names = Object.keys(models);
+  if (!names.length) throw new ConfigError(`invalid OmniDiffusionConfig: modelsDir ${modelsDir} holds no model (no subfolder with a model_index.json)`, { field: "modelsDir" });
+  const defaultModel = defaultName ?? names[0]!;
+  if (!Object.hasOwn(models, defaultModel)) {
+    throw new ConfigError(`invalid OmniDiffusionConfig: defaultModel "${defaultModel}" is not one of the models (${names.join(", ")})`, { field: "defaultModel" });
+  }
+  return { models, defaultModel };
 }
 
 /** The local executor's default worker count for the configured model; other executors' ranks default to 1. */

@@ -4,6 +4,8 @@ import { ValidationError } from "../errors/omni-error.js";
 import { decodeMaskPng, decodePng, encodeMaskPng, pngOf, type MaskImage, type PngDecodeOptions, type RgbImage } from "../utils/png.js";
 import { zodToValidationError } from "../utils/zod-error.js";
 import { VAE_CHOICES, type VaeChoice } from "./decoders.js";
+import { loraRefsSchema, modelNameSchema } from "./weights-schema.js";
+import type { LoraRef } from "./weights.js";
 
 /**
  * The one schema of a request, written on its camelCase init ({@link OmniDiffusionRequestInit}). Every form
@@ -50,6 +52,10 @@ export const requestInitSchema = z
     negativeAestheticScore: z.number().min(0).max(10).nullish(),
     /** SDXL base + refiner ensemble: the fraction of the schedule the base runs before the refiner takes over. */
     denoisingEnd: z.number().gt(0).max(1).nullish(),
+    /** Which of the server's models runs it (issue 24); absent: the server's default model. */
+    model: modelNameSchema.nullish(),
+    /** LoRAs fused into the model's weights for this request (issue 24). */
+    loras: loraRefsSchema.nullish(),
   })
   .strict();
 
@@ -88,6 +94,8 @@ export const WIRE_NAMES: Readonly<Record<keyof ParsedRequestInit, string>> = {
   aestheticScore: "aesthetic_score",
   negativeAestheticScore: "negative_aesthetic_score",
   denoisingEnd: "denoising_end",
+  model: "model",
+  loras: "loras",
 };
 const FIELD_OF_WIRE = new Map(Object.entries(WIRE_NAMES).map(([field, wire]) => [wire, field]));
 
@@ -130,6 +138,10 @@ export interface OmniDiffusionRequestDict {
   negative_aesthetic_score?: number | null;
   /** SDXL base + refiner ensemble, (0, 1]: where the refiner takes over (default: the ensemble's, 0.8). */
   denoising_end?: number | null;
+  /** The model that runs it (a name the server lists); null: its default. */
+  model?: string | null;
+  /** LoRAs by name with their scale; empty: none. */
+  loras?: LoraRef[] | null;
 }
 
 /** Constructor fields of {@link OmniDiffusionRequest} (camelCase). Unset fields take the model's defaults. */
@@ -171,6 +183,10 @@ export interface OmniDiffusionRequestInit {
   negativeAestheticScore?: number | null;
   /** SDXL base + refiner ensemble, (0, 1]: the fraction of the schedule the base runs (diffusers' `denoising_end`); 1: base only. */
   denoisingEnd?: number | null;
+  /** The model that runs it (a name the server lists); null: the server's default model. */
+  model?: string | null;
+  /** LoRAs fused into the model for this request, `{ name, scale }`. */
+  loras?: LoraRef[] | null;
 }
 
 /**
@@ -238,6 +254,8 @@ export class OmniDiffusionRequest {
   aestheticScore: number | null;
   negativeAestheticScore: number | null;
   denoisingEnd: number | null;
+  model: string | null;
+  loras: LoraRef[];
 
   constructor(init: OmniDiffusionRequestInit) {
     const d = PARSED.delete(init) ? (init as ParsedRequestInit) : parseRequestInit(definedFields(init), "OmniDiffusionRequest");
@@ -266,6 +284,8 @@ export class OmniDiffusionRequest {
     this.aestheticScore = d.aestheticScore ?? null;
     this.negativeAestheticScore = d.negativeAestheticScore ?? null;
     this.denoisingEnd = d.denoisingEnd ?? null;
+    this.model = d.model ?? null;
+    this.loras = d.loras ?? [];
     checkEditFields(this);
   }
 
@@ -297,6 +317,8 @@ export class OmniDiffusionRequest {
       aesthetic_score: this.aestheticScore,
       negative_aesthetic_score: this.negativeAestheticScore,
       denoising_end: this.denoisingEnd,
+      model: this.model,
+      loras: this.loras.map((l) => ({ name: l.name, scale: l.scale })),
     };
   }
 

@@ -242,7 +242,9 @@ export class DiffusionEngine {
       try {
         // The one limits check of every entry point (core/limits.ts), in the caller's spelling.
         const limits = opts.limits ? tightenLimits(this.#requestLimits, opts.limits) : this.#requestLimits;
-        checkRequestLimits(request, limits, this.#modelLimits, { fieldName: opts.fieldName, knownSchedulers: SCHEDULER_NAMES });
+        // The described model is the default one; another model's own rules are checked by the worker that loads it.
+        const modelLimits = request.model === null || request.model === this.config.defaultModel ? this.#modelLimits : null;
+        checkRequestLimits(request, limits, modelLimits, { fieldName: opts.fieldName, knownSchedulers: SCHEDULER_NAMES });
       } catch (err) {
         return fail(toOmniError(err));
       }

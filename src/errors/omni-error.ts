@@ -194,6 +194,13 @@ export class IntegrityError extends OmniError {
   }
 }
 
+/** A model that cannot fit the worker's memory budget (or its loaded-models cap) even after evicting every idle one; `data` has the numbers. */
+export class ResourceExhaustedError extends OmniError {
+  constructor(message: string, opts: OmniErrorOptions = {}) {
+    super(message, "OMNI_ERR_RESOURCE_EXHAUSTED", { statusCode: 507, ...opts });
+  }
+}
+
 const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => OmniError> = {
   ValidationError,
   LimitExceededError,
@@ -216,6 +223,7 @@ const CLASSES: Record<string, new (message: string, opts?: OmniErrorOptions) => 
   HubNotFoundError,
   ModelLayoutError,
   IntegrityError,
+  ResourceExhaustedError,
 };
 
 /** Every code omni-diffusion can raise; `docs/errors.md` lists the same set (a test keeps them in step). */
@@ -241,6 +249,7 @@ export const ERROR_CODES = [
   "OMNI_ERR_HUB_NOT_FOUND",
   "OMNI_ERR_MODEL_LAYOUT",
   "OMNI_ERR_INTEGRITY",
+  "OMNI_ERR_RESOURCE_EXHAUSTED",
 ] as const;
 
 /** Turns any thrown value into the wire shape `{name, code, message, data}`. */

@@ -5,9 +5,10 @@ import { z } from "zod";
 import type { OmniDiffusionConfig } from "../core/config.js";
 import { DiffusionOutput } from "../core/output.js";
 import type { OmniDiffusionRequest } from "../core/request.js";
-import { AbortedError, ClosedError, QueueFullError, TimeoutError, TransportError, UnhealthyError, ValidationError, WorkerError, toOmniError } from "../errors/omni-error.js";
+import { AbortedError, ClosedError, QueueFullError, TimeoutError, TransportError, UnhealthyError, ValidationError, WorkerError, toOmniError, NotFoundError } from "../errors/omni-error.js";
 import { DiffusionExecutor, type CollectiveRpcOptions, type EndpointState, type ExecuteOptions } from "./base.js";
 import { EventReader } from "./queue/event-reader.js";
+import { ModelQueues } from "./queue/model-queues.js";
 import { JobWaiters, errorOutput } from "./queue/job-waiters.js";
 import {
   ABORT_TTL_MS,
@@ -104,6 +105,8 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   readonly #keys: ReturnType<typeof queueKeys>;
   #queue: Queue | null = null;
   #events: EventReader | null = null;
+  /** A queue per model named by requests (issue 24), made on first use. */
+  #modelQueues: ModelQueues | null = null;
   #client: Redis | null = null;
   #sub: Redis | null = null;
   #eventsConn: Redis | null = null;
@@ -123,7 +126,8 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
 
   /** Connects to Redis, then waits (up to `workerStartTimeoutMs`) for a live worker. */
   protected async initExecutor(): Promise<void> {
-    const { Queue, Redis } = await loadQueueSdk();
+    const sdk = await loadQueueSdk();
+    const { Queue, Redis } = sdk;
     const failFast = { ...this.#redis, enableOfflineQueue: false };
     // The connections are ours, handed to BullMQ: shutdown can always cut them, even while Redis is unreachable.
     this.#client = new Redis(failFast);
@@ -143,6 +147,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
       this.#queue = new Queue(this.options.queue, { connection: this.#client!, streams: { events: { maxLen: 2_000 } } });
       this.#queue.on("error", quiet);
       this.#events = new EventReader(this.#eventsConn!, this.#queue.keys.events!, (e) => waiters.handle(e));
+      this.#modelQueues = new ModelQueues(this.options.queue, sdk, this.#client!, this.#redis, (e) => waiters.handle(e));
       this.#rpc = new RpcBroadcast(this.#client!, this.#sub!, this.options.queue, { resendMs: this.options.rpcResendMs });
     };
     // A lost connection may have lost events (and, without persistence, the jobs): fail what waits on it now.
@@ -291,7 +296,12 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     else dl.signal.addEventListener("abort", onEnd, { once: true });
     try {
       const data: JobData = { request: requestToDict(r), enqueuedAt: Date.now(), ...(opts.previewEvery?.[id] ? { previewEvery: opts.previewEvery[id] } : {}) };
-      const job = await queue.add("generate", data, {
+      const target = r.model === null ? queue : await this.#queueOfModel(r.model);
+      if (target === null) {
+        waiters.settle(id, errorOutput(id, new NotFoundError(`no live worker on ${this.#where} serves model "${r.model}"`, { data: { field: "model", model: r.model } })));
+        return await result;
+      }
+      const job = await target.add("generate", data, {
         jobId,
         attempts: this.options.attempts,
         backoff: { type: "exponential", delay: 500 },
@@ -299,7 +309,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
         removeOnFail: { age: KEEP_FINISHED_S },
       });
       // The same id may have run already (a retry): its stored result settles the waiter now.
-      const fresh = await queue.getJob(job.id!);
+      const fresh = await target.getJob(job.id!);
       if (fresh) waiters.settleFromJob(fresh);
     } catch (err) {
       waiters.settle(id, errorOutput(id, this.#redisError(err, `enqueue of ${id}`)));
@@ -310,6 +320,12 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
       dl.signal.removeEventListener("abort", onEnd);
       dl.dispose();
     }
+  }
+
+  /** The queue of `model`'s jobs; null when no live worker declares it (its jobs would wait for ever). */
+  async #queueOfModel(model: string): Promise<Queue | null> {
+    const served = (await this.liveWorkers()).some((w) => w.models?.includes(model));
+    return served ? this.#modelQueues!.get(model) : null;
   }
 
   /**
@@ -362,7 +378,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     this.#watch?.dispose();
     // A graceful close waits for a connection that may never come (Redis down): bounded, then the connections are cut.
     this.#events?.stop();
-    await settleWithin(Promise.allSettled([this.#queue?.close()]), CLOSE_TIMEOUT_MS);
+    await settleWithin(Promise.allSettled([this.#queue?.close(), this.#modelQueues?.close()]), CLOSE_TIMEOUT_MS);
     for (const c of [this.#client, this.#sub, this.#eventsConn]) c?.disconnect();
   }
 }

@@ -34,6 +34,9 @@ export interface ProtoRequest {
   mask_image?: Buffer;
   strength?: number;
   vae?: string;
+  /** The model that runs it; unset: the server's default. */
+  model?: string;
+  loras?: { name: string; scale: number }[];
 }
 
 export interface ProtoError {
@@ -101,6 +104,8 @@ export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequ
     mask_image: d.mask_image ? Buffer.from(d.mask_image, "base64") : undefined,
     strength: unset(d.strength),
     vae: unset(d.vae),
+    model: unset(d.model),
+    loras: d.loras ?? [],
   };
 }
 
@@ -108,7 +113,7 @@ export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequ
 export function requestFromProto(m: ProtoRequest): Record<string, unknown> {
   const d: Record<string, unknown> = { prompt: m.prompt };
   if (m.request_id) d.request_id = m.request_id;
-  for (const k of ["negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "guidance_rescale", "seed", "num_outputs_per_prompt", "scheduler", "vae"] as const) {
+  for (const k of ["negative_prompt", "height", "width", "num_inference_steps", "guidance_scale", "guidance_rescale", "seed", "num_outputs_per_prompt", "scheduler", "vae", "model"] as const) {
     if (m[k] !== undefined && m[k] !== null) d[k] = m[k];
   }
   if (m.return_trajectory_latents) d.return_trajectory_latents = true;
@@ -116,6 +121,7 @@ export function requestFromProto(m: ProtoRequest): Record<string, unknown> {
   // proto-loader's `defaults: true` fills unset bytes with an empty Buffer: empty means "no image".
   for (const k of ["image", "mask_image"] as const) if (m[k]?.length) d[k] = Buffer.from(m[k]!).toString("base64");
   if (m.strength !== undefined && m.strength !== null) d.strength = m.strength;
+  if (m.loras?.length) d.loras = m.loras.map((l) => ({ name: l.name, scale: l.scale }));
   return d;
 }
 

@@ -83,6 +83,17 @@ export interface WorkerInfo {
   /** Jobs it runs at once (its batch capacity). */
   concurrency: number;
   startedAt: number;
+  /** The models it serves (issue 24); it pulls each one's jobs from {@link modelQueueName}. Absent: an older worker, the base queue only. */
+  models?: string[];
+}
+
+/**
+ * The BullMQ queue of one model's jobs: one queue per model, so a worker pulls only the jobs of models it serves
+ * (BullMQ workers cannot filter a queue's jobs). A name's characters outside BullMQ's safe set are hex-escaped.
+ * Jobs without a model go to the base queue, which every worker pulls for its default model.
+ */
+export function modelQueueName(queue: string, model: string): string {
+  return `${queue}.model.${model.replace(/[^A-Za-z0-9_-]/g, (c) => `.${c.charCodeAt(0).toString(16)}`)}`;
 }
 
 /** Data of one BullMQ job: one request. */

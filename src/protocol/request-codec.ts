@@ -59,6 +59,8 @@ export function requestToProtoMessage(r: OmniDiffusionRequest): ProtoRequest {
     mask_image: r.mask ? encodeMaskPng(r.mask) : undefined,
     strength: unset(r.strength),
     vae: unset(r.vae),
+    model: unset(r.model),
+    loras: r.loras.map((l) => ({ name: l.name, scale: l.scale })),
   };
 }
 
@@ -71,7 +73,7 @@ function refuseUncarried(r: OmniDiffusionRequest): void {
 }
 
 /** Proto fields copied as they are when set (proto3 leaves an unset optional field undefined or null). */
-const PROTO_SCALARS = ["negativePrompt", "height", "width", "numInferenceSteps", "guidanceScale", "guidanceRescale", "seed", "numOutputsPerPrompt", "scheduler", "strength", "vae"] as const;
+const PROTO_SCALARS = ["negativePrompt", "height", "width", "numInferenceSteps", "guidanceScale", "guidanceRescale", "seed", "numOutputsPerPrompt", "scheduler", "strength", "vae", "model"] as const;
 
 /**
  * A proto message as a request, parsed once (errors name the proto's snake_case fields, as the dict's do);
@@ -86,6 +88,8 @@ export function requestFromProtoMessage(m: ProtoRequest, opts: RequestDecodeOpti
   }
   if (m.return_trajectory_latents) fields.returnTrajectoryLatents = true;
   if (m.return_trajectory_timesteps) fields.returnTrajectoryTimesteps = true;
+  // proto3 has no unset repeated field: empty means none.
+  if (m.loras?.length) fields.loras = m.loras.map((l) => ({ name: l.name, scale: l.scale }));
   const d = parseRequestInit(fields, "request", wireNameOf);
   // proto-loader's `defaults: true` fills unset bytes with an empty Buffer: empty means "no image".
   if (m.image?.length) d.image = decodeImageField(m.image, opts.images);

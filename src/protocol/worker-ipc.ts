@@ -54,6 +54,14 @@ export interface WorkerInit {
   maxCallMs?: number | "auto" | "off";
   /** Write a heartbeat to {@link HEARTBEAT_FD} this often, ms; absent or 0: no heartbeats. */
   heartbeatIntervalMs?: number;
+  /** Every model this worker may serve, name → folder (issue 24); absent: only `modelDir`'s. */
+  models?: Record<string, string>;
+  /** The name of `modelDir`'s model in `models`: what a request without `model` runs. */
+  defaultModel?: string;
+  /** Most pipelines (model × LoRA set) loaded at once. */
+  maxLoadedModels?: number;
+  /** Budget of the loaded pipelines' estimated bytes; 0: unchecked. */
+  maxModelMemory?: number;
 }
 
 // ---- parent → worker ----
@@ -322,6 +330,13 @@ export function parseWorkerInit(raw: string | undefined): WorkerInit | string {
   }
   if (v.heartbeatIntervalMs !== undefined && !(typeof v.heartbeatIntervalMs === "number" && Number.isFinite(v.heartbeatIntervalMs) && v.heartbeatIntervalMs >= 0)) {
     return `${WORKER_INIT_ENV}.heartbeatIntervalMs must be a number >= 0`;
+  }
+  if (v.models !== undefined && !(isObject(v.models) && Object.values(v.models).every((d) => typeof d === "string" && d))) {
+    return `${WORKER_INIT_ENV}.models must map names to folders`;
+  }
+  if (v.defaultModel !== undefined && typeof v.defaultModel !== "string") return `${WORKER_INIT_ENV}.defaultModel must be a string`;
+  for (const k of ["maxLoadedModels", "maxModelMemory"] as const) {
+    if (v[k] !== undefined && !(typeof v[k] === "number" && Number.isInteger(v[k]) && (v[k] as number) >= 0)) return `${WORKER_INIT_ENV}.${k} must be an integer >= 0`;
   }
   return v as unknown as WorkerInit;
 }

@@ -33,4 +33,13 @@ export interface WorkerStats {
   /** Resident memory now and its peak since the process started, bytes (what the OOM killer looks at). */
   rssBytes: number;
   peakRssBytes: number;
+  /** The model cache (issue 24): loads and evictions so far, the budget, and each loaded pipeline. Absent from older workers. */
+  models?: {
+    loads: number;
+    evictions: number;
+    maxLoaded: number | null;
+    budgetBytes: number;
+    usedBytes: number;
+    loaded: { key: string; model: string; loras: { name: string; scale: number }[]; bytes: number; users: number; loading: boolean }[];
+  };
 }

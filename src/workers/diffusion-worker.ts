@@ -1,18 +1,23 @@
 import type { WorkerInit } from "../protocol/worker-ipc.js";
 import { DiffusionOutput } from "../core/output.js";
-import { OmniDiffusionRequest } from "../core/request.js";
+import { OmniDiffusionRequest, type OmniDiffusionRequestTransfer } from "../core/request.js";
 import { ClosedError, ConfigError, TimeoutError, UnknownMethodError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
-import type { BatchingPolicy } from "../core/config.js";
 import type { ModelLimits } from "../core/model-limits.js";
 import { loadPipeline } from "../pipelines/load.js";
-import type { CallBudgetStats, MaxCallMs } from "../pipelines/call-planner.js";
+import type { CallBudgetStats } from "../pipelines/call-planner.js";
 import type { StepLoopStats } from "../pipelines/step-loop.js";
-import type { UnetProfile } from "../pipelines/unet-profile.js";
+import { UnetProfile } from "../pipelines/unet-profile.js";
 import type { DiffusionPipeline, PipelineInfo, StepProgress } from "../pipelines/types.js";
 import { importSpec } from "../utils/import-spec.js";
 import type { WorkerStats } from "../protocol/worker-stats.js";
 import { ExclusiveLane } from "./exclusive-lane.js";
 import { GenerateIntake } from "./generate-intake.js";
+import { ModelCache, type LoraResolver, type ModelCacheStats, type PipelineLoader } from "./model-cache.js";
+import type { DiffusionWorkerOptions } from "./diffusion-worker-options.js";
+
+export type { DiffusionWorkerOptions };
+import { routeByWeights } from "./weights-router.js";
+import { modelDisplayName } from "../core/model-path.js";
 
 /**
  * How to build a {@link DiffusionWorker} with {@link DiffusionWorker.create}: a worker process's start-up
@@ -77,23 +82,56 @@ export class DiffusionWorker {
   #extensionMethods = new Map<string, (...a: unknown[]) => unknown>();
   readonly #lane = new ExclusiveLane();
   readonly #intake: GenerateIntake;
+  /** Every model this worker may serve, loaded on first use (issue 24); the start-up pipeline is its first entry. */
+  readonly #cache: ModelCache<GenerateIntake>;
+  readonly #defaultModel: string;
+  /** Requests done by intakes of evicted entries (getStats counts every request this worker ran). */
+  #doneEvicted = 0;
   #closed = false;
 
   /**
    * `maxCallMs` is the step loop's compute budget per UNet call (default `"auto"`, see docs/batching.md);
    * `unetProfile` prices the calls (default: learned from the loop's own calls; tests give a fixed one).
    */
-  constructor(pipeline: DiffusionPipeline, opts: { rank: number; batching?: BatchingPolicy; maxBatchRows?: number; maxCallMs?: MaxCallMs; unetProfile?: UnetProfile }) {
+  constructor(pipeline: DiffusionPipeline, opts: DiffusionWorkerOptions) {
     this.pipeline = pipeline;
     this.rank = opts.rank;
-    this.#intake = new GenerateIntake(pipeline, { ...opts, lane: this.#lane });
+    this.#defaultModel = opts.defaultModel ?? opts.modelName ?? "default";
+    // One learned UNet profile per model, shared by its LoRA variants and its reloads: a key's new loop prices its
+    // calls from what the model's earlier loops measured instead of learning from scratch.
+    const profiles = new Map<string, UnetProfile>([[this.#defaultModel, opts.unetProfile ?? new UnetProfile()]]);
+    const profileOf = (model: string) => profiles.get(model) ?? profiles.set(model, new UnetProfile()).get(model)!;
+    const intakeOpts = { rank: opts.rank, batching: opts.batching, maxBatchRows: opts.maxBatchRows, maxCallMs: opts.maxCallMs, lane: this.#lane };
+    this.#intake = new GenerateIntake(pipeline, { ...intakeOpts, unetProfile: profileOf(this.#defaultModel) });
+    const models = opts.models ?? { [this.#defaultModel]: opts.modelDir ?? "" };
+    const loader = opts.loader ?? loadPipeline;
+    this.#cache = new ModelCache<GenerateIntake>({
+      models,
+      defaultModel: this.#defaultModel,
+      load: opts.load ?? {},
+      // The start-up pipeline is reloaded in place after an eviction: `worker.pipeline` stays the default model's.
+      loader: (dir, lo, model) => (model === this.#defaultModel && !lo.loras?.length ? this.#lane.run(() => pipeline.reload()).then(() => pipeline) : loader(dir, lo)),
+      resolveLora: opts.resolveLora,
+      maxLoaded: opts.maxLoadedModels,
+      maxBytes: opts.maxModelMemory,
+      makeSlot: (p, e) => (p === pipeline && e.key === this.#defaultModel ? this.#intake : new GenerateIntake(p, { ...intakeOpts, unetProfile: profileOf(e.model) })),
+      dispose: async (e) => {
+        if (e.slot) {
+          await e.slot.loop.idle();
+          if (e.slot !== this.#intake) this.#doneEvicted += e.slot.requestsDone;
+        }
+        const p = e.pipeline;
+        if (p) await this.#lane.run(() => p.release());
+      },
+      preloaded: { model: this.#defaultModel, pipeline },
+    });
     this.#builtins = new Map<string, Builtin>([
       [
         "generate",
         async (args, kw, ctx) => {
           const gen = { ...ctx, previewEvery: ctx.previewEvery ?? parsePreviewEvery(kw.previewEvery) };
           // `transfer: true` (our own parent, over IPC): validated requests and a raw reply, no PNG.
-          if (kw.transfer === true) return (await this.#intake.runTransfers(args[0], gen)).toTransfer();
+          if (kw.transfer === true) return (await this.#route(transferRequests(args[0]), gen, {})).toTransfer();
           // The documented dict form (docs/custom-executors.md: the default executeModel) answers in dicts, PNG.
           return (await this.generateOutput(args[0], gen)).toDict();
         },
@@ -104,13 +142,29 @@ export class DiffusionWorker {
       ["sleep", (args, kw) => this.sleep(args[0] ?? kw.level)],
       ["wakeUp", (args, kw) => this.wakeUp(args[0] ?? kw.tags)],
       ["abort", (args, kw) => this.abort(args[0] ?? kw.requestId)],
+      ["loadModel", (args, kw) => this.loadModel(args[0] ?? kw.model).then(() => ({ rank: this.rank, models: this.models }))],
+      ["setModels", (args, kw) => this.setModels(args[0] ?? kw.models).then(() => ({ rank: this.rank, models: Object.keys(this.#cache.models) }))],
+      ["unloadModel", (args, kw) => this.unloadModel(args[0] ?? kw.model).then((unloaded) => ({ rank: this.rank, unloaded, models: this.models }))],
     ]);
   }
 
   /** Loads the pipeline, then the extension; a failing extension releases the loaded pipeline. */
-  static async create(init: DiffusionWorkerInit): Promise<DiffusionWorker> {
-    const pipeline = await loadPipeline(init.modelDir, init.load);
-    const worker = new DiffusionWorker(pipeline, { rank: init.rank, batching: init.batching, maxBatchRows: init.maxBatchRows, maxCallMs: init.maxCallMs });
+  static async create(init: DiffusionWorkerInit, hooks: { loader?: PipelineLoader; resolveLora?: LoraResolver } = {}): Promise<DiffusionWorker> {
+    const pipeline = await (hooks.loader ?? loadPipeline)(init.modelDir, init.load);
+    const worker = new DiffusionWorker(pipeline, {
+      rank: init.rank,
+      batching: init.batching,
+      maxBatchRows: init.maxBatchRows,
+      maxCallMs: init.maxCallMs,
+      modelDir: init.modelDir,
+      modelName: init.defaultModel ?? modelDisplayName(init.modelDir),
+      models: init.models,
+      defaultModel: init.defaultModel,
+      load: init.load,
+      maxLoadedModels: init.maxLoadedModels,
+      maxModelMemory: init.maxModelMemory,
+      ...hooks,
+    });
     if (init.workerExtension) {
       try {
         await worker.loadExtension(init.workerExtension);
@@ -207,7 +261,36 @@ export class DiffusionWorker {
         errors[typeof rawId === "string" && rawId ? rawId : `#${i}`] = toOmniError(err);
       }
     });
-    return this.#intake.run(requests, ctx, errors);
+    return this.#route(requests, ctx, errors);
+  }
+
+  /** Each request to the step loop of its weights key (model, LoRAs), loading that model first when needed. */
+  #route(requests: readonly OmniDiffusionRequest[], ctx: WorkerCallContext, errors: Record<string, OmniError>): Promise<DiffusionOutput> {
+    return routeByWeights(this.#cache, requests, ctx, errors);
+  }
+
+  /** The model cache's counters and entries (loads, evictions, bytes). */
+  get models(): ModelCacheStats {
+    return this.#cache.stats;
+  }
+
+  /** Loads a model now (the admin route's load); resolves when it is ready. */
+  loadModel(model: unknown): Promise<void> {
+    if (typeof model !== "string" || !model) throw new ValidationError("loadModel expects a model name", { field: "model" });
+    return this.#cache.preload(model);
+  }
+
+  /** Replaces the models this worker may serve (a rescan); the default model stays. */
+  setModels(models: unknown): Promise<void> {
+    const ok = typeof models === "object" && models !== null && !Array.isArray(models) && Object.values(models).every((d) => typeof d === "string" && d !== "");
+    if (!ok) throw new ValidationError("setModels expects a map of model names to folders", { field: "models" });
+    return this.#cache.setModels(models as Record<string, string>);
+  }
+
+  /** Unloads every pipeline of a model after its running requests; false when none was loaded. */
+  unloadModel(model: unknown): Promise<boolean> {
+    if (typeof model !== "string" || !model) throw new ValidationError("unloadModel expects a model name", { field: "model" });
+    return this.#cache.unload(model);
   }
 
   /** Liveness round trip. */
@@ -230,19 +313,21 @@ export class DiffusionWorker {
   getStats(): WorkerStats {
     const { components, asleep, ...model } = this.pipeline.info;
     const loop = this.#intake.loop;
-    const { active, pending } = loop.size;
+    const intakes = this.#intakes();
+    const sum = (f: (i: GenerateIntake) => number) => intakes.reduce((s, i) => s + f(i), 0);
     return {
       rank: this.rank,
       pid: process.pid,
       model,
       components,
-      requestsDone: this.#intake.requestsDone,
-      inFlight: this.#intake.inFlight,
+      requestsDone: sum((i) => i.requestsDone) + this.#doneEvicted,
+      inFlight: sum((i) => i.inFlight),
       asleep,
       batching: loop.admission,
-      active,
-      waiting: pending,
+      active: sum((i) => i.loop.size.active),
+      waiting: sum((i) => i.loop.size.pending),
       ...this.#intake.stats,
+      models: this.#cache.stats,
       cpuMs: cpuMs(),
       rssBytes: process.memoryUsage.rss(),
       // maxRSS is in KiB (getrusage).
@@ -272,16 +357,30 @@ export class DiffusionWorker {
   /** Marks an in-flight request aborted; it stops at its next step. Returns false when it is not running here. */
   abort(requestId: unknown): boolean {
     if (typeof requestId !== "string") throw new ValidationError("abort expects a request id string", { field: "requestId" });
-    return this.#intake.abort(requestId);
+    return this.#intakes().some((i) => i.abort(requestId));
   }
 
   /** Releases the pipeline once, after the requests already in the step loop finished; later calls throw ClosedError. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#intake.loop.idle();
+    await Promise.all(this.#intakes().map((i) => i.loop.idle()));
+    await this.#cache.clear();
     await this.#lane.run(() => this.pipeline.release());
   }
+
+  /** The intakes of every loaded entry, the start-up one first (counted once). */
+  #intakes(): GenerateIntake[] {
+    const set = new Set<GenerateIntake>([this.#intake]);
+    for (const e of this.#cache.entries) if (e.slot) set.add(e.slot);
+    return [...set];
+  }
+}
+
+/** A `transfer: true` generate's first argument as requests (trusted: our own parent validated them). */
+function transferRequests(v: unknown): OmniDiffusionRequest[] {
+  if (!Array.isArray(v)) throw new ValidationError(`generate expects an array of requests, got ${typeof v}`, { field: "requests" });
+  return v.map((t) => OmniDiffusionRequest.fromTransfer(t as OmniDiffusionRequestTransfer));
 }
 
 function cpuMs(): number {

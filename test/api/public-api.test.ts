@@ -306,6 +306,7 @@ const MINIMAL: Record<keyof typeof api, Check> = {
   HubNotFoundError: errorClass(api.HubNotFoundError),
   ModelLayoutError: errorClass(api.ModelLayoutError),
   IntegrityError: errorClass(api.IntegrityError),
+  ResourceExhaustedError: errorClass(api.ResourceExhaustedError),
   ValidationError: errorClass(api.ValidationError),
   ConfigError: errorClass(api.ConfigError),
   ExecutorResolutionError: errorClass(api.ExecutorResolutionError),

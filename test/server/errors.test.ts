@@ -49,7 +49,7 @@ const BAD_BODIES: [string, unknown, number, string | null, string, RegExp][] = [
   ["a size off the model's native one", { prompt: "x", size: "64x64" }, 400, "size", "limit_exceeded", /trained at 32x32 only.*allowed: 32x32 only/],
   ["a sampler that does not fit the model", { prompt: "x", scheduler: "dpmpp_2m" }, 400, "scheduler", "unsupported_value", /does not fit this model .*use one of: euler, ddim/],
   ["prompt too long", { prompt: "x".repeat(101) }, 400, "prompt", "limit_exceeded", /101 characters; the limit is 100/],
-  ["another model", { prompt: "x", model: "dall-e-3" }, 400, "model", "model_not_found", /'dall-e-3' does not exist/],
+  ["another model", { prompt: "x", model: "dall-e-3" }, 404, "model", "model_not_found", /'dall-e-3' does not exist/],
   ["unknown scheduler", { prompt: "x", scheduler: "karras9000" }, 400, "scheduler", "unsupported_value", /Unknown scheduler 'karras9000'/],
   ["url while streaming", { prompt: "x", stream: true, response_format: "url" }, 400, "response_format", "unsupported_value", /cannot be streamed/],
   ["jpeg output", { prompt: "x", output_format: "jpeg" }, 400, "output_format", "unsupported_value", /returns PNG/],

@@ -1,6 +1,6 @@
 import { totalmem } from "node:os";
 import { resolve as resolvePath } from "node:path";
-import { memoryBudgetBytes } from "../../core/memory-estimate.js";
+import { memoryBudgetBytes, RUNTIME_BYTES } from "../../core/memory-estimate.js";
 import type { OmniDiffusionConfig } from "../../core/config.js";
 import type { DiffusionWorkerInit } from "../../workers/diffusion-worker.js";
 
@@ -25,5 +25,10 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
     batching: config.batching,
     maxBatchRows: config.maxBatchRows,
     maxCallMs: config.maxCallMs,
+    models: config.models,
+    defaultModel: config.defaultModel,
+    maxLoadedModels: config.maxLoadedModels,
+    // The loaded models of each worker share its part of the machine (less the runtime they share), unless set.
+    maxModelMemory: config.maxModelMemory ?? Math.max(0, memoryBudgetBytes(totalmem(), config.numGpus) - RUNTIME_BYTES),
   };
 }

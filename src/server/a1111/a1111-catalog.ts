@@ -15,7 +15,8 @@ import { loraCatalogOf } from "../shared/lora-catalogs.js";
  */
 export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void {
   const id = ctx.model.id;
-  const options = new A1111Options(id);
+  const served = ctx.model.models;
+  const options = new A1111Options(id, served);
   app.get("/sdapi/v1/options", async () => options.get());
   // Its own scope: the options body fails in its own words (unknown keys are a 400, not a 422).
   void app.register(async (scope) => {
@@ -25,7 +26,8 @@ export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void 
       return null;
     });
   });
-  app.get("/sdapi/v1/sd-models", async () => [{ title: id, model_name: id, hash: null, sha256: null, filename: id, config: null }]);
+  // Every model the server knows, loaded or not (issue 24).
+  app.get("/sdapi/v1/sd-models", async () => (await served.list()).map((m) => ({ title: m.id, model_name: m.id, hash: null, sha256: null, filename: m.dir, config: null })));
   app.get("/sdapi/v1/samplers", async () => a1111SamplerList(ctx.model.limits));
   app.get("/sdapi/v1/schedulers", async () => A1111_SCHEDULES.map((s) => ({ name: s.name, label: s.label, aliases: null, default_rho: -1, need_inner_model: false })));
   app.get("/sdapi/v1/upscalers", async () => [{ name: "None", model_name: null, model_path: null, model_url: null, scale: 4 }]);
@@ -46,8 +48,19 @@ export function registerCatalog(app: FastifyInstance, ctx: ServerContext): void 
   app.get("/sdapi/v1/script-info", async () => []);
   app.get("/sdapi/v1/extensions", async () => []);
   app.get("/sdapi/v1/cmd-flags", async () => ({ api: true, nowebui: true }));
-  for (const path of ["refresh-checkpoints", "refresh-vae", "reload-checkpoint", "unload-checkpoint"]) {
-    // Nothing to refresh or (un)load: one model stays loaded for the server's lifetime.
-    app.post(`/sdapi/v1/${path}`, async () => null);
-  }
+  // No VAE list to refresh (refresh-loras rescans --loras-dir: a1111-loras.ts).
+  app.post("/sdapi/v1/refresh-vae", async () => null);
+  // A rescan of --models-dir; unloading and reloading the current default checkpoint on every worker, as A1111 does.
+  app.post("/sdapi/v1/refresh-checkpoints", async () => {
+    await served.refresh();
+    return null;
+  });
+  app.post("/sdapi/v1/unload-checkpoint", async () => {
+    await served.unload();
+    return null;
+  });
+  app.post("/sdapi/v1/reload-checkpoint", async () => {
+    await served.load();
+    return null;
+  });
 }

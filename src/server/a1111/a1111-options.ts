@@ -1,6 +1,7 @@
 import { z, type ZodError } from "zod";
 import { ValidationError } from "../../errors/omni-error.js";
 import { a1111SchemaError } from "./a1111-request.js";
+import type { ServedModels } from "../app/served-models.js";
 
 const name = () => z.string().max(256);
 
@@ -44,8 +45,11 @@ export function optionsSchemaError(err: ZodError): ValidationError {
 /** The A1111 options of one server: validated on POST, shared by its clients. */
 export class A1111Options {
   readonly #values: Record<string, unknown>;
+  readonly #served: ServedModels | null;
 
-  constructor(readonly model: string) {
+  /** `served`: the server's models, whose default `sd_model_checkpoint` reads and sets (absent: only `model`). */
+  constructor(readonly model: string, served?: ServedModels) {
+    this.#served = served ?? null;
     this.#values = {
       sd_model_checkpoint: model,
       sd_checkpoint_hash: null,
@@ -61,7 +65,7 @@ export class A1111Options {
 
   /** A copy of the current options (`GET /sdapi/v1/options`). */
   get(): Record<string, unknown> {
-    return { ...this.#values };
+    return { ...this.#values, ...(this.#served ? { sd_model_checkpoint: this.#served.defaultId } : {}) };
   }
 
   /**
@@ -70,9 +74,13 @@ export class A1111Options {
    */
   set(patch: OptionsPatch): void {
     const ckpt = patch.sd_model_checkpoint;
-    if (ckpt !== undefined && ckpt !== null && ckpt !== this.model) {
+    const known = this.#served ? this.#served.ids : [this.model];
+    if (ckpt !== undefined && ckpt !== null && !known.includes(ckpt)) {
+      if (this.#served) throw new ValidationError(`sd_model_checkpoint: model '${ckpt}' not found; this server serves: ${known.join(", ")}`, { field: "sd_model_checkpoint" });
       throw new ValidationError(`sd_model_checkpoint: model '${ckpt}' not found; this server serves '${this.model}'`, { field: "sd_model_checkpoint" });
     }
+    // Checked above, set after: the options apply all or nothing.
+    if (ckpt !== undefined && ckpt !== null) this.#served?.setDefault(ckpt);
     for (const [k, v] of Object.entries(patch)) {
       if (k === "sd_model_checkpoint" || k === "sd_checkpoint_hash" || v === undefined) continue;
       this.#values[k] = v;

@@ -49,6 +49,8 @@ export const a1111BodySchema = z.looseObject({
   inpainting_mask_invert: z.preprocess((v) => (v === true ? 1 : v === false ? 0 : numeric(v)), z.number().int().min(0).max(1)).nullish(),
   resize_mode: int(),
   include_init_images: bool(),
+  /** Per-call settings; this server reads `sd_model_checkpoint` (the model of this call) and ignores the others. */
+  override_settings: z.looseObject({ sd_model_checkpoint: z.string().max(256).nullish() }).nullish(),
   /** A1111 1.8+: the task id the client will ask `progress` (`id_task`) and `interrupt` about. */
   force_task_id: z.string().max(256).nullish(),
 });
@@ -128,6 +130,12 @@ async function editImages(body: A1111Body, width: number, height: number, cap: U
  * LibreChat 1024²), reported in `info`; other limits are a 400 naming the field.
  */
 export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, limits: ServerLimits, model: ModelCard): Promise<A1111Plan> {
+  // `override_settings.sd_model_checkpoint` picks this call's model (issue 24); absent: the current default.
+  const requestModel = model.models.requestModel(body.override_settings?.sd_model_checkpoint ?? null);
+  // What the server knows of a model is its default's (the engine describes that one); another model's own
+  // rules are checked by the worker that loads it.
+  const mLimits = requestModel ? null : model.limits;
+  const mInfo = requestModel ? null : model.info;
   const prompt = body.prompt ?? "";
   if (prompt.trim() === "") throw a1111Unprocessable([{ loc: ["body", "prompt"], msg: "must not be empty (this server needs a prompt)", type: "value_error" }]);
   // `<lora:name:weight>` tags leave the text that is encoded and become the requests' LoRAs.
@@ -139,7 +147,7 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
   }
   // A sampler this model does not offer runs as its closest offered one (PLMS → DDIM on tiny-shapes), else as the
   // model's own (an epsilon sampler on a flow model).
-  const scheduler = samplerForModel(choice.scheduler, model.limits);
+  const scheduler = samplerForModel(choice.scheduler, mLimits);
   const batchSize = body.batch_size ?? 1;
   const iterations = body.n_iter ?? 1;
   const seed = body.seed == null || body.seed < 0 ? randomSeed() % (MAX_SEED - batchSize * iterations) : body.seed;
@@ -164,42 +172,40 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
   };
   // Checked here, ahead of the engine's submission, because the plan depends on it: a size the model cannot
   // serve falls back to the native one, and a job of n_iter requests is refused before any of them is queued.
-  const check = () => checkRequestLimits(base, requestLimits, model.limits, { fieldName: a1111Field, knownSchedulers: SCHEDULER_NAMES });
+  const check = () => checkRequestLimits(base, requestLimits, mLimits, { fieldName: a1111Field, knownSchedulers: SCHEDULER_NAMES });
   let sizeFallbackFrom: A1111Plan["sizeFallbackFrom"] = null;
   try {
     check();
   } catch (err) {
     const field = err instanceof ValidationError ? err.field : undefined;
-    const native = model.limits ? { width: model.limits.nativeWidth, height: model.limits.nativeHeight } : null;
+    const native = mLimits ? { width: mLimits.nativeWidth, height: mLimits.nativeHeight } : null;
     if (!native || (field !== "width" && field !== "height")) throw err;
     sizeFallbackFrom = { width: base.width ?? native.width, height: base.height ?? native.height };
     base.width = native.width;
     base.height = native.height;
     check();
   }
-  const width = base.width ?? model.limits?.nativeWidth ?? model.info?.width ?? null;
-  const height = base.height ?? model.limits?.nativeHeight ?? model.info?.height ?? null;
+  const width = base.width ?? mLimits?.nativeWidth ?? mInfo?.width ?? null;
+  const height = base.height ?? mLimits?.nativeHeight ?? mInfo?.height ?? null;
   let edit: { image: RgbImage; mask: MaskImage | null } | null = null;
   if (kind === "img2img") {
     if (width === null || height === null) {
       throw a1111Unprocessable([{ loc: ["body", "width"], msg: "set width and height: the executor does not report the model's size", type: "value_error.missing" }]);
     }
     // Decoded off the event loop, held to the upload cap of the limits just checked.
-    edit = await editImages(body, width, height, uploadCapOf(requestLimits, model.limits));
+    edit = await editImages(body, width, height, uploadCapOf(requestLimits, mLimits));
   }
-  const requests = Array.from({ length: iterations }, (_, i) =>
-    withLoras(
-      {
-        ...base,
-        width,
-        height,
-        seed: seed + i * batchSize,
-        ...(edit ? { image: edit.image, mask: edit.mask, strength } : {}),
-      },
-      tagged.loras,
-    ),
-  );
-  const defaults = model.info?.defaults;
+  const requests = Array.from({ length: iterations }, (_, i) => ({
+    ...base,
+    width,
+    height,
+    seed: seed + i * batchSize,
+    model: requestModel,
+    // `<lora:name:w>` tags of the prompt (removed from its text above).
+    ...(tagged.loras.length ? { loras: tagged.loras } : {}),
+    ...(edit ? { image: edit.image, mask: edit.mask, strength } : {}),
+  }));
+  const defaults = mInfo?.defaults;
   return {
     kind,
     requests,
@@ -216,10 +222,3 @@ export async function planA1111(kind: "txt2img" | "img2img", body: A1111Body, li
   };
 }
 
-/**
- * The request's `loras` field (issue 24's per-request weights, OmniDiffusionRequestInit.loras): only set when the
- * prompt had tags, so a request without them is unchanged.
- */
-function withLoras(init: OmniDiffusionRequestInit, loras: LoraRef[]): OmniDiffusionRequestInit {
-  return loras.length ? ({ ...init, loras } as OmniDiffusionRequestInit) : init;
-}

@@ -5,6 +5,7 @@ import type { ModelLimits } from "../../core/model-limits.js";
 import { UnknownMethodError, toOmniError } from "../../errors/omni-error.js";
 import type { PipelineInfo } from "../../core/pipeline-info.js";
 import type { WorkerStats } from "../../protocol/worker-stats.js";
+import { ServedModels } from "./served-models.js";
 
 /** What the server knows about the model it serves (`GET /v1/models`, request checks, defaults). */
 export interface ModelCard {
@@ -20,6 +21,8 @@ export interface ModelCard {
   /** The engine's per-request limits and what its model can serve (null: the executor cannot say). */
   requestLimits: RequestLimits;
   limits: ModelLimits | null;
+  /** Every model the server serves and its current default (issue 24): what the dialects resolve `model` with. */
+  models: ServedModels;
 }
 
 /**
@@ -38,8 +41,10 @@ export async function loadModelCard(engine: DiffusionEngine, servedName: string 
       warn(`the executor did not report the model (getStats: ${e.message}); requests are checked by the workers only`);
     }
   }
+  const id = servedName ?? modelDisplayName(engine.config.model);
   return {
-    id: servedName ?? modelDisplayName(engine.config.model),
+    id,
+    models: new ServedModels(engine, id),
     created: Math.floor(Date.now() / 1000),
     info,
     requestLimits: engine.requestLimits,

@@ -5,6 +5,7 @@ import { checkRequestLimits, snakeCaseFields, tightenLimits, type FieldNamer } f
 import { ValidationError } from "../../errors/omni-error.js";
 import { SCHEDULER_NAMES } from "../../schedulers/index.js";
 import type { ModelCard } from "../app/model-card.js";
+import { loraRefsSchema } from "../../core/weights-schema.js";
 import { requestError } from "../app/error-mapping.js";
 import { VAE_CHOICES } from "../../core/decoders.js";
 import type { ServerLimits } from "../app/server-options.js";
@@ -41,6 +42,8 @@ export const imageGenerationBodySchema = z
     /** Our extension: `tiny` decodes with the model's tiny VAE (faster, coarser); `full` (default) with its own. */
     vae: z.enum(VAE_CHOICES).nullish(),
     ...sdxlBodyFields,
+    /** Our extension (issue 24): LoRAs fused into the model for this request, `[{ name, scale }]`. */
+    loras: loraRefsSchema.nullish(),
   })
   .strict();
 
@@ -74,8 +77,12 @@ const openAIParam: FieldNamer = (f) => (f === "width" || f === "height" ? "size"
  */
 export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, model: ModelCard): ParsedImageRequest {
   const bad = (param: string, code: string, message: string) => requestError(400, message, param, code);
-  if (body.model != null && body.model !== model.id) {
-    throw bad("model", "model_not_found", `The model '${body.model}' does not exist; this server serves '${model.id}'.`);
+  let requestModel: string | null;
+  try {
+    requestModel = model.models.requestModel(body.model);
+  } catch (err) {
+    // OpenAI answers an unknown model with a 404 `model_not_found`; the message lists what this server has.
+    throw requestError(404, (err as Error).message, "model", "model_not_found");
   }
   const n = body.n ?? 1;
   let width: number | null = null;
@@ -113,6 +120,8 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
     scheduler: body.scheduler ?? null,
     vae: body.vae ?? null,
     ...sdxlInit(body),
+    model: requestModel,
+    loras: body.loras ?? null,
   };
   const own = { maxWidth: limits.maxWidth, maxHeight: limits.maxHeight, maxSteps: limits.maxSteps, maxOutputsPerPrompt: limits.maxN, maxPromptChars: limits.maxPromptChars };
   return {
@@ -134,7 +143,7 @@ export function toImageRequest(body: ImageGenerationBody, limits: ServerLimits, 
  */
 export function checkEditLimits(parsed: ParsedImageRequest, model: ModelCard): void {
   try {
-    checkRequestLimits(parsed.init, tightenLimits(model.requestLimits, parsed.submit.limits), model.limits, { fieldName: parsed.submit.fieldName, knownSchedulers: SCHEDULER_NAMES });
+    checkRequestLimits(parsed.init, tightenLimits(model.requestLimits, parsed.submit.limits), parsed.init.model ? null : model.limits, { fieldName: parsed.submit.fieldName, knownSchedulers: SCHEDULER_NAMES });
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
     throw requestError(400, `${err.message}.`, err.field ?? null, typeof err.data.reason === "string" ? err.data.reason : "invalid_value");

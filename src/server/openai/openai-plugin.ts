@@ -4,6 +4,7 @@ import { editRoutes } from "./edits-route.js";
 import { imageRoutes } from "./images-route.js";
 import { loraRoutes } from "./loras-route.js";
 import { modelRoutes } from "./models-route.js";
+import { adminModelRoutes } from "./admin-models-route.js";
 
 /**
  * The OpenAI images API: `POST /v1/images/generations` (JSON or SSE), `POST /v1/images/edits` (multipart,
@@ -15,4 +16,5 @@ export const openaiRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
   await app.register(editRoutes, { ctx });
   await app.register(modelRoutes, { ctx });
   await app.register(loraRoutes, { ctx });
+  await app.register(adminModelRoutes, { ctx });
 };

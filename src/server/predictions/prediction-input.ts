@@ -80,7 +80,9 @@ function checkImageField(v: string, field: string, maxBytes: number): void {
  * input field (`input.width`, `input.image`): 413 for an image over `--max-upload-bytes`, else 422.
  * Run at creation (to refuse bad input at once) and again when the job starts (the store keeps the input).
  */
-export async function planRequest(input: PredictionInput, limits: ServerLimits, model: ModelCard, signal?: AbortSignal): Promise<PlannedRequest> {
+export async function planRequest(input: PredictionInput, limits: ServerLimits, model: ModelCard, signal?: AbortSignal, requestModel: string | null = null): Promise<PlannedRequest> {
+  // Another model than the engine's default is checked by the worker that loads it (issue 24).
+  const modelLimits = requestModel ? null : model.limits;
   const own = { maxWidth: limits.maxWidth, maxHeight: limits.maxHeight, maxSteps: limits.maxSteps, maxOutputsPerPrompt: limits.maxN, maxPromptChars: limits.maxPromptChars };
   if (input.mask && !input.image) throw predictionError(422, "input.mask needs input.image (the image to inpaint)", "input.mask");
   if (input.strength != null && !input.image) throw predictionError(422, "input.strength applies to an input.image only", "input.strength");
@@ -113,8 +115,9 @@ export async function planRequest(input: PredictionInput, limits: ServerLimits, 
       numOutputsPerPrompt: input.num_outputs ?? 1,
       scheduler: input.scheduler ?? null,
       ...(image ? { image, mask, strength: input.strength ?? null } : {}),
+      model: requestModel,
     };
-    checkRequestLimits(init as Parameters<typeof checkRequestLimits>[0], tightenLimits(model.requestLimits, own), model.limits, { fieldName: inputField, knownSchedulers: SCHEDULER_NAMES });
+    checkRequestLimits(init as Parameters<typeof checkRequestLimits>[0], tightenLimits(model.requestLimits, own), modelLimits, { fieldName: inputField, knownSchedulers: SCHEDULER_NAMES });
     const steps = input.num_inference_steps ?? model.info?.defaults.numInferenceSteps ?? null;
     return { init, steps: stepsRun(steps, { image, mask, strength: input.strength ?? null }), limits: own, fieldName: inputField };
   } catch (err) {
@@ -122,6 +125,11 @@ export async function planRequest(input: PredictionInput, limits: ServerLimits, 
     if (err instanceof ValidationError && err.statusCode === 400) throw predictionError(422, err.message, err.field ?? "input", String(err.data.reason ?? "invalid_value"));
     throw err;
   }
+}
+
+/** The served model id a prediction's `version`/`model` (or route's `{owner}/{name}`) names, among `ids`; null: none. */
+export function servedIdOf(ref: string, ids: readonly string[]): string | null {
+  return ids.find((id) => namesModel(ref, id)) ?? null;
 }
 
 /** The `{owner}/{name}` ids (with an optional `:version`) that name the served model `id`. */

@@ -277,7 +277,8 @@ export class PredictionRunner {
     if (rec.deadline !== null && !this.#deadlines.has(id) && this.#o.clock.now() >= rec.deadline) this.#stopRun(id, "deadline", new AbortedError("the Cancel-After deadline passed"));
     const t0 = performance.now();
     try {
-      const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal);
+      // The record's version is the served id of the model it runs on (issue 24); an old record's is the default's.
+      const plan = await planRequest(rec.input as PredictionInput, ctx.config.limits, ctx.model, run.controller.signal, ctx.model.models.requestModel(rec.version));
       // The prediction id is the request id (the queue executor's job id: a re-run attaches to the same job).
       const request = new OmniDiffusionRequest({ ...plan.init, requestId: id });
       run.requestId = request.requestId;

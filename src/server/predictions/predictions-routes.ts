@@ -6,7 +6,7 @@ import { PUBLIC_ROUTE } from "../app/public-route.js";
 import { predictionError } from "./prediction-errors.js";
 import { cancelAfterMs, preferWaitMs } from "./prediction-headers.js";
 import { isRandomId, randomId } from "./prediction-ids.js";
-import { createPredictionSchema, namesModel, planRequest, type CreatePredictionBody } from "./prediction-input.js";
+import { createPredictionSchema, planRequest, servedIdOf, type CreatePredictionBody } from "./prediction-input.js";
 import type { PredictionRecord } from "./prediction-record.js";
 import type { PredictionRunner } from "./prediction-runner.js";
 import type { PredictionStoreApi } from "./prediction-store-api.js";
@@ -45,7 +45,7 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
     return rec;
   };
 
-  const create = async (body: CreatePredictionBody, headers: Record<string, string | string[] | undefined>, status: (code: number) => void) => {
+  const create = async (body: CreatePredictionBody, headers: Record<string, string | string[] | undefined>, status: (code: number) => void, servedId: string) => {
     const refusal = ctx.refusal();
     if (refusal) throw refusal;
     const waitMs = preferWaitMs(headers.prefer);
@@ -56,15 +56,16 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
         throw predictionError(422, err instanceof Error ? err.message : String(err), "webhook");
       });
     }
-    await planRequest(body.input, ctx.config.limits, ctx.model); // refuses bad input now, not when it runs
+    // Refuses bad input now, not when it runs; the record's version is the model id it runs on (issue 24).
+    await planRequest(body.input, ctx.config.limits, ctx.model, undefined, ctx.model.models.requestModel(servedId));
     const max = ctx.engine.config.limits.maxQueue;
     if ((await runner.pendingCount()) >= max) throw new QueueFullError(`too many predictions waiting (${max}, --max-queue); retry later`);
     const now = d.clock.now();
     const rec = await runner.create({
       id: randomId(),
       token: randomId(),
-      model: canonicalModel(ctx.model.id),
-      version: ctx.model.id,
+      model: canonicalModel(servedId),
+      version: servedId,
       input: body.input as Record<string, unknown>,
       createdAt: now,
       deadline: cancelMs === null ? null : now + cancelMs,
@@ -80,18 +81,21 @@ export function registerPredictionRoutes(app: FastifyInstance, d: PredictionRout
   app.post("/v1/predictions", bodyOpts, async (req, reply) => {
     const body = req.body as CreatePredictionBody;
     const ref = body.version ?? body.model;
-    if (ref != null && !namesModel(ref, ctx.model.id)) {
-      throw predictionError(422, `${body.version != null ? "version" : "model"} '${ref}' does not name the served model '${canonicalModel(ctx.model.id)}'`, body.version != null ? "version" : "model");
+    const ids = ctx.model.models.ids;
+    const servedId = ref == null ? ctx.model.models.defaultId : servedIdOf(ref, ids);
+    if (servedId === null) {
+      throw predictionError(422, `${body.version != null ? "version" : "model"} '${ref}' does not name a served model (${ids.map(canonicalModel).join(", ")})`, body.version != null ? "version" : "model");
     }
-    return create(body, req.headers, (c) => reply.code(c));
+    return create(body, req.headers, (c) => reply.code(c), servedId);
   });
 
   app.post<{ Params: { owner: string; name: string } }>("/v1/models/:owner/:name/predictions", bodyOpts, async (req, reply) => {
     const { owner, name } = req.params;
-    if (!namesModel(`${owner}/${name}`, ctx.model.id)) {
-      throw predictionError(404, `Model '${owner}/${name}' not found: this server serves '${canonicalModel(ctx.model.id)}'`, "model", "model_not_found");
+    const servedId = servedIdOf(`${owner}/${name}`, ctx.model.models.ids);
+    if (servedId === null) {
+      throw predictionError(404, `Model '${owner}/${name}' not found: this server serves ${ctx.model.models.ids.map((id) => `'${canonicalModel(id)}'`).join(", ")}`, "model", "model_not_found");
     }
-    return create(req.body as CreatePredictionBody, req.headers, (c) => reply.code(c));
+    return create(req.body as CreatePredictionBody, req.headers, (c) => reply.code(c), servedId);
   });
 
   app.get<{ Params: { id: string } }>("/v1/predictions/:id", async (req) => d.render(await get(req.params.id)));

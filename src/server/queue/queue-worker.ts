@@ -30,6 +30,7 @@ import {
   type RpcMessage,
   type RpcReply,
   type WorkerInfo,
+  modelQueueName,
 } from "../../protocol/queue-protocol.js";
 import { toDiffusionOutput } from "../shared/wire-output.js";
 import { uploadCapOf } from "../shared/edit-images.js";
@@ -211,8 +212,14 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     autorun: false,
   });
   worker.on("error", quiet);
+  // One more BullMQ worker per model this engine serves: its jobs come only to workers that serve it.
+  const modelWorkers = Object.keys(engine.config.models).map((m) => {
+    const w = new Worker(modelQueueName(queueName, m), processor, { connection: conn, concurrency, lockDuration: opts.lockMs ?? DEFAULT_LOCK_MS, stalledInterval: opts.stalledIntervalMs ?? DEFAULT_STALLED_INTERVAL_MS, maxStalledCount: DEFAULT_MAX_STALLED, autorun: false });
+    w.on("error", quiet);
+    return w;
+  });
 
-  const info: WorkerInfo = { id, host: hostname(), pid: process.pid, ranks: engine.config.numGpus, concurrency, startedAt: Date.now() };
+  const info: WorkerInfo = { id, host: hostname(), pid: process.pid, ranks: engine.config.numGpus, concurrency, startedAt: Date.now(), models: Object.keys(engine.config.models) };
   // Live means able to hear RPCs: no heartbeat while the subscriber is (re)connecting, so a caller never
   // waits on a worker that cannot hear it (resends cover the moment between reconnecting and resubscribing).
   const beat = async () => {
@@ -272,8 +279,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
 
   await sub.subscribe(keys.rpc, keys.abort);
   await beat();
-  void worker.run().catch(quiet);
-  await worker.waitUntilReady();
+  for (const w of [worker, ...modelWorkers]) void w.run().catch(quiet);
+  await Promise.all([worker, ...modelWorkers].map((w) => w.waitUntilReady()));
 
   return {
     id,
@@ -284,7 +291,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         clearInterval(heartbeat);
         await pub.zrem(keys.workers, id).catch(quiet);
         // Stop pulling now; held jobs finish, or are handed back to the queue once the drain deadline passes.
-        const drained = worker.close();
+        const drained = Promise.all([worker, ...modelWorkers].map((w) => w.close()));
         const drainMs = opts.drainTimeoutMs ?? 30_000;
         const deadline = setTimeout(() => {
           for (const requestId of held.keys()) {
