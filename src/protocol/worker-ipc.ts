@@ -62,6 +62,8 @@ export interface WorkerInit {
   maxLoadedModels?: number;
   /** Budget of the loaded pipelines' estimated bytes; 0: unchecked. */
   maxModelMemory?: number;
+  /** The folder of the LoRAs requests name (`--loras-dir`); absent: a request naming a LoRA is refused. */
+  lorasDir?: string;
 }
 
 // ---- parent → worker ----
@@ -335,6 +337,7 @@ export function parseWorkerInit(raw: string | undefined): WorkerInit | string {
     return `${WORKER_INIT_ENV}.models must map names to folders`;
   }
   if (v.defaultModel !== undefined && typeof v.defaultModel !== "string") return `${WORKER_INIT_ENV}.defaultModel must be a string`;
+  if (v.lorasDir !== undefined && !(typeof v.lorasDir === "string" && v.lorasDir)) return `${WORKER_INIT_ENV}.lorasDir must be a folder path`;
   for (const k of ["maxLoadedModels", "maxModelMemory"] as const) {
     if (v[k] !== undefined && !(typeof v[k] === "number" && Number.isInteger(v[k]) && (v[k] as number) >= 0)) return `${WORKER_INIT_ENV}.${k} must be an integer >= 0`;
   }

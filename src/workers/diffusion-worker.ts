@@ -3,6 +3,7 @@ import { DiffusionOutput } from "../core/output.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestTransfer } from "../core/request.js";
 import { ClosedError, ConfigError, TimeoutError, UnknownMethodError, ValidationError, toOmniError, type OmniError } from "../errors/omni-error.js";
 import type { ModelLimits } from "../core/model-limits.js";
+import { loraResolver } from "../pipelines/lora/lora-catalog.js";
 import { loadPipeline } from "../pipelines/load.js";
 import type { CallBudgetStats } from "../pipelines/call-planner.js";
 import type { StepLoopStats } from "../pipelines/step-loop.js";
@@ -163,6 +164,8 @@ export class DiffusionWorker {
       load: init.load,
       maxLoadedModels: init.maxLoadedModels,
       maxModelMemory: init.maxModelMemory,
+      // Request LoRAs resolve against --loras-dir's catalog (rescanned once for a name it does not know).
+      ...(init.lorasDir ? { resolveLora: loraResolver(init.lorasDir) } : {}),
       ...hooks,
     });
     if (init.workerExtension) {

@@ -30,5 +30,6 @@ export function workerInitOf(config: OmniDiffusionConfig, rank: number): Diffusi
     maxLoadedModels: config.maxLoadedModels,
     // The loaded models of each worker share its part of the machine (less the runtime they share), unless set.
     maxModelMemory: config.maxModelMemory ?? Math.max(0, memoryBudgetBytes(totalmem(), config.numGpus) - RUNTIME_BYTES),
+    ...(config.lorasDir ? { lorasDir: resolvePath(config.lorasDir) } : {}),
   };
 }
