@@ -1,4 +1,4 @@
-import type { OmniDiffusionRequest } from "../../core/request.js";
+import { WIRE_NAMES, type OmniDiffusionRequest } from "../../core/request.js";
 import { ModelLoadError, ValidationError } from "../../errors/omni-error.js";
 import type { AddedConditioning, ResolvedParams } from "../denoise-state.js";
 import type { ModelIndex } from "../model-files.js";
@@ -14,16 +14,6 @@ export const DEFAULT_NEGATIVE_AESTHETIC_SCORE = 2.5;
 
 /** Request fields only SDXL exports read: any other model refuses them by name rather than ignore them. */
 const SDXL_FIELDS = ["prompt2", "negativePrompt2", "originalSize", "cropsCoordsTopLeft", "targetSize", "aestheticScore", "negativeAestheticScore", "denoisingEnd"] as const;
-const WIRE: Record<(typeof SDXL_FIELDS)[number], string> = {
-  prompt2: "prompt_2",
-  negativePrompt2: "negative_prompt_2",
-  originalSize: "original_size",
-  cropsCoordsTopLeft: "crops_coords_top_left",
-  targetSize: "target_size",
-  aestheticScore: "aesthetic_score",
-  negativeAestheticScore: "negative_aesthetic_score",
-  denoisingEnd: "denoising_end",
-};
 /** What each kind of SDXL model does not read (the ensemble strips `denoising_end` before its experts see it). */
 const UNREAD: Record<"base" | "refiner", readonly (typeof SDXL_FIELDS)[number][]> = {
   base: ["aestheticScore", "negativeAestheticScore", "denoisingEnd"],
@@ -36,7 +26,7 @@ export function refuseSdxlFields(r: OmniDiffusionRequest, className: string): vo
   for (const f of SDXL_FIELDS) {
     if (r[f] !== null && r[f] !== undefined) {
       const what = f === "denoisingEnd" ? "SDXL base + refiner ensembles (docs/models.md#sdxl)" : "SDXL models (text_encoder_2 + size conditioning)";
-      throw new ValidationError(`${WIRE[f]} applies only to ${what}; ${className} is not one`, { field: WIRE[f] });
+      throw new ValidationError(`${WIRE_NAMES[f]} applies only to ${what}; ${className} is not one`, { field: WIRE_NAMES[f] });
     }
   }
 }
@@ -110,7 +100,7 @@ export class SdxlConditioner {
     for (const f of UNREAD[kind]) {
       if (r[f] !== null && r[f] !== undefined) {
         const what = f === "denoisingEnd" ? "an SDXL base + refiner ensemble (docs/models.md#sdxl)" : kind === "base" ? "the SDXL refiner (time_ids with an aesthetic score)" : "SDXL base models";
-        throw new ValidationError(`${WIRE[f]} applies only to ${what}; ${className} is an SDXL ${kind}`, { field: WIRE[f] });
+        throw new ValidationError(`${WIRE_NAMES[f]} applies only to ${what}; ${className} is an SDXL ${kind}`, { field: WIRE_NAMES[f] });
       }
     }
   }
