@@ -37,7 +37,21 @@ export interface ProtoRequest {
   /** The model that runs it; unset: the server's default. */
   model?: string;
   loras?: { name: string; scale: number }[];
+  // SDXL: pairs as two-element lists (empty: unset, proto3 has no unset repeated field).
+  prompt_2?: string;
+  negative_prompt_2?: string;
+  original_size?: number[];
+  crops_coords_top_left?: number[];
+  target_size?: number[];
+  aesthetic_score?: number;
+  negative_aesthetic_score?: number;
+  denoising_end?: number;
 }
+
+/** SDXL's optional scalar fields, by their proto (= wire dict) names. */
+export const PROTO_SDXL_SCALARS = ["prompt_2", "negative_prompt_2", "aesthetic_score", "negative_aesthetic_score", "denoising_end"] as const;
+/** SDXL's pair fields: a repeated field of two numbers on the proto, `[a, b]` in the dict. */
+export const PROTO_SDXL_PAIRS = ["original_size", "crops_coords_top_left", "target_size"] as const;
 
 export interface ProtoError {
   name: string;
@@ -106,6 +120,8 @@ export function requestToProto(d: Required<OmniDiffusionRequestDict>): ProtoRequ
     vae: unset(d.vae),
     model: unset(d.model),
     loras: d.loras ?? [],
+    ...Object.fromEntries(PROTO_SDXL_SCALARS.map((k) => [k, unset(d[k])])),
+    ...Object.fromEntries(PROTO_SDXL_PAIRS.map((k) => [k, d[k] ? [...d[k]] : []])),
   };
 }
 
@@ -122,6 +138,8 @@ export function requestFromProto(m: ProtoRequest): Record<string, unknown> {
   for (const k of ["image", "mask_image"] as const) if (m[k]?.length) d[k] = Buffer.from(m[k]!).toString("base64");
   if (m.strength !== undefined && m.strength !== null) d.strength = m.strength;
   if (m.loras?.length) d.loras = m.loras.map((l) => ({ name: l.name, scale: l.scale }));
+  for (const k of PROTO_SDXL_SCALARS) if (m[k] !== undefined && m[k] !== null) d[k] = m[k];
+  for (const k of PROTO_SDXL_PAIRS) if (m[k]?.length) d[k] = [...m[k]!];
   return d;
 }
 

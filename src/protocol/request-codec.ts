@@ -40,7 +40,6 @@ const unset = <T>(v: T | null | undefined): T | undefined => (v === null ? undef
 
 /** A request as a proto message: null fields unset, the image's PNG bytes raw (the ones it carries, else one encode). */
 export function requestToProtoMessage(r: OmniDiffusionRequest): ProtoRequest {
-  refuseUncarried(r);
   return {
     request_id: r.requestId,
     prompt: r.prompt,
@@ -61,19 +60,22 @@ export function requestToProtoMessage(r: OmniDiffusionRequest): ProtoRequest {
     vae: unset(r.vae),
     model: unset(r.model),
     loras: r.loras.map((l) => ({ name: l.name, scale: l.scale })),
+    prompt_2: unset(r.prompt2),
+    negative_prompt_2: unset(r.negativePrompt2),
+    original_size: r.originalSize ? [...r.originalSize] : [],
+    crops_coords_top_left: r.cropsCoordsTopLeft ? [...r.cropsCoordsTopLeft] : [],
+    target_size: r.targetSize ? [...r.targetSize] : [],
+    aesthetic_score: unset(r.aestheticScore),
+    negative_aesthetic_score: unset(r.negativeAestheticScore),
+    denoising_end: unset(r.denoisingEnd),
   };
 }
 
-/** Request fields proto/omni_diffusion.proto has no field for yet (SDXL's): refused by name rather than dropped. */
-const NOT_IN_PROTO = ["prompt2", "negativePrompt2", "originalSize", "cropsCoordsTopLeft", "targetSize", "aestheticScore", "negativeAestheticScore", "denoisingEnd"] as const;
-
-function refuseUncarried(r: OmniDiffusionRequest): void {
-  const f = NOT_IN_PROTO.find((k) => r[k] !== null && r[k] !== undefined);
-  if (f) throw new ValidationError(`${WIRE_NAMES[f]} cannot travel over gRPC yet (proto/omni_diffusion.proto has no field for it); use the HTTP or local executors`, { field: WIRE_NAMES[f] });
-}
-
 /** Proto fields copied as they are when set (proto3 leaves an unset optional field undefined or null). */
-const PROTO_SCALARS = ["negativePrompt", "height", "width", "numInferenceSteps", "guidanceScale", "guidanceRescale", "seed", "numOutputsPerPrompt", "scheduler", "strength", "vae", "model"] as const;
+const PROTO_SCALARS = ["negativePrompt", "height", "width", "numInferenceSteps", "guidanceScale", "guidanceRescale", "seed", "numOutputsPerPrompt", "scheduler", "strength", "vae", "model",
+  "prompt2", "negativePrompt2", "aestheticScore", "negativeAestheticScore", "denoisingEnd"] as const;
+/** Proto repeated fields that stand for a pair: empty is unset (proto3 has no unset repeated field). */
+const PROTO_PAIRS = ["originalSize", "cropsCoordsTopLeft", "targetSize"] as const;
 
 /**
  * A proto message as a request, parsed once (errors name the proto's snake_case fields, as the dict's do);
@@ -90,6 +92,10 @@ export function requestFromProtoMessage(m: ProtoRequest, opts: RequestDecodeOpti
   if (m.return_trajectory_timesteps) fields.returnTrajectoryTimesteps = true;
   // proto3 has no unset repeated field: empty means none.
   if (m.loras?.length) fields.loras = m.loras.map((l) => ({ name: l.name, scale: l.scale }));
+  for (const f of PROTO_PAIRS) {
+    const v = m[WIRE_NAMES[f] as keyof ProtoRequest] as number[] | undefined;
+    if (v?.length) fields[f] = [...v]; // a length other than 2 is refused by the schema, naming the field
+  }
   const d = parseRequestInit(fields, "request", wireNameOf);
   // proto-loader's `defaults: true` fills unset bytes with an empty Buffer: empty means "no image".
   if (m.image?.length) d.image = decodeImageField(m.image, opts.images);

@@ -14,7 +14,7 @@ import { loadPipeline } from "../../src/pipelines/load.js";
 import { SdxlTextEncoders } from "../../src/pipelines/sdxl/sdxl-text-encoders.js";
 import { handoffStep } from "../../src/pipelines/sdxl/sdxl-ensemble.js";
 import type { SteppablePipeline } from "../../src/pipelines/types.js";
-import { fixtureDir } from "../models/fixtures.js";
+import { assertPixelsClose, fixtureDir, subsample } from "../models/fixtures.js";
 import { sdxlDir, sdxlExpected } from "./fixtures.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "omni-sdxl-"));
@@ -185,12 +185,32 @@ describe("SDXL layouts", () => {
 });
 
 describe("SDXL fields on the gRPC wire", () => {
-  it("are refused by name (the proto has no field for them yet) rather than dropped", async () => {
-    const { requestToProtoMessage } = await import("../../src/protocol/request-codec.js");
-    assert.doesNotThrow(() => requestToProtoMessage(new OmniDiffusionRequest({ prompt: "x" })));
-    assert.throws(
-      () => requestToProtoMessage(new OmniDiffusionRequest({ prompt: "x", targetSize: [512, 512] })),
-      (e: unknown) => e instanceof ValidationError && e.field === "target_size" && /cannot travel over gRPC yet/.test(e.message),
-    );
+  it("travel in the proto message and its dict form, and come back as they were sent", async () => {
+    const { requestToProtoMessage, requestFromProtoMessage } = await import("../../src/protocol/request-codec.js");
+    const { requestToProto, requestFromProto } = await import("../../src/protocol/proto-codec.js");
+    const xl = { prompt2: "b", negativePrompt2: "c", originalSize: [512, 768] as [number, number], cropsCoordsTopLeft: [8, 16] as [number, number], targetSize: [1024, 1024] as [number, number], aestheticScore: 6.5, negativeAestheticScore: 2, denoisingEnd: 0.7 };
+    const r = new OmniDiffusionRequest({ prompt: "x", requestId: "p", ...xl });
+    const back = requestFromProtoMessage(requestToProtoMessage(r));
+    for (const [k, v] of Object.entries(xl)) assert.deepEqual(back[k as keyof typeof xl], v, k);
+    const viaDict = OmniDiffusionRequest.fromDict(requestFromProto(requestToProto(r.toDict() as Parameters<typeof requestToProto>[0])));
+    for (const [k, v] of Object.entries(xl)) assert.deepEqual(viaDict[k as keyof typeof xl], v, `${k} (dict)`);
+    // Unset pairs stay unset (an empty repeated field), and a pair of the wrong length is refused by name.
+    assert.equal(requestFromProtoMessage(requestToProtoMessage(new OmniDiffusionRequest({ prompt: "x" }))).targetSize, null);
+    assert.throws(() => requestFromProtoMessage({ ...requestToProtoMessage(r), target_size: [1] }), (e: unknown) => e instanceof ValidationError && e.field === "target_size");
+  });
+
+  it("an SDXL request through the gRPC executor gives the reference image", async () => {
+    const { startTestWorker } = await import("../helpers/worker-servers.js");
+    const { DiffusionEngine } = await import("../../src/engine/engine.js");
+    const worker = await startTestWorker({ grpcPort: 0, engine: { model: sdxlDir("sdxl") } });
+    const engine = await DiffusionEngine.create({ executorClass: "grpc", executorOptions: { endpoints: [worker.grpcAddress!] }, allowNonNativeSizes: true });
+    try {
+      const c = sdxlExpected.layouts.sdxl.cases[1]!; // prompt_2, a negative prompt, size conditioning
+      const out = await engine.generate(new OmniDiffusionRequest({ ...c.request, requestId: "grpc-xl" }));
+      out.images.forEach((img, k) => assertPixelsClose(subsample(img, c.image.stride), c.image.pixels[k]!, 2, `sdxl over gRPC image ${k}`, 3));
+    } finally {
+      await engine.close();
+      await worker.close();
+    }
   });
 });
