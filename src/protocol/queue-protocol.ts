@@ -219,6 +219,18 @@ export function whenReady(client: Redis): Promise<void> {
   return new Promise((resolve) => client.once("ready", () => resolve()));
 }
 
+/**
+ * SUBSCRIBE once `conn` is ready. ioredis 5 writes a SUBSCRIBE at once while the connection is still in its
+ * handshake (status "connect": SUBSCRIBE may run while Redis loads); its ready check's INFO is then refused in
+ * subscriber mode, the connection is torn down and comes back without the subscription, so the channel stays
+ * deaf (collectiveRpc replies never heard: the CI hang of the queue conformance run). After "ready" the
+ * handshake is over, and ioredis resubscribes by itself after a reconnect.
+ */
+export async function subscribeWhenReady(conn: Redis, ...channels: string[]): Promise<void> {
+  await whenReady(conn);
+  await conn.subscribe(...channels);
+}
+
 /** Redis replies that mean the credentials are missing or wrong: a retry with the same URL cannot help. */
 const AUTH_REPLY = /^(NOAUTH|WRONGPASS)\b|invalid password|Client sent AUTH, but no password is set/i;
 /** TLS errors no reconnect cures: the certificate is not trusted or not for this host, or the port is not TLS. */

@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { QueueDiffusionExecutor } from "../../src/executors/queue-executor.js";
 import { parseConfig } from "../../src/core/config.js";
 import { ClosedError } from "../../src/errors/omni-error.js";
-import { queueKeys, redisNow, type RpcMessage, type RpcReply } from "../../src/protocol/queue-protocol.js";
+import { queueKeys, redisNow, subscribeWhenReady, type RpcMessage, type RpcReply } from "../../src/protocol/queue-protocol.js";
 import { RpcAnswers } from "../../src/server/queue/rpc-answers.js";
 import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "./helpers.js";
 
@@ -144,6 +144,24 @@ describe("queue collectiveRpc over a lossy pub/sub", { skip: missing ?? false, t
     } finally {
       await ex.close();
       await deaf.stop();
+    }
+  });
+
+  it("a subscription asked for during the connection's handshake holds (ioredis alone loses it: the CI hang)", async () => {
+    for (let i = 0; i < 5; i++) {
+      const sub = new Redis(redis.url);
+      const check = new Redis(redis.url);
+      try {
+        const channel = `handshake-${i}`;
+        // "connect" fires when the socket is up and the handshake (CLIENT SETINFO, INFO) has not finished: the
+        // window where ioredis 5 writes a SUBSCRIBE at once and then tears the connection down over its INFO.
+        await new Promise<void>((resolve, reject) => sub.once("connect", () => subscribeWhenReady(sub, channel).then(resolve, reject)));
+        const [, count] = (await check.pubsub("NUMSUB", channel)) as [string, number];
+        assert.equal(Number(count), 1, `round ${i}: the subscriber is subscribed (status ${sub.status})`);
+      } finally {
+        sub.disconnect();
+        check.disconnect();
+      }
     }
   });
 

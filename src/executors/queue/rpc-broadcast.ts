@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { TimeoutError, TransportError, ValidationError, deserializeError, type OmniError } from "../../errors/omni-error.js";
-import { queueKeys, type RpcMessage, type RpcReply } from "../../protocol/queue-protocol.js";
+import { queueKeys, subscribeWhenReady, type RpcMessage, type RpcReply } from "../../protocol/queue-protocol.js";
 import { Deadline } from "../../policies/deadline.js";
 import { orTimeout } from "../../utils/settle-within.js";
 
@@ -47,7 +47,7 @@ export class RpcBroadcast {
   }
 
   #subscribed(): Promise<unknown> {
-    this.#ready ??= this.#sub.subscribe(this.#keys.rpcReply).catch((err: unknown) => {
+    this.#ready ??= subscribeWhenReady(this.#sub, this.#keys.rpcReply).catch((err: unknown) => {
       this.#ready = null;
       throw err;
     });
@@ -56,7 +56,6 @@ export class RpcBroadcast {
 
   /** Calls `method` on every live worker; every rank's reply in rank order, or only `uniqueReplyRank`'s. */
   async call(method: string, workers: string[], o: { args: unknown[]; kwargs: Record<string, unknown>; timeoutMs: number; uniqueReplyRank?: number; signal?: AbortSignal }): Promise<unknown> {
-    await this.#subscribed();
     if (!workers.length) throw new TransportError(`collectiveRpc("${method}"): no live worker on queue ${this.#keys.rpc}`, { data: { method } });
     const id = randomUUID();
     const replies = new Map<string, RpcReply>();
@@ -97,7 +96,9 @@ export class RpcBroadcast {
       }, waitMs);
     };
     try {
-      // The publish waits inside the deadline too: on a stalled Redis connection it would otherwise hang the call.
+      // The subscription (a reconnecting connection) and the publish wait inside the deadline too: on a stalled
+      // Redis connection they would otherwise hang the call.
+      await dl.race(this.#subscribed());
       await dl.race(send());
       scheduleResend(this.#resendMs);
       await dl.race(done);

@@ -22,6 +22,7 @@ import {
   loadQueueSdk,
   parseJobData,
   queueKeys,
+  subscribeWhenReady,
   whenReady,
   redisNow,
   redisOptions,
@@ -277,7 +278,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     metricsUrl = `http://${host}:${typeof addr === "object" && addr ? addr.port : opts.metricsPort}`;
   }
 
-  await sub.subscribe(keys.rpc, keys.abort);
+  await subscribeWhenReady(sub, keys.rpc, keys.abort);
   await beat();
   for (const w of [worker, ...modelWorkers]) void w.run().catch(quiet);
   await Promise.all([worker, ...modelWorkers].map((w) => w.waitUntilReady()));
