@@ -45,8 +45,11 @@ export class ModelQueues {
 
   /** Stops every reader and closes the queues (bounded by the caller). */
   async close(): Promise<void> {
-    for (const q of this.#queues.values()) q.events.stop();
-    await Promise.allSettled([...this.#queues.values()].map((q) => q.queue.close()));
-    for (const q of this.#queues.values()) q.conn.disconnect();
+    const queues = [...this.#queues.values()];
+    for (const q of queues) q.events.stop();
+    // The readers' connections are ours: cut at once. Cut after the queues' close, they were never cut when that
+    // close outlived the caller's bound (a loaded machine, Redis gone), and kept reconnecting: the process never ended.
+    for (const q of queues) q.conn.disconnect();
+    await Promise.allSettled(queues.map((q) => q.queue.close()));
   }
 }
