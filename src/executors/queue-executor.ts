@@ -297,20 +297,10 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     try {
       const data: JobData = { request: requestToDict(r), enqueuedAt: Date.now(), ...(opts.previewEvery?.[id] ? { previewEvery: opts.previewEvery[id] } : {}) };
       const target = r.model === null ? queue : await this.#queueOfModel(r.model);
-      if (target === null) {
-        waiters.settle(id, errorOutput(id, new NotFoundError(`no live worker on ${this.#where} serves model "${r.model}"`, { data: { field: "model", model: r.model } })));
-        return await result;
-      }
-      const job = await target.add("generate", data, {
-        jobId,
-        attempts: this.options.attempts,
-        backoff: { type: "exponential", delay: 500 },
-        removeOnComplete: { age: KEEP_FINISHED_S },
-        removeOnFail: { age: KEEP_FINISHED_S },
-      });
-      // The same id may have run already (a retry): its stored result settles the waiter now.
-      const fresh = await target.getJob(job.id!);
-      if (fresh) waiters.settleFromJob(fresh);
+      // Settled, then awaited below like every outcome: returning from here left the deadline's timer running
+      // (a closed test process stayed alive for rpcTimeoutMs).
+      if (target === null) waiters.settle(id, errorOutput(id, new NotFoundError(`no live worker on ${this.#where} serves model "${r.model}"`, { data: { field: "model", model: r.model } })));
+      else await this.#enqueue(target, waiters, data, jobId);
     } catch (err) {
       waiters.settle(id, errorOutput(id, this.#redisError(err, `enqueue of ${id}`)));
     }
@@ -320,6 +310,20 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
       dl.signal.removeEventListener("abort", onEnd);
       dl.dispose();
     }
+  }
+
+  /** Adds the job (its id the request's, so a retry attaches to it); a stored result of that id settles it now. */
+  async #enqueue(target: Queue, waiters: JobWaiters, data: JobData, jobId: string): Promise<void> {
+    const job = await target.add("generate", data, {
+      jobId,
+      attempts: this.options.attempts,
+      backoff: { type: "exponential", delay: 500 },
+      removeOnComplete: { age: KEEP_FINISHED_S },
+      removeOnFail: { age: KEEP_FINISHED_S },
+    });
+    // The same id may have run already (a retry): its stored result settles the waiter now.
+    const fresh = await target.getJob(job.id!);
+    if (fresh) waiters.settleFromJob(fresh);
   }
 
   /** The queue of `model`'s jobs; null when no live worker declares it (its jobs would wait for ever). */
