@@ -49,6 +49,8 @@ class Job {
     this.preview = null;
     /** The page follows it in the form: it always gets a stream. */
     this.followed = false;
+    /** Whether its stream was read (a run that ended before it was opened still shows its last preview). */
+    this.streamed = false;
     this.ctrl = new AbortController();
     /** @type {Set<(job: Job) => void>} */
     this.listeners = new Set();
@@ -253,6 +255,8 @@ export class JobList {
       if (!signal.aborted) await this.#refresh(job, signal);
     }
     if (signal.aborted) return;
+    // The page's own job ended before its stream was opened (a fast run): read it once for the last preview.
+    if (job.followed && !job.streamed) await this.#stream(job, signal).catch(() => undefined);
     await this.#showOutput(job);
     job.resolveFinal(job.p);
   }
@@ -284,6 +288,7 @@ export class JobList {
 
   /** Reads the job's `urls.stream` until its `done` event: progress from the logs, the previews. */
   async #stream(/** @type {Job} */ job, /** @type {AbortSignal} */ signal) {
+    job.streamed = true;
     const res = await fetch(pathOf(job.p.urls.stream), { signal });
     if (!res.ok || !res.body) throw new ApiError(`the job's stream answered HTTP ${res.status}`, res.status, null);
     for await (const ev of readSse(res.body)) {

@@ -77,16 +77,23 @@ async function fill(id: string, value: string): Promise<void> {
 
 /**
  * Records, from inside the page, whether `progress` was ever shown, `generate` ever disabled and
- * `preview-image` ever given a picture: the generation may finish between two looks from the test.
+ * `preview-image` ever given a picture: the generation may finish between two looks from the test, and a fast
+ * run's preview can be set and cleared within one task, so the mutation records' old values are read too.
  */
 // A string, not a function: tsx's helpers (`__name`) do not exist inside the page.
 const WATCH_RUN = `
   window.seen = { progress: false, disabled: false, preview: false };
-  new MutationObserver(() => {
+  const preview = document.querySelector('[data-testid="preview-image"]');
+  new MutationObserver((records) => {
     if (!document.querySelector('[data-testid="progress"]').hidden) window.seen.progress = true;
     if (document.querySelector('[data-testid="generate"]').disabled) window.seen.disabled = true;
-    if (document.querySelector('[data-testid="preview-image"]').src.startsWith("data:image/png")) window.seen.preview = true;
-  }).observe(document.body, { subtree: true, attributes: true, childList: true });
+    for (const r of records) {
+      if (r.target === preview && r.attributeName === "src" && (r.oldValue ?? "").startsWith("data:image/png")) window.seen.preview = true;
+      if (r.target.dataset?.testid === "progress" && r.attributeName === "hidden" && r.oldValue === null) window.seen.progress = true;
+      if (r.target.dataset?.testid === "generate" && r.attributeName === "disabled" && r.oldValue !== null) window.seen.disabled = true;
+    }
+    if (preview.src.startsWith("data:image/png")) window.seen.preview = true;
+  }).observe(document.body, { subtree: true, attributes: true, attributeOldValue: true, childList: true });
 `;
 async function watchRun(): Promise<void> {
   await page.evaluate(WATCH_RUN);

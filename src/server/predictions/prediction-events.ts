@@ -10,6 +10,9 @@ export type PredictionEvent =
 
 type Listener = (e: PredictionEvent) => void;
 
+/** How many ended predictions' last previews wait for a late stream (the oldest is forgotten first). */
+const UNHEARD_PREVIEWS = 64;
+
 /**
  * Per-prediction listeners, in memory: a stream subscribes while its connection is open. The latest preview of
  * a running prediction is kept until it ends, and a new subscriber gets it first: a stream opened just after
@@ -18,6 +21,11 @@ type Listener = (e: PredictionEvent) => void;
 export class PredictionEvents {
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly #latestPreview = new Map<string, PredictionEvent>();
+  /**
+   * The last preview of predictions that ended with no stream open: a stream that connects just after a fast run
+   * ended (the playground opens it after the create call) still shows the image being denoised. Oldest first.
+   */
+  readonly #unheardPreviews = new Map<string, PredictionEvent>();
 
   subscribe(id: string, fn: Listener): () => void {
     let set = this.#listeners.get(id);
@@ -33,8 +41,21 @@ export class PredictionEvents {
 
   emit(id: string, e: PredictionEvent): void {
     if (e.type === "preview") this.#latestPreview.set(id, e);
-    else if (e.type === "done") this.#latestPreview.delete(id);
+    else if (e.type === "done") {
+      const last = this.#latestPreview.get(id);
+      this.#latestPreview.delete(id);
+      if (last && !this.count(id)) {
+        this.#unheardPreviews.set(id, last);
+        if (this.#unheardPreviews.size > UNHEARD_PREVIEWS) this.#unheardPreviews.delete(this.#unheardPreviews.keys().next().value!);
+      }
+    }
     for (const fn of [...(this.#listeners.get(id) ?? [])]) fn(e);
+  }
+
+  takeFinalPreview(id: string): PredictionEvent | undefined {
+    const e = this.#unheardPreviews.get(id);
+    this.#unheardPreviews.delete(id);
+    return e;
   }
 
   /** Listeners of `id` (a stream that is open). */

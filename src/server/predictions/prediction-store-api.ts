@@ -28,6 +28,8 @@ export interface PredictionEventBus {
   emit(id: string, e: PredictionEvent): void;
   /** Open streams of `id` (a run makes previews only for a stream that is open). */
   count(id: string): number;
+  /** The last preview of a prediction that ended before any stream heard it, once (then forgotten). */
+  takeFinalPreview(id: string): PredictionEvent | undefined;
 }
 
 /**

@@ -30,6 +30,9 @@ export function streamPrediction(reply: FastifyReply, rec: PredictionRecord, eve
   };
   if (rec.logs) write(sse("logs", rec.logs));
   if (isFinal(rec.status)) {
+    // A run that ended before this stream connected: its last preview, if no stream heard it, then the outputs.
+    const preview = events.takeFinalPreview(rec.id);
+    if (preview?.type === "preview") write(sse("preview", `data:image/png;base64,${preview.png.toString("base64")}`));
     for (const name of rec.output ?? []) write(sse("output", fileUrl(base, rec, name)));
     end({ type: "done", status: rec.status, error: rec.error });
     return;

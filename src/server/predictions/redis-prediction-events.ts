@@ -98,4 +98,8 @@ export class RedisPredictionEvents implements PredictionEventBus {
     // Best effort, like the stream itself: a lost event costs a stream a line, never a prediction.
     this.pub.publish(this.channel, JSON.stringify(m)).catch(() => undefined);
   }
+
+  takeFinalPreview(id: string): PredictionEvent | undefined {
+    return this.#local.takeFinalPreview(id);
+  }
 }
