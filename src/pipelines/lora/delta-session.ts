@@ -1,6 +1,5 @@
 import * as ort from "onnxruntime-node";
-import protobuf from "protobufjs";
-import { encodeNode } from "../onnx-graph/proto-wire.js";
+import { smallModelBytes } from "../onnx-graph/small-graph.js";
 import { addDelta, type DeltaShapes } from "./delta.js";
 
 /**
@@ -9,46 +8,19 @@ import { addDelta, type DeltaShapes } from "./delta.js";
  * JavaScript (bench/lora-fuse.ts). The graph is three nodes with dynamic shapes, built here once per process.
  */
 
-const root = protobuf.Root.fromJSON({
-  nested: {
-    Dim: { fields: { dimParam: { type: "string", id: 2 } } },
-    Shape: { fields: { dim: { rule: "repeated", type: "Dim", id: 1 } } },
-    TensorType: { fields: { elemType: { type: "int32", id: 1 }, shape: { type: "Shape", id: 2 } } },
-    Type: { fields: { tensorType: { type: "TensorType", id: 1 } } },
-    ValueInfo: { fields: { name: { type: "string", id: 1 }, type: { type: "Type", id: 2 } } },
-    Graph: {
-      fields: {
-        node: { rule: "repeated", type: "bytes", id: 1 },
-        name: { type: "string", id: 2 },
-        input: { rule: "repeated", type: "ValueInfo", id: 11 },
-        output: { rule: "repeated", type: "ValueInfo", id: 12 },
-      },
-    },
-    Opset: { fields: { domain: { type: "string", id: 1 }, version: { type: "int64", id: 2 } } },
-    Model: { fields: { irVersion: { type: "int64", id: 1 }, graph: { type: "Graph", id: 7 }, opsetImport: { rule: "repeated", type: "Opset", id: 8 } } },
-  },
-});
-
-/** The graph's node messages are embedded as raw bytes: field 1 of GraphProto, length-delimited, as NodeProto is. */
+/** The three-node graph, written by the small-graph writer the device-side graphs use. */
 function modelBytes(): Uint8Array {
-  const value = (name: string, dims: string[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimParam: d })) } } } });
-  const Model = root.lookupType("Model");
-  return Model.encode(
-    Model.fromObject({
-      irVersion: 8,
-      opsetImport: [{ domain: "", version: 17 }],
-      graph: {
-        name: "lora_delta",
-        node: [
-          encodeNode({ input: ["A", "B"], output: ["P"], opType: "MatMul", name: "product" }),
-          encodeNode({ input: ["P", "s"], output: ["D"], opType: "Mul", name: "scale" }),
-          encodeNode({ input: ["W", "D"], output: ["out"], opType: "Add", name: "fuse" }),
-        ],
-        input: [value("W", ["m", "n"]), value("A", ["m", "k"]), value("B", ["k", "n"]), value("s", [])],
-        output: [value("out", ["m", "n"])],
-      },
-    }),
-  ).finish();
+  const value = (name: string, dims: string[]) => ({ name, elem: "float32" as const, dims });
+  return smallModelBytes({
+    name: "lora_delta",
+    nodes: [
+      { input: ["A", "B"], output: ["P"], opType: "MatMul", name: "product" },
+      { input: ["P", "s"], output: ["D"], opType: "Mul", name: "scale" },
+      { input: ["W", "D"], output: ["out"], opType: "Add", name: "fuse" },
+    ],
+    inputs: [value("W", ["m", "n"]), value("A", ["m", "k"]), value("B", ["k", "n"]), value("s", [])],
+    outputs: [value("out", ["m", "n"])],
+  });
 }
 
 let session: Promise<ort.InferenceSession> | null = null;
