@@ -6,7 +6,7 @@
  * ratio prices only the split into per-weights-key loops, not a different model's speed. Runs alternate
  * (single, mixed, mixed, single, ...) so a machine whose speed drifts hits both alike.
  *
- *   npx tsx bench/models.ts [--requests 32] [--steps 4] [--rounds 2] [--threads 2] [--loads 3] [--max-call-ms auto|off|N]
+ *   npx tsx bench/models.ts [--requests 32] [--steps 4] [--rounds 2] [--threads 2] [--loads 3] [--max-call-ms auto|off|N] [--spin-threads off|on]
  *
  * Prints each figure and `mixed/single throughput ratio` against the goal (>= 0.9).
  */
@@ -25,6 +25,9 @@ const { values } = parseArgs({
     threads: { type: "string", default: String(Math.min(2, availableParallelism())) },
     loads: { type: "string", default: "3" },
     "max-call-ms": { type: "string", default: "auto" },
+    // The engine's default under continuous batching (config.ts: intraOpSpinning off). With spinning on, one key's
+    // idle onnxruntime threads spin while the other key's call runs, and on 2 cores that cost mixed traffic 12-30 %.
+    "spin-threads": { type: "string", default: "off" },
   },
 });
 const N = Number(values.requests);
@@ -33,7 +36,7 @@ const ROUNDS = Number(values.rounds);
 const THREADS = Number(values.threads);
 const LOADS = Number(values.loads);
 const MAX_CALL_MS = values["max-call-ms"] === "auto" || values["max-call-ms"] === "off" ? values["max-call-ms"] : Number(values["max-call-ms"]);
-const load = { intraOpNumThreads: THREADS };
+const load = { intraOpNumThreads: THREADS, intraOpSpinning: values["spin-threads"] === "on" };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // Cold load: the miss path (sessions created from the files).
@@ -98,7 +101,7 @@ await worker.close();
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const ratio = mean(mixed) / mean(single);
-console.log(`machine: ${availableParallelism()} cores; tiny-shapes, ${THREADS} thread(s), continuous batching, maxCallMs ${MAX_CALL_MS}`);
+console.log(`machine: ${availableParallelism()} cores; tiny-shapes, ${THREADS} thread(s) spinning ${values["spin-threads"]}, continuous batching, maxCallMs ${MAX_CALL_MS}`);
 console.log(`cold load (loadPipeline), median of ${LOADS}: ${median(cold).toFixed(1)} ms`);
 console.log(`first request for a model not loaded (load + ${STEPS} steps): ${missMs.toFixed(1)} ms`);
 console.log(`warm switch: 1-step request for the other loaded model ${median(sw).toFixed(1)} ms vs the same model ${median(same).toFixed(1)} ms (median of 10; cache hit, no load)`);

@@ -107,6 +107,8 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
   #events: EventReader | null = null;
   /** A queue per model named by requests (issue 24), made on first use. */
   #modelQueues: ModelQueues | null = null;
+  /** The queue each in-flight request's job was put on (a model's own, or the base queue), for abortRequest. */
+  readonly #jobQueues = new Map<string, Queue>();
   #client: Redis | null = null;
   #sub: Redis | null = null;
   #eventsConn: Redis | null = null;
@@ -300,7 +302,10 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
       // Settled, then awaited below like every outcome: returning from here left the deadline's timer running
       // (a closed test process stayed alive for rpcTimeoutMs).
       if (target === null) waiters.settle(id, errorOutput(id, new NotFoundError(`no live worker on ${this.#where} serves model "${r.model}"`, { data: { field: "model", model: r.model } })));
-      else await this.#enqueue(target, waiters, data, jobId);
+      else {
+        this.#jobQueues.set(id, target);
+        await this.#enqueue(target, waiters, data, jobId);
+      }
     } catch (err) {
       waiters.settle(id, errorOutput(id, this.#redisError(err, `enqueue of ${id}`)));
     }
@@ -309,6 +314,7 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     } finally {
       dl.signal.removeEventListener("abort", onEnd);
       dl.dispose();
+      this.#jobQueues.delete(id);
     }
   }
 
@@ -340,10 +346,13 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     const { queue, client, waiters } = this.#ready();
     const jobId = jobIdFor(requestId);
     if (!jobId) return;
+    // A request naming a model waits on that model's queue. Read before any await: a deadline's abort runs while
+    // the request is settling, and its entry is gone once it has.
+    const jobQueue = this.#jobQueues.get(requestId) ?? queue;
     try {
       await client.set(this.#keys.aborted(requestId), "1", "PX", ABORT_TTL_MS);
       await client.publish(this.#keys.abort, requestId);
-      const job = await queue.getJob(jobId);
+      const job = await jobQueue.getJob(jobId);
       if (job && (await job.isWaiting().catch(() => false))) {
         await job.remove().catch(() => undefined); // it may have been picked up meanwhile: the worker stops it then
         waiters.settle(requestId, errorOutput(requestId, new AbortedError(`request ${requestId} was aborted while queued`)));

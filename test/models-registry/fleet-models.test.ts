@@ -8,9 +8,13 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { DiffusionEngine } from "../../src/engine/engine.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
-import { NotFoundError } from "../../src/errors/omni-error.js";
+import { AbortedError, NotFoundError } from "../../src/errors/omni-error.js";
 import type { QueueDiffusionExecutor } from "../../src/executors/queue-executor.js";
+import { DEFAULT_MODEL_DIR } from "../../src/core/paths.js";
+import { modelQueueName } from "../../src/protocol/queue-protocol.js";
+import { startQueueWorker } from "../../src/server/queue/queue-worker.js";
 import { QueueWorkerChild, TestRedis, redisMissing, uniqueQueue } from "../fleet/helpers.js";
+import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
 
 const SD15 = fileURLToPath(new URL("../fixtures/models/sd15", import.meta.url));
 const missing = redisMissing();
@@ -44,6 +48,44 @@ describe("queue fleet: a model's jobs reach only workers that serve it", { skip:
     } finally {
       await engine.close();
       await Promise.all([tinyOnly.stop(), both.stop()]);
+    }
+  });
+
+  it("aborting a request whose job waits on its model's queue removes that job and ends the request at once", async () => {
+    const queue = uniqueQueue("model-abort");
+    // One job at a time, the running one held at a gate: the second job of the model's queue surely waits.
+    const worker = await startQueueWorker({ url: redis.url, queueName: queue, concurrency: 1, engine: { executorClass: "uniproc", intraOpNumThreads: 1, models: { "tiny-b": DEFAULT_MODEL_DIR }, workerExtension: STEP_GATE } });
+    const engine = await DiffusionEngine.create({ executorClass: "queue", executorOptions: { url: redis.url, queue } });
+    const { Queue } = await import("bullmq");
+    const modelQueue = new Queue(modelQueueName(queue, "tiny-b"), { connection: { host: "127.0.0.1", port: redis.port } });
+    const gate = stepGate(engine);
+    try {
+      const req = (seed: number) => new OmniDiffusionRequest({ prompt: "a red circle on a blue background", seed, numInferenceSteps: 4, model: "tiny-b" });
+      const running = req(1);
+      const queued = req(2);
+      await gate.hold(1, running.requestId);
+      let atGate!: () => void;
+      const reached = new Promise<void>((r) => (atGate = r));
+      const first = engine.generate(running, { onProgress: (p) => p.step >= 1 && atGate() });
+      await reached;
+      const second = engine.generate(queued);
+      const rejected = assert.rejects(second, (e: unknown) => e instanceof AbortedError);
+      // The job is on the model's queue, waiting (the worker's one slot is held by the gated request).
+      for (;;) {
+        const job = await modelQueue.getJob(queued.requestId);
+        if (job && (await job.isWaiting())) break;
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(await engine.abort(queued.requestId), true);
+      await rejected;
+      assert.equal(await modelQueue.getJob(queued.requestId), undefined, "the waiting job was removed from the model's queue");
+      await gate.release();
+      assert.equal((await first).images.length, 1);
+    } finally {
+      await gate.release().catch(() => undefined);
+      await engine.close();
+      await modelQueue.close();
+      await worker.close();
     }
   });
 });
