@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { resolveModelSpec } from "../core/model-path.js";
 import { readModelIndex } from "./model-files.js";
+import { FUSED_RESIDENT_PER_BYTE } from "./lora/fuse-loras.js";
 import { loraGraphEdits, lorasNotApplied } from "./lora/lora-load-options.js";
 import { pipelineFactory } from "./registry.js";
 import type { DiffusionPipeline, PipelineLoadOptions } from "./types.js";
@@ -24,7 +25,8 @@ export async function loadPipeline(modelDir: string, opts: PipelineLoadOptions =
   if (!opts.loras?.length) return pipelineFactory(className)(dir, index, withDefaults);
   // LoRAs are fused (and every refusal raised) before any session exists; the sessions load the fused graphs.
   const loras = await loraGraphEdits(dir, opts.loras);
-  const pipeline = await pipelineFactory(className)(dir, index, { ...withDefaults, graphEdits: loras.graphEdits } as PipelineLoadOptions);
+  const graphEditBytes = Math.round(loras.fused.patchedBytes * FUSED_RESIDENT_PER_BYTE);
+  const pipeline = await pipelineFactory(className)(dir, index, { ...withDefaults, graphEdits: loras.graphEdits, graphEditBytes } as PipelineLoadOptions);
   const unapplied = loras.unapplied();
   if (unapplied.length) {
     await pipeline.release();

@@ -11,7 +11,7 @@ import type { SchedulerConfig } from "../schedulers/types.js";
 import { concatFloat32, denoiseFailure, isFinished, rowsOf, shapeKey, type DenoiseState, type ResolvedParams } from "./denoise-state.js";
 import { componentPath, onnxWeightBytes, readModelJson, type ModelIndex } from "./model-files.js";
 import type { ModelLayout } from "./model-layout.js";
-import { OnnxModel, floatData, memoryTuningFor } from "./onnx-model.js";
+import { OnnxModel, floatData, memoryTuningFor, type SessionOptions } from "./onnx-model.js";
 import { ImageDecoder } from "./image-decoder.js";
 import { TINY_VAE_FOLDER, TinyVae } from "./tiny-vae.js";
 import { PromptEncoder } from "./prompt-encoder.js";
@@ -86,7 +86,8 @@ export class OnnxDiffusionPipeline implements SteppablePipeline {
     const encoder = join(modelDir, "vae_encoder", "model.onnx");
     const tinyDir = TinyVae.locate(modelDir, opts.tinyVae);
     // Sized before any session exists: big models run their sessions without the arena (memoryTuningFor).
-    this.#weightBytes = onnxWeightBytes(TinyVae.modelOnnxPaths(modelDir, opts.tinyVae));
+    // Fused LoRA weights are held inline beside the exported ones (load.ts passes their resident bytes).
+    this.#weightBytes = onnxWeightBytes(TinyVae.modelOnnxPaths(modelDir, opts.tinyVae)) + ((opts as SessionOptions).graphEditBytes ?? 0);
     const sessionOpts = { ...opts, memory: memoryTuningFor(this.#weightBytes, opts.memory) };
     this.#attentionSlices = sessionOpts.memory.attentionSlices;
     this.#decodeImagesPerCall = sessionOpts.memory.vaeSlicing ? 1 : Infinity;

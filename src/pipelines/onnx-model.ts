@@ -34,6 +34,8 @@ export interface SessionOptions {
   outputLocation?: "cpu" | "gpu-buffer";
   /** Rewrites of a component's graph bytes before its session is created, by component (LoRA fusing: lora/fuse-loras.ts). */
   graphEdits?: Readonly<Partial<Record<string, (graph: Uint8Array) => Promise<Uint8Array>>>>;
+  /** Resident bytes the graph edits add beyond the model's files (fused LoRA weights held inline), for its memory figures. */
+  graphEditBytes?: number;
 }
 
 /** onnxruntime's own defaults; the pipeline turns the arena off for big models ({@link memoryTuningFor}). */

@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
 import type { LoraSpec } from "../../src/core/weights.js";
 import { loadPipeline } from "../../src/pipelines/load.js";
+import { fuseLoras, FUSED_RESIDENT_PER_BYTE } from "../../src/pipelines/lora/fuse-loras.js";
 import { assertLatentsClose, assertPixelsClose } from "../models/fixtures.js";
 import { LORA_FIXTURES, LORA_MODEL, lora, loraExpected } from "./fixtures.js";
 import { join } from "node:path";
@@ -59,6 +60,20 @@ describe("fused LoRAs match the torch reference with the LoRA merged", () => {
       assertPixelsClose(Uint8Array.from(out.imagesFor("reloaded")[0]!.data), expected.pixels, 2, "reloaded", 3);
     } finally {
       await pipeline.release();
+    }
+  });
+
+  it("a pipeline with fused LoRAs counts their inline copies in its memory figures (the model cache's budget reads them)", async () => {
+    const loras = CASES["kohya@0.5+peft@-0.7"]!;
+    const { patchedBytes, layers } = await fuseLoras(LORA_MODEL, loras);
+    assert.ok(layers > 0 && patchedBytes > 0);
+    const plain = await loadPipeline(LORA_MODEL, { intraOpNumThreads: 1 });
+    const fused = await loadPipeline(LORA_MODEL, { intraOpNumThreads: 1, loras });
+    try {
+      const weights = (p: typeof plain) => p.describe!().memory!.weightBytes;
+      assert.equal(weights(fused) - weights(plain), Math.round(patchedBytes * FUSED_RESIDENT_PER_BYTE));
+    } finally {
+      await Promise.all([plain.release(), fused.release()]);
     }
   });
 });

@@ -7,7 +7,7 @@ import { externalizeInlineWeights } from "../onnx-graph/external-weights.js";
 import { deltaMismatch, type DeltaShapes } from "./delta.js";
 import { fusedWeight } from "./delta-session.js";
 import { readLoraLayers, sample, type LoraComponent, type LoraLayer } from "./lora-file.js";
-import { encodeInitializer, findLayerWeights, readInitializer, replaceInitializers, type LayerWeight } from "./onnx-initializers.js";
+import { encodeInitializer, findLayerWeights, initializerBytes, readInitializer, replaceInitializers, type LayerWeight } from "./onnx-initializers.js";
 import { SafetensorsFile } from "./safetensors.js";
 
 /** A rewrite of a component's graph bytes before its session is created (OnnxModel applies it). */
@@ -18,7 +18,18 @@ export interface FusedLoras {
   edits: Partial<Record<LoraComponent, GraphEdit>>;
   /** Weights patched (a weight two LoRAs touch counts once). */
   layers: number;
+  /** Their bytes in the stored dtype: the fused copies a session holds inline ({@link FUSED_RESIDENT_PER_BYTE}). */
+  patchedBytes: number;
 }
+
+/**
+ * Resident bytes a session adds per byte of fused weights. Fused weights reach onnxruntime inline in the graph
+ * (external data outside the export's folder is refused), and onnxruntime-node 1.30 keeps inline initializers at
+ * 2.4-3.4 times their size beside the exported weights they replace (two runs of bench/lora-fuse.ts, full-size SD 1.5
+ * UNet, a rank-32 LoRA on its 192 transformer weights: 1018 MiB fused, +2.5 and +3.3 GiB resident). The budget takes
+ * the high end: a refused load is a clear 507, an underestimate is an OOM kill.
+ */
+export const FUSED_RESIDENT_PER_BYTE = 3.4;
 
 /** Inline graphs above this are read through externalizeInlineWeights (as OnnxModel loads them), never whole. */
 const MAX_GRAPH_BYTES = 64 * 1024 ** 2;
@@ -33,7 +44,7 @@ export async function fuseLoras(modelDir: string, loras: readonly LoraSpec[]): P
   const plan = await fusePass(modelDir, loras, null);
   const edits: FusedLoras["edits"] = {};
   for (const c of plan.components) edits[c] = async (graph) => replaceInitializers(graph, (await fusePass(modelDir, loras, c)).fused);
-  return { edits, layers: plan.layers };
+  return { edits, layers: plan.layers, patchedBytes: plan.patchedBytes };
 }
 
 /** The fused initializers of one component, as the TensorProto bytes that replace them (bench/lora-fuse.ts sizes them). */
@@ -46,7 +57,7 @@ async function fusePass(
   modelDir: string,
   loras: readonly LoraSpec[],
   component: LoraComponent | null,
-): Promise<{ components: LoraComponent[]; layers: number; fused: Map<string, Uint8Array> }> {
+): Promise<{ components: LoraComponent[]; layers: number; patchedBytes: number; fused: Map<string, Uint8Array> }> {
   const files = loras.map((l) => ({ spec: l, file: SafetensorsFile.open(l.path) }));
   try {
     const parsed = files.map(({ spec, file }) => ({ spec, file, layers: readLoraLayers(file) }));
@@ -95,7 +106,8 @@ async function fusePass(
       for (const d of deltas) values = await fusedWeight(values, d.shapes, d.file.read(d.down), d.file.read(d.up), d.s);
       fused.set(name, encodeInitializer(weight.init, values));
     }
-    return { components, layers: plan.size, fused };
+    const patchedBytes = [...plan.values()].reduce((n, p) => n + initializerBytes(p.weight.init), 0);
+    return { components, layers: plan.size, patchedBytes, fused };
   } finally {
     for (const { file } of files) file.close();
   }

@@ -120,6 +120,11 @@ function decodeInitializer(bytes: Uint8Array): Initializer {
   return init;
 }
 
+/** Bytes of the weight in its stored dtype (float32 or float16). */
+export function initializerBytes(init: Initializer): number {
+  return init.dims.reduce((n, d) => n * d, 1) * (init.dataType === ONNX_FLOAT ? 4 : 2);
+}
+
 /** The weight as float32 (external data read from `dir`, bounded by the file). */
 export function readInitializer(init: Initializer, dir: string): Float32Array {
   const count = init.dims.reduce((n, d) => n * d, 1);
