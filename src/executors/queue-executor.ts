@@ -267,7 +267,9 @@ export class QueueDiffusionExecutor extends DiffusionExecutor {
     if (!requests.length) return new DiffusionOutput();
     let waiting: number;
     try {
-      waiting = await queue.getWaitingCount();
+      // Every queue this executor feeds counts: the base one and each model's (jobs naming a model wait there).
+      const [base, models] = await Promise.all([queue.getWaitingCount(), this.#modelQueues!.waitingCount()]);
+      waiting = base + models;
     } catch (err) {
       const e = this.#redisError(err, "enqueue");
       return DiffusionOutput.merge(requests.map((r) => errorOutput(r.requestId, e)));

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { DiffusionEngine } from "../../src/engine/engine.js";
 import { OmniDiffusionRequest } from "../../src/core/request.js";
-import { AbortedError, NotFoundError } from "../../src/errors/omni-error.js";
+import { AbortedError, NotFoundError, QueueFullError } from "../../src/errors/omni-error.js";
 import type { QueueDiffusionExecutor } from "../../src/executors/queue-executor.js";
 import { DEFAULT_MODEL_DIR } from "../../src/core/paths.js";
 import { modelQueueName } from "../../src/protocol/queue-protocol.js";
@@ -51,11 +51,12 @@ describe("queue fleet: a model's jobs reach only workers that serve it", { skip:
     }
   });
 
-  it("aborting a request whose job waits on its model's queue removes that job and ends the request at once", async () => {
+  it("a job waiting on its model's queue counts toward maxWaiting; aborting its request removes that job and ends the request at once", async () => {
     const queue = uniqueQueue("model-abort");
     // One job at a time, the running one held at a gate: the second job of the model's queue surely waits.
     const worker = await startQueueWorker({ url: redis.url, queueName: queue, concurrency: 1, engine: { executorClass: "uniproc", intraOpNumThreads: 1, models: { "tiny-b": DEFAULT_MODEL_DIR }, workerExtension: STEP_GATE } });
-    const engine = await DiffusionEngine.create({ executorClass: "queue", executorOptions: { url: redis.url, queue } });
+    // maxWaiting 1: the one job waiting on the model's queue fills it.
+    const engine = await DiffusionEngine.create({ executorClass: "queue", executorOptions: { url: redis.url, queue, maxWaiting: 1 } });
     const { Queue } = await import("bullmq");
     const modelQueue = new Queue(modelQueueName(queue, "tiny-b"), { connection: { host: "127.0.0.1", port: redis.port } });
     const gate = stepGate(engine);
@@ -76,6 +77,8 @@ describe("queue fleet: a model's jobs reach only workers that serve it", { skip:
         if (job && (await job.isWaiting())) break;
         await new Promise((r) => setImmediate(r));
       }
+      // Jobs waiting on a model's queue count toward maxWaiting (only the base queue's were counted).
+      await assert.rejects(engine.generate(req(3)), (e: unknown) => e instanceof QueueFullError && /1 jobs waiting, maxWaiting 1/.test(e.message));
       assert.equal(await engine.abort(queued.requestId), true);
       await rejected;
       assert.equal(await modelQueue.getJob(queued.requestId), undefined, "the waiting job was removed from the model's queue");

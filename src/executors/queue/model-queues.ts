@@ -43,6 +43,12 @@ export class ModelQueues {
     return q.queue;
   }
 
+  /** Jobs waiting on every model queue this executor has fed (its `maxWaiting` bounds them with the base queue's). */
+  async waitingCount(): Promise<number> {
+    const counts = await Promise.all([...this.#queues.values()].map((q) => q.queue.getWaitingCount()));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   /** Stops every reader and closes the queues (bounded by the caller). */
   async close(): Promise<void> {
     const queues = [...this.#queues.values()];
