@@ -9,7 +9,7 @@ import { SCHEDULER_NAMES } from "../schedulers/index.js";
 import { parseConfig, requestLimitsOf, type BatchingPolicy, type OmniDiffusionConfig, type OmniDiffusionConfigInput } from "../core/config.js";
 import { checkRequestLimits, rowsOfRequest, tightenLimits, type RequestLimits } from "../core/limits.js";
 import type { ModelLimits } from "../core/model-limits.js";
-import { fetchModelLimits } from "./model-limits-fetch.js";
+import { fetchModelLimits, ModelLimitsBook } from "./model-limits-fetch.js";
 import { OmniDiffusionRequest, type OmniDiffusionRequestInit } from "../core/request.js";
 import { OmniRequestOutput } from "../core/request-output.js";
 import type { StepProgress } from "../core/progress.js";
@@ -53,12 +53,15 @@ export class DiffusionEngine {
   readonly #policy: BatchingPolicy;
   readonly #requestLimits: RequestLimits;
   readonly #modelLimits: ModelLimits | null;
+  /** The other models' limits, once their workers have loaded them. */
+  readonly #otherModels: ModelLimitsBook;
 
   private constructor(config: OmniDiffusionConfig, executor: DiffusionExecutor, modelLimits: ModelLimits | null) {
     this.config = config;
     this.executor = executor;
     this.#requestLimits = requestLimitsOf(config);
     this.#modelLimits = modelLimits;
+    this.#otherModels = new ModelLimitsBook(executor, config.rpcTimeoutMs);
     const stepLevel = (executor.constructor as { supportsContinuousBatching?: boolean }).supportsContinuousBatching === true;
     // An executor that cannot merge overlapping calls would run them side by side unbatched: batch here instead.
     this.#policy = config.batching === "continuous" && !stepLevel ? "request" : config.batching;
@@ -99,6 +102,11 @@ export class DiffusionEngine {
   /** What the loaded model can serve, as rank 0 described it; null when the executor cannot say (then only the config limits apply). */
   get modelLimits(): ModelLimits | null {
     return this.#modelLimits;
+  }
+
+  /** What `model` can serve: the default model's limits, another's once a worker has described it; else null. */
+  modelLimitsFor(model: string | null): ModelLimits | null {
+    return this.#isDefaultModel(model) ? this.#modelLimits : this.#otherModels.get(model!);
   }
 
   get stats(): EngineStats {
@@ -204,6 +212,7 @@ export class DiffusionEngine {
   /** Passes an RPC through to the executor's ranks. */
   collectiveRpc(method: string, opts?: CollectiveRpcOptions): Promise<unknown> {
     if (this.#closing) return Promise.reject(new ClosedError("engine is closed"));
+    this.#otherModels.seeRpc(method);
     return this.executor.collectiveRpc(method, opts);
   }
 
@@ -242,9 +251,8 @@ export class DiffusionEngine {
       try {
         // The one limits check of every entry point (core/limits.ts), in the caller's spelling.
         const limits = opts.limits ? tightenLimits(this.#requestLimits, opts.limits) : this.#requestLimits;
-        // The described model is the default one; another model's own rules are checked by the worker that loads it.
-        const modelLimits = request.model === null || request.model === this.config.defaultModel ? this.#modelLimits : null;
-        checkRequestLimits(request, limits, modelLimits, { fieldName: opts.fieldName, knownSchedulers: SCHEDULER_NAMES });
+        // Another model's rules once a worker has described it; before that, the worker that loads it checks them.
+        checkRequestLimits(request, limits, this.modelLimitsFor(request.model), { fieldName: opts.fieldName, knownSchedulers: SCHEDULER_NAMES });
       } catch (err) {
         return fail(toOmniError(err));
       }
@@ -361,6 +369,7 @@ export class DiffusionEngine {
         if (!out) finish(q, this.#errorOutput(q, new OmniError(`executor ${this.executor.constructor.name} returned no output`, "OMNI_ERR_INTERNAL")));
         else finish(q, requestOutputOf(q, out, started));
       }
+      if (batch.some((q) => !this.#isDefaultModel(q.request.model) && !this.#otherModels.has(q.request.model!))) this.#otherModels.refresh();
     } catch (err) {
       const e = toOmniError(err);
       // Aborted through the batch's signal: each request names itself.
@@ -375,6 +384,10 @@ export class DiffusionEngine {
       failed,
       durationMs: performance.now() - started,
     });
+  }
+
+  #isDefaultModel(model: string | null): boolean {
+    return model === null || model === this.config.defaultModel;
   }
 
   #errorOutput(q: QueuedRequest, error: OmniError): OmniRequestOutput {

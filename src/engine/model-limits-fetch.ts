@@ -53,3 +53,75 @@ function firstLine(message: string): string {
   const line = message.split("\n", 1)[0]!;
   return line.length > 200 ? `${line.slice(0, 197)}...` : line;
 }
+
+/**
+ * What the other models of a multi-model executor can serve (issue 24), learnt from the workers once they have
+ * loaded them (the `describeModels` RPC: each rank's loaded models by name), so the engine's one limits check covers
+ * them too. A model not learnt yet is checked by the worker that loads it, with the same rules and words. An
+ * executor without the method (older peers, custom executors) leaves the book empty, silently.
+ */
+export class ModelLimitsBook {
+  readonly #executor: DiffusionExecutor;
+  readonly #timeoutMs: number;
+  readonly #known = new Map<string, ModelLimits>();
+  #asking: Promise<void> | null = null;
+  #askAgain = false;
+
+  constructor(executor: DiffusionExecutor, rpcTimeoutMs: number) {
+    this.#executor = executor;
+    this.#timeoutMs = Math.min(rpcTimeoutMs, DESCRIBE_TIMEOUT_MS);
+  }
+
+  /** The limits of `model`, once a worker has described it; null before. */
+  get(model: string): ModelLimits | null {
+    return this.#known.get(model) ?? null;
+  }
+
+  has(model: string): boolean {
+    return this.#known.has(model);
+  }
+
+  /** Asks the workers in the background, one question at a time (a call meanwhile asks once more after it). */
+  refresh(): void {
+    if (this.#asking) {
+      this.#askAgain = true;
+      return;
+    }
+    this.#asking = (async () => {
+      try {
+        for (const [name, limits] of describedModels(await this.#executor.collectiveRpc("describeModels", { timeout: this.#timeoutMs }))) this.#known.set(name, limits);
+      } catch {
+        // Not implemented, closing, or a worker busy past the deadline: the workers keep checking these requests.
+      } finally {
+        this.#asking = null;
+        if (this.#askAgain) {
+          this.#askAgain = false;
+          this.refresh();
+        }
+      }
+    })();
+  }
+
+  /** Told of every RPC the engine passes on: after `setModels` a name may stand for another folder, so all are forgotten. */
+  seeRpc(method: string): void {
+    if (method === "setModels") this.#known.clear();
+  }
+
+  /** Resolves once no question is in flight. */
+  async settled(): Promise<void> {
+    while (this.#asking) await this.#asking;
+  }
+}
+
+/** The valid `{ name: ModelLimits }` entries of a collective reply (ranks' replies, nested by remote peers). */
+function describedModels(reply: unknown, out = new Map<string, ModelLimits>()): Map<string, ModelLimits> {
+  if (Array.isArray(reply)) {
+    for (const r of reply) describedModels(r, out);
+  } else if (reply && typeof reply === "object") {
+    for (const [name, value] of Object.entries(reply)) {
+      const r = modelLimitsSchema.safeParse(value);
+      if (r.success) out.set(name, r.data);
+    }
+  }
+  return out;
+}

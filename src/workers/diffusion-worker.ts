@@ -140,6 +140,7 @@ export class DiffusionWorker {
       ["ping", () => this.ping()],
       ["getStats", () => this.getStats()],
       ["describeModel", () => this.describeModel()],
+      ["describeModels", () => this.#cache.describeLoaded()],
       ["sleep", (args, kw) => this.sleep(args[0] ?? kw.level)],
       ["wakeUp", (args, kw) => this.wakeUp(args[0] ?? kw.tags)],
       ["abort", (args, kw) => this.abort(args[0] ?? kw.requestId)],

@@ -1,5 +1,6 @@
 import type { PipelineLoadOptions } from "../core/pipeline-load-options.js";
 import { estimateWorkerBytes, RUNTIME_BYTES } from "../core/memory-estimate.js";
+import type { ModelLimits } from "../core/model-limits.js";
 import { weightsKey, type LoraRef, type LoraSpec } from "../core/weights.js";
 import { onnxFilesUnder, onnxWeightBytes, PEAK_PER_WEIGHT_BYTE } from "../core/worker-count.js";
 import { AbortedError, NotFoundError, OmniError, ResourceExhaustedError } from "../errors/omni-error.js";
@@ -180,6 +181,13 @@ export class ModelCache<T> {
       entry.drained = null;
       wake();
     }
+  }
+
+  /** What each loaded model can serve (its pipeline's `describe`, from its entry without LoRAs), by name. */
+  describeLoaded(): Record<string, ModelLimits> {
+    const out: Record<string, ModelLimits> = {};
+    for (const e of this.#entries.values()) if (e.loaded && !e.loras.length && e.pipeline?.describe) out[e.model] = e.pipeline.describe();
+    return out;
   }
 
   /** Every entry now in the cache (loaded or loading). */
