@@ -52,16 +52,14 @@ export class DiffusionEngine {
   #flight = { images: 0, rows: 0 };
   readonly #policy: BatchingPolicy;
   readonly #requestLimits: RequestLimits;
-  readonly #modelLimits: ModelLimits | null;
-  /** The other models' limits, once their workers have loaded them. */
-  readonly #otherModels: ModelLimitsBook;
+  /** What each model can serve: the default one's from start-up, the others' once their workers have loaded them. */
+  readonly #limitsBook: ModelLimitsBook;
 
   private constructor(config: OmniDiffusionConfig, executor: DiffusionExecutor, modelLimits: ModelLimits | null) {
     this.config = config;
     this.executor = executor;
     this.#requestLimits = requestLimitsOf(config);
-    this.#modelLimits = modelLimits;
-    this.#otherModels = new ModelLimitsBook(executor, config.rpcTimeoutMs);
+    this.#limitsBook = new ModelLimitsBook(executor, config.rpcTimeoutMs, config.defaultModel, modelLimits);
     const stepLevel = (executor.constructor as { supportsContinuousBatching?: boolean }).supportsContinuousBatching === true;
     // An executor that cannot merge overlapping calls would run them side by side unbatched: batch here instead.
     this.#policy = config.batching === "continuous" && !stepLevel ? "request" : config.batching;
@@ -101,12 +99,12 @@ export class DiffusionEngine {
 
   /** What the loaded model can serve, as rank 0 described it; null when the executor cannot say (then only the config limits apply). */
   get modelLimits(): ModelLimits | null {
-    return this.#modelLimits;
+    return this.#limitsBook.get(null);
   }
 
   /** What `model` can serve: the default model's limits, another's once a worker has described it; else null. */
   modelLimitsFor(model: string | null): ModelLimits | null {
-    return this.#isDefaultModel(model) ? this.#modelLimits : this.#otherModels.get(model!);
+    return this.#limitsBook.get(model);
   }
 
   get stats(): EngineStats {
@@ -212,7 +210,7 @@ export class DiffusionEngine {
   /** Passes an RPC through to the executor's ranks. */
   collectiveRpc(method: string, opts?: CollectiveRpcOptions): Promise<unknown> {
     if (this.#closing) return Promise.reject(new ClosedError("engine is closed"));
-    this.#otherModels.seeRpc(method);
+    this.#limitsBook.seeRpc(method);
     return this.executor.collectiveRpc(method, opts);
   }
 
@@ -369,7 +367,7 @@ export class DiffusionEngine {
         if (!out) finish(q, this.#errorOutput(q, new OmniError(`executor ${this.executor.constructor.name} returned no output`, "OMNI_ERR_INTERNAL")));
         else finish(q, requestOutputOf(q, out, started));
       }
-      if (batch.some((q) => !this.#isDefaultModel(q.request.model) && !this.#otherModels.has(q.request.model!))) this.#otherModels.refresh();
+      this.#limitsBook.seeBatch(batch.map((q) => q.request.model));
     } catch (err) {
       const e = toOmniError(err);
       // Aborted through the batch's signal: each request names itself.
@@ -384,10 +382,6 @@ export class DiffusionEngine {
       failed,
       durationMs: performance.now() - started,
     });
-  }
-
-  #isDefaultModel(model: string | null): boolean {
-    return model === null || model === this.config.defaultModel;
   }
 
   #errorOutput(q: QueuedRequest, error: OmniError): OmniRequestOutput {

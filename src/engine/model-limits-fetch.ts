@@ -55,30 +55,40 @@ function firstLine(message: string): string {
 }
 
 /**
- * What the other models of a multi-model executor can serve (issue 24), learnt from the workers once they have
- * loaded them (the `describeModels` RPC: each rank's loaded models by name), so the engine's one limits check covers
- * them too. A model not learnt yet is checked by the worker that loads it, with the same rules and words. An
- * executor without the method (older peers, custom executors) leaves the book empty, silently.
+ * What each model of the executor can serve, for the engine's one limits check: the default model's from start-up
+ * ({@link fetchModelLimits}), the others' (issue 24) learnt from the workers once they have loaded them (the
+ * `describeModels` RPC: each rank's loaded models by name). A model not learnt yet is checked by the worker that
+ * loads it, with the same rules and words. An executor without the method (older peers, custom executors) leaves
+ * the others unknown, silently.
  */
 export class ModelLimitsBook {
   readonly #executor: DiffusionExecutor;
   readonly #timeoutMs: number;
+  readonly #defaultModel: string;
+  readonly #defaultLimits: ModelLimits | null;
   readonly #known = new Map<string, ModelLimits>();
   #asking: Promise<void> | null = null;
   #askAgain = false;
 
-  constructor(executor: DiffusionExecutor, rpcTimeoutMs: number) {
+  constructor(executor: DiffusionExecutor, rpcTimeoutMs: number, defaultModel: string, defaultLimits: ModelLimits | null) {
     this.#executor = executor;
     this.#timeoutMs = Math.min(rpcTimeoutMs, DESCRIBE_TIMEOUT_MS);
+    this.#defaultModel = defaultModel;
+    this.#defaultLimits = defaultLimits;
   }
 
-  /** The limits of `model`, once a worker has described it; null before. */
-  get(model: string): ModelLimits | null {
-    return this.#known.get(model) ?? null;
+  /** The limits of `model` (null: the default one); null while unknown. */
+  get(model: string | null): ModelLimits | null {
+    return this.#isDefault(model) ? this.#defaultLimits : (this.#known.get(model!) ?? null);
   }
 
-  has(model: string): boolean {
-    return this.#known.has(model);
+  /** Told of each batch's models once it ran: a model not described yet has been loaded by now, so ask. */
+  seeBatch(models: readonly (string | null)[]): void {
+    if (models.some((m) => !this.#isDefault(m) && !this.#known.has(m!))) this.refresh();
+  }
+
+  #isDefault(model: string | null): boolean {
+    return model === null || model === this.#defaultModel;
   }
 
   /** Asks the workers in the background, one question at a time (a call meanwhile asks once more after it). */
