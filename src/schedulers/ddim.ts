@@ -2,7 +2,8 @@
  * DDIM (Song et al. 2020) with diffusers' `DDIMScheduler` semantics. Deterministic at the default eta = 0.
  */
 import { ValidationError } from "../errors/omni-error.js";
-import { BASE_DEFAULTS, assertSameLength, clipInPlace, vpToX0Eps, VP_PREDICTION_TYPES, type PredictionType } from "./math.js";
+import { clipInPlace, vpToX0Eps } from "./math.js";
+import { BASE_DEFAULTS, assertSameLength, VP_PREDICTION_TYPES, type PredictionType } from "./scheduler-config.js";
 import { notReady } from "./step-index.js";
 import type { NoiseSource, SchedulerConfig } from "./types.js";
 import { VpScheduler, type VpConfig } from "./vp-schedule.js";

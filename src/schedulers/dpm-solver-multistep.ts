@@ -4,25 +4,27 @@
  */
 import { ValidationError } from "../errors/omni-error.js";
 import {
-  BASE_DEFAULTS,
   alphasCumprod,
-  assertSameLength,
   interp,
   karrasRange,
   karrasSigmas,
   linspace,
   makeBetas,
   mixNoise,
-  resolveConfig,
   roundHalfEven,
   sigmaToT,
   sigmasFromAlphasCumprod,
-  validateNumSteps,
   vpToX0Eps,
+} from "./math.js";
+import {
+  BASE_DEFAULTS,
+  assertSameLength,
+  resolveConfig,
+  validateNumSteps,
   VP_PREDICTION_TYPES,
   type PredictionType,
   type ResolvedSchedulerConfig,
-} from "./math.js";
+} from "./scheduler-config.js";
 import { checkBeginIndex, noiseIndex, notReady, resolveStepIndex } from "./step-index.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
 

@@ -4,7 +4,8 @@
  * so that sigma_down^2 + sigma_up^2 = sigma_next^2.
  */
 import { ValidationError } from "../errors/omni-error.js";
-import { assertSameLength, veToX0 } from "./math.js";
+import { veToX0 } from "./math.js";
+import { assertSameLength } from "./scheduler-config.js";
 import { SigmaScheduler } from "./sigma-scheduler.js";
 import type { NoiseSource, SchedulerConfig } from "./types.js";
 

@@ -2,7 +2,8 @@
  * Euler (Karras et al. 2022, Algorithm 2 without churn) with diffusers' `EulerDiscreteScheduler` semantics:
  * the sample lives in variance-exploding space `x = x0 + sigma * eps`, timesteps may be fractional.
  */
-import { assertSameLength, veToX0 } from "./math.js";
+import { veToX0 } from "./math.js";
+import { assertSameLength } from "./scheduler-config.js";
 import { SigmaScheduler } from "./sigma-scheduler.js";
 import type { NoiseSource, SchedulerConfig } from "./types.js";
 

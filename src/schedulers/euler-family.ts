@@ -5,19 +5,16 @@
 import { ValidationError } from "../errors/omni-error.js";
 import {
   alphasCumprod,
-  BASE_DEFAULTS,
   interp,
   karrasRange,
   karrasSigmas,
   linspace,
   makeBetas,
-  resolveConfig,
-  type ResolvedSchedulerConfig,
   sigmasFromAlphasCumprod,
   sigmaToT,
   spacedTimesteps,
-  VP_PREDICTION_TYPES,
 } from "./math.js";
+import { BASE_DEFAULTS, resolveConfig, type ResolvedSchedulerConfig, VP_PREDICTION_TYPES } from "./scheduler-config.js";
 import type { SchedulerConfig } from "./types.js";
 
 /** Config for the Euler family: the shared keys plus sigma-schedule options. */

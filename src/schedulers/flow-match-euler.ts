@@ -4,19 +4,15 @@
  * is x + (sigma_next - sigma) * v. Timesteps are sigma * T (fractional).
  */
 import { ValidationError } from "../errors/omni-error.js";
+import { mixNoise, flowShift, karrasSigmas, linspace, timeShift } from "./math.js";
 import {
-  mixNoise,
   BASE_DEFAULTS,
   assertSameLength,
-  flowShift,
-  karrasSigmas,
-  linspace,
   resolveConfig,
-  timeShift,
   validateNumSteps,
   type PredictionType,
   type ResolvedSchedulerConfig,
-} from "./math.js";
+} from "./scheduler-config.js";
 import { checkBeginIndex, noiseIndex, resolveStepIndex } from "./step-index.js";
 import type { NoiseSource, Scheduler, SchedulerConfig, SetTimestepsOptions } from "./types.js";
 

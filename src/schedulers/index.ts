@@ -10,12 +10,12 @@ import { EulerDiscreteScheduler } from "./euler-discrete.js";
 import { FlowMatchEulerScheduler } from "./flow-match-euler.js";
 import { LcmScheduler } from "./lcm.js";
 import { PndmScheduler } from "./pndm.js";
-import type { PredictionType } from "./math.js";
+import type { PredictionType } from "./scheduler-config.js";
 import type { Scheduler, SchedulerConfig } from "./types.js";
 
 // Re-exports: the interface, the step-count check and each sampler class (documented at their definitions).
 export type { NoiseSource, Scheduler, SchedulerConfig, SetTimestepsOptions } from "./types.js";
-export { validateNumSteps } from "./math.js";
+export { validateNumSteps } from "./scheduler-config.js";
 export { DdimScheduler } from "./ddim.js";
 export { DpmSolverMultistepScheduler } from "./dpm-solver-multistep.js";
 export { EulerAncestralScheduler } from "./euler-ancestral.js";

@@ -4,7 +4,14 @@
  * next timestep with fresh noise (except after the last step).
  */
 import { ValidationError } from "../errors/omni-error.js";
-import { BASE_DEFAULTS, assertSameLength, clipInPlace, validateNumSteps, vpToX0Eps, VP_PREDICTION_TYPES, type PredictionType } from "./math.js";
+import { clipInPlace, vpToX0Eps } from "./math.js";
+import {
+  BASE_DEFAULTS,
+  assertSameLength,
+  validateNumSteps,
+  VP_PREDICTION_TYPES,
+  type PredictionType,
+} from "./scheduler-config.js";
 import { checkBeginIndex, resolveStepIndex } from "./step-index.js";
 import type { NoiseSource, SchedulerConfig } from "./types.js";
 import { VpScheduler, type VpConfig } from "./vp-schedule.js";

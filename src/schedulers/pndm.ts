@@ -4,7 +4,7 @@
  * second timestep repeats, its two outputs averaged into one second-order step, then up to fourth-order
  * Adams–Bashforth combinations of the last model outputs.
  */
-import { BASE_DEFAULTS, assertSameLength, type PredictionType } from "./math.js";
+import { BASE_DEFAULTS, assertSameLength, type PredictionType } from "./scheduler-config.js";
 import { notReady } from "./step-index.js";
 import type { SchedulerConfig } from "./types.js";
 import { VpScheduler, type VpConfig } from "./vp-schedule.js";

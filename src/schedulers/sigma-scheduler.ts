@@ -2,7 +2,8 @@
  * What Euler and Euler ancestral share: the variance-exploding sigma table, step-index tracking,
  * input scaling and noising. Each subclass only says how one step moves the sample.
  */
-import { mixNoise, validateNumSteps, VP_PREDICTION_TYPES, type PredictionType } from "./math.js";
+import { mixNoise } from "./math.js";
+import { validateNumSteps, VP_PREDICTION_TYPES, type PredictionType } from "./scheduler-config.js";
 import { checkBeginIndex, noiseIndex, resolveStepIndex } from "./step-index.js";
 import { EULER_FAMILY_DEFAULTS, EulerSigmaTable, eulerInitNoiseSigma, resolveEulerConfig, scaleBySigma, type EulerConfig } from "./euler-family.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";

@@ -3,18 +3,14 @@
  * config merge, betas → ᾱ, the "final" ᾱ before timestep 0, the spaced integer timesteps, unscaled model
  * input and VP noising. Each subclass only says how its schedule is laid out and how one step moves.
  */
+import { addNoiseVP, alphaCumprodAt, alphasCumprod, makeBetas, spacedTimesteps } from "./math.js";
 import {
-  addNoiseVP,
-  alphaCumprodAt,
-  alphasCumprod,
   checkTimestepsInRange,
-  makeBetas,
   resolveConfig,
-  spacedTimesteps,
   validateNumSteps,
   type PredictionType,
   type ResolvedSchedulerConfig,
-} from "./math.js";
+} from "./scheduler-config.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "./types.js";
 
 /** The keys every VP sampler reads: the shared ones plus `set_alpha_to_one`. */

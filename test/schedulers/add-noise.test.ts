@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createScheduler, SCHEDULER_NAMES } from "../../src/schedulers/index.js";
-import { alphasCumprod, BETA_SCHEDULES, makeBetas, mixNoise, type ResolvedSchedulerConfig } from "../../src/schedulers/math.js";
+import { alphasCumprod, makeBetas, mixNoise } from "../../src/schedulers/math.js";
+import { BETA_SCHEDULES, type ResolvedSchedulerConfig } from "../../src/schedulers/scheduler-config.js";
 import { indexForTimestep } from "../../src/schedulers/step-index.js";
 import type { SchedulerConfig } from "../../src/schedulers/types.js";
 import { strengthSchedule } from "../../src/pipelines/init-image.js";

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createScheduler } from "../../src/schedulers/index.js";
-import type { PredictionType } from "../../src/schedulers/math.js";
+import type { PredictionType } from "../../src/schedulers/scheduler-config.js";
 import type { SchedulerConfig } from "../../src/schedulers/types.js";
 import { SD_CONFIG, flowOracle, makeX0, maxAbsDiff, runLoop, seededRng, vpOracle } from "./helpers.js";
 

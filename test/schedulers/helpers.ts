@@ -1,6 +1,7 @@
 /** Shared test helpers for the scheduler tests: tolerances, a seeded noise source, oracle models. */
 import assert from "node:assert/strict";
-import { alphasCumprod, interp, makeBetas, resolveConfig, BASE_DEFAULTS, type PredictionType } from "../../src/schedulers/math.js";
+import { alphasCumprod, interp, makeBetas } from "../../src/schedulers/math.js";
+import { resolveConfig, BASE_DEFAULTS, type PredictionType } from "../../src/schedulers/scheduler-config.js";
 import type { NoiseSource, Scheduler, SchedulerConfig } from "../../src/schedulers/types.js";
 
 /** Stable Diffusion 1.x/2.x noise schedule. */

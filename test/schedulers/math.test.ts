@@ -2,24 +2,22 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ValidationError } from "../../src/errors/omni-error.js";
 import {
-  BASE_DEFAULTS,
   alphasCumprod,
   flowShift,
   interp,
   karrasSigmas,
   linspace,
   makeBetas,
-  resolveConfig,
   rescaleZeroTerminalSnr,
   roundHalfEven,
   sigmaToT,
   sigmasFromAlphasCumprod,
   spacedTimesteps,
   timeShift,
-  validateNumSteps,
   veToX0,
   vpToX0Eps,
 } from "../../src/schedulers/math.js";
+import { BASE_DEFAULTS, resolveConfig, validateNumSteps } from "../../src/schedulers/scheduler-config.js";
 import { indexForTimestep } from "../../src/schedulers/step-index.js";
 import type { SchedulerConfig } from "../../src/schedulers/types.js";
 import { SD_CONFIG, allClose, close } from "./helpers.js";

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createScheduler, SCHEDULER_NAMES } from "../../src/schedulers/index.js";
-import { BETA_SCHEDULES, TIMESTEP_SPACINGS, type PredictionType } from "../../src/schedulers/math.js";
+import { BETA_SCHEDULES, TIMESTEP_SPACINGS, type PredictionType } from "../../src/schedulers/scheduler-config.js";
 import { DdimScheduler } from "../../src/schedulers/ddim.js";
 import { DpmSolverMultistepScheduler } from "../../src/schedulers/dpm-solver-multistep.js";
 import { EulerDiscreteScheduler } from "../../src/schedulers/euler-discrete.js";
