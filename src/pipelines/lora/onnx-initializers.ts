@@ -1,9 +1,8 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join, normalize, isAbsolute } from "node:path";
-import protobuf from "protobufjs";
 import { ModelLoadError } from "../../errors/omni-error.js";
 import { fromHalfBits, toHalfBits } from "../float16.js";
-import { FIELD, decodeNode, fieldSpans } from "../onnx-graph/proto-wire.js";
+import { DATA_LOCATION_EXTERNAL, DTYPE, FIELD, decodeNode, decodeTensor, encodeTensor, fieldHeader, fieldSpans } from "../onnx-graph/proto-wire.js";
 
 /**
  * The weights a LoRA can patch in an exported graph, found through the graph: exports name MatMul weights
@@ -13,30 +12,11 @@ import { FIELD, decodeNode, fieldSpans } from "../onnx-graph/proto-wire.js";
  * (`…proj_in.weight`). And the rewrite that puts fused weights back as inline initializers.
  */
 
-/** The TensorProto fields read here (onnx.proto's numbers), external data included. */
-const root = protobuf.Root.fromJSON({
-  nested: {
-    Entry: { fields: { key: { type: "string", id: 1 }, value: { type: "string", id: 2 } } },
-    Tensor: {
-      fields: {
-        dims: { rule: "repeated", type: "int64", id: 1 },
-        dataType: { type: "int32", id: 2 },
-        floatData: { rule: "repeated", type: "float", id: 4 },
-        name: { type: "string", id: 8 },
-        rawData: { type: "bytes", id: 9 },
-        externalData: { rule: "repeated", type: "Entry", id: 13 },
-        dataLocation: { type: "int32", id: 14 },
-      },
-    },
-  },
-});
-const Tensor = root.lookupType("Tensor");
-
 /** ONNX data types a weight can be fused in. */
-export const ONNX_FLOAT = 1;
-export const ONNX_FLOAT16 = 10;
-export const ONNX_BFLOAT16 = 16;
-const FUSABLE = new Set([ONNX_FLOAT, ONNX_FLOAT16, ONNX_BFLOAT16]);
+export const ONNX_FLOAT = DTYPE.FLOAT;
+export const ONNX_FLOAT16 = DTYPE.FLOAT16;
+export const ONNX_BFLOAT16 = DTYPE.BFLOAT16;
+const FUSABLE = new Set<number>([ONNX_FLOAT, ONNX_FLOAT16, ONNX_BFLOAT16]);
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export interface Initializer {
@@ -102,18 +82,10 @@ export function moduleOfNode(name: string): string | null {
 }
 
 function decodeInitializer(bytes: Uint8Array): Initializer {
-  const t = Tensor.toObject(Tensor.decode(bytes), { arrays: true, longs: Number }) as {
-    name?: string;
-    dims: number[];
-    dataType?: number;
-    rawData?: Uint8Array;
-    floatData: number[];
-    externalData: { key: string; value: string }[];
-    dataLocation?: number;
-  };
-  const init: Initializer = { name: t.name ?? "", dims: t.dims, dataType: t.dataType ?? 0 };
-  if (t.dataLocation === 1) {
-    const kv = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
+  const t = decodeTensor(bytes);
+  const init: Initializer = { name: t.name ?? "", dims: t.dims ?? [], dataType: t.dataType ?? 0 };
+  if (t.dataLocation === DATA_LOCATION_EXTERNAL) {
+    const kv = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]));
     init.external = { location: kv.location ?? "", offset: Number(kv.offset ?? 0), length: Number(kv.length ?? -1) };
   } else if (t.rawData?.length) init.raw = t.rawData;
   else init.floatData = t.floatData;
@@ -177,7 +149,7 @@ export function encodeInitializer(init: Initializer, values: Float32Array): Uint
     }
     raw = new Uint8Array(half.buffer);
   }
-  return Tensor.encode(Tensor.fromObject({ dims: init.dims, dataType: init.dataType, name: init.name, rawData: raw })).finish();
+  return encodeTensor({ dims: init.dims, dataType: init.dataType, name: init.name, rawData: raw });
 }
 
 /**
@@ -230,11 +202,6 @@ export function replaceInitializers(graph: Uint8Array, fused: Map<string, Uint8A
     fused.delete(p.name);
   }
   return out;
-}
-
-/** A length-delimited field's tag and length. */
-function fieldHeader(field: number, length: number): Uint8Array {
-  return protobuf.Writer.create().uint32(((field << 3) | 2) >>> 0).uint32(length).finish();
 }
 
 /** Only the name field (8), without decoding the tensor's data. */

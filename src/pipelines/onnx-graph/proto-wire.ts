@@ -17,7 +17,12 @@ const root = protobuf.Root.fromJSON({
             int64Data: { rule: "repeated", type: "int64", id: 7 },
             name: { type: "string", id: 8 },
             rawData: { type: "bytes", id: 9 },
+            externalData: { rule: "repeated", type: "StringStringEntryProto", id: 13 },
+            dataLocation: { type: "int32", id: 14 },
           },
+        },
+        StringStringEntryProto: {
+          fields: { key: { type: "string", id: 1 }, value: { type: "string", id: 2 } },
         },
         AttributeProto: {
           fields: {
@@ -66,13 +71,18 @@ export const DATA_LOCATION_EXTERNAL = 1;
 /** ONNX's AttributeProto.AttributeType values used here. */
 export const ATTR = { FLOAT: 1, INT: 2, TENSOR: 4, INTS: 7 } as const;
 /** ONNX's TensorProto.DataType values used here. */
-export const DTYPE = { FLOAT: 1, INT64: 7 } as const;
+export const DTYPE = { FLOAT: 1, INT64: 7, FLOAT16: 10, BFLOAT16: 16 } as const;
 
 export interface TensorMsg {
   dims?: number[];
   dataType?: number;
+  floatData?: number[];
   int64Data?: number[];
   name?: string;
+  rawData?: Uint8Array;
+  /** Where external data lies (`location`, `offset`, `length`) when `dataLocation` is {@link DATA_LOCATION_EXTERNAL}. */
+  externalData?: { key: string; value: string }[];
+  dataLocation?: number;
 }
 export interface AttributeMsg {
   name: string;
@@ -127,7 +137,17 @@ export function decodeNode(bytes: Uint8Array, span: FieldSpan): NodeMsg {
 }
 
 export function decodeTensorHeader(bytes: Uint8Array, span: FieldSpan): TensorMsg {
-  return TensorType.toObject(TensorType.decode(bytes.subarray(span.payload, span.end)), { arrays: true, longs: Number }) as TensorMsg;
+  return decodeTensor(bytes.subarray(span.payload, span.end));
+}
+
+/** A TensorProto message's bytes as a {@link TensorMsg}. */
+export function decodeTensor(bytes: Uint8Array): TensorMsg {
+  return TensorType.toObject(TensorType.decode(bytes), { arrays: true, longs: Number }) as TensorMsg;
+}
+
+/** A {@link TensorMsg} as TensorProto message bytes. */
+export function encodeTensor(t: TensorMsg): Uint8Array {
+  return TensorType.encode(TensorType.fromObject(t)).finish();
 }
 
 export function decodeOpset(bytes: Uint8Array, span: FieldSpan): { domain: string; version: number } {
@@ -136,6 +156,11 @@ export function decodeOpset(bytes: Uint8Array, span: FieldSpan): { domain: strin
     version: number;
   };
   return o;
+}
+
+/** A length-delimited field's tag and length: the bytes in front of a payload of `length` bytes written apart. */
+export function fieldHeader(field: number, length: number): Uint8Array {
+  return protobuf.Writer.create().uint32(((field << 3) | 2) >>> 0).uint32(length).finish();
 }
 
 /** A length-delimited field `field` holding `payload`. */
