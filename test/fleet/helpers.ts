@@ -1,11 +1,10 @@
 /** Real Redis and real `omni-diffusion worker --queue` processes for the fleet tests. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { tempDir } from "../helpers/temp-dir.js";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -53,7 +52,7 @@ export class TestRedis {
   }
 
   static async start(extraArgs: string[] = []): Promise<TestRedis> {
-    const r = new TestRedis(await freePort(), mkdtempSync(join(tmpdir(), "omni-redis-")), extraArgs);
+    const r = new TestRedis(await freePort(), tempDir("omni-redis-"), extraArgs);
     await r.startAgain();
     return r;
   }

@@ -1,13 +1,12 @@
-import { cpSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { cpSync } from "node:fs";
 import { DEFAULT_MODEL_DIR } from "../../src/core/paths.js";
+import { tempDir } from "./temp-dir.js";
 
 export const MODEL_DIR = DEFAULT_MODEL_DIR;
 
 /** A throwaway copy of the shipped model, to break on purpose. */
 export function copyModel(): string {
-  const dir = mkdtempSync(join(tmpdir(), "omni-model-"));
+  const dir = tempDir("omni-model-");
   cpSync(MODEL_DIR, dir, { recursive: true });
   return dir;
 }

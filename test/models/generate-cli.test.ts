@@ -4,20 +4,20 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { decodePng } from "../../src/utils/png.js";
 import { LAYOUTS, assertPixelsClose, expected, fixtureDir, subsample } from "./fixtures.js";
+import { tempDir } from "../helpers/temp-dir.js";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const run = promisify(execFile);
 
 describe("generate CLI on the layout fixtures", { timeout: 300_000 }, () => {
-  const out = mkdtempSync(join(tmpdir(), "omni-generate-"));
+  const out = tempDir("omni-generate-");
   for (const layout of LAYOUTS) {
     it(`${layout}`, async () => {
       const c = expected.layouts[layout].cases[0]!;

@@ -5,20 +5,20 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { decodePng, encodeMaskPng } from "../../src/utils/png.js";
+import { tempDir } from "../helpers/temp-dir.js";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const run = promisify(execFile);
 const generate = (...args: string[]) => run(process.execPath, ["--import", "tsx", CLI, "generate", ...args, "--executor", "uniproc", "--threads", "1"], { timeout: 120_000 });
 
 describe("generate --image / --mask / --strength", { timeout: 400_000 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "omni-edit-cli-"));
+  const dir = tempDir("omni-edit-cli-");
   const init = join(dir, "init.png");
 
   it("img2img and inpainting from PNG files; the unmasked pixels come back exactly", async () => {

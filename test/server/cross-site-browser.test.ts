@@ -8,8 +8,6 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import puppeteer, { type Browser } from "puppeteer-core";
@@ -18,6 +16,7 @@ import { GatedExecutor } from "../fixtures/server/gated-executor.js";
 import { recordRequests, testPng } from "../fixtures/clients/edit-images.js";
 import { until } from "../helpers/server.js";
 import { browserSkipReason, findChromium } from "../ui/browser.js";
+import { tempDir } from "../helpers/temp-dir.js";
 
 const skip = browserSkipReason();
 
@@ -57,7 +56,7 @@ describe("a page on another origin attacks a keyless serve from a real browser (
     browser = await puppeteer.launch({
       executablePath: findChromium()!,
       headless: true,
-      userDataDir: mkdtempSync(join(tmpdir(), "omni-attack-profile-")),
+      userDataDir: tempDir("omni-attack-profile-"),
       args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--host-resolver-rules=MAP evil.example 127.0.0.1"],
     });
     pages = createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end(attackPage(target)));

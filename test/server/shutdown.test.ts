@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { waitGone } from "../helpers/processes.js";
 import { decodeB64Png } from "../helpers/server.js";
+import { tempDir } from "../helpers/temp-dir.js";
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
@@ -66,7 +65,7 @@ function logLines(child: ChildProcess) {
 }
 
 test("SIGTERM with requests in flight: every one of them completes, then the server and its workers exit", { timeout: 90_000 }, async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--max-batch", "2", "--allow-non-native-sizes", "--data-dir", mkdtempSync(join(tmpdir(), "omni-serve-"))], {
+  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--port", "0", "--workers", "1", "--threads", "1", "--max-batch", "2", "--allow-non-native-sizes", "--data-dir", tempDir("omni-serve-")], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   try {

@@ -1,8 +1,7 @@
 import { existsSync } from "node:fs";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import puppeteer, { type Browser, type ConsoleMessage, type Page } from "puppeteer-core";
+import { tempDir } from "../helpers/temp-dir.js";
 
 const CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome", "/usr/bin/google-chrome-stable"];
 
@@ -26,7 +25,7 @@ export function launchChromium(): Promise<Browser> {
   return puppeteer.launch({
     executablePath: findChromium()!,
     headless: true,
-    userDataDir: mkdtempSync(join(tmpdir(), "omni-ui-profile-")),
+    userDataDir: tempDir("omni-ui-profile-"),
     args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check"],
   });
 }

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -11,6 +10,7 @@ import { readSse } from "../../playground/lib/sse.js";
 import { spawnServe } from "../helpers/serve-cli.js";
 import { until } from "../helpers/server.js";
 import { STEP_GATE, stepGate } from "../helpers/step-gate.js";
+import { tempDir } from "../helpers/temp-dir.js";
 
 // The playground's server side, over real HTTP: the public page, the authorized JSON routes, `ui: false`.
 const KEY = "routes-test-key";
@@ -156,7 +156,7 @@ test("ui: false serves no page and no playground routes; the API is unchanged", 
 });
 
 test("`serve --no-ui` turns the playground off", { timeout: 90_000 }, async () => {
-  const { child, url } = await spawnServe(["--port", "0", "--workers", "1", "--threads", "1", "--no-ui", "--data-dir", mkdtempSync(join(tmpdir(), "omni-serve-"))]);
+  const { child, url } = await spawnServe(["--port", "0", "--workers", "1", "--threads", "1", "--no-ui", "--data-dir", tempDir("omni-serve-")]);
   try {
     assert.equal((await fetch(`${url}/`)).status, 404);
     assert.equal((await fetch(`${url}/v1/models`)).status, 200);
