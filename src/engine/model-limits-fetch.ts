@@ -116,11 +116,6 @@ export class ModelLimitsBook {
   seeRpc(method: string): void {
     if (method === "setModels") this.#known.clear();
   }
-
-  /** Resolves once no question is in flight. */
-  async settled(): Promise<void> {
-    while (this.#asking) await this.#asking;
-  }
 }
 
 /** The valid `{ name: ModelLimits }` entries of a collective reply (ranks' replies, nested by remote peers). */

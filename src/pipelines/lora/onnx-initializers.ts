@@ -100,11 +100,11 @@ export function initializerBytes(init: Initializer): number {
 /** The weight as float32 (external data read from `dir`, bounded by the file). */
 export function readInitializer(init: Initializer, dir: string): Float32Array {
   const count = init.dims.reduce((n, d) => n * d, 1);
-  const width = init.dataType === ONNX_FLOAT ? 4 : 2;
+  const bytes = initializerBytes(init);
   let raw = init.raw;
-  if (init.external) raw = readExternal(init, dir, count * width);
+  if (init.external) raw = readExternal(init, dir, bytes);
   if (!raw) return Float32Array.from(init.floatData ?? []);
-  if (raw.length !== count * width) throw new ModelLoadError(`initializer ${init.name} holds ${raw.length} bytes, its shape needs ${count * width}`);
+  if (raw.length !== bytes) throw new ModelLoadError(`initializer ${init.name} holds ${raw.length} bytes, its shape needs ${bytes}`);
   // Little-endian hosts (every platform onnxruntime-node ships for) copy float32 data in one go.
   if (init.dataType === ONNX_FLOAT && LITTLE_ENDIAN) return new Float32Array(Uint8Array.from(raw).buffer);
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
