@@ -9,6 +9,11 @@ function sse(event: string, text: string): string {
   return `event: ${event}\n${text.split("\n").map((l) => `data: ${l}`).join("\n")}\n\n`;
 }
 
+/** A `preview` event: the image being denoised as a PNG data URL. */
+function previewSse(png: Buffer): string {
+  return sse("preview", `data:image/png;base64,${png.toString("base64")}`);
+}
+
 /**
  * `urls.stream`: Server-Sent Events as Replicate sends them: `logs` (progress lines), `output` (one event per
  * image URL), `error` (the failure), then `done` (`{}`, or `{"reason":"canceled"}` ...). Our addition:
@@ -32,14 +37,14 @@ export function streamPrediction(reply: FastifyReply, rec: PredictionRecord, eve
   if (isFinal(rec.status)) {
     // A run that ended before this stream connected: its last preview, if no stream heard it, then the outputs.
     const preview = events.takeFinalPreview(rec.id);
-    if (preview?.type === "preview") write(sse("preview", `data:image/png;base64,${preview.png.toString("base64")}`));
+    if (preview?.type === "preview") write(previewSse(preview.png));
     for (const name of rec.output ?? []) write(sse("output", fileUrl(base, rec, name)));
     end({ type: "done", status: rec.status, error: rec.error });
     return;
   }
   const off = events.subscribe(rec.id, (e) => {
     if (e.type === "logs") write(sse("logs", e.text));
-    else if (e.type === "preview") write(sse("preview", `data:image/png;base64,${e.png.toString("base64")}`));
+    else if (e.type === "preview") write(previewSse(e.png));
     else if (e.type === "output") for (const name of e.names) write(sse("output", fileUrl(base, rec, name)));
     else {
       off();
