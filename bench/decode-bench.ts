@@ -16,7 +16,7 @@
  *
  *   npx tsx bench/decode-bench.ts [--root DIR] [--uploads 8] [--bomb-mib 2] [--spikes 2] [--idle-ms 5000]
  *     [--part all|bombs|uploads] [--node-options "..."] [--b-root DIR] [--b-node-options "..."]
- *     [--probe /health] [--probe-every-ms 0] [--serve-log FILE]
+ *     [--probe /health] [--probe-every-ms 0] [--serve-log FILE] [--dist] [--client-nice 19]
  *
  * --root runs the CLI of another checkout (say an older commit unpacked with `git archive`) for before/after
  * numbers; its node_modules must be installed (a symlink to this one's works). --node-options starts serve's
@@ -27,12 +27,18 @@
  * --probe-every-ms N starts a poll at most every N ms (default 0: back to back, which costs serve ~2,000
  * logged requests a second).
  * --serve-log FILE appends serve's stdout during each spike to FILE.A (FILE.B): its --trace-gc lines, say.
+ * --dist runs each side's built CLI (`bin/omni-diffusion.js`, dist/) as an installed package runs, instead of
+ * src/ under tsx (whose loader compiles the decode thread's module when a spike starts one).
+ * --client-nice N runs the bench's own thread, which sends the uploads, at nice N (default 19; 0 turns it off)
+ * while /health is polled: on a 2-core machine the sending client otherwise takes a core from serve, where in
+ * production clients are other machines. The poller (a process of its own) keeps the normal priority, as a
+ * kubelet's probe does.
  * Linux only (/proc).
  */
 import { fork, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { setPriority, tmpdir } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
@@ -53,6 +59,8 @@ const args = benchArgs(import.meta.url, {
   "serve-log": { type: "string" },
   probe: { type: "string", default: "/health" },
   "probe-every-ms": { type: "string", default: "0" },
+  dist: { type: "boolean", default: false },
+  "client-nice": { type: "string", default: "19" },
 });
 const ROOT = resolve(args.root);
 const UPLOADS = intFlag("uploads", args.uploads, 1);
@@ -61,6 +69,11 @@ const SPIKES = intFlag("spikes", args.spikes, 1);
 const IDLE_MS = intFlag("idle-ms", args["idle-ms"], 0);
 const PART = args.part;
 const PROBE_EVERY_MS = intFlag("probe-every-ms", args["probe-every-ms"], 0);
+const CLIENT_NICE = intFlag("client-nice", args["client-nice"], 0);
+if (CLIENT_NICE > 19) {
+  console.error(`--client-nice must be 0 to 19, got ${CLIENT_NICE} (see --help)`);
+  process.exit(2);
+}
 if (PART !== "all" && PART !== "bombs" && PART !== "uploads") {
   console.error(`--part must be all, bombs or uploads, got ${PART} (see --help)`);
   process.exit(2);
@@ -70,16 +83,26 @@ const TRACE_GC = /^\[\d+:(0x[0-9a-f]+)\][^\n]*?(?:Scavenge|Mark-Compact|Mark-swe
 const MiB = 1024 * 1024;
 const COMMON = ["--workers", "1", "--threads", "1"];
 
+/** A fresh data dir for one serve, removed when the bench exits. */
+const dataDirs: string[] = [];
+process.on("exit", () => dataDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function dataDir(): string {
+  const d = mkdtempSync(resolve(tmpdir(), "omni-bench-serve-"));
+  dataDirs.push(d);
+  return d;
+}
+
 /**
  * Spawns the CLI of `side.root` (node started with `side.nodeOptions`) and resolves once `ready(stdout so far)`
  * returns a value; `log` keeps the stdout lines since the caller last emptied it (--trace-gc lines among them).
  */
 async function startCli<T>(cmd: string[], ready: (out: string) => T | undefined, side: { root: string; nodeOptions: string[] } = { root: ROOT, nodeOptions: [] }): Promise<{ child: ChildProcess; value: T; log: string[]; out: string }> {
-  const child = spawn(process.execPath, [...side.nodeOptions, "--import", "tsx", resolve(side.root, "src/cli/main.ts"), ...cmd], {
+  const entry = args.dist ? [resolve(side.root, "bin/omni-diffusion.js")] : ["--import", "tsx", resolve(side.root, "src/cli/main.ts")];
+  const child = spawn(process.execPath, [...side.nodeOptions, ...entry, ...cmd], {
     cwd: side.root,
     stdio: ["ignore", "pipe", "inherit"],
     // Each serve its own predictions store (an env var: an older checkout on the B side has no --data-dir flag).
-    env: { ...process.env, OMNI_DIFFUSION_DATA_DIR: mkdtempSync(resolve(tmpdir(), "omni-bench-serve-")) },
+    env: { ...process.env, OMNI_DIFFUSION_DATA_DIR: dataDir() },
   });
   child.stdout!.setEncoding("utf8");
   let out = "";
@@ -227,6 +250,11 @@ if (PART !== "bombs") {
     }
     // Spikes alternate between the sides (A, B, A, B, ...) so both see the same machine noise.
     const rows = new Map<string, SpikeRow[]>(started.map((s) => [s.side.name, []]));
+    if (CLIENT_NICE > 0) {
+      // This thread only (Linux: a thread's nice value is its own); serve and the pollers started before it.
+      setPriority(CLIENT_NICE);
+      console.log(`  the uploads are sent at nice ${CLIENT_NICE} (--client-nice); the poller runs at nice 0`);
+    }
     for (let i = 1; i <= SPIKES; i++) {
       for (const s of started) {
         const row = await spike(s, big);
@@ -241,6 +269,10 @@ if (PART !== "bombs") {
     if (started.length > 1 || SPIKES > 1) {
       console.log("\n  summary (median over spikes of each spike's value):");
       for (const [name, rs] of rows) {
+        const all = rs.flatMap((r) => r.lat);
+        console.log(
+          `  ${name}: all ${all.length} ${args.probe} answers: p50 ${f1(pct(all, 50))} ms, p99 ${f1(pct(all, 99))} ms, p99.9 ${f1(pct(all, 99.9))} ms, max ${f1(Math.max(...all))} ms; over 50 ms: ${all.filter((ms) => ms > 50).length}`,
+        );
         const med = (f: (r: SpikeRow) => number) => f1(pct(rs.map(f), 50));
         console.log(
           `  ${name}: ${args.probe} max ${med((r) => Math.max(...r.lat))} ms, p99 ${med((r) => pct(r.lat, 99))} ms; event-loop delay max ${med((r) => r.lagMax)} ms; main-thread CPU ${med((r) => r.cpu)} ms; GC total ${med((r) => r.gc.total)} ms (major ${med((r) => r.gc.majors)}x ${med((r) => r.gc.major)} ms), longest pause ${med((r) => r.gc.longest)} ms; uploads ${med((r) => r.wall / 1000)} s`,
