@@ -54,6 +54,24 @@ def tokenizer_json():
     }
 
 
+def export_onnx(m, out):
+    """Writes the text encoder, UNet and (identity) VAE decoder of `m` as ONNX under `out`."""
+    ids = torch.zeros(2, MAX_TOKENS, dtype=torch.long)
+    torch.onnx.export(m.text, (ids,), os.path.join(out, "text_encoder/model.onnx"), input_names=["input_ids"],
+                      output_names=["last_hidden_state"], dynamic_axes={"input_ids": {0: "batch"}, "last_hidden_state": {0: "batch"}},
+                      opset_version=17)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    t = torch.tensor([999.0, 10.0])
+    ctx = torch.randn(2, MAX_TOKENS, TEXT_DIM)
+    torch.onnx.export(m.unet, (x, t, ctx), os.path.join(out, "unet/model.onnx"),
+                      input_names=["sample", "timestep", "encoder_hidden_states"], output_names=["out_sample"],
+                      dynamic_axes={"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch"},
+                                    "out_sample": {0: "batch", 2: "height", 3: "width"}},
+                      opset_version=17)
+    torch.onnx.export(VaeDecoder(), (x,), os.path.join(out, "vae_decoder/model.onnx"), input_names=["latent_sample"],
+                      output_names=["sample"], dynamic_axes={"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}}, opset_version=17)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", default="ckpt.pt")
@@ -69,20 +87,7 @@ def main():
     for d in ["text_encoder", "unet", "vae_decoder", "scheduler", "tokenizer"]:
         os.makedirs(os.path.join(out, d), exist_ok=True)
 
-    ids = torch.zeros(2, MAX_TOKENS, dtype=torch.long)
-    torch.onnx.export(m.text, (ids,), os.path.join(out, "text_encoder/model.onnx"), input_names=["input_ids"],
-                      output_names=["last_hidden_state"], dynamic_axes={"input_ids": {0: "batch"}, "last_hidden_state": {0: "batch"}},
-                      opset_version=17)
-    x = torch.randn(2, 3, SIZE, SIZE)
-    t = torch.tensor([999.0, 10.0])
-    ctx = torch.randn(2, MAX_TOKENS, TEXT_DIM)
-    torch.onnx.export(m.unet, (x, t, ctx), os.path.join(out, "unet/model.onnx"),
-                      input_names=["sample", "timestep", "encoder_hidden_states"], output_names=["out_sample"],
-                      dynamic_axes={"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch"},
-                                    "out_sample": {0: "batch", 2: "height", 3: "width"}},
-                      opset_version=17)
-    torch.onnx.export(VaeDecoder(), (x,), os.path.join(out, "vae_decoder/model.onnx"), input_names=["latent_sample"],
-                      output_names=["sample"], dynamic_axes={"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}}, opset_version=17)
+    export_onnx(m, out)
 
     write_json(os.path.join(out, "model_index.json"), {
         "_class_name": "OmniTinyShapesPipeline",
@@ -107,6 +112,12 @@ def main():
         "clip_sample": False,
         "set_alpha_to_one": False,
         "rescale_betas_zero_snr": False,
+        # SD 1.x's Karras range: over the cosine schedule's own (σ up to 2·10⁴) the Karras samplers drew wrong colours
+        "sigma_min": 0.0292,
+        "sigma_max": 14.6146,
+        "_omni_unfit_samplers": {
+            "pndm": "PLMS extrapolates this cosine v-prediction model's outputs too far below 20 steps and draws the wrong colours (7 of 16 images right at 8 steps, 12 of 16 at 12; docs/schedulers.md)",
+        },
     })
     write_json(os.path.join(out, "unet/config.json"), {
         "sample_size": SIZE, "in_channels": 3, "out_channels": 3, "cross_attention_dim": TEXT_DIM,
