@@ -17,14 +17,11 @@ import time
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from onnx import numpy_helper
 
 import data
-from model import MAX_TOKENS
-from schedule import NUM_TRAIN_TIMESTEPS, alphas_cumprod
-from train import Models
-from vocab import encode
+from schedule import alphas_cumprod
+from train import Models, save_checkpoint, v_loss
 
 
 def onnx_sources(folder):
@@ -141,21 +138,10 @@ def main():
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])
         imgs, caps = weighted_batch(rng, args.batch, shape_p)
-        drop = rng.random(args.batch) < 0.1
-        ids = torch.tensor([encode("" if d else c, MAX_TOKENS) for c, d in zip(caps, drop)])
-        x0 = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        t = torch.from_numpy(rng.integers(0, NUM_TRAIN_TIMESTEPS, args.batch))
-        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        eps = torch.randn(x0.shape, generator=gen)
-        a = ab[t].sqrt()[:, None, None, None]
-        s = (1 - ab[t]).sqrt()[:, None, None, None]
-        xt = a * x0 + s * eps
-        v = a * eps - s * x0
         warm = min(1.0, (step + 1) / 50)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
-        pred = net.unet(xt, t.float(), net.text(ids))
-        loss = F.mse_loss(pred, v)
+        loss = v_loss(net, imgs, caps, rng, torch.Generator().manual_seed(args.seed * 1_000_003 + step), ab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -168,9 +154,7 @@ def main():
         if step % 25 == 0:
             print(f"step {step} loss {run_loss:.4f} elapsed {time.time() - t0:.0f}s", flush=True)
         if step % args.ckpt_every == 0 or step == args.steps:
-            tmp = args.ckpt + ".tmp"
-            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "loss": run_loss}, tmp)
-            os.replace(tmp, args.ckpt)
+            save_checkpoint(args.ckpt, net, ema, opt, step, run_loss)
     print(f"done: step {step} loss {run_loss:.4f} in {time.time() - t0:.0f}s", flush=True)
 
 

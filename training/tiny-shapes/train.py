@@ -32,6 +32,32 @@ def lr_at(step, total, peak, warmup=300, floor=0.1):
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
+def v_loss(net, imgs, caps, rng, gen, ab):
+    """The training loss of one batch: v-prediction MSE at random timesteps, 10 % of captions dropped to empty.
+
+    Draws from `rng` (the dropout, then the timesteps) and `gen` (the noise) in a fixed order, so a run resumed
+    from a checkpoint sees the same batches as one that never stopped.
+    """
+    n = len(caps)
+    drop = rng.random(n) < 0.1
+    ids = torch.tensor([encode("" if d else c, MAX_TOKENS) for c, d in zip(caps, drop)])
+    x0 = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    t = torch.from_numpy(rng.integers(0, NUM_TRAIN_TIMESTEPS, n))
+    eps = torch.randn(x0.shape, generator=gen)
+    a = ab[t].sqrt()[:, None, None, None]
+    s = (1 - ab[t]).sqrt()[:, None, None, None]
+    xt = a * x0 + s * eps
+    v = a * eps - s * x0
+    return F.mse_loss(net.unet(xt, t.float(), net.text(ids)), v)
+
+
+def save_checkpoint(path, net, ema, opt, step, loss):
+    """Writes the checkpoint beside `path` and renames it into place, so a stop mid-write keeps the last one."""
+    tmp = path + ".tmp"
+    torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "loss": loss}, tmp)
+    os.replace(tmp, path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6000)
@@ -67,22 +93,9 @@ def main():
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])  # per-step stream: resuming replays the same data
         imgs, caps = data.batch(rng, args.batch)
-        drop = rng.random(args.batch) < 0.1
-        ids = torch.tensor([encode("" if d else c, MAX_TOKENS) for c, d in zip(caps, drop)])
-        x0 = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        t = torch.from_numpy(rng.integers(0, NUM_TRAIN_TIMESTEPS, args.batch))
-        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        eps = torch.randn(x0.shape, generator=gen)
-        a = ab[t].sqrt()[:, None, None, None]
-        s = (1 - ab[t]).sqrt()[:, None, None, None]
-        xt = a * x0 + s * eps
-        v = a * eps - s * x0
-
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
-        ctx = net.text(ids)
-        pred = net.unet(xt, t.float(), ctx)
-        loss = F.mse_loss(pred, v)
+        loss = v_loss(net, imgs, caps, rng, torch.Generator().manual_seed(args.seed * 1_000_003 + step), ab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -97,9 +110,7 @@ def main():
             el = time.time() - t0
             print(f"step {step} loss {run_loss:.4f} lr {lr_at(step, args.steps, args.lr):.2e} elapsed {el:.0f}s", flush=True)
         if step % args.ckpt_every == 0 or step == args.steps:
-            tmp = args.ckpt + ".tmp"
-            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "loss": run_loss}, tmp)
-            os.replace(tmp, args.ckpt)
+            save_checkpoint(args.ckpt, net, ema, opt, step, run_loss)
     print(f"done: step {step} loss {run_loss:.4f} in {time.time() - t0:.0f}s", flush=True)
 
 
