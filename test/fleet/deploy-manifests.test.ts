@@ -3,6 +3,7 @@
  * references between them, and every CLI flag they pass against the real commands, so they cannot rot.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -14,6 +15,8 @@ import { addWorkerCommand } from "../../src/cli/worker-command.js";
 import { DEFAULT_QUEUE_NAME } from "../../src/protocol/queue-protocol.js";
 
 const DEPLOY = fileURLToPath(new URL("../../deploy", import.meta.url));
+/** How the manifests start serve: its node with single-threaded GC (docs/server.md, "Small machines"). */
+const SERVE_COMMAND = ["node", "--single-threaded-gc", "bin/omni-diffusion.js", "serve"];
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed YAML, checked field by field below
 type Obj = Record<string, any>;
 
@@ -97,6 +100,12 @@ function expand(text: string, env: Map<string, string>, where: string): string {
 }
 
 describe("deploy/ manifests", () => {
+  it("the node flag the manifests start serve with is one this Node accepts", () => {
+    const flags = SERVE_COMMAND.slice(1, SERVE_COMMAND.indexOf("bin/omni-diffusion.js"));
+    const run = spawnSync(process.execPath, [...flags, "-e", "0"], { encoding: "utf8" });
+    assert.equal(run.status, 0, `node ${flags.join(" ")}: ${run.stderr}`);
+  });
+
   it("every YAML file parses", () => {
     const files = [join(DEPLOY, "docker-compose.yml"), ...readdirSync(join(DEPLOY, "k8s")).map((f) => join(DEPLOY, "k8s", f))];
     for (const f of files) assert.ok(docs(f).length >= 1, f);
@@ -111,7 +120,7 @@ describe("deploy/ manifests", () => {
     const { redis, server, worker } = compose.services as Record<string, Obj>;
     assert.ok(redis && server && worker, "services redis, server, worker");
     assert.equal(server!.image, worker!.image, "one image for server and workers");
-    assert.deepEqual(server!.entrypoint, ["node", "bin/omni-diffusion.js", "serve"]);
+    assert.deepEqual(server!.entrypoint, SERVE_COMMAND);
     const s = parseArgs(server!.command, "serve", "compose server");
     const w = parseArgs(worker!.command, "worker", "compose worker");
     const opts = JSON.parse(String(s.get("--executor-options"))) as { url: string; queue: string };
@@ -176,6 +185,7 @@ describe("deploy/ manifests", () => {
 
     const server = deployments.get("omni-server")!.spec.template.spec.containers[0] as Obj;
     const worker = deployments.get("omni-worker")!.spec.template.spec.containers[0] as Obj;
+    assert.deepEqual(server.command, SERVE_COMMAND);
     assert.equal(server.image, worker.image, "one image for server and workers");
     // Placeholders stand for the Secret's value, as the kubelet would substitute it.
     const secret = "<secret:omni-redis:password>";
