@@ -21,7 +21,7 @@ from onnx import numpy_helper
 
 import data
 from schedule import alphas_cumprod
-from train import Models, save_checkpoint, v_loss
+from train import Models, save_checkpoint, update, v_loss
 
 
 def onnx_sources(folder):
@@ -142,14 +142,8 @@ def main():
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
         loss = v_loss(net, imgs, caps, rng, torch.Generator().manual_seed(args.seed * 1_000_003 + step), ab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        update(net, ema, opt, loss, args.ema)
         step += 1
-        with torch.no_grad():
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.mul_(args.ema).add_(pn, alpha=1 - args.ema)
         run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
         if step % 25 == 0:
             print(f"step {step} loss {run_loss:.4f} elapsed {time.time() - t0:.0f}s", flush=True)

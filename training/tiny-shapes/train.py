@@ -51,6 +51,17 @@ def v_loss(net, imgs, caps, rng, gen, ab):
     return F.mse_loss(net.unet(xt, t.float(), net.text(ids)), v)
 
 
+def update(net, ema, opt, loss, decay):
+    """One optimizer step on `loss` (gradients clipped to norm 1), then the EMA weights move towards the new ones."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    with torch.no_grad():
+        for pe, pn in zip(ema.parameters(), net.parameters()):
+            pe.mul_(decay).add_(pn, alpha=1 - decay)
+
+
 def save_checkpoint(path, net, ema, opt, step, loss):
     """Writes the checkpoint beside `path` and renames it into place, so a stop mid-write keeps the last one."""
     tmp = path + ".tmp"
@@ -96,15 +107,8 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
         loss = v_loss(net, imgs, caps, rng, torch.Generator().manual_seed(args.seed * 1_000_003 + step), ab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        update(net, ema, opt, loss, min(args.ema, (1 + step + 1) / (10 + step + 1)))
         step += 1
-        d = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.mul_(d).add_(pn, alpha=1 - d)
         run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
         if step % 25 == 0:
             el = time.time() - t0
