@@ -70,8 +70,9 @@ def caption(shape, fg, bg):
     return f"a {fg} {shape} on a {bg} background"
 
 
-def sample(rng):
-    shape = SHAPES[rng.integers(len(SHAPES))]
+def sample(rng, shape_p=None):
+    """One image and its caption; the shape uniformly, or with the probabilities `shape_p` (in SHAPES order)."""
+    shape = SHAPES[rng.integers(len(SHAPES))] if shape_p is None else SHAPES[rng.choice(len(SHAPES), p=shape_p)]
     names = list(COLORS)
     fg = names[rng.integers(len(names))]
     bg = names[rng.integers(len(names) - 1)]
@@ -83,6 +84,6 @@ def sample(rng):
     return render(shape, fg, bg, cx, cy, r), caption(shape, fg, bg)
 
 
-def batch(rng, n):
-    imgs, caps = zip(*(sample(rng) for _ in range(n)))
+def batch(rng, n, shape_p=None):
+    imgs, caps = zip(*(sample(rng, shape_p) for _ in range(n)))
     return np.stack(imgs), list(caps)

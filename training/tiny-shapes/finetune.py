@@ -1,13 +1,12 @@
 """Fine-tune the shipped tiny-shapes from its own ONNX weights, drawing some shapes more often.
 
-The first training run (train.py, 2900 steps) left stars at 47 % by bench/prompt-fidelity.ts and every other
+The first training run (train.py, 2,900 steps) left stars at 47 % by bench/prompt-fidelity.ts and every other
 shape at 97-100 %. Training again from scratch takes 1-1.5 hours of both cores; this continues from the
-exported weights instead (no checkpoint is committed: the ONNX initializers carry the same names as the
-PyTorch state dict), with the same loss, data and schedule, but with each batch drawing the shapes with the
-weights of --shape-weights, at a low constant learning rate. The result is written as a checkpoint that
-export.py reads.
+exported weights instead (no checkpoint is committed, so they are read back from the ONNX files, see
+`onnx_sources`), with train.py's loss, data and schedule, but each batch draws the shapes with the weights of
+--shape-weights, at a constant learning rate after a short warm-up. It writes a checkpoint that export.py reads.
 
-/usr/bin/python3 finetune.py --from ../../models/tiny-shapes --steps 500 --ckpt ft.pt
+/usr/bin/python3 finetune.py --from ../../models/tiny-shapes --steps 1000 --ckpt ft.pt
 /usr/bin/python3 export.py --ckpt ft.pt --out ../../models/tiny-shapes
 """
 import argparse
@@ -78,24 +77,6 @@ def load_onnx_weights(models, folder):
         module.load_state_dict(state, strict=False)
 
 
-def weighted_batch(rng, n, shape_p):
-    """data.batch with the shape drawn from `shape_p` (colours, position and size as data.sample draws them)."""
-    imgs, caps = [], []
-    for _ in range(n):
-        shape = data.SHAPES[rng.choice(len(data.SHAPES), p=shape_p)]
-        names = list(data.COLORS)
-        fg = names[rng.integers(len(names))]
-        bg = names[rng.integers(len(names) - 1)]
-        if bg == fg:
-            bg = names[-1]
-        cx = data.SIZE / 2 + rng.uniform(-2.5, 2.5)
-        cy = data.SIZE / 2 + rng.uniform(-2.5, 2.5)
-        r = rng.uniform(9.0, 12.0)
-        imgs.append(data.render(shape, fg, bg, cx, cy, r))
-        caps.append(data.caption(shape, fg, bg))
-    return np.stack(imgs), caps
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--from", dest="src", default="../../models/tiny-shapes", help="the exported model to start from")
@@ -137,7 +118,7 @@ def main():
     run_loss = None
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])
-        imgs, caps = weighted_batch(rng, args.batch, shape_p)
+        imgs, caps = data.batch(rng, args.batch, shape_p)
         warm = min(1.0, (step + 1) / 50)
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
