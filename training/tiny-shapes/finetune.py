@@ -11,7 +11,6 @@ exported weights instead (no checkpoint is committed, so they are read back from
 """
 import argparse
 import os
-import time
 
 import numpy as np
 import onnx
@@ -19,8 +18,7 @@ import torch
 from onnx import numpy_helper
 
 import data
-from schedule import alphas_cumprod
-from train import Models, save_checkpoint, update, v_loss
+from train import Models, train_loop
 
 
 def onnx_sources(folder):
@@ -113,25 +111,7 @@ def main():
         opt.load_state_dict(ck["opt"])
     print(f"shapes drawn with p = {dict(zip(data.SHAPES, shape_p.round(3)))}", flush=True)
 
-    ab = alphas_cumprod()
-    t0 = time.time()
-    run_loss = None
-    while step < args.steps:
-        rng = np.random.default_rng([args.seed, step])
-        imgs, caps = data.batch(rng, args.batch, shape_p)
-        warm = min(1.0, (step + 1) / 50)
-        for g in opt.param_groups:
-            g["lr"] = args.lr * warm
-        loss = v_loss(net, imgs, caps, rng, torch.Generator().manual_seed(args.seed * 1_000_003 + step), ab)
-        update(net, ema, opt, loss, args.ema)
-        step += 1
-        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
-        if step % 25 == 0:
-            print(f"step {step} loss {run_loss:.4f} elapsed {time.time() - t0:.0f}s", flush=True)
-        if step % args.ckpt_every == 0 or step == args.steps:
-            save_checkpoint(args.ckpt, net, ema, opt, step, run_loss)
-    print(f"done: step {step} loss {run_loss:.4f} in {time.time() - t0:.0f}s", flush=True)
-
+    train_loop(net, ema, opt, step, args, lambda s: args.lr * min(1.0, (s + 1) / 50), lambda _: args.ema, shape_p)
 
 if __name__ == "__main__":
     main()

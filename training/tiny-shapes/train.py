@@ -69,6 +69,30 @@ def save_checkpoint(path, net, ema, opt, step, loss):
     os.replace(tmp, path)
 
 
+def train_loop(net, ema, opt, step, args, lr_of, decay_of, shape_p=None):
+    """Trains from `step` to `args.steps` (with `args.batch`, `.seed`, `.ckpt`, `.ckpt_every`): each step's batch from
+    a random stream seeded by (seed, step), so a resumed run sees the same data as an uninterrupted one; `lr_of(step)`
+    is a step's learning rate, `decay_of(steps done)` the EMA decay after it; `shape_p` as in `data.batch`.
+    """
+    ab = alphas_cumprod()
+    t0 = time.time()
+    run_loss = None
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, step])
+        imgs, caps = data.batch(rng, args.batch, shape_p)
+        for g in opt.param_groups:
+            g["lr"] = lr_of(step)
+        loss = v_loss(net, imgs, caps, rng, torch.Generator().manual_seed(args.seed * 1_000_003 + step), ab)
+        step += 1
+        update(net, ema, opt, loss, decay_of(step))
+        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
+        if step % 25 == 0:
+            print(f"step {step} loss {run_loss:.4f} lr {lr_of(step):.2e} elapsed {time.time() - t0:.0f}s", flush=True)
+        if step % args.ckpt_every == 0 or step == args.steps:
+            save_checkpoint(args.ckpt, net, ema, opt, step, run_loss)
+    print(f"done: step {step} loss {run_loss:.4f} in {time.time() - t0:.0f}s", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6000)
@@ -98,25 +122,7 @@ def main():
         print(f"resumed at step {step}", flush=True)
     print(f"params: unet {sum(p.numel() for p in net.unet.parameters())}, text {sum(p.numel() for p in net.text.parameters())}", flush=True)
 
-    ab = alphas_cumprod()
-    t0 = time.time()
-    run_loss = None
-    while step < args.steps:
-        rng = np.random.default_rng([args.seed, step])  # per-step stream: resuming replays the same data
-        imgs, caps = data.batch(rng, args.batch)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr)
-        loss = v_loss(net, imgs, caps, rng, torch.Generator().manual_seed(args.seed * 1_000_003 + step), ab)
-        update(net, ema, opt, loss, min(args.ema, (1 + step + 1) / (10 + step + 1)))
-        step += 1
-        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
-        if step % 25 == 0:
-            el = time.time() - t0
-            print(f"step {step} loss {run_loss:.4f} lr {lr_at(step, args.steps, args.lr):.2e} elapsed {el:.0f}s", flush=True)
-        if step % args.ckpt_every == 0 or step == args.steps:
-            save_checkpoint(args.ckpt, net, ema, opt, step, run_loss)
-    print(f"done: step {step} loss {run_loss:.4f} in {time.time() - t0:.0f}s", flush=True)
-
+    train_loop(net, ema, opt, step, args, lambda s: lr_at(s, args.steps, args.lr), lambda s: min(args.ema, (1 + s) / (10 + s)))
 
 if __name__ == "__main__":
     main()
